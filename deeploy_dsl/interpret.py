@@ -1,0 +1,416 @@
+"""Raw `.dply` tree -> a checked `Deployment`. Every error points at the setting that caused it.
+
+Checks that need only the spec are constraints: small functions whose docstring is the message.
+Several errors are collected and reported together.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import BUILTIN, Collector, Pos, SpecError
+from .parse import Block, Doc, Mapping, Setting, Value
+from .spec import (Calibration, Deployment, Dims, GenSpec, MapHint, MemLevel, ModelSpec, QuantSpec,
+                   Target)
+
+TOP_SETTINGS = ("deployment", "target", "strict")
+BLOCKS = ("model", "quantize", "map", "memory", "generate")
+DIM_KEYS = {  # .dply name -> HF config.json name
+    "dim": "hidden_size", "layers": "num_hidden_layers", "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads", "hidden": "intermediate_size", "vocab": "vocab_size",
+    "context": "max_position_embeddings", "norm_eps": "rms_norm_eps", "rope_theta": "rope_theta",
+    "tied": "tie_word_embeddings",
+}
+FLOAT_DIMS = ("norm_eps", "rope_theta")
+HOLDABLE = ("weights", "kv_cache", "activations")
+
+
+# ---- constraints on the model's dimensions: the docstring is the message -----------------------
+
+def heads_divide_dim(d: Dims) -> bool:
+    """heads {heads} does not divide dim {dim}"""
+    return d.dim % d.heads == 0
+
+
+def kv_heads_divide_heads(d: Dims) -> bool:
+    """kv_heads {kv_heads} does not divide heads {heads} (grouped-query attention shares each kv head)"""
+    return d.heads % d.kv_heads == 0
+
+
+def head_size_even(d: Dims) -> bool:
+    """head size dim/heads = {head_size} must be even for rotary embeddings"""
+    return d.dim % d.heads != 0 or d.head_size % 2 == 0
+
+
+def positive_dims(d: Dims) -> bool:
+    """every dimension must be positive (dim {dim}, layers {layers}, heads {heads}, kv_heads {kv_heads}, hidden {hidden}, vocab {vocab}, context {context})"""
+    return min(d.dim, d.layers, d.heads, d.kv_heads, d.hidden, d.vocab, d.context) > 0
+
+
+def vocab_holds_specials(d: Dims) -> bool:
+    """vocab {vocab} is too small: the llama2.c tokenizer needs BOS, EOS and 256 byte tokens"""
+    return d.vocab >= 259
+
+
+DIM_CONSTRAINTS = (positive_dims, heads_divide_dim, kv_heads_divide_heads, head_size_even, vocab_holds_specials)
+
+
+def check_dims(d: Dims) -> list[str]:
+    vals = {f.name: getattr(d, f.name) for f in fields(d)}
+    if d.heads:
+        vals["head_size"] = d.dim // d.heads
+    return [c.__doc__.format(**vals) for c in DIM_CONSTRAINTS if not c(d)]
+
+
+# ---- targets -------------------------------------------------------------------------------------
+
+def known_targets() -> list[str]:
+    files = resources.files("deeploy_dsl.targets").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+def load_target(name: str, pos: Pos) -> Target:
+    data = yaml.safe_load(resources.files("deeploy_dsl.targets").joinpath(f"{name}.yaml").read_text())
+    npu = data.get("npu") or {}
+    levels = tuple((k, int(v["size_bytes"]), int(v["alignment"])) for k, v in data["memory"].items())
+    return Target(data["name"], data["description"], int(data["clock_hz"]), int(data["cluster"]["cores"]),
+                  data["cluster"]["isa"], tuple(npu.get("ops", ())), levels, pos)
+
+
+# ---- the interpreter -----------------------------------------------------------------------------
+
+class _Reader:
+    """Typed access to a block's settings, recording errors instead of raising."""
+
+    def __init__(self, entries, where: str, known: tuple[str, ...], errs: Collector, block_pos: Pos):
+        self.errs, self.where, self.block_pos = errs, where, block_pos
+        self.settings: dict[str, Setting] = {}
+        for e in entries:
+            if isinstance(e, Mapping):
+                errs.add(e.pos, f"a mapping line belongs in a 'map' block, not in {where}")
+            elif e.key not in known:
+                errs.add(e.pos, f"unknown setting '{e.key}' in {where}", f"expected one of: {', '.join(known)}")
+            elif e.key in self.settings:
+                errs.add(e.pos, f"'{e.key}' is set twice in {where} (first at line {self.settings[e.key].pos.line})")
+            else:
+                self.settings[e.key] = e
+
+    def pos(self, key: str) -> Pos:
+        return self.settings[key].pos if key in self.settings else self.block_pos
+
+    def values(self, key: str) -> tuple[Value, ...] | None:
+        s = self.settings.get(key)
+        return s.values if s else None
+
+    def one(self, key: str, kinds: tuple[str, ...], what: str, default=None):
+        vals = self.values(key)
+        if vals is None:
+            return default
+        if len(vals) != 1 or vals[0].kind not in kinds:
+            at = vals[1].pos if len(vals) > 1 else (vals[0].pos if vals else self.settings[key].pos)
+            self.errs.add(at, f"'{key}' expects {what}")
+            return default
+        return vals[0].value
+
+    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
+        v = self.one(key, ("name",), f"one of: {', '.join(options)}", default)
+        if v not in options:
+            self.errs.add(self.settings[key].values[0].pos, f"unsupported {key} '{v}'", f"supported: {', '.join(options)}")
+            return default
+        return v
+
+
+def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
+    errs = Collector()
+    file_pos = Pos(str(doc.path), 1, 1, doc.text)
+    top = [i for i in doc.items if isinstance(i, Setting)]
+    blocks: dict[str, Block] = {}
+    for b in (i for i in doc.items if isinstance(i, Block)):
+        if b.kind not in BLOCKS:
+            errs.add(b.pos, f"unknown block '{b.kind}'", f"expected one of: {', '.join(BLOCKS)}")
+        elif b.kind in blocks:
+            errs.add(b.pos, f"block '{b.kind}' appears twice (first at line {blocks[b.kind].pos.line})")
+        else:
+            blocks[b.kind] = b
+    r = _Reader(top, "the file", TOP_SETTINGS, errs, file_pos)
+    name = r.one("deployment", ("name",), "a name, e.g. 'deployment stories260k'")
+    if name is None and "deployment" not in r.settings:
+        errs.add(file_pos, "missing 'deployment NAME' line")
+    target = _target(r, errs, file_pos)
+    strict_v = r.one("strict", ("name",), "yes or no", "no") if strict is None else ("yes" if strict else "no")
+    base = doc.path.parent
+    model = _model(blocks.get("model"), base, errs, file_pos)
+    quant = _quantize(blocks.get("quantize"), base, errs, file_pos)
+    hints = _hints(blocks.get("map"), target, errs, strict_v == "yes")
+    memory = _memory(blocks.get("memory"), target, errs, file_pos)
+    gen = _generate(blocks.get("generate"), errs, file_pos, model)
+    errs.raise_if_errors()
+    return Deployment(name or "deployment", doc.path, target, model, quant, hints, memory, gen,
+                      strict_v == "yes", file_pos, tuple(errs.warnings))
+
+
+def _target(r: _Reader, errs: Collector, file_pos: Pos) -> Target | None:
+    name = r.one("target", ("name",), "a target name")
+    if name is None:
+        if "target" not in r.settings:
+            errs.add(file_pos, "missing 'target NAME' line", f"known targets: {', '.join(known_targets())}")
+        return None
+    if name not in known_targets():
+        errs.add(r.settings["target"].values[0].pos, f"unknown target '{name}' (known: {', '.join(known_targets())})")
+        return None
+    return load_target(name, r.pos("target"))
+
+
+def _path(r: _Reader, key: str, base: Path, required: bool) -> Path | None:
+    v = r.one(key, ("string",), 'a "path" in double quotes')
+    if v is None:
+        if required and key not in r.settings:
+            r.errs.add(r.block_pos, f"model block needs '{key} \"PATH\"'")
+        return None
+    return (base / v).resolve() if not Path(v).is_absolute() else Path(v)
+
+
+def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> ModelSpec | None:
+    if b is None:
+        errs.add(file_pos, "missing 'model llama { ... }' block")
+        return None
+    if b.label != "llama":
+        errs.add(b.pos, f"unsupported architecture '{b.label or ''}'", "supported: llama (write 'model llama {')")
+    r = _Reader(b.entries, "model", ("weights", "tokenizer") + tuple(DIM_KEYS), errs, b.pos)
+    weights = _path(r, "weights", base, True)
+    tokenizer = _path(r, "tokenizer", base, False)
+    given: dict[str, object] = {}
+    for key in DIM_KEYS:
+        if key == "tied":
+            v = r.one(key, ("name",), "yes or no")
+            if v is not None:
+                if v not in ("yes", "no", "true", "false"):
+                    errs.add(r.pos(key), "'tied' expects yes or no")
+                given[key] = v in ("yes", "true")
+        elif key in FLOAT_DIMS:
+            v = r.one(key, ("number",), "a number")
+            if v is not None:
+                given[key] = float(v)
+        else:
+            v = r.one(key, ("number",), "a whole number")
+            if v is not None:
+                if not isinstance(v, int):
+                    errs.add(r.pos(key), f"'{key}' expects a whole number, got {v}")
+                else:
+                    given[key] = v
+    dims = _dims(given, weights, r, errs)
+    if dims is None:
+        return None
+    for msg in check_dims(dims):
+        errs.add(_blame(msg, r), msg)
+    return ModelSpec("llama", weights, tokenizer, dims, b.pos, r.pos("weights"), r.pos("tokenizer"),
+                     {k: r.pos(k) for k in DIM_KEYS})
+
+
+def _blame(msg: str, r: _Reader) -> Pos:
+    # the first dims key the message names and the file sets is the line to point at
+    for key in ("kv_heads", "heads", "dim", "vocab", "layers", "hidden", "context"):
+        if key in msg and key in r.settings:
+            return r.pos(key)
+    return r.block_pos
+
+
+def _dims(given: dict, weights: Path | None, r: _Reader, errs: Collector) -> Dims | None:
+    """Dims from the `.dply`, completed from config.json beside the weights; both must agree."""
+    config = {}
+    cfg_path = weights.parent / "config.json" if weights else None
+    if cfg_path and cfg_path.exists():
+        try:
+            config = json.loads(cfg_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            errs.add(r.pos("weights"), f"cannot read {cfg_path.name} beside the weights: {e}")
+    merged = {}
+    for key, hf in DIM_KEYS.items():
+        cv = config.get(hf)
+        if key == "tied" and cv is None and config:
+            cv = True  # HF's LlamaConfig default
+        if key in given:
+            if cv is not None and key != "context" and _differs(given[key], cv):
+                errs.add(r.pos(key), f"{key} {_fmt(given[key])} disagrees with {hf} = {_fmt(cv)} in {cfg_path.name}")
+            if key == "context" and cv is not None and given[key] > cv:
+                errs.add(r.pos(key), f"context {given[key]} exceeds the model's max_position_embeddings {cv}")
+            merged[key] = given[key]
+        elif cv is not None:
+            merged[key] = cv
+    if key_missing := [k for k in DIM_KEYS if k not in merged]:
+        where = f"and {cfg_path} has none" if cfg_path and not config else "and config.json does not say"
+        errs.add(r.block_pos, f"model dims missing: {', '.join(key_missing)} ({where})",
+                 "write them in the model block, e.g. 'dim 64', or put a HF config.json beside the weights")
+        return None
+    return Dims(*(float(merged[k]) if k in FLOAT_DIMS else (bool(merged[k]) if k == "tied" else int(merged[k]))
+                  for k in DIM_KEYS))
+
+
+def _differs(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) != bool(b)
+    return abs(float(a) - float(b)) > 1e-9 * max(1.0, abs(float(b)))
+
+
+def _fmt(v) -> str:
+    return ("yes" if v else "no") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
+    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual"),
+                errs, b.pos if b else file_pos)
+    weights, gran = "int8", "per_channel"
+    if (vals := r.values("weights")) is not None:
+        names = [v.value for v in vals]
+        if not names or names[0] != "int8":
+            errs.add(vals[0].pos if vals else r.pos("weights"), f"unsupported weight type '{names[0] if names else ''}'",
+                     "supported: int8")
+        if len(names) > 1 and names[1] != "per_channel":
+            errs.add(vals[1].pos, f"unsupported weight granularity '{names[1]}'", "supported: per_channel")
+    calib = Calibration("samples", 4096, "max", 100.0, 0, r.pos("activations"))
+    if (vals := r.values("activations")) is not None:
+        if not vals or vals[0].value != "int8":
+            errs.add(vals[0].pos if vals else r.pos("activations"), "unsupported activation type", "supported: int8")
+        if len(vals) > 1:
+            calib = _calibration(vals[1], base, errs) or calib
+    kv = r.choice("kv_cache", ("int8",), "int8")
+    residual = r.choice("residual", ("int16",), "int16")
+    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos)
+
+
+def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:
+    if v.kind != "call" or v.value != "calibrate":
+        errs.add(v.pos, "expected calibrate(SOURCE, tokens = N)", "SOURCE is 'samples' or a \"text file\"")
+        return None
+    source, tokens, stat, pct, seed = "samples", 4096, "max", 100.0, 0
+    for key, a in v.args:
+        if key is None and a.kind == "string":
+            source = str((base / a.value).resolve())
+        elif key is None and a.kind == "name" and a.value == "samples":
+            source = "samples"
+        elif key == "tokens" and a.kind == "number" and isinstance(a.value, int) and a.value > 0:
+            tokens = a.value
+        elif key == "seed" and a.kind == "number" and isinstance(a.value, int):
+            seed = a.value
+        elif key == "stat" and a.kind == "name" and a.value == "max":
+            stat = "max"
+        elif key == "stat" and a.kind == "call" and a.value == "percentile" and len(a.args) == 1 \
+                and a.args[0][1].kind == "number" and 0 < a.args[0][1].value <= 100:
+            stat, pct = "percentile", float(a.args[0][1].value)
+        else:
+            errs.add(a.pos, f"unexpected calibrate argument '{a.text}'",
+                     "calibrate(samples | \"file.txt\", tokens = N, seed = N, stat = max | percentile(P))")
+            return None
+    if source != "samples" and not Path(source).exists():
+        errs.add(v.args[0][1].pos, f"calibration text {source} does not exist")
+    return Calibration(source, tokens, stat, pct, seed, v.pos)
+
+
+def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool) -> tuple[MapHint, ...]:
+    out = []
+    for e in b.entries if b else ():
+        if isinstance(e, Setting):
+            errs.add(e.pos, f"expected 'PATTERN -> ENGINE' in map, got setting '{e.key}'",
+                     "e.g. 'layers[*].attn.qkv -> npu' or 'default -> cluster(cores = 8)'")
+            continue
+        cores = None
+        if e.engine not in ("cluster", "npu", "auto"):
+            errs.add(e.engine_pos, f"unknown engine '{e.engine}'", "expected cluster, cluster(cores = N), npu or auto")
+            continue
+        for key, a in e.args:
+            if e.engine == "cluster" and key == "cores" and a.kind == "number" and isinstance(a.value, int):
+                cores = a.value
+                if cores < 1:
+                    errs.add(a.pos, f"cores = {cores} must be at least 1")
+                elif target and cores > target.cores:
+                    # a deployment written for a cluster still builds for a smaller target
+                    errs.add(a.pos, f"cores = {cores}: target {target.name} has {target.cores} core(s); using {target.cores}",
+                             severity="warning" if not strict else "error")
+                    cores = target.cores
+            else:
+                errs.add(a.pos, f"unexpected argument '{a.text}' for {e.engine}",
+                         "only cluster takes an argument: cluster(cores = N)")
+        if e.engine == "npu" and target and not target.has_npu:
+            errs.add(e.engine_pos, f"target {target.name} has no NPU")
+        out.append(MapHint(e.pattern, e.engine, cores, e.pos))
+    return tuple(out)
+
+
+def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: Pos) -> tuple[MemLevel, ...]:
+    if target is None:
+        return ()
+    tlevels = {n: (size, align) for n, size, align in target.levels}
+    declared: dict[str, Setting] = {}
+    for e in b.entries if b else ():
+        if isinstance(e, Mapping):
+            errs.add(e.pos, "a mapping line belongs in a 'map' block")
+        elif e.key not in tlevels:
+            errs.add(e.pos, f"unknown memory level '{e.key}' (target {target.name} has: {', '.join(tlevels)})")
+        else:
+            declared[e.key] = e
+    levels = []
+    for name, (cap, align) in tlevels.items():
+        s = declared.get(name)
+        size, holds, pos = cap, [], s.pos if s else (b.pos if b else file_pos)
+        if s:
+            vals = list(s.values)
+            if not vals or vals[0].kind != "size":
+                errs.add(vals[0].pos if vals else s.pos, f"'{name}' expects a size, e.g. '{name} 256 KiB'")
+            else:
+                size = int(vals[0].value)
+                if size > cap:
+                    errs.add(vals[0].pos, f"{name} {vals[0].text} exceeds what target {target.name} has ({_size(cap)})")
+            rest = vals[1:]
+            if rest and (rest[0].kind != "name" or rest[0].value != "holds"):
+                errs.add(rest[0].pos, "expected 'holds' followed by weights, kv_cache or activations")
+            for v in rest[1:]:
+                if v.kind != "name" or v.value not in HOLDABLE:
+                    errs.add(v.pos, f"'{v.text}' cannot be placed", f"expected: {', '.join(HOLDABLE)}")
+                else:
+                    holds.append(v.value)
+        levels.append(MemLevel(name, size, cap, align, tuple(holds), pos))
+    # whatever nobody claims goes to a default level: weights and KV cache to the largest,
+    # activations to the fastest
+    claimed = {h for lvl in levels for h in lvl.holds}
+    for what in HOLDABLE:
+        owners = [lvl.name for lvl in levels if what in lvl.holds]
+        if len(owners) > 1:
+            errs.add(declared[owners[1]].pos, f"{what} is placed in both {owners[0]} and {owners[1]}")
+    out = []
+    largest = max(levels, key=lambda lvl: lvl.capacity_bytes).name if levels else None
+    for i, lvl in enumerate(levels):
+        extra = tuple(w for w in HOLDABLE if w not in claimed and
+                      ((w == "activations" and i == 0) or (w != "activations" and lvl.name == largest)))
+        out.append(MemLevel(lvl.name, lvl.size_bytes, lvl.capacity_bytes, lvl.alignment, lvl.holds + extra, lvl.pos))
+    return tuple(out)
+
+
+def _size(n: int) -> str:
+    for unit, k in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n % k == 0 and n >= k:
+            return f"{n // k} {unit}"
+    return f"{n} B"
+
+
+def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec | None) -> GenSpec:
+    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "prompt"), errs, b.pos if b else file_pos)
+    tokens = r.one("tokens", ("number",), "a whole number of tokens", 128)
+    if not isinstance(tokens, int) or tokens < 1:
+        errs.add(r.pos("tokens"), f"'tokens' must be a positive whole number, got {tokens}")
+        tokens = 1
+    sampler = r.choice("sampler", ("greedy",), "greedy")
+    prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', "Once upon a time")
+    return GenSpec(tokens, sampler, prompt, r.block_pos)
+
+
+def load_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Deployment:
+    from .parse import apply_overrides, parse_file
+    doc = apply_overrides(parse_file(path), overrides or [])
+    return interpret(doc, strict)
+
+
+__all__ = ["interpret", "load_deployment", "known_targets", "load_target", "check_dims", "BUILTIN", "SpecError"]

@@ -1,0 +1,167 @@
+"""Numpy twins of the C kernels in `kernels_c/`: the definition of deeploy's integer arithmetic.
+
+Every function here computes exactly the integers its C twin computes (tests compare them bit for
+bit). Conventions shared with C:
+  * rounding: `rshift_round` rounds half away from zero (like `round()` in C, not banker's rounding);
+  * requantization: `acc * mult >> shift` in 64-bit, `mult` in [2^30, 2^31), then saturate;
+  * `>>` on negative values is arithmetic (numpy does this; gcc documents it for signed types).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+I8 = (-128, 127)
+I16 = (-32768, 32767)
+I32 = (-(2**31), 2**31 - 1)
+
+ROPE_FRAC = 14  # sin/cos tables are Q14
+EXP_FRAC = 16  # softmax works on log2 distances in Q16
+PROB_ONE = 1 << 15  # probabilities are Q15
+RMS_MIN = 256  # rmsnorm clamps rms*256 from below so the 64-bit product cannot overflow
+RMS_INV_SHIFT = 39
+
+
+def rshift_round(v, s: int):
+    """v / 2^s rounded half away from zero (v is int64, s >= 0)."""
+    v = np.asarray(v, dtype=np.int64)
+    if s == 0:
+        return v
+    return (v + (np.int64(1) << (s - 1)) - (v < 0)) >> s
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """Split a positive real factor into (mult, shift) with real ~= mult / 2^shift, mult < 2^31."""
+    if not real > 0 or not math.isfinite(real):
+        raise ValueError(f"requantization factor must be positive and finite, got {real}")
+    mant, exp = math.frexp(real)  # real = mant * 2^exp, mant in [0.5, 1)
+    mult = round(mant * (1 << 31))
+    if mult == 1 << 31:
+        mult //= 2
+        exp += 1
+    shift = 31 - exp
+    if shift > 62:  # tiny factor: give up mantissa bits rather than shift past int64
+        mult = int(rshift_round(mult, shift - 62))
+        shift = 62
+    if shift < 0:
+        raise ValueError(f"requantization factor {real} is too large (>= 2^31)")
+    return int(mult), int(shift)
+
+
+def requant(acc, mult, shift, lo: int, hi: int):
+    """saturate(round(acc * mult / 2^shift)); mult/shift may be per-element arrays."""
+    acc = np.asarray(acc, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    v = acc * mult
+    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
+    out = (v + half - ((v < 0) & (shift > 0))) >> shift
+    return np.clip(out, lo, hi)
+
+
+def linear(x, w, mult, shift, lo: int, hi: int):
+    """y[o] = sat(round(sum_i w[o,i] * x[i] * mult[o] / 2^shift[o])); x int8 [in], w int8 [out, in]."""
+    acc = w.astype(np.int64) @ np.asarray(x, dtype=np.int64)
+    return requant(acc, mult, shift, lo, hi)
+
+
+def isqrt64(n: int) -> int:
+    """floor(sqrt(n)) for 0 <= n < 2^63, the same bit-by-bit method the C uses."""
+    return math.isqrt(int(n))
+
+
+def rmsnorm(x, gain, gain_shift: int, eps_q: int):
+    """y[i] = sat8(x[i] / rms(x) * gain[i] / 2^gain_shift); x int16 [dim], gain int32 [dim].
+
+    rms is computed as r = isqrt(sum(x^2) * 2^16 / dim + eps_q), i.e. rms * 256 in x's units.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    dim = x.shape[0]
+    ss = int(np.dot(x, x))
+    r = max(isqrt64((ss << 16) // dim + eps_q), RMS_MIN)
+    inv = (1 << RMS_INV_SHIFT) // r
+    t = x * np.asarray(gain, dtype=np.int64)
+    return np.clip(rshift_round(t * inv, RMS_INV_SHIFT - 8 + gain_shift), *I8)
+
+
+def rope(x, pos: int, cos_t, sin_t, head_size: int):
+    """Rotate interleaved pairs (2i, 2i+1) of every head by pos*theta_i; Q14 tables [ctx, hs/2]."""
+    x = np.asarray(x, dtype=np.int64).reshape(-1, head_size // 2, 2)
+    c = np.asarray(cos_t[pos], dtype=np.int64)
+    s = np.asarray(sin_t[pos], dtype=np.int64)
+    x0, x1 = x[..., 0], x[..., 1]
+    y0 = rshift_round(x0 * c - x1 * s, ROPE_FRAC)
+    y1 = rshift_round(x0 * s + x1 * c, ROPE_FRAC)
+    return np.clip(np.stack([y0, y1], axis=-1).reshape(-1), *I8)
+
+
+def exp2_table() -> np.ndarray:
+    """T[k] = round(2^(-k/256) * 2^15), k = 0..256: the only table behind the integer exp."""
+    return np.array([round(2.0 ** (-k / 256) * PROB_ONE) for k in range(257)], dtype=np.int32)
+
+
+def exp2_neg(z, table):
+    """2^(-z / 2^16) in Q15 for z >= 0, by table lookup with linear interpolation."""
+    z = np.asarray(z, dtype=np.int64)
+    ip = z >> EXP_FRAC
+    fp = z & ((1 << EXP_FRAC) - 1)
+    k = fp >> 8
+    r = fp & 0xFF
+    t = np.asarray(table, dtype=np.int64)
+    e0 = t[k] - (((t[k] - t[k + 1]) * r + 128) >> 8)
+    ipc = np.minimum(ip, 31)
+    e = np.where(ipc > 0, (e0 + (np.int64(1) << np.maximum(ipc - 1, 0))) >> ipc, e0)
+    return np.where(ip >= 16, 0, e)
+
+
+def softmax_q15(scores, mult: int, shift: int, table):
+    """Integer softmax of int32 scores: p = exp(score * scale - max) normalised to Q15.
+
+    `mult/shift` encode scale * log2(e) * 2^16, turning score distances into Q16 log2 units.
+    """
+    s = np.asarray(scores, dtype=np.int64)
+    z = requant(s.max() - s, mult, shift, 0, 2**62)
+    e = exp2_neg(z, table)
+    inv = (1 << 46) // int(e.sum())
+    return (e * inv + (1 << 30)) >> 31
+
+
+def attention(q, k_cache, v_cache, pos: int, n_heads: int, n_kv_heads: int, head_size: int,
+              score_mult: int, score_shift: int, out_mult: int, out_shift: int, table):
+    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out."""
+    q = np.asarray(q, dtype=np.int64).reshape(n_heads, head_size)
+    kv_dim = n_kv_heads * head_size
+    k = np.asarray(k_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
+    v = np.asarray(v_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
+    group = n_heads // n_kv_heads
+    out = np.empty((n_heads, head_size), dtype=np.int64)
+    for h in range(n_heads):
+        kh = h // group
+        scores = k[:, kh, :] @ q[h]
+        p = softmax_q15(scores, score_mult, score_shift, table)
+        acc = p @ v[:, kh, :]
+        out[h] = requant(acc, out_mult, out_shift, *I8)
+    return out.reshape(-1)
+
+
+def swiglu(gate, up, silu_table, mult: int, shift: int):
+    """h[i] = sat8(silu(gate[i]) * up[i] * scale); silu comes from a 256-entry int16 table over int8."""
+    g = np.asarray(gate, dtype=np.int64) + 128
+    acc = np.asarray(silu_table, dtype=np.int64)[g] * np.asarray(up, dtype=np.int64)
+    return requant(acc, mult, shift, *I8)
+
+
+def add_sat16(x, y):
+    """Residual add: sat16(x + y)."""
+    return np.clip(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), *I16)
+
+
+def embed(token: int, table, mult, shift):
+    """Residual row for `token`: sat16(round(table[token] * mult[token] / 2^shift[token]))."""
+    return requant(np.asarray(table[token], dtype=np.int64), mult[token], shift[token], *I16)
+
+
+def argmax(x) -> int:
+    """Index of the largest value; the lowest index wins ties (as the C loop does)."""
+    return int(np.argmax(np.asarray(x)))
