@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Collector, Diagnostic, Pos, WeightsError
+from .llama2c import unpermute_rotary
 from .spec import Dims, ModelSpec
 
 DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
@@ -77,13 +78,6 @@ def read_safetensors(path: Path, pos: Pos) -> dict[str, np.ndarray]:
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         out[name] = arr.astype(np.float32)
     return out
-
-
-def unpermute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """HF "rotate_half" row order -> llama2.c interleaved pairs (inverse of HF's conversion permute)."""
-    rows, cols = w.shape
-    hs = rows // n_heads
-    return w.reshape(n_heads, 2, hs // 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
 
 
 def expected_shapes(d: Dims) -> dict[str, tuple[int, ...]]:

@@ -1,0 +1,65 @@
+"""The pipeline: one short list of named phases, each returning a new object.
+
+    .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> Allocation
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .arena import Allocation, allocate
+from .errors import Diagnostic, SpecError
+from .float_model import FloatModel
+from .graph import Graph, Plan, build_graph
+from .interpret import load_deployment
+from .quantize import QuantModel, calibrate, quantize
+from .rules import lower
+from .spec import Deployment
+from .tokenizer import Tokenizer
+from .weights import Weights, load_weights
+
+
+@dataclass(frozen=True)
+class Compiled:
+    dep: Deployment
+    weights: Weights
+    tokenizer: Tokenizer | None
+    fm: FloatModel
+    ranges: dict
+    quant: QuantModel
+    graph: Graph
+    plan: Plan
+    alloc: Allocation
+
+    @property
+    def warnings(self) -> tuple:
+        return tuple(self.dep.warnings) + tuple(self.plan.warnings)
+
+
+def load_tokenizer(dep: Deployment) -> Tokenizer | None:
+    path = dep.model.tokenizer
+    if path is None:
+        return None
+    try:
+        tok = Tokenizer.load(path)
+    except FileNotFoundError:
+        raise SpecError([Diagnostic(dep.model.tokenizer_pos, f"tokenizer file {path} does not exist")]) from None
+    except (ValueError, OSError) as e:
+        raise SpecError([Diagnostic(dep.model.tokenizer_pos, f"cannot read tokenizer: {e}")]) from None
+    if len(tok.vocab) != dep.model.dims.vocab:
+        raise SpecError([Diagnostic(dep.model.tokenizer_pos,
+                                    f"tokenizer has {len(tok.vocab)} tokens, the model's vocab is {dep.model.dims.vocab}")])
+    return tok
+
+
+def compile_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Compiled:
+    dep = load_deployment(path, overrides, strict)
+    weights = load_weights(dep.model)
+    tok = load_tokenizer(dep)
+    fm = FloatModel(weights, dep.model.dims)
+    ranges = calibrate(fm, dep.quant.calibration, tok)
+    quant = quantize(fm, ranges)
+    graph = build_graph(dep.model.dims)
+    plan = lower(graph, quant, dep)
+    alloc = allocate(plan, dep)
+    return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc)

@@ -1,0 +1,81 @@
+"""The `golden` engine: runs the plan step by step with the numpy kernel twins, in the same arenas
+and at the same offsets as the generated C, so an allocation bug would show here too."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels as K
+from .arena import Allocation
+from .graph import Plan
+
+BOUNDS = {"linear_i8": K.I8, "linear_i16": K.I16, "linear_i32": K.I32}
+NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
+
+
+def _linear(kernel):
+    def run(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.linear(x, w, mult, shift, *BOUNDS[kernel])
+    return run
+
+
+def _rope(y, x, cos_row, sin_row, n, head_size):
+    y[:] = K.rope(x, 0, cos_row[None], sin_row[None], head_size)
+
+
+def _attention(out, q, kc, vc, scratch, pos, nh, nkv, hs, sm, ss, om, os_, table):
+    out[:] = K.attention(q, kc, vc, pos, nh, nkv, hs, sm, ss, om, os_, table)
+
+
+def _embed(x, table, mult, shift, token, dim):
+    x[:] = K.embed(token, table, mult, shift)
+
+
+def _rmsnorm(y, x, gain, gshift, eps_q, dim):
+    y[:] = K.rmsnorm(x, gain, gshift, eps_q)
+
+
+def _swiglu(h, gate, up, table, mult, shift, n):
+    h[:] = K.swiglu(gate, up, table, mult, shift)
+
+
+def _add(y, a, b, n):
+    y[:] = K.add_sat16(a, b)
+
+
+TWINS = {
+    "linear_i8": _linear("linear_i8"), "linear_i16": _linear("linear_i16"), "linear_i32": _linear("linear_i32"),
+    "rope_i8": _rope, "attention_i8": _attention, "embed_i16": _embed, "rmsnorm_i8": _rmsnorm,
+    "swiglu_i8": _swiglu, "add_sat_i16": _add,
+}
+
+
+class Golden:
+    """Holds the arenas between calls, like the C program's static memory."""
+
+    def __init__(self, plan: Plan, alloc: Allocation):
+        self.plan, self.alloc = plan, alloc
+        self.arenas = {lvl: np.zeros(n, np.uint8) for lvl, n in alloc.arena_bytes.items()}
+        self.where = {b.name: b for b in alloc.buffers}
+
+    def _view(self, name: str, row: str | None, pos: int) -> np.ndarray:
+        b, v = self.where[name], self.plan.values[name]
+        dt = NP_DTYPE[v.dtype]
+        arr = self.arenas[b.level][b.offset:b.offset + b.size].view(dt).reshape(v.shape)
+        return arr[pos] if row == "pos" else arr
+
+    def forward(self, token: int, pos: int) -> np.ndarray:
+        """int32 logits [vocab] for `token` at position `pos`."""
+        for s in self.plan.steps:
+            args = []
+            for a in s.args:
+                if a.kind == "buf":
+                    args.append(self._view(a.name, a.row, pos))
+                elif a.kind == "const":
+                    c = self.plan.consts[a.name]
+                    args.append(c[pos] if a.row == "pos" else c)
+                elif a.kind == "int":
+                    args.append(a.value)
+                else:
+                    args.append(pos if a.kind == "pos" else token)
+            TWINS[s.kernel](*args)
+        return self._view("logits", None, pos).copy()

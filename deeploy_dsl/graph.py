@@ -1,0 +1,137 @@
+"""The op graph of one decode step of a Llama, and the plan it lowers to.
+
+Both are small immutable records. A value is a named tensor; an op reads and writes values by name.
+The residual stream `x` is updated in place (residual adds write into their input), and the KV
+cache rows are written in place at the runtime position `pos`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Pos
+from .spec import Dims
+
+ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4}
+C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t"}
+
+
+@dataclass(frozen=True)
+class Value:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    kind: str  # "act" (per step), "kv" (persistent cache), "scratch" (one op's workspace)
+
+    @property
+    def nbytes(self) -> int:
+        n = ITEMSIZE[self.dtype]
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str  # hierarchical, e.g. layers.3.attn.q: what map hints match
+    kind: str  # embed | rmsnorm | linear | rope | attention | swiglu | add
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    macs: int
+    row: str | None = None  # "pos" when the first output is the cache row at the runtime position
+
+
+@dataclass(frozen=True)
+class Graph:
+    ops: tuple[Op, ...]
+    values: dict  # name -> Value
+
+
+# NPU-capable op kinds; everything else needs the cluster
+LINEAR_KINDS = ("linear",)
+
+
+def build_graph(d: Dims) -> Graph:
+    vals: dict[str, Value] = {}
+    ops: list[Op] = []
+
+    def v(name: str, dtype: str, *shape: int, kind: str = "act") -> str:
+        vals[name] = Value(name, dtype, tuple(shape), kind)
+        return name
+
+    def op(name, kind, ins, outs, macs=0, row=None):
+        ops.append(Op(name, kind, tuple(ins), tuple(outs), macs, row))
+
+    x = v("x", "int16", d.dim)
+    op("embed", "embed", [], [x])
+    for i in range(d.layers):
+        p = f"layers.{i}."
+        kc = v(f"kv.k.{i}", "int8", d.context, d.kv_dim, kind="kv")
+        vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind="kv")
+        xb = v(p + "attn_norm", "int8", d.dim)
+        op(p + "attn_norm", "rmsnorm", [x], [xb])
+        q = v(p + "attn.q", "int8", d.dim)
+        k = v(p + "attn.k", "int8", d.kv_dim)
+        op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
+        op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)
+        op(p + "attn.v", "linear", [xb], [vc], d.dim * d.kv_dim, row="pos")
+        op(p + "attn.rope_q", "rope", [q], [q])
+        op(p + "attn.rope_k", "rope", [k], [kc], row="pos")
+        att = v(p + "attn.attention", "int8", d.dim)
+        scratch = v(p + "attn.scratch", "int32", d.context, kind="scratch")
+        # MACs at a full cache; the report states the position it uses
+        op(p + "attn.attention", "attention", [q, kc, vc], [att, scratch], 2 * d.heads * d.head_size * d.context)
+        o = v(p + "attn.o", "int16", d.dim)
+        op(p + "attn.o", "linear", [att], [o], d.dim * d.dim)
+        op(p + "attn.residual", "add", [x, o], [x])
+        hb = v(p + "mlp_norm", "int8", d.dim)
+        op(p + "mlp_norm", "rmsnorm", [x], [hb])
+        g = v(p + "mlp.gate", "int8", d.hidden)
+        u = v(p + "mlp.up", "int8", d.hidden)
+        op(p + "mlp.gate", "linear", [hb], [g], d.dim * d.hidden)
+        op(p + "mlp.up", "linear", [hb], [u], d.dim * d.hidden)
+        h = v(p + "mlp.swiglu", "int8", d.hidden)
+        op(p + "mlp.swiglu", "swiglu", [g, u], [h])
+        dn = v(p + "mlp.down", "int16", d.dim)
+        op(p + "mlp.down", "linear", [h], [dn], d.dim * d.hidden)
+        op(p + "mlp.residual", "add", [x, dn], [x])
+    xf = v("final_norm", "int8", d.dim)
+    op("final_norm", "rmsnorm", [x], [xf])
+    logits = v("logits", "int32", d.vocab)
+    op("lm_head", "linear", [xf], [logits], d.dim * d.vocab)
+    return Graph(tuple(ops), vals)
+
+
+# ---- the plan: what the rule engine produces, what golden interprets and the C generator prints ----
+
+@dataclass(frozen=True)
+class Arg:
+    """One kernel argument: a buffer, a constant, an integer, or the runtime pos/token."""
+
+    kind: str  # buf | const | int | pos | token
+    name: str = ""  # value or constant name
+    value: int = 0  # for int
+    row: str | None = None  # "pos": the row of a [rows, n] tensor at the runtime position
+    label: str = ""  # the parameter's name in the kernel signature, for the plan and comments
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    op: str
+    rule: str
+    kernel: str
+    engine: str
+    cores: int
+    args: tuple[Arg, ...]
+    macs: int
+    math: str  # one line, printed above the call in C
+    reason: str  # why this engine (the hint line, or the default)
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    values: dict  # name -> Value
+    consts: dict  # name -> numpy array
+    warnings: tuple = ()

@@ -1,0 +1,152 @@
+"""Post-training quantization: calibrate activation ranges on the float model, then turn every op's
+float parameters into the integers the kernels in `kernels.py` consume.
+
+Scales are float only here, at compile time. Weights are symmetric int8 per output channel,
+activations symmetric int8 per tensor, the residual stream int16 with one scale for all layers (so
+residual adds need no rescaling), logits int32.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels as K
+from .errors import Diagnostic, SpecError
+from .float_model import FloatModel, rope_angles
+from .spec import Calibration, Dims
+
+CALIB_SEQ_LEN = 256
+LOGIT_BITS = 24  # logits are int32 with the largest calibrated logit at about 2^24
+
+
+@dataclass(frozen=True)
+class QuantModel:
+    consts: dict  # name -> typed numpy array (weights, multipliers, tables)
+    params: dict  # op name -> {param: int}
+    scales: dict  # value name -> float scale (real = int * scale), for reports and dequantization
+
+
+class _Ranges:
+    """Observer collecting |activation| statistics per value name."""
+
+    def __init__(self, stat: str, percentile: float):
+        self.stat, self.pct = stat, percentile
+        self.maxes: dict[str, float] = {}
+        self.samples: dict[str, list[np.ndarray]] = {}
+
+    def __call__(self, name: str, a: np.ndarray) -> None:
+        a = np.abs(a)
+        self.maxes[name] = max(self.maxes.get(name, 0.0), float(a.max()))
+        if self.stat == "percentile":
+            self.samples.setdefault(name, []).append(a.ravel())
+
+    def result(self) -> dict[str, float]:
+        if self.stat != "percentile":
+            return dict(self.maxes)
+        return {n: float(np.percentile(np.concatenate(v), self.pct)) for n, v in self.samples.items()}
+
+
+def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None) -> dict[str, float]:
+    """Activation ranges from the float model on the calibration tokens."""
+    obs = _Ranges(cal.stat, cal.percentile)
+    length = min(CALIB_SEQ_LEN, fm.d.context)
+    if cal.source == "samples":
+        fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=obs)
+    else:
+        if tokenizer is None:
+            raise SpecError([Diagnostic(cal.pos, "calibrating on a text file needs a tokenizer in the model block")])
+        ids = tokenizer.encode(Path(cal.source).read_text(encoding="utf-8", errors="replace"), bos=True)[: cal.tokens]
+        for s in range(0, len(ids), length):
+            chunk = np.array([ids[s:s + length]])
+            fm.forward(chunk, 0, fm.new_cache(1), obs)
+    return obs.result()
+
+
+def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8: (q [rows, cols], scale [rows])."""
+    s = np.abs(w).max(axis=1).astype(np.float64) / 127.0
+    s[s == 0] = 1.0
+    q = np.clip(np.round(w / s[:, None]), -127, 127).astype(np.int8)
+    return q, s
+
+
+def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [K.quantize_multiplier(float(r)) for r in np.atleast_1d(reals)]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.uint8)
+
+
+def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
+    d: Dims = fm.d
+    w = fm.w
+    consts: dict[str, np.ndarray] = {}
+    params: dict[str, dict] = {}
+    sc: dict[str, float] = {}
+
+    def act_scale(name: str, bits: int = 8) -> float:
+        r = ranges.get(name, 0.0)
+        return (r if r > 0 else 1.0) / float((1 << (bits - 1)) - 1)
+
+    sc["residual"] = act_scale("residual", 16)
+
+    def linear(op: str, wf: np.ndarray, s_in: float, s_out: float, wname: str | None = None):
+        if wname is None:
+            q, sw = _weights_i8(wf)
+            wname = op + ".w"
+            consts[wname] = q
+        else:  # a shared (tied) weight: same int8 rows, same scales
+            sw = _weights_i8(wf)[1]
+        consts[op + ".mult"], consts[op + ".shift"] = _mults(s_in * sw / s_out)
+        params[op] = {"weight": wname}
+
+    def norm(op: str, g: np.ndarray):
+        s_out = act_scale(op)
+        sc[op] = s_out
+        gr = g.astype(np.float64) / s_out
+        top = float(np.abs(gr).max()) or 1.0
+        gshift = int(math.floor(math.log2(32767.0 / top)))
+        if gshift < 0:
+            raise ValueError(f"{op}: norm gain / output scale {top:.3g} does not fit 16 bits")
+        gshift = min(gshift, 31)
+        consts[op + ".gain"] = np.round(gr * (1 << gshift)).astype(np.int32)
+        params[op] = {"gain_shift": gshift, "eps_q": int(round(d.norm_eps / sc["residual"] ** 2 * 65536))}
+
+    # embedding rows go straight into the int16 residual scale
+    emb_q, emb_s = _weights_i8(w.embed)
+    consts["embed.w"] = emb_q
+    consts["embed.mult"], consts["embed.shift"] = _mults(emb_s / sc["residual"])
+    cos, sin = rope_angles(d)
+    consts["rope.cos"] = np.round(cos * (1 << K.ROPE_FRAC)).astype(np.int16)
+    consts["rope.sin"] = np.round(sin * (1 << K.ROPE_FRAC)).astype(np.int16)
+    consts["exp2"] = K.exp2_table()
+    for li, lw in enumerate(w.layers):
+        p = f"layers.{li}."
+        norm(p + "attn_norm", lw.att_norm)
+        for name, wf in (("q", lw.wq), ("k", lw.wk), ("v", lw.wv)):
+            sc[p + "attn." + name] = act_scale(p + "attn." + name)
+            linear(p + "attn." + name, wf, sc[p + "attn_norm"], sc[p + "attn." + name])
+        s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
+        sm, ss = K.quantize_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] / math.sqrt(d.head_size)
+                                       * math.log2(math.e) * (1 << K.EXP_FRAC))
+        om, os_ = K.quantize_multiplier(sc[p + "attn.v"] / (K.PROB_ONE * s_att))
+        params[p + "attn.attention"] = {"score_mult": sm, "score_shift": ss, "out_mult": om, "out_shift": os_}
+        linear(p + "attn.o", lw.wo, s_att, sc["residual"])
+        norm(p + "mlp_norm", lw.ffn_norm)
+        for name, wf in (("gate", lw.w1), ("up", lw.w3)):
+            sc[p + "mlp." + name] = act_scale(p + "mlp." + name)
+            linear(p + "mlp." + name, wf, sc[p + "mlp_norm"], sc[p + "mlp." + name])
+        # SiLU is exact as a table: the gate is int8, so there are only 256 inputs
+        xs = (np.arange(256) - 128) * sc[p + "mlp.gate"]
+        silu = xs / (1.0 + np.exp(-xs))
+        s_t = float(np.abs(silu).max()) / 32767.0 or 1.0
+        consts[p + "mlp.swiglu.silu"] = np.round(silu / s_t).astype(np.int16)
+        s_h = sc[p + "mlp.swiglu"] = act_scale(p + "mlp.swiglu")
+        hm, hs = K.quantize_multiplier(s_t * sc[p + "mlp.up"] / s_h)
+        params[p + "mlp.swiglu"] = {"mult": hm, "shift": hs}
+        linear(p + "mlp.down", lw.w2, s_h, sc["residual"])
+    norm("final_norm", w.final_norm)
+    sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
+    linear("lm_head", w.lm_head, sc["final_norm"], sc["lm_head"], "embed.w" if d.tied else None)
+    return QuantModel(consts, params, sc)
