@@ -1,0 +1,84 @@
+"""plan.yaml: the expanded plan as reviewers read it in a diff.
+
+One line per step and per buffer, in plan order, so a change to the `.dply` shows up as a few
+changed lines. Floats are printed with 6 significant digits so that recalibration noise below
+that does not churn the diff; the C consumes integers only, which are all listed.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import yaml
+
+from .graph import Arg
+
+
+def _arg(a: Arg, c) -> str:
+    if a.kind == "int":
+        return f"{a.label}={a.value}"
+    if a.kind in ("pos", "token"):
+        return f"{a.label}={a.kind}"
+    if a.kind == "buf":
+        v = c.plan.values[a.name]
+        row = "[pos]" if a.row == "pos" else ""
+        return f"{a.label}={a.name}{row}"
+    arr = c.plan.consts[a.name]
+    row = "[pos]" if a.row == "pos" else ""
+    return f"{a.label}=const:{a.name}{row}"
+
+
+def _flow(items) -> str:
+    return "[" + ", ".join(str(i) for i in items) + "]"
+
+
+def _g(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def plan_yaml(c) -> str:
+    dep, plan, alloc = c.dep, c.plan, c.alloc
+    d = dep.model.dims
+    wsha = hashlib.sha256(dep.model.weights.read_bytes()).hexdigest()[:16]
+    head = {
+        "deployment": dep.name,
+        "source": dep.source.name,
+        "target": dep.target.name,
+        "model": {"arch": "llama", "weights": dep.model.weights.name, "weights_sha256": wsha,
+                  "dim": d.dim, "layers": d.layers, "heads": d.heads, "kv_heads": d.kv_heads, "hidden": d.hidden,
+                  "vocab": d.vocab, "context": d.context, "norm_eps": d.norm_eps, "rope_theta": d.rope_theta,
+                  "tied": d.tied},
+        "quantization": {
+            "weights": f"{dep.quant.weights} {dep.quant.granularity} symmetric",
+            "activations": f"{dep.quant.activations} per-tensor symmetric",
+            "calibration": f"{dep.quant.calibration.source if dep.quant.calibration.source == 'samples' else 'file'}"
+                           f", {dep.quant.calibration.tokens} tokens, seed {dep.quant.calibration.seed}, "
+                           f"stat {dep.quant.calibration.stat}",
+            "kv_cache": dep.quant.kv_cache, "residual": dep.quant.residual, "logits": "int32",
+            "rounding": "half away from zero",
+        },
+        "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
+                              "arena_bytes": alloc.arena_bytes[lvl.name], "lower_bound_bytes": alloc.lower_bound[lvl.name],
+                              "weight_bytes": alloc.weight_bytes[lvl.name], "alignment": lvl.alignment,
+                              "holds": list(lvl.holds)} for lvl in dep.memory},
+    }
+    out = [yaml.safe_dump(head, sort_keys=False, width=120).rstrip()]
+    out.append("scales:  # real value = integer * scale")
+    for k in sorted(c.quant.scales):
+        out.append(f"  {k}: {_g(c.quant.scales[k])}")
+    out.append("steps:")
+    for s in plan.steps:
+        out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {s.kernel}, engine: {s.engine}, "
+                   f"cores: {s.cores}, macs: {s.macs}}}")
+        out.append(f"    args: {_flow(_arg(a, c) for a in s.args)}")
+        out.append(f"    why: {yaml.safe_dump(s.reason, width=1000).splitlines()[0]}")
+    out.append("buffers:  # every tensor in an arena; offsets and sizes in bytes, lifetimes in steps")
+    for b in alloc.buffers:
+        v = plan.values[b.name]
+        out.append(f"  - {{name: {b.name}, level: {b.level}, offset: {b.offset}, size: {b.size}, "
+                   f"first_step: {b.first_step}, last_step: {b.last_step}, dtype: {v.dtype}, "
+                   f"shape: {_flow(v.shape)}{', persistent: true' if b.persistent else ''}}}")
+    out.append("constants:  # read-only data in the weights level")
+    for k in sorted(plan.consts):
+        arr = plan.consts[k]
+        out.append(f"  - {{name: {k}, dtype: {arr.dtype}, shape: {_flow(arr.shape)}, bytes: {arr.nbytes}}}")
+    return "\n".join(out) + "\n"
