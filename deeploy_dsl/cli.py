@@ -1,0 +1,134 @@
+"""The `deeploy` command line: each command parses its arguments and calls one function.
+
+Domain errors (DeeployError) are caught here and printed to stderr with exit code 1.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import DeeployError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Compile TinyStories-class Llama models to integer-only C for microcontrollers.")
+import_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Convert checkpoints to the HF safetensors layout.")
+app.add_typer(import_app, name="import")
+
+DEFINE = typer.Option(None, "-D", "--define", help="override a .dply setting, e.g. -D target=host -D memory.L1=16KiB")
+STRICT = typer.Option(None, "--strict/--no-strict", help="treat mapping fall-backs and clamps as errors")
+
+
+def _warn(diags) -> None:
+    for d in diags:
+        typer.echo(d.render(), err=True)
+
+
+def _size(n: int) -> str:
+    return f"{n:,} B"
+
+
+def _summary(c, out: Path, seconds: float, files: dict) -> str:
+    dep, alloc = c.dep, c.alloc
+    rows = [f"deeploy: built {dep.name} for {dep.target.name} -> {out} in {seconds:.1f} s",
+            f"  {'level':<6} {'arena':>12} {'lower bound':>12} {'weights':>12} {'budget':>14}"]
+    for lvl in dep.memory:
+        rows.append(f"  {lvl.name:<6} {_size(alloc.arena_bytes[lvl.name]):>12} {_size(alloc.lower_bound[lvl.name]):>12} "
+                    f"{_size(alloc.weight_bytes[lvl.name]):>12} {_size(lvl.size_bytes):>14}")
+    rules = sorted({s.rule for s in c.plan.steps})
+    macs = sum(s.macs for s in c.plan.steps)
+    code = sum(len(v) for k, v in files.items() if k.endswith((".c", ".h")) and k != "weights.c")
+    rows.append(f"  {len(c.plan.steps)} steps, {len(rules)} rules, {macs:,} MACs per token (attention at full context)")
+    rows.append(f"  C source {code:,} bytes + weights.c {len(files['weights.c']):,} bytes; plan in {out / 'plan.yaml'}")
+    return "\n".join(rows)
+
+
+def _guard(fn):
+    try:
+        return fn()
+    except DeeployError as e:
+        typer.echo(e.render(), err=True)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+@app.command()
+def build(file: Path = typer.Argument(..., help="the .dply deployment"),
+          out: Optional[Path] = typer.Option(None, "-o", "--out", help="output directory (default: build/NAME)"),
+          define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
+    """Compile a deployment into a self-contained C project."""
+    def go():
+        from .codegen import render, write_build
+        from .compiler import compile_deployment
+        t0 = time.perf_counter()
+        c = compile_deployment(file, define or [], strict)
+        files = render(c)
+        dest = out or Path("build") / c.dep.name
+        write_build(files, dest)
+        _warn(c.warnings)
+        typer.echo(_summary(c, dest, time.perf_counter() - t0, files))
+    _guard(go)
+
+
+@app.command()
+def check(file: Path = typer.Argument(..., help="the .dply deployment"),
+          define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
+    """Validate a deployment (syntax, dims, weights, mapping, memory) without writing anything."""
+    def go():
+        from .compiler import compile_deployment
+        c = compile_deployment(file, define or [], strict)
+        _warn(c.warnings)
+        typer.echo(f"{file}: ok ({c.dep.name}, target {c.dep.target.name}, {len(c.plan.steps)} steps)")
+    _guard(go)
+
+
+@app.command()
+def run(file: Path = typer.Argument(..., help="the .dply deployment"),
+        prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),
+        tokens: Optional[int] = typer.Option(None, "--tokens", "-n", min=0, help="new tokens at most"),
+        engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float"),
+        as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line'),
+        no_stop: bool = typer.Option(False, "--no-stop", help="do not stop at BOS/EOS"),
+        define: Optional[List[str]] = DEFINE):
+    """Generate text greedily with one of the three engines."""
+    if engine not in ("c", "golden", "float"):
+        typer.echo(f"error: unknown engine '{engine}' (expected c, golden or float)", err=True)
+        raise typer.Exit(1)
+
+    def go():
+        from .runner import run as run_engine
+        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop)
+        if as_json:
+            typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text}, ensure_ascii=False))
+        else:
+            typer.echo((prompt if prompt is not None else "") + g.text if prompt is not None else g.text)
+    _guard(go)
+
+
+@import_app.command("llama2c")
+def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (.bin)"),
+                   out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json")):
+    """Convert a llama2.c checkpoint to Hugging Face Llama safetensors + config.json."""
+    from .llama2c import import_llama2c as convert
+    try:
+        convert(model, out)
+    except (ValueError, OSError) as e:
+        typer.echo(f"{model}: error: {e}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `deeploy run ... | head` is fine
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The three engines behind `deeploy run`: float (numpy reference), golden (numpy integer twin of
+the C) and c (the generated program, built and run). All three decode the same way: the prompt's
+ids one by one, then greedy until N new tokens, BOS/EOS, or the end of the context."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .codegen import render, write_build
+from .compiler import Compiled, compile_deployment, load_tokenizer
+from .errors import Diagnostic, Pos, SpecError, ToolError
+from .float_model import FloatModel
+from .golden import Golden
+from .interpret import load_deployment
+from .weights import load_weights
+
+BOS, EOS = 1, 2
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt_ids: list[int]
+    ids: list[int]  # the continuation only
+    text: str  # the continuation only
+    logits: np.ndarray  # [steps, vocab]: float for `float`, int32 for golden and c
+
+
+def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True):
+    """Drive `step(token, pos) -> logits` exactly as the generated main.c does."""
+    ids, logits = list(prompt_ids), []
+    pos = 0
+    while pos < len(ids) and len(ids) - len(prompt_ids) < n_new and pos < context:
+        lg = step(ids[pos], pos)
+        logits.append(lg)
+        pos += 1
+        if pos < len(ids):
+            continue
+        nxt = int(np.argmax(lg))
+        if (stop and nxt in (BOS, EOS)) or len(ids) >= context:
+            break
+        ids.append(nxt)
+    return ids[len(prompt_ids):], np.array(logits)
+
+
+def continuation_text(tok, prompt_ids: list[int], ids: list[int]) -> str:
+    """The text the new ids add after the prompt (a leading space survives unless after BOS)."""
+    out, prev = bytearray(), prompt_ids[-1] if prompt_ids else BOS
+    for t in ids:
+        if t not in (BOS, EOS):
+            out += tok.decode_token(prev, t)
+        prev = t
+    return out.decode("utf-8", errors="replace")
+
+
+def _prompt_ids(tok, prompt: str, pos: Pos) -> list[int]:
+    if tok is None:
+        raise SpecError([Diagnostic(pos, "running with a text prompt needs a tokenizer in the model block")])
+    return tok.encode(prompt, bos=True)
+
+
+def run_float(path: Path, prompt: str, n_new: int, overrides=None, stop: bool = True) -> Generation:
+    dep = load_deployment(path, overrides)
+    tok = load_tokenizer(dep)
+    fm = FloatModel(load_weights(dep.model), dep.model.dims)
+    pids = _prompt_ids(tok, prompt, dep.model.tokenizer_pos)
+    cache = fm.new_cache(1)
+    ids, logits = greedy(lambda t, p: fm.forward(np.array([[t]]), p, cache)[0, -1], pids, n_new,
+                         dep.model.dims.context, stop)
+    return Generation(pids, ids, continuation_text(tok, pids, ids), logits)
+
+
+def run_golden_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True):
+    g = Golden(c.plan, c.alloc)
+    return greedy(g.forward, prompt_ids, n_new, c.dep.model.dims.context, stop)
+
+
+def build_c(c: Compiled, out: Path) -> Path:
+    """Write the project and make it; returns the program's path."""
+    write_build(render(c), out)
+    make = shutil.which("make")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not make or not cc:
+        raise ToolError([Diagnostic(Pos("<environment>"), "the c engine needs 'make' and a C compiler ('cc')",
+                                    "on Debian: apt-get install -y build-essential")])
+    res = subprocess.run([make, "-s", "-C", str(out)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise ToolError([Diagnostic(Pos(str(out)), "building the generated C failed:\n" + res.stderr[-4000:])])
+    return out / c.dep.name
+
+
+def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None):
+    with tempfile.TemporaryDirectory(prefix="deeploy-run-") as tmp:
+        exe = build_c(c, (build_dir or Path(tmp) / "build"))
+        logits_path = Path(tmp) / "logits.bin"
+        cmd = [str(exe), "--ids", " ".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids",
+               "--logits", str(logits_path)] + ([] if stop else ["--no-stop"])
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise ToolError([Diagnostic(Pos(str(exe)), f"the generated program failed ({res.returncode}): {res.stderr.strip()}")])
+        ids = [int(t) for t in res.stdout.split()]
+        logits = np.fromfile(logits_path, dtype="<i4").reshape(-1, c.dep.model.dims.vocab)
+    return ids, logits
+
+
+def run(path: Path, prompt: str | None, n_new: int | None, engine: str, overrides=None,
+        stop: bool = True) -> Generation:
+    if engine == "float":
+        dep = load_deployment(path, overrides)
+        return run_float(path, dep.generate.prompt if prompt is None else prompt,
+                         dep.generate.tokens if n_new is None else n_new, overrides, stop)
+    c = compile_deployment(path, overrides)
+    prompt = c.dep.generate.prompt if prompt is None else prompt
+    n_new = c.dep.generate.tokens if n_new is None else n_new
+    pids = _prompt_ids(c.tokenizer, prompt, c.dep.model.tokenizer_pos)
+    fn = run_golden_compiled if engine == "golden" else run_c_compiled
+    ids, logits = fn(c, pids, n_new, stop)
+    return Generation(pids, ids, continuation_text(c.tokenizer, pids, ids), logits)
