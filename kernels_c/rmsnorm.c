@@ -1,0 +1,19 @@
+/* rmsnorm.c: integer RMS normalization, int16 residual in, int8 out */
+#include "deeploy_kernels.h"
+
+#define RMS_MIN 256      /* clamp on r = rms*256: bounds inv = 2^39/r by 2^31 */
+#define RMS_INV_SHIFT 39 /* inv = 2^39 / r, so x*inv / 2^31 = x / rms */
+
+/* r = max(isqrt(sum(x^2) * 2^16 / dim + eps_q), 256); y[i] = sat8(round(x[i]*gain[i] * (2^39/r) / 2^(31+gain_shift)))
+ * needs dim < 2^17 (ss << 16 stays below 2^63) and gain_shift <= 31 */
+void rmsnorm_i8(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32_t *gain /* [dim] */,
+                int32_t gain_shift, int64_t eps_q, int32_t dim) {
+    int64_t ss = 0;
+    for (int32_t i = 0; i < dim; i++) ss += (int32_t)x[i] * x[i];
+    int64_t r = dpl_isqrt64((uint64_t)((ss << 16) / dim + eps_q));
+    if (r < RMS_MIN) r = RMS_MIN;
+    int64_t inv = ((int64_t)1 << RMS_INV_SHIFT) / r;
+    int s = RMS_INV_SHIFT - 8 + (int)gain_shift;
+    for (int32_t i = 0; i < dim; i++)
+        y[i] = dpl_sat8(dpl_rshift_round((int64_t)x[i] * gain[i] * inv, s));
+}

@@ -1,0 +1,425 @@
+"""The C kernels in kernels_c/ compute exactly the integers of their numpy twins in deeploy_dsl/kernels.py."""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deeploy_dsl import kernels as K  # noqa: E402
+
+KDIR = ROOT / "kernels_c"
+HEADER = KDIR / "deeploy_kernels.h"
+KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c"]
+CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
+# e.g. DEEPLOY_KERNELS_CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" runs every case under UBSan
+EXTRA_CFLAGS = os.environ.get("DEEPLOY_KERNELS_CFLAGS", "").split()
+LIBGCC_AND_STRING = {"memcpy", "memset", "memmove", "__divdi3", "__udivdi3", "__moddi3", "__umoddi3"}
+
+I8, I16, I32 = K.I8, K.I16, K.I32
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+@pytest.fixture(scope="session")
+def lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kernels_c") / "libdeeploy_kernels.so"
+    srcs = [str(KDIR / f) for f in KERNEL_SOURCES]
+    cmd = [CC, *CFLAGS, *EXTRA_CFLAGS, "-shared", "-fPIC", "-o", str(out), *srcs]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, f"{' '.join(cmd)}\n{r.stderr}"
+    so = ctypes.CDLL(str(out))
+
+    def arr(dtype):
+        return np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
+
+    i8, i16, i32, u8 = arr(np.int8), arr(np.int16), arr(np.int32), arr(np.uint8)
+    c32, c64 = ctypes.c_int32, ctypes.c_int64
+    for name, y in (("linear_i8", i8), ("linear_i16", i16), ("linear_i32", i32)):
+        getattr(so, name).argtypes = [y, i8, i8, i32, u8, c32, c32]
+        getattr(so, name).restype = None
+    so.rmsnorm_i8.argtypes = [i8, i16, i32, c32, c64, c32]
+    so.rope_i8.argtypes = [i8, i8, i16, i16, c32, c32]
+    so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 8 + [i32]
+    so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
+    so.add_sat_i16.argtypes = [i16, i16, i16, c32]
+    so.embed_i16.argtypes = [i16, i8, i32, u8, c32, c32]
+    so.argmax_i32.argtypes = [i32, c32]
+    so.argmax_i32.restype = c32
+    for name in ("rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16"):
+        getattr(so, name).restype = None
+    return so
+
+
+def test_strict_warnings_each_file_standalone(tmp_path):
+    """Each kernel file compiles alone, pedantic and conversion-clean, and calls nothing outside libgcc/string.h."""
+    strict = CFLAGS + ["-pedantic", "-Wconversion", "-Wsign-conversion", "-Wshadow", "-c"]
+    for f in KERNEL_SOURCES:
+        obj = tmp_path / (f + ".o")
+        r = subprocess.run([CC, *strict, "-o", str(obj), str(KDIR / f)], capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr, f"{f}:\n{r.stderr}"
+        if shutil.which("nm"):
+            undef = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout.split()
+            assert set(undef[1::2]) <= LIBGCC_AND_STRING, f"{f} references {undef}"
+
+
+def test_compiles_for_32_bit(tmp_path):
+    """-m32 stands in for RV32 (int/long 32-bit); freestanding so no 32-bit libc headers are needed."""
+    probe = tmp_path / "probe.c"
+    probe.write_text("#include <stdint.h>\nint32_t f(void) { return 0; }\n")
+    if subprocess.run([CC, "-m32", "-ffreestanding", "-c", "-o", str(tmp_path / "p.o"), str(probe)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("compiler cannot target -m32")
+    flags = CFLAGS + ["-m32", "-ffreestanding", "-pedantic", "-Wconversion", "-Wsign-conversion", "-c"]
+    for f in KERNEL_SOURCES:
+        r = subprocess.run([CC, *flags, "-o", str(tmp_path / (f + ".o")), str(KDIR / f)], capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr, f"{f}:\n{r.stderr}"
+
+
+def _strip_comments(src: str) -> str:
+    return re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", "", src, flags=re.S))
+
+
+def test_no_float_no_malloc_no_libc():
+    for f in KERNEL_SOURCES + [HEADER.name]:
+        code = _strip_comments((KDIR / f).read_text())
+        bad = re.findall(r"\b(float|double|malloc|calloc|realloc|free|long\s+double)\b", code)
+        assert not bad, f"{f} uses {bad}"
+        for inc in re.findall(r"#\s*include\s*([<\"][^>\"]+[>\"])", code):
+            assert inc in ("<stdint.h>", "<stddef.h>", "<string.h>", '"deeploy_kernels.h"'), f"{f} includes {inc}"
+
+
+# --------------------------------------------------------------------------- twins checked by hand
+
+
+def _round_half_away(q: Fraction) -> int:
+    n = math.floor(abs(q) + Fraction(1, 2))
+    return n if q >= 0 else -n
+
+
+def test_requant_by_hand():
+    m, s = K.quantize_multiplier(0.5)
+    assert (m, s) == (1 << 30, 31)
+    assert K.requant(3, m, s, *I8) == 2  # 1.5 rounds away from zero
+    assert K.requant(-3, m, s, *I8) == -2
+    assert K.requant(1, m, s, *I8) == 1 and K.requant(-1, m, s, *I8) == -1
+    assert K.requant(2, m, s, *I8) == 1 and K.requant(-2, m, s, *I8) == -1
+    assert K.requant(-5, 1, 2, *I8) == -1 and K.requant(-6, 1, 2, *I8) == -2 and K.requant(-7, 1, 2, *I8) == -2
+    assert K.requant(1000, m, s, *I8) == 127 and K.requant(-1000, m, s, *I8) == -128
+    assert K.requant(-7, 3, 0, *I8) == -21  # shift 0: no rounding
+    assert list(K.rshift_round(np.array([-3, -2, -1, 0, 1, 2, 3]), 1)) == [-2, -1, -1, 0, 1, 1, 2]
+
+
+def test_requant_matches_exact_rationals():
+    rng = np.random.default_rng(1)
+    acc = rng.integers(-(2**31), 2**31, 2000)
+    mult = rng.integers(0, 2**31, 2000)
+    shift = rng.integers(0, 63, 2000)
+    acc[:10], mult[:10], shift[:10] = [-3, 3, -1, 1, -5, 5, 0, -(2**31), 2**31 - 1, -6], 1, 1
+    got = K.requant(acc, mult, shift, -(2**62), 2**62)
+    want = [_round_half_away(Fraction(int(a) * int(m), 2 ** int(s))) for a, m, s in zip(acc, mult, shift)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_quantize_multiplier_by_hand():
+    assert K.quantize_multiplier(1.0) == (1 << 30, 30)
+    assert K.quantize_multiplier(0.75) == (3 << 29, 31)
+    assert K.quantize_multiplier(2.0**-40) == (1 << 22, 62)  # shift 70 clamped to 62: 8 mantissa bits dropped
+    assert K.quantize_multiplier(1 - 2**-40) == (1 << 30, 30)  # mantissa rounds up to 2^31: renormalised
+    assert K.quantize_multiplier(2.0**30) == (1 << 30, 0)
+    for bad in (0.0, -1.0, math.inf, math.nan, 2.0**31):
+        with pytest.raises(ValueError):
+            K.quantize_multiplier(bad)
+
+
+def test_quantize_multiplier_precision():
+    for real in 10 ** np.random.default_rng(2).uniform(-9, 9, 3000):
+        mult, shift = K.quantize_multiplier(float(real))
+        assert 0 <= mult < 2**31 and 0 <= shift <= 62
+        if shift < 62:
+            assert 2**30 <= mult and abs(Fraction(mult, 2**shift) - Fraction(real)) <= Fraction(real) / 2**31
+        else:  # tiny factor: mantissa bits given up, still the nearest multiple of 2^-62
+            assert abs(Fraction(mult, 2**62) - Fraction(real)) <= Fraction(1, 2**63)
+
+
+# ----------------------------------------------------------------------------- C versus numpy twins
+
+
+def qm_arrays(reals):
+    ms = [K.quantize_multiplier(float(r)) for r in reals]
+    return np.array([m for m, _ in ms], np.int32), np.array([s for _, s in ms], np.uint8)
+
+
+def wide_reals(rng, n):
+    return 10 ** rng.uniform(-9, 3, n)
+
+
+def tie_heavy(rng, n):
+    """Tiny (mult, shift) pairs: acc * mult / 2^shift lands exactly on .5 often, of both signs."""
+    return rng.integers(1, 8, n).astype(np.int32), rng.integers(1, 4, n).astype(np.uint8)
+
+
+def rand_i8(rng, shape):
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def c_linear(lib, bits, x, w, mult, shift):
+    y = np.zeros(w.shape[0], {8: np.int8, 16: np.int16, 32: np.int32}[bits])
+    getattr(lib, f"linear_i{bits}")(y, x, w, mult, shift, w.shape[1], w.shape[0])
+    return y
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_linear(lib, seed):
+    rng = np.random.default_rng(seed)
+    n_in, n_out = int(rng.integers(1, 300)), int(rng.integers(1, 40))
+    x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
+    if seed % 10 == 0:  # extreme accumulators of both signs
+        x[:] = -128
+        w[: n_out // 2], w[n_out // 2:] = -128, 127
+    reals = wide_reals(rng, n_out) if seed % 2 else 10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in))
+    mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, n_out)
+    for bits, rng_ in ((8, I8), (16, I16), (32, I32)):
+        np.testing.assert_array_equal(c_linear(lib, bits, x, w, mult, shift), K.linear(x, w, mult, shift, *rng_))
+
+
+def test_linear_rounding_and_saturation_edges(lib):
+    acc = np.arange(-128, 128, dtype=np.int8)  # n_in = 1, x = 1: acc = w
+    w, x = acc.reshape(-1, 1), np.ones(1, np.int8)
+    for mult, shift in ((1 << 30, 31), (3, 1), (1, 1), (1, 2), (5, 3), (2**31 - 1, 0), (1, 62), (2**31 - 1, 62)):
+        m, s = np.full(256, mult, np.int32), np.full(256, shift, np.uint8)
+        for bits, r in ((8, I8), (16, I16), (32, I32)):
+            np.testing.assert_array_equal(c_linear(lib, bits, x, w, m, s), K.linear(x, w, m, s, *r))
+    m, s = np.full(256, 1 << 30, np.int32), np.full(256, 31, np.uint8)
+    want = [_round_half_away(Fraction(int(a), 2)) for a in acc]
+    np.testing.assert_array_equal(c_linear(lib, 8, x, w, m, s), want)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_rmsnorm(lib, seed):
+    rng = np.random.default_rng(seed)
+    dim = int(rng.choice([1, 7, 64, 288, 512, 2048]))
+    mag = 10 ** rng.uniform(0, math.log10(32768))
+    x = np.clip(np.round(rng.standard_normal(dim) * mag), *I16).astype(np.int16)
+    if seed % 7 == 0:
+        x = rng.integers(-32768, 32768, dim, dtype=np.int16)
+    gain = rng.integers(-(2**15) if seed % 2 else 0, 2**15 + 1, dim).astype(np.int32)  # norm weights can be < 0
+    gain_shift = int(rng.integers(0, 25))
+    eps_q = int(rng.integers(0, 10**8 + 1)) if seed % 3 else 0
+    y = np.zeros(dim, np.int8)
+    lib.rmsnorm_i8(y, x, gain, gain_shift, eps_q, dim)
+    np.testing.assert_array_equal(y, K.rmsnorm(x, gain, gain_shift, eps_q))
+
+
+@pytest.mark.parametrize("case", ["zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31"])
+def test_rmsnorm_edges(lib, case):
+    dim = 512
+    x, gain, gain_shift, eps_q = np.zeros(dim, np.int16), np.full(dim, 1 << 12, np.int32), 12, 0
+    if case == "zero_eps":
+        eps_q = 10**8
+    elif case == "tiny":  # r = isqrt(2^16/512) = 11 < 256: the clamp decides
+        x[3] = 1
+    elif case == "ones":  # r = 256 exactly
+        x[:] = np.where(np.arange(dim) % 2, 1, -1)
+    elif case in ("full_pos", "full_neg"):
+        x[:] = 32767 if case == "full_pos" else -32768
+    elif case == "sat":  # large gain, one outlier: saturate at both ends
+        x[:] = np.where(np.arange(dim) % 2, 300, -300)
+        x[0] = -32768
+        gain[:], gain_shift = 1 << 15, 0
+    elif case == "shift31":
+        x[:], gain[:], gain_shift = -32768, 1 << 15, 31
+    y = np.zeros(dim, np.int8)
+    lib.rmsnorm_i8(y, x, gain, gain_shift, eps_q, dim)
+    want = K.rmsnorm(x, gain, gain_shift, eps_q)
+    np.testing.assert_array_equal(y, want)
+    if case.startswith("zero") or case == "tiny":
+        assert not want[4:].any()
+    if case == "sat":
+        assert want.min() == -128 and want.max() == 127
+
+
+def rope_tables(ctx, head_size, theta=10000.0):
+    i = np.arange(head_size // 2)
+    ang = np.arange(ctx)[:, None] * theta ** (-2 * i / head_size)[None, :]
+    q = 1 << K.ROPE_FRAC
+    return np.round(np.cos(ang) * q).astype(np.int16), np.round(np.sin(ang) * q).astype(np.int16)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_rope(lib, seed):
+    rng = np.random.default_rng(seed)
+    head_size = int(rng.choice([2, 8, 16, 32, 64]))
+    n = head_size * int(rng.integers(1, 9))
+    ctx = 512
+    if seed % 4:
+        cos_t, sin_t = rope_tables(ctx, head_size)
+    else:  # arbitrary Q14 entries, including +-1.0 on both axes: the sums saturate
+        cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, head_size // 2), dtype=np.int16) for _ in range(2))
+        cos_t[0], sin_t[0] = 2**14, 2**14
+        cos_t[1], sin_t[1] = -(2**14), 2**14
+    if seed % 4 == 1:  # multiples of 2^12: the Q14 products land exactly on .5 often
+        cos_t, sin_t = (rng.integers(-4, 5, (ctx, head_size // 2)).astype(np.int16) * 4096 for _ in range(2))
+    pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
+    x = rand_i8(rng, n)
+    if seed % 6 == 0:
+        x[::2], x[1::2] = 127, -128
+    want = K.rope(x, pos, cos_t, sin_t, head_size)
+    y = np.zeros(n, np.int8)
+    lib.rope_i8(y, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), n, head_size)
+    np.testing.assert_array_equal(y, want)
+    lib.rope_i8(x, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), n, head_size)  # in place
+    np.testing.assert_array_equal(x, want)
+
+
+def attention_case(rng, n_kv_heads, head_size, pos, ctx=512, wide=False):
+    n_heads = 8
+    sq, sk, sv = 10 ** rng.uniform(-3, -1, 3)
+    score_mult, score_shift = K.quantize_multiplier(sq * sk / math.sqrt(head_size) * math.log2(math.e) * 65536)
+    out_real = float(wide_reals(rng, 1)[0]) if wide else sv / (10 ** rng.uniform(-2.5, -1.5) * K.PROB_ONE)
+    out_mult, out_shift = K.quantize_multiplier(out_real)
+    q = rand_i8(rng, n_heads * head_size)
+    k_cache = rand_i8(rng, (ctx, n_kv_heads * head_size))
+    v_cache = rand_i8(rng, (ctx, n_kv_heads * head_size))
+    return dict(q=q, k_cache=k_cache, v_cache=v_cache, pos=pos, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                head_size=head_size, score_mult=score_mult, score_shift=score_shift, out_mult=out_mult,
+                out_shift=out_shift)
+
+
+def check_attention(lib, c):
+    table = K.exp2_table()
+    want = K.attention(**c, table=table)
+    guard = 8
+    scratch = np.full(c["pos"] + 1 + guard, -12345, np.int32)
+    out = np.zeros(c["n_heads"] * c["head_size"], np.int8)
+    lib.attention_i8(out, c["q"], c["k_cache"], c["v_cache"], scratch, c["pos"], c["n_heads"], c["n_kv_heads"],
+                     c["head_size"], c["score_mult"], c["score_shift"], c["out_mult"], c["out_shift"], table)
+    np.testing.assert_array_equal(out, want)
+    assert (scratch[c["pos"] + 1:] == -12345).all(), "scratch written past pos"
+    # scratch ends holding the last head's probabilities: check the integer softmax on its own
+    hs, last = c["head_size"], c["n_heads"] - 1
+    kh = last // (c["n_heads"] // c["n_kv_heads"])
+    k = c["k_cache"].astype(np.int64)[: c["pos"] + 1, kh * hs:(kh + 1) * hs]
+    scores = k @ c["q"].astype(np.int64)[last * hs:(last + 1) * hs]
+    p = K.softmax_q15(scores, c["score_mult"], c["score_shift"], table)
+    np.testing.assert_array_equal(scratch[: c["pos"] + 1], p)
+    return want
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_attention(lib, seed):
+    rng = np.random.default_rng(seed)
+    n_kv_heads, head_size = int(rng.choice([4, 8])), int(rng.choice([8, 16]))
+    pos = int(rng.integers(0, 512)) if seed % 3 else int(rng.integers(0, 8))
+    c = attention_case(rng, n_kv_heads, head_size, pos, wide=seed % 4 == 0)
+    if seed % 5 == 2:  # out requant on exact .5 ties
+        c["out_mult"], c["out_shift"] = int(rng.integers(1, 8)), int(rng.integers(1, 4))
+    check_attention(lib, c)
+
+
+ATTN_EDGES = ["pos0", "pos300", "pos511", "equal_scores", "zero_q", "extreme", "saturate", "exp_steps", "exp_cutoff", "neg_mult"]
+
+
+@pytest.mark.parametrize("case", ATTN_EDGES)
+def test_attention_edges(lib, case):
+    rng = np.random.default_rng(sum(map(ord, case)))
+    pos = {"pos0": 0, "pos300": 300, "pos511": 511, "exp_cutoff": 1}.get(case, 200)
+    c = attention_case(rng, 4, 16, pos)
+    if case == "equal_scores":  # identical keys: uniform probabilities
+        c["k_cache"][:] = c["k_cache"][0]
+    elif case == "zero_q":
+        c["q"][:] = 0
+    elif case == "extreme":  # max scores far apart: most exp2_neg inputs have ip >= 16
+        c["q"][:], c["k_cache"][::2], c["k_cache"][1::2] = 127, 127, -128
+        c["score_mult"], c["score_shift"] = K.quantize_multiplier(0.1 * 0.1 / 4 * math.log2(math.e) * 65536)
+    elif case in ("exp_steps", "exp_cutoff"):  # z = t * 2^14 for row t: ip = t/4 walks over 0..63, incl. exactly 16 with fp = 0
+        c["q"][:], c["k_cache"][:] = 0, 0
+        c["q"][::16] = 1
+        c["k_cache"][:256, ::16] = (127 - np.arange(256))[:, None]
+        c["score_mult"], c["score_shift"] = K.quantize_multiplier(2.0**14)
+        if case == "exp_cutoff":  # two rows, z = 0 and z = 16 << 16 exactly: the second must weigh exactly 0
+            c["k_cache"][1, ::16] = 127 - 64
+    elif case == "neg_mult":  # outside the contract, but the twin defines it: z clamps at 0
+        c["score_mult"] = -c["score_mult"]
+    elif case == "saturate":
+        c["v_cache"][:] = np.where(np.arange(64) % 2, 127, -128)
+        c["out_mult"], c["out_shift"] = K.quantize_multiplier(1.0)
+    want = check_attention(lib, c)
+    if case == "saturate":
+        assert want.min() == -128 and want.max() == 127
+
+
+def silu_table(rng):
+    g = np.arange(-128, 128) * 10 ** rng.uniform(-2, -0.5)
+    silu = g / (1 + np.exp(-g))
+    return np.clip(np.round(silu / np.abs(silu).max() * 32767), *I16).astype(np.int16)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_swiglu(lib, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 1000))
+    gate, up = rand_i8(rng, n), rand_i8(rng, n)
+    table = silu_table(rng) if seed % 3 else rng.integers(-32768, 32768, 256, dtype=np.int16)
+    real = float(wide_reals(rng, 1)[0]) if seed % 2 else 10 ** rng.uniform(-6.5, -4.5)
+    mult, shift = K.quantize_multiplier(real) if seed % 5 != 2 else (int(rng.integers(1, 8)), int(rng.integers(1, 4)))
+    if seed == 0:
+        gate[:2], up[:2], table[0], table[255] = [-128, 127], [-128, -128], -32768, 32767
+    h = np.zeros(n, np.int8)
+    lib.swiglu_i8(h, gate, up, table, mult, shift, n)
+    np.testing.assert_array_equal(h, K.swiglu(gate, up, table, mult, shift))
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_add_sat_i16(lib, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 2000))
+    a, b = (rng.integers(-32768, 32768, n, dtype=np.int16) for _ in range(2))
+    a[:4], b[:4] = [32767, -32768, 32767, -32768], [32767, -32768, -32768, 1]
+    want = K.add_sat16(a, b)
+    y = np.zeros(n, np.int16)
+    lib.add_sat_i16(y, a, b, n)
+    np.testing.assert_array_equal(y, want)
+    lib.add_sat_i16(a, a, b, n)  # in place
+    np.testing.assert_array_equal(a, want)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_embed(lib, seed):
+    rng = np.random.default_rng(seed)
+    vocab, dim = int(rng.integers(1, 600)), int(rng.integers(1, 300))
+    table = rand_i8(rng, (vocab, dim))
+    table[0, :2] = [-128, 127]
+    reals = wide_reals(rng, vocab) if seed % 2 else 10 ** rng.uniform(0, 2.4, vocab)
+    mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, vocab)
+    for token in {0, vocab - 1, int(rng.integers(0, vocab))}:
+        x = np.zeros(dim, np.int16)
+        lib.embed_i16(x, table, mult, shift, token, dim)
+        np.testing.assert_array_equal(x, K.embed(token, table, mult, shift))
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_argmax(lib, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40000))
+    x = rng.integers(-(2**31), 2**31, n, dtype=np.int32) if seed % 2 else rng.integers(-3, 3, n, dtype=np.int32)
+    assert lib.argmax_i32(x, n) == K.argmax(x)
+
+
+def test_argmax_edges(lib):
+    for x in ([5], [7, 7, 7], [-(2**31)] * 5, [1, 3, 3, 2], [0, 0, 2**31 - 1], [2**31 - 1, 2**31 - 1]):
+        a = np.array(x, np.int32)
+        assert lib.argmax_i32(a, len(a)) == K.argmax(a) == int(np.flatnonzero(a == a.max())[0])
