@@ -106,7 +106,7 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         if as_json:
             typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text}, ensure_ascii=False))
         else:
-            typer.echo((prompt if prompt is not None else "") + g.text if prompt is not None else g.text)
+            typer.echo(g.prompt + g.text)
     _guard(go)
 
 

@@ -13,16 +13,14 @@ import yaml
 from .graph import Arg
 
 
-def _arg(a: Arg, c) -> str:
+def _arg(a: Arg) -> str:
     if a.kind == "int":
         return f"{a.label}={a.value}"
     if a.kind in ("pos", "token"):
         return f"{a.label}={a.kind}"
     if a.kind == "buf":
-        v = c.plan.values[a.name]
         row = "[pos]" if a.row == "pos" else ""
         return f"{a.label}={a.name}{row}"
-    arr = c.plan.consts[a.name]
     row = "[pos]" if a.row == "pos" else ""
     return f"{a.label}=const:{a.name}{row}"
 
@@ -69,7 +67,7 @@ def plan_yaml(c) -> str:
     for s in plan.steps:
         out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {s.kernel}, engine: {s.engine}, "
                    f"cores: {s.cores}, macs: {s.macs}}}")
-        out.append(f"    args: {_flow(_arg(a, c) for a in s.args)}")
+        out.append(f"    args: {_flow(_arg(a) for a in s.args)}")
         out.append(f"    why: {yaml.safe_dump(s.reason, width=1000).splitlines()[0]}")
     out.append("buffers:  # every tensor in an arena; offsets and sizes in bytes, lifetimes in steps")
     for b in alloc.buffers:

@@ -24,6 +24,7 @@ BOS, EOS = 1, 2
 
 @dataclass(frozen=True)
 class Generation:
+    prompt: str
     prompt_ids: list[int]
     ids: list[int]  # the continuation only
     text: str  # the continuation only
@@ -71,7 +72,7 @@ def run_float(path: Path, prompt: str, n_new: int, overrides=None, stop: bool = 
     cache = fm.new_cache(1)
     ids, logits = greedy(lambda t, p: fm.forward(np.array([[t]]), p, cache)[0, -1], pids, n_new,
                          dep.model.dims.context, stop)
-    return Generation(pids, ids, continuation_text(tok, pids, ids), logits)
+    return Generation(prompt, pids, ids, continuation_text(tok, pids, ids), logits)
 
 
 def run_golden_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True):
@@ -119,4 +120,4 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
     pids = _prompt_ids(c.tokenizer, prompt, c.dep.model.tokenizer_pos)
     fn = run_golden_compiled if engine == "golden" else run_c_compiled
     ids, logits = fn(c, pids, n_new, stop)
-    return Generation(pids, ids, continuation_text(c.tokenizer, pids, ids), logits)
+    return Generation(prompt, pids, ids, continuation_text(c.tokenizer, pids, ids), logits)
