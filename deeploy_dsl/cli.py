@@ -110,6 +110,31 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
     _guard(go)
 
 
+@app.command()
+def diff(a: Path = typer.Argument(..., help="a build directory, a plan.yaml, or a .dply (built first)"),
+         b: Path = typer.Argument(..., help="the same for the other side"),
+         define: Optional[List[str]] = DEFINE):
+    """Show what changed between two plans: steps, rules, engines, tiles, arenas."""
+    def go():
+        from .plandiff import diff_plans, format_diff
+        typer.echo(format_diff(diff_plans(_plan_of(a, define or []), _plan_of(b, define or []))))
+    _guard(go)
+
+
+def _plan_of(path: Path, define: list[str]) -> dict:
+    import yaml
+    from .plandiff import load_plan
+    if path.suffix == ".dply":
+        from .codegen import plan_yaml
+        from .compiler import compile_deployment
+        return yaml.safe_load(plan_yaml(compile_deployment(path, define)))
+    try:
+        return load_plan(path)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+
+
 @import_app.command("llama2c")
 def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (.bin)"),
                    out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json")):

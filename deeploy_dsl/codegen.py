@@ -14,9 +14,11 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
+import yaml
 
 from .compiler import Compiled
 from .graph import C_TYPE, ITEMSIZE
+from .memory_map import memory_maps
 from .plan_yaml import plan_yaml
 from .rules import c_ident
 from .tokenizer import c_string_literal, c_table_source
@@ -142,6 +144,8 @@ def render(c: Compiled) -> dict[str, str]:
     headers = sorted(f for f in files if f.endswith(".h"))
     files["Makefile"] = env.get_template("Makefile.j2").render(**common, sources=sources, headers=headers)
     files["plan.yaml"] = plan_yaml(c)
+    # a picture of each arena: time across, addresses up, one box per buffer
+    files.update(memory_maps(yaml.safe_load(files["plan.yaml"])))
     return files
 
 

@@ -7,6 +7,7 @@ that does not churn the diff; the C consumes integers only, which are all listed
 from __future__ import annotations
 
 import hashlib
+import json
 
 import yaml
 
@@ -63,12 +64,12 @@ def plan_yaml(c) -> str:
     out.append("scales:  # real value = integer * scale")
     for k in sorted(c.quant.scales):
         out.append(f"  {k}: {_g(c.quant.scales[k])}")
-    out.append("steps:")
+    out.append("steps:  # one flow mapping per step: what runs, on which engine, with which arguments, and why")
     for s in plan.steps:
         out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {s.kernel}, engine: {s.engine}, "
-                   f"cores: {s.cores}, macs: {s.macs}}}")
-        out.append(f"    args: {_flow(_arg(a) for a in s.args)}")
-        out.append(f"    why: {yaml.safe_dump(s.reason, width=1000).splitlines()[0]}")
+                   f"cores: {s.cores}, macs: {s.macs},")
+        out.append(f"     args: [{', '.join(json.dumps(_arg(a)) for a in s.args)}],")
+        out.append(f"     why: {json.dumps(s.reason)}}}")
     out.append("buffers:  # every tensor in an arena; offsets and sizes in bytes, lifetimes in steps")
     for b in alloc.buffers:
         v = plan.values[b.name]

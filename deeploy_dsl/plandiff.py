@@ -9,7 +9,6 @@ treated as absent, so older and newer plans can be compared.
 """
 from __future__ import annotations
 
-import json
 import re
 from itertools import groupby
 from pathlib import Path
@@ -38,25 +37,11 @@ def load_plan(path) -> dict:
     text = p.read_text(encoding="utf-8", errors="replace")
     try:
         data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError:
-        try:     # plan.yaml as written is not strict YAML: `- {...}` + continuation keys, `[` inside args
-            data = yaml.load(_repair(text), Loader=_LOADER)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{p}: cannot parse plan: {str(e).splitlines()[0]}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: cannot parse plan: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict) or not any(k in data for k in ("steps", "memory", "buffers")):
         raise ValueError(f"{p}: not a deeploy plan (no steps, memory or buffers)")
     return data
-
-
-def _repair(text: str) -> str:
-    out = []
-    for line in text.splitlines():
-        m = re.match(r"^(\s*)args: \[(.*)\]\s*$", line)
-        if m:
-            items = [s.strip() for s in m.group(2).split(", ")] if m.group(2).strip() else []
-            line = f"{m.group(1)}args: {json.dumps(items)}"
-        out.append(re.sub(r"^(\s*)- \{", r"\1- <<: {", line))
-    return "\n".join(out) + "\n"
 
 
 def _fmt(v) -> str:
