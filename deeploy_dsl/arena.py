@@ -57,7 +57,7 @@ def best_fit(items: list[tuple[str, int, int, int]], base: int, align: int) -> d
     out: dict[str, int] = {}
     for name, size, first, last in sorted(items, key=lambda t: (-t[1], t[2], t[0])):
         busy = sorted((o, o + s) for o, s, f, l in placed if f <= last and first <= l)
-        best, best_gap, cur = None, None, base
+        best, best_gap, cur = None, None, _align(base, align)
         for lo, hi in busy + [(1 << 62, 1 << 62)]:
             gap = lo - cur
             if gap >= size and (best_gap is None or gap < best_gap):

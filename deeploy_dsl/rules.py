@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import Collector, Pos, SpecError
+from .errors import COMMAND_LINE, Collector, Pos, SpecError
 from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
 from .quantize import QuantModel
 from .spec import Deployment, MapHint, PathPattern
@@ -55,6 +55,18 @@ def hint_matches(p: PathPattern, op_name: str) -> bool:
     return True
 
 
+def _any_op_name(p: PathPattern) -> bool:
+    """Whether the pattern leaves the op itself open (`layers[1].mlp.*`, `default`)."""
+    return p.segments == (("default", None),) or any(name == "*" for name, _ in p.segments)
+
+
+def _where(pos: Pos) -> str:
+    """Where a hint was written, for Step.reason: a .dply line or the -D override."""
+    if pos.file == COMMAND_LINE.file:
+        return f"command line {pos.text}".rstrip()
+    return f"line {pos.line}" if pos.line else str(pos)
+
+
 @dataclass(frozen=True)
 class Placement:
     engine: str
@@ -76,9 +88,17 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
                      "ops are named like embed, layers[0].attn.q, layers[*].attn.qkv, layers[*].mlp.down, "
                      "layers[*].attn.softmax, final_norm, lm_head")
             continue
+        if h.engine == "auto":
+            # the compiler chooses; with no NPU kernels in this version that is the whole cluster
+            cores = h.cores if h.cores is not None else dep.target.cores
+            for m in matched:
+                placed[m] = Placement("cluster", cores, f"{h.pattern.text} -> auto: cluster ({_where(h.pos)})", h.pos)
+            continue
         if h.engine == "npu":
             non_linear = [m for m in matched if kinds[m] not in LINEAR_KINDS]
-            if non_linear and not h.pattern.has_wildcard:
+            # a '*' in the op name (or 'default') selects ops of several kinds: keep the linear ones.
+            # A named op (a layer range like layers[*] does not change which op) must be linear.
+            if non_linear and not _any_op_name(h.pattern):
                 what = h.pattern.segments[-1][0]
                 errs.add(h.pos, f"{what} -> npu: the NPU runs only linear layers ({non_linear[0]} is {kinds[non_linear[0]]})")
                 continue
@@ -87,9 +107,8 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
                 errs.add(h.pos, f"'{h.pattern.text}' matches no linear layer: the NPU runs only linear layers")
                 continue
         cores = h.cores if h.cores is not None else (dep.target.cores if h.engine == "cluster" else 1)
-        where = f"line {h.pos.line}" if h.pos.line else str(h.pos)
         for m in matched:
-            placed[m] = Placement(h.engine, cores, f"{h.pattern.text} -> {h.engine} ({where})", h.pos)
+            placed[m] = Placement(h.engine, cores, f"{h.pattern.text} -> {h.engine} ({_where(h.pos)})", h.pos)
     errs.raise_if_errors(SpecError)
     return placed, errs.warnings
 

@@ -1,0 +1,226 @@
+"""The `deeploy` console script as a user runs it: exit codes, one-line JSON, and errors that point at
+the offending text (file:line:col and a caret) without a Python traceback."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
+DPLY = ROOT / "deployments/stories260k.dply"
+needs_model = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),
+                                 reason=f"the stories260K model is not at {MODEL_DIR}")
+
+
+def deeploy_cmd() -> list[str]:
+    """The console script of this interpreter (not whatever a shim on PATH resolves to)."""
+    beside = Path(sys.executable).parent / "deeploy"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("deeploy")
+    if found is None:
+        pytest.skip("the deeploy console script is not installed (pip install -e .)")
+    return [found]
+
+
+def deeploy(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(deeploy_cmd() + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def invoke(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The same command in-process through typer's CliRunner: no interpreter start-up, same output."""
+    import os
+    from typer.testing import CliRunner
+    from deeploy_dsl.cli import app
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    # anything but a clean exit would be a traceback for a user
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
+
+
+def assert_user_error(res: subprocess.CompletedProcess) -> str:
+    """Exit 1 with a message on stderr, and no traceback anywhere."""
+    assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
+    assert res.stderr.strip(), "an error must say something"
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, res.stderr
+    return res.stderr
+
+
+def assert_points_at(stderr: str, where: str, line: int, col: int, message: str, source: str) -> None:
+    """`where:line:col: error: message`, then the source line, then a caret under column `col`."""
+    lines = stderr.split("\n")
+    head = f"{where}:{line}:{col}: error: "
+    i = next((i for i, ln in enumerate(lines) if ln.startswith(head)), None)
+    assert i is not None, f"no line starting {head!r} in:\n{stderr}"
+    assert message in lines[i], (message, lines[i])
+    gutter = f" {line} | "
+    assert lines[i + 1] == gutter + source, lines[i + 1]
+    caret = lines[i + 2]
+    assert re.fullmatch(r" +\| +\^", caret), caret
+    assert caret.index("^") - len(gutter) == col - 1, (caret, col)
+
+
+def dply_text() -> str:
+    """The shipped deployment, with the model by absolute path so it can live anywhere."""
+    return DPLY.read_text().replace('"../../shared/models/stories260K/', f'"{MODEL_DIR}/')
+
+
+# ---- help -----------------------------------------------------------------------------------------
+
+def test_help_lists_the_commands():
+    res = deeploy("--help")
+    assert res.returncode == 0, res.stderr
+    for cmd in ("build", "check", "run", "import"):
+        assert re.search(rf"^\W*{cmd}\b", res.stdout, re.M), (cmd, res.stdout)
+    res = invoke("import", "--help")
+    assert res.returncode == 0 and "llama2c" in res.stdout
+
+
+# ---- check ----------------------------------------------------------------------------------------
+
+@needs_model
+def test_check_the_shipped_deployment():
+    res = deeploy("check", "deployments/stories260k.dply")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "deployments/stories260k.dply: ok (stories260k, target siracusa, 78 steps)"
+    assert "error" not in res.stderr
+
+
+BAD_FILES = {
+    # id: (old text, new text, the offending line after the edit, col, message)
+    "syntax": ("lm_head          -> cluster", "lm_head          -> (", "    lm_head          -> (", 25,
+               "unexpected '('; expected a name"),
+    "unknown target": ("target siracusa", "target stm32", "target stm32", 8, "unknown target 'stm32'"),
+    "bad setting": ("sampler greedy", "sampler nucleus", "    sampler nucleus", 13, "unsupported sampler 'nucleus'"),
+    "dims disagree": ("model llama {", "model llama {\n    heads 4", "    heads 4", 5,
+                      "heads 4 disagrees with num_attention_heads = 8"),
+    "unknown block": ("generate {", "generation {", "generation {", 1, "unknown block 'generation'"),
+}
+
+
+@needs_model
+@pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
+def test_check_a_bad_file(tmp_path, case):
+    old, new, source, col, message = BAD_FILES[case]
+    text = dply_text()
+    assert old in text
+    text = text.replace(old, new, 1)
+    (tmp_path / "bad.dply").write_text(text)
+    line = text.split("\n").index(source) + 1
+    # the console script once, to see what a user sees; the other cases in-process
+    run = deeploy if case == "syntax" else invoke
+    stderr = assert_user_error(run("check", "bad.dply", cwd=tmp_path))
+    assert_points_at(stderr, "bad.dply", line, col, message, source)
+
+
+def test_check_a_missing_file(tmp_path):
+    stderr = assert_user_error(deeploy("check", "nope.dply", cwd=tmp_path))
+    assert stderr.strip() == "nope.dply: error: no such file"
+
+
+@needs_model
+@pytest.mark.parametrize("define, col, message", [
+    ("memory.L1=lots", 14, "'L1' expects a size"),
+    ("generate.tokens=many", 20, "'tokens' expects a whole number"),
+    ("target=stm32", 11, "unknown target 'stm32'"),
+    ("map.lm_head=gpu", 16, "unknown engine 'gpu'"),
+])
+def test_check_a_bad_define(define, col, message):
+    stderr = assert_user_error(invoke("check", "deployments/stories260k.dply", "-D", define))
+    assert_points_at(stderr, "<command line>", 1, col, message, f"-D {define}")
+
+
+def test_check_a_define_without_a_value():
+    stderr = assert_user_error(invoke("check", "deployments/stories260k.dply", "-D", "L1"))
+    assert "expected KEY=VALUE, got 'L1'" in stderr
+
+
+@needs_model
+def test_check_activations_over_budget():
+    stderr = assert_user_error(deeploy("check", "deployments/stories260k.dply", "-D", "memory.L1=1KiB"))
+    assert_points_at(stderr, "<command line>", 1, 11, "L1 needs", "-D memory.L1=1KiB")
+    assert re.search(r"L1 needs \d+ B \(arena \d+ B \(lower bound \d+ B\)\) but has 1024 B", stderr), stderr
+
+
+@needs_model
+def test_check_weights_with_a_wrong_shape(tmp_path):
+    from safetensors.numpy import load_file, save_file
+    tensors = load_file(MODEL_DIR / "model.safetensors")
+    name = "model.layers.2.mlp.down_proj.weight"
+    tensors[name] = np.ascontiguousarray(tensors[name][:, :171])
+    model = tmp_path / "model"
+    model.mkdir()
+    save_file(tensors, model / "model.safetensors")
+    shutil.copy(MODEL_DIR / "config.json", model / "config.json")
+    text = dply_text().replace(f'"{MODEL_DIR}/model.safetensors"', f'"{model}/model.safetensors"')
+    (tmp_path / "w.dply").write_text(text)
+    source = next(ln for ln in text.split("\n") if ln.strip().startswith("weights ") and "safetensors" in ln)
+    line = text.split("\n").index(source) + 1
+    stderr = assert_user_error(invoke("check", "w.dply", cwd=tmp_path))
+    assert_points_at(stderr, "w.dply", line, 5, f"tensor {name} has shape [64, 171], expected [64, 172]", source)
+
+
+# ---- run ------------------------------------------------------------------------------------------
+
+@needs_model
+def test_run_golden_prints_one_json_line():
+    res = deeploy("run", "deployments/stories260k.dply", "--engine", "golden", "--json", "--tokens", "8")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().split("\n")
+    assert len(lines) == 1, res.stdout
+    out = json.loads(lines[0])
+    assert set(out) == {"prompt_ids", "ids", "text"}
+    reference = json.loads((MODEL_DIR / "reference.json").read_text())["cases"]
+    prompt_ids = next(c["prompt_ids"] for c in reference if c["prompt"] == "Once upon a time")
+    assert out["prompt_ids"] == prompt_ids  # the .dply's prompt, BOS first
+    assert len(out["ids"]) == 8 and all(isinstance(i, int) and 2 < i < 512 for i in out["ids"])
+    assert isinstance(out["text"], str) and out["text"].strip()
+
+
+def test_run_with_an_unknown_engine():
+    stderr = assert_user_error(invoke("run", "deployments/stories260k.dply", "--engine", "nope"))
+    assert "unknown engine 'nope'" in stderr and "golden" in stderr
+
+
+# ---- import ---------------------------------------------------------------------------------------
+
+@needs_model
+def test_import_llama2c(tmp_path):
+    from safetensors.numpy import load_file
+    out = tmp_path / "x"
+    res = deeploy("import", "llama2c", MODEL_DIR / "stories260K.bin", "-o", out)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert str(out / "model.safetensors") in res.stdout
+    assert json.loads((out / "config.json").read_text()) == json.loads((MODEL_DIR / "config.json").read_text())
+    got, want = load_file(out / "model.safetensors"), load_file(MODEL_DIR / "model.safetensors")
+    assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+@needs_model
+def test_import_a_truncated_checkpoint(tmp_path):
+    data = (MODEL_DIR / "stories260K.bin").read_bytes()
+    bad = tmp_path / "cut.bin"
+    bad.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "x"
+    stderr = assert_user_error(deeploy("import", "llama2c", bad, "-o", out))
+    assert "truncated" in stderr and f"needs {len(data)} bytes, found {len(data) // 2}" in stderr
+    assert not (out / "model.safetensors").exists()
+
+
+def test_import_a_missing_checkpoint(tmp_path):
+    stderr = assert_user_error(invoke("import", "llama2c", tmp_path / "nope.bin", "-o", tmp_path / "x"))
+    assert "nope.bin" in stderr and "not found" in stderr

@@ -1,0 +1,284 @@
+"""The rule engine: map hints choose an engine per op, lowering rules turn ops into kernel calls.
+
+Patterns are parsed from real `.dply` text so that positions and pattern texts are what a user sees.
+The quantized model does not depend on the map block, so one compiled stories260k provides the graph
+and QuantModel that every deployment here is lowered against.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deeploy_dsl import rules
+from deeploy_dsl.errors import SpecError
+from deeploy_dsl.graph import build_graph
+from deeploy_dsl.interpret import load_deployment
+from deeploy_dsl.rules import RULES, Rule, hint_matches, lower, lower_add, lower_linear, place_ops
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
+LAYERS = range(5)  # stories260K
+
+pytestmark = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),
+                                reason=f"the stories260K model is not at {MODEL_DIR}")
+
+
+def write_dply(tmp_path: Path, *map_lines: str, target: str = "siracusa", top: str = "",
+               name: str = "t.dply") -> Path:
+    """A small deployment of the shared model (by absolute path) with the given map lines."""
+    body = "\n".join(f"    {m}" for m in map_lines)
+    path = tmp_path / name
+    path.write_text(f"deployment t\ntarget {target}\n{top}\n"
+                    f"model llama {{\n    weights   \"{MODEL_DIR}/model.safetensors\"\n"
+                    f"    tokenizer \"{MODEL_DIR}/tok512.bin\"\n}}\n"
+                    f"map {{\n{body}\n}}\n")
+    return path
+
+
+def line_of(path: Path, text: str) -> int:
+    return [ln.strip() for ln in path.read_text().split("\n")].index(text) + 1
+
+
+@pytest.fixture(scope="module")
+def base():
+    from deeploy_dsl.compiler import compile_deployment
+    return compile_deployment(ROOT / "deployments/stories260k.dply")
+
+
+def plan_for(base, path: Path, overrides=None):
+    return lower(base.graph, base.quant, load_deployment(path, overrides))
+
+
+def by_op(plan) -> dict:
+    return {s.op: s for s in plan.steps}
+
+
+# ---- which ops a pattern names ---------------------------------------------------------------------
+
+def layer_ops(names, layers=LAYERS, part="attn") -> set[str]:
+    return {f"layers.{i}.{part}.{n}" for i in layers for n in names}
+
+
+PATTERNS = {
+    "layers[*].attn.qkv": layer_ops("qkv"),
+    "layers[0..2].mlp.*": layer_ops(("gate", "up", "swiglu", "down", "residual"), range(3), "mlp"),
+    "layers[1].mlp.down": {"layers.1.mlp.down"},
+    "lm_head": {"lm_head"},
+    "layers[*].attn.softmax": layer_ops(["attention"]),
+    "layers[*].attn.*": layer_ops(("q", "k", "v", "rope_q", "rope_k", "attention", "o", "residual")),
+    "layers[*].norm": {f"layers.{i}.{n}" for i in LAYERS for n in ("attn_norm", "mlp_norm")},
+    "layers[3].attn.rope": {"layers.3.attn.rope_q", "layers.3.attn.rope_k"},
+}
+
+
+def test_patterns_match_the_ops_they_name(tmp_path):
+    path = write_dply(tmp_path, "default -> cluster", *(f"{p} -> cluster" for p in PATTERNS))
+    dep = load_deployment(path)
+    graph = build_graph(dep.model.dims)
+    all_ops = {op.name for op in graph.ops}
+    assert [h.pattern.text for h in dep.hints] == ["default", *PATTERNS]
+    for h in dep.hints:
+        # positions are the pattern's own place in the file
+        assert (h.pos.line, h.pos.col) == (line_of(path, f"{h.pattern.text} -> cluster"), 5)
+        got = {name for name in all_ops if hint_matches(h.pattern, name)}
+        assert got == (all_ops if h.pattern.text == "default" else PATTERNS[h.pattern.text]), h.pattern.text
+
+
+def test_qkv_leaves_the_output_projection_alone(tmp_path):
+    (h,) = load_deployment(write_dply(tmp_path, "layers[*].attn.qkv -> cluster")).hints
+    assert hint_matches(h.pattern, "layers.4.attn.v") and not hint_matches(h.pattern, "layers.4.attn.o")
+    assert not hint_matches(h.pattern, "layers.4.mlp.up") and not hint_matches(h.pattern, "lm_head")
+
+
+# ---- placement: later lines override earlier ones --------------------------------------------------
+
+def test_later_lines_override_earlier_ones(base, tmp_path):
+    path = write_dply(tmp_path, "default -> cluster(cores = 8)", "layers[*].mlp.* -> cluster(cores = 2)",
+                      "layers[1].mlp.down -> cluster(cores = 4)", "lm_head -> cluster(cores = 1)")
+    steps = by_op(plan_for(base, path))
+    d, mlp, down = (line_of(path, t) for t in ("default -> cluster(cores = 8)",
+                                                "layers[*].mlp.* -> cluster(cores = 2)",
+                                                "layers[1].mlp.down -> cluster(cores = 4)"))
+    assert (steps["embed"].cores, steps["embed"].reason) == (8, f"default -> cluster (line {d})")
+    assert (steps["layers.0.mlp.down"].cores, steps["layers.0.mlp.down"].reason) == \
+        (2, f"layers[*].mlp.* -> cluster (line {mlp})")
+    assert (steps["layers.1.mlp.down"].cores, steps["layers.1.mlp.down"].reason) == \
+        (4, f"layers[1].mlp.down -> cluster (line {down})")
+    assert steps["layers.1.mlp.down"].pos.line == down
+    assert steps["layers.1.mlp.up"].cores == 2 and steps["lm_head"].cores == 1
+    assert all(s.engine == "cluster" for s in steps.values())
+
+
+def test_a_command_line_hint_comes_last(base, tmp_path):
+    path = write_dply(tmp_path, "layers[1].mlp.down -> cluster(cores = 4)")
+    steps = by_op(plan_for(base, path, ["map.layers[*].mlp.down=cluster(cores = 3)"]))
+    assert steps["layers.1.mlp.down"].cores == 3
+    assert steps["layers.1.mlp.down"].reason == \
+        "layers[*].mlp.down -> cluster (command line -D map.layers[*].mlp.down=cluster(cores = 3))"
+    assert steps["layers.1.mlp.down"].pos.file == "<command line>"
+
+
+def test_without_hints_everything_runs_on_all_cores(base, tmp_path):
+    steps = plan_for(base, write_dply(tmp_path)).steps
+    assert {(s.engine, s.cores, s.reason) for s in steps} == {("cluster", 8, "default: cluster, all cores")}
+
+
+def test_cores_beyond_the_target_are_clamped_with_a_warning(base, tmp_path):
+    path = write_dply(tmp_path, "default -> cluster(cores = 8)", target="host")
+    dep = load_deployment(path)
+    assert {h.cores for h in dep.hints} == {1}
+    assert any("target host has 1 core(s); using 1" in w.message for w in dep.warnings)
+    with pytest.raises(SpecError, match="has 1 core"):
+        load_deployment(write_dply(tmp_path, "default -> cluster(cores = 8)", target="host", top="strict yes",
+                                   name="strict.dply"))
+
+
+# ---- the NPU ---------------------------------------------------------------------------------------
+
+def test_softmax_on_the_npu_is_an_error_at_the_line(tmp_path):
+    path = write_dply(tmp_path, "default -> cluster", "layers[*].attn.softmax -> npu")
+    dep = load_deployment(path)
+    with pytest.raises(SpecError) as e:
+        place_ops(build_graph(dep.model.dims), dep)
+    (d,) = e.value.diagnostics
+    assert (d.pos.line, d.pos.col) == (line_of(path, "layers[*].attn.softmax -> npu"), 5)
+    assert d.message.startswith("softmax -> npu: the NPU runs only linear layers")
+    assert f"t.dply:{d.pos.line}:5: error: softmax -> npu" in e.value.render()
+
+
+@pytest.mark.parametrize("pattern", ["layers[*].norm", "layers[2].attn.rope", "final_norm", "embed"])
+def test_other_named_non_linear_ops_on_the_npu_are_errors(tmp_path, pattern):
+    dep = load_deployment(write_dply(tmp_path, f"{pattern} -> npu"))
+    with pytest.raises(SpecError, match=r"-> npu: the NPU runs only linear layers \(.* is (rmsnorm|rope|embed)\)"):
+        place_ops(build_graph(dep.model.dims), dep)
+
+
+def test_a_wildcard_on_the_npu_takes_only_linear_ops(tmp_path):
+    path = write_dply(tmp_path, "layers[*].mlp.* -> npu")
+    dep = load_deployment(path)
+    placed, warnings = place_ops(build_graph(dep.model.dims), dep)
+    on_npu = {name for name, p in placed.items() if p.engine == "npu"}
+    assert on_npu == layer_ops(("gate", "up", "down"), part="mlp") and not warnings
+    assert all(placed[n].cores == 1 for n in on_npu)
+    assert placed["layers.0.mlp.swiglu"].reason == "default: cluster, all cores"
+
+
+def test_npu_linear_ops_fall_back_to_the_cluster_with_a_warning(base, tmp_path):
+    path = write_dply(tmp_path, "default -> cluster(cores = 8)", "layers[*].mlp.* -> npu")
+    line = line_of(path, "layers[*].mlp.* -> npu")
+    plan = plan_for(base, path)
+    steps = by_op(plan)
+    linear = layer_ops(("gate", "up", "down"), part="mlp")
+    for name in linear:
+        s = steps[name]
+        assert (s.engine, s.cores) == ("cluster", 8), name
+        assert s.reason == f"layers[*].mlp.* -> npu (line {line}), fell back to cluster: no kernel"
+    assert steps["layers.0.mlp.swiglu"].reason == f"default -> cluster (line {line - 1})"
+    warned = {w.message.split(" ")[0] for w in plan.warnings}
+    assert warned == linear
+    w = next(w for w in plan.warnings if w.message.startswith("layers.2.mlp.up "))
+    assert w.severity == "warning" and w.pos.line == line
+    assert w.message == "layers.2.mlp.up -> npu: no npu kernel implements linear in this version; it runs on the cluster"
+
+
+def test_npu_fall_back_is_an_error_when_strict(base, tmp_path):
+    path = write_dply(tmp_path, "layers[1].mlp.down -> npu", top="strict yes")
+    with pytest.raises(SpecError) as e:
+        plan_for(base, path)
+    (d,) = e.value.diagnostics
+    assert d.message == "layers.1.mlp.down -> npu: no npu kernel implements linear in this version"
+    assert d.severity == "error" and d.pos.line == line_of(path, "layers[1].mlp.down -> npu")
+    # --strict on the command line means the same
+    with pytest.raises(SpecError):
+        lower(base.graph, base.quant, load_deployment(write_dply(tmp_path, "layers[1].mlp.down -> npu",
+                                                                  name="b.dply"), strict=True))
+
+
+def test_npu_on_a_target_without_one_is_an_error(tmp_path):
+    path = write_dply(tmp_path, "lm_head -> npu", target="host")
+    with pytest.raises(SpecError) as e:
+        load_deployment(path)
+    (d,) = e.value.diagnostics
+    assert d.message == "target host has no NPU"
+    assert (d.pos.line, d.pos.col) == (line_of(path, "lm_head -> npu"), 16)  # the engine's column
+
+
+def test_auto_picks_the_cluster_quietly(base, tmp_path):
+    plan = plan_for(base, write_dply(tmp_path, "layers[*].mlp.* -> auto"))
+    steps = by_op(plan)
+    assert not plan.warnings
+    assert {(steps[n].engine, steps[n].cores) for n in layer_ops(("gate", "swiglu"), part="mlp")} == {("cluster", 8)}
+    assert steps["layers.0.mlp.gate"].reason.startswith("layers[*].mlp.* -> auto: cluster")
+
+
+# ---- patterns that name nothing ------------------------------------------------------------------------
+
+def test_a_pattern_matching_no_op_is_an_error_with_examples(tmp_path):
+    path = write_dply(tmp_path, "layers[7].mlp.down -> cluster", "layers[*].attn.qkvo -> cluster",
+                      "layers.attn.q -> cluster", "lm_head -> cluster")
+    dep = load_deployment(path)
+    with pytest.raises(SpecError) as e:
+        place_ops(build_graph(dep.model.dims), dep)
+    diags = e.value.diagnostics
+    assert [d.pos.line for d in diags] == [line_of(path, t) for t in (
+        "layers[7].mlp.down -> cluster", "layers[*].attn.qkvo -> cluster", "layers.attn.q -> cluster")]
+    assert diags[0].message == "'layers[7].mlp.down' matches no op"
+    for name in ("embed", "layers[0].attn.q", "layers[*].attn.qkv", "layers[*].attn.softmax", "lm_head"):
+        assert name in diags[0].hint
+
+
+# ---- lowering rules ---------------------------------------------------------------------------------
+
+def test_every_step_records_the_rule_that_fired(base):
+    names = {r.name: r for r in RULES}
+    kinds = {op.name: op.kind for op in base.graph.ops}
+    assert [s.op for s in base.plan.steps] == [op.name for op in base.graph.ops]
+    for s in base.plan.steps:
+        assert s.rule in names and names[s.rule].kind == kinds[s.op], s
+    steps = by_op(base.plan)
+    # linear rules are chosen by the output's type
+    assert steps["layers.0.attn.q"].rule == "linear_i8_cluster"
+    assert steps["layers.0.attn.v"].rule == "linear_i8_cluster"  # writes the int8 KV cache row
+    assert steps["layers.0.attn.o"].rule == "linear_i16_cluster" and steps["lm_head"].rule == "linear_i32_cluster"
+    assert {s.rule for s in base.plan.steps} == set(names)
+
+
+def test_a_rule_that_declines_passes_to_the_next(base, tmp_path, monkeypatch):
+    declined = []
+
+    def decline(op, ctx):
+        declined.append(op.name)
+        return None
+
+    monkeypatch.setattr(rules, "RULES", (Rule("declines", "rmsnorm", lower=decline),) + RULES)
+    plan = plan_for(base, write_dply(tmp_path))
+    norms = [s for s in plan.steps if s.kernel == "rmsnorm_i8"]
+    assert len(norms) == 11 and {s.rule for s in norms} == {"rmsnorm_i16_to_i8"}
+    assert declined == [s.op for s in norms]
+
+
+def test_the_first_matching_rule_wins(base, tmp_path, monkeypatch):
+    monkeypatch.setattr(rules, "RULES", RULES + (Rule("late_add", "add", lower=lower_add),))
+    assert "late_add" not in {s.rule for s in plan_for(base, write_dply(tmp_path)).steps}
+    monkeypatch.setattr(rules, "RULES", (Rule("early_add", "add", lower=lower_add),) + RULES)
+    adds = [s for s in plan_for(base, write_dply(tmp_path)).steps if s.kernel == "add_sat_i16"]
+    assert len(adds) == 10 and {s.rule for s in adds} == {"early_add"}
+
+
+def test_an_npu_rule_is_used_when_one_exists(base, tmp_path, monkeypatch):
+    npu = Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_linear("linear_i8_npu"))
+    monkeypatch.setattr(rules, "RULES", RULES + (npu,))
+    plan = plan_for(base, write_dply(tmp_path, "layers[*].attn.qkv -> npu", "layers[0].attn.o -> npu"))
+    steps = by_op(plan)
+    for name in layer_ops("qkv"):
+        assert (steps[name].rule, steps[name].engine, steps[name].cores) == ("linear_i8_npu", "npu", 1)
+    # attn.o writes int16: no NPU rule for it, so it alone falls back
+    assert (steps["layers.0.attn.o"].rule, steps["layers.0.attn.o"].engine) == ("linear_i16_cluster", "cluster")
+    assert [w.message.split(" ")[0] for w in plan.warnings] == ["layers.0.attn.o"]
+
+
+def test_an_op_no_rule_lowers_is_an_error(base, tmp_path, monkeypatch):
+    monkeypatch.setattr(rules, "RULES", tuple(r for r in RULES if r.kind != "swiglu"))
+    with pytest.raises(SpecError, match="no rule lowers swiglu layers.0.mlp.swiglu"):
+        plan_for(base, write_dply(tmp_path))
