@@ -18,8 +18,10 @@ class Pos:
         return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
 
     def source_line(self) -> str:
-        lines = self.text.splitlines()
-        return lines[self.line - 1] if 0 < self.line <= len(lines) else ""
+        # split on "\n" only, as the parser counts lines: str.splitlines() would also split on
+        # form feeds and other characters the grammar treats as blanks, shifting every caret
+        lines = self.text.split("\n")
+        return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
 
 
 # where a value came from when it was not written in a file

@@ -6,6 +6,7 @@ Several errors are collected and reported together.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -31,19 +32,21 @@ HOLDABLE = ("weights", "kv_cache", "activations")
 
 # ---- constraints on the model's dimensions: the docstring is the message -----------------------
 
+# a zero or negative count is positive_dims' message; the others then hold vacuously
+
 def heads_divide_dim(d: Dims) -> bool:
     """heads {heads} does not divide dim {dim}"""
-    return d.dim % d.heads == 0
+    return d.heads <= 0 or d.dim % d.heads == 0
 
 
 def kv_heads_divide_heads(d: Dims) -> bool:
     """kv_heads {kv_heads} does not divide heads {heads} (grouped-query attention shares each kv head)"""
-    return d.heads % d.kv_heads == 0
+    return d.kv_heads <= 0 or d.heads % d.kv_heads == 0
 
 
 def head_size_even(d: Dims) -> bool:
     """head size dim/heads = {head_size} must be even for rotary embeddings"""
-    return d.dim % d.heads != 0 or d.head_size % 2 == 0
+    return d.heads <= 0 or d.dim % d.heads != 0 or d.head_size % 2 == 0
 
 
 def positive_dims(d: Dims) -> bool:
@@ -61,8 +64,7 @@ DIM_CONSTRAINTS = (positive_dims, heads_divide_dim, kv_heads_divide_heads, head_
 
 def check_dims(d: Dims) -> list[str]:
     vals = {f.name: getattr(d, f.name) for f in fields(d)}
-    if d.heads:
-        vals["head_size"] = d.dim // d.heads
+    vals["head_size"] = d.dim // d.heads if d.heads else 0
     return [c.__doc__.format(**vals) for c in DIM_CONSTRAINTS if not c(d)]
 
 
@@ -126,7 +128,7 @@ class _Reader:
 
 def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     errs = Collector()
-    file_pos = Pos(str(doc.path), 1, 1, doc.text)
+    file_pos = Pos(doc.display or str(doc.path), 1, 1, doc.text)
     top = [i for i in doc.items if isinstance(i, Setting)]
     blocks: dict[str, Block] = {}
     for b in (i for i in doc.items if isinstance(i, Block)):
@@ -171,6 +173,9 @@ def _path(r: _Reader, key: str, base: Path, required: bool) -> Path | None:
         if required and key not in r.settings:
             r.errs.add(r.block_pos, f"model block needs '{key} \"PATH\"'")
         return None
+    if not v.strip() or "\0" in v:
+        r.errs.add(r.settings[key].values[0].pos, f"'{key}' needs a file path, got {r.settings[key].values[0].text}")
+        return None
     return (base / v).resolve() if not Path(v).is_absolute() else Path(v)
 
 
@@ -178,8 +183,10 @@ def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Model
     if b is None:
         errs.add(file_pos, "missing 'model llama { ... }' block")
         return None
-    if b.label != "llama":
-        errs.add(b.pos, f"unsupported architecture '{b.label or ''}'", "supported: llama (write 'model llama {')")
+    if b.label is None:
+        errs.add(b.pos, "the model block needs an architecture", "write 'model llama {'")
+    elif b.label != "llama":
+        errs.add(b.pos, f"unsupported architecture '{b.label}'", "supported: llama (write 'model llama {')")
     r = _Reader(b.entries, "model", ("weights", "tokenizer") + tuple(DIM_KEYS), errs, b.pos)
     weights = _path(r, "weights", base, True)
     tokenizer = _path(r, "tokenizer", base, False)
@@ -189,8 +196,9 @@ def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Model
             v = r.one(key, ("name",), "yes or no")
             if v is not None:
                 if v not in ("yes", "no", "true", "false"):
-                    errs.add(r.pos(key), "'tied' expects yes or no")
-                given[key] = v in ("yes", "true")
+                    errs.add(r.settings[key].values[0].pos, f"'tied' expects yes or no, got '{v}'")
+                else:
+                    given[key] = v in ("yes", "true")
         elif key in FLOAT_DIMS:
             v = r.one(key, ("number",), "a number")
             if v is not None:
@@ -221,18 +229,11 @@ def _blame(msg: str, r: _Reader) -> Pos:
 
 def _dims(given: dict, weights: Path | None, r: _Reader, errs: Collector) -> Dims | None:
     """Dims from the `.dply`, completed from config.json beside the weights; both must agree."""
-    config = {}
     cfg_path = weights.parent / "config.json" if weights else None
-    if cfg_path and cfg_path.exists():
-        try:
-            config = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            errs.add(r.pos("weights"), f"cannot read {cfg_path.name} beside the weights: {e}")
+    config = _read_config(cfg_path, r, errs) if cfg_path else None
     merged = {}
     for key, hf in DIM_KEYS.items():
-        cv = config.get(hf)
-        if key == "tied" and cv is None and config:
-            cv = True  # HF's LlamaConfig default
+        cv = config.get(hf) if config is not None else None
         if key in given:
             if cv is not None and key != "context" and _differs(given[key], cv):
                 errs.add(r.pos(key), f"{key} {_fmt(given[key])} disagrees with {hf} = {_fmt(cv)} in {cfg_path.name}")
@@ -242,12 +243,62 @@ def _dims(given: dict, weights: Path | None, r: _Reader, errs: Collector) -> Dim
         elif cv is not None:
             merged[key] = cv
     if key_missing := [k for k in DIM_KEYS if k not in merged]:
-        where = f"and {cfg_path} has none" if cfg_path and not config else "and config.json does not say"
+        if weights is None:
+            return None  # the weights line is missing or wrong, and says so; config.json cannot be found
+        if config is None:
+            where = f"and there is no config.json beside the weights in {cfg_path.parent}"
+        else:
+            where = f"and {cfg_path.name} does not say"
         errs.add(r.block_pos, f"model dims missing: {', '.join(key_missing)} ({where})",
                  "write them in the model block, e.g. 'dim 64', or put a HF config.json beside the weights")
         return None
     return Dims(*(float(merged[k]) if k in FLOAT_DIMS else (bool(merged[k]) if k == "tied" else int(merged[k]))
                   for k in DIM_KEYS))
+
+
+def _read_config(cfg_path: Path, r: _Reader, errs: Collector) -> dict | None:
+    """The dims a HF config.json states, under HF names, with LlamaConfig's defaults; None if absent."""
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        errs.add(r.pos("weights"), f"cannot read {cfg_path.name} beside the weights: {e}")
+        return None
+    if not isinstance(config, dict):
+        errs.add(r.pos("weights"), f"{cfg_path.name} beside the weights is not a JSON object")
+        return None
+    if config.get("rope_theta") is None and isinstance(config.get("rope_parameters"), dict):
+        config["rope_theta"] = config["rope_parameters"].get("rope_theta")  # newer transformers
+    if config.get("num_key_value_heads") is None:
+        config["num_key_value_heads"] = config.get("num_attention_heads")  # LlamaConfig: no GQA
+    if "tie_word_embeddings" not in config:
+        config["tie_word_embeddings"] = False  # LlamaConfig's default
+    out = {}
+    for key, hf in DIM_KEYS.items():
+        v = config.get(hf)
+        if v is None:
+            continue
+        if key == "tied":
+            ok = isinstance(v, bool)
+        elif key in FLOAT_DIMS:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        else:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        if not ok:
+            errs.add(r.pos("weights"), f"{cfg_path.name} beside the weights has {hf} = {json.dumps(v)}, "
+                     f"expected {'true or false' if key == 'tied' else 'a number' if key in FLOAT_DIMS else 'a whole number'}")
+        else:
+            out[hf] = v
+    head_dim = config.get("head_dim")
+    if isinstance(out.get("hidden_size"), int) and isinstance(out.get("num_attention_heads"), int) \
+            and out["num_attention_heads"] > 0 and head_dim is not None \
+            and head_dim != out["hidden_size"] // out["num_attention_heads"]:
+        errs.add(r.pos("weights"), f"{cfg_path.name}: head_dim {head_dim} is not hidden_size / num_attention_heads; "
+                 "such models are not supported")
+    if config.get("rope_scaling"):
+        errs.add(r.pos("weights"), f"{cfg_path.name}: rope_scaling is not supported")
+    return out
 
 
 def _differs(a, b) -> bool:
@@ -287,7 +338,13 @@ def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:
         errs.add(v.pos, "expected calibrate(SOURCE, tokens = N)", "SOURCE is 'samples' or a \"text file\"")
         return None
     source, tokens, stat, pct, seed = "samples", 4096, "max", 100.0, 0
+    seen: set = set()
     for key, a in v.args:
+        what = key or "source"
+        if what in seen:
+            errs.add(a.pos, f"calibrate {what} is given twice")
+            return None
+        seen.add(what)
         if key is None and a.kind == "string":
             source = str((base / a.value).resolve())
         elif key is None and a.kind == "name" and a.value == "samples":
@@ -299,14 +356,14 @@ def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:
         elif key == "stat" and a.kind == "name" and a.value == "max":
             stat = "max"
         elif key == "stat" and a.kind == "call" and a.value == "percentile" and len(a.args) == 1 \
-                and a.args[0][1].kind == "number" and 0 < a.args[0][1].value <= 100:
+                and a.args[0][0] is None and a.args[0][1].kind == "number" and 0 < a.args[0][1].value <= 100:
             stat, pct = "percentile", float(a.args[0][1].value)
         else:
             errs.add(a.pos, f"unexpected calibrate argument '{a.text}'",
                      "calibrate(samples | \"file.txt\", tokens = N, seed = N, stat = max | percentile(P))")
             return None
-    if source != "samples" and not Path(source).exists():
-        errs.add(v.args[0][1].pos, f"calibration text {source} does not exist")
+    if source != "samples" and ("\0" in source or not Path(source).is_file()):
+        errs.add(next(a.pos for k, a in v.args if k is None), f"calibration text {source} does not exist")
     return Calibration(source, tokens, stat, pct, seed, v.pos)
 
 
@@ -318,6 +375,10 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
                      "e.g. 'layers[*].attn.qkv -> npu' or 'default -> cluster(cores = 8)'")
             continue
         cores = None
+        for name, rng in e.pattern.segments:
+            if rng is not None and rng[0] > rng[1]:
+                errs.add(e.pos, f"empty range {name}[{rng[0]}..{rng[1]}] in '{e.pattern.text}'",
+                         f"write {name}[{rng[1]}..{rng[0]}]")
         if e.engine not in ("cluster", "npu", "auto"):
             errs.add(e.engine_pos, f"unknown engine '{e.engine}'", "expected cluster, cluster(cores = N), npu or auto")
             continue
@@ -333,6 +394,7 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
                     cores = target.cores
             else:
                 errs.add(a.pos, f"unexpected argument '{a.text}' for {e.engine}",
+                         "write cluster(cores = N)" if e.engine == "cluster" else
                          "only cluster takes an argument: cluster(cores = N)")
         if e.engine == "npu" and target and not target.has_npu:
             errs.add(e.engine_pos, f"target {target.name} has no NPU")
@@ -350,6 +412,8 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
             errs.add(e.pos, "a mapping line belongs in a 'map' block")
         elif e.key not in tlevels:
             errs.add(e.pos, f"unknown memory level '{e.key}' (target {target.name} has: {', '.join(tlevels)})")
+        elif e.key in declared:
+            errs.add(e.pos, f"memory level '{e.key}' is set twice (first at line {declared[e.key].pos.line})")
         else:
             declared[e.key] = e
     levels = []
@@ -358,13 +422,23 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
         size, holds, pos = cap, [], s.pos if s else (b.pos if b else file_pos)
         if s:
             vals = list(s.values)
-            if not vals or vals[0].kind != "size":
+            if len(vals) > 1 and vals[0].kind == "number" and vals[1].kind == "name" and vals[1].value != "holds":
+                # `L1 256 KB`: a unit we do not know (KB would be ambiguous between 1000 and 1024)
+                errs.add(vals[1].pos, f"unknown size unit '{vals[1].text}'; expected B, KiB, MiB or GiB",
+                         "sizes are binary: 256 KiB is 262144 bytes")
+                vals = vals[2:]
+                rest = vals
+            elif not vals or vals[0].kind != "size":
                 errs.add(vals[0].pos if vals else s.pos, f"'{name}' expects a size, e.g. '{name} 256 KiB'")
+                rest = vals[1:]
+            elif not isinstance(vals[0].value, int) or vals[0].value <= 0:
+                errs.add(vals[0].pos, f"{name} {vals[0].text} is not a positive whole number of bytes")
+                rest = vals[1:]
             else:
                 size = int(vals[0].value)
                 if size > cap:
                     errs.add(vals[0].pos, f"{name} {vals[0].text} exceeds what target {target.name} has ({_size(cap)})")
-            rest = vals[1:]
+                rest = vals[1:]
             if rest and (rest[0].kind != "name" or rest[0].value != "holds"):
                 errs.add(rest[0].pos, "expected 'holds' followed by weights, kv_cache or activations")
             for v in rest[1:]:

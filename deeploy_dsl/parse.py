@@ -5,6 +5,8 @@ The grammar (grammar/deeploy.lark) is uniform on purpose; `interpret.py` gives t
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -54,6 +56,7 @@ class Doc:
     path: Path
     text: str
     items: tuple  # Setting | Block
+    display: str = ""  # the file name as messages show it (defaults to str(path))
 
 
 UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
@@ -65,6 +68,7 @@ TOKEN_WORDS = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "DOT": "'.'",
     "EQUAL": "'='", "STAR": "'*'", "__ANON_0": "'->'", "__ANON_1": "'..'", "$END": "end of file",
 }
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r"}
 
 
 @lru_cache(maxsize=1)
@@ -86,16 +90,67 @@ def parse_text(text: str, path: Path, display: str | None = None) -> Doc:
         tree = _parser().parse(src)
     except lark.exceptions.UnexpectedToken as e:
         tok = e.token
+        if tok.type == "$END" or e.line < 1:
+            line, col = _end_of(src)
+        else:
+            line, col = e.line, max(e.column, 1)
         found = "end of file" if tok.type == "$END" else ("end of line" if tok.type == "_NL" else repr(str(tok)))
-        pos = Pos(name, e.line if e.line > 0 else src.count("\n"), max(e.column, 1), text)
-        raise SyntaxErr([Diagnostic(pos, f"unexpected {found}; expected {_describe_expected(e.expected)}")]) from None
+        pos = Pos(name, line, col, text)
+        msg = f"unexpected {found}; expected {_describe_expected(e.expected)}"
+        raise SyntaxErr([Diagnostic(pos, msg, hint=_syntax_hint(src, tok.type, line, col))]) from None
     except lark.exceptions.UnexpectedCharacters as e:
         pos = Pos(name, e.line, e.column, text)
-        raise SyntaxErr([Diagnostic(pos, f"unexpected character {src[e.pos_in_stream]!r}")]) from None
+        ch = src[e.pos_in_stream]
+        if ch == '"':
+            raise SyntaxErr([Diagnostic(pos, "unterminated string: no closing '\"' on this line",
+                                        hint="a string ends on the line where it starts")]) from None
+        allowed = _describe_expected(t for t in e.allowed if t != "COMMENT") if e.allowed else "something else"
+        raise SyntaxErr([Diagnostic(pos, f"unexpected character {ch!r}; expected {allowed}")]) from None
     except lark.exceptions.UnexpectedEOF as e:
-        pos = Pos(name, src.count("\n"), 1, text)
-        raise SyntaxErr([Diagnostic(pos, f"unexpected end of file; expected {_describe_expected(e.expected)}")]) from None
-    return Doc(path, text, tuple(_ToRaw(name, text).item(t) for t in tree.children))
+        line, col = _end_of(src)
+        pos = Pos(name, line, col, text)
+        raise SyntaxErr([Diagnostic(pos, f"unexpected end of file; expected {_describe_expected(e.expected)}",
+                                    hint=_syntax_hint(src, "$END", line, col))]) from None
+    return Doc(path, text, tuple(_ToRaw(name, text).item(t) for t in tree.children), name)
+
+
+def _end_of(src: str) -> tuple[int, int]:
+    """Line and column just after the last character of the last line (src ends with a newline)."""
+    lines = src.split("\n")[:-1] or [""]
+    return len(lines), len(lines[-1].rstrip("\r")) + 1
+
+
+_STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+
+
+def _open_brace_line(src: str, line: int, col: int) -> int | None:
+    """The line of the innermost '{' still open just before (line, col), ignoring strings and comments."""
+    stack: list[int] = []
+    for n, text in enumerate(src.split("\n")[:line], start=1):
+        if n == line:
+            text = text[: col - 1]
+        for ch in _STRINGS_AND_COMMENTS.sub("", text):
+            if ch == "{":
+                stack.append(n)
+            elif ch == "}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
+def _syntax_hint(src: str, found: str, line: int, col: int) -> str:
+    """A likely fix for the common mistakes: a missing '}', a '=' in a setting, a '}' after a value."""
+    open_at = _open_brace_line(src, line, col)
+    if found == "$END" and open_at:
+        return f"the block opened at line {open_at} is never closed: add a '}}' line"
+    if found == "LBRACE" and open_at:
+        return f"blocks do not nest: is the '}}' closing the block opened at line {open_at} missing?"
+    if found == "RBRACE" and open_at:
+        return "put the closing '}' on a line of its own"
+    if found == "RBRACE":
+        return "this '}' closes no block"
+    if found == "EQUAL" and "(" not in src.split("\n")[line - 1][: col - 1]:
+        return "settings are written 'NAME VALUE' without '=' (only call arguments take '=', e.g. cluster(cores = 8))"
+    return ""
 
 
 def parse_file(path: Path) -> Doc:
@@ -148,8 +203,7 @@ class _ToRaw:
         kind, ch = v.data, v.children
         pos = self.pos(v)
         if kind == "string":
-            s = str(ch[0])[1:-1].encode("utf-8").decode("unicode_escape")
-            return Value("string", s, pos, text=str(ch[0]))
+            return Value("string", self.unescape(ch[0]), pos, text=str(ch[0]))
         if kind == "number":
             s = str(ch[0])
             num = int(s) if s.lstrip("+-").isdigit() else float(s)
@@ -157,13 +211,37 @@ class _ToRaw:
         if kind == "size":
             n, unit = str(ch[0]), str(ch[1])
             num = float(n) * UNITS[unit]
-            return Value("size", int(num) if num == int(num) else num, pos, text=f"{n} {unit}")
+            # a fractional or non-finite size stays a float; the interpreter says why it is wrong
+            whole = math.isfinite(num) and num == int(num)
+            return Value("size", int(num) if whole else num, pos, text=f"{n} {unit}")
         if kind == "name":
             return Value("name", str(ch[0]), pos, text=str(ch[0]))
         if kind == "call":
             args = self.args(ch[1]) if len(ch) > 1 else ()
             return Value("call", str(ch[0]), pos, args, text=str(ch[0]))
         raise AssertionError(kind)
+
+    def unescape(self, tok) -> str:
+        """The text of a "string" token, with JSON's escapes decoded; any other escape is an error."""
+        body, out, i = str(tok)[1:-1], [], 0
+        while i < len(body):
+            c = body[i]
+            if c != "\\":
+                out.append(c)
+                i += 1
+                continue
+            nxt = body[i + 1: i + 2]
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+                i += 2
+            elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", body[i + 2: i + 6]):
+                out.append(chr(int(body[i + 2: i + 6], 16)))
+                i += 6
+            else:
+                pos = Pos(self.name, tok.line, tok.column + 1 + i, self.text)
+                raise SyntaxErr([Diagnostic(pos, f"unknown escape '\\{nxt}' in string",
+                                            hint='known: \\" \\\\ \\/ \\n \\t \\r \\uXXXX')])
+        return "".join(out)
 
     def args(self, call_args) -> tuple:
         out = []
@@ -192,7 +270,7 @@ class _ToRaw:
                 else:
                     rng = (int(idx), int(idx))
             segs.append((name, rng))
-        ptext = self.text.splitlines()[path.meta.line - 1][path.meta.column - 1: path.meta.end_column - 1] \
+        ptext = self.text.split("\n")[path.meta.line - 1][path.meta.column - 1: path.meta.end_column - 1] \
             if path.meta.line == path.meta.end_line else "?"
         eng_name = engine.children[0]
         args = self.args(engine.children[1]) if len(engine.children) > 1 else ()
@@ -206,29 +284,68 @@ def apply_overrides(doc: Doc, overrides: list[str]) -> Doc:
     return doc
 
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OVERRIDE_HINT = "e.g. -D target=host, -D memory.L1=16KiB, -D generate.tokens=5, -D map.lm_head=cluster"
+
+
 def _apply_one(doc: Doc, ov: str) -> Doc:
     shown = f"-D {ov}"
+
+    def at(col: int) -> Pos:  # a 1-based column of `shown`
+        return Pos("<command line>", 1, max(1, min(col, len(shown))), shown)
+
+    def fail(col: int, msg: str) -> SpecError:
+        return SpecError([Diagnostic(at(col), msg, hint=_OVERRIDE_HINT)])
+
     if "=" not in ov:
-        raise SpecError([Diagnostic(Pos("<command line>", 1, 4, shown), f"expected KEY=VALUE, got {ov!r}")])
-    key, value = ov.split("=", 1)
-    parts = key.strip().split(".", 1)
-    # parse "LASTKEY VALUE" with the file grammar so values mean the same as in a file
-    line = f"{parts[-1]} {value}" if len(parts) == 1 or parts[0] != "map" else f"map {{\n{parts[1]} -> {value}\n}}"
-    sub = parse_text(line + "\n", Path("<command line>"), "<command line>")
-    # re-anchor positions on the -D text so carets point into what the user typed
-    offset = 3 + (len(parts[0]) + 1 if len(parts) > 1 and parts[0] != "map" else 0)
-    item = _reanchor(sub.items[0], shown, offset)
-    if len(parts) == 1:
+        raise fail(4, f"expected KEY=VALUE, got {ov!r}")
+    if "\n" in ov or "\r" in ov:
+        raise fail(4 + min(i for i in (ov.find("\n"), ov.find("\r")) if i >= 0),
+                   "an override is one line: it cannot contain a line break")
+    eq = ov.index("=")
+    key_raw, value = ov[:eq], ov[eq + 1:]
+    key = key_raw.strip()
+    key_col = 4 + len(key_raw) - len(key_raw.lstrip())  # ov[i] is column 4 + i of `shown`
+    value_col = 4 + eq + 1
+    block, dot, last = key.partition(".")
+    if not dot:
+        block, last = "", key
+    last_col = key_col + (len(block) + 1 if dot else 0)
+    if block == "map":
+        if not last.strip():
+            raise fail(last_col, "expected map.PATTERN=ENGINE")
+        # the pattern and engine parse as a mapping line; padding keeps the pattern in its column
+        line = " " * (last_col - 1) + last + " -> "
+        sub_text, sub_line = f"map {{\n{line}{value}\n}}\n", 2
+    else:
+        if not _NAME_RE.fullmatch(last) or (dot and not _NAME_RE.fullmatch(block)):
+            raise fail(key_col, f"bad override key {key!r}: expected SETTING or BLOCK.SETTING")
+        line = " " * (last_col - 1) + last + " "
+        sub_text, sub_line = f"{line}{value}\n", 1
+
+    def fix(p: Pos) -> Pos:
+        # columns up to the value are the same as in `shown`; the value is shifted by the separator
+        if p.line != sub_line:
+            return at(len(shown))
+        return at(p.col if p.col <= len(line) else p.col - len(line) - 1 + value_col)
+
+    try:
+        sub = parse_text(sub_text, Path("<command line>"), "<command line>")
+    except SyntaxErr as e:
+        # hints about braces and lines describe the scaffolding around the value, not what was typed
+        raise SyntaxErr([replace(d, pos=fix(d.pos), hint="" if re.search(r"[{}]|line", d.hint) else d.hint)
+                         for d in e.diagnostics]) from None
+    item = _reanchor(sub.items[0], fix)
+    if not dot:
         return replace(doc, items=_replace_setting(doc.items, item))
-    block_kind = parts[0]
     items = list(doc.items)
     for i, it in enumerate(items):
-        if isinstance(it, Block) and it.kind == block_kind:
-            entries = it.entries + item.entries if block_kind == "map" else _replace_setting(it.entries, item)
+        if isinstance(it, Block) and it.kind == block:
+            entries = it.entries + item.entries if block == "map" else _replace_setting(it.entries, item)
             items[i] = replace(it, entries=entries)
             return replace(doc, items=tuple(items))
-    new_entries = item.entries if block_kind == "map" else (item,)
-    return replace(doc, items=tuple(items) + (Block(block_kind, None, new_entries, item.pos),))
+    new_entries = item.entries if block == "map" else (item,)
+    return replace(doc, items=tuple(items) + (Block(block, None, new_entries, at(key_col)),))
 
 
 def _replace_setting(entries: tuple, new: Setting) -> tuple:
@@ -236,18 +353,15 @@ def _replace_setting(entries: tuple, new: Setting) -> tuple:
     return kept + (new,)
 
 
-def _reanchor(node, shown: str, offset: int):
-    """Move positions of a parsed override onto the `-D ...` text (line 1)."""
-    def fix(p: Pos) -> Pos:
-        col = p.col + offset if p.line == 1 else len(shown)
-        return Pos("<command line>", 1, min(col, len(shown)), shown)
-
+def _reanchor(node, fix):
+    """Move the positions of a parsed override onto the `-D ...` text with `fix(pos)`."""
     if isinstance(node, Value):
-        return replace(node, pos=fix(node.pos), args=tuple((k, _reanchor(v, shown, offset)) for k, v in node.args))
+        return replace(node, pos=fix(node.pos), args=tuple((k, _reanchor(v, fix)) for k, v in node.args))
     if isinstance(node, Setting):
-        return replace(node, pos=fix(node.pos), values=tuple(_reanchor(v, shown, offset) for v in node.values))
+        return replace(node, pos=fix(node.pos), values=tuple(_reanchor(v, fix) for v in node.values))
     if isinstance(node, Mapping):
-        return replace(node, pos=Pos("<command line>", 1, 4 + 4, shown), engine_pos=fix(node.engine_pos))
+        return replace(node, pos=fix(node.pos), engine_pos=fix(node.engine_pos),
+                       args=tuple((k, _reanchor(v, fix)) for k, v in node.args))
     if isinstance(node, Block):
-        return replace(node, entries=tuple(_reanchor(e, shown, offset) for e in node.entries))
+        return replace(node, pos=fix(node.pos), entries=tuple(_reanchor(e, fix) for e in node.entries))
     return node

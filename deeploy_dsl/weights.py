@@ -6,6 +6,8 @@ that bf16 loads without torch and a malformed file becomes a message rather than
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,22 +64,36 @@ def read_safetensors(path: Path, pos: Pos) -> dict[str, np.ndarray]:
         header = json.loads(raw[8:8 + hlen])
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise bad("header is not valid JSON: not a safetensors file?") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object: not a safetensors file?")
     data = memoryview(raw)[8 + hlen:]
     out = {}
     for name in sorted(k for k in header if k != "__metadata__"):
         info = header[name]
-        dt = DTYPES.get(info.get("dtype"))
+        if not isinstance(info, dict):
+            raise bad(f"tensor {name}: header entry is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        dt = DTYPES.get(dtype) if isinstance(dtype, str) else None
         if dt is None:
-            raise bad(f"tensor {name} has dtype {info.get('dtype')}; supported: F32, F16, BF16")
-        start, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        if end > len(data) or end - start != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
-            raise bad(f"tensor {name} {list(shape)} does not fit its data offsets [{start}, {end}]: truncated file?")
+            raise bad(f"tensor {name} has dtype {dtype}; supported: F32, F16, BF16")
+        if not (isinstance(shape, list) and all(_is_count(n) for n in shape)):
+            raise bad(f"tensor {name}: shape {json.dumps(shape)} is not a list of sizes")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)):
+            raise bad(f"tensor {name}: data_offsets {json.dumps(offsets)} is not [begin, end]")
+        start, end = offsets
+        shape = tuple(shape)
+        if end > len(data) or start > end or end - start != math.prod(shape) * dt.itemsize:
+            raise bad(f"tensor {name} {list(shape)} does not fit its data offsets [{start}, {end}] "
+                      f"({len(data)} data bytes): truncated file?")
         arr = np.frombuffer(data[start:end], dtype=dt).reshape(shape)
-        if info["dtype"] == "BF16":  # bf16 is the top half of a float32
+        if dtype == "BF16":  # bf16 is the top half of a float32
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         out[name] = arr.astype(np.float32)
     return out
+
+
+def _is_count(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
 def expected_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
@@ -109,9 +125,19 @@ def check_tensors(tensors: dict[str, np.ndarray], d: Dims, pos: Pos) -> list[Dia
             errs.add(pos, f"tensor {name} has shape {list(tensors[name].shape)}, expected {list(shape)}")
         elif not np.all(np.isfinite(tensors[name])):
             errs.add(pos, f"tensor {name} contains NaN or infinity")
-    extra = sorted(set(tensors) - set(expected_shapes(d)) - {"lm_head.weight"})
+    if d.tied and "lm_head.weight" in tensors and "model.embed_tokens.weight" in tensors \
+            and not np.array_equal(tensors["lm_head.weight"], tensors["model.embed_tokens.weight"]):
+        # some exporters store the tied copy; a different one means the model is not tied after all
+        errs.add(pos, "tensor lm_head.weight differs from model.embed_tokens.weight, but the model is tied",
+                 hint="write 'tied no' in the model block (and check tie_word_embeddings in config.json)")
+    # rotary_emb.inv_freq is a buffer older exports saved; it is recomputed, never read
+    extra = sorted(n for n in set(tensors) - set(expected_shapes(d)) - {"lm_head.weight"}
+                   if not n.endswith("rotary_emb.inv_freq"))
     if extra:
-        errs.add(pos, f"{len(extra)} unexpected tensor(s), e.g. {extra[0]}: more layers than 'layers' says?")
+        deeper = [n for n in extra if (m := re.match(r"model\.layers\.(\d+)\.", n)) and int(m.group(1)) >= d.layers]
+        errs.add(pos, f"{len(extra)} unexpected tensor(s), e.g. {(deeper or extra)[0]}",
+                 hint=f"the file has more layers than layers = {d.layers}" if deeper else
+                 "not part of a Llama model deeploy knows")
     return errs.items
 
 
