@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arena import Allocation, allocate
-from .errors import Diagnostic, SpecError
+from .errors import DeeployError, Diagnostic, SpecError
 from .float_model import FloatModel
 from .graph import Graph, Plan, build_graph
 from .interpret import load_deployment
@@ -54,6 +54,13 @@ def load_tokenizer(dep: Deployment) -> Tokenizer | None:
 
 def compile_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Compiled:
     dep = load_deployment(path, overrides, strict)
+    try:
+        return _compile(dep)
+    except DeeployError as e:  # warnings said before a later failure still reach the user
+        raise type(e)(list(dep.warnings) + e.diagnostics) from None
+
+
+def _compile(dep: Deployment) -> Compiled:
     weights = load_weights(dep.model)
     tok = load_tokenizer(dep)
     fm = FloatModel(weights, dep.model.dims)

@@ -229,14 +229,12 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment) -> Plan:
     placed, warnings = place_ops(graph, dep)
     ctx, steps, errs = Ctx(graph, q, dep), [], Collector()
     errs.extend(warnings)
+    fell_back: dict[Pos, list[Op]] = {}
     for op in graph.ops:
         pl = placed[op.name]
         rule, got = _first_match(op, pl.engine, ctx)
         if rule is None and pl.engine != "cluster":
-            # no kernel for this engine yet: honour strict mode, otherwise fall back and say so
-            sev = "error" if dep.strict else "warning"
-            errs.add(pl.pos, f"{op.name} -> {pl.engine}: no {pl.engine} kernel implements {op.kind} in this version"
-                     + ("" if dep.strict else "; it runs on the cluster"), severity=sev)
+            fell_back.setdefault(pl.pos, []).append(op)
             pl = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
             rule, got = _first_match(op, "cluster", ctx)
         if rule is None:
@@ -245,6 +243,13 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment) -> Plan:
         kernel, args, math = got
         steps.append(Step(len(steps), op.name, rule.name, kernel, pl.engine, pl.cores, args, op.macs, math,
                           pl.reason, pl.pos))
+    for pos, ops in fell_back.items():
+        # no kernel for this engine yet: one message per hint line, an error in strict mode
+        engine, names = placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])
+        more = f" and {len(ops) - 3} more" if len(ops) > 3 else ""
+        errs.add(pos, f"no {engine} kernel implements {ops[0].kind} in this version: {names}{more}"
+                 + ("" if dep.strict else f" run{'s' if len(ops) == 1 else ''} on the cluster"),
+                 severity="error" if dep.strict else "warning")
     errs.raise_if_errors(SpecError)
     return Plan(tuple(steps), dict(graph.values), q.consts, tuple(errs.warnings))
 
