@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -79,8 +79,10 @@ def load_target(name: str, pos: Pos) -> Target:
     data = yaml.safe_load(resources.files("deeploy_dsl.targets").joinpath(f"{name}.yaml").read_text())
     npu = data.get("npu") or {}
     levels = tuple((k, int(v["size_bytes"]), int(v["alignment"])) for k, v in data["memory"].items())
+    dma = data.get("dma", {})
     return Target(data["name"], data["description"], int(data["clock_hz"]), int(data["cluster"]["cores"]),
-                  data["cluster"]["isa"], tuple(npu.get("ops", ())), levels, pos)
+                  data["cluster"]["isa"], tuple(npu.get("ops", ())), levels, pos,
+                  int(dma.get("bytes_per_cycle", 8)), int(dma.get("setup_cycles", 0)))
 
 
 # ---- the interpreter -----------------------------------------------------------------------------
@@ -419,7 +421,7 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
     levels = []
     for name, (cap, align) in tlevels.items():
         s = declared.get(name)
-        size, holds, pos = cap, [], s.pos if s else (b.pos if b else file_pos)
+        size, holds, pos, dbuf = cap, [], s.pos if s else (b.pos if b else file_pos), False
         if s:
             vals = list(s.values)
             if len(vals) > 1 and vals[0].kind == "number" and vals[1].kind == "name" and vals[1].value != "holds":
@@ -439,6 +441,9 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
                 if size > cap:
                     errs.add(vals[0].pos, f"{name} {vals[0].text} exceeds what target {target.name} has ({_size(cap)})")
                 rest = vals[1:]
+            # `double_buffer` may stand anywhere after the size: tiles from this level's DMA alternate two buffers
+            dbuf = any(v.kind == "name" and v.value == "double_buffer" for v in rest)
+            rest = [v for v in rest if not (v.kind == "name" and v.value == "double_buffer")]
             if rest and (rest[0].kind != "name" or rest[0].value != "holds"):
                 errs.add(rest[0].pos, "expected 'holds' followed by weights, kv_cache or activations")
             for v in rest[1:]:
@@ -446,7 +451,7 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
                     errs.add(v.pos, f"'{v.text}' cannot be placed", f"expected: {', '.join(HOLDABLE)}")
                 else:
                     holds.append(v.value)
-        levels.append(MemLevel(name, size, cap, align, tuple(holds), pos))
+        levels.append(MemLevel(name, size, cap, align, tuple(holds), pos, dbuf))
     # whatever nobody claims goes to a default level: weights and KV cache to the largest,
     # activations to the fastest
     claimed = {h for lvl in levels for h in lvl.holds}
@@ -459,7 +464,11 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
     for i, lvl in enumerate(levels):
         extra = tuple(w for w in HOLDABLE if w not in claimed and
                       ((w == "activations" and i == 0) or (w != "activations" and lvl.name == largest)))
-        out.append(MemLevel(lvl.name, lvl.size_bytes, lvl.capacity_bytes, lvl.alignment, lvl.holds + extra, lvl.pos))
+        out.append(replace(lvl, holds=lvl.holds + extra))
+    for lvl in out[1:]:
+        if "activations" in lvl.holds:
+            errs.add(lvl.pos, f"activations must live in {out[0].name}, the level the cluster computes from",
+                     f"write 'holds activations' on the {out[0].name} line")
     return tuple(out)
 
 

@@ -94,6 +94,7 @@ class MemLevel:
     alignment: int
     holds: tuple[str, ...]  # "weights", "kv_cache", "activations"
     pos: Pos
+    double_buffer: bool = False  # tiles streamed into this level alternate between two buffers
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class Target:
     npu_ops: tuple[str, ...]  # empty when the target has no NPU
     levels: tuple[tuple[str, int, int], ...]  # (name, size_bytes, alignment), fastest first
     pos: Pos
+    dma_bytes_per_cycle: int = 8  # the DMA between the levels
+    dma_setup_cycles: int = 0  # fixed cost of starting one transfer
 
     @property
     def has_npu(self) -> bool:
