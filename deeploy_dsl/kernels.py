@@ -127,21 +127,41 @@ def softmax_q15(scores, mult: int, shift: int, table):
     return (e * inv + (1 << 30)) >> 31
 
 
+def attn_scores(q, k):
+    """scores[h, t] = q[h] . k[t] for the g query heads sharing one kv head; q [g*hs], k [n_t, hs] -> [g, n_t]."""
+    k = np.asarray(k, dtype=np.int64)
+    return np.asarray(q, dtype=np.int64).reshape(-1, k.shape[1]) @ k.T
+
+
+def softmax_rows_q15(scores, mult: int, shift: int, table):
+    """softmax_q15 of each row of scores [g, n] -> Q15 probabilities [g, n]."""
+    return np.stack([softmax_q15(row, mult, shift, table) for row in np.asarray(scores, dtype=np.int64)])
+
+
+def attn_av(p, v):
+    """acc[h, d] = sum_t p[h, t] * v[t, d]; p [g, n_t], v [n_t, hs] -> [g, hs]."""
+    return np.asarray(p, dtype=np.int64) @ np.asarray(v, dtype=np.int64)
+
+
+def requant_i8(acc, mult: int, shift: int):
+    """sat8(round(acc * mult / 2^shift))."""
+    return requant(acc, mult, shift, *I8)
+
+
 def attention(q, k_cache, v_cache, pos: int, n_heads: int, n_kv_heads: int, head_size: int,
               score_mult: int, score_shift: int, out_mult: int, out_shift: int, table):
-    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out."""
-    q = np.asarray(q, dtype=np.int64).reshape(n_heads, head_size)
+    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out.
+
+    Query heads h in [kh*g, (kh+1)*g), g = n_heads / n_kv_heads, share kv head kh.
+    """
+    q = np.asarray(q, dtype=np.int64).reshape(n_kv_heads, -1)  # row kh: the g query heads of kv head kh
     kv_dim = n_kv_heads * head_size
     k = np.asarray(k_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
     v = np.asarray(v_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
-    group = n_heads // n_kv_heads
-    out = np.empty((n_heads, head_size), dtype=np.int64)
-    for h in range(n_heads):
-        kh = h // group
-        scores = k[:, kh, :] @ q[h]
-        p = softmax_q15(scores, score_mult, score_shift, table)
-        acc = p @ v[:, kh, :]
-        out[h] = requant(acc, out_mult, out_shift, *I8)
+    out = np.empty((n_kv_heads, n_heads // n_kv_heads * head_size), dtype=np.int64)
+    for kh in range(n_kv_heads):
+        p = softmax_rows_q15(attn_scores(q[kh], k[:, kh, :]), score_mult, score_shift, table)
+        out[kh] = requant_i8(attn_av(p, v[:, kh, :]), out_mult, out_shift).reshape(-1)
     return out.reshape(-1)
 
 
@@ -157,9 +177,9 @@ def add_sat16(x, y):
     return np.clip(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), *I16)
 
 
-def embed(token: int, table, mult, shift):
-    """Residual row for `token`: sat16(round(table[token] * mult[token] / 2^shift[token]))."""
-    return requant(np.asarray(table[token], dtype=np.int64), mult[token], shift[token], *I16)
+def embed(row, mult: int, shift: int):
+    """Residual row of one token from its int8 embedding row: sat16(round(row * mult / 2^shift))."""
+    return requant(np.asarray(row, dtype=np.int64), mult, shift, *I16)
 
 
 def argmax(x) -> int:

@@ -53,3 +53,55 @@ void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_h
         }
     }
 }
+
+/* ---- tiled attention: the same integers as attention_i8, one kv head and one tile of positions at a time ----
+ * For kv head kh (query heads kh*g .. kh*g+g-1, g = n_heads/n_kv_heads), n = pos+1 positions:
+ *   attn_scores_i8 over tiles of K, softmax_q15_rows over the n scores of each head,
+ *   zero_i32 + attn_av_i8 over tiles of V, requant_i32_i8. Integer sums: tile order never matters. */
+
+/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d], for the g query heads sharing one kv head, t in [0, n_t) */
+void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, const int8_t *q /* [g, hs] */,
+                    const int8_t *k /* [n_t, k_stride] */, int32_t k_stride, int32_t t0, int32_t n_t, int32_t g,
+                    int32_t hs) {
+    for (int32_t h = 0; h < g; h++) {
+        const int8_t *qh = q + (size_t)h * (size_t)hs;
+        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0;
+        for (int32_t t = 0; t < n_t; t++) {
+            const int8_t *kt = k + (size_t)t * (size_t)k_stride;
+            int32_t acc = 0; /* |acc| <= hs * 2^14 */
+            for (int32_t d = 0; d < hs; d++) acc += (int32_t)qh[d] * kt[d];
+            sh[t] = acc;
+        }
+    }
+}
+
+/* each of the g rows: scores[h*stride + 0..n) -> Q15 probabilities in place, exactly softmax_q15 */
+void softmax_q15_rows(int32_t *scores /* [g, stride] */, int32_t stride, int32_t n, int32_t g, int32_t mult,
+                      int32_t shift, const int32_t *exp_table /* [257] */) {
+    for (int32_t h = 0; h < g; h++) softmax_q15(scores + (size_t)h * (size_t)stride, n, mult, shift, exp_table);
+}
+
+/* acc[h*hs + d] += sum_t p[h*stride + t0 + t] * v[t*v_stride + d], t in [0, n_t) */
+void attn_av_i8(int32_t *acc /* [g, hs] */, const int32_t *p /* [g, stride] */, int32_t stride,
+                const int8_t *v /* [n_t, v_stride] */, int32_t v_stride, int32_t t0, int32_t n_t, int32_t g,
+                int32_t hs) {
+    for (int32_t h = 0; h < g; h++) {
+        const int32_t *ph = p + (size_t)h * (size_t)stride + (size_t)t0;
+        int32_t *ah = acc + (size_t)h * (size_t)hs;
+        for (int32_t d = 0; d < hs; d++) {
+            int32_t a = ah[d]; /* over all tiles: sum_t p[t] <= 2^15 + n/2, so |a| <= 2^22 + 64*n */
+            for (int32_t t = 0; t < n_t; t++) a += ph[t] * v[(size_t)t * (size_t)v_stride + (size_t)d];
+            ah[d] = a;
+        }
+    }
+}
+
+/* out[i] = sat8(round(acc[i] * mult / 2^shift)) */
+void requant_i32_i8(int8_t *out /* [n] */, const int32_t *acc /* [n] */, int32_t n, int32_t mult, int32_t shift) {
+    for (int32_t i = 0; i < n; i++) out[i] = dpl_sat8(dpl_requant(acc[i], mult, (int)shift));
+}
+
+/* x[i] = 0 */
+void zero_i32(int32_t *x /* [n] */, int32_t n) {
+    for (int32_t i = 0; i < n; i++) x[i] = 0;
+}

@@ -75,6 +75,27 @@ void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_h
                   int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
                   int32_t score_shift, int32_t out_mult, int32_t out_shift, const int32_t *exp_table /* [257] */);
 
+/* attention.c, tiled: the same integers as attention_i8, K and V visited in tiles of positions. Per kv head kh
+ * (query heads kh*g .. kh*g+g-1, g = n_heads/n_kv_heads; q = q + kh*g*hs) over n = pos+1 positions:
+ *   attn_scores_i8 for each tile of K (t0, n_t), softmax_q15_rows over all n, zero_i32(acc, g*hs),
+ *   attn_av_i8 for each tile of V, requant_i32_i8(out + kh*g*hs, acc, g*hs, out_mult, out_shift).
+ * k/v point at row t0 of the tile: k_stride = kv_dim straight from a cache (offset by kh*hs), = hs for a dense tile. */
+/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d], for the g query heads sharing one kv head, t in [0, n_t) */
+void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, const int8_t *q /* [g, hs] */,
+                    const int8_t *k /* [n_t, k_stride] */, int32_t k_stride, int32_t t0, int32_t n_t, int32_t g,
+                    int32_t hs);
+/* each of the g rows: scores[h*stride + 0..n) -> Q15 probabilities in place, exactly softmax_q15 (n >= 1) */
+void softmax_q15_rows(int32_t *scores /* [g, stride] */, int32_t stride, int32_t n, int32_t g, int32_t mult,
+                      int32_t shift, const int32_t *exp_table /* [257] */);
+/* acc[h*hs + d] += sum_t p[h*stride + t0 + t] * v[t*v_stride + d], t in [0, n_t) */
+void attn_av_i8(int32_t *acc /* [g, hs] */, const int32_t *p /* [g, stride] */, int32_t stride,
+                const int8_t *v /* [n_t, v_stride] */, int32_t v_stride, int32_t t0, int32_t n_t, int32_t g,
+                int32_t hs);
+/* out[i] = sat8(round(acc[i] * mult / 2^shift)) */
+void requant_i32_i8(int8_t *out /* [n] */, const int32_t *acc /* [n] */, int32_t n, int32_t mult, int32_t shift);
+/* x[i] = 0 */
+void zero_i32(int32_t *x /* [n] */, int32_t n);
+
 /* swiglu.c: h[i] = sat8(round(silu_table[gate[i]+128] * up[i] * mult / 2^shift)) */
 void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *up /* [n] */,
                const int16_t *silu_table /* [256] */, int32_t mult, int32_t shift, int32_t n);
@@ -82,9 +103,10 @@ void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *
 /* residual.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
 void add_sat_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);
 
-/* embed.c: x = sat16(round(table[token] * mult[token] / 2^shift[token])) */
-void embed_i16(int16_t *x /* [dim] */, const int8_t *table /* [vocab, dim] */, const int32_t *mult /* [vocab] */,
-               const uint8_t *shift /* [vocab] */, int32_t token, int32_t dim);
+/* embed.c: x = sat16(round(row * mult[0] / 2^shift[0])); row = table[token], mult = &mult[token], shift = &shift[token],
+ * so only the token's row needs to be in reach (e.g. DMA'd into L1) */
+void embed_i16(int16_t *x /* [dim] */, const int8_t *row /* [dim] */, const int32_t *mult /* [1] */,
+               const uint8_t *shift /* [1] */, int32_t dim);
 
 /* argmax.c: index of the largest value, lowest index on ties (n >= 1) */
 int32_t argmax_i32(const int32_t *x /* [n] */, int32_t n);

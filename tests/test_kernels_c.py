@@ -21,7 +21,9 @@ from deeploy_dsl import kernels as K  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
 HEADER = KDIR / "deeploy_kernels.h"
-KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c"]
+KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c",
+                  "dma.c"]
+HEADERS = [HEADER.name, "dma.h"]
 CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 # e.g. DEEPLOY_KERNELS_CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" runs every case under UBSan
@@ -29,6 +31,10 @@ EXTRA_CFLAGS = os.environ.get("DEEPLOY_KERNELS_CFLAGS", "").split()
 LIBGCC_AND_STRING = {"memcpy", "memset", "memmove", "__divdi3", "__udivdi3", "__moddi3", "__umoddi3"}
 
 I8, I16, I32 = K.I8, K.I16, K.I32
+
+
+class DmaJob(ctypes.Structure):
+    _fields_ = [("pending", ctypes.c_uint32)]
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -56,10 +62,22 @@ def lib(tmp_path_factory):
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 8 + [i32]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
-    so.embed_i16.argtypes = [i16, i8, i32, u8, c32, c32]
+    so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
+    so.attn_scores_i8.argtypes = [i32, c32, i8, i8, c32, c32, c32, c32, c32]
+    so.softmax_q15_rows.argtypes = [i32, c32, c32, c32, c32, c32, i32]
+    so.attn_av_i8.argtypes = [i32, i32, c32, i8, c32, c32, c32, c32, c32]
+    so.requant_i32_i8.argtypes = [i8, i32, c32, c32, c32]
+    so.zero_i32.argtypes = [i32, c32]
+    job_p, vp, u32 = ctypes.POINTER(DmaJob), ctypes.c_void_p, ctypes.c_uint32
+    so.dma_reset_counters.argtypes = []
+    so.dma_start.argtypes = [job_p, vp, vp, u32]
+    so.dma_start_2d.argtypes = [job_p, vp, vp, u32, u32, u32, u32]
+    so.dma_wait.argtypes = [job_p]
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
-    for name in ("rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16"):
+    for name in ("rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
+                 "softmax_q15_rows", "attn_av_i8", "requant_i32_i8", "zero_i32", "dma_reset_counters", "dma_start",
+                 "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
     return so
 
@@ -94,12 +112,12 @@ def _strip_comments(src: str) -> str:
 
 
 def test_no_float_no_malloc_no_libc():
-    for f in KERNEL_SOURCES + [HEADER.name]:
+    for f in KERNEL_SOURCES + HEADERS:
         code = _strip_comments((KDIR / f).read_text())
         bad = re.findall(r"\b(float|double|malloc|calloc|realloc|free|long\s+double)\b", code)
         assert not bad, f"{f} uses {bad}"
         for inc in re.findall(r"#\s*include\s*([<\"][^>\"]+[>\"])", code):
-            assert inc in ("<stdint.h>", "<stddef.h>", "<string.h>", '"deeploy_kernels.h"'), f"{f} includes {inc}"
+            assert inc in ("<stdint.h>", "<stddef.h>", "<string.h>", '"deeploy_kernels.h"', '"dma.h"'), f"{f} includes {inc}"
 
 
 # --------------------------------------------------------------------------- twins checked by hand
@@ -362,6 +380,185 @@ def test_attention_edges(lib, case):
         assert want.min() == -128 and want.max() == 127
 
 
+
+# -------------------------------------------------------------- tiled attention: pieces and composition
+
+
+def _kv_rows(cache_flat, kv_dim, kh, hs, t0, n_t, tile):
+    """(pointer view, stride, rows [n_t, hs]) for positions t0.. of kv head kh: straight from the cache or a dense tile."""
+    rows = cache_flat.reshape(-1, kv_dim)[t0:t0 + n_t, kh * hs:(kh + 1) * hs]
+    if tile:
+        return np.ascontiguousarray(rows).reshape(-1), hs, rows
+    return cache_flat[t0 * kv_dim + kh * hs:], kv_dim, rows
+
+
+def _tile_case(rng, seed, ctx=80):
+    g, hs, n_kv = int(rng.choice([1, 2, 4, 8])), int(rng.choice([2, 8, 16, 64])), int(rng.choice([1, 2, 4]))
+    n_t = 1 if seed % 4 == 0 else int(rng.integers(1, ctx + 1))
+    t0 = int(rng.integers(0, ctx - n_t + 1))
+    stride = t0 + n_t + int(rng.integers(0, 5))
+    return g, hs, n_kv, n_t, t0, stride, int(rng.integers(0, n_kv)), bool(seed % 2)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_attn_scores(lib, seed):
+    rng = np.random.default_rng(seed)
+    g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+    q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
+    if seed % 10 == 3:  # largest products of both signs
+        q[:], cache[::2], cache[1::2] = -128, -128, 127
+    k, k_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
+    scores = np.full((g, stride), -777, np.int32)
+    lib.attn_scores_i8(scores, stride, q, k, k_stride, t0, n_t, g, hs)
+    want = K.attn_scores(q, rows)
+    assert want.shape == (g, n_t)
+    np.testing.assert_array_equal(scores[:, t0:t0 + n_t], want)
+    np.testing.assert_array_equal(want, [[int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) for r in rows]
+                                         for h in range(g)])
+    scores[:, t0:t0 + n_t] = -777
+    assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_softmax_q15_rows(lib, seed):
+    rng = np.random.default_rng(seed)
+    g, n = int(rng.integers(1, 9)), 1 if seed % 5 == 0 else int(rng.integers(1, 600))
+    stride = n + int(rng.integers(0, 5))
+    lim = 2 ** int(rng.integers(1, 21))
+    scores = np.full((g, stride), -777, np.int32)
+    scores[:, :n] = rng.integers(-lim, lim + 1, (g, n))
+    if seed % 7 == 1:  # ties: equal scores in a row
+        scores[0, :n] = scores[0, 0]
+    mult, shift = K.quantize_multiplier(10 ** rng.uniform(-6, -1) * math.log2(math.e) * 65536)
+    table = K.exp2_table()
+    want = K.softmax_rows_q15(scores[:, :n], mult, shift, table)
+    for h in range(g):
+        np.testing.assert_array_equal(want[h], K.softmax_q15(scores[h, :n], mult, shift, table))
+    lib.softmax_q15_rows(scores, stride, n, g, mult, shift, table)
+    np.testing.assert_array_equal(scores[:, :n], want)
+    assert (scores[:, n:] == -777).all(), "softmax wrote past n"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_attn_av(lib, seed):
+    rng = np.random.default_rng(seed)
+    g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+    cache = rand_i8(rng, 80 * n_kv * hs)
+    p = np.full((g, stride), 1 << 24, np.int32)  # outside [t0, t0 + n_t): poison if read
+    p[:, t0:t0 + n_t] = rng.integers(0, K.PROB_ONE + 1, (g, n_t))
+    if seed % 10 == 3:  # largest products of both signs
+        p[:, t0:t0 + n_t], cache[::2], cache[1::2] = K.PROB_ONE, -128, 127
+    v, v_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
+    acc0 = rng.integers(-(2**22), 2**22, g * hs).astype(np.int32)
+    acc = np.concatenate([acc0, np.full(4, -777, np.int32)])
+    lib.attn_av_i8(acc, p, stride, v, v_stride, t0, n_t, g, hs)
+    want = K.attn_av(p[:, t0:t0 + n_t], rows)
+    assert want.shape == (g, hs)
+    np.testing.assert_array_equal(acc[: g * hs], acc0 + want.reshape(-1))
+    assert (acc[g * hs:] == -777).all(), "attn_av wrote past g*hs"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_requant_i32_i8(lib, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 500))
+    if seed % 3 == 0:  # the whole int32 range, including INT32_MIN
+        acc = rng.integers(-(2**31), 2**31, n).astype(np.int32)
+        acc[0] = -(2**31)
+    else:
+        acc = rng.integers(-(2**23), 2**23, n).astype(np.int32)
+    if seed % 5 == 2:  # exact .5 ties
+        mult, shift = int(rng.integers(1, 8)), int(rng.integers(1, 4))
+    else:
+        mult, shift = K.quantize_multiplier(float(wide_reals(rng, 1)[0]) if seed % 2 else 10 ** rng.uniform(-7, -4))
+    out = np.full(n + 4, 99, np.int8)
+    lib.requant_i32_i8(out, acc, n, mult, shift)
+    want = K.requant_i8(acc, mult, shift)
+    np.testing.assert_array_equal(want, K.requant(acc, mult, shift, *I8))
+    np.testing.assert_array_equal(out[:n], want)
+    assert (out[n:] == 99).all()
+
+
+def test_zero_i32(lib):
+    for n in (1, 7, 300):
+        x = np.full(n + 4, -5, np.int32)
+        lib.zero_i32(x, n)
+        assert not x[:n].any() and (x[n:] == -5).all()
+
+
+def c_attention_tiled(lib, c, T, dma):
+    """attention_i8 rebuilt from the tiled kernels; dma: K/V tiles copied dense by dma_start_2d, else read in place."""
+    table = K.exp2_table()
+    n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
+    g, kv_dim, stride = nh // nkv, nkv * hs, c["pos"] + 4
+    scores = np.full((g, stride), -777, np.int32)
+    acc = np.full(g * hs, 12345, np.int32)  # zero_i32 must clear what the previous kv head left
+    out = np.zeros(nh * hs, np.int8)
+    tile_buf = np.zeros(min(T, n) * hs, np.int8)
+    job = DmaJob(0)
+
+    def kv_tile(cache, kh, t0, n_t):
+        if not dma:
+            return cache[t0 * kv_dim + kh * hs:], kv_dim
+        lib.dma_start_2d(ctypes.byref(job), tile_buf.ctypes.data, cache.ctypes.data + t0 * kv_dim + kh * hs,
+                         n_t, hs, kv_dim, hs)
+        lib.dma_wait(ctypes.byref(job))
+        return tile_buf, hs
+
+    kc, vc = c["k_cache"].reshape(-1), c["v_cache"].reshape(-1)
+    for kh in range(nkv):
+        for t0 in range(0, n, T):
+            n_t = min(T, n - t0)
+            k, k_stride = kv_tile(kc, kh, t0, n_t)
+            lib.attn_scores_i8(scores, stride, c["q"][kh * g * hs:], k, k_stride, t0, n_t, g, hs)
+        lib.softmax_q15_rows(scores, stride, n, g, c["score_mult"], c["score_shift"], table)
+        lib.zero_i32(acc, g * hs)
+        for t0 in range(0, n, T):
+            n_t = min(T, n - t0)
+            v, v_stride = kv_tile(vc, kh, t0, n_t)
+            lib.attn_av_i8(acc, scores, stride, v, v_stride, t0, n_t, g, hs)
+        lib.requant_i32_i8(out[kh * g * hs:], acc, g * hs, c["out_mult"], c["out_shift"])
+    assert (scores[:, n:] == -777).all(), "scores written past pos"
+    return out
+
+
+def twin_attention_tiled(c, T):
+    """The same composition with the numpy twins."""
+    table = K.exp2_table()
+    n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
+    g = nh // nkv
+    q = c["q"].reshape(nkv, g * hs)
+    out = []
+    for kh in range(nkv):
+        k, v = (x[:n, kh * hs:(kh + 1) * hs] for x in (c["k_cache"], c["v_cache"]))
+        scores = np.concatenate([K.attn_scores(q[kh], k[t0:t0 + T]) for t0 in range(0, n, T)], axis=1)
+        p = K.softmax_rows_q15(scores, c["score_mult"], c["score_shift"], table)
+        acc = sum(K.attn_av(p[:, t0:t0 + T], v[t0:t0 + T]) for t0 in range(0, n, T))
+        out.append(K.requant_i8(acc, c["out_mult"], c["out_shift"]).reshape(-1))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("dma", [False, True], ids=["in_place", "dma"])
+@pytest.mark.parametrize("T", [1, 7, 64, "all"])
+@pytest.mark.parametrize("n_kv_heads,head_size", [(4, 8), (8, 8), (4, 16), (8, 16)])
+@pytest.mark.parametrize("pos", [0, 1, 37, 300, 511])
+def test_attention_tiled_composition(lib, pos, n_kv_heads, head_size, T, dma):
+    T = pos + 1 if T == "all" else T
+    rng = np.random.default_rng(pos * 1000 + n_kv_heads * 100 + head_size + T)
+    c = attention_case(rng, n_kv_heads, head_size, pos)
+    want = K.attention(**c, table=K.exp2_table())
+    scratch = np.zeros(pos + 1, np.int32)
+    ref = np.zeros(c["n_heads"] * head_size, np.int8)
+    lib.attention_i8(ref, c["q"], c["k_cache"], c["v_cache"], scratch, pos, c["n_heads"], n_kv_heads, head_size,
+                     c["score_mult"], c["score_shift"], c["out_mult"], c["out_shift"], K.exp2_table())
+    np.testing.assert_array_equal(ref, want)
+    lib.dma_reset_counters()
+    np.testing.assert_array_equal(c_attention_tiled(lib, c, T, dma), want)
+    n_tiles = -(-(pos + 1) // T)
+    assert ctypes.c_uint32.in_dll(lib, "dma_bytes").value == (2 * n_kv_heads * (pos + 1) * head_size if dma else 0)
+    assert ctypes.c_uint32.in_dll(lib, "dma_transfers").value == (2 * n_kv_heads * n_tiles if dma else 0)
+    np.testing.assert_array_equal(twin_attention_tiled(c, T), want)
+
 def silu_table(rng):
     g = np.arange(-128, 128) * 10 ** rng.uniform(-2, -0.5)
     silu = g / (1 + np.exp(-g))
@@ -406,9 +603,13 @@ def test_embed(lib, seed):
     reals = wide_reals(rng, vocab) if seed % 2 else 10 ** rng.uniform(0, 2.4, vocab)
     mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, vocab)
     for token in {0, vocab - 1, int(rng.integers(0, vocab))}:
-        x = np.zeros(dim, np.int16)
-        lib.embed_i16(x, table, mult, shift, token, dim)
-        np.testing.assert_array_equal(x, K.embed(token, table, mult, shift))
+        x = np.zeros(dim + 4, np.int16)  # the token's row and its (mult, shift) entries, as a DMA would fetch them
+        lib.embed_i16(x, table[token], mult[token:], shift[token:], dim)
+        want = K.embed(table[token], mult[token], shift[token])
+        np.testing.assert_array_equal(x[:dim], want)
+        assert not x[dim:].any(), "embed wrote past dim"
+        exact = [_round_half_away(Fraction(int(r) * int(mult[token]), 2 ** int(shift[token]))) for r in table[token]]
+        np.testing.assert_array_equal(want, np.clip(exact, *I16))
 
 
 @pytest.mark.parametrize("seed", range(100))
@@ -423,3 +624,74 @@ def test_argmax_edges(lib):
     for x in ([5], [7, 7, 7], [-(2**31)] * 5, [1, 3, 3, 2], [0, 0, 2**31 - 1], [2**31 - 1, 2**31 - 1]):
         a = np.array(x, np.int32)
         assert lib.argmax_i32(a, len(a)) == K.argmax(a) == int(np.flatnonzero(a == a.max())[0])
+
+
+
+# ------------------------------------------------------------------------------------------------ dma
+
+
+def dma_counters(lib):
+    return ctypes.c_uint32.in_dll(lib, "dma_bytes").value, ctypes.c_uint32.in_dll(lib, "dma_transfers").value
+
+
+def test_dma_1d_and_counters(lib):
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, 2000, dtype=np.uint8)
+    dst = np.full(2100, 0xAB, np.uint8)
+    want = dst.copy()
+    lib.dma_reset_counters()
+    assert dma_counters(lib) == (0, 0)
+    job = DmaJob(0)
+    moved = 0
+    for i, (s0, d0, n) in enumerate([(0, 0, 1), (5, 100, 0), (17, 200, 7), (1000, 300, 999), (3, 1500, 256)]):
+        lib.dma_start(ctypes.byref(job), dst.ctypes.data + d0, src.ctypes.data + s0, n)
+        want[d0:d0 + n] = src[s0:s0 + n]
+        moved += n
+        assert job.pending == i + 1 and dma_counters(lib) == (moved, i + 1)  # a zero-byte transfer still counts
+    lib.dma_wait(ctypes.byref(job))
+    assert job.pending == 0 and dma_counters(lib) == (moved, 5)
+    np.testing.assert_array_equal(dst, want)
+    other = DmaJob(0)
+    lib.dma_start(ctypes.byref(other), dst.ctypes.data, src.ctypes.data, 10)
+    assert job.pending == 0 and other.pending == 1 and dma_counters(lib) == (moved + 10, 6)  # counters are global
+    lib.dma_wait(ctypes.byref(other))
+    lib.dma_reset_counters()
+    assert dma_counters(lib) == (0, 0) and other.pending == 0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_dma_2d(lib, seed):
+    rng = np.random.default_rng(seed)
+    rows = 0 if seed == 1 else 1 if seed % 5 == 0 else int(rng.integers(1, 40))
+    row_bytes = 0 if seed == 2 else int(rng.integers(1, 64))
+    src_stride = row_bytes + int(rng.integers(0, 3)) * int(rng.integers(0, 50))
+    dst_stride = row_bytes if seed % 3 == 0 else row_bytes + int(rng.integers(0, 20))  # dense tile or strided
+    src = rng.integers(0, 256, max(rows, 1) * max(src_stride, 1) + 8, dtype=np.uint8)
+    s0 = int(rng.integers(0, 8))
+    dst = np.full(max(rows, 1) * max(dst_stride, 1) + 8, 0xAB, np.uint8)
+    want = dst.copy()
+    for r in range(rows):
+        want[r * dst_stride:r * dst_stride + row_bytes] = src[s0 + r * src_stride:s0 + r * src_stride + row_bytes]
+    lib.dma_reset_counters()
+    job = DmaJob(0)
+    lib.dma_start_2d(ctypes.byref(job), dst.ctypes.data, src.ctypes.data + s0, rows, row_bytes, src_stride, dst_stride)
+    assert job.pending == 1 and dma_counters(lib) == (rows * row_bytes, 1)
+    lib.dma_wait(ctypes.byref(job))
+    assert job.pending == 0
+    np.testing.assert_array_equal(dst, want)  # gaps between destination rows untouched
+
+
+def test_dma_2d_kv_tile(lib):
+    """The transfer the generated code issues for attention: n_t positions of one kv head into a dense [n_t, hs] tile."""
+    rng = np.random.default_rng(7)
+    ctx, n_kv, hs = 64, 4, 16
+    cache = rand_i8(rng, (ctx, n_kv * hs))
+    lib.dma_reset_counters()
+    job = DmaJob(0)
+    for kh, t0, n_t in ((0, 0, 1), (3, 5, 7), (2, 0, ctx), (1, 60, 4)):
+        tile = np.zeros(n_t * hs, np.int8)
+        lib.dma_start_2d(ctypes.byref(job), tile.ctypes.data, cache.ctypes.data + t0 * n_kv * hs + kh * hs,
+                         n_t, hs, n_kv * hs, hs)
+        lib.dma_wait(ctypes.byref(job))
+        np.testing.assert_array_equal(tile.reshape(n_t, hs), cache[t0:t0 + n_t, kh * hs:(kh + 1) * hs])
+    assert dma_counters(lib) == ((1 + 7 + ctx + 4) * hs, 4)
