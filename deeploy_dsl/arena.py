@@ -6,8 +6,9 @@ the largest number of bytes live at any one step, which no allocation can beat.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from . import exact_alloc
 from .errors import Collector, MemoryError_
 from .graph import Plan
 from .spec import Deployment
@@ -28,8 +29,15 @@ class Buffer:
 class Allocation:
     buffers: tuple[Buffer, ...]
     arena_bytes: dict  # level -> bytes of its arena
-    lower_bound: dict  # level -> max bytes live at once
+    lower_bound: dict  # level -> max bytes live at once (exact sizes): no allocation can do better
     weight_bytes: dict  # level -> bytes of constant data placed there
+    aligned_lower_bound: dict = field(default_factory=dict)  # the same with sizes rounded to the alignment
+    optimal: dict = field(default_factory=dict)  # level -> whether the arena is proven minimal
+    search_nodes: dict = field(default_factory=dict)  # level -> nodes the exact search visited
+
+
+# the exact search stops after this many nodes, never after a time, so builds stay reproducible
+SEARCH_NODES = 200_000
 
 
 def _align(n: int, a: int) -> int:
@@ -37,12 +45,22 @@ def _align(n: int, a: int) -> int:
 
 
 def lifetimes(plan: Plan) -> dict[str, tuple[int, int]]:
+    """First and last step of every buffer: its argument uses plus the step's tiles and staging."""
     spans: dict[str, tuple[int, int]] = {}
+
+    def use(name: str, i: int) -> None:
+        lo, hi = spans.get(name, (i, i))
+        spans[name] = (min(lo, i), max(hi, i))
+
     for s in plan.steps:
         for a in s.args:
             if a.kind == "buf":
-                lo, hi = spans.get(a.name, (s.index, s.index))
-                spans[a.name] = (min(lo, s.index), max(hi, s.index))
+                use(a.name, s.index)
+        for x in s.xfers:
+            use(x.buf, s.index)
+        for names in (s.tiling.buffers.values() if s.tiling else ()):
+            for n in names:
+                use(n, s.index)
     return spans
 
 
@@ -52,29 +70,19 @@ def _overlaps(a: Buffer, b: Buffer) -> bool:
 
 
 def best_fit(items: list[tuple[str, int, int, int]], base: int, align: int) -> dict[str, int]:
-    """Offsets for (name, size, first, last) items: largest first, each into the tightest gap."""
-    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
-    out: dict[str, int] = {}
-    for name, size, first, last in sorted(items, key=lambda t: (-t[1], t[2], t[0])):
-        busy = sorted((o, o + s) for o, s, f, l in placed if f <= last and first <= l)
-        best, best_gap, cur = None, None, _align(base, align)
-        for lo, hi in busy + [(1 << 62, 1 << 62)]:
-            gap = lo - cur
-            if gap >= size and (best_gap is None or gap < best_gap):
-                best, best_gap = cur, gap
-            cur = max(cur, _align(hi, align))
-        out[name] = best
-        placed.append((best, size, first, last))
-    return out
+    """Offsets for (name, size, first, last) items above `base`: largest first, into the tightest gap."""
+    base = _align(base, align)
+    offs = exact_alloc.best_fit([exact_alloc.Item(*it) for it in items], align)
+    return {k: base + v for k, v in offs.items()}
 
 
 def allocate(plan: Plan, dep: Deployment) -> Allocation:
     spans = lifetimes(plan)
     last = len(plan.steps) - 1
-    level_of = {"kv": dep.level_holding("kv_cache").name, "act": dep.level_holding("activations").name,
-                "scratch": dep.level_holding("activations").name}
+    compute = dep.level_holding("activations").name
+    level_of = {"kv": dep.level_holding("kv_cache").name, "act": compute, "scratch": compute, "tile": compute}
     buffers: list[Buffer] = []
-    arena, lower = {}, {}
+    arena, lower, aligned, optimal, nodes = {}, {}, {}, {}, {}
     weights_level = dep.level_holding("weights").name
     for lvl in dep.memory:
         mine = sorted((v for v in plan.values.values() if level_of[v.kind] == lvl.name and v.name in spans),
@@ -84,17 +92,21 @@ def allocate(plan: Plan, dep: Deployment) -> Allocation:
             buffers.append(Buffer(v.name, lvl.name, top, v.nbytes, 0, last, True))
             top = _align(top + v.nbytes, lvl.alignment)
         persistent = top
-        items = [(v.name, _align(v.nbytes, lvl.alignment), *spans[v.name]) for v in mine if v.kind != "kv"]
-        offsets = best_fit(items, persistent, lvl.alignment)
-        for v in (v for v in mine if v.kind != "kv"):
-            buffers.append(Buffer(v.name, lvl.name, offsets[v.name], v.nbytes, *spans[v.name], False))
+        temps = [v for v in mine if v.kind != "kv"]
+        items = [exact_alloc.Item(v.name, v.nbytes, *spans[v.name]) for v in temps]
+        res = exact_alloc.solve(items, lvl.alignment, budget_s=float("inf"), max_nodes=SEARCH_NODES)
+        for v in temps:
+            buffers.append(Buffer(v.name, lvl.name, persistent + res.offsets[v.name], v.nbytes, *spans[v.name], False))
         ends = [b.offset + b.size for b in buffers if b.level == lvl.name]
         arena[lvl.name] = _align(max(ends, default=0), lvl.alignment)
-        lower[lvl.name] = persistent + max(
-            (sum(sz for _, sz, f, l in items if f <= t <= l) for t in range(len(plan.steps))), default=0)
+        lower[lvl.name] = sum(v.nbytes for v in mine if v.kind == "kv") + exact_alloc.lower_bound(items, 1)
+        aligned[lvl.name] = persistent + res.lower_bound
+        optimal[lvl.name] = res.optimal
+        nodes[lvl.name] = res.nodes
     wbytes = {lvl.name: 0 for lvl in dep.memory}
     wbytes[weights_level] = sum(int(c.nbytes) for c in plan.consts.values())
-    alloc = Allocation(tuple(sorted(buffers, key=lambda b: (b.level, b.offset, b.name))), arena, lower, wbytes)
+    alloc = Allocation(tuple(sorted(buffers, key=lambda b: (b.level, b.offset, b.name))), arena, lower, wbytes,
+                       aligned, optimal, nodes)
     _check_budgets(alloc, dep)
     problems = check_allocation(alloc.buffers, {lvl.name: arena[lvl.name] for lvl in dep.memory})
     if problems:  # a bug in the allocator, never the user's fault: stop rather than emit wrong C

@@ -28,23 +28,9 @@ def _warn(diags) -> None:
         typer.echo(d.render(), err=True)
 
 
-def _size(n: int) -> str:
-    return f"{n:,} B"
-
-
-def _summary(c, out: Path, seconds: float, files: dict) -> str:
-    dep, alloc = c.dep, c.alloc
-    rows = [f"deeploy: built {dep.name} for {dep.target.name} -> {out} in {seconds:.1f} s",
-            f"  {'level':<6} {'arena':>12} {'lower bound':>12} {'weights':>12} {'budget':>14}"]
-    for lvl in dep.memory:
-        rows.append(f"  {lvl.name:<6} {_size(alloc.arena_bytes[lvl.name]):>12} {_size(alloc.lower_bound[lvl.name]):>12} "
-                    f"{_size(alloc.weight_bytes[lvl.name]):>12} {_size(lvl.size_bytes):>14}")
-    rules = sorted({s.rule for s in c.plan.steps})
-    macs = sum(s.macs for s in c.plan.steps)
-    code = sum(len(v) for k, v in files.items() if k.endswith((".c", ".h")) and k != "weights.c")
-    rows.append(f"  {len(c.plan.steps)} steps, {len(rules)} rules, {macs:,} MACs per token (attention at full context)")
-    rows.append(f"  C source {code:,} bytes + weights.c {len(files['weights.c']):,} bytes; plan in {out / 'plan.yaml'}")
-    return "\n".join(rows)
+def _summary(c, out: Path, seconds: float) -> str:
+    from .report import report_text
+    return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
 def _guard(fn):
@@ -71,7 +57,7 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
         dest = out or Path("build") / c.dep.name
         write_build(files, dest)
         _warn(c.warnings)
-        typer.echo(_summary(c, dest, time.perf_counter() - t0, files))
+        typer.echo(_summary(c, dest, time.perf_counter() - t0))
     _guard(go)
 
 

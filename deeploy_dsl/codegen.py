@@ -20,6 +20,7 @@ from .compiler import Compiled
 from .graph import C_TYPE, ITEMSIZE
 from .memory_map import memory_maps
 from .plan_yaml import plan_yaml
+from .report import report_json
 from .rules import c_ident
 from .tokenizer import c_string_literal, c_table_source
 
@@ -28,6 +29,7 @@ KERNEL_FILES = {
     "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
 }
+RUNTIME_FILES = ["argmax.c", "attention.c", "dma.c", "tiles.c"]  # every build calls these
 NP_TO_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.uint8): "uint8_t"}
 
@@ -62,25 +64,68 @@ def _c_array(ctype: str, ident: str, arr: np.ndarray) -> str:
     return f"/* {_shape(arr.shape)} */\nconst {ctype} {ident}[{len(flat)}] = {{\n    {body}\n}};\n"
 
 
-def _arg_text(a, c: Compiled) -> tuple[str, bool]:
-    """C expression for one argument, and whether it needs the step context."""
+def _arg_expr(a, c: Compiled) -> tuple[str, str, bool]:
+    """C expression for one argument, a short comment, and whether it needs the step context."""
     if a.kind == "int":
         v = a.value
-        return (f"INT64_C({v})" if not -(2**31) <= v < 2**31 else str(v)) + f" /* {a.label} */", False
-    if a.kind == "pos":
-        return "c->pos", True
-    if a.kind == "token":
-        return "c->token", True
+        return (f"INT64_C({v})" if not -(2**31) <= v < 2**31 else str(v)), a.label, False
+    if a.kind in ("pos", "token"):
+        return f"c->{a.kind}", a.label, True
     if a.kind == "buf":
         v = c.plan.values[a.name]
         if a.row == "pos":
             row = v.nbytes // v.shape[0] // ITEMSIZE[v.dtype]
-            return f"{buf_ident(a.name)} + c->pos * {row} /* {a.label}: {a.name} row pos */", True
-        return f"{buf_ident(a.name)} /* {a.label} {_shape(v.shape)} */", False
+            return f"{buf_ident(a.name)} + c->pos * {row}", f"{a.label}: {a.name} row pos", True
+        return buf_ident(a.name), f"{a.label} {_shape(v.shape)}", False
     arr = c.plan.consts[a.name]
-    if a.row == "pos":
-        return f"{const_ident(a.name)} + c->pos * {arr.shape[1]} /* {a.label} */", True
-    return f"{const_ident(a.name)} /* {a.label} {_shape(arr.shape)} */", False
+    if a.row:
+        return f"{const_ident(a.name)} + c->{a.row} * {arr.size // arr.shape[0]}", f"{a.label}: row {a.row}", True
+    return const_ident(a.name), f"{a.label} {_shape(arr.shape)}", False
+
+
+def _step_view(s, c: Compiled) -> dict:
+    """What the step templates (steps.c.j2) need to print one step."""
+    exprs = [_arg_expr(a, c) for a in s.args]
+    staged = {x.arg: x for x in s.xfers}
+    l1 = c.dep.memory[0].name
+    args, stage_in, stage_out = [], [], []
+    for i, (expr, note, _) in enumerate(exprs):
+        x = staged.get(i)
+        if x is None:
+            args.append(f"{expr} /* {note} */")
+            continue
+        args.append(f"{buf_ident(x.buf)} /* {note}, staged in {l1} */")
+        item = {"buf": buf_ident(x.buf), "far": expr, "nbytes": x.nbytes, "what": s.args[i].name, "level": l1}
+        (stage_out if x.out else stage_in).append(item)
+    engine = f"{s.engine} x{s.cores}" if s.engine == "cluster" else s.engine
+    view = {"index": s.index, "op": s.op, "rule": s.rule, "engine": engine, "math": s.math, "kernel": s.kernel,
+            "fname": f"{s.index:03d}_{c_ident(s.op)}", "args": args, "stage_in": stage_in, "stage_out": stage_out,
+            "uses_ctx": any(u for _, _, u in exprs), "body": "plain", "tiles_note": ""}
+    t = s.tiling
+    if t is not None and t.kind == "rows":
+        n_in, n_out = s.args[5].value, s.args[6].value
+        n_tiles = -(-n_out // t.tile)
+        e = [x for x, _, _ in exprs]
+        view.update(body="rows", nbuf=len(t.buffers["w"]), tile=t.tile, n_tiles=n_tiles, n_in=n_in, n_out=n_out,
+                    bufs={k: [buf_ident(b) for b in v] for k, v in t.buffers.items()},
+                    y=view["args"][0].split(" /*")[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
+                    tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
+                               + (", double-buffered" if t.double_buffer else ""))
+    elif t is not None and t.kind == "positions":
+        d = c.dep.model.dims
+        e = [x for x, _, _ in exprs]
+        exp_i = next(i for i, a in enumerate(s.args) if a.label == "exp_table")
+        streamed = "k" in t.buffers
+        view.update(body="positions", streamed=streamed, nbuf=len(t.buffers.get("k", ())), tile=t.tile,
+                    bufs={k: [buf_ident(b) for b in v] for k, v in t.buffers.items()},
+                    out=e[0], q=e[1], k_cache=e[2], v_cache=e[3], scores=e[4], acc=buf_ident(t.buffers["acc"][0]),
+                    exp=view["args"][exp_i].split(" /*")[0], group=d.heads // d.kv_heads, hs=d.head_size,
+                    kv_dim=d.kv_dim, kv_heads=d.kv_heads, ctx=d.context,
+                    score_mult=s.args[9].value, score_shift=s.args[10].value,
+                    out_mult=s.args[11].value, out_shift=s.args[12].value,
+                    tiles_note=(f"K, V stream {t.tile} positions a tile" + (", double-buffered" if t.double_buffer else ""))
+                    if streamed else "")
+    return view
 
 
 def _group_title(op: str) -> str:
@@ -109,11 +154,7 @@ def render(c: Compiled) -> dict[str, str]:
                         "shape": _shape(v.shape), "dtype": v.dtype, "first": b.first_step, "last": b.last_step})
     steps, groups = [], []
     for s in plan.steps:
-        texts = [_arg_text(a, c) for a in s.args]
-        engine = f"{s.engine} x{s.cores}" if s.engine == "cluster" else s.engine
-        step = {"index": s.index, "op": s.op, "rule": s.rule, "engine": engine, "math": s.math, "kernel": s.kernel,
-                "fname": f"{s.index:03d}_{c_ident(s.op)}", "args": [t for t, _ in texts],
-                "uses_ctx": any(u for _, u in texts)}
+        step = _step_view(s, c)
         steps.append(step)
         title = _group_title(s.op)
         if not groups or groups[-1]["title"] != title:
@@ -124,7 +165,7 @@ def render(c: Compiled) -> dict[str, str]:
         arr = plan.consts[cname]
         consts.append({"name": cname, "ident": const_ident(cname), "ctype": NP_TO_C[arr.dtype], "size": arr.size,
                        "shape": f"{_shape(arr.shape)} {cname}", "arr": arr})
-    kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | {"argmax.c"})
+    kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | set(RUNTIME_FILES))
     files: dict[str, str] = {}
     files["model.h"] = env.get_template("model.h.j2").render(
         **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}")
@@ -138,12 +179,13 @@ def render(c: Compiled) -> dict[str, str]:
                                      "#include <stdint.h>\n#include \"tokenizer.h\"\n\n" + c_table_source(c.tokenizer))
         files["main.c"] = env.get_template("main.c.j2").render(
             **common, prompt_literal=c_string_literal(dep.generate.prompt.encode()), tokens=dep.generate.tokens)
-    for k in ["deeploy_kernels.h"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
+    for k in ["deeploy_kernels.h", "dma.h", "tiles.h"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
         files[k] = _kernel_source(k)
     sources = sorted(f for f in files if f.endswith(".c"))
     headers = sorted(f for f in files if f.endswith(".h"))
     files["Makefile"] = env.get_template("Makefile.j2").render(**common, sources=sources, headers=headers)
     files["plan.yaml"] = plan_yaml(c)
+    files["report.json"] = report_json(c)
     # a picture of each arena: time across, addresses up, one box per buffer
     files.update(memory_maps(yaml.safe_load(files["plan.yaml"])))
     return files

@@ -1,6 +1,6 @@
 """The pipeline: one short list of named phases, each returning a new object.
 
-    .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> Allocation
+    .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> tiled Plan -> Allocation
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .graph import Graph, Plan, build_graph
 from .interpret import load_deployment
 from .quantize import QuantModel, calibrate, quantize
 from .rules import lower
+from .tiling import tile
 from .spec import Deployment
 from .tokenizer import Tokenizer
 from .weights import Weights, load_weights
@@ -67,6 +68,6 @@ def _compile(dep: Deployment) -> Compiled:
     ranges = calibrate(fm, dep.quant.calibration, tok)
     quant = quantize(fm, ranges)
     graph = build_graph(dep.model.dims)
-    plan = lower(graph, quant, dep)
+    plan = tile(lower(graph, quant, dep), dep)
     alloc = allocate(plan, dep)
     return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc)

@@ -26,8 +26,8 @@ def _attention(out, q, kc, vc, scratch, pos, nh, nkv, hs, sm, ss, om, os_, table
     out[:] = K.attention(q, kc, vc, pos, nh, nkv, hs, sm, ss, om, os_, table)
 
 
-def _embed(x, table, mult, shift, token, dim):
-    x[:] = K.embed(token, table, mult, shift)
+def _embed(x, row, mult, shift, dim):
+    x[:] = K.embed(row, int(mult), int(shift))
 
 
 def _rmsnorm(y, x, gain, gshift, eps_q, dim):
@@ -72,7 +72,7 @@ class Golden:
                     args.append(self._view(a.name, a.row, pos))
                 elif a.kind == "const":
                     c = self.plan.consts[a.name]
-                    args.append(c[pos] if a.row == "pos" else c)
+                    args.append(c[pos] if a.row == "pos" else c[token] if a.row == "token" else c)
                 elif a.kind == "int":
                     args.append(a.value)
                 else:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .errors import Pos
 from .spec import Dims
 
-ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4}
+ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1}
 C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t"}
 
 
@@ -20,7 +20,7 @@ class Value:
     name: str
     dtype: str
     shape: tuple[int, ...]
-    kind: str  # "act" (per step), "kv" (persistent cache), "scratch" (one op's workspace)
+    kind: str  # "act" (per step), "kv" (persistent cache), "scratch" (one op's workspace), "tile" (DMA staging)
 
     @property
     def nbytes(self) -> int:
@@ -77,8 +77,9 @@ def build_graph(d: Dims) -> Graph:
         op(p + "attn.rope_q", "rope", [q], [q])
         op(p + "attn.rope_k", "rope", [k], [kc], row="pos")
         att = v(p + "attn.attention", "int8", d.dim)
-        scratch = v(p + "attn.scratch", "int32", d.context, kind="scratch")
-        # MACs at a full cache; the report states the position it uses
+        # the scores of the query heads that share one kv head, then their probabilities
+        scratch = v(p + "attn.scratch", "int32", d.heads // d.kv_heads, d.context, kind="scratch")
+        # MACs at a full cache; the tiler restates them at the report position
         op(p + "attn.attention", "attention", [q, kc, vc], [att, scratch], 2 * d.heads * d.head_size * d.context)
         o = v(p + "attn.o", "int16", d.dim)
         op(p + "attn.o", "linear", [att], [o], d.dim * d.dim)
@@ -115,6 +116,30 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class Xfer:
+    """One operand staged through the compute level: DMA in before the kernel runs, or out after."""
+
+    arg: int  # index of the step argument it stands in for
+    buf: str  # the staging buffer (a value of kind "tile")
+    nbytes: int
+    out: bool = False
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a step streams its big operand through the compute level.
+
+    rows: a linear layer's weight rows (with their requantization constants), `tile` rows at a time;
+    positions: attention's K and V cache rows, `tile` positions at a time, one kv head after another.
+    """
+
+    kind: str
+    tile: int
+    double_buffer: bool
+    buffers: dict  # role -> tuple of buffer names (two when double-buffered)
+
+
+@dataclass(frozen=True)
 class Step:
     index: int
     op: str
@@ -127,6 +152,11 @@ class Step:
     math: str  # one line, printed above the call in C
     reason: str  # why this engine (the hint line, or the default)
     pos: Pos
+    tiling: "Tiling | None" = None
+    xfers: tuple = ()  # Xfer: operands staged through the compute level
+    tiles: int = 1  # tiles per call at the report position
+    dma_bytes: int = 0  # bytes moved between levels per call at the report position
+    dma_cycles: int = 0  # their estimated cost on the target's DMA
 
 
 @dataclass(frozen=True)
@@ -135,3 +165,5 @@ class Plan:
     values: dict  # name -> Value
     consts: dict  # name -> numpy array
     warnings: tuple = ()
+    report_pos: int = 0  # the decode position that per-token figures are stated at
+    dma_lower_bound: int = 0  # bytes that must cross levels per token at report_pos

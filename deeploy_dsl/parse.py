@@ -341,11 +341,21 @@ def _apply_one(doc: Doc, ov: str) -> Doc:
     items = list(doc.items)
     for i, it in enumerate(items):
         if isinstance(it, Block) and it.kind == block:
+            if block == "memory":
+                item = _keep_placement(it.entries, item)
             entries = it.entries + item.entries if block == "map" else _replace_setting(it.entries, item)
             items[i] = replace(it, entries=entries)
             return replace(doc, items=tuple(items))
     new_entries = item.entries if block == "map" else (item,)
     return replace(doc, items=tuple(items) + (Block(block, None, new_entries, at(key_col)),))
+
+
+def _keep_placement(entries: tuple, new: Setting) -> Setting:
+    """`-D memory.L1=16KiB` changes the size only: what the level holds and double_buffer stay."""
+    old = next((e for e in entries if isinstance(e, Setting) and e.key == new.key), None)
+    if old is None or len(new.values) != 1 or new.values[0].kind != "size":
+        return new
+    return replace(new, values=new.values + old.values[1:])
 
 
 def _replace_setting(entries: tuple, new: Setting) -> tuple:

@@ -12,6 +12,7 @@ import json
 import yaml
 
 from .graph import Arg
+from .report import tile_text
 
 
 def _arg(a: Arg) -> str:
@@ -57,8 +58,12 @@ def plan_yaml(c) -> str:
         },
         "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
                               "arena_bytes": alloc.arena_bytes[lvl.name], "lower_bound_bytes": alloc.lower_bound[lvl.name],
+                              "aligned_lower_bound_bytes": alloc.aligned_lower_bound[lvl.name],
+                              "optimal": alloc.optimal[lvl.name],
                               "weight_bytes": alloc.weight_bytes[lvl.name], "alignment": lvl.alignment,
-                              "holds": list(lvl.holds)} for lvl in dep.memory},
+                              "double_buffer": lvl.double_buffer, "holds": list(lvl.holds)} for lvl in dep.memory},
+        "dma": {"report_position": plan.report_pos, "bytes_per_token": sum(s.dma_bytes for s in plan.steps),
+                "lower_bound_bytes": plan.dma_lower_bound},
     }
     out = [yaml.safe_dump(head, sort_keys=False, width=120).rstrip()]
     out.append("scales:  # real value = integer * scale")
@@ -67,8 +72,11 @@ def plan_yaml(c) -> str:
     out.append("steps:  # one flow mapping per step: what runs, on which engine, with which arguments, and why")
     for s in plan.steps:
         out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {s.kernel}, engine: {s.engine}, "
-                   f"cores: {s.cores}, macs: {s.macs},")
+                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},")
         out.append(f"     args: [{', '.join(json.dumps(_arg(a)) for a in s.args)}],")
+        staging = [x.buf for x in s.xfers] + [b for bs in (s.tiling.buffers.values() if s.tiling else ()) for b in bs]
+        if staging:  # L1 buffers this step alone uses: DMA staging and tiles
+            out.append(f"     staging: [{', '.join(json.dumps(b) for b in staging)}],")
         out.append(f"     why: {json.dumps(s.reason)}}}")
     out.append("buffers:  # every tensor in an arena; offsets and sizes in bytes, lifetimes in steps")
     for b in alloc.buffers:

@@ -164,8 +164,9 @@ def lower_rmsnorm(op: Op, c: Ctx):
 
 
 def lower_embed(op: Op, c: Ctx):
-    return "embed_i16", (_buf(op.outputs[0], "x"), _const("embed.w", "table"), _const("embed.mult", "mult"),
-                         _const("embed.shift", "shift"), Arg("token", label="token"),
+    # only the token's row (and its multiplier) is read, so only that row needs to move
+    return "embed_i16", (_buf(op.outputs[0], "x"), _const("embed.w", "row", "token"),
+                         _const("embed.mult", "mult", "token"), _const("embed.shift", "shift", "token"),
                          _int(c.dep.model.dims.dim, "dim")), "x = int16(embedding row of token)"
 
 

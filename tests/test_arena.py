@@ -152,6 +152,8 @@ def _buffer_uses(steps: list[dict], names: set[str]) -> dict[str, list[int]]:
             value = str(arg).split("=", 1)[1].removesuffix("[pos]")
             if value in names:
                 uses.setdefault(value, []).append(s["index"])
+        for value in s.get("staging", []):  # DMA staging buffers and tiles of this step
+            uses.setdefault(value, []).append(s["index"])
     return uses
 
 
@@ -270,10 +272,11 @@ def test_budget_error_names_level_need_bound_and_budget_from_the_command_line(c2
 def test_budget_error_points_at_the_level_line(c260k, tmp_path):
     from deeploy_dsl.interpret import load_deployment
     text = DPLY.read_text().replace("L1 256 KiB  holds activations", "L1 1 KiB    holds activations")
+    assert "L1 1 KiB    holds activations" in text
     text = text.replace('"../../shared/models/', f'"{MODEL_DIR.parent}/')
     path = tmp_path / "tight.dply"
     path.write_text(text)
-    line = text.split("\n").index("    L1 1 KiB    holds activations") + 1
+    line = next(i for i, ln in enumerate(text.split("\n"), 1) if ln.startswith("    L1 1 KiB    holds activations"))
     with pytest.raises(MemoryError_) as e:
         allocate(c260k.plan, load_deployment(path))
     (d,) = e.value.diagnostics

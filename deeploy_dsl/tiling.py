@@ -1,0 +1,210 @@
+"""Tiling: fit every step's working set into the compute level (L1) by streaming what lives further out.
+
+Kernels compute from the first memory level. An operand that lives elsewhere (weights and the KV
+cache in L2) is moved by DMA, in one of three ways, chosen per step by its kernel:
+  * rows: a linear layer streams its weight rows (with their multipliers and shifts) `tile` rows at
+    a time, double-buffered when the level says `double_buffer`: the next tile's DMA runs while the
+    current tile computes. The input vector and the output stay in L1, so each weight byte moves once.
+  * positions: attention streams K, then V, `tile` positions at a time, one kv head after another;
+    the scores of that head's query group stay in L1.
+  * staged: anything else small (a norm's gains, a table, the token's embedding row, a RoPE row)
+    is copied in whole before the kernel, and a KV-cache row the kernel writes is copied out after.
+A step whose operands all live in L1 moves nothing. Tile sizes take the largest tile that fits the
+L1 budget beside what is live at that step: bytes moved are fixed by the scheme, so fewer, larger
+tiles only save per-transfer overhead.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+
+from .errors import Collector, MemoryError_
+from .graph import Plan, Step, Tiling, Value, Xfer
+from .spec import Deployment
+
+LINEAR_KERNELS = ("linear_i8", "linear_i16", "linear_i32")
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def report_position(dep: Deployment) -> int:
+    """Per-token figures are stated at the middle of the context: the average step of a full generation."""
+    return dep.model.dims.context // 2
+
+
+class _Tiler:
+    def __init__(self, plan: Plan, dep: Deployment):
+        self.plan, self.dep = plan, dep
+        self.l1 = dep.memory[0]
+        self.align = self.l1.alignment
+        self.weights_far = dep.level_holding("weights").name != self.l1.name
+        self.kv_far = dep.level_holding("kv_cache").name != self.l1.name
+        self.values: dict[str, Value] = dict(plan.values)
+        self.P = report_position(dep)
+        self.errs = Collector()
+        self.no_fits: list[tuple] = []
+
+    # ---- what is live in L1 before this step adds its own buffers ------------------------------
+    def live_l1(self) -> list[int]:
+        spans: dict[str, tuple[int, int]] = {}
+        for s in self.plan.steps:
+            for a in s.args:
+                if a.kind == "buf":
+                    lo, hi = spans.get(a.name, (s.index, s.index))
+                    spans[a.name] = (min(lo, s.index), max(hi, s.index))
+        live = [0] * len(self.plan.steps)
+        for name, (lo, hi) in spans.items():
+            v = self.values[name]
+            if v.kind == "kv" and self.kv_far:
+                continue
+            size = _align(v.nbytes, self.align)
+            for t in range(lo, hi + 1) if v.kind != "kv" else range(len(live)):
+                live[t] += size
+        return live
+
+    def new_buf(self, name: str, dtype: str, *shape: int) -> str:
+        self.values[name] = Value(name, dtype, tuple(shape), "tile")
+        return name
+
+    # ---- the schemes -------------------------------------------------------------------------------
+    def stage(self, s: Step, skip: tuple[str, ...] = ()) -> tuple[list[Xfer], int]:
+        """Stage far constants and far KV rows of a step; returns the transfers and their L1 bytes."""
+        xfers, used = [], 0
+        for i, a in enumerate(s.args):
+            if a.label in skip:
+                continue
+            if a.kind == "const" and self.weights_far:
+                arr = self.plan.consts[a.name]
+                n = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
+                shape = arr.shape[1:] if a.row else arr.shape
+                dtype = str(arr.dtype)
+                buf = self.new_buf(f"{s.op}.{a.label}", "uint8" if dtype == "uint8" else dtype, *(shape or (1,)))
+                xfers.append(Xfer(i, buf, n))
+                used += _align(n, self.align)
+            elif a.kind == "buf" and a.row == "pos" and self.kv_far:
+                v = self.values[a.name]
+                n = v.nbytes // v.shape[0]
+                buf = self.new_buf(f"{s.op}.{a.label}_out", v.dtype, *v.shape[1:])
+                xfers.append(Xfer(i, buf, n, out=True))
+                used += _align(n, self.align)
+        return xfers, used
+
+    def nbuf(self, n_tiles: int) -> int:
+        return 2 if self.l1.double_buffer and n_tiles > 1 else 1
+
+    def tile_linear(self, s: Step, avail: int) -> Step:
+        n_in, n_out = s.args[5].value, s.args[6].value
+        xfers, used = self.stage(s, skip=("w", "mult", "shift"))
+        if not self.weights_far:
+            return self.finish(s, None, xfers, 1, 0)
+        room = avail - used
+        for n_tiles in range(1, n_out + 1):  # fewest tiles first: bytes moved are the same for all
+            rows = math.ceil(n_out / n_tiles)
+            if math.ceil(n_out / rows) != n_tiles:
+                continue
+            need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in (n_in, 4, 1))
+            if need <= room:
+                break
+        else:
+            smallest = sum(_align(b, self.align) for b in (n_in, 4, 1)) * self.nbuf(n_out)
+            return self.no_fit(s, avail - used, smallest, "one weight row with its multiplier and shift")
+        k = self.nbuf(n_tiles)
+        bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", rows, n_in) for b in range(k)),
+                "mult": tuple(self.new_buf(f"{s.op}.mult_tile{b}", "int32", rows) for b in range(k)),
+                "shift": tuple(self.new_buf(f"{s.op}.shift_tile{b}", "uint8", rows) for b in range(k))}
+        moved = n_out * (n_in + 5)
+        return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
+
+    def tile_attention(self, s: Step, avail: int) -> Step:
+        d = self.dep.model.dims
+        group, hs = d.heads // d.kv_heads, d.head_size
+        xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
+        acc = self.new_buf(f"{s.op}.acc", "int32", group, hs)
+        used += _align(group * hs * 4, self.align)
+        if not self.kv_far:
+            tiling = Tiling("positions", d.context, False, {"acc": (acc,)})
+            return self.finish(s, tiling, xfers, 2 * d.kv_heads, 0)
+        room = avail - used
+        for tile in range(d.context, 0, -1):
+            n_tiles = math.ceil(d.context / tile)
+            if self.nbuf(n_tiles) * 2 * _align(tile * hs, self.align) <= room:
+                break
+        else:
+            smallest = 2 * _align(hs, self.align) * self.nbuf(2)
+            return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
+        k = self.nbuf(math.ceil(d.context / tile))
+        bufs = {"k": tuple(self.new_buf(f"{s.op}.k_tile{b}", "int8", tile, hs) for b in range(k)),
+                "v": tuple(self.new_buf(f"{s.op}.v_tile{b}", "int8", tile, hs) for b in range(k)),
+                "acc": (acc,)}
+        per_pass = math.ceil((self.P + 1) / tile)
+        moved = 2 * (self.P + 1) * d.kv_dim
+        return self.finish(s, Tiling("positions", tile, k == 2, bufs), xfers, 2 * d.kv_heads * per_pass, moved,
+                           transfers=2 * d.kv_heads * per_pass)
+
+    def finish(self, s: Step, tiling, xfers, tiles: int, moved: int, transfers: int = 0) -> Step:
+        moved += sum(x.nbytes for x in xfers)
+        transfers += len(xfers)
+        t = self.dep.target
+        cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
+        macs = s.macs
+        if s.kernel == "attention_i8":  # restate at the report position
+            d = self.dep.model.dims
+            macs = 2 * d.heads * d.head_size * (self.P + 1)
+        return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
+
+    def no_fit(self, s: Step, room: int, smallest: int, what: str) -> Step:
+        self.no_fits.append((s.op, max(room, 0), smallest, what))
+        return s
+
+    def report_no_fits(self) -> None:
+        """One error per kind of op: the same failure in every layer is one message."""
+        folded: dict[tuple, list[str]] = {}
+        for op, room, smallest, what in self.no_fits:
+            m = re.match(r"layers\.(\d+)\.(.*)", op)
+            folded.setdefault((m.group(2) if m else op, room, smallest, what), []).append(m.group(1) if m else "")
+        for (op, room, smallest, what), layers in folded.items():
+            name = op if layers == [""] else (f"layers.{layers[0]}.{op}" if len(layers) == 1
+                                               else f"layers[{layers[0]}..{layers[-1]}].{op}")
+            self.errs.add(self.l1.pos, f"{name}: no tiling fits {self.l1.name}: {room:,} B are free beside what "
+                          f"this step keeps live, the smallest working set needs {smallest:,} B ({what})",
+                          f"raise {self.l1.name} (now {self.l1.size_bytes:,} B)")
+
+    def run(self) -> Plan:
+        live = self.live_l1()
+        steps = []
+        for s in self.plan.steps:
+            avail = self.l1.size_bytes - live[s.index]
+            if s.kernel in LINEAR_KERNELS:
+                steps.append(self.tile_linear(s, avail))
+            elif s.kernel == "attention_i8":
+                steps.append(self.tile_attention(s, avail))
+            else:
+                xfers, used = self.stage(s)
+                if used > avail:
+                    self.no_fit(s, avail, used, "its staged operands")
+                steps.append(self.finish(s, None, xfers, 1, 0))
+        self.report_no_fits()
+        self.errs.raise_if_errors(MemoryError_)
+        return replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
+                       dma_lower_bound=self.lower_bound())
+
+    def lower_bound(self) -> int:
+        """Every far byte a token needs, moved once: each constant (or the row of it used) and the
+        KV-cache rows read and written at the report position."""
+        seen: dict[tuple[str, str | None], int] = {}
+        d = self.dep.model.dims
+        for s in self.plan.steps:
+            for a in s.args:
+                if a.kind == "const" and self.weights_far:
+                    arr = self.plan.consts[a.name]
+                    seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
+        kv = d.layers * (2 * (self.P + 1) * d.kv_dim + 2 * d.kv_dim) if self.kv_far else 0
+        return sum(seen.values()) + kv
+
+
+def tile(plan: Plan, dep: Deployment) -> Plan:
+    return _Tiler(plan, dep).run()
+

@@ -1,0 +1,14 @@
+/* tiles.c: see tiles.h. Only address arithmetic; the DMA does the copying. */
+#include "tiles.h"
+
+void linear_tile_load(dma_job *job, int8_t *w_tile, int32_t *mult_tile, uint8_t *shift_tile, const int8_t *w,
+                      const int32_t *mult, const uint8_t *shift, int32_t r0, int32_t rows, int32_t n_in) {
+    dma_start(job, w_tile, w + (int64_t)r0 * n_in, (uint32_t)(rows * n_in));
+    dma_start(job, mult_tile, mult + r0, (uint32_t)rows * sizeof *mult);
+    dma_start(job, shift_tile, shift + r0, (uint32_t)rows);
+}
+
+void kv_tile_load(dma_job *job, int8_t *tile, const int8_t *head, int32_t t0, int32_t n_t, int32_t hs,
+                  int32_t kv_dim) {
+    dma_start_2d(job, tile, head + (int64_t)t0 * kv_dim, (uint32_t)n_t, (uint32_t)hs, (uint32_t)kv_dim, (uint32_t)hs);
+}

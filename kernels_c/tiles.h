@@ -1,0 +1,19 @@
+/* tiles.h: DMA helpers that move one tile of a streamed operand from a far level into L1. */
+#ifndef DEEPLOY_TILES_H
+#define DEEPLOY_TILES_H
+
+#include <stdint.h>
+
+#include "dma.h"
+
+/* start moving rows [r0, r0 + rows) of a linear layer: its int8 weight rows, multipliers and shifts */
+void linear_tile_load(dma_job *job, int8_t *w_tile /* [rows, n_in] */, int32_t *mult_tile /* [rows] */,
+                      uint8_t *shift_tile /* [rows] */, const int8_t *w /* [n_out, n_in] */,
+                      const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */,
+                      int32_t r0, int32_t rows, int32_t n_in);
+
+/* start moving positions [t0, t0 + n_t) of one kv head (hs bytes at stride kv_dim) into a dense tile */
+void kv_tile_load(dma_job *job, int8_t *tile /* [n_t, hs] */, const int8_t *head /* [ctx, kv_dim] from this head */,
+                  int32_t t0, int32_t n_t, int32_t hs, int32_t kv_dim);
+
+#endif
