@@ -179,7 +179,7 @@ def render(c: Compiled) -> dict[str, str]:
                                      "#include <stdint.h>\n#include \"tokenizer.h\"\n\n" + c_table_source(c.tokenizer))
         files["main.c"] = env.get_template("main.c.j2").render(
             **common, prompt_literal=c_string_literal(dep.generate.prompt.encode()), tokens=dep.generate.tokens)
-    for k in ["deeploy_kernels.h", "dma.h", "tiles.h"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
+    for k in ["deeploy_kernels.h", "dma.h", "tiles.h", "perf.h"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
         files[k] = _kernel_source(k)
     sources = sorted(f for f in files if f.endswith(".c"))
     headers = sorted(f for f in files if f.endswith(".h"))

@@ -3,6 +3,7 @@ the C) and c (the generated program, built and run). All three decode the same w
 ids one by one, then greedy until N new tokens, BOS/EOS, or the end of the context."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -94,6 +95,16 @@ def build_c(c: Compiled, out: Path) -> Path:
     return out / c.dep.name
 
 
+def parse_program_output(text: str) -> tuple[list[int], dict[int, int], dict[int, int]]:
+    """The generated program's `ids:` line and its per-position `instret:` and `dma:` lines."""
+    ids = next((ln.split()[1:] for ln in text.splitlines() if ln.startswith("ids:")), None)
+    if ids is None:
+        raise ToolError([Diagnostic(Pos("<program>"), f"the generated program printed no ids:\n{text[-2000:]}")])
+    instret = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^instret: pos (\d+) (\d+)$", text, re.M)}
+    dma = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^dma: pos (\d+) bytes (\d+)", text, re.M)}
+    return [int(t) for t in ids], instret, dma
+
+
 def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None):
     with tempfile.TemporaryDirectory(prefix="deeploy-run-") as tmp:
         exe = build_c(c, (build_dir or Path(tmp) / "build"))
@@ -103,7 +114,7 @@ def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = 
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise ToolError([Diagnostic(Pos(str(exe)), f"the generated program failed ({res.returncode}): {res.stderr.strip()}")])
-        ids = [int(t) for t in res.stdout.split()]
+        ids = parse_program_output(res.stdout)[0]
         logits = np.fromfile(logits_path, dtype="<i4").reshape(-1, c.dep.model.dims.vocab)
     return ids, logits
 

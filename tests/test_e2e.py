@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import DPLY, deeploy_cmd, needs_cc
+from deeploy_dsl.runner import parse_program_output
 
 N_CHECK = 64  # ids compared against the float reference
 N_NEW = 128  # ids generated for golden vs C
@@ -69,7 +70,7 @@ def run_exe(exe: Path, pids: list[int], n_new: int, logits_path: Path, vocab: in
            "--logits", str(logits_path), "--no-stop"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    ids = [int(t) for t in res.stdout.split()]
+    ids = parse_program_output(res.stdout)[0]
     return ids, np.fromfile(logits_path, dtype="<i4").reshape(-1, vocab)
 
 

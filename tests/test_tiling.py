@@ -11,7 +11,7 @@ import pytest
 from conftest import DPLY, needs_cc
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import MemoryError_
-from deeploy_dsl.runner import build_c, run_golden_compiled
+from deeploy_dsl.runner import build_c, parse_program_output, run_golden_compiled
 
 BUDGETS = ("16KiB", "32KiB", "64KiB", "256KiB")
 PROMPT = [1, 403, 407, 261, 378]  # "Once upon a time"
@@ -66,7 +66,7 @@ def test_c_is_bit_exact_with_golden_at_every_budget(budget, model_dir, tmp_path)
     exe = build_c(c, tmp_path / "out")
     out = subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "24", "--print-ids", "--no-stop",
                           "--logits", str(tmp_path / "l.bin")], capture_output=True, text=True, check=True)
-    assert [int(t) for t in out.stdout.split()] == ids
+    assert parse_program_output(out.stdout)[0] == ids
     c_logits = np.fromfile(tmp_path / "l.bin", dtype="<i4").reshape(-1, c.dep.model.dims.vocab)
     np.testing.assert_array_equal(c_logits, logits)
 
@@ -79,5 +79,5 @@ def test_the_c_program_moves_what_the_plan_says(model_dir, tmp_path):
     p = c.plan.report_pos
     res = subprocess.run([str(exe), "--ids", "1", "--tokens", str(p + 1), "--print-ids", "--no-stop", "--dma"],
                          capture_output=True, text=True, check=True)
-    per_pos = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"dma: pos (\d+) bytes (\d+)", res.stderr)}
+    per_pos = parse_program_output(res.stdout + res.stderr)[2]
     assert per_pos[p] == sum(s.dma_bytes for s in c.plan.steps)
