@@ -77,20 +77,22 @@ def check(file: Path = typer.Argument(..., help="the .dply deployment"),
 def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),
         tokens: Optional[int] = typer.Option(None, "--tokens", "-n", min=0, help="new tokens at most"),
-        engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float"),
+        engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float | qemu (RV32 under QEMU)"),
+        cores: int = typer.Option(1, "--cores", min=1, help="harts for the qemu engine"),
         as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line'),
         no_stop: bool = typer.Option(False, "--no-stop", help="do not stop at BOS/EOS"),
         define: Optional[List[str]] = DEFINE):
     """Generate text greedily with one of the three engines."""
-    if engine not in ("c", "golden", "float"):
-        typer.echo(f"error: unknown engine '{engine}' (expected c, golden or float)", err=True)
+    if engine not in ("c", "golden", "float", "qemu"):
+        typer.echo(f"error: unknown engine '{engine}' (expected c, golden, float or qemu)", err=True)
         raise typer.Exit(1)
 
     def go():
         from .runner import run as run_engine
-        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop)
+        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores)
         if as_json:
-            typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text}, ensure_ascii=False))
+            typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, **g.stats},
+                                  ensure_ascii=False))
         else:
             typer.echo(g.prompt + g.text)
     _guard(go)

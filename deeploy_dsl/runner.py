@@ -7,7 +7,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ class Generation:
     prompt_ids: list[int]
     ids: list[int]  # the continuation only
     text: str  # the continuation only
-    logits: np.ndarray  # [steps, vocab]: float for `float`, int32 for golden and c
+    logits: np.ndarray  # [steps, vocab]: float for `float`, int32 for golden, c and qemu
+    stats: dict = field(default_factory=dict)  # engine figures, e.g. instructions per token under QEMU
 
 
 def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True):
@@ -120,7 +121,7 @@ def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = 
 
 
 def run(path: Path, prompt: str | None, n_new: int | None, engine: str, overrides=None,
-        stop: bool = True) -> Generation:
+        stop: bool = True, cores: int = 1) -> Generation:
     if engine == "float":
         dep = load_deployment(path, overrides)
         return run_float(path, dep.generate.prompt if prompt is None else prompt,
@@ -129,6 +130,15 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
     prompt = c.dep.generate.prompt if prompt is None else prompt
     n_new = c.dep.generate.tokens if n_new is None else n_new
     pids = _prompt_ids(c.tokenizer, prompt, c.dep.model.tokenizer_pos)
-    fn = run_golden_compiled if engine == "golden" else run_c_compiled
-    ids, logits = fn(c, pids, n_new, stop)
-    return Generation(prompt, pids, ids, continuation_text(c.tokenizer, pids, ids), logits)
+    stats: dict = {}
+    if engine == "qemu":
+        from .qemu import build_rv32, decode_instret, run_elf
+        with tempfile.TemporaryDirectory(prefix="deeploy-qemu-") as tmp:
+            r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores)
+        ids, logits = r.ids, r.logits
+        per_token = decode_instret(r, len(pids))
+        stats = {"instructions_per_token": round(per_token), "instructions_per_token_per_core": [round(per_token)]}
+    else:
+        fn = run_golden_compiled if engine == "golden" else run_c_compiled
+        ids, logits = fn(c, pids, n_new, stop)
+    return Generation(prompt, pids, ids, continuation_text(c.tokenizer, pids, ids), logits, stats)
