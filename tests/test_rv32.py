@@ -1,0 +1,50 @@
+"""The generated program on bare-metal RV32 under QEMU: the same integers as golden, no soft float."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import DPLY
+from deeploy_dsl.qemu import PACKAGES, build_rv32, decode_instret, missing_tools, run_elf
+from deeploy_dsl.runner import run_golden_compiled
+
+pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()} (Debian: {PACKAGES})")
+
+PROMPT = [1, 403, 407, 261, 378]  # "Once upon a time"
+
+
+@pytest.fixture(scope="module")
+def elf(compiled, tmp_path_factory):
+    return build_rv32(compiled, tmp_path_factory.mktemp("rv32") / "build")
+
+
+def test_qemu_is_bit_exact_with_golden(compiled, elf):
+    run = run_elf(elf, PROMPT, 64, compiled.dep.model.dims.vocab, stop=False)
+    ids, logits = run_golden_compiled(compiled, PROMPT, 64, stop=False)
+    assert run.ids == ids
+    np.testing.assert_array_equal(run.logits, logits)
+    # one count per step, and decode steps cost more than nothing
+    assert sorted(run.instret) == list(range(len(PROMPT) + 63))
+    assert decode_instret(run, len(PROMPT)) > 0
+
+
+def test_the_image_has_no_soft_float(elf):
+    syms = subprocess.run(["riscv64-unknown-elf-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    floaty = [ln for ln in syms.splitlines() if ln.split()[-1].startswith(("__addsf", "__adddf", "__mulsf", "__muldf",
+                                                                           "__divsf", "__divdf", "__floatsi", "__fixsf",
+                                                                           "__fixdf", "__extendsf", "__truncdf"))]
+    assert not floaty
+
+
+def test_a_float_in_the_integer_path_fails_the_build(compiled, tmp_path):
+    """The Makefile's soft-float check is real: slip a float into the program and the RV32 link fails."""
+    out = tmp_path / "build"
+    build_rv32(compiled, out)
+    model_c = out / "model.c"
+    model_c.write_text(model_c.read_text() + "\nvolatile float dpl_leak = 1.5f;\n"
+                       "int dpl_use_leak(int v) { return (int)(v * dpl_leak); }\n")
+    res = subprocess.run(["make", "-s", "-C", str(out), "rv32"], capture_output=True, text=True)
+    assert res.returncode != 0 and "soft-float" in res.stderr
+    assert not (out / f"{compiled.dep.name}.elf").exists()
