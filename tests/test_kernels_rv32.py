@@ -1,0 +1,1031 @@
+"""The C kernels of kernels_c/, built for bare-metal RV32 and run under QEMU, compute exactly the integers of
+their numpy twins in deeploy_dsl/kernels.py (the host twin of this module is tests/test_kernels_c.py).
+
+One harness program (tests/rv32_harness.c) is built once per session. It reads a job file of cases, each a
+few arrays and a short list of kernel calls on them, runs the calls, and writes back the arrays each case
+marks as outputs with the calls' return values and instruction counts. All cases of all kernels are packed
+here with numpy, run by a couple of QEMU processes in parallel, and every output is compared with its twin.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deeploy_dsl import kernels as K  # noqa: E402
+
+PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
+GCC, NM, QEMU = "riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "qemu-system-riscv32"
+_missing = [t for t in (GCC, NM, QEMU) if shutil.which(t) is None]
+if _missing:
+    pytest.skip(f"needs {', '.join(_missing)} (Debian: apt-get install -y {PACKAGES})", allow_module_level=True)
+
+KDIR = ROOT / "kernels_c"
+HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c", "dma.c",
+           "tiles.c"]
+RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
+             "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
+RV_LDFLAGS = ["--specs=picolibc.specs", "--oslib=semihost", "--crt0=semihost",
+              "-Wl,--defsym=__flash=0x80000000", "-Wl,--defsym=__flash_size=0x01000000",
+              "-Wl,--defsym=__ram=0x81000000", "-Wl,--defsym=__ram_size=0x01000000"]
+SOFT_FLOAT = re.compile(r" __(add|sub|mul|div|neg|float|floatun|fix|fixun|extend|trunc|cmp|eq|ne|lt|le|gt|ge|unord)"
+                        r"[sdt]f[0-9]?$", re.M)
+N_SHARDS = max(1, min(4, os.cpu_count() or 1))  # QEMU processes run side by side
+QEMU_TIMEOUT = 120
+
+# every function a call can name, in the harness's id order, with its pointer (p) / scalar (i) signature
+FNS = re.findall(r'X\((\w+), "([pi]*)"\)', HARNESS.read_text())
+FN_ID = {name: i for i, (name, _) in enumerate(FNS)}
+FN_SIG = dict(FNS)
+
+I8, I16, I32 = K.I8, K.I16, K.I32
+# random cases per kernel: SEED_SCALE times the host tests' count; their seeds come first, so the host cases are
+# among these. DEEPLOY_RV32_SEED_SCALE=20 makes a longer soak.
+SEED_SCALE = int(os.environ.get("DEEPLOY_RV32_SEED_SCALE", "3"))
+
+
+def seeds(host_count: int) -> range:
+    return range(host_count * SEED_SCALE)
+
+
+JOB_MAGIC, OUT_MAGIC = 0x4A4C5044, 0x4F4C5044
+SCALAR = -1
+
+
+# ------------------------------------------------------------------------------------------------- jobs
+
+
+class Ptr(NamedTuple):
+    """A pointer into a case's array `idx`, `off` bytes in."""
+    idx: int
+    off: int
+    itemsize: int
+
+    def __add__(self, n_elems: int) -> "Ptr":
+        return Ptr(self.idx, self.off + int(n_elems) * self.itemsize, self.itemsize)
+
+
+@dataclass
+class Result:
+    rets: np.ndarray  # int64 [n_calls]
+    instret: np.ndarray  # uint64 [n_calls]
+    arrays: dict  # array index -> array after the calls (write-back arrays only)
+    bad_canary: int  # 0, or 1 + the index of an array whose guard bytes were overwritten
+
+
+@dataclass
+class Case:
+    """Arrays, calls on them, and what the numpy twin says the outputs must be."""
+    kernel: str
+    label: str
+    arrays: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # write back?
+    calls: list = field(default_factory=list)  # (fn, args)
+    expects: list = field(default_factory=list)  # (what, array index, expected full array)
+    expect_rets: list = field(default_factory=list)  # (what, call index, expected return value)
+    checks: list = field(default_factory=list)  # more callables(Result) that assert
+
+    def arr(self, a, out: bool = False) -> Ptr:
+        a = np.asarray(a)
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))  # the harness reads little-endian
+        assert a.nbytes < 2**31
+        self.arrays.append(a)
+        self.outputs.append(out)
+        return Ptr(len(self.arrays) - 1, 0, a.itemsize)
+
+    def out(self, a) -> Ptr:
+        return self.arr(a, out=True)
+
+    def call(self, fn: str, *args) -> int:
+        sig = FN_SIG[fn]
+        assert len(args) == len(sig), f"{fn} takes {len(sig)} arguments"
+        for a, kind in zip(args, sig):
+            assert isinstance(a, Ptr) == (kind == "p"), f"{fn}: {a!r} for a {kind!r} argument"
+        self.calls.append((fn, args))
+        return len(self.calls) - 1
+
+    def expect(self, ptr: Ptr, want, what: str) -> None:
+        """The whole array behind `ptr` must equal `want` after the calls (untouched parts included)."""
+        assert self.outputs[ptr.idx] and ptr.off == 0
+        want = np.asarray(want)
+        have = self.arrays[ptr.idx]
+        assert want.size == have.size, f"{what}: expected {want.size} values for an array of {have.size}"
+        assert want.min(initial=0) >= np.iinfo(have.dtype).min and want.max(initial=0) <= np.iinfo(have.dtype).max
+        self.expects.append((what, ptr.idx, want.reshape(have.shape)))
+
+    def expect_ret(self, call: int, want: int, what: str) -> None:
+        self.expect_rets.append((what, call, int(want)))
+
+    def pack(self) -> bytes:
+        parts = [struct.pack("<II", len(self.arrays), len(self.calls))]
+        for a, out in zip(self.arrays, self.outputs):
+            b = a.tobytes()
+            parts += [struct.pack("<II", len(b), int(out)), b, bytes(-len(b) % 8)]
+        for fn, args in self.calls:
+            parts.append(struct.pack("<II", FN_ID[fn], len(args)))
+            for a in args:
+                parts.append(struct.pack("<iIq", a.idx, 0, a.off) if isinstance(a, Ptr) else
+                             struct.pack("<iIq", SCALAR, 0, int(a)))
+        return b"".join(parts)
+
+    def unpack(self, buf: memoryview, at: int) -> tuple[Result, int]:
+        n_calls, bad = struct.unpack_from("<II", buf, at)
+        assert n_calls == len(self.calls), "output out of step with the job"
+        at += 8
+        ri = np.frombuffer(buf, "<i8", 2 * n_calls, at).reshape(-1, 2)
+        at += 16 * n_calls
+        arrays = {}
+        for i, (a, out) in enumerate(zip(self.arrays, self.outputs)):
+            if out:
+                arrays[i] = np.frombuffer(buf, a.dtype, a.size, at).reshape(a.shape)
+                at += a.nbytes + (-a.nbytes % 8)
+        return Result(ri[:, 0].copy(), ri[:, 1].astype(np.uint64), arrays, bad), at
+
+    def verify(self, r: Result) -> None:
+        assert r.bad_canary == 0, f"wrote past the end of array {r.bad_canary - 1}"
+        for what, call, want in self.expect_rets:
+            have = int(r.rets[call])
+            if self.calls[call][0] == "dma_counters":  # (transfers, bytes) packed as transfers << 32 | bytes
+                have, want = (have >> 32, have & 0xFFFFFFFF), (want >> 32, want & 0xFFFFFFFF)
+                what += " (transfers, bytes)"
+            assert have == want, f"{what}: returned {have}, twin says {want}"
+        for what, idx, want in self.expects:
+            np.testing.assert_array_equal(r.arrays[idx], want, err_msg=what)
+        for check in self.checks:
+            check(r)
+
+
+def pack_job(cases: list[Case]) -> bytes:
+    return struct.pack("<II", JOB_MAGIC, len(cases)) + b"".join(c.pack() for c in cases)
+
+
+def unpack_out(cases: list[Case], data: bytes) -> list[Result]:
+    buf = memoryview(data)
+    magic, n = struct.unpack_from("<II", buf, 0)
+    assert magic == OUT_MAGIC and n == len(cases)
+    at, results = 8, []
+    for c in cases:
+        r, at = c.unpack(buf, at)
+        results.append(r)
+    assert at == len(data), "trailing bytes in the output file"
+    return results
+
+
+def semihosting_args(args: list[str]) -> str:
+    return ",".join(["enable=on", "target=native"] + [f"arg={a.replace(',', ',,')}" for a in args])
+
+
+def run_qemu(elf: Path, work: Path, cases: list[Case]) -> list[Result]:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "job.bin").write_bytes(pack_job(cases))
+    (work / "out.bin").unlink(missing_ok=True)
+    cmd = [QEMU, "-machine", "virt", "-bios", "none", "-nographic", "-monitor", "none", "-icount", "shift=0",
+           "-semihosting-config", semihosting_args(["job.bin", "out.bin"]), "-kernel", str(elf)]
+    r = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=QEMU_TIMEOUT)
+    assert r.returncode == 0, f"harness exited with {r.returncode} in {work}:\n{(r.stdout + r.stderr)[-2000:]}"
+    return unpack_out(cases, (work / "out.bin").read_bytes())
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def qm_arrays(reals):
+    ms = [K.quantize_multiplier(float(r)) for r in reals]
+    return np.array([m for m, _ in ms], np.int32), np.array([s for _, s in ms], np.uint8)
+
+
+def wide_reals(rng, n):
+    return 10 ** rng.uniform(-9, 3, n)
+
+
+def tie_heavy(rng, n):
+    """Tiny (mult, shift) pairs: acc * mult / 2^shift lands exactly on .5 often, of both signs."""
+    return rng.integers(1, 8, n).astype(np.int32), rng.integers(1, 4, n).astype(np.uint8)
+
+
+def rand_i8(rng, shape):
+    return rng.integers(-128, 128, shape, dtype=np.int8)
+
+
+def rope_tables(ctx, head_size, theta=10000.0):
+    i = np.arange(head_size // 2)
+    ang = np.arange(ctx)[:, None] * theta ** (-2 * i / head_size)[None, :]
+    q = 1 << K.ROPE_FRAC
+    return np.round(np.cos(ang) * q).astype(np.int16), np.round(np.sin(ang) * q).astype(np.int16)
+
+
+def silu_table(rng):
+    g = np.arange(-128, 128) * 10 ** rng.uniform(-2, -0.5)
+    silu = g / (1 + np.exp(-g))
+    return np.clip(np.round(silu / np.abs(silu).max() * 32767), *I16).astype(np.int16)
+
+
+def attention_case(rng, n_kv_heads, head_size, pos, ctx=512, wide=False):
+    n_heads = 8
+    sq, sk, sv = 10 ** rng.uniform(-3, -1, 3)
+    score_mult, score_shift = K.quantize_multiplier(sq * sk / math.sqrt(head_size) * math.log2(math.e) * 65536)
+    out_real = float(wide_reals(rng, 1)[0]) if wide else sv / (10 ** rng.uniform(-2.5, -1.5) * K.PROB_ONE)
+    out_mult, out_shift = K.quantize_multiplier(out_real)
+    return dict(q=rand_i8(rng, n_heads * head_size), k_cache=rand_i8(rng, (ctx, n_kv_heads * head_size)),
+                v_cache=rand_i8(rng, (ctx, n_kv_heads * head_size)), pos=pos, n_heads=n_heads,
+                n_kv_heads=n_kv_heads, head_size=head_size, score_mult=score_mult, score_shift=score_shift,
+                out_mult=out_mult, out_shift=out_shift)
+
+
+POISON32 = -777
+
+
+# ---------------------------------------------------------------------------------------------- linear
+
+
+def linear_inputs():
+    """(x, w, mult, shift, label) of every linear / gemv case."""
+    for seed in seeds(100):
+        rng = np.random.default_rng(seed)
+        n_in, n_out = int(rng.integers(1, 300)), int(rng.integers(1, 40))
+        x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
+        if seed % 10 == 0:  # extreme accumulators of both signs
+            x[:] = -128
+            w[: n_out // 2], w[n_out // 2:] = -128, 127
+        reals = wide_reals(rng, n_out) if seed % 2 else 10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in))
+        mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, n_out)
+        yield x, w, mult, shift, f"seed={seed} n_in={n_in} n_out={n_out}"
+    # rounding ties of both signs and saturation: n_in = 1, x = 1, so acc = w = -128..127
+    w, x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1), np.ones(1, np.int8)
+    for mult, shift in ((1 << 30, 31), (3, 1), (1, 1), (1, 2), (5, 3), (2**31 - 1, 0), (1, 62), (2**31 - 1, 62)):
+        yield x, w, np.full(256, mult, np.int32), np.full(256, shift, np.uint8), f"edge mult={mult} shift={shift}"
+    # every shift 0..62, with small and large multipliers and accumulators from 0 to +-2^19
+    for shift in range(63):
+        rng = np.random.default_rng(5000 + shift)
+        n_in, n_out = 37, 21
+        x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
+        x[:5], w[:3] = -128, [[-128], [127], [0]]
+        w[3, :] = 0
+        w[3, 0] = 1
+        mult = np.array([1, 2, 3, 5, 7, 1 << 30, 2**31 - 1] * 3, np.int32)
+        mult[14:] = rng.integers(2**30, 2**31, 7)
+        yield x, w, mult, np.full(n_out, shift, np.uint8), f"edge sweep shift={shift}"
+    # long rows of extreme products: accumulators of +-2^27 reach the int64 requantization
+    rng = np.random.default_rng(1000)
+    n_in = 8192
+    x, w = np.full(n_in, -128, np.int8), np.full((4, n_in), -128, np.int8)
+    w[1::2] = 127
+    m, s = qm_arrays(10 ** rng.uniform(-9, 0, 4))
+    yield x, w, m, s, f"edge n_in={n_in} extreme"
+
+
+LINEAR_DTYPES = {8: (np.int8, I8), 16: (np.int16, I16), 32: (np.int32, I32)}
+
+
+def gen_linear(bits):
+    dt, lim = LINEAR_DTYPES[bits]
+    cases = []
+    for x, w, mult, shift, label in linear_inputs():
+        c = Case(f"linear_i{bits}", label)
+        y = c.out(np.full(w.shape[0], 99, dt))
+        c.call(f"linear_i{bits}", y, c.arr(x), c.arr(w), c.arr(mult), c.arr(shift), w.shape[1], w.shape[0])
+        c.expect(y, K.linear(x, w, mult, shift, *lim), "y")
+        cases.append(c)
+    return cases
+
+
+def blocked_rows(w, R):
+    """gemv.h's layout by its definition: wb[b][i][r] = W[b*R + r][i], the last block padded with zero rows."""
+    n_out, n_in = w.shape
+    nb = -(-n_out // R)
+    padded = np.zeros((nb * R, n_in), np.int8)
+    padded[:n_out] = w
+    return np.ascontiguousarray(padded.reshape(nb, R, n_in).transpose(0, 2, 1))
+
+
+def gen_gemv(bits, layout):
+    """gemv_iN over weights blocked by deeploy_dsl/layout.py: the integers of kernels.linear."""
+    dt, lim = LINEAR_DTYPES[bits]
+    R = layout.ROWS_PER_BLOCK
+    cases = []
+    inputs = list(linear_inputs())
+    rng = np.random.default_rng(6000)
+    for n_out in range(1, 3 * R + 2):  # every tail length of the last block, and n_in around the unroll factor
+        for n_in in (1, 7, 8, 9, 17):
+            inputs.append((rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in)), *qm_arrays(wide_reals(rng, n_out)),
+                           f"shape n_out={n_out} n_in={n_in}"))
+    for x, w, mult, shift, label in inputs:
+        wb = np.asarray(layout.block_rows(w))
+        c = Case(f"gemv_i{bits}", label)
+        y = c.out(np.full(w.shape[0], 99, dt))
+        c.call(f"gemv_i{bits}", y, c.arr(x), c.arr(wb), c.arr(mult), c.arr(shift), w.shape[1], w.shape[0])
+        c.expect(y, K.linear(x, w, mult, shift, *lim), "y")
+        want_wb = blocked_rows(w, R)
+
+        def layout_check(_r, wb=wb, want_wb=want_wb):
+            assert wb.dtype == np.int8 and wb.size == want_wb.size, f"layout.block_rows gave {wb.dtype} {wb.shape}"
+            np.testing.assert_array_equal(wb.reshape(want_wb.shape), want_wb, err_msg="layout.block_rows vs gemv.h")
+        c.checks.append(layout_check)
+        cases.append(c)
+    # tiles of whole blocks, as layout.py tells the integrator: y/mult/shift offset by o0, wb by (o0 / R) blocks
+    for k, (n_out, n_in, T) in enumerate([(37, 64, R), (37, 64, 2 * R), (100, 33, 3 * R), (8, 5, R), (129, 288, 4 * R)]):
+        rng = np.random.default_rng(7000 + k)
+        x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
+        mult, shift = qm_arrays(10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in)))
+        c = Case(f"gemv_i{bits}", f"tiled n_out={n_out} n_in={n_in} T={T}")
+        y, xp, wbp, mp, sp = (c.out(np.full(n_out, 99, dt)), c.arr(x), c.arr(layout.block_rows(w)), c.arr(mult),
+                              c.arr(shift))
+        for o0 in range(0, n_out, T):
+            c.call(f"gemv_i{bits}", y + o0, xp, wbp + (o0 // R) * n_in * R, mp + o0, sp + o0, n_in, min(T, n_out - o0))
+        c.expect(y, K.linear(x, w, mult, shift, *lim), "y")
+        cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------------------------- rmsnorm
+
+
+def rmsnorm_case(x, gain, gain_shift, eps_q, label):
+    c = Case("rmsnorm_i8", label)
+    y = c.out(np.full(x.size, 99, np.int8))
+    c.call("rmsnorm_i8", y, c.arr(x), c.arr(gain), gain_shift, eps_q, x.size)
+    c.expect(y, K.rmsnorm(x, gain, gain_shift, eps_q), "y")
+    return c
+
+
+def gen_rmsnorm():
+    cases = []
+    for seed in seeds(100):
+        rng = np.random.default_rng(seed)
+        dim = int(rng.choice([1, 7, 64, 288, 512, 2048]))
+        mag = 10 ** rng.uniform(0, math.log10(32768))
+        x = np.clip(np.round(rng.standard_normal(dim) * mag), *I16).astype(np.int16)
+        if seed % 7 == 0:
+            x = rng.integers(-32768, 32768, dim, dtype=np.int16)
+        gain = rng.integers(-(2**15) if seed % 2 else 0, 2**15 + 1, dim).astype(np.int32)
+        gain_shift = int(rng.integers(0, 25))
+        eps_q = int(rng.integers(0, 10**8 + 1)) if seed % 3 else 0
+        cases.append(rmsnorm_case(x, gain, gain_shift, eps_q, f"seed={seed} dim={dim}"))
+    dim = 512
+    for edge in ("zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31", "ties", "eps_large"):
+        x, gain, gain_shift, eps_q = np.zeros(dim, np.int16), np.full(dim, 1 << 12, np.int32), 12, 0
+        if edge == "zero_eps":
+            eps_q = 10**8
+        elif edge == "tiny":  # r = isqrt(2^16/512) = 11 < 256: the clamp decides
+            x[3] = 1
+        elif edge == "ones":  # r = 256 exactly
+            x[:] = np.where(np.arange(dim) % 2, 1, -1)
+        elif edge in ("full_pos", "full_neg"):
+            x[:] = 32767 if edge == "full_pos" else -32768
+        elif edge == "sat":  # large gain, one outlier: saturate at both ends
+            x[:] = np.where(np.arange(dim) % 2, 300, -300)
+            x[0] = -32768
+            gain[:], gain_shift = 1 << 15, 0
+        elif edge == "shift31":
+            x[:], gain[:], gain_shift = -32768, 1 << 15, 31
+        elif edge == "ties":  # r = 2^16 exactly, so y = x*gain / 2^9 = +-gain/2: ties of both signs
+            x[:] = np.where(np.arange(dim) % 2, 256, -256)
+            gain[:], gain_shift = np.arange(dim) % 256 * 2 - 255, 1
+        elif edge == "eps_large":  # eps_q beyond 32 bits: the int64 argument must arrive whole
+            x[:], eps_q = 1000, (1 << 40) + 12345
+        cases.append(rmsnorm_case(x, gain, gain_shift, eps_q, f"edge {edge}"))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------------ rope
+
+
+def rope_case(x, pos, cos_t, sin_t, head_size, label):
+    c = Case("rope_i8", label)
+    want = K.rope(x, pos, cos_t, sin_t, head_size)
+    cos_p, sin_p = c.arr(cos_t[pos]), c.arr(sin_t[pos])
+    y, xin = c.out(np.full(x.size, 99, np.int8)), c.out(x)
+    c.call("rope_i8", y, xin, cos_p, sin_p, x.size, head_size)
+    c.call("rope_i8", xin, xin, cos_p, sin_p, x.size, head_size)  # in place
+    c.expect(y, want, "y")
+    c.expect(xin, want, "y (in place)")
+    return c
+
+
+def gen_rope():
+    cases, ctx = [], 512
+    tables = {hs: rope_tables(ctx, hs) for hs in (2, 8, 16, 32, 64)}
+    for seed in seeds(100):
+        rng = np.random.default_rng(seed)
+        head_size = int(rng.choice([2, 8, 16, 32, 64]))
+        n = head_size * int(rng.integers(1, 9))
+        if seed % 4:
+            cos_t, sin_t = tables[head_size]
+        else:  # arbitrary Q14 entries, including +-1.0 on both axes: the sums saturate
+            cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, head_size // 2), dtype=np.int16) for _ in range(2))
+            cos_t[0], sin_t[0] = 2**14, 2**14
+            cos_t[1], sin_t[1] = -(2**14), 2**14
+        if seed % 4 == 1:  # multiples of 2^12: the Q14 products land exactly on .5 often
+            cos_t, sin_t = (rng.integers(-4, 5, (ctx, head_size // 2)).astype(np.int16) * 4096 for _ in range(2))
+        pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
+        x = rand_i8(rng, n)
+        if seed % 6 == 0:
+            x[::2], x[1::2] = 127, -128
+        cases.append(rope_case(x, pos, cos_t, sin_t, head_size, f"seed={seed} hs={head_size} n={n} pos={pos}"))
+    big = 32768  # large positions: angles far from zero, table rows nowhere near 1.0
+    cos_t, sin_t = rope_tables(big, 64)
+    rng = np.random.default_rng(4242)
+    for pos in (0, 1, 511, big - 1):
+        x = rand_i8(rng, 64 * 6)
+        cases.append(rope_case(x, pos, cos_t, sin_t, 64, f"edge pos={pos}"))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------- attention
+
+
+def attention_i8_case(c_args, label):
+    table = K.exp2_table()
+    a = dict(c_args)
+    pos, hs, nh, nkv = a["pos"], a["head_size"], a["n_heads"], a["n_kv_heads"]
+    want = K.attention(**a, table=table)
+    # the kernel reads cache rows 0..pos only: ship just those
+    kc, vc = a["k_cache"][: pos + 1], a["v_cache"][: pos + 1]
+    c = Case("attention_i8", label)
+    guard = 8
+    out, scratch = c.out(np.full(nh * hs, 99, np.int8)), c.out(np.full(pos + 1 + guard, -12345, np.int32))
+    c.call("attention_i8", out, c.arr(a["q"]), c.arr(kc), c.arr(vc), scratch, pos, nh, nkv, hs, a["score_mult"],
+           a["score_shift"], a["out_mult"], a["out_shift"], c.arr(table))
+    c.expect(out, want, "out")
+    # scratch ends holding the last head's probabilities
+    last = nh - 1
+    kh = last // (nh // nkv)
+    scores = kc.astype(np.int64)[:, kh * hs:(kh + 1) * hs] @ a["q"].astype(np.int64)[last * hs:(last + 1) * hs]
+    p = K.softmax_q15(scores, a["score_mult"], a["score_shift"], table)
+    c.expect(scratch, np.concatenate([p, np.full(guard, -12345)]), "scratch (last head's probabilities)")
+    return c
+
+
+ATTN_EDGES = ["pos0", "pos300", "pos511", "equal_scores", "zero_q", "extreme", "saturate", "exp_steps", "exp_cutoff",
+              "neg_mult", "ties_pos0", "ties_pos1"]
+
+
+def gen_attention():
+    cases = []
+    for seed in seeds(120):
+        rng = np.random.default_rng(seed)
+        n_kv_heads, head_size = int(rng.choice([4, 8])), int(rng.choice([8, 16]))
+        pos = int(rng.integers(0, 512)) if seed % 3 else int(rng.integers(0, 8))
+        a = attention_case(rng, n_kv_heads, head_size, pos, wide=seed % 4 == 0)
+        if seed % 5 == 2:  # out requant on exact .5 ties
+            a["out_mult"], a["out_shift"] = int(rng.integers(1, 8)), int(rng.integers(1, 4))
+        cases.append(attention_i8_case(a, f"seed={seed} kv={n_kv_heads} hs={head_size} pos={pos}"))
+    for edge in ATTN_EDGES:
+        rng = np.random.default_rng(sum(map(ord, edge)))
+        pos = {"pos0": 0, "pos300": 300, "pos511": 511, "exp_cutoff": 1, "ties_pos0": 0, "ties_pos1": 1}.get(edge, 200)
+        a = attention_case(rng, 4, 16, pos)
+        if edge == "equal_scores":
+            a["k_cache"][:] = a["k_cache"][0]
+        elif edge == "zero_q":
+            a["q"][:] = 0
+        elif edge == "extreme":
+            a["q"][:], a["k_cache"][::2], a["k_cache"][1::2] = 127, 127, -128
+            a["score_mult"], a["score_shift"] = K.quantize_multiplier(0.1 * 0.1 / 4 * math.log2(math.e) * 65536)
+        elif edge in ("exp_steps", "exp_cutoff"):
+            a["q"][:], a["k_cache"][:] = 0, 0
+            a["q"][::16] = 1
+            a["k_cache"][:256, ::16] = (127 - np.arange(256))[:, None]
+            a["score_mult"], a["score_shift"] = K.quantize_multiplier(2.0**14)
+            if edge == "exp_cutoff":
+                a["k_cache"][1, ::16] = 127 - 64
+        elif edge == "neg_mult":
+            a["score_mult"] = -a["score_mult"]
+        elif edge == "saturate":
+            a["v_cache"][:] = np.where(np.arange(64) % 2, 127, -128)
+            a["out_mult"], a["out_shift"] = K.quantize_multiplier(1.0)
+        elif edge == "ties_pos0":  # one position: p = 2^15 exactly, out = v / 2, ties of both signs
+            a["out_mult"], a["out_shift"] = 1, 16
+        elif edge == "ties_pos1":  # two equal keys: p = 2^14 each, out = (v0 + v1) / 2
+            a["k_cache"][1] = a["k_cache"][0]
+            a["out_mult"], a["out_shift"] = 1, 15
+        cases.append(attention_i8_case(a, f"edge {edge}"))
+    return cases
+
+
+def _tile_case(rng, seed, ctx=80):
+    g, hs, n_kv = int(rng.choice([1, 2, 4, 8])), int(rng.choice([2, 8, 16, 64])), int(rng.choice([1, 2, 4]))
+    n_t = 1 if seed % 4 == 0 else int(rng.integers(1, ctx + 1))
+    t0 = int(rng.integers(0, ctx - n_t + 1))
+    stride = t0 + n_t + int(rng.integers(0, 5))
+    return g, hs, n_kv, n_t, t0, stride, int(rng.integers(0, n_kv)), bool(seed % 2)
+
+
+def _kv_operand(c, cache, kv_dim, kh, hs, t0, n_t, tile):
+    """(pointer, stride, rows [n_t, hs]) for positions t0.. of kv head kh: straight from the cache or a dense tile."""
+    rows = cache.reshape(-1, kv_dim)[t0:t0 + n_t, kh * hs:(kh + 1) * hs]
+    if tile:
+        return c.arr(rows), hs, rows
+    return c.arr(cache) + (t0 * kv_dim + kh * hs), kv_dim, rows
+
+
+def gen_attn_scores():
+    cases = []
+    for seed in seeds(60):
+        rng = np.random.default_rng(seed)
+        g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+        q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
+        if seed % 10 == 3:  # largest products of both signs
+            q[:], cache[::2], cache[1::2] = -128, -128, 127
+        c = Case("attn_scores_i8", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
+        k, k_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
+        scores = c.out(np.full((g, stride), POISON32, np.int32))
+        c.call("attn_scores_i8", scores, stride, c.arr(q), k, k_stride, t0, n_t, g, hs)
+        want = np.full((g, stride), POISON32, np.int64)
+        want[:, t0:t0 + n_t] = K.attn_scores(q, rows)
+        c.expect(scores, want, "scores (poison outside [t0, t0 + n_t))")
+        cases.append(c)
+    return cases
+
+
+def gen_softmax():
+    cases, table = [], K.exp2_table()
+    for seed in seeds(60):
+        rng = np.random.default_rng(seed)
+        g, n = int(rng.integers(1, 9)), 1 if seed % 5 == 0 else int(rng.integers(1, 600))
+        stride = n + int(rng.integers(0, 5))
+        lim = 2 ** int(rng.integers(1, 21))
+        scores = np.full((g, stride), POISON32, np.int32)
+        scores[:, :n] = rng.integers(-lim, lim + 1, (g, n))
+        if seed % 7 == 1:  # ties: equal scores in a row
+            scores[0, :n] = scores[0, 0]
+        mult, shift = K.quantize_multiplier(10 ** rng.uniform(-6, -1) * math.log2(math.e) * 65536)
+        cases.append(softmax_case(scores, n, mult, shift, table, f"seed={seed} g={g} n={n}"))
+    rng = np.random.default_rng(77)
+    for edge, lim in (("int32_extremes", 2**31 - 1), ("steep", 2**20)):  # max - s up to 2^32 - 1: int64 distances
+        scores = rng.integers(-lim - 1, lim + 1, (3, 300)).astype(np.int32)
+        scores[:, 0], scores[:, 1] = -(2**31), 2**31 - 1
+        mult, shift = K.quantize_multiplier(1e-3 * math.log2(math.e) * 65536)
+        cases.append(softmax_case(scores, 300, mult, shift, table, f"edge {edge}"))
+    return cases
+
+
+def softmax_case(scores, n, mult, shift, table, label):
+    g, stride = scores.shape
+    c = Case("softmax_q15_rows", label)
+    s = c.out(scores)
+    c.call("softmax_q15_rows", s, stride, n, g, mult, shift, c.arr(table))
+    want = scores.astype(np.int64)
+    want[:, :n] = K.softmax_rows_q15(scores[:, :n], mult, shift, table)
+    c.expect(s, want, "probabilities (poison past n)")
+    return c
+
+
+def gen_attn_av():
+    cases = []
+    for seed in seeds(60):
+        rng = np.random.default_rng(seed)
+        g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+        cache = rand_i8(rng, 80 * n_kv * hs)
+        p = np.full((g, stride), 1 << 24, np.int32)  # outside [t0, t0 + n_t): poison if read
+        p[:, t0:t0 + n_t] = rng.integers(0, K.PROB_ONE + 1, (g, n_t))
+        if seed % 10 == 3:  # largest products of both signs
+            p[:, t0:t0 + n_t], cache[::2], cache[1::2] = K.PROB_ONE, -128, 127
+        c = Case("attn_av_i8", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
+        v, v_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
+        acc0 = rng.integers(-(2**22), 2**22, g * hs).astype(np.int32)
+        acc = c.out(acc0)
+        c.call("attn_av_i8", acc, c.arr(p), stride, v, v_stride, t0, n_t, g, hs)
+        c.expect(acc, acc0 + K.attn_av(p[:, t0:t0 + n_t], rows).reshape(-1), "acc")
+        cases.append(c)
+    return cases
+
+
+def gen_requant():
+    cases = []
+    for seed in seeds(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 500))
+        if seed % 3 == 0:  # the whole int32 range, including INT32_MIN
+            acc = rng.integers(-(2**31), 2**31, n).astype(np.int32)
+            acc[0] = -(2**31)
+        else:
+            acc = rng.integers(-(2**23), 2**23, n).astype(np.int32)
+        if seed % 5 == 2:  # exact .5 ties
+            mult, shift = int(rng.integers(1, 8)), int(rng.integers(1, 4))
+        else:
+            mult, shift = K.quantize_multiplier(float(wide_reals(rng, 1)[0]) if seed % 2 else 10 ** rng.uniform(-7, -4))
+        cases.append(requant_case(acc, mult, shift, f"seed={seed} n={n} mult={mult} shift={shift}"))
+    acc = np.arange(-300, 301, dtype=np.int32)
+    for mult, shift in ((1, 1), (3, 2), (1 << 30, 31), (2**31 - 1, 62), (1, 0)):
+        cases.append(requant_case(acc, mult, shift, f"edge ties mult={mult} shift={shift}"))
+    return cases
+
+
+def requant_case(acc, mult, shift, label):
+    c = Case("requant_i32_i8", label)
+    out = c.out(np.full(acc.size, 99, np.int8))
+    c.call("requant_i32_i8", out, c.arr(acc), acc.size, mult, shift)
+    c.expect(out, K.requant_i8(acc, mult, shift), "out")
+    return c
+
+
+def gen_zero():
+    cases = []
+    for n in (1, 7, 300, 4099):
+        c = Case("zero_i32", f"n={n}")
+        x = c.out(np.full(n + 4, -5, np.int32))
+        c.call("zero_i32", x, n)
+        c.expect(x, np.concatenate([np.zeros(n), np.full(4, -5)]), "x")
+        cases.append(c)
+    return cases
+
+
+def twin_attention_tiled(a, T):
+    table = K.exp2_table()
+    n, nh, nkv, hs = a["pos"] + 1, a["n_heads"], a["n_kv_heads"], a["head_size"]
+    g = nh // nkv
+    q = a["q"].reshape(nkv, g * hs)
+    out = []
+    for kh in range(nkv):
+        k, v = (x[:n, kh * hs:(kh + 1) * hs] for x in (a["k_cache"], a["v_cache"]))
+        scores = np.concatenate([K.attn_scores(q[kh], k[t0:t0 + T]) for t0 in range(0, n, T)], axis=1)
+        p = K.softmax_rows_q15(scores, a["score_mult"], a["score_shift"], table)
+        acc = sum(K.attn_av(p[:, t0:t0 + T], v[t0:t0 + T]) for t0 in range(0, n, T))
+        out.append(K.requant_i8(acc, a["out_mult"], a["out_shift"]).reshape(-1))
+    return np.concatenate(out)
+
+
+def gen_attention_tiled():
+    """The tiled kernels composed as the generated code composes them, K/V in place or DMA'd into dense tiles."""
+    cases, table = [], K.exp2_table()
+    configs = [(pos, kv_hs, T, None) for pos in (0, 1, 37, 300, 511) for kv_hs in ((4, 8), (8, 8), (4, 16), (8, 16))
+               for T in (1, 7, 64, "all")]
+    configs += [(0, (4, 16), 1, "ties"), (1, (4, 16), 1, "ties")]  # out requant on exact .5 ties, as attention_i8's
+    for pos, (n_kv_heads, head_size), T, ties in configs:
+        T = pos + 1 if T == "all" else T
+        rng = np.random.default_rng(pos * 1000 + n_kv_heads * 100 + head_size + T)
+        a = attention_case(rng, n_kv_heads, head_size, pos)
+        if ties:  # p = 2^15 (pos 0) or 2^14 twice (equal keys): out = v / 2 or (v0 + v1) / 2
+            a["k_cache"][1] = a["k_cache"][0]
+            a["out_mult"], a["out_shift"] = 1, 16 - pos
+        want = K.attention(**a, table=table)
+        if (pos, n_kv_heads, head_size) in ((37, 4, 16), (300, 8, 8)):  # the twin composition agrees too
+            np.testing.assert_array_equal(twin_attention_tiled(a, T), want)
+        for dma in (0, 1):
+            n, nh, hs = pos + 1, a["n_heads"], head_size
+            g, stride = nh // n_kv_heads, pos + 4
+            c = Case("attention_tiled", f"pos={pos} kv={n_kv_heads} hs={hs} T={T} dma={dma}"
+                                        + (" ties" if ties else ""))
+            out = c.out(np.full(nh * hs, 99, np.int8))
+            scores = c.out(np.full((g, stride), POISON32, np.int32))
+            c.call("dma_reset_counters")
+            c.call("attention_tiled", out, c.arr(a["q"]), c.arr(a["k_cache"][:n]), c.arr(a["v_cache"][:n]),
+                   scores, stride, c.arr(np.full(g * hs, 12345, np.int32)),
+                   c.arr(np.zeros(min(T, n) * hs, np.int8)), c.arr(np.zeros(1, np.uint32)), pos, nh,
+                   n_kv_heads, hs, a["score_mult"], a["score_shift"], a["out_mult"], a["out_shift"],
+                   c.arr(table), T, dma)
+            counters = c.call("dma_counters")
+            c.expect(out, want, "out")
+            n_tiles = -(-n // T)
+            bytes_, transfers = (2 * n_kv_heads * n * hs, 2 * n_kv_heads * n_tiles) if dma else (0, 0)
+            c.expect_ret(counters, transfers << 32 | bytes_, "dma counters")
+            # scores end as the last kv head's probabilities; poison past pos stays
+            kh = n_kv_heads - 1
+            k = a["k_cache"][:n, kh * hs:(kh + 1) * hs]
+            p = K.softmax_rows_q15(K.attn_scores(a["q"].reshape(n_kv_heads, -1)[kh], k), a["score_mult"],
+                                   a["score_shift"], table)
+            want_s = np.full((g, stride), POISON32, np.int64)
+            want_s[:, :n] = p
+            c.expect(scores, want_s, "scores (last kv head's probabilities, poison past pos)")
+            cases.append(c)
+    return cases
+
+
+# ----------------------------------------------------------------------------------- swiglu, residual, ...
+
+
+def gen_swiglu():
+    cases = []
+    for seed in seeds(100):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 1000))
+        gate, up = rand_i8(rng, n), rand_i8(rng, n)
+        table = silu_table(rng) if seed % 3 else rng.integers(-32768, 32768, 256, dtype=np.int16)
+        real = float(wide_reals(rng, 1)[0]) if seed % 2 else 10 ** rng.uniform(-6.5, -4.5)
+        mult, shift = K.quantize_multiplier(real) if seed % 5 != 2 else (int(rng.integers(1, 8)), int(rng.integers(1, 4)))
+        if seed == 0:
+            gate[:2], up[:2], table[0], table[255] = [-128, 127], [-128, -128], -32768, 32767
+        c = Case("swiglu_i8", f"seed={seed} n={n} mult={mult} shift={shift}")
+        h = c.out(np.full(n, 99, np.int8))
+        c.call("swiglu_i8", h, c.arr(gate), c.arr(up), c.arr(table), mult, shift, n)
+        c.expect(h, K.swiglu(gate, up, table, mult, shift), "h")
+        cases.append(c)
+    return cases
+
+
+def gen_add_sat():
+    cases = []
+    for seed in seeds(50):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 2000))
+        a, b = (rng.integers(-32768, 32768, n, dtype=np.int16) for _ in range(2))
+        a[:4], b[:4] = [32767, -32768, 32767, -32768], [32767, -32768, -32768, 1]
+        want = K.add_sat16(a, b)
+        c = Case("add_sat_i16", f"seed={seed} n={n}")
+        y, ap, bp = c.out(np.zeros(n, np.int16)), c.out(a), c.arr(b)
+        c.call("add_sat_i16", y, ap, bp, n)
+        c.call("add_sat_i16", ap, ap, bp, n)  # in place
+        c.expect(y, want, "y")
+        c.expect(ap, want, "y (in place)")
+        cases.append(c)
+    return cases
+
+
+def gen_embed():
+    cases = []
+    for seed in seeds(100):
+        rng = np.random.default_rng(seed)
+        vocab, dim = int(rng.integers(1, 600)), int(rng.integers(1, 300))
+        table = rand_i8(rng, (vocab, dim))
+        table[0, :2] = [-128, 127]
+        reals = wide_reals(rng, vocab) if seed % 2 else 10 ** rng.uniform(0, 2.4, vocab)
+        mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, vocab)
+        c = Case("embed_i16", f"seed={seed} vocab={vocab} dim={dim}")
+        tp, mp, sp = c.arr(table), c.arr(mult), c.arr(shift)
+        for token in sorted({0, vocab - 1, int(rng.integers(0, vocab))}):
+            x = c.out(np.zeros(dim + 4, np.int16))  # writing past dim would show in the 4 extra zeros
+            c.call("embed_i16", x, tp + token * dim, mp + token, sp + token, dim)
+            c.expect(x, np.concatenate([K.embed(table[token], mult[token], shift[token]), np.zeros(4)]),
+                     f"x of token {token}")
+        cases.append(c)
+    return cases
+
+
+def gen_argmax():
+    cases = []
+    for seed in seeds(100):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 40000))
+        x = rng.integers(-(2**31), 2**31, n, dtype=np.int32) if seed % 2 else rng.integers(-3, 3, n, dtype=np.int32)
+        cases.append(argmax_case(x, f"seed={seed} n={n}"))
+    for x in ([5], [7, 7, 7], [-(2**31)] * 5, [1, 3, 3, 2], [0, 0, 2**31 - 1], [2**31 - 1, 2**31 - 1]):
+        cases.append(argmax_case(np.array(x, np.int32), f"edge {x}"))
+    return cases
+
+
+def argmax_case(x, label):
+    c = Case("argmax_i32", label)
+    i = c.call("argmax_i32", c.arr(x), x.size)
+    want = K.argmax(x)
+    assert want == int(np.flatnonzero(x == x.max())[0])
+    c.expect_ret(i, want, "argmax")
+    return c
+
+
+# ------------------------------------------------------------------------------------------- dma, tiles
+
+
+def gen_dma():
+    cases = []
+    # 1-D transfers on one job, counters after each, a zero-byte transfer, a second job, reset
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, 2000, dtype=np.uint8)
+    dst0 = np.full(2100, 0xAB, np.uint8)
+    want = dst0.copy()
+    c = Case("dma", "1-D and counters")
+    sp, dp, job, other = c.arr(src), c.out(dst0), c.out(np.zeros(1, np.uint32)), c.out(np.zeros(1, np.uint32))
+    c.call("dma_reset_counters")
+    c.expect_ret(c.call("dma_counters"), 0, "counters after reset")
+    moved = 0
+    for i, (s0, d0, n) in enumerate([(0, 0, 1), (5, 100, 0), (17, 200, 7), (1000, 300, 999), (3, 1500, 256)]):
+        c.expect_ret(c.call("dma_start", job, dp + d0, sp + s0, n), i + 1, f"pending after transfer {i}")
+        want[d0:d0 + n] = src[s0:s0 + n]
+        moved += n
+        c.expect_ret(c.call("dma_counters"), (i + 1) << 32 | moved, f"counters after transfer {i}")
+    c.expect_ret(c.call("dma_wait", job), 0, "pending after wait")
+    c.expect_ret(c.call("dma_start", other, dp, sp, 10), 1, "second job pending")
+    c.expect_ret(c.call("dma_counters"), 6 << 32 | (moved + 10), "counters are global")
+    c.call("dma_wait", other)
+    want[:10] = src[:10]
+    c.call("dma_reset_counters")
+    c.expect_ret(c.call("dma_counters"), 0, "counters after the second reset")
+    c.expect(dp, want, "dst")
+    c.expect(job, [0], "job")
+    c.expect(other, [0], "other job")
+    cases.append(c)
+    # 2-D transfers: strided rows into a dense tile or a strided destination
+    for seed in seeds(30):
+        rng = np.random.default_rng(seed)
+        rows = 0 if seed == 1 else 1 if seed % 5 == 0 else int(rng.integers(1, 40))
+        row_bytes = 0 if seed == 2 else int(rng.integers(1, 64))
+        src_stride = row_bytes + int(rng.integers(0, 3)) * int(rng.integers(0, 50))
+        dst_stride = row_bytes if seed % 3 == 0 else row_bytes + int(rng.integers(0, 20))
+        src = rng.integers(0, 256, max(rows, 1) * max(src_stride, 1) + 8, dtype=np.uint8)
+        s0 = int(rng.integers(0, 8))
+        dst0 = np.full(max(rows, 1) * max(dst_stride, 1) + 8, 0xAB, np.uint8)
+        want = dst0.copy()
+        for r in range(rows):
+            want[r * dst_stride:r * dst_stride + row_bytes] = src[s0 + r * src_stride:s0 + r * src_stride + row_bytes]
+        c = Case("dma", f"2-D seed={seed} rows={rows} row_bytes={row_bytes}")
+        dp, job = c.out(dst0), c.out(np.zeros(1, np.uint32))
+        c.call("dma_reset_counters")
+        c.expect_ret(c.call("dma_start_2d", job, dp, c.arr(src) + s0, rows, row_bytes, src_stride, dst_stride), 1,
+                     "pending")
+        c.expect_ret(c.call("dma_counters"), 1 << 32 | rows * row_bytes, "counters")
+        c.expect_ret(c.call("dma_wait", job), 0, "pending after wait")
+        c.expect(dp, want, "dst (gaps between rows untouched)")
+        cases.append(c)
+    return cases
+
+
+def gen_tiles():
+    """linear_tile_load / kv_tile_load against plain numpy slicing."""
+    cases = []
+    for seed in seeds(40):
+        rng = np.random.default_rng(seed)
+        n_out, n_in = int(rng.integers(1, 200)), int(rng.integers(1, 300))
+        rows = 1 if seed % 4 == 0 else int(rng.integers(1, n_out + 1))
+        r0 = n_out - rows if seed % 4 == 1 else int(rng.integers(0, n_out - rows + 1))
+        w, mult, shift = rand_i8(rng, (n_out, n_in)), rng.integers(0, 2**31, n_out).astype(np.int32), \
+            rng.integers(0, 63, n_out).astype(np.uint8)
+        cap = rows + int(rng.integers(0, 3))  # tile buffers may be larger than the tile
+        c = Case("linear_tile_load", f"seed={seed} n_out={n_out} n_in={n_in} r0={r0} rows={rows}")
+        wt, mt, st = (c.out(np.full(cap * n_in, 0x5A, np.int8)), c.out(np.full(cap, POISON32, np.int32)),
+                      c.out(np.full(cap, 0xEE, np.uint8)))
+        job = c.out(np.zeros(1, np.uint32))
+        c.call("dma_reset_counters")
+        c.expect_ret(c.call("linear_tile_load", job, wt, mt, st, c.arr(w), c.arr(mult), c.arr(shift), r0, rows, n_in),
+                     3, "pending (three transfers)")
+        c.expect_ret(c.call("dma_counters"), 3 << 32 | rows * n_in + rows * 4 + rows, "counters")
+        c.expect_ret(c.call("dma_wait", job), 0, "pending after wait")
+        c.expect(wt, np.concatenate([w[r0:r0 + rows].reshape(-1), np.full((cap - rows) * n_in, 0x5A)]), "w tile")
+        c.expect(mt, np.concatenate([mult[r0:r0 + rows], np.full(cap - rows, POISON32)]), "mult tile")
+        c.expect(st, np.concatenate([shift[r0:r0 + rows], np.full(cap - rows, 0xEE)]), "shift tile")
+        cases.append(c)
+    for seed in seeds(40):
+        rng = np.random.default_rng(seed)
+        ctx, n_kv, hs = int(rng.integers(1, 100)), int(rng.choice([1, 2, 4, 8])), int(rng.choice([2, 8, 16, 64]))
+        kv_dim, kh = n_kv * hs, int(rng.integers(0, n_kv))
+        n_t = 1 if seed % 4 == 0 else ctx if seed % 4 == 1 else int(rng.integers(1, ctx + 1))
+        t0 = int(rng.integers(0, ctx - n_t + 1))
+        cache = rand_i8(rng, (ctx, kv_dim))
+        c = Case("kv_tile_load", f"seed={seed} ctx={ctx} kv={n_kv} hs={hs} kh={kh} t0={t0} n_t={n_t}")
+        tile, job = c.out(np.full(n_t * hs + 5, 0x5A, np.int8)), c.out(np.zeros(1, np.uint32))
+        c.call("dma_reset_counters")
+        c.expect_ret(c.call("kv_tile_load", job, tile, c.arr(cache) + kh * hs, t0, n_t, hs, kv_dim), 1, "pending")
+        c.expect_ret(c.call("dma_counters"), 1 << 32 | n_t * hs, "counters")
+        c.call("dma_wait", job)
+        c.expect(tile, np.concatenate([cache[t0:t0 + n_t, kh * hs:(kh + 1) * hs].reshape(-1), np.full(5, 0x5A)]),
+                 "tile")
+        cases.append(c)
+    return cases
+
+
+GENERATORS: dict[str, Callable[[], list[Case]]] = {
+    "linear_i8": lambda: gen_linear(8),
+    "linear_i16": lambda: gen_linear(16),
+    "linear_i32": lambda: gen_linear(32),
+    "rmsnorm_i8": gen_rmsnorm,
+    "rope_i8": gen_rope,
+    "attention_i8": gen_attention,
+    "attn_scores_i8": gen_attn_scores,
+    "softmax_q15_rows": gen_softmax,
+    "attn_av_i8": gen_attn_av,
+    "requant_i32_i8": gen_requant,
+    "zero_i32": gen_zero,
+    "attention_tiled": gen_attention_tiled,
+    "swiglu_i8": gen_swiglu,
+    "add_sat_i16": gen_add_sat,
+    "embed_i16": gen_embed,
+    "argmax_i32": gen_argmax,
+    "dma": gen_dma,
+    "tiles": gen_tiles,
+}
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+
+def gemv_layout():
+    """deeploy_dsl.layout when the blocked GEMV (kernels_c/gemv.c) and its layout are both there, else None."""
+    if not ((KDIR / "gemv.c").exists() and (KDIR / "gemv.h").exists()):
+        return None
+    try:
+        from deeploy_dsl import layout
+    except ImportError:
+        return None
+    return layout if hasattr(layout, "block_rows") and hasattr(layout, "ROWS_PER_BLOCK") else None
+
+
+@dataclass
+class Harness:
+    elf: Path
+    gemv: bool  # built with kernels_c/gemv.c
+    gemv_error: str  # why gemv.c could not be built in ("" if it was, or was not tried)
+
+
+def build(out: Path, gemv: bool) -> subprocess.CompletedProcess:
+    srcs = SOURCES + (["gemv.c"] if gemv else [])
+    cmd = [GCC, *RV_CFLAGS, *(["-DDPL_HAVE_GEMV"] if gemv else []), *RV_LDFLAGS, "-o", str(out), str(HARNESS),
+           *(str(KDIR / f) for f in srcs), f"-I{KDIR}"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    r.args = " ".join(cmd)
+    return r
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory) -> Harness:
+    out = tmp_path_factory.mktemp("rv32_harness") / "h.elf"
+    gemv_error = ""
+    if gemv_layout() is not None:  # a broken gemv.c fails the gemv tests only
+        r = build(out, gemv=True)
+        if r.returncode == 0 and not r.stderr:
+            return Harness(out, True, "")
+        gemv_error = f"{r.args}\n{r.stderr}"
+    r = build(out, gemv=False)
+    if r.returncode != 0 and "picolibc.specs" in r.stderr:
+        pytest.skip(f"picolibc for {GCC} is missing (Debian: apt-get install -y {PACKAGES})")
+    assert r.returncode == 0 and not r.stderr, f"{r.args}\n{r.stderr}"
+    return Harness(out, False, gemv_error)
+
+
+@pytest.fixture(scope="session")
+def rv32_results(harness, tmp_path_factory) -> dict[str, list[tuple[Case, Result]]]:
+    gens = dict(GENERATORS)
+    if harness.gemv:
+        layout = gemv_layout()
+        gens.update({f"gemv_i{b}": (lambda b=b: gen_gemv(b, layout)) for b in (8, 16, 32)})
+    cases = [c for gen in gens.values() for c in gen()]
+    # balance the shards by bytes shipped (a fair proxy for the work here), heaviest cases first
+    shards: list[list[int]] = [[] for _ in range(N_SHARDS)]
+    load = [0] * N_SHARDS
+    for i in sorted(range(len(cases)), key=lambda i: -sum(a.nbytes for a in cases[i].arrays)):
+        s = load.index(min(load))
+        shards[s].append(i)
+        load[s] += sum(a.nbytes for a in cases[i].arrays) + 64 * len(cases[i].calls)
+    work = tmp_path_factory.mktemp("rv32_jobs")
+    with ThreadPoolExecutor(N_SHARDS) as pool:
+        outs = list(pool.map(lambda s: run_qemu(harness.elf, work / f"shard{s}", [cases[i] for i in shards[s]]),
+                             range(N_SHARDS)))
+    by_index = {i: r for s, shard in enumerate(shards) for i, r in zip(shard, outs[s])}
+    results: dict[str, list[tuple[Case, Result]]] = {}
+    for i, c in enumerate(cases):
+        results.setdefault(c.kernel, []).append((c, by_index[i]))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- tests
+
+
+def test_harness_has_no_soft_float(harness):
+    syms = subprocess.run([NM, str(harness.elf)], capture_output=True, text=True, check=True).stdout
+    assert "linear_i8" in syms and "attention_i8" in syms
+    bad = [m.group(0).strip() for m in SOFT_FLOAT.finditer(syms)]
+    assert not bad, f"soft-float routines in the RV32 image: {bad}"
+
+
+KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
+                "softmax_q15_rows", "attn_av_i8", "requant_i32_i8", "zero_i32", "attention_tiled", "swiglu_i8",
+                "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
+
+
+def check_runs(kernel, runs):
+    assert len(runs) >= 4, f"only {len(runs)} cases for {kernel}"
+    failures = []
+    for i, (case, res) in enumerate(runs):
+        try:
+            case.verify(res)
+        except AssertionError as e:
+            failures.append(f"{kernel} case {i} ({case.label}): {e}")
+    if failures:
+        pytest.fail(f"{len(failures)} of {len(runs)} RV32 cases differ from the numpy twin:\n\n" +
+                    "\n\n".join(failures[:5]))
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_kernel_matches_twin_on_rv32(rv32_results, kernel):
+    check_runs(kernel, rv32_results.get(kernel, []))
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+def test_gemv_matches_twin_on_rv32(harness, rv32_results, bits):
+    if not (KDIR / "gemv.c").exists():
+        pytest.skip("kernels_c/gemv.c is not there")
+    if gemv_layout() is None:
+        pytest.skip("kernels_c/gemv.c is there but deeploy_dsl/layout.py (block_rows, ROWS_PER_BLOCK) is not")
+    assert harness.gemv, f"kernels_c/gemv.c does not build for RV32:\n{harness.gemv_error}"
+    check_runs(f"gemv_i{bits}", rv32_results.get(f"gemv_i{bits}", []))
+
+
+def test_instruction_counts_grow_with_the_work(rv32_results):
+    """minstret around each call (exact under -icount): at least one instruction per element or MAC, more for more."""
+    zero = {c.label: int(r.instret[0]) for c, r in rv32_results["zero_i32"]}
+    assert 4099 <= zero["n=4099"] and zero["n=300"] < zero["n=4099"]
+    for c, r in rv32_results["linear_i8"]:
+        n_out, n_in = c.arrays[2].shape
+        assert int(r.instret[0]) >= n_in * n_out, c.label
