@@ -25,7 +25,7 @@ TOOLS = ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "qemu-system-riscv
 class QemuRun:
     ids: list[int]
     logits: np.ndarray  # int32 [steps, vocab]
-    instret: dict  # position -> instructions forward() retired at that position
+    instret: dict  # position -> [instructions each core retired doing work at that position]
 
 
 def missing_tools() -> list[str]:
@@ -60,6 +60,7 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
     require_tools()
     work = elf.parent
     args = ["--ids", ",".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids", "--instret",
+            "--cores", str(cores),
             "--logits", "logits.bin"] + ([] if stop else ["--no-stop"])
     cmd = ["qemu-system-riscv32", "-machine", "virt", "-bios", "none", "-nographic", "-monitor", "none",
            "-icount", "shift=0", "-smp", str(cores), "-semihosting-config", _semihosting_args(args),
@@ -77,7 +78,9 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
     return QemuRun(ids, logits, instret)
 
 
-def decode_instret(run: QemuRun, n_prompt: int) -> float:
-    """Mean instructions per decode token: steps whose input is a generated token, not the prompt."""
-    decode = [n for pos, n in run.instret.items() if pos >= n_prompt]
-    return sum(decode) / len(decode) if decode else 0.0
+def decode_instret(run: QemuRun, n_prompt: int) -> list[int]:
+    """Per core, mean instructions per decode token: steps whose input is a generated token, not the prompt."""
+    decode = [counts for pos, counts in run.instret.items() if pos >= n_prompt]
+    if not decode:
+        return []
+    return [round(sum(c[k] for c in decode) / len(decode)) for k in range(len(decode[0]))]

@@ -96,12 +96,14 @@ def build_c(c: Compiled, out: Path) -> Path:
     return out / c.dep.name
 
 
-def parse_program_output(text: str) -> tuple[list[int], dict[int, int], dict[int, int]]:
-    """The generated program's `ids:` line and its per-position `instret:` and `dma:` lines."""
+def parse_program_output(text: str) -> tuple[list[int], dict[int, list[int]], dict[int, int]]:
+    """The generated program's `ids:` line, its per-position `instret:` lines (one count per core)
+    and `dma:` lines."""
     ids = next((ln.split()[1:] for ln in text.splitlines() if ln.startswith("ids:")), None)
     if ids is None:
         raise ToolError([Diagnostic(Pos("<program>"), f"the generated program printed no ids:\n{text[-2000:]}")])
-    instret = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^instret: pos (\d+) (\d+)$", text, re.M)}
+    instret = {int(m.group(1)): [int(v) for v in m.group(2).split()]
+               for m in re.finditer(r"^instret: pos (\d+) ([\d ]+)$", text, re.M)}
     dma = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^dma: pos (\d+) bytes (\d+)", text, re.M)}
     return [int(t) for t in ids], instret, dma
 
@@ -136,8 +138,8 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
         with tempfile.TemporaryDirectory(prefix="deeploy-qemu-") as tmp:
             r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores)
         ids, logits = r.ids, r.logits
-        per_token = decode_instret(r, len(pids))
-        stats = {"instructions_per_token": round(per_token), "instructions_per_token_per_core": [round(per_token)]}
+        per_core = decode_instret(r, len(pids))
+        stats = {"instructions_per_token": sum(per_core), "instructions_per_token_per_core": per_core}
     else:
         fn = run_golden_compiled if engine == "golden" else run_c_compiled
         ids, logits = fn(c, pids, n_new, stop)

@@ -10,13 +10,19 @@
 #include "dma.h"
 #include "perf.h"
 
-uint64_t dma_engine_instret = 0;
+uint64_t dma_engine_instret[DPL_MAX_HARTS];
 
 static void copy_bytes(unsigned char *dst, const unsigned char *src, size_t n) {
     uint64_t t0 = dpl_instret();
     for (size_t i = 0; i < n; i++) dst[i] = src[i];
-    dma_engine_instret += dpl_instret() - t0;
+    dma_engine_instret[dpl_hart_id() % DPL_MAX_HARTS] += dpl_instret() - t0;
 }
+
+#if defined(__riscv)
+#define COUNT(var, n) __atomic_fetch_add(&(var), (uint32_t)(n), __ATOMIC_RELAXED) /* cores share the engine */
+#else
+#define COUNT(var, n) ((var) += (uint32_t)(n))
+#endif
 
 uint32_t dma_bytes = 0;
 uint32_t dma_transfers = 0;
@@ -28,8 +34,8 @@ void dma_reset_counters(void) {
 
 void dma_start(dma_job *job, void *dst, const void *src, uint32_t bytes) {
     copy_bytes((unsigned char *)dst, (const unsigned char *)src, (size_t)bytes);
-    dma_bytes += bytes;
-    dma_transfers++;
+    COUNT(dma_bytes, bytes);
+    COUNT(dma_transfers, 1);
     job->pending++;
 }
 
@@ -38,8 +44,8 @@ void dma_start_2d(dma_job *job, void *dst, const void *src, uint32_t rows, uint3
     unsigned char *d = (unsigned char *)dst;
     const unsigned char *s = (const unsigned char *)src;
     for (uint32_t r = 0; r < rows; r++) copy_bytes(d + (size_t)r * dst_stride, s + (size_t)r * src_stride, (size_t)row_bytes);
-    dma_bytes += rows * row_bytes;
-    dma_transfers++;
+    COUNT(dma_bytes, rows * row_bytes);
+    COUNT(dma_transfers, 1);
     job->pending++;
 }
 

@@ -14,7 +14,8 @@ typedef struct { uint32_t pending; } dma_job;   /* transfers started and not yet
 
 extern uint32_t dma_bytes;      /* bytes moved since the last dma_reset_counters() */
 extern uint32_t dma_transfers;  /* transfers (a 2-D transfer counts once; so does a zero-byte one) */
-extern uint64_t dma_engine_instret; /* instructions the emulated engine's copies retired (RV32; else 0) */
+/* per hart: instructions the emulated engine's copies retired (RV32; else 0) */
+extern uint64_t dma_engine_instret[8];
 
 void dma_reset_counters(void);
 

@@ -15,10 +15,18 @@ static inline uint64_t dpl_instret(void) {
     } while (hi != hi2);
     return ((uint64_t)hi << 32) | lo;
 }
+static inline int32_t dpl_hart_id(void) {
+    uint32_t id;
+    __asm__ volatile(".option push\n.option arch, +zicsr\ncsrr %0, mhartid\n.option pop" : "=r"(id));
+    return (int32_t)id;
+}
 #define DPL_HAVE_INSTRET 1
 #else
 static inline uint64_t dpl_instret(void) { return 0; }
+static inline int32_t dpl_hart_id(void) { return 0; }
 #define DPL_HAVE_INSTRET 0
 #endif
+
+#define DPL_MAX_HARTS 8
 
 #endif

@@ -1,0 +1,33 @@
+/* cluster.h: fork-join over the cores of a cluster, the way a PULP cluster runs a kernel.
+ *
+ * The core that runs forward() (hart 0) hands a task to every core with cluster_run(); each core
+ * computes its share (cluster_share) and cluster_run() returns when all have finished, which is the
+ * barrier between steps. On RV32 under QEMU -smp N the other harts wait in cluster_worker(); on the
+ * host, or with one core, the shares simply run one after another, so results are the same for every N.
+ */
+#ifndef DEEPLOY_CLUSTER_H
+#define DEEPLOY_CLUSTER_H
+
+#include <stdint.h>
+
+#define DPL_MAX_CORES 8
+
+typedef void (*dpl_task)(const void *arg, int32_t core, int32_t n_cores);
+
+/* how many cores take part; set once by the runner before the first forward() */
+void cluster_init(int32_t n_cores);
+int32_t cluster_cores(void);
+/* run task(arg, core, n) on every core, return when all are done */
+void cluster_run(dpl_task task, const void *arg);
+/* [lo, hi) of n items for `core` of `n_cores`: contiguous, sizes differ by at most one */
+static inline void cluster_share(int32_t n, int32_t core, int32_t n_cores, int32_t *lo, int32_t *hi) {
+    int32_t base = n / n_cores, extra = n % n_cores;
+    *lo = core * base + (core < extra ? core : extra);
+    *hi = *lo + base + (core < extra ? 1 : 0);
+}
+/* instructions each core retired doing work (waiting excluded, emulated DMA copies excluded; RV32 only) */
+extern uint64_t cluster_work_instret[DPL_MAX_CORES];
+/* hart 0 only: instructions it spent waiting for the others, to subtract from its own count */
+extern uint64_t cluster_wait_instret;
+
+#endif
