@@ -25,7 +25,7 @@ from .rules import c_ident
 from .tokenizer import c_string_literal, c_table_source
 
 KERNEL_FILES = {
-    "linear_i8": "linear.c", "linear_i16": "linear.c", "linear_i32": "linear.c", "rmsnorm_i8": "rmsnorm.c",
+    "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c", "rmsnorm_i8": "rmsnorm.c",
     "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
 }
@@ -179,7 +179,7 @@ def render(c: Compiled) -> dict[str, str]:
                                      "#include <stdint.h>\n#include \"tokenizer.h\"\n\n" + c_table_source(c.tokenizer))
         files["main.c"] = env.get_template("main.c.j2").render(
             **common, prompt_literal=c_string_literal(dep.generate.prompt.encode()), tokens=dep.generate.tokens)
-    for k in ["deeploy_kernels.h", "dma.h", "tiles.h", "perf.h", "cluster.h", "rv32_start.S"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
+    for k in ["deeploy_kernels.h", "dma.h", "tiles.h", "perf.h", "cluster.h", "gemv.h", "rv32_start.S"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
         files[k] = _kernel_source(k)
     sources = sorted(f for f in files if f.endswith(".c"))
     headers = sorted(f for f in files if f.endswith(".h"))

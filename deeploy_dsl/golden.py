@@ -7,14 +7,15 @@ import numpy as np
 from . import kernels as K
 from .arena import Allocation
 from .graph import Plan
+from .layout import unblock_rows
 
-BOUNDS = {"linear_i8": K.I8, "linear_i16": K.I16, "linear_i32": K.I32}
+BOUNDS = {"gemv_i8": K.I8, "gemv_i16": K.I16, "gemv_i32": K.I32}
 NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
 
 
-def _linear(kernel):
-    def run(y, x, w, mult, shift, n_in, n_out):
-        y[:] = K.linear(x, w, mult, shift, *BOUNDS[kernel])
+def _gemv(kernel):
+    def run(y, x, wb, mult, shift, n_in, n_out):
+        y[:] = K.linear(x, unblock_rows(wb, n_out), mult, shift, *BOUNDS[kernel])
     return run
 
 
@@ -43,7 +44,7 @@ def _add(y, a, b, n):
 
 
 TWINS = {
-    "linear_i8": _linear("linear_i8"), "linear_i16": _linear("linear_i16"), "linear_i32": _linear("linear_i32"),
+    "gemv_i8": _gemv("gemv_i8"), "gemv_i16": _gemv("gemv_i16"), "gemv_i32": _gemv("gemv_i32"),
     "rope_i8": _rope, "attention_i8": _attention, "embed_i16": _embed, "rmsnorm_i8": _rmsnorm,
     "swiglu_i8": _swiglu, "add_sat_i16": _add,
 }

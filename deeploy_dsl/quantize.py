@@ -16,6 +16,7 @@ import numpy as np
 from . import kernels as K
 from .errors import Diagnostic, SpecError
 from .float_model import FloatModel, rope_angles
+from .layout import block_rows
 from .spec import Calibration, Dims
 
 CALIB_SEQ_LEN = 256
@@ -91,15 +92,13 @@ def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
 
     sc["residual"] = act_scale("residual", 16)
 
-    def linear(op: str, wf: np.ndarray, s_in: float, s_out: float, wname: str | None = None):
-        if wname is None:
-            q, sw = _weights_i8(wf)
-            wname = op + ".w"
-            consts[wname] = q
-        else:  # a shared (tied) weight: same int8 rows, same scales
-            sw = _weights_i8(wf)[1]
+    def linear(op: str, wf: np.ndarray, s_in: float, s_out: float):
+        # rows in blocks of R, interleaved by column: the layout the GEMV kernel walks (layout.py);
+        # a tied classifier gets its own blocked copy, since the embedding reads plain rows
+        q, sw = _weights_i8(wf)
+        consts[op + ".wb"] = block_rows(q)
         consts[op + ".mult"], consts[op + ".shift"] = _mults(s_in * sw / s_out)
-        params[op] = {"weight": wname}
+        params[op] = {"weight": op + ".wb", "n_out": int(q.shape[0]), "n_in": int(q.shape[1])}
 
     def norm(op: str, g: np.ndarray):
         s_out = act_scale(op)
@@ -148,5 +147,5 @@ def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
         linear(p + "mlp.down", lw.w2, s_h, sc["residual"])
     norm("final_norm", w.final_norm)
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
-    linear("lm_head", w.lm_head, sc["final_norm"], sc["lm_head"], "embed.w" if d.tied else None)
+    linear("lm_head", w.lm_head, sc["final_norm"], sc["lm_head"])
     return QuantModel(consts, params, sc)

@@ -145,10 +145,10 @@ def _int(v: int, label: str) -> Arg:
 
 def lower_linear(kernel: str):
     def lower(op: Op, c: Ctx):
-        w = c.q.consts[c.q.params[op.name]["weight"]]
-        n_out, n_in = w.shape
+        p = c.q.params[op.name]
+        n_out, n_in = p["n_out"], p["n_in"]
         out = _buf(op.outputs[0], "y", op.row)
-        return kernel, (out, _buf(op.inputs[0], "x"), _const(c.q.params[op.name]["weight"], "w"),
+        return kernel, (out, _buf(op.inputs[0], "x"), _const(p["weight"], "w"),
                         _const(op.name + ".mult", "mult"), _const(op.name + ".shift", "shift"),
                         _int(n_in, "n_in"), _int(n_out, "n_out")), \
             f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}])"
@@ -206,9 +206,9 @@ def lower_add(op: Op, c: Ctx):
 RULES: tuple[Rule, ...] = (
     Rule("embed_i16", "embed", lower=lower_embed),
     Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm),
-    Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("linear_i8")),
-    Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("linear_i16")),
-    Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("linear_i32")),
+    Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
+    Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
+    Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),
     Rule("rope_i8_q14", "rope", lower=lower_rope),
     Rule("attention_i8_gqa", "attention", lower=lower_attention),
     Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu),

@@ -21,9 +21,10 @@ from dataclasses import replace
 
 from .errors import Collector, MemoryError_
 from .graph import Plan, Step, Tiling, Value, Xfer
+from .layout import ROWS_PER_BLOCK, blocked_bytes, n_blocks
 from .spec import Deployment
 
-LINEAR_KERNELS = ("linear_i8", "linear_i16", "linear_i32")
+LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32")
 
 
 def _align(n: int, a: int) -> int:
@@ -101,21 +102,27 @@ class _Tiler:
         if not self.weights_far:
             return self.finish(s, None, xfers, 1, 0)
         room = avail - used
-        for n_tiles in range(1, n_out + 1):  # fewest tiles first: bytes moved are the same for all
-            rows = math.ceil(n_out / n_tiles)
-            if math.ceil(n_out / rows) != n_tiles:
+        blocks = n_blocks(n_out)
+        # tiles are whole blocks of R rows (the GEMV layout); fewest tiles first, since the bytes
+        # moved are the same for all and each tile costs a DMA setup
+        for n_tiles in range(1, blocks + 1):
+            per = math.ceil(blocks / n_tiles)
+            if math.ceil(blocks / per) != n_tiles:
                 continue
+            rows = per * ROWS_PER_BLOCK
             need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in (n_in, 4, 1))
             if need <= room:
                 break
         else:
-            smallest = sum(_align(b, self.align) for b in (n_in, 4, 1)) * self.nbuf(n_out)
-            return self.no_fit(s, avail - used, smallest, "one weight row with its multiplier and shift")
+            smallest = sum(_align(ROWS_PER_BLOCK * b, self.align) for b in (n_in, 4, 1)) * self.nbuf(blocks)
+            return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
+                                                          "multipliers and shifts")
+        padded, rows = rows, min(rows, n_out)
         k = self.nbuf(n_tiles)
-        bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", rows, n_in) for b in range(k)),
+        bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", padded, n_in) for b in range(k)),
                 "mult": tuple(self.new_buf(f"{s.op}.mult_tile{b}", "int32", rows) for b in range(k)),
                 "shift": tuple(self.new_buf(f"{s.op}.shift_tile{b}", "uint8", rows) for b in range(k))}
-        moved = n_out * (n_in + 5)
+        moved = blocked_bytes(n_out, n_in) + n_out * 5
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
     def tile_attention(self, s: Step, avail: int) -> Step:

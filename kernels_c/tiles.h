@@ -6,8 +6,9 @@
 
 #include "dma.h"
 
-/* start moving rows [r0, r0 + rows) of a linear layer: its int8 weight rows, multipliers and shifts */
-void linear_tile_load(dma_job *job, int8_t *w_tile /* [rows, n_in] */, int32_t *mult_tile /* [rows] */,
+/* start moving rows [r0, r0 + rows) of a linear layer: its int8 weights (in GEMV blocks, r0 a multiple
+ * of the block), multipliers and shifts */
+void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R), n_in, R] */, int32_t *mult_tile /* [rows] */,
                       uint8_t *shift_tile /* [rows] */, const int8_t *w /* [n_out, n_in] */,
                       const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */,
                       int32_t r0, int32_t rows, int32_t n_in);
