@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
+from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
 
 PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
 GCC, NM, QEMU = "riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "qemu-system-riscv32"
@@ -847,23 +848,30 @@ def gen_tiles():
     """linear_tile_load / kv_tile_load against plain numpy slicing."""
     cases = []
     for seed in seeds(40):
+        # weights in GEMV blocks of R rows (layout.block_rows): a tile starts on a block and moves whole,
+        # zero-padded blocks; multipliers and shifts move row by row
         rng = np.random.default_rng(seed)
         n_out, n_in = int(rng.integers(1, 200)), int(rng.integers(1, 300))
-        rows = 1 if seed % 4 == 0 else int(rng.integers(1, n_out + 1))
-        r0 = n_out - rows if seed % 4 == 1 else int(rng.integers(0, n_out - rows + 1))
+        blocks = n_blocks(n_out)
+        b0 = blocks - 1 if seed % 4 == 1 else int(rng.integers(0, blocks))
+        r0 = b0 * ROWS_PER_BLOCK
+        rows = min(n_out - r0, ROWS_PER_BLOCK * int(rng.integers(1, blocks - b0 + 1)))
+        padded = -(-rows // ROWS_PER_BLOCK) * ROWS_PER_BLOCK
         w, mult, shift = rand_i8(rng, (n_out, n_in)), rng.integers(0, 2**31, n_out).astype(np.int32), \
             rng.integers(0, 63, n_out).astype(np.uint8)
-        cap = rows + int(rng.integers(0, 3))  # tile buffers may be larger than the tile
+        wb = block_rows(w).reshape(-1)
+        cap = padded + int(rng.integers(0, 3))  # tile buffers may be larger than the tile
         c = Case("linear_tile_load", f"seed={seed} n_out={n_out} n_in={n_in} r0={r0} rows={rows}")
         wt, mt, st = (c.out(np.full(cap * n_in, 0x5A, np.int8)), c.out(np.full(cap, POISON32, np.int32)),
                       c.out(np.full(cap, 0xEE, np.uint8)))
         job = c.out(np.zeros(1, np.uint32))
         c.call("dma_reset_counters")
-        c.expect_ret(c.call("linear_tile_load", job, wt, mt, st, c.arr(w), c.arr(mult), c.arr(shift), r0, rows, n_in),
+        c.expect_ret(c.call("linear_tile_load", job, wt, mt, st, c.arr(wb), c.arr(mult), c.arr(shift), r0, rows, n_in),
                      3, "pending (three transfers)")
-        c.expect_ret(c.call("dma_counters"), 3 << 32 | rows * n_in + rows * 4 + rows, "counters")
+        c.expect_ret(c.call("dma_counters"), 3 << 32 | padded * n_in + rows * 4 + rows, "counters")
         c.expect_ret(c.call("dma_wait", job), 0, "pending after wait")
-        c.expect(wt, np.concatenate([w[r0:r0 + rows].reshape(-1), np.full((cap - rows) * n_in, 0x5A)]), "w tile")
+        c.expect(wt, np.concatenate([wb[r0 * n_in:(r0 + padded) * n_in], np.full((cap - padded) * n_in, 0x5A)]),
+                 "w tile")
         c.expect(mt, np.concatenate([mult[r0:r0 + rows], np.full(cap - rows, POISON32)]), "mult tile")
         c.expect(st, np.concatenate([shift[r0:r0 + rows], np.full(cap - rows, 0xEE)]), "shift tile")
         cases.append(c)
