@@ -116,9 +116,15 @@ def _step_view(s, c: Compiled) -> dict:
         e = [x for x, _, _ in exprs]
         exp_i = next(i for i, a in enumerate(s.args) if a.label == "exp_table")
         streamed = "k" in t.buffers
-        view.update(body="positions", streamed=streamed, nbuf=len(t.buffers.get("k", ())), tile=t.tile,
-                    bufs={k: [buf_ident(b) for b in v] for k, v in t.buffers.items()},
-                    out=e[0], q=e[1], k_cache=e[2], v_cache=e[3], scores=e[4], acc=buf_ident(t.buffers["acc"][0]),
+        lanes = len(t.buffers["acc"])
+        nbuf = len(t.buffers.get("k", ())) // lanes
+
+        def per_lane(names):
+            return [[buf_ident(n) for n in names[i * nbuf:(i + 1) * nbuf]] for i in range(lanes)]
+        view.update(body="positions", streamed=streamed, nbuf=nbuf, tile=t.tile, lanes=lanes,
+                    k_tiles=per_lane(t.buffers.get("k", ())), v_tiles=per_lane(t.buffers.get("v", ())),
+                    accs=[buf_ident(n) for n in t.buffers["acc"]], scores_l=[buf_ident(n) for n in t.buffers["scores"]],
+                    out=e[0], q=e[1], k_cache=e[2], v_cache=e[3],
                     exp=view["args"][exp_i].split(" /*")[0], group=d.heads // d.kv_heads, hs=d.head_size,
                     kv_dim=d.kv_dim, kv_heads=d.kv_heads, ctx=d.context,
                     score_mult=s.args[9].value, score_shift=s.args[10].value,

@@ -126,26 +126,33 @@ class _Tiler:
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
     def tile_attention(self, s: Step, avail: int) -> Step:
+        """Kv heads are shared out to lanes (one per core, at most one per kv head), each with its own
+        scores, accumulator and K/V tiles; fewer lanes when L1 cannot hold that many."""
         d = self.dep.model.dims
         group, hs = d.heads // d.kv_heads, d.head_size
         xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
-        acc = self.new_buf(f"{s.op}.acc", "int32", group, hs)
-        used += _align(group * hs * 4, self.align)
-        if not self.kv_far:
-            tiling = Tiling("positions", d.context, False, {"acc": (acc,)})
-            return self.finish(s, tiling, xfers, 2 * d.kv_heads, 0)
-        room = avail - used
-        for tile in range(d.context, 0, -1):
-            n_tiles = math.ceil(d.context / tile)
-            if self.nbuf(n_tiles) * 2 * _align(tile * hs, self.align) <= room:
+        acc_b, scores_b = _align(group * hs * 4, self.align), _align(group * d.context * 4, self.align)
+        for lanes in range(min(s.cores, d.kv_heads), 0, -1):
+            room = avail - used - lanes * acc_b - (lanes - 1) * scores_b  # lane 0's scores are the graph's scratch
+            if not self.kv_far:
+                tile = d.context if room >= 0 else 0
+            else:
+                tile = next((t for t in range(d.context, 0, -1)
+                             if lanes * self.nbuf(math.ceil(d.context / t)) * 2 * _align(t * hs, self.align) <= room), 0)
+            if tile:
                 break
         else:
-            smallest = 2 * _align(hs, self.align) * self.nbuf(2)
+            smallest = acc_b + 2 * _align(hs, self.align) * self.nbuf(2) * self.kv_far
             return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
+        bufs = {"acc": tuple(self.new_buf(f"{s.op}.acc{lane}", "int32", group, hs) for lane in range(lanes)),
+                "scores": (s.args[4].name,) + tuple(self.new_buf(f"{s.op}.scores{lane}", "int32", group, d.context)
+                                                    for lane in range(1, lanes))}
+        if not self.kv_far:
+            return self.finish(s, Tiling("positions", d.context, False, bufs), xfers, 2 * d.kv_heads, 0)
         k = self.nbuf(math.ceil(d.context / tile))
-        bufs = {"k": tuple(self.new_buf(f"{s.op}.k_tile{b}", "int8", tile, hs) for b in range(k)),
-                "v": tuple(self.new_buf(f"{s.op}.v_tile{b}", "int8", tile, hs) for b in range(k)),
-                "acc": (acc,)}
+        for which in ("k", "v"):
+            bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{lane}_{b}", "int8", tile, hs)
+                                for lane in range(lanes) for b in range(k))
         per_pass = math.ceil((self.P + 1) / tile)
         moved = 2 * (self.P + 1) * d.kv_dim
         return self.finish(s, Tiling("positions", tile, k == 2, bufs), xfers, 2 * d.kv_heads * per_pass, moved,
