@@ -47,14 +47,8 @@ PROGRAM = string.Template(r"""
 #include "deeploy_kernels.h"
 #include "gemv.h"
 
-static inline uint64_t instret(void) {
-    uint32_t lo, hi, hi2;
-    do {
-        __asm__ volatile(".option push\n.option arch, +zicsr\ncsrr %0, minstreth\ncsrr %1, minstret\ncsrr %2, minstreth\n.option pop"
-                         : "=r"(hi), "=r"(lo), "=r"(hi2));
-    } while (hi != hi2);
-    return ((uint64_t)hi << 32) | lo;
-}
+#include "perf.h"
+#define instret dpl_instret
 
 static uint32_t lcg_state = 2024u;
 static uint32_t lcg(void) { lcg_state = lcg_state * 1664525u + 1013904223u; return lcg_state; }

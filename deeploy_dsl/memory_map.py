@@ -11,7 +11,7 @@ from __future__ import annotations
 import colorsys
 import re
 import zlib
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 W_MIN, W_MAX, PX_PER_STEP, H = 960, 1600, 12, 540   # wide enough for one label per step, within reason
 LEFT, RIGHT, TOP, BOTTOM = 84, 150, 48, 52      # the right margin holds the arena / lower-bound labels

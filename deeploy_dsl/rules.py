@@ -14,7 +14,7 @@ from typing import Callable
 from .errors import COMMAND_LINE, Collector, Pos, SpecError
 from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
 from .quantize import QuantModel
-from .spec import Deployment, MapHint, PathPattern
+from .spec import Deployment, PathPattern
 
 # names a hint may use for an op besides its own last segment
 ALIASES = {"qkv": ("q", "k", "v"), "softmax": ("attention",), "rope": ("rope_q", "rope_k"),

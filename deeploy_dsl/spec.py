@@ -73,10 +73,6 @@ class PathPattern:
     segments: tuple[tuple[str, tuple[int, int] | None], ...]
     text: str
 
-    @property
-    def has_wildcard(self) -> bool:
-        return any(name == "*" or rng is not None and rng[0] != rng[1] for name, rng in self.segments)
-
 
 @dataclass(frozen=True)
 class MapHint:

@@ -6,28 +6,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
-DPLY = ROOT / "deployments/stories260k.dply"
+from conftest import DPLY, MODEL_DIR, ROOT, deeploy_cmd
+
 needs_model = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),
                                  reason=f"the stories260K model is not at {MODEL_DIR}")
-
-
-def deeploy_cmd() -> list[str]:
-    """The console script of this interpreter (not whatever a shim on PATH resolves to)."""
-    beside = Path(sys.executable).parent / "deeploy"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("deeploy")
-    if found is None:
-        pytest.skip("the deeploy console script is not installed (pip install -e .)")
-    return [found]
 
 
 def deeploy(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -374,14 +374,8 @@ RV_MAIN = r"""
 #include <stdio.h>
 #include "gemv.h"
 """ + LCG_C + r"""
-static inline uint64_t instret(void) {
-    uint32_t lo, hi, hi2;
-    do {
-        __asm__ volatile(".option push\n.option arch, +zicsr\ncsrr %0, minstreth\ncsrr %1, minstret\ncsrr %2, minstreth\n.option pop"
-                         : "=r"(hi), "=r"(lo), "=r"(hi2));
-    } while (hi != hi2);
-    return ((uint64_t)hi << 32) | lo;
-}
+#include "perf.h"
+#define instret dpl_instret
 static const int32_t shapes[][2] = {$SHAPES};
 static int8_t w[$MAX_W], wb[$MAX_WB], x[$MAX_IN], y8[$MAX_OUT];
 static int16_t y16[$MAX_OUT];

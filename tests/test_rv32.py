@@ -6,7 +6,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import DPLY
 from deeploy_dsl.qemu import PACKAGES, build_rv32, decode_instret, missing_tools, run_elf
 from deeploy_dsl.runner import run_golden_compiled
 
