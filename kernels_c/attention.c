@@ -13,19 +13,29 @@ static int32_t exp2_neg(int64_t z, const int32_t *table /* [257] */) {
     return e;
 }
 
+/* round(d * mult / 2^shift) for d >= 0 in 32x32->64 bits (mul + mulhu on RV32, no library call);
+ * equals dpl_requant for non-negative d (half rounds up = away from zero) */
+static inline int64_t mul_shift_round_u(uint32_t d, uint32_t mult, int shift) {
+    uint64_t v = (uint64_t)d * mult;
+    return shift > 0 ? (int64_t)((v + ((uint64_t)1 << (shift - 1))) >> shift) : (int64_t)v;
+}
+
 /* p = softmax(s * scale) in Q15, in place: z = requant(max - s) >= 0, e = exp2_neg(z), p = e * (2^46/sum e) / 2^31 */
 static void softmax_q15(int32_t *s /* [n] */, int32_t n, int32_t mult, int32_t shift, const int32_t *table /* [257] */) {
     int32_t max = s[0];
     for (int32_t t = 1; t < n; t++)
         if (s[t] > max) max = s[t];
-    int64_t sum = 0; /* >= 2^15: the max contributes table[0] */
+    uint32_t sum = 0; /* >= 2^15 (the max contributes table[0]) and <= n * 2^15 */
     for (int32_t t = 0; t < n; t++) {
-        int64_t z = dpl_requant((int64_t)max - s[t], mult, (int)shift);
+        /* scores are bounded by hs * 2^14, so max - s fits 32 bits; a negative mult (never produced by the
+         * compiler) keeps the exact 64-bit path */
+        int64_t z = mult >= 0 ? mul_shift_round_u((uint32_t)(max - s[t]), (uint32_t)mult, (int)shift)
+                              : dpl_requant((int64_t)max - s[t], mult, (int)shift);
         s[t] = exp2_neg(z < 0 ? 0 : z, table);
-        sum += s[t];
+        sum += (uint32_t)s[t];
     }
-    int64_t inv = ((int64_t)1 << 46) / sum;
-    for (int32_t t = 0; t < n; t++) s[t] = (int32_t)((s[t] * inv + ((int64_t)1 << 30)) >> 31);
+    uint32_t inv = (uint32_t)(((uint64_t)1 << 46) / sum); /* <= 2^31 */
+    for (int32_t t = 0; t < n; t++) s[t] = (int32_t)(((uint64_t)(uint32_t)s[t] * inv + ((uint64_t)1 << 30)) >> 31);
 }
 
 /* out[h] = sat8(round(sum_t softmax_t(q[h].k[t]) * v[t] * out_mult / 2^out_shift)), t = 0..pos, kv head h/(n_heads/n_kv_heads) */
@@ -66,6 +76,15 @@ void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, const int
     for (int32_t h = 0; h < g; h++) {
         const int8_t *qh = q + (size_t)h * (size_t)hs;
         int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0;
+        if (hs == 8) { /* the common head size: q stays in registers, the dot product is unrolled */
+            const int32_t q0 = qh[0], q1 = qh[1], q2 = qh[2], q3 = qh[3], q4 = qh[4], q5 = qh[5], q6 = qh[6], q7 = qh[7];
+            for (int32_t t = 0; t < n_t; t++) {
+                const int8_t *kt = k + (size_t)t * (size_t)k_stride;
+                sh[t] = q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] + q5 * kt[5] + q6 * kt[6] +
+                        q7 * kt[7];
+            }
+            continue;
+        }
         for (int32_t t = 0; t < n_t; t++) {
             const int8_t *kt = k + (size_t)t * (size_t)k_stride;
             int32_t acc = 0; /* |acc| <= hs * 2^14 */
@@ -88,6 +107,17 @@ void attn_av_i8(int32_t *acc /* [g, hs] */, const int32_t *p /* [g, stride] */, 
     for (int32_t h = 0; h < g; h++) {
         const int32_t *ph = p + (size_t)h * (size_t)stride + (size_t)t0;
         int32_t *ah = acc + (size_t)h * (size_t)hs;
+        if (hs == 8) { /* the common head size: eight accumulators in registers, one pass over the rows */
+            int32_t a0 = ah[0], a1 = ah[1], a2 = ah[2], a3 = ah[3], a4 = ah[4], a5 = ah[5], a6 = ah[6], a7 = ah[7];
+            for (int32_t t = 0; t < n_t; t++) {
+                const int8_t *vt = v + (size_t)t * (size_t)v_stride;
+                const int32_t pt = ph[t];
+                a0 += pt * vt[0], a1 += pt * vt[1], a2 += pt * vt[2], a3 += pt * vt[3];
+                a4 += pt * vt[4], a5 += pt * vt[5], a6 += pt * vt[6], a7 += pt * vt[7];
+            }
+            ah[0] = a0, ah[1] = a1, ah[2] = a2, ah[3] = a3, ah[4] = a4, ah[5] = a5, ah[6] = a6, ah[7] = a7;
+            continue;
+        }
         for (int32_t d = 0; d < hs; d++) {
             int32_t a = ah[d]; /* over all tiles: sum_t p[t] <= 2^15 + n/2, so |a| <= 2^22 + 64*n */
             for (int32_t t = 0; t < n_t; t++) a += ph[t] * v[(size_t)t * (size_t)v_stride + (size_t)d];
