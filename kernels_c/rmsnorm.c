@@ -12,8 +12,12 @@ void rmsnorm_i8(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32
     for (int32_t i = 0; i < dim; i++) ss += (int32_t)x[i] * x[i];
     int64_t r = dpl_isqrt64((uint64_t)((ss << 16) / dim + eps_q));
     if (r < RMS_MIN) r = RMS_MIN;
-    int64_t inv = ((int64_t)1 << RMS_INV_SHIFT) / r;
+    /* inv <= 2^31 fits 32 unsigned bits and |x * gain| <= 2^30 fits 32 signed ones, so each product is
+     * one 32x32->64 multiply (mul + mulhsu on RV32) instead of a 64-bit library call */
+    uint32_t inv = (uint32_t)(((int64_t)1 << RMS_INV_SHIFT) / r);
     int s = RMS_INV_SHIFT - 8 + (int)gain_shift;
-    for (int32_t i = 0; i < dim; i++)
-        y[i] = dpl_sat8(dpl_rshift_round((int64_t)x[i] * gain[i] * inv, s));
+    for (int32_t i = 0; i < dim; i++) {
+        int32_t t = (int32_t)x[i] * gain[i];
+        y[i] = dpl_sat8(dpl_rshift_round((int64_t)t * (int64_t)inv, s));
+    }
 }
