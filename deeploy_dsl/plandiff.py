@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 STEP_KEYS = ("engine", "cores", "rule", "kernel", "tiles", "dma_bytes", "macs")
-STEP_SKIP = {"index", "op", "args", "why"}
+STEP_SKIP = {"index", "op", "args", "why", "staging"}  # lists named per layer: summarised, not printed
 MEM_KEYS = (("size_bytes", "size"), ("capacity_bytes", "capacity"), ("arena_bytes", "arena"),
             ("lower_bound_bytes", "lower bound"), ("weight_bytes", "weights"))
 BUF_KEYS = ("level", "offset", "size")
@@ -143,6 +143,8 @@ def _steps(a: list, b: list, n_layers) -> list[str]:
                  for k in (*STEP_KEYS, *extra) if x.get(k) != y.get(k)]
         if x.get("args") != y.get("args"):
             parts.append("args changed")
+        if len(x.get("staging", [])) != len(y.get("staging", [])):
+            parts.append(f"staging buffers {len(x.get('staging', []))} -> {len(y.get('staging', []))}")
         if parts:
             changed.append((op, ", ".join(parts)))
     pairs = _pairs(changed, n_layers)
