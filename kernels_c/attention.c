@@ -20,6 +20,16 @@ static inline int64_t mul_shift_round_u(uint32_t d, uint32_t mult, int shift) {
     return shift > 0 ? (int64_t)((v + ((uint64_t)1 << (shift - 1))) >> shift) : (int64_t)v;
 }
 
+/* exp2_neg for z < 2^32 in 32-bit arithmetic: the same integers, without 64-bit shifts */
+static inline int32_t exp2_neg_u32(uint32_t z, const int32_t *table /* [257] */) {
+    uint32_t ip = z >> EXP_FRAC;
+    if (ip >= 16) return 0;
+    int32_t fp = (int32_t)(z & ((1u << EXP_FRAC) - 1)), k = fp >> 8, r = fp & 0xFF;
+    int32_t e = table[k] - (((table[k] - table[k + 1]) * r + 128) >> 8);
+    if (ip > 0) e = (e + (1 << (ip - 1))) >> ip;
+    return e;
+}
+
 /* p = softmax(s * scale) in Q15, in place: z = requant(max - s) >= 0, e = exp2_neg(z), p = e * (2^46/sum e) / 2^31 */
 static void softmax_q15(int32_t *s /* [n] */, int32_t n, int32_t mult, int32_t shift, const int32_t *table /* [257] */) {
     int32_t max = s[0];
@@ -31,7 +41,7 @@ static void softmax_q15(int32_t *s /* [n] */, int32_t n, int32_t mult, int32_t s
          * compiler) keeps the exact 64-bit path */
         int64_t z = mult >= 0 ? mul_shift_round_u((uint32_t)(max - s[t]), (uint32_t)mult, (int)shift)
                               : dpl_requant((int64_t)max - s[t], mult, (int)shift);
-        s[t] = exp2_neg(z < 0 ? 0 : z, table);
+        s[t] = z < 0 ? exp2_neg(0, table) : z < ((int64_t)16 << EXP_FRAC) ? exp2_neg_u32((uint32_t)z, table) : 0;
         sum += (uint32_t)s[t];
     }
     uint32_t inv = (uint32_t)(((uint64_t)1 << 46) / sum); /* <= 2^31 */
