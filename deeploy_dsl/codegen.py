@@ -101,6 +101,20 @@ def _step_view(s, c: Compiled) -> dict:
     view = {"index": s.index, "op": s.op, "rule": s.rule, "engine": engine, "math": s.math, "kernel": s.kernel,
             "fname": f"{s.index:03d}_{c_ident(s.op)}", "args": args, "stage_in": stage_in, "stage_out": stage_out,
             "uses_ctx": any(u for _, _, u in exprs), "body": "plain", "tiles_note": ""}
+    if s.split is not None and s.tiling is None:
+        labels = [a.label for a in s.args]
+        unit = s.split.unit if isinstance(s.split.unit, int) else s.args[labels.index(s.split.unit)].value
+        count = s.args[labels.index(s.split.count)].value
+        split_args = []
+        for i, a in enumerate(s.args):
+            text = args[i]
+            if a.label in s.split.offset:
+                expr, note = text.split(" /*", 1)
+                text = f"{expr} + lo /*{note}"
+            elif a.label == s.split.count:
+                text = f"hi - lo /* {a.label}: this core's share */"
+            split_args.append(text)
+        view.update(body="split", split_args=split_args, units=count // unit, unit=unit)
     t = s.tiling
     if t is not None and t.kind == "rows":
         n_in, n_out = s.args[5].value, s.args[6].value

@@ -157,6 +157,7 @@ class Step:
     tiles: int = 1  # tiles per call at the report position
     dma_bytes: int = 0  # bytes moved between levels per call at the report position
     dma_cycles: int = 0  # their estimated cost on the target's DMA
+    split: object = None  # rules.Split: how cores share one call, when the rule says
 
 
 @dataclass(frozen=True)

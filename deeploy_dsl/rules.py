@@ -129,6 +129,17 @@ class Rule:
     engine: str = "cluster"
     out_dtype: str | None = None  # None: any
     lower: Callable = None  # (op, ctx) -> (kernel, args, math) or None
+    split: Split | None = None  # how the cores share the work of one call (linear and attention tile instead)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Cores take contiguous shares of a kernel's elements: the `offset` arguments advance with the share,
+    the `count` argument becomes its size, and shares are whole multiples of `unit` (a head for RoPE)."""
+
+    offset: tuple[str, ...]
+    count: str
+    unit: str | int = 1  # an int, or the label of an argument that holds it
 
 
 def _buf(name: str, label: str, row: str | None = None) -> Arg:
@@ -209,10 +220,10 @@ RULES: tuple[Rule, ...] = (
     Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
     Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
     Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),
-    Rule("rope_i8_q14", "rope", lower=lower_rope),
+    Rule("rope_i8_q14", "rope", lower=lower_rope, split=Split(("y", "x"), "n", "head_size")),
     Rule("attention_i8_gqa", "attention", lower=lower_attention),
-    Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu),
-    Rule("residual_add_i16_inplace", "add", lower=lower_add),
+    Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu, split=Split(("h", "gate", "up"), "n")),
+    Rule("residual_add_i16_inplace", "add", lower=lower_add, split=Split(("y", "a", "b"), "n")),
 )
 
 
@@ -243,7 +254,7 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment) -> Plan:
             continue
         kernel, args, math = got
         steps.append(Step(len(steps), op.name, rule.name, kernel, pl.engine, pl.cores, args, op.macs, math,
-                          pl.reason, pl.pos))
+                          pl.reason, pl.pos, split=rule.split))
     for pos, ops in fell_back.items():
         # no kernel for this engine yet: one message per hint line, an error in strict mode
         engine, names = placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])

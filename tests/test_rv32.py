@@ -47,3 +47,13 @@ def test_a_float_in_the_integer_path_fails_the_build(compiled, tmp_path):
     res = subprocess.run(["make", "-s", "-C", str(out), "rv32"], capture_output=True, text=True)
     assert res.returncode != 0 and "soft-float" in res.stderr
     assert not (out / f"{compiled.dep.name}.elf").exists()
+
+
+def test_eight_harts_give_the_same_integers(compiled, elf):
+    """The cluster shares out rows, kv heads and elements: every hart count computes the same logits."""
+    run = run_elf(elf, PROMPT, 16, compiled.dep.model.dims.vocab, stop=False, cores=8)
+    ids, logits = run_golden_compiled(compiled, PROMPT, 16, stop=False)
+    assert run.ids == ids
+    np.testing.assert_array_equal(run.logits, logits)
+    per_core = decode_instret(run, len(PROMPT))
+    assert len(per_core) == 8 and all(n > 0 for n in per_core)

@@ -81,3 +81,17 @@ def test_the_c_program_moves_what_the_plan_says(model_dir, tmp_path):
                          capture_output=True, text=True, check=True)
     per_pos = parse_program_output(res.stdout + res.stderr)[2]
     assert per_pos[p] == sum(s.dma_bytes for s in c.plan.steps)
+
+
+@pytest.mark.parametrize("cores", [2, 3, 8])
+def test_host_shares_give_the_same_integers_for_every_core_count(cores, model_dir, tmp_path):
+    """On the host the cores' shares run one after another; the result must not depend on how many."""
+    needs_cc()
+    c = compile_deployment(DPLY, ["memory.L1=16KiB"])
+    ids, logits = run_golden_compiled(c, PROMPT, 12, stop=False)
+    exe = build_c(c, tmp_path / "out")
+    out = subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "12", "--print-ids", "--no-stop",
+                          "--cores", str(cores), "--logits", str(tmp_path / "l.bin")],
+                         capture_output=True, text=True, check=True)
+    assert parse_program_output(out.stdout)[0] == ids
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "l.bin", dtype="<i4").reshape(-1, c.dep.model.dims.vocab), logits)
