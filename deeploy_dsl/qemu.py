@@ -36,7 +36,7 @@ def require_tools() -> None:
     missing = missing_tools()
     if missing:
         raise ToolError([Diagnostic(Pos("<environment>"), f"the qemu engine needs {', '.join(missing)}",
-                                    f"on Debian: apt-get install -y {PACKAGES}")])
+                                    hint=f"on Debian: apt-get install -y {PACKAGES}")])
 
 
 def build_rv32(c: Compiled, out: Path) -> Path:

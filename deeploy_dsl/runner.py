@@ -89,7 +89,7 @@ def build_c(c: Compiled, out: Path) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if not make or not cc:
         raise ToolError([Diagnostic(Pos("<environment>"), "the c engine needs 'make' and a C compiler ('cc')",
-                                    "on Debian: apt-get install -y build-essential")])
+                                    hint="on Debian: apt-get install -y build-essential")])
     res = subprocess.run([make, "-s", "-C", str(out)], capture_output=True, text=True)
     if res.returncode != 0:
         raise ToolError([Diagnostic(Pos(str(out)), "building the generated C failed:\n" + res.stderr[-4000:])])

@@ -212,3 +212,14 @@ def test_import_a_truncated_checkpoint(tmp_path):
 def test_import_a_missing_checkpoint(tmp_path):
     stderr = assert_user_error(invoke("import", "llama2c", tmp_path / "nope.bin", "-o", tmp_path / "x"))
     assert "nope.bin" in stderr and "not found" in stderr
+
+
+def test_qemu_engine_names_the_debian_packages_when_tools_are_missing(monkeypatch):
+    from deeploy_dsl import qemu
+    from deeploy_dsl.errors import ToolError
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: None)
+    with pytest.raises(ToolError) as e:
+        qemu.require_tools()
+    text = e.value.render()
+    assert text.startswith("<environment>: error: the qemu engine needs riscv64-unknown-elf-gcc")
+    assert "hint: on Debian: apt-get install -y gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc" in text
