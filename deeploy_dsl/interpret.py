@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import BUILTIN, Collector, Pos, SpecError
-from .parse import Block, Doc, Mapping, Setting, Value
+from .errors import Collector, Pos
+from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, GenSpec, MapHint, MemLevel, ModelSpec, QuantSpec,
                    Target)
 
@@ -491,9 +491,6 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
 
 
 def load_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Deployment:
-    from .parse import apply_overrides, parse_file
     doc = apply_overrides(parse_file(path), overrides or [])
     return interpret(doc, strict)
 
-
-__all__ = ["interpret", "load_deployment", "known_targets", "load_target", "check_dims", "BUILTIN", "SpecError"]
