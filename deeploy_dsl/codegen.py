@@ -26,7 +26,7 @@ from .tokenizer import c_string_literal, c_table_source
 
 KERNEL_FILES = {
     "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c", "rmsnorm_i8": "rmsnorm.c",
-    "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
+    "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
 }
 RUNTIME_FILES = ["argmax.c", "attention.c", "cluster.c", "dma.c", "tiles.c"]  # every build calls these
@@ -111,7 +111,9 @@ def _step_view(s, c: Compiled) -> dict:
             if a.label in s.split.offset:
                 expr, note = text.split(" /*", 1)
                 text = f"{expr} + lo /*{note}"
-            elif a.label == s.split.count:
+            elif s.split.bounds and a.label in s.split.bounds:
+                text = f"{'lo' if a.label == s.split.bounds[0] else 'hi'} /* {a.label}: this core's share */"
+            elif a.label == s.split.count and not s.split.bounds:
                 text = f"hi - lo /* {a.label}: this core's share */"
             split_args.append(text)
         view.update(body="split", split_args=split_args, units=count // unit, unit=unit)

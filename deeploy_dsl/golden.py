@@ -31,8 +31,8 @@ def _embed(x, row, mult, shift, dim):
     x[:] = K.embed(row, int(mult), int(shift))
 
 
-def _rmsnorm(y, x, gain, gshift, eps_q, dim):
-    y[:] = K.rmsnorm(x, gain, gshift, eps_q)
+def _rmsnorm(y, x, gain, gshift, eps_q, dim, lo, hi):
+    y[lo:hi] = K.rmsnorm(x, gain, gshift, eps_q)[lo:hi]
 
 
 def _swiglu(h, gate, up, table, mult, shift, n):
@@ -45,7 +45,7 @@ def _add(y, a, b, n):
 
 TWINS = {
     "gemv_i8": _gemv("gemv_i8"), "gemv_i16": _gemv("gemv_i16"), "gemv_i32": _gemv("gemv_i32"),
-    "rope_i8": _rope, "attention_i8": _attention, "embed_i16": _embed, "rmsnorm_i8": _rmsnorm,
+    "rope_i8": _rope, "attention_i8": _attention, "embed_i16": _embed, "rmsnorm_i8_part": _rmsnorm,
     "swiglu_i8": _swiglu, "add_sat_i16": _add,
 }
 

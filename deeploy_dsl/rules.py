@@ -140,6 +140,7 @@ class Split:
     offset: tuple[str, ...]
     count: str
     unit: str | int = 1  # an int, or the label of an argument that holds it
+    bounds: tuple[str, str] | None = None  # or: the kernel takes [lo, hi) itself, and count stays whole
 
 
 def _buf(name: str, label: str, row: str | None = None) -> Arg:
@@ -169,8 +170,9 @@ def lower_linear(kernel: str):
 
 def lower_rmsnorm(op: Op, c: Ctx):
     p, dim = c.q.params[op.name], c.dep.model.dims.dim
-    return "rmsnorm_i8", (_buf(op.outputs[0], "y"), _buf(op.inputs[0], "x"), _const(op.name + ".gain", "gain"),
-                          _int(p["gain_shift"], "gain_shift"), _int(p["eps_q"], "eps_q"), _int(dim, "dim")), \
+    return "rmsnorm_i8_part", (_buf(op.outputs[0], "y"), _buf(op.inputs[0], "x"), _const(op.name + ".gain", "gain"),
+                               _int(p["gain_shift"], "gain_shift"), _int(p["eps_q"], "eps_q"), _int(dim, "dim"),
+                               _int(0, "lo"), _int(dim, "hi")), \
         f"{op.outputs[0]} = int8(x / rms(x) * gain), x int16[{dim}]"
 
 
@@ -216,7 +218,7 @@ def lower_add(op: Op, c: Ctx):
 
 RULES: tuple[Rule, ...] = (
     Rule("embed_i16", "embed", lower=lower_embed),
-    Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm),
+    Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm, split=Split((), "dim", bounds=("lo", "hi"))),
     Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
     Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
     Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),

@@ -63,6 +63,9 @@ void linear_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const in
 /* rmsnorm.c: y[i] = sat8(x[i] / rms(x) * gain[i] / 2^gain_shift), see kernels.rmsnorm */
 void rmsnorm_i8(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32_t *gain /* [dim] */,
                 int32_t gain_shift, int64_t eps_q, int32_t dim);
+/* rmsnorm_i8 writing only y[lo..hi), for a core's share (the rms is of the whole row) */
+void rmsnorm_i8_part(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32_t *gain /* [dim] */,
+                     int32_t gain_shift, int64_t eps_q, int32_t dim, int32_t lo, int32_t hi);
 
 /* rope.c: rotate interleaved pairs of each head by the Q14 cos/sin row of this position; y may equal x */
 void rope_i8(int8_t *y /* [n] */, const int8_t *x /* [n] */, const int16_t *cos_row /* [head_size/2] */,

@@ -8,6 +8,13 @@
  * needs dim < 2^17 (ss << 16 stays below 2^63) and gain_shift <= 31 */
 void rmsnorm_i8(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32_t *gain /* [dim] */,
                 int32_t gain_shift, int64_t eps_q, int32_t dim) {
+    rmsnorm_i8_part(y, x, gain, gain_shift, eps_q, dim, 0, dim);
+}
+
+/* the same, writing only y[lo..hi): every core of a cluster computes the (cheap) rms of the whole row
+ * and normalizes its own share of the outputs */
+void rmsnorm_i8_part(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32_t *gain /* [dim] */,
+                     int32_t gain_shift, int64_t eps_q, int32_t dim, int32_t lo, int32_t hi) {
     int64_t ss = 0;
     for (int32_t i = 0; i < dim; i++) ss += (int32_t)x[i] * x[i];
     int64_t r = dpl_isqrt64((uint64_t)((ss << 16) / dim + eps_q));
@@ -16,7 +23,7 @@ void rmsnorm_i8(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32
      * one 32x32->64 multiply (mul + mulhsu on RV32) instead of a 64-bit library call */
     uint32_t inv = (uint32_t)(((int64_t)1 << RMS_INV_SHIFT) / r);
     int s = RMS_INV_SHIFT - 8 + (int)gain_shift;
-    for (int32_t i = 0; i < dim; i++) {
+    for (int32_t i = lo; i < hi; i++) {
         int32_t t = (int32_t)x[i] * gain[i];
         y[i] = dpl_sat8(dpl_rshift_round((int64_t)t * (int64_t)inv, s));
     }

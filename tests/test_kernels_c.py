@@ -58,6 +58,7 @@ def lib(tmp_path_factory):
         getattr(so, name).argtypes = [y, i8, i8, i32, u8, c32, c32]
         getattr(so, name).restype = None
     so.rmsnorm_i8.argtypes = [i8, i16, i32, c32, c64, c32]
+    so.rmsnorm_i8_part.argtypes = [i8, i16, i32, c32, c64, c32, c32, c32]
     so.rope_i8.argtypes = [i8, i8, i16, i16, c32, c32]
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 8 + [i32]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
@@ -240,6 +241,27 @@ def test_rmsnorm(lib, seed):
     y = np.zeros(dim, np.int8)
     lib.rmsnorm_i8(y, x, gain, gain_shift, eps_q, dim)
     np.testing.assert_array_equal(y, K.rmsnorm(x, gain, gain_shift, eps_q))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rmsnorm_part_writes_only_its_share(lib, seed):
+    """A core's share: the rms of the whole row, outputs only in [lo, hi); shares tile the row exactly."""
+    rng = np.random.default_rng(seed)
+    dim = int(rng.choice([1, 7, 64, 172]))
+    x = rng.integers(-32768, 32768, dim, dtype=np.int16)
+    gain = rng.integers(-(2**15), 2**15 + 1, dim).astype(np.int32)
+    gain_shift, eps_q = int(rng.integers(0, 25)), int(rng.integers(0, 10**8 + 1))
+    want = K.rmsnorm(x, gain, gain_shift, eps_q)
+    cuts = np.sort(rng.integers(0, dim + 1, int(rng.integers(0, 4))))
+    edges = [0, *cuts.tolist(), dim]
+    y = np.full(dim, 77, np.int8)
+    for lo, hi in zip(edges, edges[1:]):
+        before = y.copy()
+        lib.rmsnorm_i8_part(y, x, gain, gain_shift, eps_q, dim, lo, hi)
+        outside = np.r_[0:lo, hi:dim]
+        np.testing.assert_array_equal(y[outside], before[outside])
+        np.testing.assert_array_equal(y[lo:hi], want[lo:hi])
+    np.testing.assert_array_equal(y, want)
 
 
 @pytest.mark.parametrize("case", ["zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31"])
