@@ -25,7 +25,7 @@ from .rules import c_ident
 from .tokenizer import c_string_literal, c_table_source
 
 KERNEL_FILES = {
-    "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c", "rmsnorm_i8": "rmsnorm.c",
+    "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c",
     "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
 }
@@ -88,13 +88,15 @@ def _step_view(s, c: Compiled) -> dict:
     exprs = [_arg_expr(a, c) for a in s.args]
     staged = {x.arg: x for x in s.xfers}
     l1 = c.dep.memory[0].name
-    args, stage_in, stage_out = [], [], []
+    args, local, stage_in, stage_out = [], [], [], []  # local: what the kernel reads, staging applied
     for i, (expr, note, _) in enumerate(exprs):
         x = staged.get(i)
         if x is None:
             args.append(f"{expr} /* {note} */")
+            local.append(expr)
             continue
         args.append(f"{buf_ident(x.buf)} /* {note}, staged in {l1} */")
+        local.append(buf_ident(x.buf))
         item = {"buf": buf_ident(x.buf), "far": expr, "nbytes": x.nbytes, "what": s.args[i].name, "level": l1}
         (stage_out if x.out else stage_in).append(item)
     engine = f"{s.engine} x{s.cores}" if s.engine == "cluster" else s.engine
@@ -124,7 +126,7 @@ def _step_view(s, c: Compiled) -> dict:
         e = [x for x, _, _ in exprs]
         view.update(body="rows", nbuf=len(t.buffers["w"]), tile=t.tile, n_tiles=n_tiles, n_in=n_in, n_out=n_out,
                     bufs={k: [buf_ident(b) for b in v] for k, v in t.buffers.items()},
-                    y=view["args"][0].split(" /*")[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
+                    y=local[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
                     tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
                                + (", double-buffered" if t.double_buffer else ""))
     elif t is not None and t.kind == "positions":
@@ -141,7 +143,7 @@ def _step_view(s, c: Compiled) -> dict:
                     k_tiles=per_lane(t.buffers.get("k", ())), v_tiles=per_lane(t.buffers.get("v", ())),
                     accs=[buf_ident(n) for n in t.buffers["acc"]], scores_l=[buf_ident(n) for n in t.buffers["scores"]],
                     out=e[0], q=e[1], k_cache=e[2], v_cache=e[3],
-                    exp=view["args"][exp_i].split(" /*")[0], group=d.heads // d.kv_heads, hs=d.head_size,
+                    exp=local[exp_i], group=d.heads // d.kv_heads, hs=d.head_size,
                     kv_dim=d.kv_dim, kv_heads=d.kv_heads, ctx=d.context,
                     score_mult=s.args[9].value, score_shift=s.args[10].value,
                     out_mult=s.args[11].value, out_shift=s.args[12].value,

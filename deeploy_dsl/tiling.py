@@ -19,6 +19,7 @@ import math
 import re
 from dataclasses import replace
 
+from .arena import lifetimes
 from .errors import Collector, MemoryError_
 from .graph import Plan, Step, Tiling, Value, Xfer
 from .layout import ROWS_PER_BLOCK, blocked_bytes, n_blocks
@@ -50,14 +51,8 @@ class _Tiler:
 
     # ---- what is live in L1 before this step adds its own buffers ------------------------------
     def live_l1(self) -> list[int]:
-        spans: dict[str, tuple[int, int]] = {}
-        for s in self.plan.steps:
-            for a in s.args:
-                if a.kind == "buf":
-                    lo, hi = spans.get(a.name, (s.index, s.index))
-                    spans[a.name] = (min(lo, s.index), max(hi, s.index))
         live = [0] * len(self.plan.steps)
-        for name, (lo, hi) in spans.items():
+        for name, (lo, hi) in lifetimes(self.plan).items():
             v = self.values[name]
             if v.kind == "kv" and self.kv_far:
                 continue
