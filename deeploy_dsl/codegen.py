@@ -29,7 +29,7 @@ KERNEL_FILES = {
     "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
 }
-RUNTIME_FILES = ["argmax.c", "attention.c", "cluster.c", "dma.c", "tiles.c"]  # every build calls these
+RUNTIME_FILES = ["argmax.c", "attention.c", "cluster.c", "dma.c", "profile.c", "tiles.c"]  # every build calls these
 NP_TO_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.uint8): "uint8_t"}
 
@@ -192,7 +192,7 @@ def render(c: Compiled) -> dict[str, str]:
     kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | set(RUNTIME_FILES))
     files: dict[str, str] = {}
     files["model.h"] = env.get_template("model.h.j2").render(
-        **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}")
+        **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}", n_steps=len(plan.steps))
     files["model.c"] = env.get_template("model.c.j2").render(
         **common, arenas=arenas, buffers=buffers, steps=steps, groups=groups, logits_ident=buf_ident("logits"))
     files["weights.h"] = env.get_template("weights.h.j2").render(**common, consts=consts)
@@ -203,7 +203,7 @@ def render(c: Compiled) -> dict[str, str]:
                                      "#include <stdint.h>\n#include \"tokenizer.h\"\n\n" + c_table_source(c.tokenizer))
         files["main.c"] = env.get_template("main.c.j2").render(
             **common, prompt_literal=c_string_literal(dep.generate.prompt.encode()), tokens=dep.generate.tokens)
-    for k in ["deeploy_kernels.h", "dma.h", "tiles.h", "perf.h", "cluster.h", "gemv.h", "rv32_start.S"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
+    for k in ["deeploy_kernels.h", "dma.h", "tiles.h", "perf.h", "cluster.h", "gemv.h", "profile.h", "rv32_start.S"] + kernels + (["tokenizer.h", "tokenizer.c"] if c.tokenizer else []):
         files[k] = _kernel_source(k)
     sources = sorted(f for f in files if f.endswith(".c"))
     headers = sorted(f for f in files if f.endswith(".h"))

@@ -26,6 +26,8 @@ class QemuRun:
     ids: list[int]
     logits: np.ndarray  # int32 [steps, vocab]
     instret: dict  # position -> [instructions each core retired doing work at that position]
+    profile: dict = None  # PROFILE=1 builds: step op -> [instructions per core, summed over the decode steps]
+    decoded: int = 0  # how many decode steps the profile sums
 
 
 def missing_tools() -> list[str]:
@@ -39,11 +41,13 @@ def require_tools() -> None:
                                     hint=f"on Debian: apt-get install -y {PACKAGES}")])
 
 
-def build_rv32(c: Compiled, out: Path) -> Path:
-    """Write the project into `out` and build its RV32 image; returns the ELF's path."""
+def build_rv32(c: Compiled, out: Path, profile: bool = False) -> Path:
+    """Write the project into `out` and build its RV32 image (with per-step counters if `profile`);
+    returns the ELF's path."""
     require_tools()
     write_build(render(c), out)
-    res = subprocess.run(["make", "-s", "-C", str(out), "rv32"], capture_output=True, text=True)
+    res = subprocess.run(["make", "-s", "-C", str(out), "rv32"] + (["PROFILE=1"] if profile else []),
+                         capture_output=True, text=True)
     if res.returncode != 0:
         raise ToolError([Diagnostic(Pos(str(out)), "building the RV32 image failed:\n" + (res.stderr + res.stdout)[-4000:])])
     return out / f"{c.dep.name}.elf"
@@ -55,13 +59,13 @@ def _semihosting_args(args: list[str]) -> str:
 
 
 def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool = True, cores: int = 1,
-            timeout: float = 600) -> QemuRun:
+            timeout: float = 600, profile: bool = False) -> QemuRun:
     from .runner import parse_program_output
     require_tools()
     work = elf.parent
     args = ["--ids", ",".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids", "--instret",
             "--cores", str(cores),
-            "--logits", "logits.bin"] + ([] if stop else ["--no-stop"])
+            "--logits", "logits.bin"] + ([] if stop else ["--no-stop"]) + (["--profile"] if profile else [])
     cmd = ["qemu-system-riscv32", "-machine", "virt", "-bios", "none", "-nographic", "-monitor", "none",
            "-icount", "shift=0", "-smp", str(cores), "-semihosting-config", _semihosting_args(args),
            "-kernel", str(elf)]
@@ -75,7 +79,14 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
         raise ToolError([Diagnostic(Pos(str(elf)), f"the RV32 program failed under QEMU ({res.returncode}):\n{text[-2000:]}")])
     ids, instret, _ = parse_program_output(text)
     logits = np.fromfile(work / "logits.bin", dtype="<i4").reshape(-1, vocab)
-    return QemuRun(ids, logits, instret)
+    prof, decoded = {}, 0
+    for ln in text.splitlines():
+        if ln.startswith("profile: decode steps "):
+            decoded = int(ln.split()[-1])
+        elif ln.startswith("profile: "):
+            op, *counts = ln.split()[1:]
+            prof[op] = [int(v) for v in counts]
+    return QemuRun(ids, logits, instret, prof if profile else None, decoded)
 
 
 def decode_instret(run: QemuRun, n_prompt: int) -> list[int]:

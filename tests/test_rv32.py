@@ -57,3 +57,19 @@ def test_eight_harts_give_the_same_integers(compiled, elf):
     np.testing.assert_array_equal(run.logits, logits)
     per_core = decode_instret(run, len(PROMPT))
     assert len(per_core) == 8 and all(n > 0 for n in per_core)
+
+
+def test_the_profile_accounts_for_every_instruction(compiled, tmp_path):
+    """PROFILE=1: per-step counts of the other harts add up exactly to their per-token counts; core 0's steps
+    are all of forward() but the profiling itself; a plain build refuses --profile."""
+    prof_elf = build_rv32(compiled, tmp_path / "prof", profile=True)
+    run = run_elf(prof_elf, PROMPT, 8, compiled.dep.model.dims.vocab, stop=False, cores=3, profile=True)
+    assert run.decoded == 8 - 1 and list(run.profile) == [s.op for s in compiled.plan.steps]
+    decode = [c for pos, c in run.instret.items() if pos >= len(PROMPT)]
+    per_token = [sum(c[k] for c in decode) for k in range(3)]
+    per_step = [sum(row[k] for row in run.profile.values()) for k in range(3)]
+    assert per_step[1:] == per_token[1:]
+    # core 0's per-token count also holds the profile's own bookkeeping around each step
+    assert 0 < per_token[0] - per_step[0] < 400 * len(run.profile) * run.decoded
+    with pytest.raises(Exception, match="DPL_PROFILE"):
+        run_elf(build_rv32(compiled, tmp_path / "plain"), PROMPT, 2, compiled.dep.model.dims.vocab, profile=True)
