@@ -7,6 +7,9 @@
 Data are pseudo-random (an LCG in C): int8 x and W, mult in [2^30, 2^31), and per-row shifts in the range the
 stories260K deployment uses for that layer (which decides the requantization path). Every call's outputs are
 compared between the two kernels; any difference fails the run.
+
+Measured (gcc 12.2 -O2, QEMU): gemv_i8 64x64 3.41 instructions per MAC (3.52 before two-block passes and the
+cheaper requantization), the decode step's linear layers 3.41 per MAC (3.52).
 """
 from __future__ import annotations
 
@@ -32,8 +35,11 @@ BUILD = [CC, "-march=rv32imac", "-mabi=ilp32", "--specs=picolibc.specs", "--osli
 QEMU = ["qemu-system-riscv32", "-machine", "virt", "-bios", "none", "-nographic", "-icount", "shift=0",
         "-semihosting-config", "enable=on,target=native", "-kernel"]
 
-# the shapes asked for, int8 outputs: (n_out, n_in, out bits, shift_lo, shift_span)
-SHAPES_I8 = [(64, 64, 8, 36, 8), (32, 64, 8, 36, 8), (172, 64, 8, 36, 8), (64, 172, 8, 36, 8), (512, 64, 8, 36, 8)]
+# the shapes asked for, int8 outputs: (n_out, n_in, out bits, shift_lo, shift_span). gemv takes two blocks of rows
+# per pass over x while it can: 8 rows (one block, as one core of 8 gets for attn.q) and 24 (a pair, then an odd
+# block) show the single-block path and the per-call overhead
+SHAPES_I8 = [(64, 64, 8, 36, 8), (32, 64, 8, 36, 8), (172, 64, 8, 36, 8), (64, 172, 8, 36, 8), (512, 64, 8, 36, 8),
+             (8, 64, 8, 36, 8), (24, 64, 8, 36, 8), (8, 172, 8, 36, 8)]
 # one decode step of stories260K (dim 64, hidden 172, kv_dim 32, vocab 512): output type and shift range per layer
 LAYER = {  # name: (n_out, n_in, out bits, shift_lo, shift_span)
     "attn.q": (64, 64, 8, 38, 6), "attn.k": (32, 64, 8, 39, 4), "attn.v": (32, 64, 8, 37, 3),

@@ -262,6 +262,41 @@ def test_gemv_small_shift_path_boundary(lib, shifts, n_in):
     check(lib, x, w, rng.integers(2**30, 2**31, len(targets)).astype(np.int32), shift)
 
 
+@pytest.mark.parametrize("n_in", [1, 7, 8, 9, 64, 172])
+def test_gemv_two_block_passes(lib, n_in):
+    """Every n_out from 1 to 41: one block, two blocks per pass (full, or with a partial second block), pairs then an
+    odd last block (full or partial), with and without the column tail (n_in % 8)."""
+    rng = np.random.default_rng(7 * n_in)
+    for n_out in list(range(1, 42)) + [172]:
+        x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
+        check(lib, x, w, *qm_arrays(10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in))))
+        check(lib, x, w, *any_requant(rng, n_out))
+
+
+def test_gemv_product_low_word_zero(lib):
+    """acc * mult a multiple of 2^32 (the requantization's branch that lets p - 1 borrow from the high word), in
+    particular exact .5 ties of both signs, for every shift: acc = +-odd * 2^e against mult = 2^j and 3 * 2^j."""
+    targets, shift, mult = [], [], []
+    for s in range(3, 63):
+        for m in (1 << 30, 3 << 28, (1 << 31) - 1):
+            for odd in (1, 3, 5):
+                e = max(0, s - 1 - (m.bit_length() - 1))  # acc * m is (close to) an odd multiple of 2^(s-1)
+                if odd << e < 2**24:
+                    for sign in (1, -1):
+                        targets.append(sign * (odd << e))
+                        shift.append(s)
+                        mult.append(m)
+        for j in range(min(s - 1, 30) + 1):  # mult = 2^j, odd acc: ties wherever j = s - 1
+            for a in (1, -1, 3, -3, 7, -7):
+                targets.append(a)
+                shift.append(s)
+                mult.append(1 << j)
+    x, w = _rows_with_acc(targets, 1100)
+    mult, shift = np.array(mult, np.int32), np.array(shift, np.uint8)
+    check(lib, x, w, mult, shift)
+    check(lib, x, w, -mult, shift)
+
+
 # ------------------------------------------------------------------------------------ sanitizers, RV32
 
 LCG_C = r"""
@@ -366,7 +401,8 @@ def test_gemv_under_sanitizers_on_exact_buffers(tmp_path):
     assert run.returncode == 0 and "bad 0" in run.stdout, run.stdout + run.stderr
 
 
-RV_SHAPES = [(1, 1), (3, 5), (8, 64), (13, 37), (64, 64), (172, 64), (64, 172), (9, 2), (20, 11)]
+RV_SHAPES = [(1, 1), (3, 5), (8, 64), (13, 37), (64, 64), (172, 64), (64, 172), (9, 2), (20, 11), (24, 9), (16, 1),
+             (17, 64)]
 RV_SEED = 12345
 RV_SHIFT = (20, 31)  # shifts 20..50: the rescaled small-shift path, the plain path, saturation and small outputs
 
@@ -432,7 +468,7 @@ def test_gemv_rv32_qemu(tmp_path):
         for col, bits in enumerate((8, 16, 32)):
             np.testing.assert_array_equal(got[:, col], K.linear(x, w, mult, shift, *BOUNDS[bits]),
                                           err_msg=f"rv32 gemv_i{bits} {n_out}x{n_in}")
-        if (n_out, n_in) == (64, 64):  # the tight inner loop survived the compiler: ~3.5 instructions per MAC
+        if (n_out, n_in) == (64, 64):  # the tight two-block loop survived the compiler (no spills): ~3.45 per MAC
             per_mac = int(head[3]) / (n_out * n_in)
-            assert per_mac < 4.0, f"gemv_i8 64x64 takes {per_mac:.2f} RV32 instructions per MAC"
+            assert per_mac < 3.6, f"gemv_i8 64x64 takes {per_mac:.2f} RV32 instructions per MAC"
     assert at == len(lines)
