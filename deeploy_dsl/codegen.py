@@ -31,7 +31,7 @@ KERNEL_FILES = {
 }
 RUNTIME_FILES = ["argmax.c", "attention.c", "cluster.c", "dma.c", "profile.c", "tiles.c"]  # every build calls these
 NP_TO_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
-           np.dtype(np.uint8): "uint8_t"}
+           np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t"}
 
 
 def _env() -> jinja2.Environment:
@@ -136,17 +136,18 @@ def _step_view(s, c: Compiled) -> dict:
         streamed = "k" in t.buffers
         lanes = len(t.buffers["acc"])
         nbuf = len(t.buffers.get("k", ())) // lanes
-
-        def per_lane(names):
-            return [[buf_ident(n) for n in names[i * nbuf:(i + 1) * nbuf]] for i in range(lanes)]
+        a = {x.label: x for x in s.args}
         view.update(body="positions", streamed=streamed, nbuf=nbuf, tile=t.tile, lanes=lanes,
-                    k_tiles=per_lane(t.buffers.get("k", ())), v_tiles=per_lane(t.buffers.get("v", ())),
-                    accs=[buf_ident(n) for n in t.buffers["acc"]], scores_l=[buf_ident(n) for n in t.buffers["scores"]],
+                    k_tiles=[buf_ident(n) for n in t.buffers.get("k", ())],
+                    v_tiles=[buf_ident(n) for n in t.buffers.get("v", ())],
+                    accs=[buf_ident(n) for n in t.buffers["acc"]], sums=[buf_ident(n) for n in t.buffers["sums"]],
+                    scores_l=[buf_ident(n) for n in t.buffers["scores"]],
                     out=e[0], q=e[1], k_cache=e[2], v_cache=e[3],
-                    exp=local[exp_i], group=d.heads // d.kv_heads, hs=d.head_size,
+                    exp=local[exp_i], exp_bits=int(c.plan.consts[a["exp_table"].name][0]).bit_length() - 1,
+                    group=d.heads // d.kv_heads, hs=d.head_size,
                     kv_dim=d.kv_dim, kv_heads=d.kv_heads, ctx=d.context,
-                    score_mult=s.args[9].value, score_shift=s.args[10].value,
-                    out_mult=s.args[11].value, out_shift=s.args[12].value,
+                    score_mult=a["score_mult"].value, score_shift=a["score_shift"].value,
+                    score_cut=a["score_cut"].value, out_mult=a["out_mult"].value, out_shift=a["out_shift"].value,
                     tiles_note=(f"K, V stream {t.tile} positions a tile" + (", double-buffered" if t.double_buffer else ""))
                     if streamed else "")
     return view

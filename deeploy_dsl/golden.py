@@ -23,8 +23,8 @@ def _rope(y, x, cos_row, sin_row, n, head_size):
     y[:] = K.rope(x, 0, cos_row[None], sin_row[None], head_size)
 
 
-def _attention(out, q, kc, vc, scratch, pos, nh, nkv, hs, sm, ss, om, os_, table):
-    out[:] = K.attention(q, kc, vc, pos, nh, nkv, hs, sm, ss, om, os_, table)
+def _attention(out, q, kc, vc, scratch, pos, nh, nkv, hs, sm, ss, cut, om, os_, table):
+    out[:] = K.attention(q, kc, vc, pos, nh, nkv, hs, sm, ss, cut, om, os_, table)
 
 
 def _embed(x, row, mult, shift, dim):

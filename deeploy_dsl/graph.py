@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from .errors import Pos
 from .spec import Dims
 
-ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1}
-C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t"}
+ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
+C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
 
 
 @dataclass(frozen=True)

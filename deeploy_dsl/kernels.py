@@ -17,8 +17,9 @@ I16 = (-32768, 32767)
 I32 = (-(2**31), 2**31 - 1)
 
 ROPE_FRAC = 14  # sin/cos tables are Q14
-EXP_FRAC = 16  # softmax works on log2 distances in Q16
-PROB_ONE = 1 << 15  # probabilities are Q15
+EXP_FRAC = 9  # softmax works on log2 distances in Q9
+EXP_ONE = 1 << EXP_FRAC  # entries of the exp table: one per 1/512 of an octave (1 KiB of uint16)
+EXP_SHIFT_MAX = 19  # score multipliers' shift: keeps the C's z computation within 32 bits
 RMS_MIN = 256  # rmsnorm clamps rms*256 from below so the 64-bit product cannot overflow
 RMS_INV_SHIFT = 39
 
@@ -96,35 +97,42 @@ def rope(x, pos: int, cos_t, sin_t, head_size: int):
     return np.clip(np.stack([y0, y1], axis=-1).reshape(-1), *I8)
 
 
-def exp2_table() -> np.ndarray:
-    """T[k] = round(2^(-k/256) * 2^15), k = 0..256: the only table behind the integer exp."""
-    return np.array([round(2.0 ** (-k / 256) * PROB_ONE) for k in range(257)], dtype=np.int32)
+def exp_bits(context: int) -> int:
+    """Bits of the exps (Q format of 1.0): the largest that keeps sum_t e_t * v_t within int32 over the
+    whole context (|v| <= 2^7), at most 15."""
+    return min(15, 24 - max(context - 1, 1).bit_length())
 
 
-def exp2_neg(z, table):
-    """2^(-z / 2^16) in Q15 for z >= 0, by table lookup with linear interpolation."""
-    z = np.asarray(z, dtype=np.int64)
-    ip = z >> EXP_FRAC
-    fp = z & ((1 << EXP_FRAC) - 1)
-    k = fp >> 8
-    r = fp & 0xFF
-    t = np.asarray(table, dtype=np.int64)
-    e0 = t[k] - (((t[k] - t[k + 1]) * r + 128) >> 8)
-    ipc = np.minimum(ip, 31)
-    e = np.where(ipc > 0, (e0 + (np.int64(1) << np.maximum(ipc - 1, 0))) >> ipc, e0)
-    return np.where(ip >= 16, 0, e)
+def exp2_table(bits: int = 15) -> np.ndarray:
+    """T[k] = round(2^(-k/512) * 2^bits), k = 0..511: the only table behind the integer exp (uint16)."""
+    return np.array([round(2.0 ** (-k / EXP_ONE) * (1 << bits)) for k in range(EXP_ONE)], dtype=np.uint16)
 
 
-def softmax_q15(scores, mult: int, shift: int, table):
-    """Integer softmax of int32 scores: p = exp(score * scale - max) normalised to Q15.
+def score_multiplier(real: float) -> tuple[int, int, int]:
+    """(mult, shift, cut) for z = round(d * real) in Q9 log2 units of a score distance d >= 0.
 
-    `mult/shift` encode scale * log2(e) * 2^16, turning score distances into Q16 log2 units.
-    """
+    shift <= 19 keeps d * mult + 2^(shift-1) below 2^32 for every d <= cut, the largest d whose z is below
+    16 * 2^9 (farther, 2^-z is 0 in Q15): the C computes z in 32 bits and skips the rest."""
+    if not real > 0 or not math.isfinite(real):
+        raise ValueError(f"score scale must be positive and finite, got {real}")
+    shift = EXP_SHIFT_MAX
+    mult = round(real * (1 << shift))
+    if mult >= 1 << 31:
+        raise ValueError(f"score scale {real} is too large")
+    mult = max(mult, 1)
+    limit = (16 << EXP_FRAC << shift) - (1 << (shift - 1))  # z(d) < 16 * 2^9  <=>  d * mult < limit
+    # distances are below hs * 2^15 < 2^31, so a cut past INT32_MAX is never reached: keep it a C int32
+    return int(mult), int(shift), min(int(-(-limit // mult) - 1), 2**31 - 1)
+
+
+def softmax_exp(scores, mult: int, shift: int, table):
+    """e[t] = 2^(-z_t / 2^9) in the table's Q format, z_t = round((max - s_t) * mult / 2^shift); the exps of
+    one head's scores, unnormalised (the output stage divides by their sum). Zero once z_t >= 16 * 2^9."""
     s = np.asarray(scores, dtype=np.int64)
-    z = requant(s.max() - s, mult, shift, 0, 2**62)
-    e = exp2_neg(z, table)
-    inv = (1 << 46) // int(e.sum())
-    return (e * inv + (1 << 30)) >> 31
+    z = ((s.max() - s) * mult + (1 << (shift - 1))) >> shift
+    t = np.asarray(table, dtype=np.int64)
+    ip = np.minimum(z >> EXP_FRAC, 16)
+    return np.where(ip >= 16, 0, t[z & (EXP_ONE - 1)] >> ip)
 
 
 def attn_scores(q, k):
@@ -133,9 +141,10 @@ def attn_scores(q, k):
     return np.asarray(q, dtype=np.int64).reshape(-1, k.shape[1]) @ k.T
 
 
-def softmax_rows_q15(scores, mult: int, shift: int, table):
-    """softmax_q15 of each row of scores [g, n] -> Q15 probabilities [g, n]."""
-    return np.stack([softmax_q15(row, mult, shift, table) for row in np.asarray(scores, dtype=np.int64)])
+def softmax_exp_rows(scores, mult: int, shift: int, table):
+    """softmax_exp of each row of scores [g, n] -> (e [g, n], their row sums [g])."""
+    e = np.stack([softmax_exp(row, mult, shift, table) for row in np.asarray(scores, dtype=np.int64)])
+    return e, e.sum(axis=1)
 
 
 def attn_av(p, v):
@@ -143,25 +152,31 @@ def attn_av(p, v):
     return np.asarray(p, dtype=np.int64) @ np.asarray(v, dtype=np.int64)
 
 
-def requant_i8(acc, mult: int, shift: int):
-    """sat8(round(acc * mult / 2^shift))."""
-    return requant(acc, mult, shift, *I8)
+def attn_out(acc, sums, mult: int, shift: int, bits: int):
+    """out[h, d] = sat8(round(acc[h, d] * m_h / 2^shift)), m_h = floor(mult * 2^bits / sum_h): the weighted
+    sum divided by the head's exp sum and rescaled, with one division per head (acc [g, hs], sums [g])."""
+    acc = np.asarray(acc, dtype=np.int64)
+    m = (np.int64(mult) << bits) // np.asarray(sums, dtype=np.int64)
+    return requant(acc * m[:, None], 1, shift, *I8)
 
 
 def attention(q, k_cache, v_cache, pos: int, n_heads: int, n_kv_heads: int, head_size: int,
-              score_mult: int, score_shift: int, out_mult: int, out_shift: int, table):
+              score_mult: int, score_shift: int, score_cut: int, out_mult: int, out_shift: int, table):
     """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out.
 
-    Query heads h in [kh*g, (kh+1)*g), g = n_heads / n_kv_heads, share kv head kh.
+    Query heads h in [kh*g, (kh+1)*g), g = n_heads / n_kv_heads, share kv head kh. `score_cut` only lets
+    the C skip exps that are zero; the integers do not depend on it. The table's Q format is its first entry.
     """
+    del score_cut
+    bits = int(table[0]).bit_length() - 1
     q = np.asarray(q, dtype=np.int64).reshape(n_kv_heads, -1)  # row kh: the g query heads of kv head kh
     kv_dim = n_kv_heads * head_size
     k = np.asarray(k_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
     v = np.asarray(v_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
     out = np.empty((n_kv_heads, n_heads // n_kv_heads * head_size), dtype=np.int64)
     for kh in range(n_kv_heads):
-        p = softmax_rows_q15(attn_scores(q[kh], k[:, kh, :]), score_mult, score_shift, table)
-        out[kh] = requant_i8(attn_av(p, v[:, kh, :]), out_mult, out_shift).reshape(-1)
+        e, sums = softmax_exp_rows(attn_scores(q[kh], k[:, kh, :]), score_mult, score_shift, table)
+        out[kh] = attn_out(attn_av(e, v[:, kh, :]), sums, out_mult, out_shift, bits).reshape(-1)
     return out.reshape(-1)
 
 

@@ -119,7 +119,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
     cos, sin = rope_angles(d)
     consts["rope.cos"] = np.round(cos * (1 << K.ROPE_FRAC)).astype(np.int16)
     consts["rope.sin"] = np.round(sin * (1 << K.ROPE_FRAC)).astype(np.int16)
-    consts["exp2"] = K.exp2_table()
+    exp_bits = K.exp_bits(d.context)
+    consts["exp2"] = K.exp2_table(exp_bits)
     for li, lw in enumerate(w.layers):
         p = f"layers.{li}."
         norm(p + "attn_norm", lw.att_norm)
@@ -127,10 +128,14 @@ def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
             sc[p + "attn." + name] = act_scale(p + "attn." + name)
             linear(p + "attn." + name, wf, sc[p + "attn_norm"], sc[p + "attn." + name])
         s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
-        sm, ss = K.quantize_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] / math.sqrt(d.head_size)
-                                       * math.log2(math.e) * (1 << K.EXP_FRAC))
-        om, os_ = K.quantize_multiplier(sc[p + "attn.v"] / (K.PROB_ONE * s_att))
-        params[p + "attn.attention"] = {"score_mult": sm, "score_shift": ss, "out_mult": om, "out_shift": os_}
+        sm, ss, cut = K.score_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] / math.sqrt(d.head_size)
+                                         * math.log2(math.e) * (1 << K.EXP_FRAC))
+        # out = (sum_t e_t v_t / sum_t e_t) * s_v / s_att; the kernel's shift also takes the exps' Q format out
+        om, os_ = K.quantize_multiplier(sc[p + "attn.v"] / s_att)
+        if os_ + exp_bits > 62:  # keep the product's shift within int64: give up low mantissa bits
+            om, os_ = int(K.rshift_round(om, os_ + exp_bits - 62)) or 1, 62 - exp_bits
+        params[p + "attn.attention"] = {"score_mult": sm, "score_shift": ss, "score_cut": cut, "out_mult": om,
+                                        "out_shift": os_ + exp_bits}
         linear(p + "attn.o", lw.wo, s_att, sc["residual"])
         norm(p + "mlp_norm", lw.ffn_norm)
         for name, wf in (("gate", lw.w1), ("up", lw.w3)):

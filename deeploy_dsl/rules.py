@@ -198,9 +198,9 @@ def lower_attention(op: Op, c: Ctx):
                             _buf(op.outputs[1], "scratch"), Arg("pos", label="pos"), _int(d.heads, "n_heads"),
                             _int(d.kv_heads, "n_kv_heads"), _int(d.head_size, "head_size"),
                             _int(p["score_mult"], "score_mult"), _int(p["score_shift"], "score_shift"),
-                            _int(p["out_mult"], "out_mult"), _int(p["out_shift"], "out_shift"),
+                            _int(p["score_cut"], "score_cut"), _int(p["out_mult"], "out_mult"), _int(p["out_shift"], "out_shift"),
                             _const("exp2", "exp_table")), \
-        "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, per head"
+        "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, one division per head"
 
 
 def lower_swiglu(op: Op, c: Ctx):

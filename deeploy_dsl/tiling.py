@@ -77,7 +77,7 @@ class _Tiler:
                 n = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
                 shape = arr.shape[1:] if a.row else arr.shape
                 dtype = str(arr.dtype)
-                buf = self.new_buf(f"{s.op}.{a.label}", "uint8" if dtype == "uint8" else dtype, *(shape or (1,)))
+                buf = self.new_buf(f"{s.op}.{a.label}", dtype, *(shape or (1,)))
                 xfers.append(Xfer(i, buf, n))
                 used += _align(n, self.align)
             elif a.kind == "buf" and a.row == "pos" and self.kv_far:
@@ -121,12 +121,14 @@ class _Tiler:
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
     def tile_attention(self, s: Step, avail: int) -> Step:
-        """Kv heads are shared out to lanes (one per core, at most one per kv head), each with its own
-        scores, accumulator and K/V tiles; fewer lanes when L1 cannot hold that many."""
+        """A group of `lanes` kv heads (one per core, at most all of them; fewer when L1 cannot hold that
+        many) is resident at a time, each lane with its K/V tiles, its query heads' scores, accumulators and
+        exp sums; the cores share out the group's query heads and read the lanes' tiles in common."""
         d = self.dep.model.dims
         group, hs = d.heads // d.kv_heads, d.head_size
         xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
-        acc_b, scores_b = _align(group * hs * 4, self.align), _align(group * d.context * 4, self.align)
+        acc_b = _align(group * hs * 4, self.align) + _align(group * 4, self.align)
+        scores_b = _align(group * d.context * 4, self.align)
         for lanes in range(min(s.cores, d.kv_heads), 0, -1):
             room = avail - used - lanes * acc_b - (lanes - 1) * scores_b  # lane 0's scores are the graph's scratch
             if not self.kv_far:
@@ -140,6 +142,7 @@ class _Tiler:
             smallest = acc_b + 2 * _align(hs, self.align) * self.nbuf(2) * self.kv_far
             return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
         bufs = {"acc": tuple(self.new_buf(f"{s.op}.acc{lane}", "int32", group, hs) for lane in range(lanes)),
+                "sums": tuple(self.new_buf(f"{s.op}.sums{lane}", "int32", group) for lane in range(lanes)),
                 "scores": (s.args[4].name,) + tuple(self.new_buf(f"{s.op}.scores{lane}", "int32", group, d.context)
                                                     for lane in range(1, lanes))}
         if not self.kv_far:

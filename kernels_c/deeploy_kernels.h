@@ -52,6 +52,87 @@ static inline uint32_t dpl_isqrt64(uint64_t n) {
     return (uint32_t)root;
 }
 
+#if defined(__GNUC__)
+#define DPL_UNLIKELY(c) __builtin_expect(!!(c), 0)
+#else
+#define DPL_UNLIKELY(c) (c)
+#endif
+
+/* sat8 / sat16 of an int32 that is rarely out of range: one unsigned compare and a not-taken branch on the
+ * common path (dpl_sat8 costs two compares and a sign extension), (v >> 31) ^ 127 = -128 or 127 */
+static inline int32_t dpl_clamp8(int32_t v) {
+    if (DPL_UNLIKELY((uint32_t)v + 128u > 255u)) v = (v >> 31) ^ INT8_MAX;
+    return v;
+}
+static inline int32_t dpl_clamp16(int32_t v) {
+    if (DPL_UNLIKELY((uint32_t)v + 32768u > 65535u)) v = (v >> 31) ^ INT16_MAX;
+    return v;
+}
+
+/* floor(sqrt(m)) for 32-bit m by Newton's method from above, with 32-bit divisions only: x0 = (m/2^k + 2^k)/2
+ * >= sqrt(m) for any k (AM-GM), k ~ half the bit length of m keeps it within 25%, and from above
+ * x -> (x + m/x)/2 decreases to floor(sqrt(m)) and then stops decreasing (~4 steps instead of 16 bit steps) */
+static inline uint32_t dpl_isqrt32(uint32_t m) {
+    uint32_t t = m, x, y;
+    int k = 0;
+    if (m == 0) return 0;
+    if (t >= (1u << 16)) t >>= 16, k += 8; /* binary search for k = floor(bitlength(m)/2), no clz on rv32imac */
+    if (t >= (1u << 8)) t >>= 8, k += 4;
+    if (t >= (1u << 4)) t >>= 4, k += 2;
+    if (t >= (1u << 2)) k += 1;
+    x = ((m >> k) + (1u << k)) >> 1;
+    for (;;) {
+        y = (x + m / x) >> 1;
+        if (y >= x) return x;
+        x = y;
+    }
+}
+
+/* floor(sqrt(n)), the same integers as dpl_isqrt64, in 32-bit steps for n < 2^48. There s = isqrt(n >> 16) gives
+ * x0 = s*2^8 <= sqrt(n) < x0 + 2^8 with x0 >= 2^16 (when n >= 2^32), so one Newton step from below,
+ * x0 + (n - x0^2)/(2*x0) (the residual < 2^33, halved to 32 bits first: nested floors), lands on floor(sqrt(n))
+ * or one above (it overshoots by (sqrt(n) - x0)^2 / (2*x0) < 1/2); one squaring decides */
+static inline uint32_t dpl_isqrt64_fast(uint64_t n) {
+    uint32_t x0, x;
+    if (n < ((uint64_t)1 << 32)) return dpl_isqrt32((uint32_t)n);
+    if (n >= ((uint64_t)1 << 48)) return dpl_isqrt64(n);
+    x0 = dpl_isqrt32((uint32_t)(n >> 16)) << 8;
+    x = x0 + (uint32_t)((n - (uint64_t)x0 * x0) >> 1) / x0;
+    return (uint64_t)x * x > n ? x - 1 : x;
+}
+
+/* round(acc * mult / 2^shift) as one 32x32 high multiply, for the per-element loops:
+ *   dpl_rq32_apply(q, acc) = (mulh(acc << k, m) + bias) >> t,  bias = 2^(t-1),
+ * the same rational (m = mult / 2^j, shift + k - j = 32 + t) rounded the same way. With shift' = 32 + t >= 33,
+ * 2^(shift'-1) is a multiple of 2^32, so round(p / 2^shift') = floor((floor((p - (p<0)) / 2^32) + bias) / 2^t)
+ * (gemv.c's requant_sat); and when p = (acc << k) * m is never a nonzero multiple of 2^32 (2-adic valuation
+ * of acc<<k plus that of m below 32), floor((p - (p<0)) / 2^32) is just the high word floor(p / 2^32). */
+typedef struct {
+    int32_t m, k, t, bias;
+} dpl_rq32;
+
+/* prepare q for |acc| <= 2^acc_bits, -2^31 <= mult < 2^32, 0 <= shift <= 62; 0 if this form does not exist
+ * (then use dpl_requant) */
+static inline int dpl_rq32_init(dpl_rq32 *q, int64_t mult, int32_t shift, int32_t acc_bits) {
+    int32_t m, k, room;
+    if (mult > INT32_MAX && (mult & 1) == 0 && shift > 33) mult /= 2, shift--; /* 2^31 <= mult < 2^32 */
+    if (mult < INT32_MIN || mult > INT32_MAX || shift > 62) return 0;
+    m = (int32_t)mult;
+    /* drop m's factors of 2 into the shift while it stays >= 33: fewer low zero bits in the product */
+    while (shift > 33 && m != 0 && (m & 1) == 0) m /= 2, shift--;
+    k = shift < 33 ? 33 - shift : 0; /* scale acc up instead when the shift is too small */
+    shift += k;
+    room = 31 - acc_bits - k; /* how many low zero bits m may have */
+    if (room < 1 || (m != 0 && (m & (int32_t)((2u << room) - 1)) == 0)) return 0;
+    q->m = m, q->k = k, q->t = shift - 32, q->bias = (int32_t)1 << (shift - 33);
+    return 1;
+}
+
+static inline int32_t dpl_rq32_apply(const dpl_rq32 *q, int32_t acc) {
+    int32_t h = (int32_t)(((int64_t)(int32_t)((uint32_t)acc << q->k) * q->m) >> 32);
+    return (h + q->bias) >> q->t;
+}
+
 /* linear.c: y[o] = sat(round(sum_i w[o,i]*x[i] * mult[o] / 2^shift[o])), needs n_in < 2^17 */
 void linear_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
                const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out);
@@ -71,31 +152,35 @@ void rmsnorm_i8_part(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const 
 void rope_i8(int8_t *y /* [n] */, const int8_t *x /* [n] */, const int16_t *cos_row /* [head_size/2] */,
              const int16_t *sin_row /* [head_size/2] */, int32_t n, int32_t head_size);
 
-/* attention.c: causal GQA attention of one query over cache rows 0..pos; scratch holds one head's scores/probs */
+/* attention.c: causal GQA attention of one query over cache rows 0..pos (kernels.attention); scratch holds one
+ * head's scores, then exps. exp_table[0] = 2^bits fixes the exps' Q format */
 void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
                   const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
                   const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
                   int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
-                  int32_t score_shift, int32_t out_mult, int32_t out_shift, const int32_t *exp_table /* [257] */);
+                  int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                  const uint16_t *exp_table /* [512] */);
 
-/* attention.c, tiled: the same integers as attention_i8, K and V visited in tiles of positions. Per kv head kh
- * (query heads kh*g .. kh*g+g-1, g = n_heads/n_kv_heads; q = q + kh*g*hs) over n = pos+1 positions:
- *   attn_scores_i8 for each tile of K (t0, n_t), softmax_q15_rows over all n, zero_i32(acc, g*hs),
- *   attn_av_i8 for each tile of V, requant_i32_i8(out + kh*g*hs, acc, g*hs, out_mult, out_shift).
+/* attention.c, tiled: the same integers as attention_i8, K and V visited in tiles of positions. For g query
+ * heads sharing kv head kh (q, out offset to the first of them) over n = pos+1 positions:
+ *   attn_scores_i8 for each tile of K (t0, n_t), softmax_exp_rows over all n, zero_i32(acc, g*hs),
+ *   attn_av_i8 for each tile of V, attn_out_i8(out, acc, sums, g, hs, out_mult, out_shift, bits).
  * k/v point at row t0 of the tile: k_stride = kv_dim straight from a cache (offset by kh*hs), = hs for a dense tile. */
-/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d], for the g query heads sharing one kv head, t in [0, n_t) */
+/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d], t in [0, n_t) */
 void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, const int8_t *q /* [g, hs] */,
                     const int8_t *k /* [n_t, k_stride] */, int32_t k_stride, int32_t t0, int32_t n_t, int32_t g,
                     int32_t hs);
-/* each of the g rows: scores[h*stride + 0..n) -> Q15 probabilities in place, exactly softmax_q15 (n >= 1) */
-void softmax_q15_rows(int32_t *scores /* [g, stride] */, int32_t stride, int32_t n, int32_t g, int32_t mult,
-                      int32_t shift, const int32_t *exp_table /* [257] */);
-/* acc[h*hs + d] += sum_t p[h*stride + t0 + t] * v[t*v_stride + d], t in [0, n_t) */
-void attn_av_i8(int32_t *acc /* [g, hs] */, const int32_t *p /* [g, stride] */, int32_t stride,
+/* each of the g rows: scores[h*stride + 0..n) -> exps in place (n >= 1), sums[h] = their sum */
+void softmax_exp_rows(int32_t *scores /* [g, stride] */, int32_t stride, int32_t n, int32_t g, int32_t mult,
+                      int32_t shift, int32_t cut, const uint16_t *exp_table /* [512] */, int32_t *sums /* [g] */);
+/* acc[h*hs + d] += sum_t e[h*stride + t0 + t] * v[t*v_stride + d], t in [0, n_t) */
+void attn_av_i8(int32_t *acc /* [g, hs] */, const int32_t *e /* [g, stride] */, int32_t stride,
                 const int8_t *v /* [n_t, v_stride] */, int32_t v_stride, int32_t t0, int32_t n_t, int32_t g,
                 int32_t hs);
-/* out[i] = sat8(round(acc[i] * mult / 2^shift)) */
-void requant_i32_i8(int8_t *out /* [n] */, const int32_t *acc /* [n] */, int32_t n, int32_t mult, int32_t shift);
+/* out[h*hs + d] = sat8(round(acc[h*hs + d] * floor(mult * 2^bits / sums[h]) / 2^shift)); needs sums[h] >= 2^bits
+ * (a head's largest score has exp 2^bits), which keeps the per-head multiplier <= mult */
+void attn_out_i8(int8_t *out /* [g, hs] */, const int32_t *acc /* [g, hs] */, const int32_t *sums /* [g] */,
+                 int32_t g, int32_t hs, int32_t mult, int32_t shift, int32_t bits);
 /* x[i] = 0 */
 void zero_i32(int32_t *x /* [n] */, int32_t n);
 

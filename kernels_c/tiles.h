@@ -17,4 +17,9 @@ void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R), n_in, R] */
 void kv_tile_load(dma_job *job, int8_t *tile /* [n_t, hs] */, const int8_t *head /* [ctx, kv_dim] from this head */,
                   int32_t t0, int32_t n_t, int32_t hs, int32_t kv_dim);
 
+/* kv_tile_load for kv heads h0 .. h0+lanes-1 at once, lane l's tile into tiles[l*nbuf + b] */
+void kv_group_load(dma_job *job, int8_t *const *tiles /* [lanes*nbuf] -> [n_t, hs] */, int32_t nbuf, int32_t b,
+                   const int8_t *cache /* [ctx, kv_dim] */, int32_t h0, int32_t lanes, int32_t t0, int32_t n_t,
+                   int32_t hs, int32_t kv_dim);
+
 #endif

@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
+from attention_cases import (ATTN_EDGES, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
+                             attention_edge, attn_out_edges, attn_out_input, av_extremes, check_edge,
+                             last_head_exps, random_attention, softmax_cut_edges, softmax_rows_input, table_bits,
+                             tile_case, tiled_case, twin_attention_tiled)
 
 KDIR = ROOT / "kernels_c"
 HEADER = KDIR / "deeploy_kernels.h"
@@ -52,7 +56,7 @@ def lib(tmp_path_factory):
     def arr(dtype):
         return np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
 
-    i8, i16, i32, u8 = arr(np.int8), arr(np.int16), arr(np.int32), arr(np.uint8)
+    i8, i16, i32, u8, u16 = arr(np.int8), arr(np.int16), arr(np.int32), arr(np.uint8), arr(np.uint16)
     c32, c64 = ctypes.c_int32, ctypes.c_int64
     for name, y in (("linear_i8", i8), ("linear_i16", i16), ("linear_i32", i32)):
         getattr(so, name).argtypes = [y, i8, i8, i32, u8, c32, c32]
@@ -60,14 +64,14 @@ def lib(tmp_path_factory):
     so.rmsnorm_i8.argtypes = [i8, i16, i32, c32, c64, c32]
     so.rmsnorm_i8_part.argtypes = [i8, i16, i32, c32, c64, c32, c32, c32]
     so.rope_i8.argtypes = [i8, i8, i16, i16, c32, c32]
-    so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 8 + [i32]
+    so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
     so.attn_scores_i8.argtypes = [i32, c32, i8, i8, c32, c32, c32, c32, c32]
-    so.softmax_q15_rows.argtypes = [i32, c32, c32, c32, c32, c32, i32]
+    so.softmax_exp_rows.argtypes = [i32, c32, c32, c32, c32, c32, c32, u16, i32]
     so.attn_av_i8.argtypes = [i32, i32, c32, i8, c32, c32, c32, c32, c32]
-    so.requant_i32_i8.argtypes = [i8, i32, c32, c32, c32]
+    so.attn_out_i8.argtypes = [i8, i32, i32, c32, c32, c32, c32, c32]
     so.zero_i32.argtypes = [i32, c32]
     job_p, vp, u32 = ctypes.POINTER(DmaJob), ctypes.c_void_p, ctypes.c_uint32
     so.dma_reset_counters.argtypes = []
@@ -77,7 +81,7 @@ def lib(tmp_path_factory):
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
     for name in ("rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
-                 "softmax_q15_rows", "attn_av_i8", "requant_i32_i8", "zero_i32", "dma_reset_counters", "dma_start",
+                 "softmax_exp_rows", "attn_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
                  "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
     return so
@@ -264,7 +268,8 @@ def test_rmsnorm_part_writes_only_its_share(lib, seed):
     np.testing.assert_array_equal(y, want)
 
 
-@pytest.mark.parametrize("case", ["zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31"])
+@pytest.mark.parametrize("case", ["zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31",
+                                  "eps_huge"])
 def test_rmsnorm_edges(lib, case):
     dim = 512
     x, gain, gain_shift, eps_q = np.zeros(dim, np.int16), np.full(dim, 1 << 12, np.int32), 12, 0
@@ -282,6 +287,8 @@ def test_rmsnorm_edges(lib, case):
         gain[:], gain_shift = 1 << 15, 0
     elif case == "shift31":
         x[:], gain[:], gain_shift = -32768, 1 << 15, 31
+    elif case == "eps_huge":  # isqrt argument >= 2^48 and r >= 2^24: the C's 64-bit fallbacks
+        x[:], eps_q = 1000, (1 << 52) + 12345
     y = np.zeros(dim, np.int8)
     lib.rmsnorm_i8(y, x, gain, gain_shift, eps_q, dim)
     want = K.rmsnorm(x, gain, gain_shift, eps_q)
@@ -325,82 +332,108 @@ def test_rope(lib, seed):
     np.testing.assert_array_equal(x, want)
 
 
-def attention_case(rng, n_kv_heads, head_size, pos, ctx=512, wide=False):
-    n_heads = 8
-    sq, sk, sv = 10 ** rng.uniform(-3, -1, 3)
-    score_mult, score_shift = K.quantize_multiplier(sq * sk / math.sqrt(head_size) * math.log2(math.e) * 65536)
-    out_real = float(wide_reals(rng, 1)[0]) if wide else sv / (10 ** rng.uniform(-2.5, -1.5) * K.PROB_ONE)
-    out_mult, out_shift = K.quantize_multiplier(out_real)
-    q = rand_i8(rng, n_heads * head_size)
-    k_cache = rand_i8(rng, (ctx, n_kv_heads * head_size))
-    v_cache = rand_i8(rng, (ctx, n_kv_heads * head_size))
-    return dict(q=q, k_cache=k_cache, v_cache=v_cache, pos=pos, n_heads=n_heads, n_kv_heads=n_kv_heads,
-                head_size=head_size, score_mult=score_mult, score_shift=score_shift, out_mult=out_mult,
-                out_shift=out_shift)
-
-
-def check_attention(lib, c):
-    table = K.exp2_table()
-    want = K.attention(**c, table=table)
-    guard = 8
+def c_attention(lib, c, guard=8):
+    """attention_i8 on the kwargs c of kernels.attention: (out, scratch with `guard` poisoned entries past pos)."""
     scratch = np.full(c["pos"] + 1 + guard, -12345, np.int32)
     out = np.zeros(c["n_heads"] * c["head_size"], np.int8)
     lib.attention_i8(out, c["q"], c["k_cache"], c["v_cache"], scratch, c["pos"], c["n_heads"], c["n_kv_heads"],
-                     c["head_size"], c["score_mult"], c["score_shift"], c["out_mult"], c["out_shift"], table)
+                     c["head_size"], c["score_mult"], c["score_shift"], c["score_cut"], c["out_mult"], c["out_shift"],
+                     c["table"])
+    return out, scratch
+
+
+def check_attention(lib, c):
+    want = K.attention(**c)
+    out, scratch = c_attention(lib, c)
     np.testing.assert_array_equal(out, want)
-    assert (scratch[c["pos"] + 1:] == -12345).all(), "scratch written past pos"
-    # scratch ends holding the last head's probabilities: check the integer softmax on its own
-    hs, last = c["head_size"], c["n_heads"] - 1
-    kh = last // (c["n_heads"] // c["n_kv_heads"])
-    k = c["k_cache"].astype(np.int64)[: c["pos"] + 1, kh * hs:(kh + 1) * hs]
-    scores = k @ c["q"].astype(np.int64)[last * hs:(last + 1) * hs]
-    p = K.softmax_q15(scores, c["score_mult"], c["score_shift"], table)
-    np.testing.assert_array_equal(scratch[: c["pos"] + 1], p)
+    n = c["pos"] + 1
+    assert (scratch[n:] == -12345).all(), "scratch written past pos"
+    # scratch ends holding the last head's exps: check the integer softmax on its own
+    np.testing.assert_array_equal(scratch[:n], last_head_exps(c)[0])
     return want
 
 
 @pytest.mark.parametrize("seed", range(120))
 def test_attention(lib, seed):
-    rng = np.random.default_rng(seed)
-    n_kv_heads, head_size = int(rng.choice([4, 8])), int(rng.choice([8, 16]))
-    pos = int(rng.integers(0, 512)) if seed % 3 else int(rng.integers(0, 8))
-    c = attention_case(rng, n_kv_heads, head_size, pos, wide=seed % 4 == 0)
-    if seed % 5 == 2:  # out requant on exact .5 ties
-        c["out_mult"], c["out_shift"] = int(rng.integers(1, 8)), int(rng.integers(1, 4))
-    check_attention(lib, c)
+    check_attention(lib, random_attention(seed))
 
 
-ATTN_EDGES = ["pos0", "pos300", "pos511", "equal_scores", "zero_q", "extreme", "saturate", "exp_steps", "exp_cutoff", "neg_mult"]
-
-
-@pytest.mark.parametrize("case", ATTN_EDGES)
+@pytest.mark.parametrize("case", list(ATTN_EDGES))
 def test_attention_edges(lib, case):
-    rng = np.random.default_rng(sum(map(ord, case)))
-    pos = {"pos0": 0, "pos300": 300, "pos511": 511, "exp_cutoff": 1}.get(case, 200)
-    c = attention_case(rng, 4, 16, pos)
-    if case == "equal_scores":  # identical keys: uniform probabilities
-        c["k_cache"][:] = c["k_cache"][0]
-    elif case == "zero_q":
-        c["q"][:] = 0
-    elif case == "extreme":  # max scores far apart: most exp2_neg inputs have ip >= 16
-        c["q"][:], c["k_cache"][::2], c["k_cache"][1::2] = 127, 127, -128
-        c["score_mult"], c["score_shift"] = K.quantize_multiplier(0.1 * 0.1 / 4 * math.log2(math.e) * 65536)
-    elif case in ("exp_steps", "exp_cutoff"):  # z = t * 2^14 for row t: ip = t/4 walks over 0..63, incl. exactly 16 with fp = 0
-        c["q"][:], c["k_cache"][:] = 0, 0
-        c["q"][::16] = 1
-        c["k_cache"][:256, ::16] = (127 - np.arange(256))[:, None]
-        c["score_mult"], c["score_shift"] = K.quantize_multiplier(2.0**14)
-        if case == "exp_cutoff":  # two rows, z = 0 and z = 16 << 16 exactly: the second must weigh exactly 0
-            c["k_cache"][1, ::16] = 127 - 64
-    elif case == "neg_mult":  # outside the contract, but the twin defines it: z clamps at 0
-        c["score_mult"] = -c["score_mult"]
-    elif case == "saturate":
-        c["v_cache"][:] = np.where(np.arange(64) % 2, 127, -128)
-        c["out_mult"], c["out_shift"] = K.quantize_multiplier(1.0)
-    want = check_attention(lib, c)
-    if case == "saturate":
-        assert want.min() == -128 and want.max() == 127
+    c = attention_edge(case)
+    check_edge(case, c, check_attention(lib, c))
 
+
+# ------------------------------------------------------- the integer softmax against its meaning (numpy only)
+
+
+def float_softmax(scores, real):
+    """softmax of scores * scale, real = scale * log2(e) * 2^10 (the score multiplier's real value)."""
+    x = (np.asarray(scores, np.float64) - np.max(scores)) * real / K.EXP_ONE * math.log(2)
+    e = np.exp(x)
+    return e / e.sum()
+
+
+def test_exp2_table_and_exp_bits():
+    for bits in (8, 12, 15):
+        t = K.exp2_table(bits)
+        assert t.dtype == np.uint16 and t.size == K.EXP_ONE and t[0] == 1 << bits and table_bits(t) == bits
+        assert (np.diff(t.astype(np.int64)) <= 0).all() and t[-1] == round(2 ** (bits - 1 + 1 / K.EXP_ONE))
+    for ctx in (1, 2, 256, 512, 513, 1024, 4096, 1 << 16):
+        bits = K.exp_bits(ctx)
+        assert bits <= 15 and ctx * (128 << bits) <= 2**31  # acc = sum_t e_t v_t fits int32 over the context
+        assert bits == 15 or ctx * (128 << (bits + 1)) > 2**31
+    assert K.exp_bits(512) == 15 and K.exp_bits(4096) == 12
+
+
+def test_score_multiplier():
+    """d <= cut: d * mult + 2^(shift-1) fits 32 bits and z < 16 * 2^9; d = cut + 1: z >= 16 * 2^9."""
+    rng = np.random.default_rng(3)
+    top = 2.0 ** (31 - K.EXP_SHIFT_MAX)  # the first real whose multiplier does not fit
+    for real in [2.0**-22, 2.0**-18, 1.0, 2.0**8, top - 1, *top * 10 ** rng.uniform(-10, -0.01, 500)]:
+        mult, shift, cut = K.score_multiplier(float(real))
+        assert shift == K.EXP_SHIFT_MAX and 1 <= mult < 2**31 and cut >= 0
+        assert abs(mult - real * 2**shift) <= 0.5 or mult == 1
+        z = lambda d: (d * mult + (1 << (shift - 1))) >> shift  # noqa: E731
+        assert cut * mult + (1 << (shift - 1)) < 2**32 and z(cut) < 16 << K.EXP_FRAC
+        assert z(cut + 1) >= 16 << K.EXP_FRAC or cut == 2**31 - 1  # clamped: distances stay below 2^31
+    for bad in (0.0, -1.0, math.inf, math.nan, top):
+        with pytest.raises(ValueError):
+            K.score_multiplier(bad)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_softmax_exp_approximates_float_softmax(seed):
+    rng = np.random.default_rng(seed)
+    n, hs = int(rng.integers(1, 513)), int(rng.choice([8, 16, 64]))
+    scores = rng.integers(-hs * 2**14, hs * 2**14 + 1, n)
+    scale = 10 ** rng.uniform(-1, 1.5) / (np.ptp(scores) + 1)  # max - min spans 0.1 .. 30 nats
+    real = scale * math.log2(math.e) * K.EXP_ONE
+    m, s, cut = K.score_multiplier(real)
+    want = float_softmax(scores, m / 2**s)
+    for bits, tol in ((15, 2e-3), (K.exp_bits(4096), 1e-2)):
+        e = K.softmax_exp(scores, m, s, K.exp2_table(bits))
+        assert e.max() == 1 << bits
+        assert np.abs(e / e.sum() - want).max() < tol
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_attention_approximates_float_attention(seed):
+    """K.attention = round(softmax(q . k * scale) . v * s_v / s_att), up to the integer softmax's error."""
+    rng = np.random.default_rng(seed)
+    c = attention_case(rng, 4, 16, int(rng.integers(0, 512)), n_heads=8)
+    om, os_ = K.quantize_multiplier(10 ** rng.uniform(-1, 0))  # v * s_v / s_att stays within int8
+    c["out_mult"], c["out_shift"] = om, os_ + 15
+    got = K.attention(**c)
+    n, hs, g = c["pos"] + 1, c["head_size"], 2
+    q = c["q"].reshape(8, hs).astype(np.float64)
+    want = []
+    for h in range(8):
+        kh = h // g
+        k, v = (c[x][:n, kh * hs:(kh + 1) * hs].astype(np.float64) for x in ("k_cache", "v_cache"))
+        p = float_softmax(k @ q[h], c["score_mult"] / 2 ** c["score_shift"])
+        want.append(p @ v * om / 2**os_)
+    assert np.abs(got - np.concatenate(want)).max() <= 1.0
 
 
 # -------------------------------------------------------------- tiled attention: pieces and composition
@@ -414,18 +447,10 @@ def _kv_rows(cache_flat, kv_dim, kh, hs, t0, n_t, tile):
     return cache_flat[t0 * kv_dim + kh * hs:], kv_dim, rows
 
 
-def _tile_case(rng, seed, ctx=80):
-    g, hs, n_kv = int(rng.choice([1, 2, 4, 8])), int(rng.choice([2, 8, 16, 64])), int(rng.choice([1, 2, 4]))
-    n_t = 1 if seed % 4 == 0 else int(rng.integers(1, ctx + 1))
-    t0 = int(rng.integers(0, ctx - n_t + 1))
-    stride = t0 + n_t + int(rng.integers(0, 5))
-    return g, hs, n_kv, n_t, t0, stride, int(rng.integers(0, n_kv)), bool(seed % 2)
-
-
 @pytest.mark.parametrize("seed", range(60))
 def test_attn_scores(lib, seed):
     rng = np.random.default_rng(seed)
-    g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+    g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
     q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
     if seed % 10 == 3:  # largest products of both signs
         q[:], cache[::2], cache[1::2] = -128, -128, 127
@@ -441,35 +466,39 @@ def test_attn_scores(lib, seed):
     assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_softmax_q15_rows(lib, seed):
-    rng = np.random.default_rng(seed)
-    g, n = int(rng.integers(1, 9)), 1 if seed % 5 == 0 else int(rng.integers(1, 600))
-    stride = n + int(rng.integers(0, 5))
-    lim = 2 ** int(rng.integers(1, 21))
-    scores = np.full((g, stride), -777, np.int32)
-    scores[:, :n] = rng.integers(-lim, lim + 1, (g, n))
-    if seed % 7 == 1:  # ties: equal scores in a row
-        scores[0, :n] = scores[0, 0]
-    mult, shift = K.quantize_multiplier(10 ** rng.uniform(-6, -1) * math.log2(math.e) * 65536)
-    table = K.exp2_table()
-    want = K.softmax_rows_q15(scores[:, :n], mult, shift, table)
+def check_softmax_exp_rows(lib, scores, n, p, table):
+    g, stride = scores.shape
+    want, want_sums = K.softmax_exp_rows(scores[:, :n], p["score_mult"], p["score_shift"], table)
     for h in range(g):
-        np.testing.assert_array_equal(want[h], K.softmax_q15(scores[h, :n], mult, shift, table))
-    lib.softmax_q15_rows(scores, stride, n, g, mult, shift, table)
-    np.testing.assert_array_equal(scores[:, :n], want)
-    assert (scores[:, n:] == -777).all(), "softmax wrote past n"
+        np.testing.assert_array_equal(want[h], K.softmax_exp(scores[h, :n], p["score_mult"], p["score_shift"], table))
+    assert (want.max(axis=1) == table[0]).all()  # the row's max scores weigh 2^bits
+    s, sums = scores.copy(), np.full(g + 4, -5, np.int32)
+    lib.softmax_exp_rows(s, stride, n, g, p["score_mult"], p["score_shift"], p["score_cut"], table, sums)
+    np.testing.assert_array_equal(s[:, :n], want)
+    np.testing.assert_array_equal(sums[:g], want_sums)
+    np.testing.assert_array_equal(s[:, n:], scores[:, n:], err_msg="softmax wrote past n")
+    assert (sums[g:] == -5).all(), "softmax wrote past g sums"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_softmax_exp_rows(lib, seed):
+    check_softmax_exp_rows(lib, *softmax_rows_input(seed))
+
+
+def test_softmax_exp_rows_cut_edges(lib):
+    for scores, n, p, table, _label in softmax_cut_edges():
+        check_softmax_exp_rows(lib, scores, n, p, table)
 
 
 @pytest.mark.parametrize("seed", range(60))
 def test_attn_av(lib, seed):
     rng = np.random.default_rng(seed)
-    g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+    g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
     cache = rand_i8(rng, 80 * n_kv * hs)
     p = np.full((g, stride), 1 << 24, np.int32)  # outside [t0, t0 + n_t): poison if read
-    p[:, t0:t0 + n_t] = rng.integers(0, K.PROB_ONE + 1, (g, n_t))
+    p[:, t0:t0 + n_t] = rng.integers(0, (1 << 15) + 1, (g, n_t))
     if seed % 10 == 3:  # largest products of both signs
-        p[:, t0:t0 + n_t], cache[::2], cache[1::2] = K.PROB_ONE, -128, 127
+        p[:, t0:t0 + n_t], cache[::2], cache[1::2] = 1 << 15, -128, 127
     v, v_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
     acc0 = rng.integers(-(2**22), 2**22, g * hs).astype(np.int32)
     acc = np.concatenate([acc0, np.full(4, -777, np.int32)])
@@ -480,25 +509,36 @@ def test_attn_av(lib, seed):
     assert (acc[g * hs:] == -777).all(), "attn_av wrote past g*hs"
 
 
+def test_attn_av_extremes(lib):
+    for g, hs, e, v, label in av_extremes():
+        acc = np.zeros(g * hs, np.int32)
+        lib.attn_av_i8(acc, e, e.shape[1], v.reshape(-1), hs, 0, e.shape[1], g, hs)
+        want = K.attn_av(e, v).reshape(-1)
+        assert (want == (-(2**31) if v[0, 0] < 0 else 127 << 24)).all(), label
+        np.testing.assert_array_equal(acc, want, err_msg=label)
+
+
+def check_attn_out(lib, acc, sums, g, hs, mult, shift, bits, exact=False):
+    out = np.full(g * hs + 4, 99, np.int8)
+    lib.attn_out_i8(out, acc.reshape(-1), sums, g, hs, mult, shift, bits)
+    want = K.attn_out(acc, sums, mult, shift, bits)
+    assert want.shape == (g, hs)
+    np.testing.assert_array_equal(out[: g * hs], want.reshape(-1))
+    assert (out[g * hs:] == 99).all(), "attn_out wrote past g*hs"
+    if exact:  # the twin by its definition, in exact rationals
+        m = [(int(mult) << bits) // int(s) for s in sums]
+        ref = [[_round_half_away(Fraction(int(a) * m[h], 2**shift)) for a in acc[h]] for h in range(g)]
+        np.testing.assert_array_equal(want, np.clip(ref, *I8))
+
+
 @pytest.mark.parametrize("seed", range(40))
-def test_requant_i32_i8(lib, seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 500))
-    if seed % 3 == 0:  # the whole int32 range, including INT32_MIN
-        acc = rng.integers(-(2**31), 2**31, n).astype(np.int32)
-        acc[0] = -(2**31)
-    else:
-        acc = rng.integers(-(2**23), 2**23, n).astype(np.int32)
-    if seed % 5 == 2:  # exact .5 ties
-        mult, shift = int(rng.integers(1, 8)), int(rng.integers(1, 4))
-    else:
-        mult, shift = K.quantize_multiplier(float(wide_reals(rng, 1)[0]) if seed % 2 else 10 ** rng.uniform(-7, -4))
-    out = np.full(n + 4, 99, np.int8)
-    lib.requant_i32_i8(out, acc, n, mult, shift)
-    want = K.requant_i8(acc, mult, shift)
-    np.testing.assert_array_equal(want, K.requant(acc, mult, shift, *I8))
-    np.testing.assert_array_equal(out[:n], want)
-    assert (out[n:] == 99).all()
+def test_attn_out(lib, seed):
+    check_attn_out(lib, *attn_out_input(seed), exact=seed < 10)
+
+
+def test_attn_out_edges(lib):
+    for acc, sums, g, hs, mult, shift, bits, _label in attn_out_edges():
+        check_attn_out(lib, acc, sums, g, hs, mult, shift, bits, exact=True)
 
 
 def test_zero_i32(lib):
@@ -510,11 +550,11 @@ def test_zero_i32(lib):
 
 def c_attention_tiled(lib, c, T, dma):
     """attention_i8 rebuilt from the tiled kernels; dma: K/V tiles copied dense by dma_start_2d, else read in place."""
-    table = K.exp2_table()
     n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
     g, kv_dim, stride = nh // nkv, nkv * hs, c["pos"] + 4
     scores = np.full((g, stride), -777, np.int32)
     acc = np.full(g * hs, 12345, np.int32)  # zero_i32 must clear what the previous kv head left
+    sums = np.full(g, -5, np.int32)
     out = np.zeros(nh * hs, np.int8)
     tile_buf = np.zeros(min(T, n) * hs, np.int8)
     job = DmaJob(0)
@@ -533,53 +573,32 @@ def c_attention_tiled(lib, c, T, dma):
             n_t = min(T, n - t0)
             k, k_stride = kv_tile(kc, kh, t0, n_t)
             lib.attn_scores_i8(scores, stride, c["q"][kh * g * hs:], k, k_stride, t0, n_t, g, hs)
-        lib.softmax_q15_rows(scores, stride, n, g, c["score_mult"], c["score_shift"], table)
+        lib.softmax_exp_rows(scores, stride, n, g, c["score_mult"], c["score_shift"], c["score_cut"], c["table"], sums)
         lib.zero_i32(acc, g * hs)
         for t0 in range(0, n, T):
             n_t = min(T, n - t0)
             v, v_stride = kv_tile(vc, kh, t0, n_t)
             lib.attn_av_i8(acc, scores, stride, v, v_stride, t0, n_t, g, hs)
-        lib.requant_i32_i8(out[kh * g * hs:], acc, g * hs, c["out_mult"], c["out_shift"])
+        lib.attn_out_i8(out[kh * g * hs:], acc, sums, g, hs, c["out_mult"], c["out_shift"], table_bits(c["table"]))
     assert (scores[:, n:] == -777).all(), "scores written past pos"
     return out
 
 
-def twin_attention_tiled(c, T):
-    """The same composition with the numpy twins."""
-    table = K.exp2_table()
-    n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
-    g = nh // nkv
-    q = c["q"].reshape(nkv, g * hs)
-    out = []
-    for kh in range(nkv):
-        k, v = (x[:n, kh * hs:(kh + 1) * hs] for x in (c["k_cache"], c["v_cache"]))
-        scores = np.concatenate([K.attn_scores(q[kh], k[t0:t0 + T]) for t0 in range(0, n, T)], axis=1)
-        p = K.softmax_rows_q15(scores, c["score_mult"], c["score_shift"], table)
-        acc = sum(K.attn_av(p[:, t0:t0 + T], v[t0:t0 + T]) for t0 in range(0, n, T))
-        out.append(K.requant_i8(acc, c["out_mult"], c["out_shift"]).reshape(-1))
-    return np.concatenate(out)
-
-
 @pytest.mark.parametrize("dma", [False, True], ids=["in_place", "dma"])
-@pytest.mark.parametrize("T", [1, 7, 64, "all"])
-@pytest.mark.parametrize("n_kv_heads,head_size", [(4, 8), (8, 8), (4, 16), (8, 16)])
-@pytest.mark.parametrize("pos", [0, 1, 37, 300, 511])
-def test_attention_tiled_composition(lib, pos, n_kv_heads, head_size, T, dma):
-    T = pos + 1 if T == "all" else T
-    rng = np.random.default_rng(pos * 1000 + n_kv_heads * 100 + head_size + T)
-    c = attention_case(rng, n_kv_heads, head_size, pos)
-    want = K.attention(**c, table=K.exp2_table())
-    scratch = np.zeros(pos + 1, np.int32)
-    ref = np.zeros(c["n_heads"] * head_size, np.int8)
-    lib.attention_i8(ref, c["q"], c["k_cache"], c["v_cache"], scratch, pos, c["n_heads"], n_kv_heads, head_size,
-                     c["score_mult"], c["score_shift"], c["out_mult"], c["out_shift"], K.exp2_table())
-    np.testing.assert_array_equal(ref, want)
+@pytest.mark.parametrize("T", TILED_T)
+@pytest.mark.parametrize("shape", TILED_SHAPES, ids=lambda s: "h{}kv{}hs{}".format(*s))
+@pytest.mark.parametrize("pos", TILED_POS)
+def test_attention_tiled_composition(lib, pos, shape, T, dma):
+    c, T = tiled_case(pos, shape, T)
+    want = K.attention(**c)
+    np.testing.assert_array_equal(c_attention(lib, c, guard=0)[0], want)
     lib.dma_reset_counters()
     np.testing.assert_array_equal(c_attention_tiled(lib, c, T, dma), want)
-    n_tiles = -(-(pos + 1) // T)
-    assert ctypes.c_uint32.in_dll(lib, "dma_bytes").value == (2 * n_kv_heads * (pos + 1) * head_size if dma else 0)
+    n_tiles, n_kv_heads, hs = -(-(pos + 1) // T), c["n_kv_heads"], c["head_size"]
+    assert ctypes.c_uint32.in_dll(lib, "dma_bytes").value == (2 * n_kv_heads * (pos + 1) * hs if dma else 0)
     assert ctypes.c_uint32.in_dll(lib, "dma_transfers").value == (2 * n_kv_heads * n_tiles if dma else 0)
     np.testing.assert_array_equal(twin_attention_tiled(c, T), want)
+
 
 def silu_table(rng):
     g = np.arange(-128, 128) * 10 ** rng.uniform(-2, -0.5)
@@ -632,6 +651,24 @@ def test_embed(lib, seed):
         assert not x[dim:].any(), "embed wrote past dim"
         exact = [_round_half_away(Fraction(int(r) * int(mult[token]), 2 ** int(shift[token]))) for r in table[token]]
         np.testing.assert_array_equal(want, np.clip(exact, *I16))
+
+
+# (mult, shift) at the edges of the C's one-high-multiply form (dpl_rq32) and past them: low zero bits in mult,
+# shifts just above / below 33 where acc is scaled up
+@pytest.mark.parametrize("mult,shift", [(3 << 20, 44), (1 << 30, 44), (1 << 30, 30), (2**31 - 1, 25), (2**31 - 1, 24),
+                                        (2**31 - 1, 62), (5, 33), (2**31 - 1, 8), (2**31 - 1, 10), (1 << 30, 12)])
+def test_requant_edges(lib, mult, shift):
+    rng = np.random.default_rng(shift)
+    gate, up = np.repeat(np.arange(-128, 128), 4).astype(np.int8), np.tile([-128, -1, 1, 127], 256).astype(np.int8)
+    table = rng.integers(-32768, 32768, 256, dtype=np.int16)
+    table[0], table[255] = -32768, 32767
+    h = np.zeros(gate.size, np.int8)
+    lib.swiglu_i8(h, gate, up, table, mult, shift, gate.size)
+    np.testing.assert_array_equal(h, K.swiglu(gate, up, table, mult, shift))
+    row = np.arange(-128, 128).astype(np.int8)
+    x = np.zeros(256, np.int16)
+    lib.embed_i16(x, row, np.array([mult], np.int32), np.array([shift], np.uint8), 256)
+    np.testing.assert_array_equal(x, K.embed(row, mult, shift))
 
 
 @pytest.mark.parametrize("seed", range(100))

@@ -28,6 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
 from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
+from attention_cases import (ATTN_EDGES, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
+                             attn_out_edges, attn_out_input, av_extremes, check_edge, last_head_exps,
+                             random_attention, softmax_cut_edges, softmax_rows_input, table_bits, tile_case,
+                             tiled_case, twin_attention_tiled)
 
 PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
 GCC, NM, QEMU = "riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "qemu-system-riscv32"
@@ -236,18 +240,6 @@ def silu_table(rng):
     return np.clip(np.round(silu / np.abs(silu).max() * 32767), *I16).astype(np.int16)
 
 
-def attention_case(rng, n_kv_heads, head_size, pos, ctx=512, wide=False):
-    n_heads = 8
-    sq, sk, sv = 10 ** rng.uniform(-3, -1, 3)
-    score_mult, score_shift = K.quantize_multiplier(sq * sk / math.sqrt(head_size) * math.log2(math.e) * 65536)
-    out_real = float(wide_reals(rng, 1)[0]) if wide else sv / (10 ** rng.uniform(-2.5, -1.5) * K.PROB_ONE)
-    out_mult, out_shift = K.quantize_multiplier(out_real)
-    return dict(q=rand_i8(rng, n_heads * head_size), k_cache=rand_i8(rng, (ctx, n_kv_heads * head_size)),
-                v_cache=rand_i8(rng, (ctx, n_kv_heads * head_size)), pos=pos, n_heads=n_heads,
-                n_kv_heads=n_kv_heads, head_size=head_size, score_mult=score_mult, score_shift=score_shift,
-                out_mult=out_mult, out_shift=out_shift)
-
-
 POISON32 = -777
 
 
@@ -378,7 +370,8 @@ def gen_rmsnorm():
         eps_q = int(rng.integers(0, 10**8 + 1)) if seed % 3 else 0
         cases.append(rmsnorm_case(x, gain, gain_shift, eps_q, f"seed={seed} dim={dim}"))
     dim = 512
-    for edge in ("zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31", "ties", "eps_large"):
+    for edge in ("zero", "zero_eps", "tiny", "ones", "full_pos", "full_neg", "sat", "shift31", "ties", "eps_large",
+                 "eps_huge"):
         x, gain, gain_shift, eps_q = np.zeros(dim, np.int16), np.full(dim, 1 << 12, np.int32), 12, 0
         if edge == "zero_eps":
             eps_q = 10**8
@@ -399,6 +392,8 @@ def gen_rmsnorm():
             gain[:], gain_shift = np.arange(dim) % 256 * 2 - 255, 1
         elif edge == "eps_large":  # eps_q beyond 32 bits: the int64 argument must arrive whole
             x[:], eps_q = 1000, (1 << 40) + 12345
+        elif edge == "eps_huge":  # isqrt argument >= 2^48 and r >= 2^24: the C's 64-bit fallbacks
+            x[:], eps_q = 1000, (1 << 52) + 12345
         cases.append(rmsnorm_case(x, gain, gain_shift, eps_q, f"edge {edge}"))
     return cases
 
@@ -450,80 +445,34 @@ def gen_rope():
 # ------------------------------------------------------------------------------------------- attention
 
 
-def attention_i8_case(c_args, label):
-    table = K.exp2_table()
-    a = dict(c_args)
+def attention_i8_case(a, label, check=None):
+    """attention_i8 on the kwargs a of kernels.attention; check(want) asserts the edge's property on the twin."""
     pos, hs, nh, nkv = a["pos"], a["head_size"], a["n_heads"], a["n_kv_heads"]
-    want = K.attention(**a, table=table)
+    want = K.attention(**a)
+    if check is not None:
+        check(want)
     # the kernel reads cache rows 0..pos only: ship just those
     kc, vc = a["k_cache"][: pos + 1], a["v_cache"][: pos + 1]
     c = Case("attention_i8", label)
     guard = 8
     out, scratch = c.out(np.full(nh * hs, 99, np.int8)), c.out(np.full(pos + 1 + guard, -12345, np.int32))
     c.call("attention_i8", out, c.arr(a["q"]), c.arr(kc), c.arr(vc), scratch, pos, nh, nkv, hs, a["score_mult"],
-           a["score_shift"], a["out_mult"], a["out_shift"], c.arr(table))
+           a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"], c.arr(a["table"]))
     c.expect(out, want, "out")
-    # scratch ends holding the last head's probabilities
-    last = nh - 1
-    kh = last // (nh // nkv)
-    scores = kc.astype(np.int64)[:, kh * hs:(kh + 1) * hs] @ a["q"].astype(np.int64)[last * hs:(last + 1) * hs]
-    p = K.softmax_q15(scores, a["score_mult"], a["score_shift"], table)
-    c.expect(scratch, np.concatenate([p, np.full(guard, -12345)]), "scratch (last head's probabilities)")
+    c.expect(scratch, np.concatenate([last_head_exps(a)[0], np.full(guard, -12345)]), "scratch (last head's exps)")
     return c
-
-
-ATTN_EDGES = ["pos0", "pos300", "pos511", "equal_scores", "zero_q", "extreme", "saturate", "exp_steps", "exp_cutoff",
-              "neg_mult", "ties_pos0", "ties_pos1"]
 
 
 def gen_attention():
     cases = []
     for seed in seeds(120):
-        rng = np.random.default_rng(seed)
-        n_kv_heads, head_size = int(rng.choice([4, 8])), int(rng.choice([8, 16]))
-        pos = int(rng.integers(0, 512)) if seed % 3 else int(rng.integers(0, 8))
-        a = attention_case(rng, n_kv_heads, head_size, pos, wide=seed % 4 == 0)
-        if seed % 5 == 2:  # out requant on exact .5 ties
-            a["out_mult"], a["out_shift"] = int(rng.integers(1, 8)), int(rng.integers(1, 4))
-        cases.append(attention_i8_case(a, f"seed={seed} kv={n_kv_heads} hs={head_size} pos={pos}"))
+        a = random_attention(seed)
+        cases.append(attention_i8_case(a, f"seed={seed} heads={a['n_heads']} kv={a['n_kv_heads']} "
+                                          f"hs={a['head_size']} pos={a['pos']} bits={table_bits(a['table'])}"))
     for edge in ATTN_EDGES:
-        rng = np.random.default_rng(sum(map(ord, edge)))
-        pos = {"pos0": 0, "pos300": 300, "pos511": 511, "exp_cutoff": 1, "ties_pos0": 0, "ties_pos1": 1}.get(edge, 200)
-        a = attention_case(rng, 4, 16, pos)
-        if edge == "equal_scores":
-            a["k_cache"][:] = a["k_cache"][0]
-        elif edge == "zero_q":
-            a["q"][:] = 0
-        elif edge == "extreme":
-            a["q"][:], a["k_cache"][::2], a["k_cache"][1::2] = 127, 127, -128
-            a["score_mult"], a["score_shift"] = K.quantize_multiplier(0.1 * 0.1 / 4 * math.log2(math.e) * 65536)
-        elif edge in ("exp_steps", "exp_cutoff"):
-            a["q"][:], a["k_cache"][:] = 0, 0
-            a["q"][::16] = 1
-            a["k_cache"][:256, ::16] = (127 - np.arange(256))[:, None]
-            a["score_mult"], a["score_shift"] = K.quantize_multiplier(2.0**14)
-            if edge == "exp_cutoff":
-                a["k_cache"][1, ::16] = 127 - 64
-        elif edge == "neg_mult":
-            a["score_mult"] = -a["score_mult"]
-        elif edge == "saturate":
-            a["v_cache"][:] = np.where(np.arange(64) % 2, 127, -128)
-            a["out_mult"], a["out_shift"] = K.quantize_multiplier(1.0)
-        elif edge == "ties_pos0":  # one position: p = 2^15 exactly, out = v / 2, ties of both signs
-            a["out_mult"], a["out_shift"] = 1, 16
-        elif edge == "ties_pos1":  # two equal keys: p = 2^14 each, out = (v0 + v1) / 2
-            a["k_cache"][1] = a["k_cache"][0]
-            a["out_mult"], a["out_shift"] = 1, 15
-        cases.append(attention_i8_case(a, f"edge {edge}"))
+        a = attention_edge(edge)
+        cases.append(attention_i8_case(a, f"edge {edge}", lambda want, a=a, edge=edge: check_edge(edge, a, want)))
     return cases
-
-
-def _tile_case(rng, seed, ctx=80):
-    g, hs, n_kv = int(rng.choice([1, 2, 4, 8])), int(rng.choice([2, 8, 16, 64])), int(rng.choice([1, 2, 4]))
-    n_t = 1 if seed % 4 == 0 else int(rng.integers(1, ctx + 1))
-    t0 = int(rng.integers(0, ctx - n_t + 1))
-    stride = t0 + n_t + int(rng.integers(0, 5))
-    return g, hs, n_kv, n_t, t0, stride, int(rng.integers(0, n_kv)), bool(seed % 2)
 
 
 def _kv_operand(c, cache, kv_dim, kh, hs, t0, n_t, tile):
@@ -538,7 +487,7 @@ def gen_attn_scores():
     cases = []
     for seed in seeds(60):
         rng = np.random.default_rng(seed)
-        g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+        g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
         q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
         if seed % 10 == 3:  # largest products of both signs
             q[:], cache[::2], cache[1::2] = -128, -128, 127
@@ -554,35 +503,26 @@ def gen_attn_scores():
 
 
 def gen_softmax():
-    cases, table = [], K.exp2_table()
+    cases = []
     for seed in seeds(60):
-        rng = np.random.default_rng(seed)
-        g, n = int(rng.integers(1, 9)), 1 if seed % 5 == 0 else int(rng.integers(1, 600))
-        stride = n + int(rng.integers(0, 5))
-        lim = 2 ** int(rng.integers(1, 21))
-        scores = np.full((g, stride), POISON32, np.int32)
-        scores[:, :n] = rng.integers(-lim, lim + 1, (g, n))
-        if seed % 7 == 1:  # ties: equal scores in a row
-            scores[0, :n] = scores[0, 0]
-        mult, shift = K.quantize_multiplier(10 ** rng.uniform(-6, -1) * math.log2(math.e) * 65536)
-        cases.append(softmax_case(scores, n, mult, shift, table, f"seed={seed} g={g} n={n}"))
-    rng = np.random.default_rng(77)
-    for edge, lim in (("int32_extremes", 2**31 - 1), ("steep", 2**20)):  # max - s up to 2^32 - 1: int64 distances
-        scores = rng.integers(-lim - 1, lim + 1, (3, 300)).astype(np.int32)
-        scores[:, 0], scores[:, 1] = -(2**31), 2**31 - 1
-        mult, shift = K.quantize_multiplier(1e-3 * math.log2(math.e) * 65536)
-        cases.append(softmax_case(scores, 300, mult, shift, table, f"edge {edge}"))
+        scores, n, p, table = softmax_rows_input(seed)
+        cases.append(softmax_case(scores, n, p, table, f"seed={seed} g={scores.shape[0]} n={n} "
+                                                       f"mult={p['score_mult']} bits={table_bits(table)}"))
+    for scores, n, p, table, label in softmax_cut_edges():
+        cases.append(softmax_case(scores, n, p, table, label))
     return cases
 
 
-def softmax_case(scores, n, mult, shift, table, label):
+def softmax_case(scores, n, p, table, label):
     g, stride = scores.shape
-    c = Case("softmax_q15_rows", label)
-    s = c.out(scores)
-    c.call("softmax_q15_rows", s, stride, n, g, mult, shift, c.arr(table))
+    c = Case("softmax_exp_rows", label)
+    s, sums = c.out(scores), c.out(np.full(g + 4, -5, np.int32))
+    c.call("softmax_exp_rows", s, stride, n, g, p["score_mult"], p["score_shift"], p["score_cut"], c.arr(table), sums)
     want = scores.astype(np.int64)
-    want[:, :n] = K.softmax_rows_q15(scores[:, :n], mult, shift, table)
-    c.expect(s, want, "probabilities (poison past n)")
+    e, want_sums = K.softmax_exp_rows(scores[:, :n], p["score_mult"], p["score_shift"], table)
+    want[:, :n] = e
+    c.expect(s, want, "exps (poison past n)")
+    c.expect(sums, np.concatenate([want_sums, np.full(4, -5)]), "sums (poison past g)")
     return c
 
 
@@ -590,12 +530,12 @@ def gen_attn_av():
     cases = []
     for seed in seeds(60):
         rng = np.random.default_rng(seed)
-        g, hs, n_kv, n_t, t0, stride, kh, tile = _tile_case(rng, seed)
+        g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
         cache = rand_i8(rng, 80 * n_kv * hs)
         p = np.full((g, stride), 1 << 24, np.int32)  # outside [t0, t0 + n_t): poison if read
-        p[:, t0:t0 + n_t] = rng.integers(0, K.PROB_ONE + 1, (g, n_t))
+        p[:, t0:t0 + n_t] = rng.integers(0, (1 << 15) + 1, (g, n_t))
         if seed % 10 == 3:  # largest products of both signs
-            p[:, t0:t0 + n_t], cache[::2], cache[1::2] = K.PROB_ONE, -128, 127
+            p[:, t0:t0 + n_t], cache[::2], cache[1::2] = 1 << 15, -128, 127
         c = Case("attn_av_i8", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
         v, v_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
         acc0 = rng.integers(-(2**22), 2**22, g * hs).astype(np.int32)
@@ -603,35 +543,31 @@ def gen_attn_av():
         c.call("attn_av_i8", acc, c.arr(p), stride, v, v_stride, t0, n_t, g, hs)
         c.expect(acc, acc0 + K.attn_av(p[:, t0:t0 + n_t], rows).reshape(-1), "acc")
         cases.append(c)
+    for g, hs, e, v, label in av_extremes():  # acc reaches -2^31 exactly
+        c = Case("attn_av_i8", label)
+        acc = c.out(np.zeros(g * hs, np.int32))
+        c.call("attn_av_i8", acc, c.arr(e), e.shape[1], c.arr(v), hs, 0, e.shape[1], g, hs)
+        c.expect(acc, K.attn_av(e, v).reshape(-1), "acc")
+        cases.append(c)
     return cases
 
 
-def gen_requant():
+def gen_attn_out():
     cases = []
     for seed in seeds(40):
-        rng = np.random.default_rng(seed)
-        n = int(rng.integers(1, 500))
-        if seed % 3 == 0:  # the whole int32 range, including INT32_MIN
-            acc = rng.integers(-(2**31), 2**31, n).astype(np.int32)
-            acc[0] = -(2**31)
-        else:
-            acc = rng.integers(-(2**23), 2**23, n).astype(np.int32)
-        if seed % 5 == 2:  # exact .5 ties
-            mult, shift = int(rng.integers(1, 8)), int(rng.integers(1, 4))
-        else:
-            mult, shift = K.quantize_multiplier(float(wide_reals(rng, 1)[0]) if seed % 2 else 10 ** rng.uniform(-7, -4))
-        cases.append(requant_case(acc, mult, shift, f"seed={seed} n={n} mult={mult} shift={shift}"))
-    acc = np.arange(-300, 301, dtype=np.int32)
-    for mult, shift in ((1, 1), (3, 2), (1 << 30, 31), (2**31 - 1, 62), (1, 0)):
-        cases.append(requant_case(acc, mult, shift, f"edge ties mult={mult} shift={shift}"))
+        acc, sums, g, hs, mult, shift, bits = attn_out_input(seed)
+        cases.append(attn_out_case(acc, sums, g, hs, mult, shift, bits,
+                                   f"seed={seed} g={g} hs={hs} mult={mult} shift={shift} bits={bits}"))
+    for args in attn_out_edges():
+        cases.append(attn_out_case(*args))
     return cases
 
 
-def requant_case(acc, mult, shift, label):
-    c = Case("requant_i32_i8", label)
-    out = c.out(np.full(acc.size, 99, np.int8))
-    c.call("requant_i32_i8", out, c.arr(acc), acc.size, mult, shift)
-    c.expect(out, K.requant_i8(acc, mult, shift), "out")
+def attn_out_case(acc, sums, g, hs, mult, shift, bits, label):
+    c = Case("attn_out_i8", label)
+    out = c.out(np.full(g * hs + 4, 99, np.int8))
+    c.call("attn_out_i8", out, c.arr(acc), c.arr(sums), g, hs, mult, shift, bits)
+    c.expect(out, np.concatenate([K.attn_out(acc, sums, mult, shift, bits).reshape(-1), np.full(4, 99)]), "out")
     return c
 
 
@@ -646,65 +582,53 @@ def gen_zero():
     return cases
 
 
-def twin_attention_tiled(a, T):
-    table = K.exp2_table()
-    n, nh, nkv, hs = a["pos"] + 1, a["n_heads"], a["n_kv_heads"], a["head_size"]
-    g = nh // nkv
-    q = a["q"].reshape(nkv, g * hs)
-    out = []
-    for kh in range(nkv):
-        k, v = (x[:n, kh * hs:(kh + 1) * hs] for x in (a["k_cache"], a["v_cache"]))
-        scores = np.concatenate([K.attn_scores(q[kh], k[t0:t0 + T]) for t0 in range(0, n, T)], axis=1)
-        p = K.softmax_rows_q15(scores, a["score_mult"], a["score_shift"], table)
-        acc = sum(K.attn_av(p[:, t0:t0 + T], v[t0:t0 + T]) for t0 in range(0, n, T))
-        out.append(K.requant_i8(acc, a["out_mult"], a["out_shift"]).reshape(-1))
-    return np.concatenate(out)
-
-
 def gen_attention_tiled():
     """The tiled kernels composed as the generated code composes them, K/V in place or DMA'd into dense tiles."""
-    cases, table = [], K.exp2_table()
-    configs = [(pos, kv_hs, T, None) for pos in (0, 1, 37, 300, 511) for kv_hs in ((4, 8), (8, 8), (4, 16), (8, 16))
-               for T in (1, 7, 64, "all")]
-    configs += [(0, (4, 16), 1, "ties"), (1, (4, 16), 1, "ties")]  # out requant on exact .5 ties, as attention_i8's
-    for pos, (n_kv_heads, head_size), T, ties in configs:
-        T = pos + 1 if T == "all" else T
-        rng = np.random.default_rng(pos * 1000 + n_kv_heads * 100 + head_size + T)
-        a = attention_case(rng, n_kv_heads, head_size, pos)
-        if ties:  # p = 2^15 (pos 0) or 2^14 twice (equal keys): out = v / 2 or (v0 + v1) / 2
-            a["k_cache"][1] = a["k_cache"][0]
-            a["out_mult"], a["out_shift"] = 1, 16 - pos
-        want = K.attention(**a, table=table)
-        if (pos, n_kv_heads, head_size) in ((37, 4, 16), (300, 8, 8)):  # the twin composition agrees too
-            np.testing.assert_array_equal(twin_attention_tiled(a, T), want)
-        for dma in (0, 1):
-            n, nh, hs = pos + 1, a["n_heads"], head_size
-            g, stride = nh // n_kv_heads, pos + 4
-            c = Case("attention_tiled", f"pos={pos} kv={n_kv_heads} hs={hs} T={T} dma={dma}"
-                                        + (" ties" if ties else ""))
-            out = c.out(np.full(nh * hs, 99, np.int8))
-            scores = c.out(np.full((g, stride), POISON32, np.int32))
-            c.call("dma_reset_counters")
-            c.call("attention_tiled", out, c.arr(a["q"]), c.arr(a["k_cache"][:n]), c.arr(a["v_cache"][:n]),
-                   scores, stride, c.arr(np.full(g * hs, 12345, np.int32)),
-                   c.arr(np.zeros(min(T, n) * hs, np.int8)), c.arr(np.zeros(1, np.uint32)), pos, nh,
-                   n_kv_heads, hs, a["score_mult"], a["score_shift"], a["out_mult"], a["out_shift"],
-                   c.arr(table), T, dma)
-            counters = c.call("dma_counters")
-            c.expect(out, want, "out")
-            n_tiles = -(-n // T)
-            bytes_, transfers = (2 * n_kv_heads * n * hs, 2 * n_kv_heads * n_tiles) if dma else (0, 0)
-            c.expect_ret(counters, transfers << 32 | bytes_, "dma counters")
-            # scores end as the last kv head's probabilities; poison past pos stays
-            kh = n_kv_heads - 1
-            k = a["k_cache"][:n, kh * hs:(kh + 1) * hs]
-            p = K.softmax_rows_q15(K.attn_scores(a["q"].reshape(n_kv_heads, -1)[kh], k), a["score_mult"],
-                                   a["score_shift"], table)
-            want_s = np.full((g, stride), POISON32, np.int64)
-            want_s[:, :n] = p
-            c.expect(scores, want_s, "scores (last kv head's probabilities, poison past pos)")
-            cases.append(c)
+    cases = []
+    for pos in TILED_POS:
+        for shape in TILED_SHAPES:
+            for T_ in TILED_T:
+                a, T = tiled_case(pos, shape, T_)
+                want = K.attention(**a)
+                if (pos, T_) in ((37, 7), (300, 64)):  # the twin composition agrees too
+                    np.testing.assert_array_equal(twin_attention_tiled(a, T), want)
+                for dma in (0, 1):
+                    cases.append(attention_tiled_case(a, T, dma, want))
+    for edge in ("ties_pos0", "ties_pos1", "acc_min", "bits8_ties", "exp_steps"):  # as attention_i8's edges
+        a = attention_edge(edge)
+        cases.append(attention_tiled_case(a, 7, 1, K.attention(**a), f" edge {edge}"))
     return cases
+
+
+def attention_tiled_case(a, T, dma, want, suffix=""):
+    pos, n_kv_heads, hs, nh = a["pos"], a["n_kv_heads"], a["head_size"], a["n_heads"]
+    n, bits = pos + 1, table_bits(a["table"])
+    g, stride = nh // n_kv_heads, pos + 4
+    c = Case("attention_tiled", f"pos={pos} heads={nh} kv={n_kv_heads} hs={hs} T={T} dma={dma} bits={bits}{suffix}")
+    out = c.out(np.full(nh * hs, 99, np.int8))
+    scores = c.out(np.full((g, stride), POISON32, np.int32))
+    sums = c.out(np.full(g, -5, np.int32))
+    c.call("dma_reset_counters")
+    c.call("attention_tiled", out, c.arr(a["q"]), c.arr(a["k_cache"][:n]), c.arr(a["v_cache"][:n]),
+           scores, stride, c.arr(np.full(g * hs, 12345, np.int32)), sums,
+           c.arr(np.zeros(min(T, n) * hs, np.int8)), c.arr(np.zeros(1, np.uint32)), pos, nh,
+           n_kv_heads, hs, a["score_mult"], a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"],
+           c.arr(a["table"]), bits, T, dma)
+    counters = c.call("dma_counters")
+    c.expect(out, want, "out")
+    n_tiles = -(-n // T)
+    bytes_, transfers = (2 * n_kv_heads * n * hs, 2 * n_kv_heads * n_tiles) if dma else (0, 0)
+    c.expect_ret(counters, transfers << 32 | bytes_, "dma counters")
+    # scores end as the last kv head's exps, sums as their sums; poison past pos stays
+    kh = n_kv_heads - 1
+    k = a["k_cache"][:n, kh * hs:(kh + 1) * hs]
+    e, want_sums = K.softmax_exp_rows(K.attn_scores(a["q"].reshape(n_kv_heads, -1)[kh], k), a["score_mult"],
+                                      a["score_shift"], a["table"])
+    want_s = np.full((g, stride), POISON32, np.int64)
+    want_s[:, :n] = e
+    c.expect(scores, want_s, "scores (last kv head's exps, poison past pos)")
+    c.expect(sums, want_sums, "sums (last kv head's)")
+    return c
 
 
 # ----------------------------------------------------------------------------------- swiglu, residual, ...
@@ -726,7 +650,24 @@ def gen_swiglu():
         c.call("swiglu_i8", h, c.arr(gate), c.arr(up), c.arr(table), mult, shift, n)
         c.expect(h, K.swiglu(gate, up, table, mult, shift), "h")
         cases.append(c)
+    rng = np.random.default_rng(777)  # (mult, shift) at the edges of the C's one-high-multiply form and past them
+    for mult, shift in SWIGLU_EDGES:
+        n = 300
+        gate, up, table = rand_i8(rng, n), rand_i8(rng, n), rng.integers(-32768, 32768, 256, dtype=np.int16)
+        gate[:4], up[:4], table[0], table[255] = [-128, -128, 127, 127], [-128, 127, -128, 127], -32768, 32767
+        c = Case("swiglu_i8", f"edge mult={mult} shift={shift}")
+        h = c.out(np.full(n, 99, np.int8))
+        c.call("swiglu_i8", h, c.arr(gate), c.arr(up), c.arr(table), mult, shift, n)
+        c.expect(h, K.swiglu(gate, up, table, mult, shift), "h")
+        cases.append(c)
     return cases
+
+
+# low zero bits in mult, shifts just inside / outside the 32-bit forms (dpl_rq32: |acc| <= 2^22 for swiglu)
+SWIGLU_EDGES = [(3 << 20, 44), (1 << 30, 44), (1 << 30, 30), (2**31 - 1, 25), (2**31 - 1, 24), (2**31 - 1, 62),
+                (5, 33), (2**31 - 1, 33), (1 << 24, 45)]
+EMBED_EDGES = [(1 << 30, 31), (3 << 26, 33), (2**31 - 1, 8), (2**31 - 1, 10), (5 << 24, 50), (1, 62), (2**31 - 1, 62),
+               (1 << 30, 12)]
 
 
 def gen_add_sat():
@@ -763,6 +704,13 @@ def gen_embed():
             c.call("embed_i16", x, tp + token * dim, mp + token, sp + token, dim)
             c.expect(x, np.concatenate([K.embed(table[token], mult[token], shift[token]), np.zeros(4)]),
                      f"x of token {token}")
+        cases.append(c)
+    row = np.arange(-128, 128).astype(np.int8)  # every int8 value, under multipliers at the C's edges
+    for mult, shift in EMBED_EDGES:
+        c = Case("embed_i16", f"edge mult={mult} shift={shift}")
+        x = c.out(np.zeros(256, np.int16))
+        c.call("embed_i16", x, c.arr(row), c.arr(np.array([mult], np.int32)), c.arr(np.array([shift], np.uint8)), 256)
+        c.expect(x, K.embed(row, mult, shift), "x")
         cases.append(c)
     return cases
 
@@ -902,9 +850,9 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "rope_i8": gen_rope,
     "attention_i8": gen_attention,
     "attn_scores_i8": gen_attn_scores,
-    "softmax_q15_rows": gen_softmax,
+    "softmax_exp_rows": gen_softmax,
     "attn_av_i8": gen_attn_av,
-    "requant_i32_i8": gen_requant,
+    "attn_out_i8": gen_attn_out,
     "zero_i32": gen_zero,
     "attention_tiled": gen_attention_tiled,
     "swiglu_i8": gen_swiglu,
@@ -998,7 +946,7 @@ def test_harness_has_no_soft_float(harness):
 
 
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
-                "softmax_q15_rows", "attn_av_i8", "requant_i32_i8", "zero_i32", "attention_tiled", "swiglu_i8",
+                "softmax_exp_rows", "attn_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8",
                 "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
