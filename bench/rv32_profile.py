@@ -15,6 +15,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from deeploy_dsl.codegen import unit_name
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.qemu import build_rv32, run_elf
 
@@ -37,6 +38,10 @@ def main() -> None:
     c = compile_deployment(Path(args.dply))
     pids = c.tokenizer.encode(args.prompt)
     macs = {s.op: s.macs for s in c.plan.steps}
+    for s in c.plan.steps:  # a fork group's row counts all its members' MACs
+        if s.fork and s.fork[0] == s.index:
+            members = c.plan.steps[s.fork[0]:s.fork[1] + 1]
+            macs[unit_name([m.op for m in members])] = sum(m.macs for m in members)
     with tempfile.TemporaryDirectory() as tmp:
         elf = build_rv32(c, Path(tmp) / "build", profile=True)
         for n in dict.fromkeys((1, args.cores)):

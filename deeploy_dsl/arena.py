@@ -45,22 +45,24 @@ def _align(n: int, a: int) -> int:
 
 
 def lifetimes(plan: Plan) -> dict[str, tuple[int, int]]:
-    """First and last step of every buffer: its argument uses plus the step's tiles and staging."""
+    """First and last step of every buffer: its argument uses plus the step's tiles and staging. The steps
+    of a fork group run at once, so each member's buffers are live across the whole group."""
     spans: dict[str, tuple[int, int]] = {}
 
-    def use(name: str, i: int) -> None:
-        lo, hi = spans.get(name, (i, i))
-        spans[name] = (min(lo, i), max(hi, i))
+    def use(name: str, s) -> None:
+        first, last = s.fork or (s.index, s.index)
+        lo, hi = spans.get(name, (first, last))
+        spans[name] = (min(lo, first), max(hi, last))
 
     for s in plan.steps:
         for a in s.args:
             if a.kind == "buf":
-                use(a.name, s.index)
+                use(a.name, s)
         for x in s.xfers:
-            use(x.buf, s.index)
+            use(x.buf, s)
         for names in (s.tiling.buffers.values() if s.tiling else ()):
             for n in names:
-                use(n, s.index)
+                use(n, s)
     return spans
 
 

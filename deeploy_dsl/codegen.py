@@ -18,6 +18,7 @@ import yaml
 
 from .compiler import Compiled
 from .graph import C_TYPE, ITEMSIZE
+from .layout import ROWS_PER_BLOCK
 from .memory_map import memory_maps
 from .plan_yaml import plan_yaml
 from .report import report_json
@@ -153,6 +154,28 @@ def _step_view(s, c: Compiled) -> dict:
     return view
 
 
+def unit_name(ops: list[str]) -> str:
+    """One name for a fork group's ops: layers.0.attn.q, .k, .v -> layers.0.attn.q+k+v."""
+    if len(ops) == 1:
+        return ops[0]
+    head = ops[0].rsplit(".", 1)[0] + "."
+    if all(o.startswith(head) for o in ops):
+        return head + "+".join(o[len(head):] for o in ops)
+    return "+".join(ops)
+
+
+def _fork_view(members: list[dict]) -> dict:
+    """A fork group: its members' row views, their blocks numbered as one list for the cores to share."""
+    b0 = 0
+    for m in members:
+        m["b0"], m["b1"] = b0, b0 + -(-m["n_out"] // ROWS_PER_BLOCK)
+        b0 = m["b1"]
+    first = members[0]
+    return {"body": "fork", "members": members, "blocks": b0, "op": unit_name([m["op"] for m in members]),
+            "fname": f"{first['index']:03d}_{c_ident(unit_name([m['op'] for m in members]))}",
+            "index": first["index"], "last": members[-1]["index"], "engine": first["engine"]}
+
+
 def _group_title(op: str) -> str:
     if op.startswith("layers."):
         i, part = op.split(".")[1], op.split(".")[2]
@@ -177,9 +200,13 @@ def render(c: Compiled) -> dict[str, str]:
         v = plan.values[b.name]
         buffers.append({"ident": buf_ident(b.name), "ctype": C_TYPE[v.dtype], "level": b.level, "offset": b.offset,
                         "shape": _shape(v.shape), "dtype": v.dtype, "first": b.first_step, "last": b.last_step})
-    steps, groups = [], []
+    steps, groups = [], []  # steps: what forward() calls, one per step or fork group, in plan order
+    views = [_step_view(s, c) for s in plan.steps]
     for s in plan.steps:
-        step = _step_view(s, c)
+        if s.fork and s.index != s.fork[0]:
+            continue  # runs inside its group's fork
+        step = _fork_view(views[s.fork[0]:s.fork[1] + 1]) if s.fork else views[s.index]
+        step["seq"] = len(steps)  # its row in the profile
         steps.append(step)
         title = _group_title(s.op)
         if not groups or groups[-1]["title"] != title:
@@ -193,7 +220,7 @@ def render(c: Compiled) -> dict[str, str]:
     kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | set(RUNTIME_FILES))
     files: dict[str, str] = {}
     files["model.h"] = env.get_template("model.h.j2").render(
-        **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}", n_steps=len(plan.steps))
+        **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}", n_steps=len(steps))
     files["model.c"] = env.get_template("model.c.j2").render(
         **common, arenas=arenas, buffers=buffers, steps=steps, groups=groups, logits_ident=buf_ident("logits"))
     files["weights.h"] = env.get_template("weights.h.j2").render(**common, consts=consts)

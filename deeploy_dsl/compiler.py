@@ -1,6 +1,6 @@
 """The pipeline: one short list of named phases, each returning a new object.
 
-    .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> tiled Plan -> Allocation
+    .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> tiled Plan -> forks -> Allocation
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from .arena import Allocation, allocate
 from .errors import DeeployError, Diagnostic, SpecError
 from .float_model import FloatModel
+from .forks import group_forks
 from .graph import Graph, Plan, build_graph
 from .interpret import load_deployment
 from .quantize import QuantModel, calibrate, quantize
@@ -68,6 +69,6 @@ def _compile(dep: Deployment) -> Compiled:
     ranges = calibrate(fm, dep.quant.calibration, tok)
     quant = quantize(fm, ranges)
     graph = build_graph(dep.model.dims)
-    plan = tile(lower(graph, quant, dep), dep)
+    plan = group_forks(tile(lower(graph, quant, dep), dep), dep)
     alloc = allocate(plan, dep)
     return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc)

@@ -158,6 +158,7 @@ class Step:
     dma_bytes: int = 0  # bytes moved between levels per call at the report position
     dma_cycles: int = 0  # their estimated cost on the target's DMA
     split: object = None  # rules.Split: how cores share one call, when the rule says
+    fork: tuple[int, int] | None = None  # (first, last) step of the fork group that runs this step (forks.py)
 
 
 @dataclass(frozen=True)

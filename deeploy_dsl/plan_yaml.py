@@ -72,7 +72,8 @@ def plan_yaml(c) -> str:
     out.append("steps:  # one flow mapping per step: what runs, on which engine, with which arguments, and why")
     for s in plan.steps:
         out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {s.kernel}, engine: {s.engine}, "
-                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},")
+                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
+                   + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else ""))
         out.append(f"     args: [{', '.join(json.dumps(_arg(a)) for a in s.args)}],")
         staging = [x.buf for x in s.xfers] + [b for bs in (s.tiling.buffers.values() if s.tiling else ()) for b in bs]
         if staging:  # L1 buffers this step alone uses: DMA staging and tiles

@@ -19,11 +19,12 @@ void cluster_init(int32_t n_cores);
 int32_t cluster_cores(void);
 /* run task(arg, core, n) on every core, return when all are done */
 void cluster_run(dpl_task task, const void *arg);
-/* [lo, hi) of n items for `core` of `n_cores`: contiguous, sizes differ by at most one */
+/* [lo, hi) of n items for `core` of `n_cores`: contiguous, sizes differ by at most one. The larger shares
+ * go to the last cores: core 0 also runs forward() itself (DMA setup, forking), so it gets the smaller one */
 static inline void cluster_share(int32_t n, int32_t core, int32_t n_cores, int32_t *lo, int32_t *hi) {
-    int32_t base = n / n_cores, extra = n % n_cores;
-    *lo = core * base + (core < extra ? core : extra);
-    *hi = *lo + base + (core < extra ? 1 : 0);
+    const int32_t base = n / n_cores, first_big = n_cores - n % n_cores;
+    *lo = core * base + (core > first_big ? core - first_big : 0);
+    *hi = *lo + base + (core >= first_big ? 1 : 0);
 }
 /* instructions each core retired doing work (waiting excluded, emulated DMA copies excluded; RV32 only) */
 extern uint64_t cluster_work_instret[DPL_MAX_CORES];

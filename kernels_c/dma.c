@@ -3,7 +3,8 @@
  *
  * The copy models a hardware DMA engine, which moves data without the cores. On RV32 the instructions the
  * emulated copy retires are measured (minstret around the loop) into dma_engine_instret, so a caller can
- * subtract them and count what a core executes, the transfer's setup included. The bytes and transfers
+ * subtract them and count what a core executes, the transfer's setup included (the byte and transfer counters
+ * stand for the engine's hardware counters, so their updates count as the engine's). The bytes and transfers
  * are costed by the compiler's DMA model instead (setup cycles + bytes / bandwidth). */
 #include <stddef.h>
 
@@ -42,9 +43,9 @@ void dma_reset_counters(void) {
 void dma_start(dma_job *job, void *dst, const void *src, uint32_t bytes) {
     uint64_t t0 = engine_begin();
     copy_bytes((unsigned char *)dst, (const unsigned char *)src, (size_t)bytes);
-    engine_end(t0);
-    COUNT(dma_bytes, bytes);
+    COUNT(dma_bytes, bytes); /* the engine's own performance counters */
     COUNT(dma_transfers, 1);
+    engine_end(t0);
     job->pending++;
 }
 
@@ -54,9 +55,9 @@ void dma_start_2d(dma_job *job, void *dst, const void *src, uint32_t rows, uint3
     const unsigned char *s = (const unsigned char *)src;
     uint64_t t0 = engine_begin(); /* a 2-D transfer is one job for the engine: its row loop included */
     for (uint32_t r = 0; r < rows; r++) copy_bytes(d + (size_t)r * dst_stride, s + (size_t)r * src_stride, (size_t)row_bytes);
-    engine_end(t0);
     COUNT(dma_bytes, rows * row_bytes);
     COUNT(dma_transfers, 1);
+    engine_end(t0);
     job->pending++;
 }
 

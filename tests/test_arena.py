@@ -145,15 +145,17 @@ def deeploy_cmd() -> list[str]:
 
 
 def _buffer_uses(steps: list[dict], names: set[str]) -> dict[str, list[int]]:
-    """Step indices at which each buffer appears among the step's arguments (`label=name[pos]`)."""
+    """Step indices at which each buffer appears among the step's arguments (`label=name[pos]`); the steps of
+    a fork group (`fork: [first, last]`) run at once, so a member's buffers are in use over the whole group."""
     uses: dict[str, list[int]] = {}
     for s in steps:
+        span = s.get("fork", [s["index"], s["index"]])
         for arg in s["args"]:
             value = str(arg).split("=", 1)[1].removesuffix("[pos]")
             if value in names:
-                uses.setdefault(value, []).append(s["index"])
+                uses.setdefault(value, []).extend(span)
         for value in s.get("staging", []):  # DMA staging buffers and tiles of this step
-            uses.setdefault(value, []).append(s["index"])
+            uses.setdefault(value, []).extend(span)
     return uses
 
 

@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from deeploy_dsl.codegen import unit_name
 from deeploy_dsl.qemu import PACKAGES, build_rv32, decode_instret, missing_tools, run_elf
 from deeploy_dsl.runner import run_golden_compiled
 
@@ -64,7 +65,9 @@ def test_the_profile_accounts_for_every_instruction(compiled, tmp_path):
     are all of forward() but the profiling itself; a plain build refuses --profile."""
     prof_elf = build_rv32(compiled, tmp_path / "prof", profile=True)
     run = run_elf(prof_elf, PROMPT, 8, compiled.dep.model.dims.vocab, stop=False, cores=3, profile=True)
-    assert run.decoded == 8 - 1 and list(run.profile) == [s.op for s in compiled.plan.steps]
+    forks = [s for s in compiled.plan.steps if not s.fork or s.fork[0] == s.index]  # a fork group is one row
+    names = [unit_name([m.op for m in compiled.plan.steps[s.fork[0]:s.fork[1] + 1]]) if s.fork else s.op for s in forks]
+    assert run.decoded == 8 - 1 and list(run.profile) == names
     decode = [c for pos, c in run.instret.items() if pos >= len(PROMPT)]
     per_token = [sum(c[k] for c in decode) for k in range(3)]
     per_step = [sum(row[k] for row in run.profile.values()) for k in range(3)]
