@@ -55,8 +55,9 @@ def candidate_runs(plan: Plan) -> list[tuple[int, int]]:
     return runs
 
 
-def _peak(plan: Plan, level: str, dep: Deployment) -> int:
-    """Most bytes live at once in `level` (aligned sizes), with the plan's groups' lifetimes."""
+def _peak(plan: Plan, level: str, dep: Deployment, span: tuple[int, int]) -> int:
+    """Most bytes live at once in `level` during steps span[0]..span[1] (aligned sizes), with the plan's
+    groups' lifetimes; a group changes nothing outside its own steps."""
     align = dep.memory[0].alignment
     compute = dep.level_holding("activations").name
     kv_level = dep.level_holding("kv_cache").name
@@ -68,7 +69,7 @@ def _peak(plan: Plan, level: str, dep: Deployment) -> int:
             continue
         for t in range(0, len(live)) if v.kind == "kv" else range(lo, hi + 1):
             live[t] += _align(v.nbytes, align)
-    return max(live, default=0)
+    return max(live[span[0]:span[1] + 1], default=0)
 
 
 def group_forks(plan: Plan, dep: Deployment) -> Plan:
@@ -78,6 +79,6 @@ def group_forks(plan: Plan, dep: Deployment) -> Plan:
     for first, last in candidate_runs(plan):
         trial = steps[:first] + [replace(s, fork=(first, last)) for s in steps[first:last + 1]] + steps[last + 1:]
         # a margin for alignment and fragmentation: the exact allocator needs at least the peak
-        if _peak(replace(plan, steps=tuple(trial)), l1.name, dep) <= l1.size_bytes * 15 // 16:
+        if _peak(replace(plan, steps=tuple(trial)), l1.name, dep, (first, last)) <= l1.size_bytes * 15 // 16:
             steps = trial
     return replace(plan, steps=tuple(steps))

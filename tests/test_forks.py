@@ -1,0 +1,61 @@
+"""Fork groups (forks.py): which steps share one cluster fork, and that the memory plan allows it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from deeploy_dsl.arena import lifetimes
+from deeploy_dsl.compiler import compile_deployment
+from deeploy_dsl.forks import candidate_runs, fits_in_a_fork
+
+DPLY = Path(__file__).resolve().parents[1] / "deployments/stories260k.dply"
+
+
+def groups(plan) -> list[list[str]]:
+    return [[m.op for m in plan.steps[s.fork[0]:s.fork[1] + 1]] for s in plan.steps if s.fork and s.fork[0] == s.index]
+
+
+def test_q_k_v_and_gate_up_share_a_fork(compiled):
+    got = groups(compiled.plan)
+    want = []
+    for i in range(compiled.dep.model.dims.layers):
+        want += [[f"layers.{i}.attn.q", f"layers.{i}.attn.k", f"layers.{i}.attn.v"],
+                 [f"layers.{i}.mlp.gate", f"layers.{i}.mlp.up"]]
+    assert got == want
+    for s in compiled.plan.steps:  # members are fork-able, and never read what an earlier member writes
+        if s.fork:
+            assert fits_in_a_fork(s) and s.fork[0] <= s.index <= s.fork[1]
+            earlier = {a.name for m in compiled.plan.steps[s.fork[0]:s.index] for a in m.args if a.label == "y"}
+            assert not earlier & {a.name for a in s.args if a.kind == "buf"}
+
+
+def test_a_group_keeps_its_members_buffers_apart(compiled):
+    """All members run at once: every buffer a member uses is live over the whole group."""
+    spans = lifetimes(compiled.plan)
+    for s in compiled.plan.steps:
+        if s.fork:
+            for a in s.args:
+                if a.kind == "buf" and compiled.plan.values[a.name].kind != "kv":
+                    lo, hi = spans[a.name]
+                    assert lo <= s.fork[0] and hi >= s.fork[1], (s.op, a.name)
+    by_name = {b.name: b for b in compiled.alloc.buffers}
+    q, k = by_name["layers.0.attn.q.w_tile0"], by_name["layers.0.attn.k.w_tile0"]
+    assert q.offset + q.size <= k.offset or k.offset + k.size <= q.offset
+
+
+def test_groups_only_where_the_level_holds_them():
+    """At 6 KiB of L1, q, k and v each arrive in one tile but not all three at once: separate forks.
+    At 16 KiB q+k+v fit together but gate+up (2 x 11 KiB of weights) do not; at 32 KiB both do."""
+    counts = {}
+    for budget in ("6KiB", "16KiB", "32KiB"):
+        c = compile_deployment(DPLY, [f"memory.L1={budget}"])
+        counts[budget] = [len(g) for g in groups(c.plan)]
+        assert c.alloc.arena_bytes["L1"] <= c.dep.memory[0].size_bytes
+    assert counts == {"6KiB": [], "16KiB": [3] * 5, "32KiB": [3, 2] * 5}
+    c6 = compile_deployment(DPLY, ["memory.L1=6KiB"])
+    assert candidate_runs(c6.plan) and all(s.fork is None for s in c6.plan.steps)
+
+
+def test_plan_yaml_names_the_group(rendered):
+    lines = [ln for ln in rendered["plan.yaml"].splitlines() if "op: layers.0.attn." in ln and "fork:" in ln]
+    assert len(lines) == 3 and all("fork: [2, 4]" in ln for ln in lines)
+    assert "cluster_run(task_002_layers_0_attn_q_k_v, c)" in rendered["model.c"]
