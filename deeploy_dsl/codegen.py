@@ -142,6 +142,7 @@ def _step_view(s, c: Compiled) -> dict:
                     k_tiles=[buf_ident(n) for n in t.buffers.get("k", ())],
                     v_tiles=[buf_ident(n) for n in t.buffers.get("v", ())],
                     accs=[buf_ident(n) for n in t.buffers["acc"]], sums=[buf_ident(n) for n in t.buffers["sums"]],
+                    maxs=[buf_ident(n) for n in t.buffers["max"]],
                     scores_l=[buf_ident(n) for n in t.buffers["scores"]],
                     out=e[0], q=e[1], k_cache=e[2], v_cache=e[3],
                     exp=local[exp_i], exp_bits=int(c.plan.consts[a["exp_table"].name][0]).bit_length() - 1,

@@ -122,12 +122,12 @@ class _Tiler:
 
     def tile_attention(self, s: Step, avail: int) -> Step:
         """A group of `lanes` kv heads (one per core, at most all of them; fewer when L1 cannot hold that
-        many) is resident at a time, each lane with its K/V tiles, its query heads' scores, accumulators and
-        exp sums; the cores share out the group's query heads and read the lanes' tiles in common."""
+        many) is resident at a time, each lane with its K/V tiles, its query heads' scores, accumulators,
+        exp sums and score maxima; the cores share out the group's query heads and read the lanes' tiles in common."""
         d = self.dep.model.dims
         group, hs = d.heads // d.kv_heads, d.head_size
         xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
-        acc_b = _align(group * hs * 4, self.align) + _align(group * 4, self.align)
+        acc_b = _align(group * hs * 4, self.align) + 2 * _align(group * 4, self.align)  # acc, sums, max
         scores_b = _align(group * d.context * 4, self.align)
         for lanes in range(min(s.cores, d.kv_heads), 0, -1):
             room = avail - used - lanes * acc_b - (lanes - 1) * scores_b  # lane 0's scores are the graph's scratch
@@ -143,6 +143,7 @@ class _Tiler:
             return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
         bufs = {"acc": tuple(self.new_buf(f"{s.op}.acc{lane}", "int32", group, hs) for lane in range(lanes)),
                 "sums": tuple(self.new_buf(f"{s.op}.sums{lane}", "int32", group) for lane in range(lanes)),
+                "max": tuple(self.new_buf(f"{s.op}.max{lane}", "int32", group) for lane in range(lanes)),
                 "scores": (s.args[4].name,) + tuple(self.new_buf(f"{s.op}.scores{lane}", "int32", group, d.context)
                                                     for lane in range(1, lanes))}
         if not self.kv_far:

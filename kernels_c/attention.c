@@ -4,16 +4,22 @@
  *   s_t = q_h . k_t;  e_t = 2^(-z_t / 2^9) from a 512-entry table, z_t = round((max s - s_t) * mult / 2^shift);
  *   out = sat8(round(sum_t e_t v_t * floor(out_mult * 2^bits / sum_t e_t) / 2^out_shift)).
  * The exps stay unnormalised until the end: one division per head instead of a multiply per position.
- * Tiled pieces: attn_scores_i8 over tiles of K, softmax_exp_rows over all n scores of each head, then
- * zero_i32 + attn_av_i8 over tiles of V and attn_out_i8. Integer sums: tile order never matters. */
+ * Tiled pieces: attn_scores_i8 over tiles of K (the scores and each head's running max), then attn_exp_av_i8
+ * over tiles of V (each exp made from its stored score and the max where it is used: e*v and e summed, the exps
+ * never stored) and attn_out_i8. Integer sums: the order of the V tiles never matters. */
 #include "deeploy_kernels.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* the two-head loops keep 16 values in registers; scheduling that watches register pressure stops gcc from
- * hoisting all the row's loads first and spilling (as in gemv.c) */
+ * hoisting all the row's loads first and spilling (as in gemv.c); attention_i8's loops */
 #pragma GCC optimize("sched-pressure")
 /* and keeps zero_i32 a loop: picolibc's memset costs ~250 instructions for 16 words */
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
+/* the loops that keep 8 or 16 accumulators plus constants in registers: without the first scheduling pass gcc
+ * loads each v / k byte where it is used instead of all 8 first, and nothing spills in the loops */
+#define NO_SCHED __attribute__((optimize("no-schedule-insns")))
+#else
+#define NO_SCHED
 #endif
 
 #define EXP_FRAC 9 /* softmax works on log2 distances in Q9 */
@@ -57,25 +63,28 @@ static uint32_t div_shifted(uint32_t a, int32_t bits, uint32_t d) {
 }
 
 /* out[h*hs + d] = sat8(round(acc[h*hs + d] * m_h / 2^shift)), m_h = floor(mult * 2^bits / sums[h]) <= mult.
- * Rounding is half away from zero. For shift >= 33, 2^(shift-1) is a multiple of 2^32, so only the high word h
- * of p - (p < 0) matters: ((h >> (shift-33)) + 1) >> 1, from one mul/mulh pair */
+ * Rounding is half away from zero. For shift >= 33, 2^(shift-1) is a multiple of 2^32, so only the high word hi
+ * of p - (p < 0) matters: (hi + 2^(shift-33)) >> (shift-32), from one mul/mulh pair (hi <= 2^30: no overflow) */
 void attn_out_i8(int8_t *out /* [g, hs] */, const int32_t *acc /* [g, hs] */, const int32_t *sums /* [g] */,
                  int32_t g, int32_t hs, int32_t mult, int32_t shift, int32_t bits) {
-    for (int32_t h = 0; h < g; h++) {
-        const int32_t m = (int32_t)div_shifted((uint32_t)mult, bits, (uint32_t)sums[h]);
-        const int32_t *a = acc + h * hs;
-        int8_t *o = out + h * hs;
-        if (shift >= 33 && shift <= 63) {
-            const int32_t s = shift - 33;
-            for (int32_t d = 0; d < hs; d++) {
-                const int64_t p = (int64_t)a[d] * m;
+    const int32_t *const end = acc + g * hs;
+    if (shift >= 33 && shift <= 63) {
+        const int32_t s = shift - 32, r = (int32_t)1 << (shift - 33);
+        for (; acc != end; sums++) {
+            const int32_t m = (int32_t)div_shifted((uint32_t)mult, bits, (uint32_t)*sums);
+            for (const int32_t *const a_end = acc + hs; acc != a_end; acc++, out++) {
+                const int64_t p = (int64_t)*acc * m;
                 const int32_t hi = (int32_t)(p >> 32), lo = (int32_t)p;
-                const int32_t v = (((hi - (hi < 0 && lo == 0)) >> s) + 1) >> 1; /* |v| <= 2^30 */
-                o[d] = (int8_t)(v < INT8_MIN ? INT8_MIN : v > INT8_MAX ? INT8_MAX : v);
+                const int32_t v = (hi - (int32_t)(((uint32_t)hi >> 31) & (uint32_t)(lo == 0)) + r) >> s;
+                *out = (int8_t)dpl_clamp8(v);
             }
-        } else {
-            for (int32_t d = 0; d < hs; d++) o[d] = dpl_sat8(dpl_rshift_round((int64_t)a[d] * m, shift));
         }
+        return;
+    }
+    for (; acc != end; sums++) {
+        const int32_t m = (int32_t)div_shifted((uint32_t)mult, bits, (uint32_t)*sums);
+        for (const int32_t *const a_end = acc + hs; acc != a_end; acc++, out++)
+            *out = dpl_sat8(dpl_rshift_round((int64_t)*acc * m, shift));
     }
 }
 
@@ -87,14 +96,14 @@ void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_h
                   int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
                   const uint16_t *exp_table /* [512] */) {
     const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;
-    int32_t bits = 0, acc[64];
+    int32_t bits = 0, acc[64], max;
     while ((1 << (bits + 1)) <= exp_table[0]) bits++;
     for (int32_t h = 0; h < n_heads; h++) {
         const int8_t *kh = k_cache + (h / group) * head_size, *vh = v_cache + (h / group) * head_size;
         for (int32_t d0 = 0; d0 < head_size; d0 += 64) { /* acc[] holds 64 of the head's dims at a time */
             const int32_t nd = head_size - d0 < 64 ? head_size - d0 : 64;
             int32_t sum;
-            attn_scores_i8(scratch, n, q + h * head_size, kh, kv_dim, 0, n, 1, head_size);
+            attn_scores_i8(scratch, n, &max, q + h * head_size, kh, kv_dim, 0, n, 1, head_size);
             sum = exp_row(scratch, n, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, exp_table);
             for (int32_t d = 0; d < nd; d++) {
                 int32_t a = 0;
@@ -106,97 +115,147 @@ void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_h
     }
 }
 
-/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d], for g query heads sharing one kv head */
-void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, const int8_t *q /* [g, hs] */,
-                    const int8_t *k /* [n_t, k_stride] */, int32_t k_stride, int32_t t0, int32_t n_t, int32_t g,
-                    int32_t hs) {
+/* running max of a row: t0 == 0 starts a new one */
+#define MAX_INIT(m, h) ((t0 == 0) ? INT32_MIN : (m)[h])
+
+/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d] for g query heads sharing one kv head, and
+ * max[h] = the largest of scores[h*stride + 0 .. t0+n_t): this tile's if t0 == 0, else max[h] updated by it */
+NO_SCHED void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
+                    const int8_t *q /* [g, hs] */, const int8_t *k /* [n_t, k_stride] */, int32_t k_stride,
+                    int32_t t0, int32_t n_t, int32_t g, int32_t hs) {
     int32_t h = 0;
     if (hs == 8) /* the common head size: two heads at a time, each k row loaded once for both */
         for (; h + 2 <= g; h += 2) {
             const int8_t *qa = q + h * 8, *qb = qa + 8;
             const int32_t a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], a4 = qa[4], a5 = qa[5], a6 = qa[6], a7 = qa[7];
             const int32_t b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3], b4 = qb[4], b5 = qb[5], b6 = qb[6], b7 = qb[7];
-            int32_t *sa = scores + (size_t)h * (size_t)stride + t0, *sb = sa + stride;
+            int32_t *sa = scores + (size_t)h * (size_t)stride + t0, *sb = sa + stride, *const end = sa + n_t;
+            int32_t ma = MAX_INIT(max, h), mb = MAX_INIT(max, h + 1);
             const int8_t *kt = k;
-            for (int32_t t = 0; t < n_t; t++, kt += k_stride) {
-                const int32_t k0 = kt[0], k1 = kt[1], k2 = kt[2], k3 = kt[3], k4 = kt[4], k5 = kt[5], k6 = kt[6], k7 = kt[7];
-                sa[t] = a0 * k0 + a1 * k1 + a2 * k2 + a3 * k3 + a4 * k4 + a5 * k5 + a6 * k6 + a7 * k7;
-                sb[t] = b0 * k0 + b1 * k1 + b2 * k2 + b3 * k3 + b4 * k4 + b5 * k5 + b6 * k6 + b7 * k7;
+            for (; sa != end; sa++, sb++, kt += k_stride) {
+                int32_t x = kt[0], ya = a0 * x, yb = b0 * x;
+                x = kt[1], ya += a1 * x, yb += b1 * x;
+                x = kt[2], ya += a2 * x, yb += b2 * x;
+                x = kt[3], ya += a3 * x, yb += b3 * x;
+                x = kt[4], ya += a4 * x, yb += b4 * x;
+                x = kt[5], ya += a5 * x, yb += b5 * x;
+                x = kt[6], ya += a6 * x, yb += b6 * x;
+                x = kt[7], ya += a7 * x, yb += b7 * x;
+                *sa = ya, *sb = yb;
+                if (ya > ma) ma = ya;
+                if (yb > mb) mb = yb;
             }
+            max[h] = ma, max[h + 1] = mb;
         }
     for (; h < g; h++) {
         const int8_t *qh = q + (size_t)h * (size_t)hs;
-        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0;
+        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0, *const end = sh + n_t;
+        int32_t m = MAX_INIT(max, h);
+        const int8_t *kt = k;
         if (hs == 8) { /* one head of size 8: q stays in registers, the dot product is unrolled */
             const int32_t q0 = qh[0], q1 = qh[1], q2 = qh[2], q3 = qh[3], q4 = qh[4], q5 = qh[5], q6 = qh[6], q7 = qh[7];
-            const int8_t *kt = k;
-            for (int32_t t = 0; t < n_t; t++, kt += k_stride)
-                sh[t] = q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] + q5 * kt[5] + q6 * kt[6] +
-                        q7 * kt[7];
-            continue;
+            for (; sh != end; sh++, kt += k_stride) {
+                const int32_t y = q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] + q5 * kt[5] +
+                                  q6 * kt[6] + q7 * kt[7];
+                *sh = y;
+                if (y > m) m = y;
+            }
+        } else {
+            for (; sh != end; sh++, kt += k_stride) {
+                int32_t y = 0; /* |y| <= hs * 2^14 */
+                for (int32_t d = 0; d < hs; d++) y += (int32_t)qh[d] * kt[d];
+                *sh = y;
+                if (y > m) m = y;
+            }
         }
-        for (int32_t t = 0; t < n_t; t++) {
-            const int8_t *kt = k + (size_t)t * (size_t)k_stride;
-            int32_t acc = 0; /* |acc| <= hs * 2^14 */
-            for (int32_t d = 0; d < hs; d++) acc += (int32_t)qh[d] * kt[d];
-            sh[t] = acc;
-        }
+        max[h] = m;
     }
 }
 
-/* each of the g rows: scores[h*stride + 0..n) -> their exps in place (n >= 1), sums[h] = the row's sum */
-void softmax_exp_rows(int32_t *scores /* [g, stride] */, int32_t stride, int32_t n, int32_t g, int32_t mult,
-                      int32_t shift, int32_t cut, const uint16_t *exp_table /* [512] */, int32_t *sums /* [g] */) {
-    for (int32_t h = 0; h < g; h++)
-        sums[h] = exp_row(scores + (size_t)h * (size_t)stride, n, (uint32_t)mult, shift, (uint32_t)cut, exp_table);
+/* The exp of a score s of a head whose scores are at most `max`, as exp_row computes it from d = max - s:
+ * 0 if d > cut, i.e. s < smin = max - cut (INT32_MIN if that is below); else with c = max*mult + 2^(shift-1),
+ * y = c - s*mult (mod 2^32) = d*mult + 2^(shift-1) exactly (below 2^32 for d <= cut), and w = y >> (shift-1)
+ * = 2z or 2z + 1: w & 1022 = 2 (z & 511) is the table entry's byte offset, w >> 10 = z >> 9 its shift */
+typedef struct {
+    int32_t smin;
+    uint32_t c, mult;
+    int32_t sh1;
+    const uint16_t *table;
+} exp_consts;
+
+static inline exp_consts exp_setup(int32_t max, int32_t mult, int32_t shift, int32_t cut, const uint16_t *table) {
+    exp_consts k;
+    k.smin = (uint32_t)max + 0x80000000u >= (uint32_t)cut ? max - cut : INT32_MIN; /* max - cut >= INT32_MIN */
+    k.mult = (uint32_t)mult;
+    k.c = (uint32_t)max * k.mult + (1u << (shift - 1));
+    k.sh1 = shift - 1;
+    k.table = table;
+    return k;
 }
 
-/* acc[h*hs + d] += sum_t e[h*stride + t0 + t] * v[t*v_stride + d], t in [0, n_t) */
-void attn_av_i8(int32_t *acc /* [g, hs] */, const int32_t *e /* [g, stride] */, int32_t stride,
-                const int8_t *v /* [n_t, v_stride] */, int32_t v_stride, int32_t t0, int32_t n_t, int32_t g,
-                int32_t hs) {
-    int32_t h = 0;
-    if (hs == 8) /* the common head size: two heads' 16 accumulators in registers, each v row loaded once */
-        for (; h + 2 <= g; h += 2) {
-            const int32_t *ea = e + (size_t)h * (size_t)stride + (size_t)t0, *eb = ea + stride;
-            int32_t *aa = acc + h * 8, *ab = aa + 8;
-            int32_t a0 = aa[0], a1 = aa[1], a2 = aa[2], a3 = aa[3], a4 = aa[4], a5 = aa[5], a6 = aa[6], a7 = aa[7];
-            int32_t b0 = ab[0], b1 = ab[1], b2 = ab[2], b3 = ab[3], b4 = ab[4], b5 = ab[5], b6 = ab[6], b7 = ab[7];
-            const int8_t *vt = v;
-            for (int32_t t = 0; t < n_t; t++, vt += v_stride) {
-                const int32_t pa = ea[t], pb = eb[t];
-                int32_t x = vt[0];
-                a0 += pa * x, b0 += pb * x, x = vt[1];
-                a1 += pa * x, b1 += pb * x, x = vt[2];
-                a2 += pa * x, b2 += pb * x, x = vt[3];
-                a3 += pa * x, b3 += pb * x, x = vt[4];
-                a4 += pa * x, b4 += pb * x, x = vt[5];
-                a5 += pa * x, b5 += pb * x, x = vt[6];
-                a6 += pa * x, b6 += pb * x, x = vt[7];
-                a7 += pa * x, b7 += pb * x;
+#define EXP_OF(k, s, w) \
+    ((w) = ((k).c - (uint32_t)(s) * (k).mult) >> (k).sh1, \
+     (int32_t)(*(const uint16_t *)((const uint8_t *)(k).table + ((w) & 1022u)) >> ((w) >> 10)))
+
+/* one head, 8 dims of v from v[0]: a[0..8) = (fresh ? 0 : a[..]) + sum_t e(s[t]) v[t*v_stride + 0..8);
+ * returns sum_t e(s[t]). Eight accumulators, the exp constants and the pointers fit RV32's registers */
+static inline __attribute__((always_inline)) int32_t exp_av8(int32_t *a, int32_t fresh, const int32_t *s,
+                                                              const int8_t *v, int32_t v_stride, int32_t n_t,
+                                                              const exp_consts k) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, sum = 0;
+    const int32_t *const end = s + n_t;
+    if (!fresh) a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
+    for (; s != end; s++, v += v_stride) {
+        const int32_t x = *s;
+        if (x >= k.smin) { /* else its exp is 0 */
+            uint32_t w;
+            const int32_t e = EXP_OF(k, x, w);
+            sum += e;
+            a0 += e * v[0], a1 += e * v[1], a2 += e * v[2], a3 += e * v[3];
+            a4 += e * v[4], a5 += e * v[5], a6 += e * v[6], a7 += e * v[7];
+        }
+    }
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3, a[4] = a4, a[5] = a5, a[6] = a6, a[7] = a7;
+    return sum;
+}
+
+/* For h < g, t in [t0, t0 + n_t), e = the exp of scores[h*stride + t] against max[h] (exp_row's, its max over
+ * all the head's positions): acc[h*hs + d] += e * v[(t - t0)*v_stride + d] and sums[h] += e, starting both from
+ * 0 if t0 == 0. The exps are made on the fly, one head at a time, and never stored. */
+NO_SCHED void attn_exp_av_i8(int32_t *acc /* [g, hs] */, int32_t *sums /* [g] */, const int32_t *scores /* [g, stride] */,
+                    int32_t stride, const int32_t *max /* [g] */, const int8_t *v /* [n_t, v_stride] */,
+                    int32_t v_stride, int32_t t0, int32_t n_t, int32_t g, int32_t hs, int32_t mult, int32_t shift,
+                    int32_t cut, const uint16_t *exp_table /* [512] */) {
+    const int32_t fresh = t0 == 0;
+    const int32_t *s = scores + t0;
+    if (hs == 8) { /* the common head size */
+        for (int32_t h = 0; h < g; h++, s += stride, acc += 8) {
+            const int32_t sum = exp_av8(acc, fresh, s, v, v_stride, n_t, exp_setup(max[h], mult, shift, cut, exp_table));
+            sums[h] = fresh ? sum : sums[h] + sum;
+        }
+        return;
+    }
+    for (int32_t h = 0; h < g; h++, s += stride, acc += hs) {
+        const exp_consts k = exp_setup(max[h], mult, shift, cut, exp_table);
+        int32_t sum = 0, d = 0;
+        for (; d + 8 <= hs; d += 8) { /* 8 dims at a time, the exps made again for each 8 */
+            const int32_t part = exp_av8(acc + d, fresh, s, v + d, v_stride, n_t, k);
+            if (d == 0) sum = part;
+        }
+        if (d == 0)
+            for (int32_t t = 0; t < n_t; t++) {
+                uint32_t w;
+                if (s[t] >= k.smin) sum += EXP_OF(k, s[t], w);
             }
-            aa[0] = a0, aa[1] = a1, aa[2] = a2, aa[3] = a3, aa[4] = a4, aa[5] = a5, aa[6] = a6, aa[7] = a7;
-            ab[0] = b0, ab[1] = b1, ab[2] = b2, ab[3] = b3, ab[4] = b4, ab[5] = b5, ab[6] = b6, ab[7] = b7;
-        }
-    for (; h < g; h++) {
-        const int32_t *eh = e + (size_t)h * (size_t)stride + (size_t)t0;
-        int32_t *ah = acc + (size_t)h * (size_t)hs;
-        if (hs == 8) { /* eight accumulators in registers, one pass over the rows */
-            int32_t a0 = ah[0], a1 = ah[1], a2 = ah[2], a3 = ah[3], a4 = ah[4], a5 = ah[5], a6 = ah[6], a7 = ah[7];
-            const int8_t *vt = v;
-            for (int32_t t = 0; t < n_t; t++, vt += v_stride) {
-                const int32_t pt = eh[t];
-                a0 += pt * vt[0], a1 += pt * vt[1], a2 += pt * vt[2], a3 += pt * vt[3];
-                a4 += pt * vt[4], a5 += pt * vt[5], a6 += pt * vt[6], a7 += pt * vt[7];
+        for (; d < hs; d++) { /* the last hs % 8 dims */
+            int32_t a = fresh ? 0 : acc[d];
+            for (int32_t t = 0; t < n_t; t++) {
+                uint32_t w;
+                if (s[t] >= k.smin) a += EXP_OF(k, s[t], w) * v[(size_t)t * (size_t)v_stride + (size_t)d];
             }
-            ah[0] = a0, ah[1] = a1, ah[2] = a2, ah[3] = a3, ah[4] = a4, ah[5] = a5, ah[6] = a6, ah[7] = a7;
-            continue;
+            acc[d] = a; /* over all tiles: sum_t e_t <= n * 2^bits, so |a| <= 2^31 (kernels.exp_bits) */
         }
-        for (int32_t d = 0; d < hs; d++) {
-            int32_t a = ah[d]; /* over all tiles: sum_t e_t <= n * 2^bits, so |a| <= 2^31 (kernels.exp_bits) */
-            for (int32_t t = 0; t < n_t; t++) a += eh[t] * v[(size_t)t * (size_t)v_stride + (size_t)d];
-            ah[d] = a;
-        }
+        sums[h] = fresh ? sum : sums[h] + sum;
     }
 }
 

@@ -178,19 +178,46 @@ def check_edge(name: str, c: dict, want) -> None:
         assert list(e) == [1 << 15, 1 << 15]
 
 
+def twin_scores_max(q, k, prev_max=None):
+    """attn_scores_i8's twin: (scores [g, n_t], max [g]) of one tile of K, the max running on from prev_max."""
+    scores = K.attn_scores(q, k)
+    m = scores.max(axis=1)
+    return scores, m if prev_max is None else np.maximum(m, prev_max)
+
+
+def twin_exps(scores, max_, mult: int, shift: int, table):
+    """The exps of scores [g, n_t] against the maxima max_ [g] >= them, as softmax_exp makes them over a whole row
+    whose max that is (the max appended to each row, its own exp dropped)."""
+    return np.stack([K.softmax_exp(np.append(row, m), mult, shift, table)[:-1]
+                     for row, m in zip(np.asarray(scores, dtype=np.int64), max_)])
+
+
+def twin_exp_av(scores, max_, v, mult: int, shift: int, table):
+    """attn_exp_av_i8's twin over one tile: (acc [g, hs], sums [g]) it adds, scores [g, n_t], v [n_t, hs]."""
+    e = twin_exps(scores, max_, mult, shift, table)
+    return K.attn_av(e, v), e.sum(axis=1)
+
+
 def twin_attention_tiled(c: dict, T: int):
     """kernels.attention composed from the tiled twins as the generated code composes the C kernels: per kv head,
-    scores over tiles of K, softmax_exp_rows over all positions, exp-weighted sums over tiles of V, attn_out."""
+    scores and their running max over tiles of K, then per tile of V the exps against that max, their weighted sums
+    and their sums added up, then attn_out."""
     n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
     g, bits = nh // nkv, table_bits(c["table"])
+    sp = dict(mult=c["score_mult"], shift=c["score_shift"], table=c["table"])
     q = np.asarray(c["q"]).reshape(nkv, g * hs)
     kc, vc = (np.asarray(c[x]).reshape(-1, nkv * hs) for x in ("k_cache", "v_cache"))
     out = []
     for kh in range(nkv):
         k, v = (x[:n, kh * hs:(kh + 1) * hs] for x in (kc, vc))
-        scores = np.concatenate([K.attn_scores(q[kh], k[t0:t0 + T]) for t0 in range(0, n, T)], axis=1)
-        e, sums = K.softmax_exp_rows(scores, c["score_mult"], c["score_shift"], c["table"])
-        acc = sum(K.attn_av(e[:, t0:t0 + T], v[t0:t0 + T]) for t0 in range(0, n, T))
+        tiles, m = [], None
+        for t0 in range(0, n, T):
+            s, m = twin_scores_max(q[kh], k[t0:t0 + T], m)
+            tiles.append(s)
+        acc, sums = 0, 0
+        for t0, s in zip(range(0, n, T), tiles):
+            a, e_sum = twin_exp_av(s, m, v[t0:t0 + T], **sp)
+            acc, sums = acc + a, sums + e_sum
         out.append(K.attn_out(acc, sums, c["out_mult"], c["out_shift"], bits).reshape(-1))
     return np.concatenate(out)
 
@@ -225,35 +252,69 @@ def tile_case(rng, seed, ctx=80):
     return g, hs, n_kv, n_t, t0, stride, int(rng.integers(0, n_kv)), bool(seed % 2)
 
 
-def av_extremes():
-    """(g, hs, e [g, n], v [n, hs], label): 512 positions at 2^15 on v = -128 or 127, acc from 0 to -2^31 exactly
-    (or 127 * 2^24), through the two-head paths (g = 2, 3) and the generic ones."""
+def exp_av_extremes():
+    """(g, hs, scores [g, n], v [n, hs], label): 512 equal scores (each exp 2^15) on v = -128 or 127, acc from 0 to
+    -2^31 exactly (or 127 * 2^24), sum 2^24, through the hs 8 path and the generic one, g = 1, 2, 3."""
     for g in (1, 2, 3):
         for hs in (8, 16):
             for val in (-128, 127):
-                yield g, hs, np.full((g, CTX), 1 << 15, np.int32), np.full((CTX, hs), val, np.int8), \
+                yield g, hs, np.full((g, CTX), -(2**17) + 5 * g, np.int32), np.full((CTX, hs), val, np.int8), \
                     f"extreme g={g} hs={hs} v={val}"
 
 
-def softmax_rows_input(seed: int):
-    """(scores [g, stride] int32, poison past n; n; score params; table) of a random softmax_exp_rows case."""
+def exp_av_input(seed: int):
+    """A random attn_exp_av_i8 case: (scores [g, stride] int32, max [g], v [stride, hs] int8, tiles [(t0, n_t)],
+    acc0 [g, hs], sums0 [g], score params, table). The tiles follow one another: from t0 = 0 over the whole row
+    (acc0, sums0 are then poison the kernel must not read) or, every third seed, one tile at t0 > 0 added to acc0,
+    sums0. Outside the tiles the scores are poison (the max: a read would weigh 2^bits). Group sizes 1, 2, 3, 4, 8,
+    head sizes 8 (mostly), 2, 16, 20, 64; scores spread over ~16 octaves (some beyond cut) or any scale."""
     rng = np.random.default_rng(seed)
-    g, n = int(rng.integers(1, 9)), 1 if seed % 5 == 0 else int(rng.integers(1, 600))
+    g, hs = int(rng.choice([1, 2, 3, 4, 8])), int(rng.choice([8, 8, 8, 2, 16, 20, 64]))
+    n = 1 if seed % 5 == 0 else int(rng.integers(2, 300))
     stride = n + int(rng.integers(0, 5))
-    lim = 2 ** int(rng.integers(1, 22))  # |q . k| <= hs * 2^14
-    scores = np.full((g, stride), POISON32, np.int32)
-    scores[:, :n] = rng.integers(-lim, lim + 1, (g, n))
+    lim = 2 ** int(rng.integers(1, 18)) * hs // 8 or 1  # |q . k| <= hs * 2^14
+    scores = rng.integers(-lim, lim + 1, (g, stride)).astype(np.int32)
     if seed % 7 == 1:  # ties: equal scores in a row
         scores[0, :n] = scores[0, 0]
-    # distances of 2 * lim spread over ~16 octaves (some beyond cut), or any scale
+    max_ = scores[:, :n].max(axis=1)
+    if seed % 3 == 2 and n > 1:  # one tile inside the row, on top of earlier tiles' sums
+        t0 = int(rng.integers(1, n))
+        tiles = [(t0, int(rng.integers(1, n - t0 + 1)))]
+    else:  # the whole row from 0, in tiles of random sizes
+        cuts = sorted(set(rng.integers(1, n, int(rng.integers(0, 4))).tolist())) if n > 1 else []
+        bounds = [0, *cuts, n]
+        tiles = [(a, b - a) for a, b in zip(bounds, bounds[1:])]
+    scores[:, tiles[-1][0] + tiles[-1][1]:] = max_[:, None]
+    scores[:, :tiles[0][0]] = max_[:, None]
+    v = rng.integers(-128, 128, (stride, hs)).astype(np.int8)
+    if seed % 10 == 3:  # largest products of both signs
+        v[::2], v[1::2] = -128, 127
+    if tiles[0][0] == 0:
+        acc0, sums0 = np.full((g, hs), 12345, np.int32), np.full(g, -5, np.int32)
+    else:
+        acc0 = rng.integers(-(2**22), 2**22, (g, hs)).astype(np.int32)
+        sums0 = rng.integers(0, 2**22, g).astype(np.int32)
     real = 10 ** rng.uniform(-6, 3) if seed % 4 == 3 else 10 ** rng.uniform(-2, 1) * (16 << K.EXP_FRAC) / (2 * lim)
     bits = 15 if seed % 3 else int(rng.integers(8, 16))
-    return scores, n, score_params(min(real, 2.0 ** (30 - K.EXP_SHIFT_MAX))), K.exp2_table(bits)
+    return (scores, max_.astype(np.int32), v, tiles, acc0, sums0,
+            score_params(min(real, 2.0 ** (30 - K.EXP_SHIFT_MAX))), K.exp2_table(bits))
 
 
-def softmax_cut_edges():
-    """(scores [1, n], n, score params, table, label): distances cut - 1, cut, cut + 1, cut + 2 and 2^31 - 1 for
-    multipliers from 2 to 2^31 - 1, where d * mult just fits (or would not fit) 32 bits."""
+def want_exp_av(scores, max_, v, tiles, acc0, sums0, p, table):
+    """(acc [g, hs], sums [g]) after attn_exp_av_i8 over the tiles of an exp_av_input case, from the twins."""
+    acc, sums = acc0.astype(np.int64), sums0.astype(np.int64)
+    if tiles[0][0] == 0:
+        acc, sums = np.zeros_like(acc), np.zeros_like(sums)
+    for t0, n_t in tiles:
+        a, s = twin_exp_av(scores[:, t0:t0 + n_t], max_, v[t0:t0 + n_t], p["score_mult"], p["score_shift"], table)
+        acc, sums = acc + a, sums + s
+    return acc, sums
+
+
+def exp_cut_edges():
+    """(scores [1, n], n, score params, table, label): distances 0, cut - 1, cut, cut + 1, cut + 2 and 2^31 - 1 for
+    multipliers from 2 to 2^31 - 1, where d * mult just fits (or would not fit) 32 bits: the scores -d, max 0. Fed
+    to attn_exp_av_i8 against one-hot rows of v, acc[t] is the exp of position t."""
     rng = np.random.default_rng(99)
     for mult in (2, 3, 1000, (1 << 16) + 1, 12345678, 1 << 30, 2**31 - 1):
         p = score_params(mult / 2**K.EXP_SHIFT_MAX)

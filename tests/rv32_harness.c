@@ -39,9 +39,8 @@
     X(rmsnorm_i8, "pppiii")                                                                                           \
     X(rope_i8, "ppppii")                                                                                              \
     X(attention_i8, "pppppiiiiiiiiip")                                                                                \
-    X(attn_scores_i8, "pippiiiii")                                                                                    \
-    X(softmax_exp_rows, "piiiiiipp")                                                                                  \
-    X(attn_av_i8, "ppipiiiii")                                                                                        \
+    X(attn_scores_i8, "pipppiiiii")                                                                                   \
+    X(attn_exp_av_i8, "pppippiiiiiiiip")                                                                              \
     X(attn_out_i8, "pppiiiii")                                                                                        \
     X(zero_i32, "pi")                                                                                                 \
     X(swiglu_i8, "ppppiii")                                                                                           \
@@ -55,7 +54,7 @@
     X(dma_counters, "")                                                                                               \
     X(linear_tile_load, "pppppppiii")                                                                                 \
     X(kv_tile_load, "pppiiii")                                                                                        \
-    X(attention_tiled, "pppppippppiiiiiiiiipiii")
+    X(attention_tiled, "pppppipppppiiiiiiiiipiii")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X) FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii")
 #else
@@ -176,15 +175,15 @@ static uint32_t pad8(uint32_t n) {
     return (8u - (n & 7u)) & 7u;
 }
 
-/* attention_i8 rebuilt from the tiled kernels as the generated code composes them: per kv head, scores over tiles
- * of T positions of K, softmax_exp_rows over all of them, exp-weighted sums over tiles of V, attn_out_i8; K and V
- * read in place from the caches (use_dma = 0) or copied dense into `tile` by kv_tile_load */
+/* attention_i8 rebuilt from the tiled kernels as the generated code composes them: per kv head, scores and their
+ * max over tiles of T positions of K, exp-weighted sums and exp sums over tiles of V (from 0 at the first),
+ * attn_out_i8; K and V read in place from the caches (use_dma = 0) or copied dense into `tile` by kv_tile_load */
 static void attention_tiled(int8_t *out, const int8_t *q, const int8_t *k_cache, const int8_t *v_cache,
                             int32_t *scores /* [g, stride] */, int32_t stride, int32_t *acc /* [g*hs] */,
-                            int32_t *sums /* [g] */, int8_t *tile /* [T, hs] */, dma_job *job, int32_t pos,
-                            int32_t n_heads, int32_t n_kv_heads, int32_t hs, int32_t score_mult, int32_t score_shift,
-                            int32_t score_cut, int32_t out_mult, int32_t out_shift, const uint16_t *table, int32_t bits,
-                            int32_t T, int32_t use_dma) {
+                            int32_t *sums /* [g] */, int32_t *max /* [g] */, int8_t *tile /* [T, hs] */, dma_job *job,
+                            int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t hs, int32_t score_mult,
+                            int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                            const uint16_t *table, int32_t bits, int32_t T, int32_t use_dma) {
     int32_t n = pos + 1, g = n_heads / n_kv_heads, kv_dim = n_kv_heads * hs;
     for (int32_t kh = 0; kh < n_kv_heads; kh++) {
         for (int32_t t0 = 0; t0 < n; t0 += T) {
@@ -194,10 +193,9 @@ static void attention_tiled(int8_t *out, const int8_t *q, const int8_t *k_cache,
                 kv_tile_load(job, tile, k_cache + kh * hs, t0, n_t, hs, kv_dim);
                 dma_wait(job);
             }
-            attn_scores_i8(scores, stride, q + kh * g * hs, use_dma ? tile : k, use_dma ? hs : kv_dim, t0, n_t, g, hs);
+            attn_scores_i8(scores, stride, max, q + kh * g * hs, use_dma ? tile : k, use_dma ? hs : kv_dim, t0, n_t, g,
+                           hs);
         }
-        softmax_exp_rows(scores, stride, n, g, score_mult, score_shift, score_cut, table, sums);
-        zero_i32(acc, g * hs);
         for (int32_t t0 = 0; t0 < n; t0 += T) {
             int32_t n_t = n - t0 < T ? n - t0 : T;
             const int8_t *v = v_cache + (size_t)t0 * (size_t)kv_dim + (size_t)(kh * hs);
@@ -205,7 +203,8 @@ static void attention_tiled(int8_t *out, const int8_t *q, const int8_t *k_cache,
                 kv_tile_load(job, tile, v_cache + kh * hs, t0, n_t, hs, kv_dim);
                 dma_wait(job);
             }
-            attn_av_i8(acc, scores, stride, use_dma ? tile : v, use_dma ? hs : kv_dim, t0, n_t, g, hs);
+            attn_exp_av_i8(acc, sums, scores, stride, max, use_dma ? tile : v, use_dma ? hs : kv_dim, t0, n_t, g, hs,
+                           score_mult, score_shift, score_cut, table);
         }
         attn_out_i8(out + kh * g * hs, acc, sums, g, hs, out_mult, out_shift, bits);
     }
@@ -224,9 +223,10 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_attention_i8:
         attention_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
         return 0;
-    case FN_attn_scores_i8: attn_scores_i8(p[0], I(1), p[2], p[3], I(4), I(5), I(6), I(7), I(8)); return 0;
-    case FN_softmax_exp_rows: softmax_exp_rows(p[0], I(1), I(2), I(3), I(4), I(5), I(6), p[7], p[8]); return 0;
-    case FN_attn_av_i8: attn_av_i8(p[0], p[1], I(2), p[3], I(4), I(5), I(6), I(7), I(8)); return 0;
+    case FN_attn_scores_i8: attn_scores_i8(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
+    case FN_attn_exp_av_i8:
+        attn_exp_av_i8(p[0], p[1], p[2], I(3), p[4], p[5], I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
     case FN_attn_out_i8: attn_out_i8(p[0], p[1], p[2], I(3), I(4), I(5), I(6), I(7)); return 0;
     case FN_zero_i32: zero_i32(p[0], I(1)); return 0;
     case FN_swiglu_i8: swiglu_i8(p[0], p[1], p[2], p[3], I(4), I(5), I(6)); return 0;
@@ -245,8 +245,8 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         return ((dma_job *)p[0])->pending;
     case FN_kv_tile_load: kv_tile_load(p[0], p[1], p[2], I(3), I(4), I(5), I(6)); return ((dma_job *)p[0])->pending;
     case FN_attention_tiled:
-        attention_tiled(p[0], p[1], p[2], p[3], p[4], I(5), p[6], p[7], p[8], p[9], I(10), I(11), I(12), I(13), I(14),
-                        I(15), I(16), I(17), I(18), p[19], I(20), I(21), I(22));
+        attention_tiled(p[0], p[1], p[2], p[3], p[4], I(5), p[6], p[7], p[8], p[9], p[10], I(11), I(12), I(13), I(14),
+                        I(15), I(16), I(17), I(18), I(19), p[20], I(21), I(22), I(23));
         return 0;
 #ifdef DPL_HAVE_GEMV
     case FN_gemv_i8: gemv_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;

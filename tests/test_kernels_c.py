@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
-from attention_cases import (ATTN_EDGES, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
-                             attention_edge, attn_out_edges, attn_out_input, av_extremes, check_edge,
-                             last_head_exps, random_attention, softmax_cut_edges, softmax_rows_input, table_bits,
-                             tile_case, tiled_case, twin_attention_tiled)
+from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
+                             attention_edge, attn_out_edges, attn_out_input, check_edge, exp_av_extremes,
+                             exp_av_input, exp_cut_edges, last_head_exps, random_attention, table_bits, tile_case,
+                             tiled_case, twin_attention_tiled, twin_exp_av, twin_exps, twin_scores_max, want_exp_av)
 
 KDIR = ROOT / "kernels_c"
 HEADER = KDIR / "deeploy_kernels.h"
@@ -68,9 +68,8 @@ def lib(tmp_path_factory):
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
-    so.attn_scores_i8.argtypes = [i32, c32, i8, i8, c32, c32, c32, c32, c32]
-    so.softmax_exp_rows.argtypes = [i32, c32, c32, c32, c32, c32, c32, u16, i32]
-    so.attn_av_i8.argtypes = [i32, i32, c32, i8, c32, c32, c32, c32, c32]
+    so.attn_scores_i8.argtypes = [i32, c32, i32, i8, i8, c32, c32, c32, c32, c32]
+    so.attn_exp_av_i8.argtypes = [i32, i32, i32, c32, i32, i8] + [c32] * 8 + [u16]
     so.attn_out_i8.argtypes = [i8, i32, i32, c32, c32, c32, c32, c32]
     so.zero_i32.argtypes = [i32, c32]
     job_p, vp, u32 = ctypes.POINTER(DmaJob), ctypes.c_void_p, ctypes.c_uint32
@@ -81,7 +80,7 @@ def lib(tmp_path_factory):
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
     for name in ("rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
-                 "softmax_exp_rows", "attn_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
+                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
                  "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
     return so
@@ -456,66 +455,76 @@ def test_attn_scores(lib, seed):
         q[:], cache[::2], cache[1::2] = -128, -128, 127
     k, k_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
     scores = np.full((g, stride), -777, np.int32)
-    lib.attn_scores_i8(scores, stride, q, k, k_stride, t0, n_t, g, hs)
-    want = K.attn_scores(q, rows)
+    # the max so far (t0 > 0): above, below or within this tile's scores; poison at t0 = 0
+    prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
+    max_ = np.concatenate([prev, np.full(4, -555, np.int32)])
+    lib.attn_scores_i8(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
+    want, want_max = twin_scores_max(q, rows, prev if t0 else None)
     assert want.shape == (g, n_t)
     np.testing.assert_array_equal(scores[:, t0:t0 + n_t], want)
     np.testing.assert_array_equal(want, [[int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) for r in rows]
                                          for h in range(g)])
+    np.testing.assert_array_equal(max_[:g], want_max)
+    assert (max_[g:] == -555).all(), "attn_scores wrote past g maxima"
     scores[:, t0:t0 + n_t] = -777
     assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
 
 
-def check_softmax_exp_rows(lib, scores, n, p, table):
+def c_exp_av(lib, scores, max_, v, tiles, acc0, sums0, p, table):
+    """attn_exp_av_i8 over the tiles one after another, v read in place (v_stride = hs): (acc [g, hs], sums [g])."""
     g, stride = scores.shape
-    want, want_sums = K.softmax_exp_rows(scores[:, :n], p["score_mult"], p["score_shift"], table)
-    for h in range(g):
-        np.testing.assert_array_equal(want[h], K.softmax_exp(scores[h, :n], p["score_mult"], p["score_shift"], table))
-    assert (want.max(axis=1) == table[0]).all()  # the row's max scores weigh 2^bits
-    s, sums = scores.copy(), np.full(g + 4, -5, np.int32)
-    lib.softmax_exp_rows(s, stride, n, g, p["score_mult"], p["score_shift"], p["score_cut"], table, sums)
-    np.testing.assert_array_equal(s[:, :n], want)
-    np.testing.assert_array_equal(sums[:g], want_sums)
-    np.testing.assert_array_equal(s[:, n:], scores[:, n:], err_msg="softmax wrote past n")
-    assert (sums[g:] == -5).all(), "softmax wrote past g sums"
+    hs = v.shape[1]
+    acc = np.concatenate([acc0.reshape(-1), np.full(4, -777, np.int32)])
+    sums = np.concatenate([sums0, np.full(4, -5, np.int32)])
+    vflat = np.ascontiguousarray(v).reshape(-1)
+    for t0, n_t in tiles:
+        lib.attn_exp_av_i8(acc, sums, scores, stride, max_, vflat[t0 * hs:], hs, t0, n_t, g, hs, p["score_mult"],
+                           p["score_shift"], p["score_cut"], table)
+    assert (acc[g * hs:] == -777).all() and (sums[g:] == -5).all(), "attn_exp_av wrote past g heads"
+    return acc[:g * hs].reshape(g, hs), sums[:g]
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_softmax_exp_rows(lib, seed):
-    check_softmax_exp_rows(lib, *softmax_rows_input(seed))
+@pytest.mark.parametrize("seed", range(80))
+def test_attn_exp_av(lib, seed):
+    case = exp_av_input(seed)
+    acc, sums = c_exp_av(lib, *case)
+    want_acc, want_sums = want_exp_av(*case)
+    np.testing.assert_array_equal(acc, want_acc)
+    np.testing.assert_array_equal(sums, want_sums)
+    scores, max_, _v, tiles, _a, _s, p, table = case
+    if tiles[0][0] == 0:  # a whole row: the exps are softmax_exp's, its max weighs 2^bits
+        n = tiles[-1][0] + tiles[-1][1]
+        for h in range(scores.shape[0]):
+            e = K.softmax_exp(scores[h, :n], p["score_mult"], p["score_shift"], table)
+            assert e.max() == table[0] and want_sums[h] == e.sum()
 
 
-def test_softmax_exp_rows_cut_edges(lib):
-    for scores, n, p, table, _label in softmax_cut_edges():
-        check_softmax_exp_rows(lib, scores, n, p, table)
+def test_attn_exp_av_cut_edges(lib):
+    """Each position's exp on its own (one-hot v: acc[t] = e_t), through the hs 8 path (v row t one-hot in dim t % 8)
+    and the generic one (hs = n)."""
+    for scores, n, p, table, label in exp_cut_edges():
+        want = K.softmax_exp(scores[0], p["score_mult"], p["score_shift"], table)
+        assert want[0] == 1 << 15 and not want[3:6].any(), label  # d = 0 weighs 2^15, d > cut 0
+        np.testing.assert_array_equal(twin_exps(scores, [0], p["score_mult"], p["score_shift"], table)[0], want)
+        for hs in (8, n):
+            v = np.zeros((n, hs), np.int8)
+            v[np.arange(n), np.arange(n) % hs] = 1
+            acc, sums = c_exp_av(lib, scores, np.zeros(1, np.int32), v, [(0, n)], np.zeros((1, hs), np.int32),
+                                 np.zeros(1, np.int32), p, table)
+            np.testing.assert_array_equal(acc[0], want @ v.astype(np.int64), err_msg=label)
+            assert sums[0] == want.sum(), label
 
 
-@pytest.mark.parametrize("seed", range(60))
-def test_attn_av(lib, seed):
-    rng = np.random.default_rng(seed)
-    g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-    cache = rand_i8(rng, 80 * n_kv * hs)
-    p = np.full((g, stride), 1 << 24, np.int32)  # outside [t0, t0 + n_t): poison if read
-    p[:, t0:t0 + n_t] = rng.integers(0, (1 << 15) + 1, (g, n_t))
-    if seed % 10 == 3:  # largest products of both signs
-        p[:, t0:t0 + n_t], cache[::2], cache[1::2] = 1 << 15, -128, 127
-    v, v_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
-    acc0 = rng.integers(-(2**22), 2**22, g * hs).astype(np.int32)
-    acc = np.concatenate([acc0, np.full(4, -777, np.int32)])
-    lib.attn_av_i8(acc, p, stride, v, v_stride, t0, n_t, g, hs)
-    want = K.attn_av(p[:, t0:t0 + n_t], rows)
-    assert want.shape == (g, hs)
-    np.testing.assert_array_equal(acc[: g * hs], acc0 + want.reshape(-1))
-    assert (acc[g * hs:] == -777).all(), "attn_av wrote past g*hs"
-
-
-def test_attn_av_extremes(lib):
-    for g, hs, e, v, label in av_extremes():
-        acc = np.zeros(g * hs, np.int32)
-        lib.attn_av_i8(acc, e, e.shape[1], v.reshape(-1), hs, 0, e.shape[1], g, hs)
-        want = K.attn_av(e, v).reshape(-1)
-        assert (want == (-(2**31) if v[0, 0] < 0 else 127 << 24)).all(), label
+def test_attn_exp_av_extremes(lib):
+    for g, hs, scores, v, label in exp_av_extremes():
+        p = dict(score_mult=1 << 18, score_shift=19, score_cut=2**13 - 1)  # z = d / 2
+        table = K.exp2_table(15)
+        acc, sums = c_exp_av(lib, scores, scores.max(axis=1), v, [(0, CTX)], np.zeros((g, hs), np.int32),
+                             np.zeros(g, np.int32), p, table)
+        want, want_sums = twin_exp_av(scores, scores.max(axis=1), v, 1 << 18, 19, table)
+        assert (want == (-(2**31) if v[0, 0] < 0 else 127 << 24)).all() and (want_sums == 1 << 24).all(), label
         np.testing.assert_array_equal(acc, want, err_msg=label)
+        np.testing.assert_array_equal(sums, want_sums, err_msg=label)
 
 
 def check_attn_out(lib, acc, sums, g, hs, mult, shift, bits, exact=False):
@@ -549,12 +558,14 @@ def test_zero_i32(lib):
 
 
 def c_attention_tiled(lib, c, T, dma):
-    """attention_i8 rebuilt from the tiled kernels; dma: K/V tiles copied dense by dma_start_2d, else read in place."""
+    """attention_i8 rebuilt from the tiled kernels as the generated code composes them; dma: K/V tiles copied dense
+    by dma_start_2d, else read in place."""
     n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
     g, kv_dim, stride = nh // nkv, nkv * hs, c["pos"] + 4
     scores = np.full((g, stride), -777, np.int32)
-    acc = np.full(g * hs, 12345, np.int32)  # zero_i32 must clear what the previous kv head left
+    acc = np.full(g * hs, 12345, np.int32)  # the first V tile must start from 0, whatever the previous kv head left
     sums = np.full(g, -5, np.int32)
+    max_ = np.full(g, 2**30, np.int32)  # and the first K tile
     out = np.zeros(nh * hs, np.int8)
     tile_buf = np.zeros(min(T, n) * hs, np.int8)
     job = DmaJob(0)
@@ -572,13 +583,12 @@ def c_attention_tiled(lib, c, T, dma):
         for t0 in range(0, n, T):
             n_t = min(T, n - t0)
             k, k_stride = kv_tile(kc, kh, t0, n_t)
-            lib.attn_scores_i8(scores, stride, c["q"][kh * g * hs:], k, k_stride, t0, n_t, g, hs)
-        lib.softmax_exp_rows(scores, stride, n, g, c["score_mult"], c["score_shift"], c["score_cut"], c["table"], sums)
-        lib.zero_i32(acc, g * hs)
+            lib.attn_scores_i8(scores, stride, max_, c["q"][kh * g * hs:], k, k_stride, t0, n_t, g, hs)
         for t0 in range(0, n, T):
             n_t = min(T, n - t0)
             v, v_stride = kv_tile(vc, kh, t0, n_t)
-            lib.attn_av_i8(acc, scores, stride, v, v_stride, t0, n_t, g, hs)
+            lib.attn_exp_av_i8(acc, sums, scores, stride, max_, v, v_stride, t0, n_t, g, hs, c["score_mult"],
+                               c["score_shift"], c["score_cut"], c["table"])
         lib.attn_out_i8(out[kh * g * hs:], acc, sums, g, hs, c["out_mult"], c["out_shift"], table_bits(c["table"]))
     assert (scores[:, n:] == -777).all(), "scores written past pos"
     return out

@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
 from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
-from attention_cases import (ATTN_EDGES, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
-                             attn_out_edges, attn_out_input, av_extremes, check_edge, last_head_exps,
-                             random_attention, softmax_cut_edges, softmax_rows_input, table_bits, tile_case,
-                             tiled_case, twin_attention_tiled)
+from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
+                             attn_out_edges, attn_out_input, check_edge, exp_av_extremes, exp_av_input,
+                             exp_cut_edges, last_head_exps, random_attention, table_bits, tile_case, tiled_case,
+                             twin_attention_tiled, twin_exp_av, twin_scores_max, want_exp_av)
 
 PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
 GCC, NM, QEMU = "riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "qemu-system-riscv32"
@@ -491,64 +491,57 @@ def gen_attn_scores():
         q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
         if seed % 10 == 3:  # largest products of both signs
             q[:], cache[::2], cache[1::2] = -128, -128, 127
+        prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
         c = Case("attn_scores_i8", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
         k, k_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
         scores = c.out(np.full((g, stride), POISON32, np.int32))
-        c.call("attn_scores_i8", scores, stride, c.arr(q), k, k_stride, t0, n_t, g, hs)
+        max_ = c.out(np.concatenate([prev, np.full(4, -555, np.int32)]))
+        c.call("attn_scores_i8", scores, stride, max_, c.arr(q), k, k_stride, t0, n_t, g, hs)
         want = np.full((g, stride), POISON32, np.int64)
-        want[:, t0:t0 + n_t] = K.attn_scores(q, rows)
+        want[:, t0:t0 + n_t], want_max = twin_scores_max(q, rows, prev if t0 else None)
         c.expect(scores, want, "scores (poison outside [t0, t0 + n_t))")
+        c.expect(max_, np.concatenate([want_max, np.full(4, -555)]), "max (poison past g)")
         cases.append(c)
     return cases
 
 
-def gen_softmax():
-    cases = []
-    for seed in seeds(60):
-        scores, n, p, table = softmax_rows_input(seed)
-        cases.append(softmax_case(scores, n, p, table, f"seed={seed} g={scores.shape[0]} n={n} "
-                                                       f"mult={p['score_mult']} bits={table_bits(table)}"))
-    for scores, n, p, table, label in softmax_cut_edges():
-        cases.append(softmax_case(scores, n, p, table, label))
-    return cases
-
-
-def softmax_case(scores, n, p, table, label):
+def exp_av_case(scores, max_, v, tiles, acc0, sums0, p, table, label, want=None):
+    """attn_exp_av_i8 over the tiles one after another, v read in place (v_stride = hs)."""
     g, stride = scores.shape
-    c = Case("softmax_exp_rows", label)
-    s, sums = c.out(scores), c.out(np.full(g + 4, -5, np.int32))
-    c.call("softmax_exp_rows", s, stride, n, g, p["score_mult"], p["score_shift"], p["score_cut"], c.arr(table), sums)
-    want = scores.astype(np.int64)
-    e, want_sums = K.softmax_exp_rows(scores[:, :n], p["score_mult"], p["score_shift"], table)
-    want[:, :n] = e
-    c.expect(s, want, "exps (poison past n)")
+    hs = v.shape[1]
+    c = Case("attn_exp_av_i8", label)
+    acc = c.out(np.concatenate([acc0.reshape(-1), np.full(4, POISON32, np.int32)]))
+    sums = c.out(np.concatenate([sums0, np.full(4, -5, np.int32)]))
+    s, m, vv, tab = c.arr(scores), c.arr(max_), c.arr(v), c.arr(table)
+    for t0, n_t in tiles:
+        c.call("attn_exp_av_i8", acc, sums, s, stride, m, vv + t0 * hs, hs, t0, n_t, g, hs, p["score_mult"],
+               p["score_shift"], p["score_cut"], tab)
+    want_acc, want_sums = want or want_exp_av(scores, max_, v, tiles, acc0, sums0, p, table)
+    c.expect(acc, np.concatenate([want_acc.reshape(-1), np.full(4, POISON32)]), "acc (poison past g*hs)")
     c.expect(sums, np.concatenate([want_sums, np.full(4, -5)]), "sums (poison past g)")
     return c
 
 
-def gen_attn_av():
+def gen_attn_exp_av():
     cases = []
-    for seed in seeds(60):
-        rng = np.random.default_rng(seed)
-        g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-        cache = rand_i8(rng, 80 * n_kv * hs)
-        p = np.full((g, stride), 1 << 24, np.int32)  # outside [t0, t0 + n_t): poison if read
-        p[:, t0:t0 + n_t] = rng.integers(0, (1 << 15) + 1, (g, n_t))
-        if seed % 10 == 3:  # largest products of both signs
-            p[:, t0:t0 + n_t], cache[::2], cache[1::2] = 1 << 15, -128, 127
-        c = Case("attn_av_i8", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
-        v, v_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
-        acc0 = rng.integers(-(2**22), 2**22, g * hs).astype(np.int32)
-        acc = c.out(acc0)
-        c.call("attn_av_i8", acc, c.arr(p), stride, v, v_stride, t0, n_t, g, hs)
-        c.expect(acc, acc0 + K.attn_av(p[:, t0:t0 + n_t], rows).reshape(-1), "acc")
-        cases.append(c)
-    for g, hs, e, v, label in av_extremes():  # acc reaches -2^31 exactly
-        c = Case("attn_av_i8", label)
-        acc = c.out(np.zeros(g * hs, np.int32))
-        c.call("attn_av_i8", acc, c.arr(e), e.shape[1], c.arr(v), hs, 0, e.shape[1], g, hs)
-        c.expect(acc, K.attn_av(e, v).reshape(-1), "acc")
-        cases.append(c)
+    for seed in seeds(80):
+        case = exp_av_input(seed)
+        scores, v, tiles = case[0], case[2], case[3]
+        cases.append(exp_av_case(*case, f"seed={seed} g={scores.shape[0]} hs={v.shape[1]} tiles={tiles}"))
+    for scores, n, p, table, label in exp_cut_edges():  # each position's exp on its own: acc[t] = e_t
+        want = K.softmax_exp(scores[0], p["score_mult"], p["score_shift"], table)
+        for hs in (8, n):
+            v = np.zeros((n, hs), np.int8)
+            v[np.arange(n), np.arange(n) % hs] = 1
+            cases.append(exp_av_case(scores, np.zeros(1, np.int32), v, [(0, n)], np.zeros((1, hs), np.int32),
+                                     np.zeros(1, np.int32), p, table, f"{label} hs={hs}",
+                                     want=((want @ v.astype(np.int64))[None, :], np.array([want.sum()]))))
+    for g, hs, scores, v, label in exp_av_extremes():  # acc reaches -2^31 exactly
+        p, table, m = dict(score_mult=1 << 18, score_shift=19, score_cut=2**13 - 1), K.exp2_table(15), scores.max(axis=1)
+        want = twin_exp_av(scores, m, v, 1 << 18, 19, table)
+        assert (want[0] == (-(2**31) if v[0, 0] < 0 else 127 << 24)).all() and (want[1] == 1 << 24).all()
+        cases.append(exp_av_case(scores, m, v, [(0, CTX)], np.zeros((g, hs), np.int32), np.zeros(g, np.int32), p,
+                                 table, label, want=want))
     return cases
 
 
@@ -608,9 +601,10 @@ def attention_tiled_case(a, T, dma, want, suffix=""):
     out = c.out(np.full(nh * hs, 99, np.int8))
     scores = c.out(np.full((g, stride), POISON32, np.int32))
     sums = c.out(np.full(g, -5, np.int32))
+    max_ = c.out(np.full(g, 2**30, np.int32))
     c.call("dma_reset_counters")
     c.call("attention_tiled", out, c.arr(a["q"]), c.arr(a["k_cache"][:n]), c.arr(a["v_cache"][:n]),
-           scores, stride, c.arr(np.full(g * hs, 12345, np.int32)), sums,
+           scores, stride, c.arr(np.full(g * hs, 12345, np.int32)), sums, max_,
            c.arr(np.zeros(min(T, n) * hs, np.int8)), c.arr(np.zeros(1, np.uint32)), pos, nh,
            n_kv_heads, hs, a["score_mult"], a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"],
            c.arr(a["table"]), bits, T, dma)
@@ -619,14 +613,15 @@ def attention_tiled_case(a, T, dma, want, suffix=""):
     n_tiles = -(-n // T)
     bytes_, transfers = (2 * n_kv_heads * n * hs, 2 * n_kv_heads * n_tiles) if dma else (0, 0)
     c.expect_ret(counters, transfers << 32 | bytes_, "dma counters")
-    # scores end as the last kv head's exps, sums as their sums; poison past pos stays
+    # scores end as the last kv head's, max and sums as theirs; poison past pos stays
     kh = n_kv_heads - 1
     k = a["k_cache"][:n, kh * hs:(kh + 1) * hs]
-    e, want_sums = K.softmax_exp_rows(K.attn_scores(a["q"].reshape(n_kv_heads, -1)[kh], k), a["score_mult"],
-                                      a["score_shift"], a["table"])
+    s, m = twin_scores_max(a["q"].reshape(n_kv_heads, -1)[kh], k)
+    _e, want_sums = K.softmax_exp_rows(s, a["score_mult"], a["score_shift"], a["table"])
     want_s = np.full((g, stride), POISON32, np.int64)
-    want_s[:, :n] = e
-    c.expect(scores, want_s, "scores (last kv head's exps, poison past pos)")
+    want_s[:, :n] = s
+    c.expect(scores, want_s, "scores (last kv head's, poison past pos)")
+    c.expect(max_, m, "max (last kv head's)")
     c.expect(sums, want_sums, "sums (last kv head's)")
     return c
 
@@ -850,8 +845,7 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "rope_i8": gen_rope,
     "attention_i8": gen_attention,
     "attn_scores_i8": gen_attn_scores,
-    "softmax_exp_rows": gen_softmax,
-    "attn_av_i8": gen_attn_av,
+    "attn_exp_av_i8": gen_attn_exp_av,
     "attn_out_i8": gen_attn_out,
     "zero_i32": gen_zero,
     "attention_tiled": gen_attention_tiled,
@@ -946,7 +940,7 @@ def test_harness_has_no_soft_float(harness):
 
 
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
-                "softmax_exp_rows", "attn_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8",
+                "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8",
                 "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
