@@ -15,7 +15,8 @@ NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
 
 def _gemv(kernel):
     def run(y, x, wb, mult, shift, n_in, n_out):
-        y[:] = K.linear(x, unblock_rows(wb, n_out), mult, shift, *BOUNDS[kernel])
+        # one shift per layer: the C reads shift[0] (the per-row array, all entries equal, is for the tiles' DMA)
+        y[:] = K.linear(x, unblock_rows(wb, n_out), mult, int(shift[0]) if n_out else 0, *BOUNDS[kernel])
     return run
 
 

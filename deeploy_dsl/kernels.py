@@ -2,8 +2,17 @@
 
 Every function here computes exactly the integers its C twin computes (tests compare them bit for
 bit). Conventions shared with C:
-  * rounding: `rshift_round` rounds half away from zero (like `round()` in C, not banker's rounding);
-  * requantization: `acc * mult >> shift` in 64-bit, `mult` in [2^30, 2^31), then saturate;
+  * rounding: `rshift_round` and `requant` round half away from zero (like `round()` in C, not banker's
+    rounding), except the linear layers (`linear`, `requant_half_up`: gemv_i8/i16/i32 and linear_i8/i16/i32),
+    which round half up, floor(v + 1/2). The reason is speed: with a shift s >= 33 the half-up result is
+    (mulh(acc, mult) + 2^(s-33)) >> (s-32), the high word of the product only, while half away from zero
+    also needs to know whether a negative product has a zero low word (a branch). Every output row of every
+    linear layer is requantized (~3,500 rows per token): ~8 RV32 instructions per row instead of ~14. The
+    two differ only on exact ties of negative values (v = -n - 1/2, half up gives -n), which are rare with
+    30-bit multipliers and no less accurate;
+  * requantization: `acc * mult >> shift` in 64-bit, `mult` in [2^30, 2^31) from `quantize_multiplier`,
+    then saturate. Linear layers have one shift per layer and a multiplier per output row
+    (`layer_multipliers`: the largest row's in [2^30, 2^31), smaller rows' smaller);
   * `>>` on negative values is arithmetic (numpy does this; gcc documents it for signed types).
 """
 from __future__ import annotations
@@ -61,10 +70,49 @@ def requant(acc, mult, shift, lo: int, hi: int):
     return np.clip(out, lo, hi)
 
 
-def linear(x, w, mult, shift, lo: int, hi: int):
-    """y[o] = sat(round(sum_i w[o,i] * x[i] * mult[o] / 2^shift[o])); x int8 [in], w int8 [out, in]."""
+def layer_multipliers(reals) -> tuple[np.ndarray, int]:
+    """One shift for all rows of a linear layer, a multiplier per row: real[o] ~= mult[o] / 2^shift.
+
+    The shift is the largest that keeps every mult < 2^31, so the largest factor gets a mult in [2^30, 2^31)
+    and a row with an r times smaller factor keeps about 31 - log2(r) significant bits (stories260K: r < 22,
+    >= 25.6 bits). The kernels are fastest for shift >= 33 (factors < 1/4: in stories260K all but mlp.down,
+    one attn.o and lm_head); smaller shifts cost 3 instructions more per row (gemv.c). Returns (mult, shift).
+    """
+    r = np.atleast_1d(np.asarray(reals, dtype=np.float64))
+    if r.size == 0:
+        return np.zeros(0, np.int32), 0
+    if not (np.all(r > 0) and np.all(np.isfinite(r))):
+        bad = r[~(np.isfinite(r) & (r > 0))][:3]
+        raise ValueError(f"requantization factors must be positive and finite, got {bad}")
+    shift = 31 - math.frexp(float(r.max()))[1]  # max(r) * 2^shift in [2^30, 2^31)
+    shift = min(shift, 62)
+    mult = [round(float(v) * 2.0 ** shift) for v in r]  # exact: v * 2^shift < 2^31 is a float with 53 bits
+    if max(mult) >= 1 << 31:  # rounded up to 2^31
+        shift -= 1
+        mult = [round(float(v) * 2.0 ** shift) for v in r]
+    if shift < 0:
+        raise ValueError(f"requantization factor {float(r.max())} is too large (>= 2^31)")
+    return np.array(mult, np.int32), int(shift)
+
+
+def requant_half_up(acc, mult, shift, lo: int, hi: int):
+    """saturate(floor(acc * mult / 2^shift + 1/2)), 0 <= shift <= 62: rounding half up (linear layers)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
+    return np.clip((acc * mult + half) >> shift, lo, hi)
+
+
+def linear(x, w, mult, shift: int, lo: int, hi: int):
+    """y[o] = sat(floor(sum_i w[o,i] * x[i] * mult[o] / 2^shift + 1/2)); x int8 [in], w int8 [out, in].
+
+    One shift for the layer (the C kernels take a per-row shift array for the tiles' DMA and read shift[0]).
+    """
+    if np.ndim(shift) != 0:
+        raise ValueError("linear takes the layer's one shift (the C kernels read shift[0]), not an array")
     acc = w.astype(np.int64) @ np.asarray(x, dtype=np.int64)
-    return requant(acc, mult, shift, lo, hi)
+    return requant_half_up(acc, mult, int(shift), lo, hi)
 
 
 def isqrt64(n: int) -> int:

@@ -97,7 +97,15 @@ def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
         # a tied classifier gets its own blocked copy, since the embedding reads plain rows
         q, sw = _weights_i8(wf)
         consts[op + ".wb"] = block_rows(q)
-        consts[op + ".mult"], consts[op + ".shift"] = _mults(s_in * sw / s_out)
+        # one shift for the layer, a multiplier per row (kernels.layer_multipliers); the shift stays a per-row
+        # array (all entries equal) that the tiles' DMA slices with the rows. An all-zero row's factor is
+        # arbitrary (its outputs are 0): it takes the smallest, so that it cannot cost the other rows' precision
+        reals = s_in * sw / s_out
+        live = q.any(axis=1)
+        if live.any() and not live.all():
+            reals = np.where(live, reals, reals[live].min())
+        mult, shift = K.layer_multipliers(reals)
+        consts[op + ".mult"], consts[op + ".shift"] = mult, np.full(q.shape[0], shift, np.uint8)
         params[op] = {"weight": op + ".wb", "n_out": int(q.shape[0]), "n_in": int(q.shape[1])}
 
     def norm(op: str, g: np.ndarray):

@@ -8,10 +8,13 @@
  * offsets from two pointers (the second block starts n_in*R bytes after the first), 128 mul, 128 add and
  * 4 instructions of loop control: 396 RV32 instructions per 128 MACs (3.09; one block per pass, as an odd
  * last block is done, takes 203 per 64, 3.17; linear.c's row-by-row dot products ~7.6).
- * Each row then pays 14 instructions of requantization (requant_sat: 12 for int32 results, ~20 for shifts
- * below 33), i.e. 0.22 per MAC for n_in = 64. Measured on RV32IMAC -O2 (bench/gemv_rv32.py): 3.41 instructions
- * per MAC for 64x64 -> int8 with the call's overheads, 3.25 for 64x172 -> int16 (before: 3.52 and 3.34). The price
- * is code: the 16 + 8 requantizations are unrolled per kernel, ~23 KB of RV32 text for the three (was 7.7 KB).
+ * Each row then pays the requantization, one shift per call (shift[0], kernels.layer_multipliers) and rounding half
+ * up, so that the high word of acc * mult decides it: 8 instructions per row for int8/int16 results, 5 for int32, for
+ * shifts >= 33 (most layers); 11 for shifts below (acc scaled up, with a test that it fits). Per-row shifts rounding
+ * half away from zero took 14 (~20 below 33). Measured on RV32IMAC -O2 (bench/gemv_rv32.py): 3.30 instructions per
+ * MAC for 64x64 -> int8 with the call's overheads, 3.21 for 64x172 -> int16 (per-row shifts: 3.41 and 3.25; row-by-row
+ * linear.c 7.6). The price is code: the requantizations are unrolled per kernel and the passes exist once per form,
+ * ~23 KB of RV32 text for the three kernels.
  */
 #include "gemv.h"
 
@@ -32,8 +35,14 @@
  * 3.09 per MAC); its priority-based allocator (-fira-algorithm=priority) keeps all of them in registers. */
 #pragma GCC optimize("sched-pressure", "ira-algorithm=priority")
 #define GEMV_UNROLL _Pragma("GCC unroll 16")
+/* ... except in the passes of the scaled form (shifts below 33), which keep one more value (k) and where the priority
+ * allocator spills an accumulator inside the loop while the default one does not (mlp.down: 3.25 -> 3.22 per MAC) */
+#define GEMV_DEFAULT_IRA_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"ira-algorithm=CB\")")
+#define GEMV_DEFAULT_IRA_END _Pragma("GCC pop_options")
 #else
 #define GEMV_UNROLL
+#define GEMV_DEFAULT_IRA_BEGIN
+#define GEMV_DEFAULT_IRA_END
 #endif
 #if defined(__GNUC__)
 #define GEMV_INLINE static inline __attribute__((always_inline))
@@ -105,39 +114,43 @@ GEMV_INLINE void block_dot2(int32_t acc[2 * R], const int8_t *x /* [n_in] */, co
     SAVE_ACC(acc + R, b);
 }
 
-/* clamp(round(acc * mult / 2^shift), lo, hi) by the definition (dpl_requant, 64-bit) */
-GEMV_NOINLINE int32_t requant_slow(int32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi) {
-    int64_t v = dpl_requant(acc, mult, shift);
+/* Requantization (kernels.requant_half_up): y[o] = clamp(floor(acc[o] * mult[o] / 2^s + 1/2), lo, hi), rounding half
+ * up, with ONE shift s = shift[0] for the whole call (the compiler gives a layer one shift and per-row multipliers,
+ * kernels.layer_multipliers; the other shift[] entries are not read).
+ *
+ * The fast form, for 33 <= s <= 62: with p = acc * m = h * 2^32 + l (h = floor(p / 2^32), the high word of the product,
+ * mulh; 0 <= l < 2^32) and 2^(s-1) = c * 2^32, c = 2^(s-33): floor((p + 2^(s-1)) / 2^s) = floor((h + c) / 2^(s-32)).
+ * The low word never matters (rounding half away from zero needs to know whether a negative p has a zero low word: a
+ * branch), and |p| <= 2^62 gives |h| <= 2^30, so h + c fits and q fits int32 (no clamp for gemv_i32). For any int32
+ * acc and m: with its loads and store, 8 RV32 instructions per row for int8/int16 results (one test finds a q outside
+ * the range: is it its own sign extension?), 5 for int32. A shift 2 <= s <= 32 becomes 33 by scaling acc by 2^k,
+ * k = 33 - s, when acc << k fits 32 bits (the same rational, so the same rounding; 3 more instructions per row with
+ * the test); otherwise (and for s < 2) the definition in 64 bits (requant_exact, ~40). */
+enum {
+    RQ_HIGH,    /* 33 <= s <= 62: q = (mulh(acc, m) + c) >> t, t = s - 32, c = 2^(s-33) */
+    RQ_SCALED,  /* 2 <= s <= 32: the same on acc << k (t = 1, c = 1) for rows where it fits, else requant_exact */
+    RQ_EXACT    /* s < 2: requant_exact */
+};
+
+/* the definition, any int32 acc and mult, 0 <= shift <= 62 (|p| <= 2^62: p + 2^61 fits int64) */
+GEMV_NOINLINE int32_t requant_exact(int32_t acc, int32_t mult, int32_t shift, int32_t lo, int32_t hi) {
+    int64_t v = (int64_t)acc * mult;
+    if (shift > 0) v = (v + ((int64_t)1 << (shift - 1))) >> shift;
     return v < lo ? lo : v > hi ? hi : (int32_t)v;
 }
 
-/* clamp(round(acc * mult / 2^(33 + t)), lo, hi) for t >= 0. The definition is q = floor((p - (p<0) + 2^(s-1)) / 2^s),
- * p = acc * mult, s = 33 + t: as 2^(s-1) is a multiple of 2^32, q only needs the high word h = floor((p - (p<0)) / 2^32):
- * q = floor((h + 2^t) / 2^(t+1)) = ((h >> t) + 1) >> 1. h is the high word of p (mulh) unless the low word of p is 0
- * (rare; a branch), where p - (p<0) borrows from the high word when p < 0. For an int8/int16 result, one test
- * (is q its own sign extension?) finds an out-of-range q. |p| <= 2^62, so |h| <= 2^30 and h + 1 cannot overflow. */
-GEMV_INLINE int32_t requant_high(int32_t acc, int32_t mult, int32_t t, int bits, int32_t lo, int32_t hi) {
-    const int64_t p = (int64_t)acc * mult;
-    int32_t h = (int32_t)(p >> 32), q;
-    if ((uint32_t)p == 0) h += h >> 31; /* p = h * 2^32: p - 1 borrows when p < 0 */
-    q = ((h >> t) + 1) >> 1;
-    if (bits < 32 && (int32_t)((uint32_t)q << (32 - bits)) >> (32 - bits) != q) /* q is outside [lo, hi] */
-        q = q < 0 ? lo : hi;
-    return q;
-}
-
-/* clamp(round(acc * mult / 2^shift), lo, hi), the same integers as requant_slow in 14 RV32 instructions for shift >= 33
- * (with the loads and the store; ~45 by the definition). A smaller shift becomes 33 by scaling acc by 2^(33-shift)
- * when that fits 32 bits (same rational, same rounding; ~7 more instructions); otherwise, and for shift < 3, the 64-bit
- * definition is used. Any int32 mult. */
-GEMV_INLINE int32_t requant_sat(int32_t acc, int32_t mult, int32_t shift, int bits, int32_t lo, int32_t hi) {
-    const int32_t t = shift - 33;
-    if (GEMV_LIKELY(t >= 0)) return requant_high(acc, mult, t, bits, lo, hi);
-    if (t >= -30) {
-        const int32_t k = -t, scaled = (int32_t)((uint32_t)acc << k);
-        if (scaled >> k == acc) return requant_high(scaled, mult, 0, bits, lo, hi);
+/* *q = the fast form of one row in form `mode` (RQ_HIGH or RQ_SCALED, a constant after inlining); returns 0 if *q is
+ * the row's result, 1 if the row needs more: an int8/int16 q outside [lo, hi], or RQ_SCALED's acc << k does not fit */
+GEMV_INLINE int requant_fast(int32_t *q, int mode, int32_t acc, int32_t mult, int32_t k, int32_t t, int32_t c,
+                             int bits) {
+    int32_t a = acc;
+    if (mode == RQ_SCALED) {
+        a = (int32_t)((uint32_t)acc << k);
+        if (a >> k != acc) return 1;
+        t = 1, c = 1;
     }
-    return requant_slow(acc, mult, shift, lo, hi);
+    *q = ((int32_t)(((int64_t)a * mult) >> 32) + c) >> t;
+    return bits < 32 && (int32_t)((uint32_t)*q << (32 - bits)) >> (32 - bits) != *q;
 }
 
 /* y[r] = v as int8/int16/int32 (bits is a constant after inlining) */
@@ -150,40 +163,133 @@ GEMV_INLINE void store(void *y, int32_t r, int32_t v, int bits) {
         ((int32_t *)y)[r] = v;
 }
 
-/* y[r] = requant(acc[r], mult[r], shift[r]) for the first `rows` of the n rows of acc (n = R or 2R, a constant):
- * all n unrolled when rows >= n, so that acc stays in registers and every access has a constant offset; otherwise
- * (the last block, partial) a loop over a copy of acc (copying leaves acc[] indexed by constants only) */
-GEMV_INLINE void requant_rows(void *y, int bits, int32_t lo, int32_t hi, const int32_t *acc, int32_t n,
-                              const int32_t *mult, const uint8_t *shift, int32_t rows) {
+/* y[r] = requant(acc[r], mult[r]) for r < rows for s < 33, any row: the slow path of RQ_SCALED (partial blocks,
+ * saturated rows, acc << k too large) and RQ_EXACT; one copy per output type */
+GEMV_INLINE void requant_loop(void *y, int bits, int32_t lo, int32_t hi, const int32_t *acc, const int32_t *mult,
+                              int32_t rows, int32_t s) {
+    for (int32_t r = 0; r < rows; r++) {
+        int32_t q;
+        if (s < 2 || requant_fast(&q, RQ_SCALED, acc[r], mult[r], 33 - s, 1, 1, bits))
+            q = requant_exact(acc[r], mult[r], s, lo, hi);
+        store(y, r, q, bits);
+    }
+}
+GEMV_NOINLINE void requant_loop8(void *y, const int32_t *acc, const int32_t *mult, int32_t rows, int32_t s) {
+    requant_loop(y, 8, INT8_MIN, INT8_MAX, acc, mult, rows, s);
+}
+GEMV_NOINLINE void requant_loop16(void *y, const int32_t *acc, const int32_t *mult, int32_t rows, int32_t s) {
+    requant_loop(y, 16, INT16_MIN, INT16_MAX, acc, mult, rows, s);
+}
+GEMV_NOINLINE void requant_loop32(void *y, const int32_t *acc, const int32_t *mult, int32_t rows, int32_t s) {
+    requant_loop(y, 32, INT32_MIN, INT32_MAX, acc, mult, rows, s);
+}
+/* the same for a constant bits */
+GEMV_INLINE void requant_loop_bits(void *y, int bits, const int32_t *acc, const int32_t *mult, int32_t rows,
+                                   int32_t s) {
+    if (bits == 8)
+        requant_loop8(y, acc, mult, rows, s);
+    else if (bits == 16)
+        requant_loop16(y, acc, mult, rows, s);
+    else
+        requant_loop32(y, acc, mult, rows, s);
+}
+
+/* y[r] = requant(acc[r], mult[r]) for the first `rows` of the n rows of acc (n = R or 2R, a constant) in form `mode`
+ * (RQ_HIGH or RQ_SCALED, a constant). A full block (or pair) is unrolled, every row's test branching out to the slow
+ * loop, which then does the whole block again: the unrolled rows are one extended basic block with no value to carry
+ * to the exit, so y, mult, t, c stay in registers from row to row (a join after each row's clamp makes gcc reload them
+ * at every row), and acc stays in registers, indexed by constants. The slow loop works on a copy of acc. */
+GEMV_INLINE void requant_rows(int mode, void *y, int bits, int32_t lo, int32_t hi, const int32_t *acc, int32_t n,
+                              const int32_t *mult, int32_t rows, int32_t k, int32_t t, int32_t c) {
+    int32_t copy[2 * R];
     if (rows >= n) {
         GEMV_UNROLL
-        for (int32_t r = 0; r < n; r++) store(y, r, requant_sat(acc[r], mult[r], shift[r], bits, lo, hi), bits);
+        for (int32_t r = 0; r < n; r++) {
+            int32_t q;
+            if (requant_fast(&q, mode, acc[r], mult[r], k, t, c, bits)) goto slow;
+            store(y, r, q, bits);
+        }
+        return;
+    }
+slow:
+    GEMV_UNROLL
+    for (int32_t i = 0; i < n; i++) copy[i] = acc[i];
+    if (rows > n) rows = n;
+    if (mode == RQ_HIGH) { /* no call here: values live across a call would leave registers for the whole loop */
+        for (int32_t r = 0; r < rows; r++) {
+            int32_t q;
+            if (requant_fast(&q, RQ_HIGH, copy[r], mult[r], k, t, c, bits)) q = q < 0 ? lo : hi;
+            store(y, r, q, bits);
+        }
     } else {
-        int32_t tail[2 * R];
-        GEMV_UNROLL
-        for (int32_t r = 0; r < n; r++) tail[r] = acc[r];
-        for (int32_t r = 0; r < rows; r++) store(y, r, requant_sat(tail[r], mult[r], shift[r], bits, lo, hi), bits);
+        requant_loop_bits(y, bits, copy, mult, rows, 33 - k);
     }
 }
 
-/* y[o] = clamp(round(sum_i W[o,i]*x[i] * mult[o] / 2^shift[o]), lo, hi): two blocks (2R rows) per pass over x
- * while more than one block is left, then the last block alone */
-GEMV_INLINE void gemv(void *y /* [n_out] of bits */, int bits, int32_t lo, int32_t hi, const int8_t *x /* [n_in] */,
-                      const int8_t *wb /* [ceil(n_out/R), n_in, R] */, const int32_t *mult /* [n_out] */,
-                      const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out) {
+/* the passes over x in form `mode`: two blocks (2R rows) per pass while more than one block is left, then the last
+ * block alone */
+GEMV_INLINE void gemv_passes(int mode, void *y, int bits, int32_t lo, int32_t hi, const int8_t *x, const int8_t *wb,
+                             const int32_t *mult, int32_t n_in, int32_t n_out, int32_t k, int32_t t, int32_t c) {
     const int32_t block = n_in * R; /* bytes of one block */
     const int32_t size = bits / 8;    /* bytes of one y */
-    int32_t o = 0;
-    for (; n_out - o > R; o += 2 * R, wb += 2 * block) {
+    for (; n_out > R; n_out -= 2 * R, wb += 2 * block, y = (char *)y + 2 * R * size, mult += 2 * R) {
         int32_t acc[2 * R];
         block_dot2(acc, x, wb, wb + block, n_in);
-        requant_rows((char *)y + o * size, bits, lo, hi, acc, 2 * R, mult + o, shift + o, n_out - o);
+        requant_rows(mode, y, bits, lo, hi, acc, 2 * R, mult, n_out, k, t, c);
     }
-    if (o < n_out) {
+    if (n_out > 0) {
         int32_t acc[R];
         block_dot(acc, x, wb, n_in);
-        requant_rows((char *)y + o * size, bits, lo, hi, acc, R, mult + o, shift + o, n_out - o);
+        requant_rows(mode, y, bits, lo, hi, acc, R, mult, n_out, k, t, c);
     }
+}
+
+/* the exact generic path (s < 2, outside both forms; no deployment has one): one row at a time, small and slow */
+GEMV_NOINLINE void gemv_exact(void *y, int bits, const int8_t *x, const int8_t *wb, const int32_t *mult, int32_t n_in,
+                              int32_t n_out, int32_t s) {
+    for (int32_t o = 0; o < n_out; o++) {
+        const int8_t *w = wb + (o / R) * n_in * R + o % R;
+        int32_t acc = 0;
+        for (int32_t i = 0; i < n_in; i++) acc += (int32_t)x[i] * w[i * R];
+        requant_loop_bits((char *)y + o * (bits / 8), bits, &acc, mult + o, 1, s);
+    }
+}
+
+/* the passes in the scaled form, one function per output type; int8/int16 compiled with gcc's default allocator */
+GEMV_DEFAULT_IRA_BEGIN
+GEMV_NOINLINE void gemv_scaled8(void *y, const int8_t *x, const int8_t *wb, const int32_t *mult, int32_t n_in,
+                                int32_t n_out, int32_t k) {
+    gemv_passes(RQ_SCALED, y, 8, INT8_MIN, INT8_MAX, x, wb, mult, n_in, n_out, k, 1, 1);
+}
+GEMV_NOINLINE void gemv_scaled16(void *y, const int8_t *x, const int8_t *wb, const int32_t *mult, int32_t n_in,
+                                 int32_t n_out, int32_t k) {
+    gemv_passes(RQ_SCALED, y, 16, INT16_MIN, INT16_MAX, x, wb, mult, n_in, n_out, k, 1, 1);
+}
+GEMV_DEFAULT_IRA_END
+GEMV_NOINLINE void gemv_scaled32(void *y, const int8_t *x, const int8_t *wb, const int32_t *mult, int32_t n_in,
+                                 int32_t n_out, int32_t k) { /* here the priority allocator does better */
+    gemv_passes(RQ_SCALED, y, 32, INT32_MIN, INT32_MAX, x, wb, mult, n_in, n_out, k, 1, 1);
+}
+
+/* y[o] = clamp(floor(sum_i W[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)). Each form has its own passes (a copy of the
+ * dot products): the usual one (RQ_HIGH) keeps only t and c besides the loop's pointers, as the 16 accumulators leave
+ * no room for more (y or mult would be reloaded at every row). */
+GEMV_INLINE void gemv(void *y /* [n_out] of bits */, int bits, int32_t lo, int32_t hi, const int8_t *x /* [n_in] */,
+                      const int8_t *wb /* [ceil(n_out/R), n_in, R] */, const int32_t *mult /* [n_out] */,
+                      const uint8_t *shift /* [n_out], shift[0] used */, int32_t n_in, int32_t n_out) {
+    int32_t s;
+    if (n_out <= 0) return;
+    s = shift[0];
+    if (GEMV_LIKELY(s >= 33)) /* s <= 62 */
+        gemv_passes(RQ_HIGH, y, bits, lo, hi, x, wb, mult, n_in, n_out, 0, s - 32, (int32_t)1 << (s - 33));
+    else if (s >= 2 && bits == 8)
+        gemv_scaled8(y, x, wb, mult, n_in, n_out, 33 - s);
+    else if (s >= 2 && bits == 16)
+        gemv_scaled16(y, x, wb, mult, n_in, n_out, 33 - s);
+    else if (s >= 2)
+        gemv_scaled32(y, x, wb, mult, n_in, n_out, 33 - s);
+    else
+        gemv_exact(y, bits, x, wb, mult, n_in, n_out, s);
 }
 
 void gemv_i8(int8_t *y, const int8_t *x, const int8_t *wb, const int32_t *mult, const uint8_t *shift, int32_t n_in,

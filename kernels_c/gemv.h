@@ -3,8 +3,11 @@
  * Same integers as linear_iN (kernels.linear in deeploy_dsl/kernels.py), with the weights laid out
  * offline by deeploy_dsl/layout.py:block_rows: blocks of GEMV_ROWS_PER_BLOCK output rows, column by
  * column, wb[o / R][i][o % R]. The last block is padded with zero rows (n_out is not rounded: the
- * kernel writes y[0 .. n_out) only and reads mult/shift only for real rows).
- * Needs n_in < 2^17 (int32 accumulators, |w*x| <= 2^14) and 0 <= shift <= 62.
+ * kernel writes y[0 .. n_out) only and reads mult only for real rows).
+ * Requantization: one shift for the call, shift[0] (a layer has one shift, kernels.layer_multipliers; the
+ * array is per row so that a tile's DMA slices it with the rows, all entries equal, and the others are not
+ * read), a multiplier per row, rounding half up: y[o] = sat(floor(acc[o] * mult[o] / 2^shift[0] + 1/2)).
+ * Fastest for shift[0] >= 33. Needs n_in < 2^17 (int32 accumulators, |w*x| <= 2^14) and 0 <= shift[0] <= 62.
  */
 #ifndef DEEPLOY_GEMV_H
 #define DEEPLOY_GEMV_H
@@ -13,14 +16,17 @@
 
 #define GEMV_ROWS_PER_BLOCK 8 /* R; must equal deeploy_dsl.layout.ROWS_PER_BLOCK */
 
-/* y[o] = sat8(round(sum_i W[o,i]*x[i] * mult[o] / 2^shift[o])), W blocked: wb[o/R][i][o%R] */
+/* y[o] = sat8(floor(sum_i W[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)), W blocked: wb[o/R][i][o%R] */
 void gemv_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wb /* [ceil(n_out/R), n_in, R] */,
-             const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out);
+             const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+             int32_t n_in, int32_t n_out);
 /* the same with sat16 */
 void gemv_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wb /* [ceil(n_out/R), n_in, R] */,
-              const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out);
+              const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+              int32_t n_in, int32_t n_out);
 /* the same with sat32 */
 void gemv_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wb /* [ceil(n_out/R), n_in, R] */,
-              const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out);
+              const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+              int32_t n_in, int32_t n_out);
 
 #endif /* DEEPLOY_GEMV_H */

@@ -1,6 +1,7 @@
 """gemv_i8/i16/i32 (kernels_c/gemv.c) over the row-blocked layout (deeploy_dsl/layout.py) compute exactly the
-integers of kernels.linear: on the host through ctypes, under ASan/UBSan on exact-size buffers, and on RV32
-under QEMU (when the riscv64-unknown-elf toolchain and qemu-system-riscv32 are installed)."""
+integers of kernels.linear (one shift per call, shift[0]; per-row mult; rounding half up): on the host through
+ctypes, under ASan/UBSan on exact-size buffers, and on RV32 under QEMU (when the riscv64-unknown-elf toolchain and
+qemu-system-riscv32 are installed)."""
 from __future__ import annotations
 
 import ctypes
@@ -150,22 +151,32 @@ def test_tile_of_blocks_is_a_contiguous_slice():
 # ----------------------------------------------------------------------------------------- host kernel
 
 
-def c_gemv(lib, bits, x, w, mult, shift):
-    """Run gemv_i<bits> on block_rows(w); y has R guard elements after n_out that must stay untouched."""
+def c_gemv(lib, bits, x, w, mult, shift: int):
+    """Run gemv_i<bits> on block_rows(w) with the layer's shift in shift[0] and garbage in the other entries (the
+    kernel reads shift[0] only); y has R guard elements after n_out that must stay untouched."""
     n_out, n_in = w.shape
     guard = np.iinfo(DTYPES[bits]).max - 3
     y = np.full(n_out + R, guard, DTYPES[bits])
     wb = L.block_rows(w).reshape(-1)
+    shifts = np.full(max(n_out, 1), 255, np.uint8)
+    shifts[1::2] = 7
+    shifts[0] = shift
     getattr(lib, f"gemv_i{bits}")(y, np.ascontiguousarray(x, np.int8), wb, np.ascontiguousarray(mult, np.int32),
-                                  np.ascontiguousarray(shift, np.uint8), n_in, n_out)
+                                  shifts, n_in, n_out)
     assert (y[n_out:] == guard).all(), "gemv wrote past n_out"
     return y[:n_out]
 
 
 def check(lib, x, w, mult, shift):
-    for bits in (8, 16, 32):
-        np.testing.assert_array_equal(c_gemv(lib, bits, x, w, mult, shift), K.linear(x, w, mult, shift, *BOUNDS[bits]),
-                                      err_msg=f"gemv_i{bits} {w.shape}")
+    """C against kernels.linear for one shift, or for per-row shifts: one call per distinct shift on its rows."""
+    shift = np.asarray(shift)
+    for s in (np.unique(shift) if shift.ndim else [shift]):
+        rows = shift == s if shift.ndim else slice(None)
+        ws, ms = w[rows], np.asarray(mult)[rows]
+        for bits in (8, 16, 32):
+            np.testing.assert_array_equal(c_gemv(lib, bits, x, ws, ms, int(s)),
+                                          K.linear(x, ws, ms, int(s), *BOUNDS[bits]),
+                                          err_msg=f"gemv_i{bits} {ws.shape} shift {int(s)}")
 
 
 def rand_i8(rng, shape):
@@ -173,13 +184,13 @@ def rand_i8(rng, shape):
 
 
 def qm_arrays(reals):
-    ms = [K.quantize_multiplier(float(r)) for r in reals]
-    return np.array([m for m, _ in ms], np.int32), np.array([s for _, s in ms], np.uint8)
+    """The compiler's multipliers for a layer: per-row mult, one shift (kernels.layer_multipliers)."""
+    return K.layer_multipliers(reals)
 
 
 def any_requant(rng, n):
-    """Any int32 multiplier (negative too) with any shift in [0, 62]."""
-    return rng.integers(-2**31, 2**31, n).astype(np.int32), rng.integers(0, 63, n).astype(np.uint8)
+    """Any int32 multiplier (negative too) with one shift in [0, 62]."""
+    return rng.integers(-2**31, 2**31, n).astype(np.int32), int(rng.integers(0, 63))
 
 
 @pytest.mark.parametrize("seed", range(100))
@@ -194,10 +205,10 @@ def test_gemv_random(lib, seed):
     kind = seed % 4
     if kind == 0:  # the model's range: outputs mostly in range
         mult, shift = qm_arrays(10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in)))
-    elif kind == 1:  # factors from 1e-9 to 1e3: shifts from 21 to 62, heavy saturation at the top
-        mult, shift = qm_arrays(10 ** rng.uniform(-9, 3, n_out))
+    elif kind == 1:  # factors spread over 1e4 around 1e-9 .. 1e3: shifts from 21 to 62, saturation at the top
+        mult, shift = qm_arrays(10 ** rng.uniform(-4, 0, n_out) * 10 ** rng.uniform(-5, 3))
     elif kind == 2:  # tiny (mult, shift): exact .5 ties of both signs
-        mult, shift = rng.integers(1, 8, n_out).astype(np.int32), rng.integers(1, 4, n_out).astype(np.uint8)
+        mult, shift = rng.integers(1, 8, n_out).astype(np.int32), int(rng.integers(1, 4))
     else:
         mult, shift = any_requant(rng, n_out)
     check(lib, x, w, mult, shift)
@@ -247,7 +258,8 @@ def _rows_with_acc(targets, n_in):
 
 @pytest.mark.parametrize("shifts,n_in", [(range(3, 23), 4100), (range(23, 33), 100000)])
 def test_gemv_small_shift_path_boundary(lib, shifts, n_in):
-    """For shift < 33 the kernel rescales acc by 2^(33-shift) when that fits 32 bits: accs around the limit."""
+    """For shift < 33 the kernel rescales acc by 2^(33-shift) when that fits 32 bits: accs around the limit (one
+    call per shift)."""
     targets, shift = [], []
     for s in shifts:
         limit = 2 ** (s - 2)  # |acc| < 2^(s-2) takes the rescaled path
@@ -274,8 +286,8 @@ def test_gemv_two_block_passes(lib, n_in):
 
 
 def test_gemv_product_low_word_zero(lib):
-    """acc * mult a multiple of 2^32 (the requantization's branch that lets p - 1 borrow from the high word), in
-    particular exact .5 ties of both signs, for every shift: acc = +-odd * 2^e against mult = 2^j and 3 * 2^j."""
+    """acc * mult a multiple of 2^32 (the high word alone must do), in particular exact .5 ties of both signs (half
+    up: -2.5 -> -2), for every shift: acc = +-odd * 2^e against mult = 2^j and 3 * 2^j."""
     targets, shift, mult = [], [], []
     for s in range(3, 63):
         for m in (1 << 30, 3 << 28, (1 << 31) - 1):
@@ -295,6 +307,48 @@ def test_gemv_product_low_word_zero(lib):
     mult, shift = np.array(mult, np.int32), np.array(shift, np.uint8)
     check(lib, x, w, mult, shift)
     check(lib, x, w, -mult, shift)
+
+
+def test_gemv_reads_shift_0_only(lib):
+    """The layer's shift is shift[0]; the other entries (all equal in a deployment) are not read."""
+    rng = np.random.default_rng(3)
+    x, w = rand_i8(rng, 64), rand_i8(rng, (40, 64))
+    mult, shift = qm_arrays(10 ** rng.uniform(-1, 0, 40) / (128 * 8))
+    want = K.linear(x, w, mult, shift, *K.I8)
+    for other in (0, 62, shift - 5, shift + 5):
+        shifts = np.full(40, other, np.uint8)
+        shifts[0] = shift
+        y = np.zeros(40, np.int8)
+        lib.gemv_i8(y, x, L.block_rows(w).reshape(-1), mult, shifts, 64, 40)
+        np.testing.assert_array_equal(y, want)
+
+
+def test_requant_half_up_by_hand():
+    """floor(v + 1/2): ties go up, for both signs; kernels.requant (other kernels) still rounds half away from zero."""
+    acc = np.array([-7, -6, -5, -3, -2, -1, 0, 1, 2, 3, 5, 6, 7])
+    assert K.requant_half_up(acc, 1, 1, -100, 100).tolist() == [-3, -3, -2, -1, -1, 0, 0, 1, 1, 2, 3, 3, 4]
+    assert K.requant_half_up(acc, 1, 2, -100, 100).tolist() == [-2, -1, -1, -1, 0, 0, 0, 0, 1, 1, 1, 2, 2]
+    assert K.requant(acc, 1, 1, -100, 100).tolist() == [-4, -3, -3, -2, -1, -1, 0, 1, 1, 2, 3, 3, 4]
+    assert K.requant_half_up(acc, 3, 0, -10, 10).tolist() == [-10, -10, -10, -9, -6, -3, 0, 3, 6, 9, 10, 10, 10]
+    with pytest.raises(ValueError):
+        K.linear(np.ones(1, np.int8), np.ones((2, 1), np.int8), [1, 1], np.array([3, 3]), *K.I8)
+
+
+@pytest.mark.parametrize("top,spread", [(0.3, 1), (1e-3, 20), (2.0, 100), (5e3, 4), (1e-12, 10), (0.2499, 1)])
+def test_layer_multipliers(top, spread):
+    """One shift, the largest that keeps mult < 2^31: the largest factor's mult in [2^30, 2^31), every mult within
+    half a unit of real * 2^shift, so a row r times smaller keeps ~31 - log2(r) bits."""
+    reals = top / np.geomspace(1, spread, 9)
+    mult, shift = K.layer_multipliers(reals)
+    assert mult.dtype == np.int32 and isinstance(shift, int) and 0 <= shift <= 62
+    assert (mult >= 0).all() and mult.max() < 2**31
+    if shift < 62:
+        assert mult.max() >= 2**30
+    assert np.all(np.abs(mult - reals * 2.0 ** shift) <= 0.5)
+    assert (shift >= 33) == (top < 0.25 - 1e-9)
+    for bad in ([0.1, 0.0], [float("nan")], [2.0 ** 31]):
+        with pytest.raises(ValueError):
+            K.layer_multipliers(bad)
 
 
 # ------------------------------------------------------------------------------------ sanitizers, RV32
@@ -466,7 +520,8 @@ def test_gemv_rv32_qemu(tmp_path):
         got = np.array([[int(t) for t in ln.split()] for ln in lines[at + 1:at + 1 + n_out]], np.int64).reshape(n_out, 3)
         at += 1 + n_out
         for col, bits in enumerate((8, 16, 32)):
-            np.testing.assert_array_equal(got[:, col], K.linear(x, w, mult, shift, *BOUNDS[bits]),
+            want = K.linear(x, w, mult, int(shift[0]) if n_out else 0, *BOUNDS[bits])  # the kernel reads shift[0]
+            np.testing.assert_array_equal(got[:, col], want,
                                           err_msg=f"rv32 gemv_i{bits} {n_out}x{n_in}")
         if (n_out, n_in) == (64, 64):  # the tight two-block loop survived the compiler (no spills): ~3.45 per MAC
             per_mac = int(head[3]) / (n_out * n_in)

@@ -204,18 +204,29 @@ def c_linear(lib, bits, x, w, mult, shift):
     return y
 
 
+def layer_requant(rng, reals, n):
+    """(mult [n], shift) of a linear layer: kernels.layer_multipliers, or tie-heavy tiny mults with one shift"""
+    if reals is None:
+        return rng.integers(1, 8, n).astype(np.int32), int(rng.integers(1, 4))
+    return K.layer_multipliers(reals)
+
+
 @pytest.mark.parametrize("seed", range(100))
 def test_linear(lib, seed):
+    """linear_iN: one shift per call (shift[0]; the other entries are garbage here), per-row mult, half up."""
     rng = np.random.default_rng(seed)
     n_in, n_out = int(rng.integers(1, 300)), int(rng.integers(1, 40))
     x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
     if seed % 10 == 0:  # extreme accumulators of both signs
         x[:] = -128
         w[: n_out // 2], w[n_out // 2:] = -128, 127
-    reals = wide_reals(rng, n_out) if seed % 2 else 10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in))
-    mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, n_out)
+    reals = (10 ** rng.uniform(-4, 0, n_out) * 10 ** rng.uniform(-5, 3) if seed % 2
+             else 10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in)))
+    mult, shift = layer_requant(rng, reals if seed % 5 != 2 else None, n_out)
+    shifts = rng.integers(0, 256, n_out).astype(np.uint8)
+    shifts[0] = shift
     for bits, rng_ in ((8, I8), (16, I16), (32, I32)):
-        np.testing.assert_array_equal(c_linear(lib, bits, x, w, mult, shift), K.linear(x, w, mult, shift, *rng_))
+        np.testing.assert_array_equal(c_linear(lib, bits, x, w, mult, shifts), K.linear(x, w, mult, shift, *rng_))
 
 
 def test_linear_rounding_and_saturation_edges(lib):
@@ -224,10 +235,22 @@ def test_linear_rounding_and_saturation_edges(lib):
     for mult, shift in ((1 << 30, 31), (3, 1), (1, 1), (1, 2), (5, 3), (2**31 - 1, 0), (1, 62), (2**31 - 1, 62)):
         m, s = np.full(256, mult, np.int32), np.full(256, shift, np.uint8)
         for bits, r in ((8, I8), (16, I16), (32, I32)):
-            np.testing.assert_array_equal(c_linear(lib, bits, x, w, m, s), K.linear(x, w, m, s, *r))
+            np.testing.assert_array_equal(c_linear(lib, bits, x, w, m, s), K.linear(x, w, m, shift, *r))
     m, s = np.full(256, 1 << 30, np.int32), np.full(256, 31, np.uint8)
-    want = [_round_half_away(Fraction(int(a), 2)) for a in acc]
+    want = [math.floor(Fraction(int(a), 2) + Fraction(1, 2)) for a in acc]  # half up: -1.5 -> -1
     np.testing.assert_array_equal(c_linear(lib, 8, x, w, m, s), want)
+
+
+def test_requant_half_up_matches_exact_rationals():
+    rng = np.random.default_rng(11)
+    acc = rng.integers(-(2**31), 2**31, 2000)
+    mult = rng.integers(-(2**31), 2**31, 2000)
+    shift = rng.integers(0, 63, 2000)
+    acc[:10], mult[:10], shift[:10] = [-3, 3, -1, 1, -5, 5, 0, -(2**31), 2**31 - 1, -6], 1, 1
+    acc[10], mult[10], shift[10] = -(2**31), -(2**31), 62  # the largest product, 2^62
+    got = K.requant_half_up(acc, mult, shift, -(2**62), 2**62)
+    want = [math.floor(Fraction(int(a) * int(m), 2 ** int(s)) + Fraction(1, 2)) for a, m, s in zip(acc, mult, shift)]
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("seed", range(100))

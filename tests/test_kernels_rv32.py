@@ -246,8 +246,21 @@ POISON32 = -777
 # ---------------------------------------------------------------------------------------------- linear
 
 
+def layer_mults(reals):
+    """A linear layer's (mult [n], shift) from the compiler: kernels.layer_multipliers."""
+    return K.layer_multipliers(reals)
+
+
+def shift_array(shift, n, rng=None):
+    """The per-row shift array the kernels get: shift[0] is the layer's shift; the others, all equal in a
+    deployment, are not read (garbage here when rng is given)."""
+    a = np.full(max(n, 1), shift, np.uint8) if rng is None else rng.integers(0, 256, max(n, 1)).astype(np.uint8)
+    a[0] = shift
+    return a
+
+
 def linear_inputs():
-    """(x, w, mult, shift, label) of every linear / gemv case."""
+    """(x, w, mult, shift array, shift, label) of every linear / gemv case."""
     for seed in seeds(100):
         rng = np.random.default_rng(seed)
         n_in, n_out = int(rng.integers(1, 300)), int(rng.integers(1, 40))
@@ -255,13 +268,17 @@ def linear_inputs():
         if seed % 10 == 0:  # extreme accumulators of both signs
             x[:] = -128
             w[: n_out // 2], w[n_out // 2:] = -128, 127
-        reals = wide_reals(rng, n_out) if seed % 2 else 10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in))
-        mult, shift = qm_arrays(reals) if seed % 5 != 2 else tie_heavy(rng, n_out)
-        yield x, w, mult, shift, f"seed={seed} n_in={n_in} n_out={n_out}"
+        reals = (10 ** rng.uniform(-4, 0, n_out) * 10 ** rng.uniform(-5, 3) if seed % 2
+                 else 10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in)))
+        if seed % 5 != 2:
+            mult, shift = layer_mults(reals)
+        else:  # tie heavy: tiny mults, one shift 1..3
+            mult, shift = tie_heavy(rng, n_out)[0], int(rng.integers(1, 4))
+        yield x, w, mult, shift_array(shift, n_out, rng), shift, f"seed={seed} n_in={n_in} n_out={n_out}"
     # rounding ties of both signs and saturation: n_in = 1, x = 1, so acc = w = -128..127
     w, x = np.arange(-128, 128, dtype=np.int8).reshape(-1, 1), np.ones(1, np.int8)
     for mult, shift in ((1 << 30, 31), (3, 1), (1, 1), (1, 2), (5, 3), (2**31 - 1, 0), (1, 62), (2**31 - 1, 62)):
-        yield x, w, np.full(256, mult, np.int32), np.full(256, shift, np.uint8), f"edge mult={mult} shift={shift}"
+        yield x, w, np.full(256, mult, np.int32), shift_array(shift, 256), shift, f"edge mult={mult} shift={shift}"
     # every shift 0..62, with small and large multipliers and accumulators from 0 to +-2^19
     for shift in range(63):
         rng = np.random.default_rng(5000 + shift)
@@ -272,14 +289,15 @@ def linear_inputs():
         w[3, 0] = 1
         mult = np.array([1, 2, 3, 5, 7, 1 << 30, 2**31 - 1] * 3, np.int32)
         mult[14:] = rng.integers(2**30, 2**31, 7)
-        yield x, w, mult, np.full(n_out, shift, np.uint8), f"edge sweep shift={shift}"
+        yield x, w, mult, shift_array(shift, n_out), shift, f"edge sweep shift={shift}"
     # long rows of extreme products: accumulators of +-2^27 reach the int64 requantization
     rng = np.random.default_rng(1000)
     n_in = 8192
     x, w = np.full(n_in, -128, np.int8), np.full((4, n_in), -128, np.int8)
     w[1::2] = 127
-    m, s = qm_arrays(10 ** rng.uniform(-9, 0, 4))
-    yield x, w, m, s, f"edge n_in={n_in} extreme"
+    for top in (1e-9, 1e-3, 1.0):
+        m, s = layer_mults(top * 10 ** rng.uniform(-2, 0, 4))
+        yield x, w, m, shift_array(s, 4), s, f"edge n_in={n_in} extreme top={top}"
 
 
 LINEAR_DTYPES = {8: (np.int8, I8), 16: (np.int16, I16), 32: (np.int32, I32)}
@@ -288,10 +306,10 @@ LINEAR_DTYPES = {8: (np.int8, I8), 16: (np.int16, I16), 32: (np.int32, I32)}
 def gen_linear(bits):
     dt, lim = LINEAR_DTYPES[bits]
     cases = []
-    for x, w, mult, shift, label in linear_inputs():
+    for x, w, mult, shifts, shift, label in linear_inputs():
         c = Case(f"linear_i{bits}", label)
         y = c.out(np.full(w.shape[0], 99, dt))
-        c.call(f"linear_i{bits}", y, c.arr(x), c.arr(w), c.arr(mult), c.arr(shift), w.shape[1], w.shape[0])
+        c.call(f"linear_i{bits}", y, c.arr(x), c.arr(w), c.arr(mult), c.arr(shifts), w.shape[1], w.shape[0])
         c.expect(y, K.linear(x, w, mult, shift, *lim), "y")
         cases.append(c)
     return cases
@@ -315,13 +333,14 @@ def gen_gemv(bits, layout):
     rng = np.random.default_rng(6000)
     for n_out in range(1, 3 * R + 2):  # every tail length of the last block, and n_in around the unroll factor
         for n_in in (1, 7, 8, 9, 17):
-            inputs.append((rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in)), *qm_arrays(wide_reals(rng, n_out)),
+            mult, shift = layer_mults(10 ** rng.uniform(-3, 0, n_out) * 10 ** rng.uniform(-9, 3))
+            inputs.append((rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in)), mult, shift_array(shift, n_out, rng), shift,
                            f"shape n_out={n_out} n_in={n_in}"))
-    for x, w, mult, shift, label in inputs:
+    for x, w, mult, shifts, shift, label in inputs:
         wb = np.asarray(layout.block_rows(w))
         c = Case(f"gemv_i{bits}", label)
         y = c.out(np.full(w.shape[0], 99, dt))
-        c.call(f"gemv_i{bits}", y, c.arr(x), c.arr(wb), c.arr(mult), c.arr(shift), w.shape[1], w.shape[0])
+        c.call(f"gemv_i{bits}", y, c.arr(x), c.arr(wb), c.arr(mult), c.arr(shifts), w.shape[1], w.shape[0])
         c.expect(y, K.linear(x, w, mult, shift, *lim), "y")
         want_wb = blocked_rows(w, R)
 
@@ -334,10 +353,10 @@ def gen_gemv(bits, layout):
     for k, (n_out, n_in, T) in enumerate([(37, 64, R), (37, 64, 2 * R), (100, 33, 3 * R), (8, 5, R), (129, 288, 4 * R)]):
         rng = np.random.default_rng(7000 + k)
         x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
-        mult, shift = qm_arrays(10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in)))
+        mult, shift = layer_mults(10 ** rng.uniform(-1, 1, n_out) / (128 * math.sqrt(n_in)) * 4.0 ** (k - 2))
         c = Case(f"gemv_i{bits}", f"tiled n_out={n_out} n_in={n_in} T={T}")
         y, xp, wbp, mp, sp = (c.out(np.full(n_out, 99, dt)), c.arr(x), c.arr(layout.block_rows(w)), c.arr(mult),
-                              c.arr(shift))
+                              c.arr(shift_array(shift, n_out)))  # a deployment's: every entry the layer's shift
         for o0 in range(0, n_out, T):
             c.call(f"gemv_i{bits}", y + o0, xp, wbp + (o0 // R) * n_in * R, mp + o0, sp + o0, n_in, min(T, n_out - o0))
         c.expect(y, K.linear(x, w, mult, shift, *lim), "y")
