@@ -54,7 +54,7 @@ def plan_yaml(c) -> str:
                            f", {dep.quant.calibration.tokens} tokens, seed {dep.quant.calibration.seed}, "
                            f"stat {dep.quant.calibration.stat}",
             "kv_cache": dep.quant.kv_cache, "residual": dep.quant.residual, "logits": "int32",
-            "rounding": "half away from zero",
+            "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
         "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
                               "arena_bytes": alloc.arena_bytes[lvl.name], "lower_bound_bytes": alloc.lower_bound[lvl.name],

@@ -5,7 +5,9 @@
  *   - `>>` on a negative signed value is an arithmetic shift (gcc documents this as its
  *     implementation-defined behaviour), and signed <-> unsigned conversions are two's complement;
  *   - nothing assumes `int` or `long` is 64-bit: products that can exceed 32 bits use int64_t.
- * Rounding is half away from zero everywhere (dpl_rshift_round), never banker's rounding.
+ * Rounding is half away from zero (dpl_rshift_round), never banker's rounding, except in the linear layers
+ * (gemv.c, linear.c): one shift per layer and rounding half up, floor(acc * mult / 2^shift + 1/2), so that the
+ * high word of one product decides it (kernels.requant_half_up).
  * Requantization is round(acc * mult / 2^shift) in 64-bit with mult < 2^31 and 0 <= shift <= 62.
  */
 #ifndef DEEPLOY_KERNELS_H
@@ -133,7 +135,7 @@ static inline int32_t dpl_rq32_apply(const dpl_rq32 *q, int32_t acc) {
     return (h + q->bias) >> q->t;
 }
 
-/* linear.c: y[o] = sat(round(sum_i w[o,i]*x[i] * mult[o] / 2^shift[o])), needs n_in < 2^17 */
+/* linear.c: y[o] = sat(floor(sum_i w[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)), one shift per layer, n_in < 2^17 */
 void linear_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
                const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out);
 void linear_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
