@@ -248,3 +248,48 @@ def embed(row, mult: int, shift: int):
 def argmax(x) -> int:
     """Index of the largest value; the lowest index wins ties (as the C loop does)."""
     return int(np.argmax(np.asarray(x)))
+
+
+# ------------------------------------------------------------------------------------------------- NPU
+# The int8 pointwise-layer accelerator (kernels_c/npu.h, npu.c): the cluster's linear layers on the NPU, with the
+# weights in its packed layout (layout.npu_pack). Its timing model's figures are assumptions standing in for
+# N-EUREKA's real ones: an array of NPU_COLS output x NPU_K input channels per cycle, NPU_SETUP_CYCLES per job.
+NPU_COLS = 32  # must equal NPU_COLS in kernels_c/npu.h
+NPU_SETUP_CYCLES = 100  # must equal NPU_SETUP_CYCLES in kernels_c/npu.h
+
+
+def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
+    """The NPU job: y[t, o] = sat(floor(sum_i W[o, i] * x[t, i] * mult[o] / 2^shift + 1/2)), the integers of `linear`.
+
+    x int8 [n_tok, n_in] (-> y [n_tok, n_out]) or [n_in] (-> y [n_out]); w_packed = layout.npu_pack(W), int8
+    [n_out, ceil(n_in / NPU_K) * NPU_K]; mult [n_out]; one shift, 0..62. Walks the packed rows block by block as the
+    engine does (int32 block sums added up; the same integers as one dot product), the padding never used.
+    """
+    from .layout import NPU_K, npu_k_blocks
+
+    if np.ndim(shift) != 0 or not 0 <= int(shift) <= 62:
+        raise ValueError(f"npu_linear takes the layer's one shift in 0..62, got {shift!r}")
+    x = np.asarray(x)
+    one = x.ndim == 1
+    x2 = np.atleast_2d(x).astype(np.int64)
+    wp = np.asarray(w_packed)
+    if x2.ndim != 2 or x2.shape[1] < 1:
+        raise ValueError(f"npu_linear wants x [n_tok, n_in] or [n_in], got {x.shape}")
+    n_in = x2.shape[1]
+    if wp.ndim != 2 or wp.shape[1] != npu_k_blocks(n_in) * NPU_K:
+        raise ValueError(f"npu_linear wants w_packed [n_out, {npu_k_blocks(n_in) * NPU_K}] for n_in={n_in}, "
+                         f"got {wp.shape}")
+    wp = wp.astype(np.int64)
+    acc = np.zeros((x2.shape[0], wp.shape[0]), np.int64)
+    for i0 in range(0, n_in, NPU_K):
+        i1 = min(i0 + NPU_K, n_in)
+        acc += x2[:, i0:i1] @ wp[:, i0:i1].T
+    y = requant_half_up(acc, np.asarray(mult, np.int64)[None, :], int(shift), lo, hi)
+    return y[0] if one else y
+
+
+def npu_cycles(n_in: int, n_out: int, n_tok: int = 1) -> int:
+    """Modelled NPU cycles of one job: NPU_SETUP_CYCLES + ceil(n_in / NPU_K) * ceil(n_out / NPU_COLS) * n_tok."""
+    from .layout import npu_k_blocks
+
+    return NPU_SETUP_CYCLES + npu_k_blocks(n_in) * (-(-int(n_out) // NPU_COLS)) * int(n_tok)

@@ -58,3 +58,41 @@ def unblock_rows(wb: np.ndarray, n_out: int) -> np.ndarray:
         raise ValueError(f"unblock_rows wants int8 [{n_blocks(n_out)}, n_in, {ROWS_PER_BLOCK}], got {wb.dtype} {wb.shape}")
     n_in = wb.shape[1]
     return np.ascontiguousarray(wb.transpose(0, 2, 1).reshape(wb.shape[0] * ROWS_PER_BLOCK, n_in)[:n_out])
+
+
+# ------------------------------------------------------------------------------------------------- NPU
+# The NPU's weight layout (kernels_c/npu.h): W [n_out, n_in] int8 row-major, each row zero-padded to a whole number
+# of NPU_K-channel blocks, [n_out, ceil(n_in / NPU_K) * NPU_K], stored as `wp.tobytes()` in the NPU's weight memory.
+# The engine multiplies only the n_in real channels of the last block; the zeros are there for its block walk.
+
+NPU_K = 32  # input channels per weight block; must equal NPU_K in kernels_c/npu.h
+
+
+def npu_k_blocks(n_in: int) -> int:
+    """ceil(n_in / NPU_K): the weight blocks of a packed row."""
+    return -(-int(n_in) // NPU_K)
+
+
+def npu_packed_bytes(n_out: int, n_in: int) -> int:
+    """Size of the packed weight in bytes: n_out * ceil(n_in / NPU_K) * NPU_K."""
+    return int(n_out) * npu_k_blocks(n_in) * NPU_K
+
+
+def npu_pack(w: np.ndarray) -> np.ndarray:
+    """W int8 [n_out, n_in] -> int8 [n_out, ceil(n_in / NPU_K) * NPU_K], input channels zero-padded."""
+    w = np.asarray(w)
+    if w.dtype != np.int8 or w.ndim != 2 or w.shape[1] < 1:
+        raise ValueError(f"npu_pack wants an int8 [n_out, n_in >= 1] matrix, got {w.dtype} {w.shape}")
+    n_out, n_in = w.shape
+    wp = np.zeros((n_out, npu_k_blocks(n_in) * NPU_K), np.int8)
+    wp[:, :n_in] = w
+    return wp
+
+
+def npu_unpack(wp: np.ndarray, n_in: int) -> np.ndarray:
+    """The inverse of npu_pack: int8 [n_out, ceil(n_in / NPU_K) * NPU_K] -> W int8 [n_out, n_in] (padding dropped)."""
+    wp = np.asarray(wp)
+    if wp.dtype != np.int8 or wp.ndim != 2 or int(n_in) < 1 or wp.shape[1] != npu_k_blocks(n_in) * NPU_K:
+        raise ValueError(f"npu_unpack wants int8 [n_out, {npu_k_blocks(n_in) * NPU_K}] for n_in={n_in}, "
+                         f"got {wp.dtype} {wp.shape}")
+    return np.ascontiguousarray(wp[:, : int(n_in)])
