@@ -136,7 +136,7 @@ def _step_view(s, c: Compiled) -> dict:
         exp_i = next(i for i, a in enumerate(s.args) if a.label == "exp_table")
         streamed = "k" in t.buffers
         lanes = len(t.buffers["acc"])
-        nbuf = len(t.buffers.get("k", ())) // lanes
+        nbuf = len(t.buffers.get("k", ()))  # one tile of all the lanes per buffer
         a = {x.label: x for x in s.args}
         view.update(body="positions", streamed=streamed, nbuf=nbuf, tile=t.tile, lanes=lanes,
                     k_tiles=[buf_ident(n) for n in t.buffers.get("k", ())],

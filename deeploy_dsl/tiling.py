@@ -135,7 +135,7 @@ class _Tiler:
                 tile = d.context if room >= 0 else 0
             else:
                 tile = next((t for t in range(d.context, 0, -1)
-                             if lanes * self.nbuf(math.ceil(d.context / t)) * 2 * _align(t * hs, self.align) <= room), 0)
+                             if self.nbuf(math.ceil(d.context / t)) * 2 * _align(t * lanes * hs, self.align) <= room), 0)
             if tile:
                 break
         else:
@@ -149,13 +149,13 @@ class _Tiler:
         if not self.kv_far:
             return self.finish(s, Tiling("positions", d.context, False, bufs), xfers, 2 * d.kv_heads, 0)
         k = self.nbuf(math.ceil(d.context / tile))
-        for which in ("k", "v"):
-            bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{lane}_{b}", "int8", tile, hs)
-                                for lane in range(lanes) for b in range(k))
+        for which in ("k", "v"):  # a tile holds the lanes' rows side by side: one 2-D transfer per tile
+            bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{b}", "int8", tile, lanes * hs) for b in range(k))
         per_pass = math.ceil((self.P + 1) / tile)
         moved = 2 * (self.P + 1) * d.kv_dim
-        return self.finish(s, Tiling("positions", tile, k == 2, bufs), xfers, 2 * d.kv_heads * per_pass, moved,
-                           transfers=2 * d.kv_heads * per_pass)
+        groups = math.ceil(d.kv_heads / lanes)
+        return self.finish(s, Tiling("positions", tile, k == 2, bufs), xfers, 2 * groups * per_pass, moved,
+                           transfers=2 * groups * per_pass)
 
     def finish(self, s: Step, tiling, xfers, tiles: int, moved: int, transfers: int = 0) -> Step:
         moved += sum(x.nbytes for x in xfers)

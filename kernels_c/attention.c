@@ -6,7 +6,8 @@
  * The exps stay unnormalised until the end: one division per head instead of a multiply per position.
  * Tiled pieces: attn_scores_i8 over tiles of K (the scores and each head's running max), then attn_exp_av_i8
  * over tiles of V (each exp made from its stored score and the max where it is used: e*v and e summed, the exps
- * never stored) and attn_out_i8. Integer sums: the order of the V tiles never matters. */
+ * never stored), which on the last tile also divides by the exp sums and requantizes (attn_out_i8's integers; for
+ * head size 8 straight from the accumulators in registers). Integer sums: the order of the V tiles never matters. */
 #include "deeploy_kernels.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -46,14 +47,17 @@ static int32_t exp_row(int32_t *s /* [n] */, int32_t n, uint32_t mult, int32_t s
     return sum;
 }
 
-/* floor(a * 2^bits / d) for d < 2^25 (an exp sum: <= n * 2^bits <= 2^24): long division 7 bits at a time,
- * so r << 7 stays within 32 bits, with the core's 32-bit divide instead of a 64-bit library division */
-static uint32_t div_shifted(uint32_t a, int32_t bits, uint32_t d) {
+/* floor(a * 2^bits / d) for d < 2^25 (an exp sum: <= n * 2^bits <= 2^24): long division 8 bits at a time for
+ * d <= 2^24 (7 above), so r << 8 (r < d) stays within 32 bits, with the core's 32-bit divide instead of a 64-bit
+ * library division */
+static inline __attribute__((always_inline)) uint32_t div_shifted(uint32_t a, int32_t bits, uint32_t d) {
     uint32_t q, r;
+    int32_t step;
     if (d >= (1u << 25)) return (uint32_t)(((uint64_t)a << bits) / d);
+    step = d <= (1u << 24) ? 8 : 7;
     q = a / d, r = a % d;
     while (bits > 0) {
-        const int32_t k = bits < 7 ? bits : 7;
+        const int32_t k = bits < step ? bits : step;
         r <<= k;
         q = (q << k) | (r / d);
         r %= d;
@@ -183,7 +187,7 @@ typedef struct {
     const uint16_t *table;
 } exp_consts;
 
-static inline exp_consts exp_setup(int32_t max, int32_t mult, int32_t shift, int32_t cut, const uint16_t *table) {
+static inline __attribute__((always_inline)) exp_consts exp_setup(int32_t max, int32_t mult, int32_t shift, int32_t cut, const uint16_t *table) {
     exp_consts k;
     k.smin = (uint32_t)max + 0x80000000u >= (uint32_t)cut ? max - cut : INT32_MIN; /* max - cut >= INT32_MIN */
     k.mult = (uint32_t)mult;
@@ -197,11 +201,27 @@ static inline exp_consts exp_setup(int32_t max, int32_t mult, int32_t shift, int
     ((w) = ((k).c - (uint32_t)(s) * (k).mult) >> (k).sh1, \
      (int32_t)(*(const uint16_t *)((const uint8_t *)(k).table + ((w) & 1022u)) >> ((w) >> 10)))
 
+/* one head's finish from its 8 sums of e*v in registers: the same integers as attn_out_i8's shift >= 33 path */
+typedef struct {
+    int32_t mult, bits, r, s; /* out_mult, exp bits, 2^(out_shift-33), out_shift - 32 */
+} out_consts;
+
+/* sat8(round(a * m / 2^(s+32))), rounding half away from zero, m in [0, 2^31): for a < 0, with b = -a, the high
+ * word of a*m - 1 = ~(b*m) is ~mulhu(b, m); so hi = mulhu(|a|, m) ^ (a >> 31) is that of p - (p < 0), p = a*m */
+static inline __attribute__((always_inline)) int32_t out_rq(int32_t a, uint32_t m, int32_t r, int32_t s) {
+    const uint32_t sa = (uint32_t)(a >> 31), b = ((uint32_t)a ^ sa) - sa;
+    const int32_t hi = (int32_t)((uint32_t)(((uint64_t)b * m) >> 32) ^ sa);
+    return dpl_clamp8((hi + r) >> s);
+}
+
 /* one head, 8 dims of v from v[0]: a[0..8) = (fresh ? 0 : a[..]) + sum_t e(s[t]) v[t*v_stride + 0..8);
- * returns sum_t e(s[t]). Eight accumulators, the exp constants and the pointers fit RV32's registers */
+ * returns sum_t e(s[t]). Eight accumulators, the exp constants and the pointers fit RV32's registers.
+ * With out (a constant NULL or not where it is inlined), this is the last tile: out[0..8) = attn_out_i8 of the
+ * sums with sum0 + the tile's exp sum, a[] not written */
 static inline __attribute__((always_inline)) int32_t exp_av8(int32_t *a, int32_t fresh, const int32_t *s,
                                                               const int8_t *v, int32_t v_stride, int32_t n_t,
-                                                              const exp_consts k) {
+                                                              const exp_consts k, int8_t *out, int32_t sum0,
+                                                              const out_consts o) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0, sum = 0;
     const int32_t *const end = s + n_t;
     if (!fresh) a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
@@ -215,31 +235,53 @@ static inline __attribute__((always_inline)) int32_t exp_av8(int32_t *a, int32_t
             a4 += e * v[4], a5 += e * v[5], a6 += e * v[6], a7 += e * v[7];
         }
     }
+    if (out) {
+        const uint32_t m = div_shifted((uint32_t)o.mult, o.bits, (uint32_t)(sum0 + sum));
+        const int32_t r = o.r, sh = o.s;
+        out[0] = (int8_t)out_rq(a0, m, r, sh), out[1] = (int8_t)out_rq(a1, m, r, sh);
+        out[2] = (int8_t)out_rq(a2, m, r, sh), out[3] = (int8_t)out_rq(a3, m, r, sh);
+        out[4] = (int8_t)out_rq(a4, m, r, sh), out[5] = (int8_t)out_rq(a5, m, r, sh);
+        out[6] = (int8_t)out_rq(a6, m, r, sh), out[7] = (int8_t)out_rq(a7, m, r, sh);
+        return 0;
+    }
     a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3, a[4] = a4, a[5] = a5, a[6] = a6, a[7] = a7;
     return sum;
 }
 
 /* For h < g, t in [t0, t0 + n_t), e = the exp of scores[h*stride + t] against max[h] (exp_row's, its max over
  * all the head's positions): acc[h*hs + d] += e * v[(t - t0)*v_stride + d] and sums[h] += e, starting both from
- * 0 if t0 == 0. The exps are made on the fly, one head at a time, and never stored. */
+ * 0 if t0 == 0. The exps are made on the fly, one head at a time, and never stored. prm = {score_mult,
+ * score_shift, score_cut, out_mult, out_shift, bits}. With out (the last tile), out = attn_out_i8 of the final
+ * acc and sums, which are then left unspecified (for hs = 8 they stay in registers) */
 NO_SCHED void attn_exp_av_i8(int32_t *acc /* [g, hs] */, int32_t *sums /* [g] */, const int32_t *scores /* [g, stride] */,
                     int32_t stride, const int32_t *max /* [g] */, const int8_t *v /* [n_t, v_stride] */,
-                    int32_t v_stride, int32_t t0, int32_t n_t, int32_t g, int32_t hs, int32_t mult, int32_t shift,
-                    int32_t cut, const uint16_t *exp_table /* [512] */) {
-    const int32_t fresh = t0 == 0;
+                    int32_t v_stride, int32_t t0, int32_t n_t, int32_t g, int32_t hs, const int32_t *prm /* [6] */,
+                    const uint16_t *exp_table /* [512] */, int8_t *out /* [g, hs] or NULL */) {
+    const int32_t fresh = t0 == 0, mult = prm[0], shift = prm[1], cut = prm[2];
     const int32_t *s = scores + t0;
+    const out_consts none = {0, 0, 0, 0};
     if (hs == 8) { /* the common head size */
+        const int32_t osh = prm[4];
+        if (out && osh >= 33 && osh <= 63) { /* finished in registers */
+            const out_consts o = {prm[3], prm[5], (int32_t)1 << (osh - 33), osh - 32};
+            for (int32_t h = 0; h < g; h++, s += stride, acc += 8, out += 8)
+                exp_av8(acc, fresh, s, v, v_stride, n_t, exp_setup(max[h], mult, shift, cut, exp_table), out,
+                        fresh ? 0 : sums[h], o);
+            return;
+        }
         for (int32_t h = 0; h < g; h++, s += stride, acc += 8) {
-            const int32_t sum = exp_av8(acc, fresh, s, v, v_stride, n_t, exp_setup(max[h], mult, shift, cut, exp_table));
+            const int32_t sum = exp_av8(acc, fresh, s, v, v_stride, n_t, exp_setup(max[h], mult, shift, cut, exp_table),
+                                        (int8_t *)0, 0, none);
             sums[h] = fresh ? sum : sums[h] + sum;
         }
+        if (out) attn_out_i8(out, acc - g * 8, sums, g, 8, prm[3], osh, prm[5]);
         return;
     }
     for (int32_t h = 0; h < g; h++, s += stride, acc += hs) {
         const exp_consts k = exp_setup(max[h], mult, shift, cut, exp_table);
         int32_t sum = 0, d = 0;
         for (; d + 8 <= hs; d += 8) { /* 8 dims at a time, the exps made again for each 8 */
-            const int32_t part = exp_av8(acc + d, fresh, s, v + d, v_stride, n_t, k);
+            const int32_t part = exp_av8(acc + d, fresh, s, v + d, v_stride, n_t, k, (int8_t *)0, 0, none);
             if (d == 0) sum = part;
         }
         if (d == 0)
@@ -257,6 +299,7 @@ NO_SCHED void attn_exp_av_i8(int32_t *acc /* [g, hs] */, int32_t *sums /* [g] */
         }
         sums[h] = fresh ? sum : sums[h] + sum;
     }
+    if (out) attn_out_i8(out, acc - g * hs, sums, g, hs, prm[3], prm[4], prm[5]);
 }
 
 /* x[i] = 0 */

@@ -167,7 +167,7 @@ void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_h
  * query heads sharing kv head kh (q, out offset to the first of them) over n = pos+1 positions:
  *   attn_scores_i8 for each tile of K (t0, n_t) leaves the scores and each head's max over them,
  *   attn_exp_av_i8 for each tile of V makes the exps from them on the fly and sums e*v and e (from 0 at t0 = 0),
- *   attn_out_i8(out, acc, sums, g, hs, out_mult, out_shift, bits) after the last.
+ *   and on the last tile (out given) finishes them: attn_out_i8(out, acc, sums, g, hs, out_mult, out_shift, bits).
  * k/v point at row t0 of the tile: k_stride = kv_dim straight from a cache (offset by kh*hs), = hs for a dense tile. */
 /* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d], t in [0, n_t), n_t >= 1; max[h] = the max of
  * scores[h*stride + 0 .. t0+n_t): of this tile if t0 == 0, else max[h] and this tile */
@@ -175,11 +175,13 @@ void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *
                     const int8_t *q /* [g, hs] */, const int8_t *k /* [n_t, k_stride] */, int32_t k_stride,
                     int32_t t0, int32_t n_t, int32_t g, int32_t hs);
 /* e_t = the exp of scores[h*stride + t] against max[h] >= the row's scores (softmax_exp's, 0 for max - s > cut):
- * acc[h*hs + d] += sum_t e_t * v[(t-t0)*v_stride + d], sums[h] += sum_t e_t, t in [t0, t0+n_t); from 0 if t0 == 0 */
+ * acc[h*hs + d] += sum_t e_t * v[(t-t0)*v_stride + d], sums[h] += sum_t e_t, t in [t0, t0+n_t); from 0 if t0 == 0.
+ * prm = {score_mult, score_shift, score_cut, out_mult, out_shift, bits}. out != NULL on the last tile: then also
+ * out = attn_out_i8(acc, sums, g, hs, out_mult, out_shift, bits), and acc, sums are left unspecified */
 void attn_exp_av_i8(int32_t *acc /* [g, hs] */, int32_t *sums /* [g] */, const int32_t *scores /* [g, stride] */,
                     int32_t stride, const int32_t *max /* [g] */, const int8_t *v /* [n_t, v_stride] */,
-                    int32_t v_stride, int32_t t0, int32_t n_t, int32_t g, int32_t hs, int32_t mult, int32_t shift,
-                    int32_t cut, const uint16_t *exp_table /* [512] */);
+                    int32_t v_stride, int32_t t0, int32_t n_t, int32_t g, int32_t hs, const int32_t *prm /* [6] */,
+                    const uint16_t *exp_table /* [512] */, int8_t *out /* [g, hs] or NULL */);
 /* out[h*hs + d] = sat8(round(acc[h*hs + d] * floor(mult * 2^bits / sums[h]) / 2^shift)); needs sums[h] >= 2^bits
  * (a head's largest score has exp 2^bits), which keeps the per-head multiplier <= mult */
 void attn_out_i8(int8_t *out /* [g, hs] */, const int32_t *acc /* [g, hs] */, const int32_t *sums /* [g] */,

@@ -16,8 +16,3 @@ void kv_tile_load(dma_job *job, int8_t *tile, const int8_t *head, int32_t t0, in
                   int32_t kv_dim) {
     dma_start_2d(job, tile, head + (int64_t)t0 * kv_dim, (uint32_t)n_t, (uint32_t)hs, (uint32_t)kv_dim, (uint32_t)hs);
 }
-
-void kv_group_load(dma_job *job, int8_t *const *tiles, int32_t nbuf, int32_t b, const int8_t *cache, int32_t h0,
-                   int32_t lanes, int32_t t0, int32_t n_t, int32_t hs, int32_t kv_dim) {
-    for (int32_t l = 0; l < lanes; l++) kv_tile_load(job, tiles[l * nbuf + b], cache + (h0 + l) * hs, t0, n_t, hs, kv_dim);
-}

@@ -13,13 +13,9 @@ void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R), n_in, R] */
                       const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */,
                       int32_t r0, int32_t rows, int32_t n_in);
 
-/* start moving positions [t0, t0 + n_t) of one kv head (hs bytes at stride kv_dim) into a dense tile */
+/* start moving positions [t0, t0 + n_t) of one kv head (hs bytes at stride kv_dim) into a dense tile; one transfer.
+ * Several consecutive kv heads at once: head = the first, hs = their count * head_size (each row side by side) */
 void kv_tile_load(dma_job *job, int8_t *tile /* [n_t, hs] */, const int8_t *head /* [ctx, kv_dim] from this head */,
                   int32_t t0, int32_t n_t, int32_t hs, int32_t kv_dim);
-
-/* kv_tile_load for kv heads h0 .. h0+lanes-1 at once, lane l's tile into tiles[l*nbuf + b] */
-void kv_group_load(dma_job *job, int8_t *const *tiles /* [lanes*nbuf] -> [n_t, hs] */, int32_t nbuf, int32_t b,
-                   const int8_t *cache /* [ctx, kv_dim] */, int32_t h0, int32_t lanes, int32_t t0, int32_t n_t,
-                   int32_t hs, int32_t kv_dim);
 
 #endif

@@ -311,6 +311,24 @@ def want_exp_av(scores, max_, v, tiles, acc0, sums0, p, table):
     return acc, sums
 
 
+def exp_av_out_params(seed: int, table) -> dict:
+    """out_mult/shift/bits for attn_exp_av_i8 finishing its last tile (out given): mostly shifts >= 33 (finished in
+    registers), every fifth seed a smaller one (the attn_out_i8 path), scales from tiny to saturating."""
+    rng = np.random.default_rng(seed + 7000)
+    bits = table_bits(table)
+    p = out_params(float(10 ** rng.uniform(-4, 2)) if seed % 5 else float(10 ** rng.uniform(6, 9)), bits)
+    if seed % 11 == 4:  # the smallest shift finished in registers
+        p = dict(out_mult=int(rng.integers(1, 2**31)), out_shift=33)
+    return dict(**p, bits=bits)
+
+
+def prm_array(p: dict, o: dict | None = None):
+    """attn_exp_av_i8's prm: [score_mult, score_shift, score_cut, out_mult, out_shift, bits] (out ones 0 if none)."""
+    o = o or dict(out_mult=0, out_shift=0, bits=0)
+    return np.array([p["score_mult"], p["score_shift"], p["score_cut"], o["out_mult"], o["out_shift"], o["bits"]],
+                    np.int32)
+
+
 def exp_cut_edges():
     """(scores [1, n], n, score params, table, label): distances 0, cut - 1, cut, cut + 1, cut + 2 and 2^31 - 1 for
     multipliers from 2 to 2^31 - 1, where d * mult just fits (or would not fit) 32 bits: the scores -d, max 0. Fed

@@ -40,7 +40,7 @@
     X(rope_i8, "ppppii")                                                                                              \
     X(attention_i8, "pppppiiiiiiiiip")                                                                                \
     X(attn_scores_i8, "pipppiiiii")                                                                                   \
-    X(attn_exp_av_i8, "pppippiiiiiiiip")                                                                              \
+    X(attn_exp_av_i8, "pppippiiiiippo")                                                                              \
     X(attn_out_i8, "pppiiiii")                                                                                        \
     X(zero_i32, "pi")                                                                                                 \
     X(swiglu_i8, "ppppiii")                                                                                           \
@@ -54,7 +54,7 @@
     X(dma_counters, "")                                                                                               \
     X(linear_tile_load, "pppppppiii")                                                                                 \
     X(kv_tile_load, "pppiiii")                                                                                        \
-    X(attention_tiled, "pppppipppppiiiiiiiiipiii")
+    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X) FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii")
 #else
@@ -76,7 +76,7 @@ static const char *const SIGS[FN_COUNT] = {
 
 #define MAX_ARRAYS 64
 #define MAX_CALLS 4096
-#define MAX_ARGS 24
+#define MAX_ARGS 25
 #define ARENA_BYTES (10u << 20)
 #define CANARY 16
 #define CANARY_BYTE 0xA5
@@ -175,38 +175,45 @@ static uint32_t pad8(uint32_t n) {
     return (8u - (n & 7u)) & 7u;
 }
 
-/* attention_i8 rebuilt from the tiled kernels as the generated code composes them: per kv head, scores and their
- * max over tiles of T positions of K, exp-weighted sums and exp sums over tiles of V (from 0 at the first),
- * attn_out_i8; K and V read in place from the caches (use_dma = 0) or copied dense into `tile` by kv_tile_load */
+/* attention_i8 rebuilt from the tiled kernels as the generated code composes them: kv heads `lanes` at a time (the
+ * last group maybe fewer), lane l with scores + l*g*stride, acc + l*g*hs, sums + l*g, max + l*g; per group scores
+ * and their max over tiles of T positions of K, exp-weighted sums and exp sums over tiles of V (from 0 at the
+ * first), finished on the last; K and V read in place from the caches (use_dma = 0) or, each tile of the group's
+ * kv heads side by side, copied dense into `tile` by one kv_tile_load */
 static void attention_tiled(int8_t *out, const int8_t *q, const int8_t *k_cache, const int8_t *v_cache,
-                            int32_t *scores /* [g, stride] */, int32_t stride, int32_t *acc /* [g*hs] */,
-                            int32_t *sums /* [g] */, int32_t *max /* [g] */, int8_t *tile /* [T, hs] */, dma_job *job,
-                            int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t hs, int32_t score_mult,
-                            int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
-                            const uint16_t *table, int32_t bits, int32_t T, int32_t use_dma) {
+                            int32_t *scores /* [lanes, g, stride] */, int32_t stride, int32_t *acc /* [lanes, g*hs] */,
+                            int32_t *sums /* [lanes, g] */, int32_t *max /* [lanes, g] */,
+                            int8_t *tile /* [T, lanes*hs] */, dma_job *job, int32_t pos, int32_t n_heads,
+                            int32_t n_kv_heads, int32_t hs, int32_t score_mult, int32_t score_shift, int32_t score_cut,
+                            int32_t out_mult, int32_t out_shift, const uint16_t *table, int32_t bits, int32_t T,
+                            int32_t use_dma, int32_t lanes) {
     int32_t n = pos + 1, g = n_heads / n_kv_heads, kv_dim = n_kv_heads * hs;
-    for (int32_t kh = 0; kh < n_kv_heads; kh++) {
+    const int32_t prm[6] = {score_mult, score_shift, score_cut, out_mult, out_shift, bits};
+    for (int32_t h0 = 0; h0 < n_kv_heads; h0 += lanes) {
+        const int32_t nl = n_kv_heads - h0 < lanes ? n_kv_heads - h0 : lanes;
         for (int32_t t0 = 0; t0 < n; t0 += T) {
             int32_t n_t = n - t0 < T ? n - t0 : T;
-            const int8_t *k = k_cache + (size_t)t0 * (size_t)kv_dim + (size_t)(kh * hs);
+            const int8_t *k = k_cache + (size_t)t0 * (size_t)kv_dim + (size_t)(h0 * hs);
             if (use_dma) {
-                kv_tile_load(job, tile, k_cache + kh * hs, t0, n_t, hs, kv_dim);
+                kv_tile_load(job, tile, k_cache + h0 * hs, t0, n_t, nl * hs, kv_dim);
                 dma_wait(job);
             }
-            attn_scores_i8(scores, stride, max, q + kh * g * hs, use_dma ? tile : k, use_dma ? hs : kv_dim, t0, n_t, g,
-                           hs);
+            for (int32_t l = 0; l < nl; l++)
+                attn_scores_i8(scores + l * g * stride, stride, max + l * g, q + (h0 + l) * g * hs,
+                               (use_dma ? tile : k) + l * hs, use_dma ? nl * hs : kv_dim, t0, n_t, g, hs);
         }
         for (int32_t t0 = 0; t0 < n; t0 += T) {
             int32_t n_t = n - t0 < T ? n - t0 : T;
-            const int8_t *v = v_cache + (size_t)t0 * (size_t)kv_dim + (size_t)(kh * hs);
+            const int8_t *v = v_cache + (size_t)t0 * (size_t)kv_dim + (size_t)(h0 * hs);
             if (use_dma) {
-                kv_tile_load(job, tile, v_cache + kh * hs, t0, n_t, hs, kv_dim);
+                kv_tile_load(job, tile, v_cache + h0 * hs, t0, n_t, nl * hs, kv_dim);
                 dma_wait(job);
             }
-            attn_exp_av_i8(acc, sums, scores, stride, max, use_dma ? tile : v, use_dma ? hs : kv_dim, t0, n_t, g, hs,
-                           score_mult, score_shift, score_cut, table);
+            for (int32_t l = 0; l < nl; l++)
+                attn_exp_av_i8(acc + l * g * hs, sums + l * g, scores + l * g * stride, stride, max + l * g,
+                               (use_dma ? tile : v) + l * hs, use_dma ? nl * hs : kv_dim, t0, n_t, g, hs, prm, table,
+                               t0 + n_t == n ? out + (h0 + l) * g * hs : (int8_t *)0);
         }
-        attn_out_i8(out + kh * g * hs, acc, sums, g, hs, out_mult, out_shift, bits);
     }
 }
 
@@ -225,7 +232,7 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         return 0;
     case FN_attn_scores_i8: attn_scores_i8(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
     case FN_attn_exp_av_i8:
-        attn_exp_av_i8(p[0], p[1], p[2], I(3), p[4], p[5], I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        attn_exp_av_i8(p[0], p[1], p[2], I(3), p[4], p[5], I(6), I(7), I(8), I(9), I(10), p[11], p[12], p[13]);
         return 0;
     case FN_attn_out_i8: attn_out_i8(p[0], p[1], p[2], I(3), I(4), I(5), I(6), I(7)); return 0;
     case FN_zero_i32: zero_i32(p[0], I(1)); return 0;
@@ -246,7 +253,7 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_kv_tile_load: kv_tile_load(p[0], p[1], p[2], I(3), I(4), I(5), I(6)); return ((dma_job *)p[0])->pending;
     case FN_attention_tiled:
         attention_tiled(p[0], p[1], p[2], p[3], p[4], I(5), p[6], p[7], p[8], p[9], p[10], I(11), I(12), I(13), I(14),
-                        I(15), I(16), I(17), I(18), I(19), p[20], I(21), I(22), I(23));
+                        I(15), I(16), I(17), I(18), I(19), p[20], I(21), I(22), I(23), I(24));
         return 0;
 #ifdef DPL_HAVE_GEMV
     case FN_gemv_i8: gemv_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
@@ -287,7 +294,7 @@ static int run_case(void) {
             uint32_t kind, zero;
             int64_t v;
             if (!read_u32(&kind) || !read_u32(&zero) || !read_i64(&v)) return fail(4, "truncated argument");
-            int is_ptr = SIGS[fn][i] == 'p';
+            int is_ptr = SIGS[fn][i] == 'p' || (SIGS[fn][i] == 'o' && kind != 0xFFFFFFFFu); /* o: a pointer or NULL */
             if (is_ptr != (kind != 0xFFFFFFFFu) || (is_ptr && kind >= n_arrays)) return fail(4, "argument kind mismatch");
             if (is_ptr && (v < 0 || v > (int64_t)arr_bytes[kind])) return fail(4, "pointer offset outside its array");
             p[i] = is_ptr ? arr_ptr[kind] + v : NULL;

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 from deeploy_dsl import kernels as K  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
                              attention_edge, attn_out_edges, attn_out_input, check_edge, exp_av_extremes,
-                             exp_av_input, exp_cut_edges, last_head_exps, random_attention, table_bits, tile_case,
+                             exp_av_input, exp_av_out_params, exp_cut_edges, last_head_exps, prm_array,
+                             random_attention, table_bits, tile_case,
                              tiled_case, twin_attention_tiled, twin_exp_av, twin_exps, twin_scores_max, want_exp_av)
 
 KDIR = ROOT / "kernels_c"
@@ -69,7 +70,7 @@ def lib(tmp_path_factory):
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
     so.attn_scores_i8.argtypes = [i32, c32, i32, i8, i8, c32, c32, c32, c32, c32]
-    so.attn_exp_av_i8.argtypes = [i32, i32, i32, c32, i32, i8] + [c32] * 8 + [u16]
+    so.attn_exp_av_i8.argtypes = [i32, i32, i32, c32, i32, i8] + [c32] * 5 + [i32, u16, ctypes.c_void_p]
     so.attn_out_i8.argtypes = [i8, i32, i32, c32, c32, c32, c32, c32]
     so.zero_i32.argtypes = [i32, c32]
     job_p, vp, u32 = ctypes.POINTER(DmaJob), ctypes.c_void_p, ctypes.c_uint32
@@ -493,17 +494,25 @@ def test_attn_scores(lib, seed):
     assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
 
 
-def c_exp_av(lib, scores, max_, v, tiles, acc0, sums0, p, table):
-    """attn_exp_av_i8 over the tiles one after another, v read in place (v_stride = hs): (acc [g, hs], sums [g])."""
+def c_exp_av(lib, scores, max_, v, tiles, acc0, sums0, p, table, o=None):
+    """attn_exp_av_i8 over the tiles one after another, v read in place (v_stride = hs): (acc [g, hs], sums [g]);
+    with out params o, the last tile finishes them: out [g, hs] instead."""
     g, stride = scores.shape
     hs = v.shape[1]
     acc = np.concatenate([acc0.reshape(-1), np.full(4, -777, np.int32)])
     sums = np.concatenate([sums0, np.full(4, -5, np.int32)])
+    out = np.full(g * hs + 4, 99, np.int8)
     vflat = np.ascontiguousarray(v).reshape(-1)
-    for t0, n_t in tiles:
-        lib.attn_exp_av_i8(acc, sums, scores, stride, max_, vflat[t0 * hs:], hs, t0, n_t, g, hs, p["score_mult"],
-                           p["score_shift"], p["score_cut"], table)
+    prm = prm_array(p, o)
+    for i, (t0, n_t) in enumerate(tiles):
+        last = o is not None and i + 1 == len(tiles)
+        lib.attn_exp_av_i8(acc, sums, scores, stride, max_, vflat[t0 * hs:], hs, t0, n_t, g, hs, prm, table,
+                           out.ctypes.data if last else None)
     assert (acc[g * hs:] == -777).all() and (sums[g:] == -5).all(), "attn_exp_av wrote past g heads"
+    if o is not None:
+        assert (out[g * hs:] == 99).all(), "attn_exp_av wrote past g*hs outputs"
+        return out[:g * hs].reshape(g, hs)
+    assert (out == 99).all(), "attn_exp_av wrote out without out"
     return acc[:g * hs].reshape(g, hs), sums[:g]
 
 
@@ -520,6 +529,9 @@ def test_attn_exp_av(lib, seed):
         for h in range(scores.shape[0]):
             e = K.softmax_exp(scores[h, :n], p["score_mult"], p["score_shift"], table)
             assert e.max() == table[0] and want_sums[h] == e.sum()
+        o = exp_av_out_params(seed, table)  # finished on the last tile: attn_out of the sums
+        np.testing.assert_array_equal(c_exp_av(lib, *case, o=o),
+                                      K.attn_out(want_acc, want_sums, o["out_mult"], o["out_shift"], o["bits"]))
 
 
 def test_attn_exp_av_cut_edges(lib):
@@ -580,40 +592,45 @@ def test_zero_i32(lib):
         assert not x[:n].any() and (x[n:] == -5).all()
 
 
-def c_attention_tiled(lib, c, T, dma):
-    """attention_i8 rebuilt from the tiled kernels as the generated code composes them; dma: K/V tiles copied dense
-    by dma_start_2d, else read in place."""
+def c_attention_tiled(lib, c, T, dma, lanes=1):
+    """attention_i8 rebuilt from the tiled kernels as the generated code composes them: kv heads `lanes` at a time
+    (the last group maybe fewer), each lane with its scores, maxima, acc and sums; dma: each tile of K/V of the
+    group's kv heads side by side copied dense by one dma_start_2d, else read in place; the last V tile finishes."""
     n, nh, nkv, hs = c["pos"] + 1, c["n_heads"], c["n_kv_heads"], c["head_size"]
     g, kv_dim, stride = nh // nkv, nkv * hs, c["pos"] + 4
-    scores = np.full((g, stride), -777, np.int32)
-    acc = np.full(g * hs, 12345, np.int32)  # the first V tile must start from 0, whatever the previous kv head left
-    sums = np.full(g, -5, np.int32)
-    max_ = np.full(g, 2**30, np.int32)  # and the first K tile
+    scores = np.full((lanes, g, stride), -777, np.int32)
+    acc = np.full((lanes, g * hs), 12345, np.int32)  # the first V tile must start from 0, whatever was left there
+    sums = np.full((lanes, g), -5, np.int32)
+    max_ = np.full((lanes, g), 2**30, np.int32)  # and the first K tile
     out = np.zeros(nh * hs, np.int8)
-    tile_buf = np.zeros(min(T, n) * hs, np.int8)
+    tile_buf = np.zeros(min(T, n) * hs * lanes, np.int8)
     job = DmaJob(0)
+    prm = prm_array(c, dict(out_mult=c["out_mult"], out_shift=c["out_shift"], bits=table_bits(c["table"])))
 
-    def kv_tile(cache, kh, t0, n_t):
+    def kv_tile(cache, h0, nl, t0, n_t):
         if not dma:
-            return cache[t0 * kv_dim + kh * hs:], kv_dim
-        lib.dma_start_2d(ctypes.byref(job), tile_buf.ctypes.data, cache.ctypes.data + t0 * kv_dim + kh * hs,
-                         n_t, hs, kv_dim, hs)
+            return cache[t0 * kv_dim + h0 * hs:], kv_dim
+        lib.dma_start_2d(ctypes.byref(job), tile_buf.ctypes.data, cache.ctypes.data + t0 * kv_dim + h0 * hs,
+                         n_t, nl * hs, kv_dim, nl * hs)
         lib.dma_wait(ctypes.byref(job))
-        return tile_buf, hs
+        return tile_buf, nl * hs
 
     kc, vc = c["k_cache"].reshape(-1), c["v_cache"].reshape(-1)
-    for kh in range(nkv):
+    for h0 in range(0, nkv, lanes):
+        nl = min(lanes, nkv - h0)
         for t0 in range(0, n, T):
             n_t = min(T, n - t0)
-            k, k_stride = kv_tile(kc, kh, t0, n_t)
-            lib.attn_scores_i8(scores, stride, max_, c["q"][kh * g * hs:], k, k_stride, t0, n_t, g, hs)
+            k, k_stride = kv_tile(kc, h0, nl, t0, n_t)
+            for l in range(nl):
+                lib.attn_scores_i8(scores[l], stride, max_[l], c["q"][(h0 + l) * g * hs:], k[l * hs:], k_stride, t0,
+                                   n_t, g, hs)
         for t0 in range(0, n, T):
             n_t = min(T, n - t0)
-            v, v_stride = kv_tile(vc, kh, t0, n_t)
-            lib.attn_exp_av_i8(acc, sums, scores, stride, max_, v, v_stride, t0, n_t, g, hs, c["score_mult"],
-                               c["score_shift"], c["score_cut"], c["table"])
-        lib.attn_out_i8(out[kh * g * hs:], acc, sums, g, hs, c["out_mult"], c["out_shift"], table_bits(c["table"]))
-    assert (scores[:, n:] == -777).all(), "scores written past pos"
+            v, v_stride = kv_tile(vc, h0, nl, t0, n_t)
+            for l in range(nl):
+                lib.attn_exp_av_i8(acc[l], sums[l], scores[l], stride, max_[l], v[l * hs:], v_stride, t0, n_t, g, hs,
+                                   prm, c["table"], out[(h0 + l) * g * hs:].ctypes.data if t0 + n_t == n else None)
+    assert (scores[:, :, n:] == -777).all(), "scores written past pos"
     return out
 
 
@@ -625,11 +642,13 @@ def test_attention_tiled_composition(lib, pos, shape, T, dma):
     c, T = tiled_case(pos, shape, T)
     want = K.attention(**c)
     np.testing.assert_array_equal(c_attention(lib, c, guard=0)[0], want)
-    lib.dma_reset_counters()
-    np.testing.assert_array_equal(c_attention_tiled(lib, c, T, dma), want)
     n_tiles, n_kv_heads, hs = -(-(pos + 1) // T), c["n_kv_heads"], c["head_size"]
-    assert ctypes.c_uint32.in_dll(lib, "dma_bytes").value == (2 * n_kv_heads * (pos + 1) * hs if dma else 0)
-    assert ctypes.c_uint32.in_dll(lib, "dma_transfers").value == (2 * n_kv_heads * n_tiles if dma else 0)
+    for lanes in (1, 3):  # 3: a last group of fewer lanes for 4 or 8 kv heads
+        lib.dma_reset_counters()
+        np.testing.assert_array_equal(c_attention_tiled(lib, c, T, dma, lanes), want)
+        assert ctypes.c_uint32.in_dll(lib, "dma_bytes").value == (2 * n_kv_heads * (pos + 1) * hs if dma else 0)
+        assert ctypes.c_uint32.in_dll(lib, "dma_transfers").value == \
+            (2 * -(-n_kv_heads // lanes) * n_tiles if dma else 0)
     np.testing.assert_array_equal(twin_attention_tiled(c, T), want)
 
 

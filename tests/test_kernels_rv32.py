@@ -30,7 +30,8 @@ from deeploy_dsl import kernels as K  # noqa: E402
 from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
                              attn_out_edges, attn_out_input, check_edge, exp_av_extremes, exp_av_input,
-                             exp_cut_edges, last_head_exps, random_attention, table_bits, tile_case, tiled_case,
+                             exp_av_out_params, exp_cut_edges, last_head_exps, prm_array, random_attention,
+                             table_bits, tile_case, tiled_case,
                              twin_attention_tiled, twin_exp_av, twin_scores_max, want_exp_av)
 
 PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
@@ -54,7 +55,7 @@ N_SHARDS = max(1, min(4, os.cpu_count() or 1))  # QEMU processes run side by sid
 QEMU_TIMEOUT = 120
 
 # every function a call can name, in the harness's id order, with its pointer (p) / scalar (i) signature
-FNS = re.findall(r'X\((\w+), "([pi]*)"\)', HARNESS.read_text())
+FNS = re.findall(r'X\((\w+), "([pio]*)"\)', HARNESS.read_text())  # o: a pointer or None (NULL)
 FN_ID = {name: i for i, (name, _) in enumerate(FNS)}
 FN_SIG = dict(FNS)
 
@@ -120,7 +121,8 @@ class Case:
         sig = FN_SIG[fn]
         assert len(args) == len(sig), f"{fn} takes {len(sig)} arguments"
         for a, kind in zip(args, sig):
-            assert isinstance(a, Ptr) == (kind == "p"), f"{fn}: {a!r} for a {kind!r} argument"
+            assert isinstance(a, Ptr) == (kind == "p") or (kind == "o" and (a is None or isinstance(a, Ptr))), \
+                f"{fn}: {a!r} for a {kind!r} argument"
         self.calls.append((fn, args))
         return len(self.calls) - 1
 
@@ -145,7 +147,7 @@ class Case:
             parts.append(struct.pack("<II", FN_ID[fn], len(args)))
             for a in args:
                 parts.append(struct.pack("<iIq", a.idx, 0, a.off) if isinstance(a, Ptr) else
-                             struct.pack("<iIq", SCALAR, 0, int(a)))
+                             struct.pack("<iIq", SCALAR, 0, int(a or 0)))
         return b"".join(parts)
 
     def unpack(self, buf: memoryview, at: int) -> tuple[Result, int]:
@@ -524,18 +526,26 @@ def gen_attn_scores():
     return cases
 
 
-def exp_av_case(scores, max_, v, tiles, acc0, sums0, p, table, label, want=None):
-    """attn_exp_av_i8 over the tiles one after another, v read in place (v_stride = hs)."""
+def exp_av_case(scores, max_, v, tiles, acc0, sums0, p, table, label, want=None, o=None):
+    """attn_exp_av_i8 over the tiles one after another, v read in place (v_stride = hs); with out params o, the
+    last tile finishes: out [g, hs] = attn_out of the sums want_exp_av says."""
     g, stride = scores.shape
     hs = v.shape[1]
-    c = Case("attn_exp_av_i8", label)
+    c = Case("attn_exp_av_i8", label + (f" out_shift={o['out_shift']}" if o else ""))
     acc = c.out(np.concatenate([acc0.reshape(-1), np.full(4, POISON32, np.int32)]))
     sums = c.out(np.concatenate([sums0, np.full(4, -5, np.int32)]))
-    s, m, vv, tab = c.arr(scores), c.arr(max_), c.arr(v), c.arr(table)
-    for t0, n_t in tiles:
-        c.call("attn_exp_av_i8", acc, sums, s, stride, m, vv + t0 * hs, hs, t0, n_t, g, hs, p["score_mult"],
-               p["score_shift"], p["score_cut"], tab)
+    out = c.out(np.full(g * hs + 4, 99, np.int8))
+    s, m, vv, tab, prm = c.arr(scores), c.arr(max_), c.arr(v), c.arr(table), c.arr(prm_array(p, o))
+    for i, (t0, n_t) in enumerate(tiles):
+        last = o is not None and i + 1 == len(tiles)
+        c.call("attn_exp_av_i8", acc, sums, s, stride, m, vv + t0 * hs, hs, t0, n_t, g, hs, prm, tab,
+               out if last else None)
     want_acc, want_sums = want or want_exp_av(scores, max_, v, tiles, acc0, sums0, p, table)
+    if o is not None:
+        want_out = K.attn_out(want_acc, want_sums, o["out_mult"], o["out_shift"], o["bits"]).reshape(-1)
+        c.expect(out, np.concatenate([want_out, np.full(4, 99)]), "out (poison past g*hs)")
+        return c
+    c.expect(out, np.full(g * hs + 4, 99), "out untouched without out")
     c.expect(acc, np.concatenate([want_acc.reshape(-1), np.full(4, POISON32)]), "acc (poison past g*hs)")
     c.expect(sums, np.concatenate([want_sums, np.full(4, -5)]), "sums (poison past g)")
     return c
@@ -547,6 +557,9 @@ def gen_attn_exp_av():
         case = exp_av_input(seed)
         scores, v, tiles = case[0], case[2], case[3]
         cases.append(exp_av_case(*case, f"seed={seed} g={scores.shape[0]} hs={v.shape[1]} tiles={tiles}"))
+        if tiles[0][0] == 0:  # a whole row: finished on its last tile too
+            cases.append(exp_av_case(*case, f"seed={seed} g={scores.shape[0]} hs={v.shape[1]} tiles={tiles}",
+                                     o=exp_av_out_params(seed, case[7])))
     for scores, n, p, table, label in exp_cut_edges():  # each position's exp on its own: acc[t] = e_t
         want = K.softmax_exp(scores[0], p["score_mult"], p["score_shift"], table)
         for hs in (8, n):
@@ -606,42 +619,44 @@ def gen_attention_tiled():
                     np.testing.assert_array_equal(twin_attention_tiled(a, T), want)
                 for dma in (0, 1):
                     cases.append(attention_tiled_case(a, T, dma, want))
+                    if a["n_kv_heads"] > 1:  # kv heads 3 at a time (a last group of fewer for 4 or 8)
+                        cases.append(attention_tiled_case(a, T, dma, want, lanes=3))
     for edge in ("ties_pos0", "ties_pos1", "acc_min", "bits8_ties", "exp_steps"):  # as attention_i8's edges
         a = attention_edge(edge)
         cases.append(attention_tiled_case(a, 7, 1, K.attention(**a), f" edge {edge}"))
     return cases
 
 
-def attention_tiled_case(a, T, dma, want, suffix=""):
+def attention_tiled_case(a, T, dma, want, suffix="", lanes=1):
     pos, n_kv_heads, hs, nh = a["pos"], a["n_kv_heads"], a["head_size"], a["n_heads"]
     n, bits = pos + 1, table_bits(a["table"])
     g, stride = nh // n_kv_heads, pos + 4
-    c = Case("attention_tiled", f"pos={pos} heads={nh} kv={n_kv_heads} hs={hs} T={T} dma={dma} bits={bits}{suffix}")
+    c = Case("attention_tiled", f"pos={pos} heads={nh} kv={n_kv_heads} hs={hs} T={T} dma={dma} bits={bits} "
+                                f"lanes={lanes}{suffix}")
     out = c.out(np.full(nh * hs, 99, np.int8))
-    scores = c.out(np.full((g, stride), POISON32, np.int32))
-    sums = c.out(np.full(g, -5, np.int32))
-    max_ = c.out(np.full(g, 2**30, np.int32))
+    scores = c.out(np.full((lanes, g, stride), POISON32, np.int32))
+    max_ = c.out(np.full((lanes, g), 2**30, np.int32))
     c.call("dma_reset_counters")
     c.call("attention_tiled", out, c.arr(a["q"]), c.arr(a["k_cache"][:n]), c.arr(a["v_cache"][:n]),
-           scores, stride, c.arr(np.full(g * hs, 12345, np.int32)), sums, max_,
-           c.arr(np.zeros(min(T, n) * hs, np.int8)), c.arr(np.zeros(1, np.uint32)), pos, nh,
+           scores, stride, c.arr(np.full(lanes * g * hs, 12345, np.int32)), c.arr(np.full(lanes * g, -5, np.int32)),
+           max_, c.arr(np.zeros(min(T, n) * hs * lanes, np.int8)), c.arr(np.zeros(1, np.uint32)), pos, nh,
            n_kv_heads, hs, a["score_mult"], a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"],
-           c.arr(a["table"]), bits, T, dma)
+           c.arr(a["table"]), bits, T, dma, lanes)
     counters = c.call("dma_counters")
     c.expect(out, want, "out")
     n_tiles = -(-n // T)
-    bytes_, transfers = (2 * n_kv_heads * n * hs, 2 * n_kv_heads * n_tiles) if dma else (0, 0)
+    bytes_, transfers = (2 * n_kv_heads * n * hs, 2 * -(-n_kv_heads // lanes) * n_tiles) if dma else (0, 0)
     c.expect_ret(counters, transfers << 32 | bytes_, "dma counters")
-    # scores end as the last kv head's, max and sums as theirs; poison past pos stays
+    # the last kv head's lane ends with its scores and max; poison past pos stays
     kh = n_kv_heads - 1
+    lane = kh - kh // lanes * lanes
     k = a["k_cache"][:n, kh * hs:(kh + 1) * hs]
     s, m = twin_scores_max(a["q"].reshape(n_kv_heads, -1)[kh], k)
-    _e, want_sums = K.softmax_exp_rows(s, a["score_mult"], a["score_shift"], a["table"])
-    want_s = np.full((g, stride), POISON32, np.int64)
-    want_s[:, :n] = s
-    c.expect(scores, want_s, "scores (last kv head's, poison past pos)")
-    c.expect(max_, m, "max (last kv head's)")
-    c.expect(sums, want_sums, "sums (last kv head's)")
+    c.checks.append(lambda r: np.testing.assert_array_equal(r.arrays[scores.idx][lane, :, :n], s,
+                                                            err_msg="scores (last kv head's)"))
+    c.checks.append(lambda r: (np.testing.assert_array_equal(r.arrays[scores.idx][:, :, n:], POISON32,
+                                                             err_msg="scores poison past pos")))
+    c.checks.append(lambda r: np.testing.assert_array_equal(r.arrays[max_.idx][lane], m, err_msg="max (last kv head's)"))
     return c
 
 
