@@ -11,10 +11,10 @@
  * Each row then pays the requantization, one shift per call (shift[0], kernels.layer_multipliers) and rounding half
  * up, so that the high word of acc * mult decides it: 8 instructions per row for int8/int16 results, 5 for int32, for
  * shifts >= 33 (most layers); 11 for shifts below (acc scaled up, with a test that it fits). Per-row shifts rounding
- * half away from zero took 14 (~20 below 33). Measured on RV32IMAC -O2 (bench/gemv_rv32.py): 3.30 instructions per
- * MAC for 64x64 -> int8 with the call's overheads, 3.21 for 64x172 -> int16 (per-row shifts: 3.41 and 3.25; row-by-row
+ * half away from zero took 14 (~20 below 33). Measured on RV32IMAC -O2 (bench/gemv_rv32.py): 3.27 instructions per
+ * MAC for 64x64 -> int8 with the call's overheads, 3.20 for 64x172 -> int16 (per-row shifts: 3.41 and 3.25; row-by-row
  * linear.c 7.6). The price is code: the requantizations are unrolled per kernel and the passes exist once per form,
- * ~23 KB of RV32 text for the three kernels.
+ * ~22 KB of RV32 text for the three kernels.
  */
 #include "gemv.h"
 
@@ -32,12 +32,17 @@
  * of registers and spills (RV32 -O2: 5.3 instead of 3.5 instructions per MAC): scheduling that watches register
  * pressure keeps the body as written (the same as -fsched-pressure). The two-block body needs 22 of the 27
  * allocatable registers, which gcc's default allocator still misses by a few (spills in the loop, 3.16 instead of
- * 3.09 per MAC); its priority-based allocator (-fira-algorithm=priority) keeps all of them in registers. */
-#pragma GCC optimize("sched-pressure", "ira-algorithm=priority")
+ * 3.09 per MAC); its priority-based allocator (-fira-algorithm=priority) keeps all of them in registers. Around the
+ * loop, the pass's other values (x's bounds, y, mult, the requantization's t and c) do not fit as well: without
+ * induction-variable rewriting and final-value replacement gcc carries the loop's own pointers out of it (v is the next
+ * pass's w) instead of keeping their start values and rebuilding the ends, ~20 fewer instructions per pass. */
+#pragma GCC optimize("sched-pressure", "ira-algorithm=priority", "no-tree-scev-cprop", "no-ivopts")
 #define GEMV_UNROLL _Pragma("GCC unroll 16")
 /* ... except in the passes of the scaled form (shifts below 33), which keep one more value (k) and where the priority
- * allocator spills an accumulator inside the loop while the default one does not (mlp.down: 3.25 -> 3.22 per MAC) */
-#define GEMV_DEFAULT_IRA_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"ira-algorithm=CB\")")
+ * allocator spills an accumulator inside the loop while the default one does not (mlp.down: 3.25 -> 3.22 per MAC),
+ * and which are better with gcc's loop rewriting */
+#define GEMV_DEFAULT_IRA_BEGIN                                                                                      \
+    _Pragma("GCC push_options") _Pragma("GCC optimize(\"ira-algorithm=CB\", \"ivopts\", \"tree-scev-cprop\")")
 #define GEMV_DEFAULT_IRA_END _Pragma("GCC pop_options")
 #else
 #define GEMV_UNROLL
@@ -74,12 +79,12 @@
     (acc)[0] = a##0, (acc)[1] = a##1, (acc)[2] = a##2, (acc)[3] = a##3, (acc)[4] = a##4,       \
     (acc)[5] = a##5, (acc)[6] = a##6, (acc)[7] = a##7
 
-/* acc[r] = sum_i w[i][r] * x[i], the R dot products of one block; |acc| <= n_in * 2^14 fits for n_in < 2^17 */
-GEMV_INLINE void block_dot(int32_t acc[R], const int8_t *x /* [n_in] */, const int8_t *w /* [n_in, R] */,
-                           int32_t n_in) {
+/* acc[r] = sum_i w[i][r] * x[i], the R dot products of one block: x [n_in] runs from x to x_end, the main loop
+ * (n_in >= U) to x_main = x + n_in - n_in % U; |acc| <= n_in * 2^14 fits for n_in < 2^17 */
+GEMV_INLINE void block_dot(int32_t acc[R], const int8_t *x, const int8_t *x_main, const int8_t *x_end,
+                           const int8_t *w /* [n_in, R] */) {
     ZERO_ACC(a);
-    const int8_t *x_main = x + (n_in - n_in % U), *x_end = x + n_in;
-    for (; x != x_main; x += U, w += U * R) {
+    do {
         MAC_COLUMN(a, x[0], w);
         MAC_COLUMN(a, x[1], w + R);
         MAC_COLUMN(a, x[2], w + 2 * R);
@@ -88,18 +93,19 @@ GEMV_INLINE void block_dot(int32_t acc[R], const int8_t *x /* [n_in] */, const i
         MAC_COLUMN(a, x[5], w + 5 * R);
         MAC_COLUMN(a, x[6], w + 6 * R);
         MAC_COLUMN(a, x[7], w + 7 * R);
-    }
+        x += U, w += U * R;
+    } while (x != x_main);
     for (; x != x_end; x++, w += R) MAC_COLUMN(a, x[0], w);
     SAVE_ACC(acc, a);
 }
 
-/* the same for two blocks w and v in one pass over x: acc[0 .. R) from w, acc[R .. 2R) from v; 22 live registers */
-GEMV_INLINE void block_dot2(int32_t acc[2 * R], const int8_t *x /* [n_in] */, const int8_t *w /* [n_in, R] */,
-                            const int8_t *v /* [n_in, R] */, int32_t n_in) {
+/* the same for two blocks w and v in one pass over x: acc[0 .. R) from w, acc[R .. 2R) from v; 22 live registers.
+ * Returns v + n_in * R, the block after v */
+GEMV_INLINE const int8_t *block_dot2(int32_t acc[2 * R], const int8_t *x, const int8_t *x_main, const int8_t *x_end,
+                                     const int8_t *w /* [n_in, R] */, const int8_t *v /* [n_in, R] */) {
     ZERO_ACC(a);
     ZERO_ACC(b);
-    const int8_t *x_main = x + (n_in - n_in % U), *x_end = x + n_in;
-    for (; x != x_main; x += U, w += U * R, v += U * R) {
+    do {
         MAC_COLUMN2(x[0], w, v);
         MAC_COLUMN2(x[1], w + R, v + R);
         MAC_COLUMN2(x[2], w + 2 * R, v + 2 * R);
@@ -108,10 +114,12 @@ GEMV_INLINE void block_dot2(int32_t acc[2 * R], const int8_t *x /* [n_in] */, co
         MAC_COLUMN2(x[5], w + 5 * R, v + 5 * R);
         MAC_COLUMN2(x[6], w + 6 * R, v + 6 * R);
         MAC_COLUMN2(x[7], w + 7 * R, v + 7 * R);
-    }
+        x += U, w += U * R, v += U * R;
+    } while (x != x_main);
     for (; x != x_end; x++, w += R, v += R) MAC_COLUMN2(x[0], w, v);
     SAVE_ACC(acc, a);
     SAVE_ACC(acc + R, b);
+    return v;
 }
 
 /* Requantization (kernels.requant_half_up): y[o] = clamp(floor(acc[o] * mult[o] / 2^s + 1/2), lo, hi), rounding half
@@ -226,32 +234,39 @@ slow:
     }
 }
 
-/* the passes over x in form `mode`: two blocks (2R rows) per pass while more than one block is left, then the last
- * block alone */
+/* the passes over x in form `mode`, n_in >= U: two blocks (2R rows) per pass over the whole pairs, each requantized
+ * unrolled (no test of the rows left), then the rest of the rows, 1 .. 2R - 1, one block per pass */
 GEMV_INLINE void gemv_passes(int mode, void *y, int bits, int32_t lo, int32_t hi, const int8_t *x, const int8_t *wb,
                              const int32_t *mult, int32_t n_in, int32_t n_out, int32_t k, int32_t t, int32_t c) {
     const int32_t block = n_in * R; /* bytes of one block */
     const int32_t size = bits / 8;    /* bytes of one y */
-    for (; n_out > R; n_out -= 2 * R, wb += 2 * block, y = (char *)y + 2 * R * size, mult += 2 * R) {
+    const int8_t *const x_main = x + (n_in - n_in % U), *const x_end = x + n_in;
+    const int32_t *const mult_pairs = mult + (n_out - n_out % (2 * R));
+    while (mult != mult_pairs) {
         int32_t acc[2 * R];
-        block_dot2(acc, x, wb, wb + block, n_in);
-        requant_rows(mode, y, bits, lo, hi, acc, 2 * R, mult, n_out, k, t, c);
+        wb = block_dot2(acc, x, x_main, x_end, wb, wb + block);
+        requant_rows(mode, y, bits, lo, hi, acc, 2 * R, mult, 2 * R, k, t, c);
+        y = (char *)y + 2 * R * size, mult += 2 * R;
     }
-    if (n_out > 0) {
+    for (n_out %= 2 * R; n_out > 0; n_out -= R, y = (char *)y + R * size, mult += R) {
         int32_t acc[R];
-        block_dot(acc, x, wb, n_in);
+        block_dot(acc, x, x_main, x_end, wb);
+        wb += block;
         requant_rows(mode, y, bits, lo, hi, acc, R, mult, n_out, k, t, c);
     }
 }
 
-/* the exact generic path (s < 2, outside both forms; no deployment has one): one row at a time, small and slow */
+/* the exact generic path (n_in < U, or s < 2 outside both forms; no deployment has one): one row at a time with
+ * requant_exact, small and slow */
 GEMV_NOINLINE void gemv_exact(void *y, int bits, const int8_t *x, const int8_t *wb, const int32_t *mult, int32_t n_in,
                               int32_t n_out, int32_t s) {
+    const int32_t lo = bits == 8 ? INT8_MIN : bits == 16 ? INT16_MIN : INT32_MIN;
+    const int32_t hi = bits == 8 ? INT8_MAX : bits == 16 ? INT16_MAX : INT32_MAX;
     for (int32_t o = 0; o < n_out; o++) {
         const int8_t *w = wb + (o / R) * n_in * R + o % R;
         int32_t acc = 0;
         for (int32_t i = 0; i < n_in; i++) acc += (int32_t)x[i] * w[i * R];
-        requant_loop_bits((char *)y + o * (bits / 8), bits, &acc, mult + o, 1, s);
+        store(y, o, requant_exact(acc, mult[o], s, lo, hi), bits);
     }
 }
 
@@ -280,7 +295,9 @@ GEMV_INLINE void gemv(void *y /* [n_out] of bits */, int bits, int32_t lo, int32
     int32_t s;
     if (n_out <= 0) return;
     s = shift[0];
-    if (GEMV_LIKELY(s >= 33)) /* s <= 62 */
+    if (n_in < U)
+        gemv_exact(y, bits, x, wb, mult, n_in, n_out, s);
+    else if (GEMV_LIKELY(s >= 33)) /* s <= 62 */
         gemv_passes(RQ_HIGH, y, bits, lo, hi, x, wb, mult, n_in, n_out, 0, s - 32, (int32_t)1 << (s - 33));
     else if (s >= 2 && bits == 8)
         gemv_scaled8(y, x, wb, mult, n_in, n_out, 33 - s);
