@@ -106,7 +106,8 @@ def allocate(plan: Plan, dep: Deployment) -> Allocation:
         optimal[lvl.name] = res.optimal
         nodes[lvl.name] = res.nodes
     wbytes = {lvl.name: 0 for lvl in dep.memory}
-    wbytes[weights_level] = sum(int(c.nbytes) for c in plan.consts.values())
+    on_npu = npu_only_consts(plan)
+    wbytes[weights_level] = sum(int(c.nbytes) for k, c in plan.consts.items() if k not in on_npu)
     alloc = Allocation(tuple(sorted(buffers, key=lambda b: (b.level, b.offset, b.name))), arena, lower, wbytes,
                        aligned, optimal, nodes)
     _check_budgets(alloc, dep)
@@ -114,6 +115,12 @@ def allocate(plan: Plan, dep: Deployment) -> Allocation:
     if problems:  # a bug in the allocator, never the user's fault: stop rather than emit wrong C
         raise AssertionError("allocation checker: " + "; ".join(problems))
     return alloc
+
+
+def npu_only_consts(plan: Plan) -> set[str]:
+    """Constants that only NPU steps read: they live in the NPU's weight memory, not in a memory level."""
+    npu = {a.name for s in plan.steps if s.engine == "npu" for a in s.args if a.kind == "const"}
+    return npu - {a.name for s in plan.steps if s.engine != "npu" for a in s.args if a.kind == "const"}
 
 
 def _check_budgets(alloc: Allocation, dep: Deployment) -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from .errors import Collector, Pos
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
-from .spec import (Calibration, Deployment, Dims, GenSpec, MapHint, MemLevel, ModelSpec, QuantSpec,
+from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
                    Target)
 
 TOP_SETTINGS = ("deployment", "target", "strict")
@@ -79,10 +79,17 @@ def load_target(name: str, pos: Pos) -> Target:
     data = yaml.safe_load(resources.files("deeploy_dsl.targets").joinpath(f"{name}.yaml").read_text())
     npu = data.get("npu") or {}
     levels = tuple((k, int(v["size_bytes"]), int(v["alignment"])) for k, v in data["memory"].items())
-    dma = data.get("dma", {})
-    return Target(data["name"], data["description"], int(data["clock_hz"]), int(data["cluster"]["cores"]),
-                  data["cluster"]["isa"], tuple(npu.get("ops", ())), levels, pos,
-                  int(dma.get("bytes_per_cycle", 8)), int(dma.get("setup_cycles", 0)))
+    dma, cl, en = data.get("dma", {}), data["cluster"], data.get("energy")
+    npu_spec = Npu(npu["name"], tuple(npu["ops"]), int(npu["k_block"]), int(npu["cols"]), int(npu["setup_cycles"]),
+                   int(npu["weight_memory"]["size_bytes"]), int(npu["weight_memory"]["bytes_per_cycle"]),
+                   float(npu["energy"]["pj_per_mac"]), float(npu["energy"]["pj_per_weight_byte"])) if npu else None
+    energy = Energy(float(en["cluster_pj_per_mac"]), float(en["cluster_pj_per_op"]), float(en["dma_pj_per_byte"]),
+                    float(en["idle_mw"])) if en else None
+    return Target(data["name"], data["description"], int(data["clock_hz"]), int(cl["cores"]),
+                  cl["isa"], tuple(npu.get("ops", ())), levels, pos,
+                  int(dma.get("bytes_per_cycle", 8)), int(dma.get("setup_cycles", 0)),
+                  float(cl.get("macs_per_cycle_per_core", 1.0)), float(cl.get("cycles_per_element", 4.0)),
+                  int(cl.get("fork_cycles", 0)), npu_spec, energy)
 
 
 # ---- the interpreter -----------------------------------------------------------------------------

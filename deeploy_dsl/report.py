@@ -1,9 +1,15 @@
-"""What a build costs: memory per level against its lower bound, and per step the tiles, DMA bytes
-and MACs, as report.json (for scripts) and as the table `deeploy build` prints (for people)."""
+"""What a build costs: memory per level against its lower bound, per step the tiles, DMA bytes, MACs and
+estimated cycles, and a summary in the manner of Arm's Vela (clock, memory, each engine's share of the
+operators and MACs, cycles per decode token and per prefill, tokens/s and uJ/token), as report.json (for
+scripts) and as the text `deeploy build` prints (for people)."""
 from __future__ import annotations
 
 import json
 import re
+
+from .cost import summary
+
+DEFAULT_PREFILL = 16  # prompt tokens the summary's prefill assumes when the deployment has no tokenizer
 
 
 def tile_text(s) -> str:
@@ -28,9 +34,13 @@ def report_dict(c) -> dict:
               "tiles": s.tiles, "tile": tile_text(s), "dma_bytes": s.dma_bytes, "dma_cycles": s.dma_cycles, "macs": s.macs}
              for s in plan.steps]
     dma = sum(s.dma_bytes for s in plan.steps)
+    n_pre = len(c.tokenizer.encode(dep.generate.prompt)) if c.tokenizer is not None else DEFAULT_PREFILL
+    perf = summary(plan, dep, max(n_pre, 1))
+    for row, cost in zip(steps, perf.pop("steps")):
+        row.update(cycles=cost["cycles"], utilisation=cost["utilisation"], uj=cost["uj"])
     return {
         "deployment": dep.name, "target": dep.target.name, "report_position": plan.report_pos,
-        "memory": memory, "steps": steps,
+        "memory": memory, "performance": perf, "steps": steps,
         "totals": {"dma_bytes_per_token": dma, "dma_lower_bound_bytes": plan.dma_lower_bound,
                    "dma_over_lower_bound": round(dma / plan.dma_lower_bound, 4) if plan.dma_lower_bound else 1.0,
                    "dma_cycles_per_token": sum(s.dma_cycles for s in plan.steps),
@@ -68,20 +78,38 @@ def _fold(rows: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
+def summary_text(r: dict) -> list[str]:
+    p = r["performance"]
+    dec, pre = p["decode"], p["prefill"]
+    shares = ", ".join(f"{name} {e['ops']} ops, {e['mac_share']:.1%} of MACs" for name, e in sorted(p["engines"].items()))
+    wm = p["npu_weight_memory"]
+    npu_mem = f"; NPU weight memory {wm['used_bytes']:,} of {wm['size_bytes']:,} B" if wm else ""
+    return [f"  clock {p['clock_hz'] / 1e6:g} MHz; {shares}{npu_mem}",
+            f"  decode at position {dec['position']}: {dec['cycles_per_token']:,} cycles/token, "
+            f"{dec['tokens_per_s']:,.1f} tokens/s, {dec['uj_per_token']:,.2f} uJ/token (estimates)",
+            f"  prefill of {pre['tokens']} tokens: {pre['cycles']:,} cycles ({pre['cycles_per_token']:,} per token), "
+            f"{pre['uj']:,.2f} uJ"]
+
+
 def report_text(c) -> str:
     r = report_dict(c)
-    lines = [f"  {'level':<6}{'arena':>11}{'lower bound':>13}{'weights':>11}{'budget':>12}{'capacity':>12}  allocation"]
+    lines = summary_text(r) + [""]
+    lines.append(f"  {'level':<6}{'arena':>11}{'lower bound':>13}{'weights':>11}{'budget':>12}{'capacity':>12}  allocation")
     for name, m in r["memory"].items():
         state = "optimal" if m["optimal"] and m["gap_bytes"] == 0 else \
             (f"optimal, +{m['gap_bytes']} B over the bound" if m["optimal"] else f"{m['gap_bytes']} B over the bound, not proven")
         lines.append(f"  {name:<6}{m['arena_bytes']:>11,}{m['lower_bound_bytes']:>13,}{m['weight_bytes']:>11,}"
                      f"{m['budget_bytes']:>12,}{m['capacity_bytes']:>12,}  {state}")
     lines.append("")
-    lines.append(f"  {'step':<28}{'rule':<26}{'engine':<12}{'tiles':>6}  {'tile':<18}{'dma B':>8}{'MACs':>8}")
-    for name, row in _fold(r["steps"]):
+    lines.append(f"  {'step':<28}{'rule':<26}{'engine':<12}{'tiles':>6}  {'tile':<18}{'dma B':>8}{'MACs':>8}"
+                 f"{'cycles':>9}{'share':>7}{'util':>6}")
+    total = r["performance"]["decode"]["cycles_per_token"] or 1
+    for name, row in _fold([{**{k: v for k, v in s.items() if k != "uj"}, "share": s["cycles"] / total}
+                            for s in r["steps"]]):
         eng = f"{row['engine']} x{row['cores']}" if row["engine"] == "cluster" else row["engine"]
         lines.append(f"  {name:<28}{row['rule']:<26}{eng:<12}{row['tiles']:>6}  {row['tile']:<18}"
-                     f"{row['dma_bytes']:>8,}{row['macs']:>8,}")
+                     f"{row['dma_bytes']:>8,}{row['macs']:>8,}{row['cycles']:>9,}{row['share']:>7.1%}"
+                     f"{row['utilisation']:>6.0%}")
     t = r["totals"]
     lines.append("")
     lines.append(f"  per token at position {r['report_position']}: {t['dma_bytes_per_token']:,} B moved between levels "

@@ -11,10 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from .cost import cluster_linear_cycles, npu_linear_cycles
 from .errors import COMMAND_LINE, Collector, Pos, SpecError
 from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
+from .layout import blocked_bytes, npu_pack, unblock_rows
 from .quantize import QuantModel
-from .spec import Deployment, PathPattern
+from .spec import Deployment, MapHint, PathPattern
 
 # names a hint may use for an op besides its own last segment
 ALIASES = {"qkv": ("q", "k", "v"), "softmax": ("attention",), "rope": ("rope_q", "rope_k"),
@@ -75,12 +77,33 @@ class Placement:
     pos: Pos
 
 
+def npu_weight_bytes(op: Op, graph: Graph, dep: Deployment) -> int:
+    """What a linear layer takes in the NPU's weight memory: packed int8 weights (input channels padded to
+    the NPU's blocks) and its per-channel multipliers."""
+    n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
+    k = dep.target.npu.k_block
+    return n_out * (-(-n_in // k) * k) + 4 * n_out
+
+
+def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int) -> tuple[int, int]:
+    """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU."""
+    t = dep.target
+    n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
+    dma = -(-(blocked_bytes(n_out, n_in) + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
+    return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
+
+
 def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list]:
-    """Engine per op from the hints: later lines override earlier ones; the NPU takes only linear ops."""
+    """Engine per op from the hints: later lines override earlier ones. The NPU takes only linear layers
+    whose packed weights fit its weight memory; a hint it cannot honour is an error in strict mode, else a
+    warning and the cluster. `auto` picks the engine with the smaller estimate (cost.py) and says why."""
     errs = Collector()
-    default = Placement("cluster", dep.target.cores, "default: cluster, all cores", dep.pos)
+    t = dep.target
+    default = Placement("cluster", t.cores, "default: cluster, all cores", dep.pos)
     placed = {op.name: default for op in graph.ops}
-    kinds = {op.name: op.kind for op in graph.ops}
+    ops = {op.name: op for op in graph.ops}
+    auto: dict[str, MapHint] = {}
+    severity = "error" if dep.strict else "warning"
     for h in dep.hints:
         matched = [op.name for op in graph.ops if hint_matches(h.pattern, op.name)]
         if not matched:
@@ -89,28 +112,90 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
                      "layers[*].attn.softmax, final_norm, lm_head")
             continue
         if h.engine == "auto":
-            # the compiler chooses; with no NPU kernels in this version that is the whole cluster
-            cores = h.cores if h.cores is not None else dep.target.cores
             for m in matched:
-                placed[m] = Placement("cluster", cores, f"{h.pattern.text} -> auto: cluster ({_where(h.pos)})", h.pos)
+                auto[m] = h
             continue
+        for m in matched:
+            auto.pop(m, None)
         if h.engine == "npu":
-            non_linear = [m for m in matched if kinds[m] not in LINEAR_KINDS]
-            # a '*' in the op name (or 'default') selects ops of several kinds: keep the linear ones.
+            non_linear = [m for m in matched if ops[m].kind not in LINEAR_KINDS]
+            # a '*' in the op name (or 'default') selects ops of several kinds: the NPU takes the linear ones.
             # A named op (a layer range like layers[*] does not change which op) must be linear.
             if non_linear and not _any_op_name(h.pattern):
                 what = h.pattern.segments[-1][0]
-                errs.add(h.pos, f"{what} -> npu: the NPU runs only linear layers ({non_linear[0]} is {kinds[non_linear[0]]})")
-                continue
-            matched = [m for m in matched if kinds[m] in LINEAR_KINDS]
+                fallback = "" if dep.strict else f"; {', '.join(non_linear[:3])}{' ...' if len(non_linear) > 3 else ''} " \
+                                                 f"run{'s' if len(non_linear) == 1 else ''} on the cluster"
+                errs.add(h.pos, f"{what} -> npu: the NPU runs only linear layers ({non_linear[0]} is "
+                         f"{ops[non_linear[0]].kind}){fallback}", severity=severity)
+            matched = [m for m in matched if ops[m].kind in LINEAR_KINDS]
             if not matched:
-                errs.add(h.pos, f"'{h.pattern.text}' matches no linear layer: the NPU runs only linear layers")
+                if _any_op_name(h.pattern):
+                    errs.add(h.pos, f"'{h.pattern.text}' matches no linear layer: the NPU runs only linear layers",
+                             severity=severity)
                 continue
-        cores = h.cores if h.cores is not None else (dep.target.cores if h.engine == "cluster" else 1)
+        cores = h.cores if h.cores is not None else (t.cores if h.engine == "cluster" else 1)
         for m in matched:
             placed[m] = Placement(h.engine, cores, f"{h.pattern.text} -> {h.engine} ({_where(h.pos)})", h.pos)
+    _fit_npu_memory(graph, dep, placed, errs, severity)
+    _choose_auto(graph, dep, placed, auto)
     errs.raise_if_errors(SpecError)
     return placed, errs.warnings
+
+
+def _fit_npu_memory(graph: Graph, dep: Deployment, placed: dict, errs: Collector, severity: str) -> None:
+    """Hinted NPU layers in model order until the weight memory is full; the rest fall back, one message per line."""
+    if dep.target.npu is None:
+        return
+    cap, used, over = dep.target.npu.weight_memory_bytes, 0, {}
+    for op in graph.ops:
+        pl = placed[op.name]
+        if pl.engine != "npu":
+            continue
+        need = npu_weight_bytes(op, graph, dep)
+        if used + need <= cap:
+            used += need
+            continue
+        over.setdefault(pl.pos, []).append((op.name, need))
+        placed[op.name] = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: NPU weight memory full",
+                                    pl.pos)
+    for pos, names in over.items():
+        first, need = names[0]
+        more = f" and {len(names) - 1} more layer{'s' if len(names) > 2 else ''}" if len(names) > 1 else ""
+        errs.add(pos, f"the weights of {first} ({need:,} B packed){more} do not fit the NPU's weight memory: "
+                 f"{cap:,} B, of which {used:,} B hold earlier layers"
+                 + ("" if dep.strict else f"; {'they run' if more else 'it runs'} on the cluster"), severity=severity,
+                 hint="map fewer layers to the npu, or use a target with a larger NPU weight memory")
+
+
+def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict) -> None:
+    """Per op, the engine with the smaller estimated decode cycles; NPU room goes to the largest savings per byte."""
+    t = dep.target
+    ops = {op.name: op for op in graph.ops}
+    free = t.npu.weight_memory_bytes - sum(npu_weight_bytes(ops[n], graph, dep) for n, pl in placed.items()
+                                           if pl.engine == "npu") if t.npu else 0
+    wants = []
+    for name, h in auto.items():
+        op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
+        cores = h.cores if h.cores is not None else t.cores
+        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops:
+            why = "the NPU runs only linear layers" if t.npu is not None else f"{t.name} has no NPU"
+            placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)
+            continue
+        on_cluster, on_npu = linear_estimates(op, graph, dep, cores)
+        placed[name] = Placement("cluster", cores, f"{where}: cluster, ~{on_cluster:,} cycles against ~{on_npu:,} "
+                                                    f"on the NPU", h.pos)
+        if on_npu < on_cluster:
+            wants.append(((on_cluster - on_npu) / npu_weight_bytes(op, graph, dep), name, on_cluster, on_npu, h))
+    for _, name, on_cluster, on_npu, h in sorted(wants, key=lambda w: (-w[0], w[1])):
+        need = npu_weight_bytes(ops[name], graph, dep)
+        where = f"{h.pattern.text} -> auto ({_where(h.pos)})"
+        if need <= free:
+            free -= need
+            placed[name] = Placement("npu", 1, f"{where}: npu, ~{on_npu:,} cycles against ~{on_cluster:,} on the "
+                                               f"cluster", h.pos)
+        else:
+            placed[name] = Placement("cluster", placed[name].cores, f"{where}: cluster, the NPU would take ~{on_npu:,} "
+                                     f"cycles against ~{on_cluster:,} but its weight memory is full", h.pos)
 
 
 # ---- lowering rules -----------------------------------------------------------------------------
@@ -164,6 +249,18 @@ def lower_linear(kernel: str):
                         _const(op.name + ".mult", "mult"), _const(op.name + ".shift", "shift"),
                         _int(n_in, "n_in"), _int(n_out, "n_out")), \
             f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}])"
+    lower.__name__ = f"lower_{kernel}"
+    return lower
+
+
+def lower_npu(kernel: str):
+    def lower(op: Op, c: Ctx):
+        p = c.q.params[op.name]
+        n_out, n_in = p["n_out"], p["n_in"]
+        return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const(op.name + ".wn", "w"),
+                        _const(op.name + ".mult", "mult"), _const(op.name + ".shift", "shift"),
+                        _int(n_in, "n_in"), _int(n_out, "n_out")), \
+            f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
     lower.__name__ = f"lower_{kernel}"
     return lower
 
@@ -222,6 +319,9 @@ RULES: tuple[Rule, ...] = (
     Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
     Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
     Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),
+    Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_npu("npu_linear_i8")),
+    Rule("linear_i16_npu", "linear", engine="npu", out_dtype="int16", lower=lower_npu("npu_linear_i16")),
+    Rule("linear_i32_npu", "linear", engine="npu", out_dtype="int32", lower=lower_npu("npu_linear_i32")),
     Rule("rope_i8_q14", "rope", lower=lower_rope, split=Split(("y", "x"), "n", "head_size")),
     Rule("attention_i8_gqa", "attention", lower=lower_attention),
     Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu, split=Split(("h", "gate", "up"), "n")),
@@ -265,7 +365,18 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment) -> Plan:
                  + ("" if dep.strict else f" run{'s' if len(ops) == 1 else ''} on the cluster"),
                  severity="error" if dep.strict else "warning")
     errs.raise_if_errors(SpecError)
-    return Plan(tuple(steps), dict(graph.values), q.consts, tuple(errs.warnings))
+    return Plan(tuple(steps), dict(graph.values), _step_consts(steps, q), tuple(errs.warnings))
+
+
+def _step_consts(steps: list[Step], q: QuantModel) -> dict:
+    """The constants the steps read: NPU layers' weights packed in the NPU's layout, nothing unused."""
+    consts = dict(q.consts)
+    for s in steps:
+        if s.engine == "npu":
+            p = q.params[s.op]
+            consts[s.op + ".wn"] = npu_pack(unblock_rows(q.consts[p["weight"]], p["n_out"]))
+    used = {a.name for s in steps for a in s.args if a.kind == "const"}
+    return {k: v for k, v in consts.items() if k in used}
 
 
 def c_ident(name: str) -> str:

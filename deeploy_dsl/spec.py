@@ -102,6 +102,31 @@ class GenSpec:
 
 
 @dataclass(frozen=True)
+class Npu:
+    """The accelerator beside the cluster, as the cost model and the compiler see it (targets/*.yaml)."""
+
+    name: str
+    ops: tuple[str, ...]  # op kinds it runs: linear (1x1 pointwise, GEMV/GEMM, requantization fused)
+    k_block: int  # input channels per weight block; weights are packed (and zero-padded) in these
+    cols: int  # output channels per cycle: the array is k_block x cols MACs
+    setup_cycles: int  # programming one job
+    weight_memory_bytes: int  # its own weight memory, which NPU-mapped layers' packed weights must fit
+    weight_bytes_per_cycle: int  # the bandwidth from that memory into the array
+    pj_per_mac: float
+    pj_per_weight_byte: float
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy constants of a target (targets/*.yaml says where each comes from, or that it is assumed)."""
+
+    cluster_pj_per_mac: float  # an int8 MAC on a cluster core, with its share of loads and control
+    cluster_pj_per_op: float  # one element of an element-wise kernel (norm, RoPE, softmax, SwiGLU, add)
+    dma_pj_per_byte: float  # moving one byte between memory levels
+    idle_mw: float  # leakage and clocks while the chip runs the model
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -113,6 +138,11 @@ class Target:
     pos: Pos
     dma_bytes_per_cycle: int = 8  # the DMA between the levels
     dma_setup_cycles: int = 0  # fixed cost of starting one transfer
+    macs_per_cycle_per_core: float = 1.0  # sustained int8 MACs of one cluster core in a linear layer
+    cycles_per_element: float = 4.0  # one element of an element-wise kernel on one core
+    fork_cycles: int = 0  # one fork and join of the cluster (waking the cores, the barrier)
+    npu: Npu | None = None
+    energy: Energy | None = None
 
     @property
     def has_npu(self) -> bool:

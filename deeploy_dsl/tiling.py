@@ -194,6 +194,11 @@ class _Tiler:
                 steps.append(self.tile_linear(s, avail))
             elif s.kernel == "attention_i8":
                 steps.append(self.tile_attention(s, avail))
+            elif s.engine == "npu":  # the NPU reads weights and multipliers from its own memory
+                xfers, used = self.stage(s, skip=("w", "mult", "shift"))
+                if used > avail:
+                    self.no_fit(s, avail, used, "its staged operands")
+                steps.append(self.finish(s, None, xfers, 1, 0))
             else:
                 xfers, used = self.stage(s)
                 if used > avail:
@@ -211,7 +216,7 @@ class _Tiler:
         d = self.dep.model.dims
         for s in self.plan.steps:
             for a in s.args:
-                if a.kind == "const" and self.weights_far:
+                if a.kind == "const" and self.weights_far and s.engine != "npu":  # the NPU's are in its own memory
                     arr = self.plan.consts[a.name]
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
         kv = d.layers * (2 * (self.P + 1) * d.kv_dim + 2 * d.kv_dim) if self.kv_far else 0

@@ -89,7 +89,8 @@ def test_small_overrides_give_small_diffs(rendered):
     assert any("cores: 1" in ln for ln in plan_diff if ln.startswith("+")), "\n".join(plan_diff)
     others = {k: len(_changed_lines(rendered[k], mapped[k])) for k in rendered
               if k != "plan.yaml" and rendered[k] != mapped[k]}
-    assert set(others) <= {"model.c", "model.h", "report.json"} and sum(others.values()) < 10, others
+    # report.json restates the step's estimates and the per-token totals (cycles, tokens/s, uJ, prefill)
+    assert set(others) <= {"model.c", "model.h", "report.json"} and sum(others.values()) < 30, others
 
 
 BAD = {"arena_too_big": "memory.L1=1KiB", "unknown_target": "target=nope"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deeploy_dsl import rules
@@ -136,20 +137,32 @@ def test_cores_beyond_the_target_are_clamped_with_a_warning(base, tmp_path):
 
 # ---- the NPU ---------------------------------------------------------------------------------------
 
-def test_softmax_on_the_npu_is_an_error_at_the_line(tmp_path):
+def test_softmax_on_the_npu_is_a_warning_at_the_line_and_runs_on_the_cluster(tmp_path):
     path = write_dply(tmp_path, "default -> cluster", "layers[*].attn.softmax -> npu")
+    dep = load_deployment(path)
+    placed, warnings = place_ops(build_graph(dep.model.dims), dep)
+    (d,) = warnings
+    assert (d.pos.line, d.pos.col) == (line_of(path, "layers[*].attn.softmax -> npu"), 5)
+    assert d.severity == "warning" and d.message.startswith("softmax -> npu: the NPU runs only linear layers")
+    assert d.message.endswith("layers.0.attn.attention, layers.1.attn.attention, layers.2.attn.attention ... "
+                              "run on the cluster")
+    assert {placed[f"layers.{i}.attn.attention"].engine for i in LAYERS} == {"cluster"}
+
+
+def test_softmax_on_the_npu_is_an_error_when_strict(tmp_path):
+    path = write_dply(tmp_path, "default -> cluster", "layers[*].attn.softmax -> npu", top="strict yes")
     dep = load_deployment(path)
     with pytest.raises(SpecError) as e:
         place_ops(build_graph(dep.model.dims), dep)
     (d,) = e.value.diagnostics
     assert (d.pos.line, d.pos.col) == (line_of(path, "layers[*].attn.softmax -> npu"), 5)
-    assert d.message.startswith("softmax -> npu: the NPU runs only linear layers")
+    assert d.message == "softmax -> npu: the NPU runs only linear layers (layers.0.attn.attention is attention)"
     assert f"t.dply:{d.pos.line}:5: error: softmax -> npu" in e.value.render()
 
 
 @pytest.mark.parametrize("pattern", ["layers[*].norm", "layers[2].attn.rope", "final_norm", "embed"])
-def test_other_named_non_linear_ops_on_the_npu_are_errors(tmp_path, pattern):
-    dep = load_deployment(write_dply(tmp_path, f"{pattern} -> npu"))
+def test_other_named_non_linear_ops_on_the_npu_are_errors_when_strict(tmp_path, pattern):
+    dep = load_deployment(write_dply(tmp_path, f"{pattern} -> npu", top="strict yes"))
     with pytest.raises(SpecError, match=r"-> npu: the NPU runs only linear layers \(.* is (rmsnorm|rope|embed)\)"):
         place_ops(build_graph(dep.model.dims), dep)
 
@@ -164,7 +177,27 @@ def test_a_wildcard_on_the_npu_takes_only_linear_ops(tmp_path):
     assert placed["layers.0.mlp.swiglu"].reason == "default: cluster, all cores"
 
 
-def test_npu_linear_ops_fall_back_to_the_cluster_with_a_warning(base, tmp_path):
+def test_npu_layers_lower_to_npu_jobs_with_packed_weights(base, tmp_path):
+    path = write_dply(tmp_path, "default -> cluster(cores = 8)", "layers[*].attn.qkv -> npu", "layers[*].mlp.* -> npu")
+    plan = plan_for(base, path)
+    steps = by_op(plan)
+    assert not plan.warnings
+    for name in layer_ops("qkv") | layer_ops(("gate", "up", "down"), part="mlp"):
+        s = steps[name]
+        assert (s.engine, s.cores, s.kernel) == ("npu", 1, "npu_" + s.rule.removesuffix("_npu"))
+        w = plan.consts[name + ".wn"]
+        n_out, n_in = s.args[-1].value, s.args[-2].value
+        assert w.shape == (n_out, -(-n_in // 32) * 32) and w.dtype == np.int8
+        assert name + ".wb" not in plan.consts  # the cluster's blocked copy is not built in
+    assert steps["layers.0.attn.o"].engine == "cluster" and "layers.0.attn.o.wb" in plan.consts
+
+
+def _without_npu_rules(monkeypatch):
+    monkeypatch.setattr(rules, "RULES", tuple(r for r in RULES if r.engine != "npu"))
+
+
+def test_an_engine_without_a_kernel_falls_back_with_one_warning_per_line(base, tmp_path, monkeypatch):
+    _without_npu_rules(monkeypatch)
     path = write_dply(tmp_path, "default -> cluster(cores = 8)", "layers[*].mlp.* -> npu")
     line = line_of(path, "layers[*].mlp.* -> npu")
     plan = plan_for(base, path)
@@ -181,7 +214,8 @@ def test_npu_linear_ops_fall_back_to_the_cluster_with_a_warning(base, tmp_path):
                          f"layers.0.mlp.down and {len(linear) - 3} more run on the cluster")
 
 
-def test_npu_fall_back_is_an_error_when_strict(base, tmp_path):
+def test_a_missing_kernel_is_an_error_when_strict(base, tmp_path, monkeypatch):
+    _without_npu_rules(monkeypatch)
     path = write_dply(tmp_path, "layers[1].mlp.down -> npu", top="strict yes")
     with pytest.raises(SpecError) as e:
         plan_for(base, path)
@@ -203,12 +237,22 @@ def test_npu_on_a_target_without_one_is_an_error(tmp_path):
     assert (d.pos.line, d.pos.col) == (line_of(path, "lm_head -> npu"), 16)  # the engine's column
 
 
-def test_auto_picks_the_cluster_quietly(base, tmp_path):
+def test_auto_says_why_each_layer_went_where(base, tmp_path):
     plan = plan_for(base, write_dply(tmp_path, "layers[*].mlp.* -> auto"))
     steps = by_op(plan)
     assert not plan.warnings
-    assert {(steps[n].engine, steps[n].cores) for n in layer_ops(("gate", "swiglu"), part="mlp")} == {("cluster", 8)}
-    assert steps["layers.0.mlp.gate"].reason.startswith("layers[*].mlp.* -> auto: cluster")
+    # the element-wise ops have only the cluster; the linear ones go where the estimate is smaller
+    assert steps["layers.0.mlp.swiglu"].reason.endswith("auto (line 9): cluster, the NPU runs only linear layers")
+    for name in layer_ops(("gate", "up", "down"), part="mlp"):
+        r = steps[name].reason
+        assert r.startswith("layers[*].mlp.* -> auto (line 9): npu, ~") and "cycles against ~" in r, r
+        assert steps[name].engine == "npu"
+
+
+def test_auto_on_a_target_without_an_npu_is_the_cluster(base, tmp_path):
+    plan = plan_for(base, write_dply(tmp_path, "layers[*].mlp.* -> auto", target="generic-rv32"))
+    assert {s.engine for s in plan.steps} == {"cluster"}
+    assert by_op(plan)["layers.0.mlp.gate"].reason.endswith("cluster, generic-rv32 has no NPU")
 
 
 # ---- patterns that name nothing ------------------------------------------------------------------------
@@ -240,7 +284,7 @@ def test_every_step_records_the_rule_that_fired(base):
     assert steps["layers.0.attn.q"].rule == "linear_i8_cluster"
     assert steps["layers.0.attn.v"].rule == "linear_i8_cluster"  # writes the int8 KV cache row
     assert steps["layers.0.attn.o"].rule == "linear_i16_cluster" and steps["lm_head"].rule == "linear_i32_cluster"
-    assert {s.rule for s in base.plan.steps} == set(names)
+    assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"}
 
 
 def test_a_rule_that_declines_passes_to_the_next(base, tmp_path, monkeypatch):
@@ -263,18 +307,6 @@ def test_the_first_matching_rule_wins(base, tmp_path, monkeypatch):
     monkeypatch.setattr(rules, "RULES", (Rule("early_add", "add", lower=lower_add),) + RULES)
     adds = [s for s in plan_for(base, write_dply(tmp_path)).steps if s.kernel == "add_sat_i16"]
     assert len(adds) == 10 and {s.rule for s in adds} == {"early_add"}
-
-
-def test_an_npu_rule_is_used_when_one_exists(base, tmp_path, monkeypatch):
-    npu = Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_linear("linear_i8_npu"))
-    monkeypatch.setattr(rules, "RULES", RULES + (npu,))
-    plan = plan_for(base, write_dply(tmp_path, "layers[*].attn.qkv -> npu", "layers[0].attn.o -> npu"))
-    steps = by_op(plan)
-    for name in layer_ops("qkv"):
-        assert (steps[name].rule, steps[name].engine, steps[name].cores) == ("linear_i8_npu", "npu", 1)
-    # attn.o writes int16: no NPU rule for it, so it alone falls back
-    assert (steps["layers.0.attn.o"].rule, steps["layers.0.attn.o"].engine) == ("linear_i16_cluster", "cluster")
-    assert [w.message.split(": ")[-1] for w in plan.warnings] == ["layers.0.attn.o runs on the cluster"]
 
 
 def test_an_op_no_rule_lowers_is_an_error(base, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,20 @@ def test_the_profile_accounts_for_every_instruction(compiled, tmp_path):
     assert 0 < per_token[0] - per_step[0] < 400 * len(run.profile) * run.decoded
     with pytest.raises(Exception, match="DPL_PROFILE"):
         run_elf(build_rv32(compiled, tmp_path / "plain"), PROMPT, 2, compiled.dep.model.dims.vocab, profile=True)
+
+
+def test_npu_jobs_under_qemu_give_the_same_ids(compiled, tmp_path):
+    """Layers hinted to the NPU (its functional model runs on hart 0) on 8 harts: the all-cluster golden ids."""
+    from deeploy_dsl.compiler import compile_deployment
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "deployments/stories260k.dply").read_text().replace('"../../shared', f'"{root.parent}/shared')
+    default = next(ln for ln in text.splitlines() if ln.strip().startswith("default"))
+    text = text.replace(default, default + "\n    layers[*].attn.qkv -> npu\n    layers[*].mlp.* -> npu", 1)
+    (tmp_path / "hinted.dply").write_text(text)
+    hinted = compile_deployment(tmp_path / "hinted.dply")
+    assert sum(s.engine == "npu" for s in hinted.plan.steps) == 30
+    elf = build_rv32(hinted, tmp_path / "build")
+    run = run_elf(elf, PROMPT, 16, compiled.dep.model.dims.vocab, stop=False, cores=8)
+    ids, logits = run_golden_compiled(compiled, PROMPT, 16, stop=False)
+    assert run.ids == ids
+    np.testing.assert_array_equal(run.logits, logits)

@@ -1,0 +1,136 @@
+"""The cost model: cycles and energy per step on the target, for the build summary and for `auto` mapping.
+
+Estimates, not measurements (bench/rv32_report.py measures instructions under QEMU). Every constant comes
+from the target's YAML, which says where each figure comes from or that it is an assumption:
+  * cluster linear layer: MACs / (cores * MACs per cycle per core) + one fork; attention the same for its
+    MACs plus one element's work per score; element-wise kernels: elements * cycles per element / cores;
+  * NPU linear layer: job setup + max(k-blocks * column-blocks * tokens, weight bytes / weight bandwidth);
+  * DMA: the tiler's bytes and transfers (bytes / bandwidth + setup per transfer); a double-buffered step
+    with several tiles overlaps it with compute, otherwise it adds;
+  * energy: MACs, element operations, DMA bytes and NPU weight bytes times their pJ, plus idle power over
+    the time the step takes.
+A decode token is the plan's steps at the report position; a prefill of N tokens runs each step once for
+all N (linear layers as GEMMs: the weights move once), attention over positions 0..N-1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .graph import Plan, Step
+from .spec import Deployment, Target
+
+LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32")
+NPU_KERNELS = ("npu_linear_i8", "npu_linear_i16", "npu_linear_i32")
+
+
+@dataclass(frozen=True)
+class StepCost:
+    op: str
+    engine: str
+    macs: int
+    cycles: int
+    compute_cycles: int
+    dma_cycles: int
+    utilisation: float  # MACs done / MACs the engine could have done in those cycles (0 for element-wise steps)
+    energy_pj: float
+
+
+def npu_linear_cycles(t: Target, n_in: int, n_out: int, n_tok: int = 1) -> int:
+    """One NPU job: setup, then the array's k-blocks x column-blocks per token, or the weights' streaming."""
+    npu = t.npu
+    array = math.ceil(n_in / npu.k_block) * math.ceil(n_out / npu.cols) * n_tok
+    weight_bytes = n_out * math.ceil(n_in / npu.k_block) * npu.k_block
+    return npu.setup_cycles + max(array, math.ceil(weight_bytes / npu.weight_bytes_per_cycle))
+
+
+def cluster_linear_cycles(t: Target, cores: int, macs: int) -> int:
+    return math.ceil(macs / (cores * t.macs_per_cycle_per_core)) + (t.fork_cycles if cores > 1 else 0)
+
+
+def _arg(s: Step, label: str):
+    return next(a for a in s.args if a.label == label)
+
+
+def _elements(s: Step, plan: Plan) -> int:
+    """Elements an element-wise step produces: its first buffer argument (a cache row counts one row)."""
+    a = s.args[0]
+    v = plan.values[a.name]
+    n = int(math.prod(v.shape))
+    return n // v.shape[0] if a.row else n
+
+
+def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | None = None) -> StepCost:
+    """Cycles and energy of one step for n_tok tokens at once (a decode step: 1, at the plan's report position)."""
+    t, e = dep.target, dep.target.energy
+    pos = plan.report_pos if pos is None else pos
+    dma = s.dma_cycles
+    macs = s.macs * n_tok
+    if s.kernel in NPU_KERNELS:
+        n_in, n_out = _arg(s, "n_in").value, _arg(s, "n_out").value
+        compute = npu_linear_cycles(t, n_in, n_out, n_tok)
+        wbytes = n_out * math.ceil(n_in / t.npu.k_block) * t.npu.k_block
+        cycles = compute + dma
+        peak = t.npu.k_block * t.npu.cols
+        dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.dma_bytes * e.dma_pj_per_byte
+    else:
+        ops = 0
+        if s.kernel in LINEAR_KERNELS:
+            compute = cluster_linear_cycles(t, s.cores, macs)
+        elif s.kernel == "attention_i8":
+            d = dep.model.dims
+            # s.macs is at the report position; a prefill visits positions 0..n_tok-1 for each query
+            if n_tok > 1:
+                macs = 2 * d.heads * d.head_size * (n_tok * (n_tok + 1) // 2)
+            ops = d.heads * (n_tok * (n_tok + 1) // 2 if n_tok > 1 else pos + 1)
+            compute = math.ceil(macs / (s.cores * t.macs_per_cycle_per_core) + ops * t.cycles_per_element / s.cores) \
+                + (t.fork_cycles if s.cores > 1 else 0)
+        else:
+            ops = _elements(s, plan) * n_tok
+            compute = math.ceil(ops * t.cycles_per_element / s.cores) + (t.fork_cycles if s.cores > 1 else 0)
+        overlapped = s.tiling is not None and s.tiling.double_buffer and s.tiles > 1
+        cycles = max(compute, dma) + math.ceil(dma / s.tiles) if overlapped else compute + dma
+        peak = s.cores * t.macs_per_cycle_per_core
+        dyn = macs * e.cluster_pj_per_mac + ops * e.cluster_pj_per_op + s.dma_bytes * e.dma_pj_per_byte
+    util = macs / (cycles * peak) if macs and cycles else 0.0
+    idle = e.idle_mw * 1e-3 * cycles / t.clock_hz * 1e12  # pJ
+    return StepCost(s.op, s.engine, macs, cycles, compute, dma, util, dyn + idle)
+
+
+def plan_costs(plan: Plan, dep: Deployment, n_tok: int = 1) -> list[StepCost]:
+    return [step_cost(s, plan, dep, n_tok) for s in plan.steps]
+
+
+def summary(plan: Plan, dep: Deployment, prefill_tokens: int) -> dict:
+    """Per token and per prefill: cycles, tokens/s, uJ/token, and each engine's share of ops and MACs."""
+    t = dep.target
+    dec = plan_costs(plan, dep)
+    pre = plan_costs(plan, dep, prefill_tokens)
+    cycles = sum(c.cycles for c in dec)
+    energy = sum(c.energy_pj for c in dec)
+    macs = sum(c.macs for c in dec) or 1
+    engines = {}
+    for c in dec:
+        e = engines.setdefault(c.engine, {"ops": 0, "macs": 0, "cycles": 0})
+        e["ops"] += 1
+        e["macs"] += c.macs
+        e["cycles"] += c.cycles
+    for e in engines.values():
+        e["mac_share"] = round(e["macs"] / macs, 4)
+    pre_cycles = sum(c.cycles for c in pre)
+    npu_consts = {a.name for s in plan.steps if s.engine == "npu" for a in s.args if a.kind == "const"}
+    return {
+        "clock_hz": t.clock_hz,
+        "npu_weight_memory": {"used_bytes": sum(int(plan.consts[k].nbytes) for k in sorted(npu_consts)),
+                              "size_bytes": t.npu.weight_memory_bytes} if t.npu else None,
+        "decode": {"position": plan.report_pos, "cycles_per_token": cycles,
+                   "tokens_per_s": round(t.clock_hz / cycles, 1) if cycles else 0.0,
+                   "uj_per_token": round(energy / 1e6, 3), "macs_per_token": sum(c.macs for c in dec)},
+        "prefill": {"tokens": prefill_tokens, "cycles": pre_cycles,
+                    "cycles_per_token": round(pre_cycles / prefill_tokens) if prefill_tokens else 0,
+                    "uj": round(sum(c.energy_pj for c in pre) / 1e6, 3)},
+        "engines": engines,
+        "steps": [{"op": c.op, "engine": c.engine, "macs": c.macs, "cycles": c.cycles, "share": round(c.cycles / cycles, 4)
+                   if cycles else 0.0, "utilisation": round(c.utilisation, 3), "dma_cycles": c.dma_cycles,
+                   "uj": round(c.energy_pj / 1e6, 4)} for c in dec],
+    }
