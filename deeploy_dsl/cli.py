@@ -73,6 +73,42 @@ def check(file: Path = typer.Argument(..., help="the .dply deployment"),
     _guard(go)
 
 
+@app.command("eval")
+def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
+          sequences: int = typer.Option(16, "--sequences", min=1, help="sequences sampled from the float model"),
+          length: int = typer.Option(256, "--length", min=2, help="tokens per sequence (at most the context)"),
+          seed: int = typer.Option(0, "--seed", help="the sampling seed"),
+          per_layer: bool = typer.Option(False, "--per-layer", help="also rank layers quantized one at a time"),
+          as_json: bool = typer.Option(False, "--json", help="print the metrics as one JSON object"),
+          define: Optional[List[str]] = DEFINE):
+    """Measure the integer model against the float one: top-1 agreement, perplexities, KL, greedy divergence."""
+    def go():
+        from .compiler import compile_deployment
+        from .errors import Diagnostic, Pos, SpecError
+        from .evaluate import evaluate, per_layer as rank_layers
+        c = compile_deployment(file, define or [])
+        if length > c.dep.model.dims.context:
+            raise SpecError([Diagnostic(Pos("<command line>"), f"--length {length} is longer than the context "
+                                        f"({c.dep.model.dims.context} tokens)")])
+        _warn(c.warnings)
+        r = evaluate(c, sequences, length, seed)
+        if per_layer:
+            r["per_layer"] = rank_layers(c, sequences, length, seed)
+        if as_json:
+            typer.echo(json.dumps(r))
+            return
+        typer.echo(f"{c.dep.name}: {r['sequences']} sequences x {r['length']} tokens (seed {seed}), "
+                   f"{r['positions']:,} positions teacher-forced")
+        typer.echo(f"  top-1 agreement {r['top1_agreement']:.4f}   perplexity float {r['ppl_float']:.4f}, "
+                   f"int {r['ppl_int']:.4f} (ratio {r['ppl_ratio']:.4f})   mean KL {r['kl_mean']:.5f}")
+        for p, at in r["greedy_divergence"].items():
+            typer.echo(f"  greedy {p!r}: " + ("identical" if at is None else f"diverges at token {at}"))
+        for row in r.get("per_layer", []):
+            typer.echo(f"  layer {row['layer']} alone: KL {row['kl_mean']:.5f}, top-1 {row['top1_agreement']:.4f}, "
+                       f"ppl ratio {row['ppl_ratio']:.4f}")
+    _guard(go)
+
+
 @app.command()
 def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),

@@ -3,7 +3,8 @@
 It runs a chunk of new tokens for a batch of sequences against a KV cache, so the same code serves
 teacher-forced evaluation, batched sampling for calibration, and token-by-token generation.
 `observe`, when given, receives every named activation (the names of the integer graph's values),
-which is how calibration learns activation ranges.
+which is how calibration learns activation ranges; `transform`, when given, may replace it (how
+`deeploy eval --per-layer` simulates one layer's int8 activations).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .spec import Dims
 from .weights import Weights
 
 Observer = Callable[[str, np.ndarray], None]
+Transform = Callable[[str, np.ndarray], np.ndarray]
 
 
 def rope_angles(d: Dims) -> tuple[np.ndarray, np.ndarray]:
@@ -49,24 +51,24 @@ class FloatModel:
         return np.stack([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1).reshape(b, t, n)
 
     def forward(self, tokens: np.ndarray, start: int, cache: list[np.ndarray],
-                observe: Observer | None = None) -> np.ndarray:
+                observe: Observer | None = None, transform: Transform | None = None) -> np.ndarray:
         """Logits [batch, t, vocab] for tokens [batch, t] at positions start..start+t-1."""
         d, w = self.d, self.w
-        obs = observe or (lambda name, a: None)
+
+        def obs(name: str, a: np.ndarray) -> np.ndarray:
+            if observe:
+                observe(name, a)
+            return transform(name, a) if transform else a
         b, t = tokens.shape
         hs, group = d.head_size, d.heads // d.kv_heads
         end = start + t
-        x = w.embed[tokens]
-        obs("residual", x)
+        x = obs("residual", w.embed[tokens])
         mask = np.triu(np.full((t, end), -np.inf, np.float32), k=start + 1)
         for li, lw in enumerate(w.layers):
             p = f"layers.{li}."
-            xb = self._norm(x, lw.att_norm)
-            obs(p + "attn_norm", xb)
-            q, k, v = xb @ lw.wq.T, xb @ lw.wk.T, xb @ lw.wv.T
-            obs(p + "attn.q", q), obs(p + "attn.k", k), obs(p + "attn.v", v)
-            q, k = self._rope(q, start), self._rope(k, start)
-            obs(p + "attn.q", q), obs(p + "attn.k", k)
+            xb = obs(p + "attn_norm", self._norm(x, lw.att_norm))
+            q, k, v = obs(p + "attn.q", xb @ lw.wq.T), obs(p + "attn.k", xb @ lw.wk.T), obs(p + "attn.v", xb @ lw.wv.T)
+            q, k = obs(p + "attn.q", self._rope(q, start)), obs(p + "attn.k", self._rope(k, start))
             kc, vc = cache[2 * li], cache[2 * li + 1]
             kc[:, start:end], vc[:, start:end] = k, v
             qh = q.reshape(b, t, d.heads, hs).transpose(0, 2, 1, 3)
@@ -75,23 +77,14 @@ class FloatModel:
             att = qh @ kh.transpose(0, 1, 3, 2) / np.float32(np.sqrt(hs)) + mask
             att = np.exp(att - att.max(axis=-1, keepdims=True))
             att /= att.sum(axis=-1, keepdims=True)
-            o = (att @ vh).transpose(0, 2, 1, 3).reshape(b, t, d.dim)
-            obs(p + "attn.attention", o)
-            x = x + o @ lw.wo.T
-            obs("residual", x)
-            xb = self._norm(x, lw.ffn_norm)
-            obs(p + "mlp_norm", xb)
-            g, u = xb @ lw.w1.T, xb @ lw.w3.T
-            obs(p + "mlp.gate", g), obs(p + "mlp.up", u)
-            h = g / (1.0 + np.exp(-g)) * u
-            obs(p + "mlp.swiglu", h)
-            x = x + h @ lw.w2.T
-            obs("residual", x)
-        xf = self._norm(x, w.final_norm)
-        obs("final_norm", xf)
-        logits = xf @ w.lm_head.T
-        obs("lm_head", logits)
-        return logits
+            o = obs(p + "attn.attention", (att @ vh).transpose(0, 2, 1, 3).reshape(b, t, d.dim))
+            x = obs("residual", x + o @ lw.wo.T)
+            xb = obs(p + "mlp_norm", self._norm(x, lw.ffn_norm))
+            g, u = obs(p + "mlp.gate", xb @ lw.w1.T), obs(p + "mlp.up", xb @ lw.w3.T)
+            h = obs(p + "mlp.swiglu", g / (1.0 + np.exp(-g)) * u)
+            x = obs("residual", x + h @ lw.w2.T)
+        xf = obs("final_norm", self._norm(x, w.final_norm))
+        return obs("lm_head", xf @ w.lm_head.T)
 
     def sample(self, n_seq: int, length: int, seed: int, temperature: float = 1.0,
                observe: Observer | None = None) -> np.ndarray:

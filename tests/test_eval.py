@@ -1,0 +1,70 @@
+"""`deeploy eval`: the metrics by hand on tiny distributions, then on the real model and through the CLI."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import DPLY, deeploy_cmd
+from deeploy_dsl.evaluate import compare, evaluate, per_layer
+
+
+def test_identical_models_agree_perfectly():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(3, 5, 7))
+    r = compare(f, f + 2.5, rng.integers(0, 7, (3, 5)))  # a constant shift changes no distribution
+    assert r["top1_agreement"] == 1.0 and r["ppl_ratio"] == pytest.approx(1.0) and r["kl_mean"] == pytest.approx(0.0)
+    assert r["ppl_float"] == pytest.approx(r["ppl_int"])
+
+
+def test_metrics_by_hand():
+    """Two tokens: float says (1/4, 3/4), int says (3/4, 1/4), the true next token is the second one."""
+    f = np.log(np.array([[0.25, 0.75]]))
+    i = np.log(np.array([[0.75, 0.25]]))
+    r = compare(f, i, np.array([1]))
+    assert r["top1_agreement"] == 0.0
+    assert r["ppl_float"] == pytest.approx(4 / 3) and r["ppl_int"] == pytest.approx(4.0)
+    assert r["ppl_ratio"] == pytest.approx(3.0)
+    assert r["kl_mean"] == pytest.approx(0.25 * math.log(1 / 3) + 0.75 * math.log(3))
+
+
+def test_metrics_average_over_positions():
+    """Position 1 agrees, position 2 does not: half the positions, the mean of the two KLs and NLLs."""
+    f = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    i = np.log(np.array([[0.5, 0.25, 0.25], [0.8, 0.1, 0.1]]))
+    r = compare(f, i, np.array([0, 2]))
+    assert r["top1_agreement"] == 0.5
+    assert r["ppl_float"] == pytest.approx(math.exp(-(math.log(0.5) + math.log(0.8)) / 2))
+    assert r["ppl_int"] == pytest.approx(math.exp(-(math.log(0.5) + math.log(0.1)) / 2))
+    kl2 = 0.1 * math.log(0.1 / 0.8) + 0.8 * math.log(0.8 / 0.1)
+    assert r["kl_mean"] == pytest.approx(kl2 / 2)
+
+
+def test_evaluate_the_real_model(compiled):
+    r = evaluate(compiled, sequences=2, length=24, seed=3, prompts=("Once upon a time",))
+    assert r["positions"] == 2 * 23
+    assert 0.5 < r["top1_agreement"] <= 1.0 and 0.9 < r["ppl_ratio"] < 1.2 and r["kl_mean"] >= 0
+    at = r["greedy_divergence"]["Once upon a time"]
+    assert at is None or 0 <= at < 64
+    assert evaluate(compiled, sequences=2, length=24, seed=3, prompts=()) == {**r, "greedy_divergence": {}}
+
+
+def test_per_layer_ranks_every_layer(compiled):
+    rows = per_layer(compiled, sequences=2, length=16, seed=1)
+    assert sorted(r["layer"] for r in rows) == list(range(compiled.dep.model.dims.layers))
+    kls = [r["kl_mean"] for r in rows]
+    assert kls == sorted(kls, reverse=True) and all(k > 0 for k in kls)
+
+
+def test_the_cli_prints_json():
+    dply = DPLY
+    res = subprocess.run(deeploy_cmd() + ["eval", str(dply), "--sequences", "1", "--length", "12", "--json"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert {"top1_agreement", "ppl_float", "ppl_int", "ppl_ratio", "kl_mean", "greedy_divergence"} <= set(r)
+    bad = subprocess.run(deeploy_cmd() + ["eval", str(dply), "--length", "100000"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "longer than the context (512 tokens)" in bad.stderr and "Traceback" not in bad.stderr
