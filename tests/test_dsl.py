@@ -273,7 +273,7 @@ def test_the_same_thing_in_two_levels(ws):
     ("calibrate(samples, stat = percentile(p = 99))", "percentile"),
 ])
 def test_bad_calibrate_args(ws, call, bad):
-    text = edit("calibrate(samples, tokens = 4096)", call)
+    text = edit("calibrate(samples, tokens = 4096, stat = percentile(99.99))", call)
     d = only(ws.error(text), "unexpected calibrate argument")
     assert "tokens = N" in d.hint
     assert_points(d, text, line_of(text, "calibrate"), bad)
@@ -281,15 +281,15 @@ def test_bad_calibrate_args(ws, call, bad):
 
 def test_calibrate_variants(ws):
     (ws.path / "text.txt").write_text("Once upon a time.")
-    cal = ws.load(edit("calibrate(samples, tokens = 4096)",
+    cal = ws.load(edit("calibrate(samples, tokens = 4096, stat = percentile(99.99))",
                        'calibrate("text.txt", tokens = 64, seed = 3, stat = percentile(99.9))')).quant.calibration
     assert (cal.source, cal.tokens, cal.seed, cal.stat, cal.percentile) == \
         (str(ws.path / "text.txt"), 64, 3, "percentile", 99.9)
     text = edit("calibrate(samples", 'calibrate("nope.txt"')
     assert_points(only(ws.error(text), "nope.txt does not exist"), text, line_of(text, "calibrate"), '"nope')
-    text = edit("calibrate(samples, tokens = 4096)", "calibrate(samples, tokens = 1, tokens = 2)")
+    text = edit("calibrate(samples, tokens = 4096, stat = percentile(99.99))", "calibrate(samples, tokens = 1, tokens = 2)")
     assert_points(only(ws.error(text), "tokens is given twice"), text, line_of(text, "calibrate"), "2)")
-    text = edit("calibrate(samples, tokens = 4096)", "histogram(samples)")
+    text = edit("calibrate(samples, tokens = 4096, stat = percentile(99.99))", "histogram(samples)")
     assert_points(only(ws.error(text), re.escape("expected calibrate(SOURCE, tokens = N)")), text,
                   line_of(text, "histogram"), "histogram")
 
