@@ -117,6 +117,7 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         cores: int = typer.Option(1, "--cores", min=1, help="harts for the qemu engine"),
         as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line'),
         no_stop: bool = typer.Option(False, "--no-stop", help="do not stop at BOS/EOS"),
+        no_prefill: bool = typer.Option(False, "--no-prefill", help="run the prompt token by token, not as a prefill"),
         define: Optional[List[str]] = DEFINE):
     """Generate text greedily with one of the three engines."""
     if engine not in ("c", "golden", "float", "qemu"):
@@ -125,7 +126,8 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
 
     def go():
         from .runner import run as run_engine
-        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores)
+        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores,
+                       prefill=not no_prefill)
         if as_json:
             typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, **g.stats},
                                   ensure_ascii=False))

@@ -66,28 +66,50 @@ def _c_array(ctype: str, ident: str, arr: np.ndarray) -> str:
     return f"/* {_shape(arr.shape)} */\nconst {ctype} {ident}[{len(flat)}] = {{\n    {body}\n}};\n"
 
 
-def _arg_expr(a, c: Compiled) -> tuple[str, str, bool]:
-    """C expression for one argument, a short comment, and whether it needs the step context."""
+def pbuf_ident(name: str, plan) -> str:
+    """A buffer of the prefill plan: its own offsets, except the KV cache, which is the decode plan's."""
+    return buf_ident(name) if plan.values[name].kind == "kv" else "pbuf_" + c_ident(name)
+
+
+def _arg_expr(a, c: Compiled, plan=None, tok_rows: bool = True) -> tuple[str, str, bool]:
+    """C expression for one argument, a short comment, and whether it needs the step context. With a prefill
+    plan, a chunk-sized activation is its row of token c->t (tok_rows) or its whole chunk (not tok_rows)."""
+    plan = plan or c.plan
+    ident = (lambda n: pbuf_ident(n, plan)) if plan.chunk else buf_ident
     if a.kind == "int":
         v = a.value
         return (f"INT64_C({v})" if not -(2**31) <= v < 2**31 else str(v)), a.label, False
     if a.kind in ("pos", "token"):
         return f"c->{a.kind}", a.label, True
     if a.kind == "buf":
-        v = c.plan.values[a.name]
+        v = plan.values[a.name]
         if a.row == "pos":
             row = v.nbytes // v.shape[0] // ITEMSIZE[v.dtype]
-            return f"{buf_ident(a.name)} + c->pos * {row}", f"{a.label}: {a.name} row pos", True
-        return buf_ident(a.name), f"{a.label} {_shape(v.shape)}", False
-    arr = c.plan.consts[a.name]
+            if plan.chunk and not tok_rows:
+                return f"{ident(a.name)} + c->pos0 * {row}", f"{a.label}: {a.name} rows pos0..", True
+            return f"{ident(a.name)} + c->pos * {row}", f"{a.label}: {a.name} row pos", True
+        if a.name in plan.scaled:
+            row = v.nbytes // v.shape[0] // ITEMSIZE[v.dtype]
+            if tok_rows:
+                return f"{ident(a.name)} + c->t * {row}", f"{a.label}: {a.name} row of token t", True
+            return ident(a.name), f"{a.label} {_shape(v.shape)}, the chunk's rows", False
+        return ident(a.name), f"{a.label} {_shape(v.shape)}", False
+    arr = plan.consts[a.name]
     if a.row:
         return f"{const_ident(a.name)} + c->{a.row} * {arr.size // arr.shape[0]}", f"{a.label}: row {a.row}", True
     return const_ident(a.name), f"{a.label} {_shape(arr.shape)}", False
 
 
-def _step_view(s, c: Compiled) -> dict:
-    """What the step templates (steps.c.j2) need to print one step."""
-    exprs = [_arg_expr(a, c) for a in s.args]
+def _step_view(s, c: Compiled, plan=None) -> dict:
+    """What the step templates (steps.c.j2) need to print one step (of the decode plan, or of the prefill plan)."""
+    plan = plan or c.plan
+    md = "decode"
+    if plan.chunk:
+        from .prefill import mode
+        md = mode(s, plan)
+    tok_rows = md not in ("gemm", "flat")
+    ident = (lambda n: pbuf_ident(n, plan)) if plan.chunk else buf_ident
+    exprs = [_arg_expr(a, c, plan, tok_rows) for a in s.args]
     staged = {x.arg: x for x in s.xfers}
     l1 = c.dep.memory[0].name
     args, local, stage_in, stage_out = [], [], [], []  # local: what the kernel reads, staging applied
@@ -97,14 +119,17 @@ def _step_view(s, c: Compiled) -> dict:
             args.append(f"{expr} /* {note} */")
             local.append(expr)
             continue
-        args.append(f"{buf_ident(x.buf)} /* {note}, staged in {l1} */")
-        local.append(buf_ident(x.buf))
-        item = {"buf": buf_ident(x.buf), "far": expr, "nbytes": x.nbytes, "what": s.args[i].name, "level": l1}
+        args.append(f"{ident(x.buf)} /* {note}, staged in {l1} */")
+        local.append(ident(x.buf))
+        nbytes = f"c->n * {x.nbytes}" if md == "gemm" and x.out else x.nbytes
+        item = {"buf": ident(x.buf), "far": expr, "nbytes": nbytes, "what": s.args[i].name, "level": l1}
         (stage_out if x.out else stage_in).append(item)
     engine = f"{s.engine} x{s.cores}" if s.engine == "cluster" else s.engine
+    fname = f"{'pf' if plan.chunk else ''}{s.index:03d}_{c_ident(s.op)}"
     view = {"index": s.index, "op": s.op, "rule": s.rule, "engine": engine, "math": s.math, "kernel": s.kernel,
-            "fname": f"{s.index:03d}_{c_ident(s.op)}", "args": args, "stage_in": stage_in, "stage_out": stage_out,
-            "uses_ctx": any(u for _, _, u in exprs), "body": "plain", "tiles_note": ""}
+            "fname": fname, "args": args, "stage_in": stage_in, "stage_out": stage_out, "mode": md,
+            "pre": bool(plan.chunk), "tok_loop": md == "gemm",
+            "uses_ctx": any(u for _, _, u in exprs) or md == "gemm", "body": "plain", "tiles_note": ""}
     if s.split is not None and s.tiling is None:
         labels = [a.label for a in s.args]
         unit = s.split.unit if isinstance(s.split.unit, int) else s.args[labels.index(s.split.unit)].value
@@ -120,22 +145,25 @@ def _step_view(s, c: Compiled) -> dict:
             elif a.label == s.split.count and not s.split.bounds:
                 text = f"hi - lo /* {a.label}: this core's share */"
             split_args.append(text)
-        view.update(body="split", split_args=split_args, units=count // unit, unit=unit)
+        units = f"c->n * {count // unit}" if md == "flat" else count // unit
+        view.update(body="split", split_args=split_args, units=units, unit=unit)
     if s.engine == "npu":
         labels = {a.label: i for i, a in enumerate(s.args)}
         view.update(body="npu", y=local[0], x=local[1], w=exprs[labels["w"]][0], mult=exprs[labels["mult"]][0],
                     shift=exprs[labels["shift"]][0], n_in=s.args[labels["n_in"]].value,
-                    n_out=s.args[labels["n_out"]].value, bits=int(s.kernel.rsplit("_i", 1)[1]))
+                    n_out=s.args[labels["n_out"]].value, bits=int(s.kernel.rsplit("_i", 1)[1]),
+                    n_tok="c->n" if md == "gemm" else "1")
     t = s.tiling
     if t is not None and t.kind == "rows":
         n_in, n_out = s.args[5].value, s.args[6].value
         n_tiles = -(-n_out // t.tile)
         e = [x for x, _, _ in exprs]
         view.update(body="rows", nbuf=len(t.buffers["w"]), tile=t.tile, n_tiles=n_tiles, n_in=n_in, n_out=n_out,
-                    bufs={k: [buf_ident(b) for b in v] for k, v in t.buffers.items()},
+                    bufs={k: [ident(b) for b in v] for k, v in t.buffers.items()},
                     y=local[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
                     tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
-                               + (", double-buffered" if t.double_buffer else ""))
+                               + (", double-buffered" if t.double_buffer else "")
+                               + (", each tile applied to every token of the chunk" if md == "gemm" else ""))
     elif t is not None and t.kind == "positions":
         d = c.dep.model.dims
         e = [x for x, _, _ in exprs]
@@ -145,13 +173,13 @@ def _step_view(s, c: Compiled) -> dict:
         nbuf = len(t.buffers.get("k", ()))  # one tile of all the lanes per buffer
         a = {x.label: x for x in s.args}
         view.update(body="positions", streamed=streamed, nbuf=nbuf, tile=t.tile, lanes=lanes,
-                    k_tiles=[buf_ident(n) for n in t.buffers.get("k", ())],
-                    v_tiles=[buf_ident(n) for n in t.buffers.get("v", ())],
-                    accs=[buf_ident(n) for n in t.buffers["acc"]], sums=[buf_ident(n) for n in t.buffers["sums"]],
-                    maxs=[buf_ident(n) for n in t.buffers["max"]],
-                    scores_l=[buf_ident(n) for n in t.buffers["scores"]],
+                    k_tiles=[ident(n) for n in t.buffers.get("k", ())],
+                    v_tiles=[ident(n) for n in t.buffers.get("v", ())],
+                    accs=[ident(n) for n in t.buffers["acc"]], sums=[ident(n) for n in t.buffers["sums"]],
+                    maxs=[ident(n) for n in t.buffers["max"]],
+                    scores_l=[ident(n) for n in t.buffers["scores"]],
                     out=e[0], q=e[1], k_cache=e[2], v_cache=e[3],
-                    exp=local[exp_i], exp_bits=int(c.plan.consts[a["exp_table"].name][0]).bit_length() - 1,
+                    exp=local[exp_i], exp_bits=int(plan.consts[a["exp_table"].name][0]).bit_length() - 1,
                     group=d.heads // d.kv_heads, hs=d.head_size,
                     kv_dim=d.kv_dim, kv_heads=d.kv_heads, ctx=d.context,
                     score_mult=a["score_mult"].value, score_shift=a["score_shift"].value,
@@ -179,8 +207,9 @@ def _fork_view(members: list[dict]) -> dict:
         b0 = m["b1"]
     first = members[0]
     return {"body": "fork", "members": members, "blocks": b0, "op": unit_name([m["op"] for m in members]),
-            "fname": f"{first['index']:03d}_{c_ident(unit_name([m['op'] for m in members]))}",
-            "index": first["index"], "last": members[-1]["index"], "engine": first["engine"]}
+            "fname": f"{'pf' if first['pre'] else ''}{first['index']:03d}_{c_ident(unit_name([m['op'] for m in members]))}",
+            "index": first["index"], "last": members[-1]["index"], "engine": first["engine"], "mode": first["mode"],
+            "tok_loop": first["tok_loop"], "pre": first["pre"]}
 
 
 def _group_title(op: str) -> str:
@@ -190,25 +219,10 @@ def _group_title(op: str) -> str:
     return {"embed": "token embedding", "final_norm": "final norm and classifier", "lm_head": "final norm and classifier"}[op]
 
 
-def render(c: Compiled) -> dict[str, str]:
-    """All output files, by relative name."""
-    env = _env()
-    dep, plan, alloc = c.dep, c.plan, c.alloc
-    name = c_ident(dep.name)
-    common = {"name": name, "source": dep.source.name, "d": dep.model.dims, "target": dep.target.name}
-    arenas = []
-    for lvl in dep.memory:
-        n = alloc.arena_bytes[lvl.name]
-        if n:
-            note = f"lower bound {alloc.lower_bound[lvl.name]}, holds {', '.join(lvl.holds)}"
-            arenas.append({"name": lvl.name, "bytes": n, "words": (n + 7) // 8, "note": note})
-    buffers = []
-    for b in alloc.buffers:
-        v = plan.values[b.name]
-        buffers.append({"ident": buf_ident(b.name), "ctype": C_TYPE[v.dtype], "level": b.level, "offset": b.offset,
-                        "shape": _shape(v.shape), "dtype": v.dtype, "first": b.first_step, "last": b.last_step})
-    steps, groups = [], []  # steps: what forward() calls, one per step or fork group, in plan order
-    views = [_step_view(s, c) for s in plan.steps]
+def _calls(plan, c: Compiled) -> tuple[list, list]:
+    """What forward() (or prefill()) calls, one per step or fork group, in plan order; and the groups by title."""
+    steps, groups = [], []
+    views = [_step_view(s, c, plan) for s in plan.steps]
     for s in plan.steps:
         if s.fork and s.index != s.fork[0]:
             continue  # runs inside its group's fork
@@ -219,6 +233,42 @@ def render(c: Compiled) -> dict[str, str]:
         if not groups or groups[-1]["title"] != title:
             groups.append({"title": title, "steps": []})
         groups[-1]["steps"].append(step)
+    return steps, groups
+
+
+def render(c: Compiled) -> dict[str, str]:
+    """All output files, by relative name."""
+    env = _env()
+    dep, plan, alloc = c.dep, c.plan, c.alloc
+    name = c_ident(dep.name)
+    common = {"name": name, "source": dep.source.name, "d": dep.model.dims, "target": dep.target.name}
+    pre = c.prefill
+    arenas = []
+    for lvl in dep.memory:
+        n = alloc.arena_bytes[lvl.name]
+        pn = pre.alloc.arena_bytes[lvl.name] if pre else 0
+        if max(n, pn):
+            note = f"lower bound {alloc.lower_bound[lvl.name]}, holds {', '.join(lvl.holds)}"
+            if pre:
+                note += f"; the larger of decode ({n}) and prefill ({pn}), which never run at once"
+            n = max(n, pn)
+            arenas.append({"name": lvl.name, "bytes": n, "words": (n + 7) // 8, "note": note})
+    buffers = []
+    for b in alloc.buffers:
+        v = plan.values[b.name]
+        buffers.append({"ident": buf_ident(b.name), "ctype": C_TYPE[v.dtype], "level": b.level, "offset": b.offset,
+                        "shape": _shape(v.shape), "dtype": v.dtype, "first": b.first_step, "last": b.last_step})
+    steps, groups = _calls(plan, c)
+    psteps, pbuffers = [], []
+    if pre:
+        psteps, _ = _calls(pre.plan, c)
+        for b in pre.alloc.buffers:
+            if b.persistent:
+                continue  # the KV cache: the decode plan's buffers (same offsets, checked by prefill.build)
+            v = pre.plan.values[b.name]
+            pbuffers.append({"ident": pbuf_ident(b.name, pre.plan), "ctype": C_TYPE[v.dtype], "level": b.level,
+                             "offset": b.offset, "shape": _shape(v.shape), "dtype": v.dtype, "first": b.first_step,
+                             "last": b.last_step})
     consts = []
     for cname in sorted(plan.consts):
         arr = plan.consts[cname]
@@ -227,10 +277,13 @@ def render(c: Compiled) -> dict[str, str]:
     kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | set(RUNTIME_FILES))
     files: dict[str, str] = {}
     files["model.h"] = env.get_template("model.h.j2").render(
-        **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}", n_steps=len(steps))
+        **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}", n_steps=len(steps),
+        prefill_chunk=pre.chunk if pre else 1)
     files["model.c"] = env.get_template("model.c.j2").render(
         **common, arenas=arenas, buffers=buffers, steps=steps, groups=groups, logits_ident=buf_ident("logits"),
-        uses_npu=any(s.engine == "npu" for s in plan.steps))
+        uses_npu=any(s.engine == "npu" for s in plan.steps) or bool(pre and any(s.engine == "npu" for s in pre.plan.steps)),
+        pre=pre is not None, psteps=psteps, pbuffers=pbuffers,
+        plogits_ident=pbuf_ident("logits", pre.plan) if pre else "")
     files["weights.h"] = env.get_template("weights.h.j2").render(**common, consts=consts)
     files["weights.c"] = "/* generated by deeploy; do not edit */\n#include \"weights.h\"\n\n" + "\n".join(
         _c_array(k["ctype"], k["ident"], k["arr"]) for k in consts)

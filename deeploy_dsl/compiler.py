@@ -1,6 +1,7 @@
 """The pipeline: one short list of named phases, each returning a new object.
 
     .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> tiled Plan -> forks -> Allocation
+                                                                     `-> prefill Plan -> tiled -> forks -> Allocation
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .errors import DeeployError, Diagnostic, SpecError
 from .float_model import FloatModel
 from .forks import group_forks
 from .graph import Graph, Plan, build_graph
+from .prefill import Prefill, build as build_prefill
 from .interpret import load_deployment
 from .quantize import QuantModel, calibrate, quantize
 from .rules import lower
@@ -32,6 +34,7 @@ class Compiled:
     graph: Graph
     plan: Plan
     alloc: Allocation
+    prefill: Prefill | None = None  # the prompt's plan: chunks of tokens, step-major (prefill.py)
 
     @property
     def warnings(self) -> tuple:
@@ -69,6 +72,8 @@ def _compile(dep: Deployment) -> Compiled:
     ranges = calibrate(fm, dep.quant.calibration, tok)
     quant = quantize(fm, ranges)
     graph = build_graph(dep.model.dims)
-    plan = group_forks(tile(lower(graph, quant, dep), dep), dep)
+    lowered = lower(graph, quant, dep)
+    plan = group_forks(tile(lowered, dep), dep)
     alloc = allocate(plan, dep)
-    return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc)
+    pre = build_prefill(lowered, alloc, dep)
+    return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc, pre)

@@ -57,11 +57,12 @@ def _elements(s: Step, plan: Plan) -> int:
     a = s.args[0]
     v = plan.values[a.name]
     n = int(math.prod(v.shape))
-    return n // v.shape[0] if a.row else n
+    return n // v.shape[0] if a.row or a.name in plan.scaled else n  # a prefill plan's activations: per token
 
 
-def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | None = None) -> StepCost:
-    """Cycles and energy of one step for n_tok tokens at once (a decode step: 1, at the plan's report position)."""
+def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | None = None, pos0: int = 0) -> StepCost:
+    """Cycles and energy of one step for n_tok tokens at once (a decode step: 1, at the plan's report position;
+    a prefill chunk: n_tok tokens at positions pos0 ..)."""
     t, e = dep.target, dep.target.energy
     pos = plan.report_pos if pos is None else pos
     dma = s.dma_cycles
@@ -80,9 +81,10 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
         elif s.kernel == "attention_i8":
             d = dep.model.dims
             # s.macs is at the report position; a prefill visits positions 0..n_tok-1 for each query
+            visited = n_tok * pos0 + n_tok * (n_tok + 1) // 2  # positions the chunk's queries read
             if n_tok > 1:
-                macs = 2 * d.heads * d.head_size * (n_tok * (n_tok + 1) // 2)
-            ops = d.heads * (n_tok * (n_tok + 1) // 2 if n_tok > 1 else pos + 1)
+                macs = 2 * d.heads * d.head_size * visited
+            ops = d.heads * (visited if n_tok > 1 else pos + 1)
             compute = math.ceil(macs / (s.cores * t.macs_per_cycle_per_core) + ops * t.cycles_per_element / s.cores) \
                 + (t.fork_cycles if s.cores > 1 else 0)
         else:
@@ -101,11 +103,34 @@ def plan_costs(plan: Plan, dep: Deployment, n_tok: int = 1) -> list[StepCost]:
     return [step_cost(s, plan, dep, n_tok) for s in plan.steps]
 
 
-def summary(plan: Plan, dep: Deployment, prefill_tokens: int) -> dict:
-    """Per token and per prefill: cycles, tokens/s, uJ/token, and each engine's share of ops and MACs."""
+def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
+    """The steps of a prefill of n prompt tokens with the prefill plan (prefill.Prefill): per chunk, a GEMM or
+    element-wise step once for the chunk's tokens (weights and their DMA once), a per-token step once per token
+    (a fork each), attention over the positions its queries read; the last-token steps once."""
+    from .prefill import mode
+    plan, out = pre.plan, []
+    for pos0 in range(0, n, pre.chunk):
+        m = min(pre.chunk, n - pos0)
+        for s in plan.steps:
+            md = mode(s, plan)
+            if md == "last":
+                continue
+            if md == "token" and s.kernel != "attention_i8":
+                one = step_cost(s, plan, dep)
+                out.append(StepCost(s.op, s.engine, one.macs * m, one.cycles * m, one.compute_cycles * m,
+                                    one.dma_cycles * m, one.utilisation, one.energy_pj * m))
+            else:
+                out.append(step_cost(s, plan, dep, m, pos0=pos0))
+    out += [step_cost(s, plan, dep, pos=n - 1) for s in plan.steps if mode(s, plan) == "last"]
+    return out
+
+
+def summary(plan: Plan, dep: Deployment, prefill_tokens: int, prefill=None) -> dict:
+    """Per token and per prefill: cycles, tokens/s, uJ/token, and each engine's share of ops and MACs. The prefill
+    figure comes from the prefill plan when given (else the decode plan's steps, each once for all tokens)."""
     t = dep.target
     dec = plan_costs(plan, dep)
-    pre = plan_costs(plan, dep, prefill_tokens)
+    pre = prefill_costs(prefill, dep, prefill_tokens) if prefill is not None else plan_costs(plan, dep, prefill_tokens)
     cycles = sum(c.cycles for c in dec)
     energy = sum(c.energy_pj for c in dec)
     macs = sum(c.macs for c in dec) or 1
@@ -126,7 +151,8 @@ def summary(plan: Plan, dep: Deployment, prefill_tokens: int) -> dict:
         "decode": {"position": plan.report_pos, "cycles_per_token": cycles,
                    "tokens_per_s": round(t.clock_hz / cycles, 1) if cycles else 0.0,
                    "uj_per_token": round(energy / 1e6, 3), "macs_per_token": sum(c.macs for c in dec)},
-        "prefill": {"tokens": prefill_tokens, "cycles": pre_cycles,
+        "prefill": {"tokens": prefill_tokens, "chunk": prefill.chunk if prefill is not None else prefill_tokens,
+                    "cycles": pre_cycles,
                     "cycles_per_token": round(pre_cycles / prefill_tokens) if prefill_tokens else 0,
                     "uj": round(sum(c.energy_pj for c in pre) / 1e6, 3)},
         "engines": engines,

@@ -169,3 +169,5 @@ class Plan:
     warnings: tuple = ()
     report_pos: int = 0  # the decode position that per-token figures are stated at
     dma_lower_bound: int = 0  # bytes that must cross levels per token at report_pos
+    chunk: int = 0  # a prefill plan (prefill.py): tokens per chunk; 0 for the decode plan
+    scaled: frozenset = frozenset()  # a prefill plan: activations with one row per token of the chunk, [chunk, ...]

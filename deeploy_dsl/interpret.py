@@ -487,14 +487,21 @@ def _size(n: int) -> str:
 
 
 def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec | None) -> GenSpec:
-    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "prompt"), errs, b.pos if b else file_pos)
+    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "prompt", "prefill"), errs, b.pos if b else file_pos)
     tokens = r.one("tokens", ("number",), "a whole number of tokens", 128)
     if not isinstance(tokens, int) or tokens < 1:
         errs.add(r.pos("tokens"), f"'tokens' must be a positive whole number, got {tokens}")
         tokens = 1
     sampler = r.choice("sampler", ("greedy",), "greedy")
     prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', "Once upon a time")
-    return GenSpec(tokens, sampler, prompt, r.block_pos)
+    prefill = r.one("prefill", ("number",), "a whole number of tokens per prefill chunk", 16)
+    context = model.dims.context if model is not None and getattr(model, "dims", None) is not None else None
+    if not isinstance(prefill, int) or prefill < 1 or (context is not None and prefill > context):
+        errs.add(r.pos("prefill"), f"'prefill' must be a whole number of tokens from 1 to "
+                 f"{context if context is not None else 'the context'}, got {prefill}",
+                 "the prompt runs in chunks of this many tokens; 1 runs it token by token")
+        prefill = 1
+    return GenSpec(tokens, sampler, prompt, r.block_pos, prefill)
 
 
 def load_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Deployment:

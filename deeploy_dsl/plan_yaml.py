@@ -79,6 +79,29 @@ def plan_yaml(c) -> str:
         if staging:  # L1 buffers this step alone uses: DMA staging and tiles
             out.append(f"     staging: [{', '.join(json.dumps(b) for b in staging)}],")
         out.append(f"     why: {json.dumps(s.reason)}}}")
+    pre = getattr(c, "prefill", None)
+    if pre is not None:
+        from .prefill import mode
+        out.append(f"prefill:  # the prompt's plan: chunks of {pre.chunk} tokens, step-major; mode gemm: weights once for "
+                   "the chunk, flat: all the chunk's elements, token: once per token, last: the last token only")
+        out.append(f"  chunk: {pre.chunk}")
+        if pre.note:
+            out.append(f"  note: {json.dumps(pre.note)}")
+        out.append("  arena_bytes: {" + ", ".join(f"{k}: {v}" for k, v in pre.alloc.arena_bytes.items()) + "}")
+        out.append("  steps:")
+        for s in pre.plan.steps:
+            shapes = [f"{a.label}={_flow(pre.plan.values[a.name].shape)}" for a in s.args
+                      if a.kind == "buf" and a.name in pre.plan.scaled]
+            out.append(f"    - {{index: {s.index}, op: {s.op}, kernel: {s.kernel}, engine: {s.engine}, mode: {mode(s, pre.plan)}, "
+                       f"tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
+                       + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else "")
+                       + f" chunk_shapes: [{', '.join(json.dumps(x) for x in shapes)}]}}")
+        out.append("  buffers:")
+        for b in pre.alloc.buffers:
+            v = pre.plan.values[b.name]
+            out.append(f"    - {{name: {b.name}, level: {b.level}, offset: {b.offset}, size: {b.size}, "
+                       f"first_step: {b.first_step}, last_step: {b.last_step}, dtype: {v.dtype}, "
+                       f"shape: {_flow(v.shape)}{', persistent: true' if b.persistent else ''}}}")
     out.append("buffers:  # every tensor in an arena; offsets and sizes in bytes, lifetimes in steps")
     for b in alloc.buffers:
         v = plan.values[b.name]

@@ -28,6 +28,7 @@ class QemuRun:
     instret: dict  # position -> [instructions each core retired doing work at that position]
     profile: dict = None  # PROFILE=1 builds: step op -> [instructions per core, summed over the decode steps]
     decoded: int = 0  # how many decode steps the profile sums
+    prefill_instret: list = None  # with prefill: instructions each core retired in prefill() of the whole prompt
 
 
 def missing_tools() -> list[str]:
@@ -59,13 +60,15 @@ def _semihosting_args(args: list[str]) -> str:
 
 
 def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool = True, cores: int = 1,
-            timeout: float = 600, profile: bool = False) -> QemuRun:
-    from .runner import parse_program_output
+            timeout: float = 600, profile: bool = False, prefill: bool = False) -> QemuRun:
+    """prefill: the prompt through prefill() (its instructions in QemuRun.prefill_instret), else forward() per token."""
+    from .runner import parse_prefill_instret, parse_program_output
     require_tools()
     work = elf.parent
     args = ["--ids", ",".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids", "--instret",
             "--cores", str(cores),
-            "--logits", "logits.bin"] + ([] if stop else ["--no-stop"]) + (["--profile"] if profile else [])
+            "--logits", "logits.bin"] + ([] if stop else ["--no-stop"]) + (["--profile"] if profile else []) \
+        + ([] if prefill else ["--no-prefill"])
     cmd = ["qemu-system-riscv32", "-machine", "virt", "-bios", "none", "-nographic", "-monitor", "none",
            "-icount", "shift=0", "-smp", str(cores), "-semihosting-config", _semihosting_args(args),
            "-kernel", str(elf)]
@@ -86,7 +89,8 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
         elif ln.startswith("profile: "):
             op, *counts = ln.split()[1:]
             prof[op] = [int(v) for v in counts]
-    return QemuRun(ids, logits, instret, prof if profile else None, decoded)
+    pf = parse_prefill_instret(text)
+    return QemuRun(ids, logits, instret, prof if profile else None, decoded, pf[1] if pf else None)
 
 
 def decode_instret(run: QemuRun, n_prompt: int) -> list[int]:

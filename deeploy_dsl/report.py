@@ -30,12 +30,16 @@ def report_dict(c) -> dict:
                      "weight_bytes": alloc.weight_bytes[n], "budget_bytes": lvl.size_bytes,
                      "capacity_bytes": lvl.capacity_bytes, "optimal": alloc.optimal[n],
                      "gap_bytes": alloc.arena_bytes[n] - alloc.aligned_lower_bound[n]}
+        if c.prefill is not None:  # the C's arena is the larger of both plans': they never run at once
+            memory[n]["prefill_arena_bytes"] = c.prefill.alloc.arena_bytes[n]
     steps = [{"index": s.index, "op": s.op, "rule": s.rule, "kernel": s.kernel, "engine": s.engine, "cores": s.cores,
               "tiles": s.tiles, "tile": tile_text(s), "dma_bytes": s.dma_bytes, "dma_cycles": s.dma_cycles, "macs": s.macs}
              for s in plan.steps]
     dma = sum(s.dma_bytes for s in plan.steps)
     n_pre = len(c.tokenizer.encode(dep.generate.prompt)) if c.tokenizer is not None else DEFAULT_PREFILL
-    perf = summary(plan, dep, max(n_pre, 1))
+    perf = summary(plan, dep, max(n_pre, 1), c.prefill)
+    if c.prefill is not None and c.prefill.note:
+        perf["prefill"]["note"] = c.prefill.note
     for row, cost in zip(steps, perf.pop("steps")):
         row.update(cycles=cost["cycles"], utilisation=cost["utilisation"], uj=cost["uj"])
     return {
@@ -87,8 +91,12 @@ def summary_text(r: dict) -> list[str]:
     return [f"  clock {p['clock_hz'] / 1e6:g} MHz; {shares}{npu_mem}",
             f"  decode at position {dec['position']}: {dec['cycles_per_token']:,} cycles/token, "
             f"{dec['tokens_per_s']:,.1f} tokens/s, {dec['uj_per_token']:,.2f} uJ/token (estimates)",
-            f"  prefill of {pre['tokens']} tokens: {pre['cycles']:,} cycles ({pre['cycles_per_token']:,} per token), "
-            f"{pre['uj']:,.2f} uJ"]
+            f"  prefill of {pre['tokens']} tokens in chunks of {pre.get('chunk', pre['tokens'])}: {pre['cycles']:,} cycles "
+            f"({pre['cycles_per_token']:,} per token), {pre['uj']:,.2f} uJ"] \
+        + ([f"  note: {pre['note']}"] if pre.get("note") else []) \
+        + ([("  prefill arenas (the C's are the larger of decode and prefill): "
+             + ", ".join(f"{k} {m['prefill_arena_bytes']:,} B" for k, m in r["memory"].items() if "prefill_arena_bytes" in m))]
+           if any("prefill_arena_bytes" in m for m in r.get("memory", {}).values()) else [])
 
 
 def report_text(c) -> str:

@@ -33,12 +33,18 @@ class Generation:
     stats: dict = field(default_factory=dict)  # engine figures, e.g. instructions per token under QEMU
 
 
-def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True):
-    """Drive `step(token, pos) -> logits` exactly as the generated main.c does."""
+def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True, prefill=None):
+    """Drive `step(token, pos) -> logits` exactly as the generated main.c does; with `prefill(tokens) -> logits`,
+    the prompt runs through it at once and gives one row of logits, its last token's (as main.c without
+    --no-prefill)."""
     ids, logits = list(prompt_ids), []
     pos = 0
     while pos < len(ids) and len(ids) - len(prompt_ids) < n_new and pos < context:
-        lg = step(ids[pos], pos)
+        if prefill is not None and pos == 0:
+            lg = prefill(list(prompt_ids))
+            pos = len(prompt_ids) - 1
+        else:
+            lg = step(ids[pos], pos)
         logits.append(lg)
         pos += 1
         if pos < len(ids):
@@ -77,9 +83,11 @@ def run_float(path: Path, prompt: str, n_new: int, overrides=None, stop: bool = 
     return Generation(prompt, pids, ids, continuation_text(tok, pids, ids), logits)
 
 
-def run_golden_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True):
-    g = Golden(c.plan, c.alloc)
-    return greedy(g.forward, prompt_ids, n_new, c.dep.model.dims.context, stop)
+def run_golden_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, prefill: bool = False):
+    """Token by token by default; prefill=True runs the prompt through the prefill plan (logits from its last token on)."""
+    g = Golden(c.plan, c.alloc, c.prefill)
+    return greedy(g.forward, prompt_ids, n_new, c.dep.model.dims.context, stop,
+                  g.prefill if prefill and c.prefill is not None else None)
 
 
 def build_c(c: Compiled, out: Path) -> Path:
@@ -96,9 +104,15 @@ def build_c(c: Compiled, out: Path) -> Path:
     return out / c.dep.name
 
 
+def parse_prefill_instret(text: str) -> tuple[int, list[int]] | None:
+    """The program's `instret: prefill N c0 c1 ...` line: prompt tokens and instructions per core, or None."""
+    m = re.search(r"^instret: prefill (\d+) ([\d ]+)$", text, re.M)
+    return (int(m.group(1)), [int(v) for v in m.group(2).split()]) if m else None
+
+
 def parse_program_output(text: str) -> tuple[list[int], dict[int, list[int]], dict[int, int]]:
     """The generated program's `ids:` line, its per-position `instret:` lines (one count per core)
-    and `dma:` lines."""
+    and `dma:` lines (a prefill's lines are parse_prefill_instret's)."""
     ids = next((ln.split()[1:] for ln in text.splitlines() if ln.startswith("ids:")), None)
     if ids is None:
         raise ToolError([Diagnostic(Pos("<program>"), f"the generated program printed no ids:\n{text[-2000:]}")])
@@ -108,12 +122,15 @@ def parse_program_output(text: str) -> tuple[list[int], dict[int, list[int]], di
     return [int(t) for t in ids], instret, dma
 
 
-def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None):
+def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None,
+                   prefill: bool = False):
+    """The generated program, token by token (--no-prefill) unless prefill=True: then the logits start at the
+    prompt's last token."""
     with tempfile.TemporaryDirectory(prefix="deeploy-run-") as tmp:
         exe = build_c(c, (build_dir or Path(tmp) / "build"))
         logits_path = Path(tmp) / "logits.bin"
         cmd = [str(exe), "--ids", " ".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids",
-               "--logits", str(logits_path)] + ([] if stop else ["--no-stop"])
+               "--logits", str(logits_path)] + ([] if stop else ["--no-stop"]) + ([] if prefill else ["--no-prefill"])
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise ToolError([Diagnostic(Pos(str(exe)), f"the generated program failed ({res.returncode}): {res.stderr.strip()}")])
@@ -123,7 +140,7 @@ def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = 
 
 
 def run(path: Path, prompt: str | None, n_new: int | None, engine: str, overrides=None,
-        stop: bool = True, cores: int = 1) -> Generation:
+        stop: bool = True, cores: int = 1, prefill: bool = True) -> Generation:
     if engine == "float":
         dep = load_deployment(path, overrides)
         return run_float(path, dep.generate.prompt if prompt is None else prompt,
@@ -136,11 +153,15 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
     if engine == "qemu":
         from .qemu import build_rv32, decode_instret, run_elf
         with tempfile.TemporaryDirectory(prefix="deeploy-qemu-") as tmp:
-            r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores)
+            r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores,
+                        prefill=prefill)
         ids, logits = r.ids, r.logits
         per_core = decode_instret(r, len(pids))
         stats = {"instructions_per_token": sum(per_core), "instructions_per_token_per_core": per_core}
+        if r.prefill_instret is not None:
+            stats.update(prefill_tokens=len(pids), prefill_instructions=sum(r.prefill_instret),
+                         prefill_instructions_per_core=list(r.prefill_instret), prefill_chunk=c.prefill.chunk)
     else:
         fn = run_golden_compiled if engine == "golden" else run_c_compiled
-        ids, logits = fn(c, pids, n_new, stop)
+        ids, logits = fn(c, pids, n_new, stop, prefill=prefill)
     return Generation(prompt, pids, ids, continuation_text(c.tokenizer, pids, ids), logits, stats)

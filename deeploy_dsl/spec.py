@@ -99,6 +99,7 @@ class GenSpec:
     sampler: str  # "greedy"
     prompt: str
     pos: Pos
+    prefill: int = 16  # prompt tokens one prefill chunk runs at once (MODEL_PREFILL); smaller if L1 cannot hold it
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def c_exe(compiled, tmp_path_factory) -> Path:
 def run_exe(exe: Path, pids: list[int], n_new: int, logits_path: Path, vocab: int):
     """As run_c_compiled does, but with an already built program."""
     cmd = [str(exe), "--ids", " ".join(map(str, pids)), "--tokens", str(n_new), "--print-ids",
-           "--logits", str(logits_path), "--no-stop"]
+           "--logits", str(logits_path), "--no-stop", "--no-prefill"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     ids = parse_program_output(res.stdout)[0]

@@ -64,7 +64,7 @@ def test_c_is_bit_exact_with_golden_at_every_budget(budget, model_dir, tmp_path)
     c = compile_deployment(DPLY, [f"memory.L1={budget}"])
     ids, logits = run_golden_compiled(c, PROMPT, 24, stop=False)
     exe = build_c(c, tmp_path / "out")
-    out = subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "24", "--print-ids", "--no-stop",
+    out = subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "24", "--print-ids", "--no-stop", "--no-prefill",
                           "--logits", str(tmp_path / "l.bin")], capture_output=True, text=True, check=True)
     assert parse_program_output(out.stdout)[0] == ids
     c_logits = np.fromfile(tmp_path / "l.bin", dtype="<i4").reshape(-1, c.dep.model.dims.vocab)
@@ -77,7 +77,7 @@ def test_the_c_program_moves_what_the_plan_says(model_dir, tmp_path):
     c = compile_deployment(DPLY, ["memory.L1=16KiB"])
     exe = build_c(c, tmp_path / "out")
     p = c.plan.report_pos
-    res = subprocess.run([str(exe), "--ids", "1", "--tokens", str(p + 1), "--print-ids", "--no-stop", "--dma"],
+    res = subprocess.run([str(exe), "--ids", "1", "--tokens", str(p + 1), "--print-ids", "--no-stop", "--dma", "--no-prefill"],
                          capture_output=True, text=True, check=True)
     per_pos = parse_program_output(res.stdout + res.stderr)[2]
     assert per_pos[p] == sum(s.dma_bytes for s in c.plan.steps)
@@ -90,7 +90,7 @@ def test_host_shares_give_the_same_integers_for_every_core_count(cores, model_di
     c = compile_deployment(DPLY, ["memory.L1=16KiB"])
     ids, logits = run_golden_compiled(c, PROMPT, 12, stop=False)
     exe = build_c(c, tmp_path / "out")
-    out = subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "12", "--print-ids", "--no-stop",
+    out = subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "12", "--print-ids", "--no-stop", "--no-prefill",
                           "--cores", str(cores), "--logits", str(tmp_path / "l.bin")],
                          capture_output=True, text=True, check=True)
     assert parse_program_output(out.stdout)[0] == ids
