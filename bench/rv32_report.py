@@ -47,6 +47,11 @@ def main() -> None:
             target = TARGET_1 if n == 1 else TARGET_N
             print(f"{n} core(s): max over harts {max(per):,} instructions per decode token "
                   f"(target <= {target:,}: {'met' if max(per) <= target else 'missed'}); per hart {per}; {same}")
+            pre = run_elf(elf, pids, args.tokens, c.dep.model.dims.vocab, cores=n, prefill=True)
+            base = [sum(counts[k] for pos, counts in run.instret.items() if pos < len(pids)) for k in range(n)]
+            print(f"    prompt of {len(pids)} tokens: prefill() {max(pre.prefill_instret):,} instructions on the busiest "
+                  f"hart, against {max(base):,} for {len(pids)} forward() calls; "
+                  f"{'ids identical' if pre.ids == golden else 'IDS DIFFER'}")
 
 
 if __name__ == "__main__":
