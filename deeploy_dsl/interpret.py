@@ -362,14 +362,14 @@ def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:
             tokens = a.value
         elif key == "seed" and a.kind == "number" and isinstance(a.value, int):
             seed = a.value
-        elif key == "stat" and a.kind == "name" and a.value == "max":
-            stat = "max"
+        elif key == "stat" and a.kind == "name" and a.value in ("max", "mse"):
+            stat = a.value
         elif key == "stat" and a.kind == "call" and a.value == "percentile" and len(a.args) == 1 \
                 and a.args[0][0] is None and a.args[0][1].kind == "number" and 0 < a.args[0][1].value <= 100:
             stat, pct = "percentile", float(a.args[0][1].value)
         else:
             errs.add(a.pos, f"unexpected calibrate argument '{a.text}'",
-                     "calibrate(samples | \"file.txt\", tokens = N, seed = N, stat = max | percentile(P))")
+                     "calibrate(samples | \"file.txt\", tokens = N, seed = N, stat = max | percentile(P) | mse)")
             return None
     if source != "samples" and ("\0" in source or not Path(source).is_file()):
         errs.add(next(a.pos for k, a in v.args if k is None), f"calibration text {source} does not exist")

@@ -30,6 +30,28 @@ class QuantModel:
     scales: dict  # value name -> float scale (real = int * scale), for reports and dequantization
 
 
+MSE_SAMPLES = 1 << 18  # values per tensor the MSE search looks at (a fixed-seed subsample beyond that)
+MSE_STEPS = 64  # candidate ranges, from a quarter of the max to the max
+WIDE = ("residual", "lm_head")  # int16 residual and int32 logits: their range is their max
+
+
+def mse_range(a: np.ndarray, bits: int = 8) -> float:
+    """The clipping range r minimising the mean squared error of symmetric `bits`-bit quantization of |a|
+    (scale r / (2^(bits-1) - 1), values beyond r clipped): outliers stop stretching the grid of the rest."""
+    a = np.abs(np.asarray(a, np.float64).ravel())
+    top = float(a.max()) if a.size else 0.0
+    if top == 0.0:
+        return 0.0
+    levels = (1 << (bits - 1)) - 1
+    best, best_err = top, np.inf
+    for r in np.linspace(top / 4, top, MSE_STEPS):
+        s = r / levels
+        err = float(np.mean((np.minimum(np.round(a / s), levels) * s - a) ** 2))
+        if err < best_err:
+            best, best_err = float(r), err
+    return best
+
+
 class _Ranges:
     """Observer collecting |activation| statistics per value name."""
 
@@ -41,13 +63,25 @@ class _Ranges:
     def __call__(self, name: str, a: np.ndarray) -> None:
         a = np.abs(a)
         self.maxes[name] = max(self.maxes.get(name, 0.0), float(a.max()))
-        if self.stat == "percentile":
+        if self.stat in ("percentile", "mse"):
             self.samples.setdefault(name, []).append(a.ravel())
 
     def result(self) -> dict[str, float]:
-        if self.stat != "percentile":
+        if self.stat == "max":
             return dict(self.maxes)
-        return {n: float(np.percentile(np.concatenate(v), self.pct)) for n, v in self.samples.items()}
+        if self.stat == "percentile":
+            return {n: float(np.percentile(np.concatenate(v), self.pct)) for n, v in self.samples.items()}
+        rng = np.random.default_rng(0)
+        out = {}
+        for n, v in sorted(self.samples.items()):
+            a = np.concatenate(v)
+            if n in WIDE:
+                out[n] = self.maxes[n]
+                continue
+            if a.size > MSE_SAMPLES:
+                a = rng.choice(a, MSE_SAMPLES, replace=False)
+            out[n] = mse_range(a)
+        return out
 
 
 def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None) -> dict[str, float]:

@@ -49,7 +49,7 @@ class ModelSpec:
 class Calibration:
     source: str  # "samples" (the float model's own seeded samples) or a text file path
     tokens: int
-    stat: str  # "max" or "percentile"
+    stat: str  # "max", "percentile" or "mse"
     percentile: float
     seed: int
     pos: Pos

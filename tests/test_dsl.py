@@ -285,6 +285,8 @@ def test_calibrate_variants(ws):
                        'calibrate("text.txt", tokens = 64, seed = 3, stat = percentile(99.9))')).quant.calibration
     assert (cal.source, cal.tokens, cal.seed, cal.stat, cal.percentile) == \
         (str(ws.path / "text.txt"), 64, 3, "percentile", 99.9)
+    assert ws.load(edit("calibrate(samples, tokens = 4096, stat = percentile(99.99))",
+                        "calibrate(samples, stat = mse)")).quant.calibration.stat == "mse"
     text = edit("calibrate(samples", 'calibrate("nope.txt"')
     assert_points(only(ws.error(text), "nope.txt does not exist"), text, line_of(text, "calibrate"), '"nope')
     text = edit("calibrate(samples, tokens = 4096, stat = percentile(99.99))", "calibrate(samples, tokens = 1, tokens = 2)")

@@ -68,3 +68,20 @@ def test_the_cli_prints_json():
     assert {"top1_agreement", "ppl_float", "ppl_int", "ppl_ratio", "kl_mean", "greedy_divergence"} <= set(r)
     bad = subprocess.run(deeploy_cmd() + ["eval", str(dply), "--length", "100000"], capture_output=True, text=True)
     assert bad.returncode == 1 and "longer than the context (512 tokens)" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mse_range_clips_outliers_and_keeps_flat_distributions():
+    from deeploy_dsl.quantize import mse_range
+    rng = np.random.default_rng(5)
+    flat = rng.uniform(-1, 1, 100_000)
+    assert mse_range(flat) == pytest.approx(np.abs(flat).max(), rel=0.03)
+    spiky = rng.laplace(0, 1, 100_000)  # a heavy tail: the max is ~11 scales out
+    r = mse_range(spiky)
+    # the known 8-bit optimum for a Laplace(b) is a clip near 9.9 b (Banner et al., ACIQ)
+    assert 8.5 < r < 10.5 and r < np.abs(spiky).max() - 1
+    assert mse_range(np.zeros(10)) == 0.0
+    # the chosen range really has the smallest error among its neighbours
+    def err(rr):
+        s = rr / 127
+        return np.mean((np.minimum(np.round(np.abs(spiky) / s), 127) * s - np.abs(spiky)) ** 2)
+    assert err(r) <= min(err(r * 1.1), err(r * 0.9), err(np.abs(spiky).max()))
