@@ -27,7 +27,8 @@ from .tokenizer import c_string_literal, c_table_source
 
 KERNEL_FILES = {
     "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c",
-    "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "attention_i8": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
+    "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "rope_i16": "rope.c",
+    "attention_i8": "attention.c", "attention_k16": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
     "npu_linear_i8": "npu.c", "npu_linear_i16": "npu.c", "npu_linear_i32": "npu.c",
 }
@@ -172,7 +173,10 @@ def _step_view(s, c: Compiled, plan=None) -> dict:
         lanes = len(t.buffers["acc"])
         nbuf = len(t.buffers.get("k", ()))  # one tile of all the lanes per buffer
         a = {x.label: x for x in s.args}
+        k16 = plan.values[a["k_cache"].name].dtype == "int16"  # int16 keys: K tiles int16, V int8
         view.update(body="positions", streamed=streamed, nbuf=nbuf, tile=t.tile, lanes=lanes,
+                    k_ctype="int16_t" if k16 else "int8_t", scores_fn="attn_scores_k16" if k16 else "attn_scores_i8",
+                    k_bytes=2 if k16 else 1,
                     k_tiles=[ident(n) for n in t.buffers.get("k", ())],
                     v_tiles=[ident(n) for n in t.buffers.get("v", ())],
                     accs=[ident(n) for n in t.buffers["acc"]], sums=[ident(n) for n in t.buffers["sums"]],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .graph import Plan, Step
+from .graph import ATTENTION_KERNELS, Plan, Step
 from .spec import Deployment, Target
 
 LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32")
@@ -78,7 +78,7 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
         ops = 0
         if s.kernel in LINEAR_KERNELS:
             compute = cluster_linear_cycles(t, s.cores, macs)
-        elif s.kernel == "attention_i8":
+        elif s.kernel in ATTENTION_KERNELS:
             d = dep.model.dims
             # s.macs is at the report position; a prefill visits positions 0..n_tok-1 for each query
             visited = n_tok * pos0 + n_tok * (n_tok + 1) // 2  # positions the chunk's queries read
@@ -115,7 +115,7 @@ def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
             md = mode(s, plan)
             if md == "last":
                 continue
-            if md == "token" and s.kernel != "attention_i8":
+            if md == "token" and s.kernel not in ATTENTION_KERNELS:
                 one = step_cost(s, plan, dep)
                 out.append(StepCost(s.op, s.engine, one.macs * m, one.cycles * m, one.compute_cycles * m,
                                     one.dma_cycles * m, one.utilisation, one.energy_pj * m))

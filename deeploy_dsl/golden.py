@@ -28,7 +28,7 @@ def _npu(kernel):
 
 
 def _rope(y, x, cos_row, sin_row, n, head_size):
-    y[:] = K.rope(x, 0, cos_row[None], sin_row[None], head_size)
+    y[:] = K.rope(x, 0, cos_row[None], sin_row[None], head_size, K.I16 if y.dtype == np.int16 else K.I8)
 
 
 def _attention(out, q, kc, vc, scratch, pos, nh, nkv, hs, sm, ss, cut, om, os_, table):
@@ -55,7 +55,7 @@ TWINS = {
     "gemv_i8": _gemv("gemv_i8"), "gemv_i16": _gemv("gemv_i16"), "gemv_i32": _gemv("gemv_i32"),
     "npu_linear_i8": _npu("npu_linear_i8"), "npu_linear_i16": _npu("npu_linear_i16"),
     "npu_linear_i32": _npu("npu_linear_i32"),
-    "rope_i8": _rope, "attention_i8": _attention, "embed_i16": _embed, "rmsnorm_i8_part": _rmsnorm,
+    "rope_i8": _rope, "rope_i16": _rope, "attention_i8": _attention, "attention_k16": _attention, "embed_i16": _embed, "rmsnorm_i8_part": _rmsnorm,
     "swiglu_i8": _swiglu, "add_sat_i16": _add,
 }
 

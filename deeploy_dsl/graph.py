@@ -48,9 +48,13 @@ class Graph:
 
 # NPU-capable op kinds; everything else needs the cluster
 LINEAR_KINDS = ("linear",)
+# attention with an int8 or an int16 K cache (quantize `keys`): the same scheme, tiled by positions
+ATTENTION_KERNELS = ("attention_i8", "attention_k16")
 
 
-def build_graph(d: Dims) -> Graph:
+def build_graph(d: Dims, keys: str = "int8") -> Graph:
+    """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
+    block's `keys`); V stays int8."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -65,12 +69,12 @@ def build_graph(d: Dims) -> Graph:
     op("embed", "embed", [], [x])
     for i in range(d.layers):
         p = f"layers.{i}."
-        kc = v(f"kv.k.{i}", "int8", d.context, d.kv_dim, kind="kv")
+        kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind="kv")
         vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind="kv")
         xb = v(p + "attn_norm", "int8", d.dim)
         op(p + "attn_norm", "rmsnorm", [x], [xb])
         q = v(p + "attn.q", "int8", d.dim)
-        k = v(p + "attn.k", "int8", d.kv_dim)
+        k = v(p + "attn.k", keys, d.kv_dim)
         op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
         op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)
         op(p + "attn.v", "linear", [xb], [vc], d.dim * d.kv_dim, row="pos")

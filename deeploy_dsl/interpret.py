@@ -321,7 +321,7 @@ def _fmt(v) -> str:
 
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
-    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual"),
+    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys"),
                 errs, b.pos if b else file_pos)
     weights, gran = "int8", "per_channel"
     if (vals := r.values("weights")) is not None:
@@ -339,7 +339,8 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Qu
             calib = _calibration(vals[1], base, errs) or calib
     kv = r.choice("kv_cache", ("int8",), "int8")
     residual = r.choice("residual", ("int16",), "int16")
-    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos)
+    keys = r.choice("keys", ("int8", "int16"), "int8")
+    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys)
 
 
 def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:

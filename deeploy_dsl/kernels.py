@@ -28,6 +28,7 @@ I32 = (-(2**31), 2**31 - 1)
 ROPE_FRAC = 14  # sin/cos tables are Q14
 EXP_FRAC = 9  # softmax works on log2 distances in Q9
 EXP_ONE = 1 << EXP_FRAC  # entries of the exp table: one per 1/512 of an octave (1 KiB of uint16)
+K16_SCORE_SHIFT = 8  # int16 keys: scores are round_half_up(q . k / 2^8), the int8 keys' score domain
 EXP_SHIFT_MAX = 19  # score multipliers' shift: keeps the C's z computation within 32 bits
 RMS_MIN = 256  # rmsnorm clamps rms*256 from below so the 64-bit product cannot overflow
 RMS_INV_SHIFT = 39
@@ -134,15 +135,21 @@ def rmsnorm(x, gain, gain_shift: int, eps_q: int):
     return np.clip(rshift_round(t * inv, RMS_INV_SHIFT - 8 + gain_shift), *I8)
 
 
-def rope(x, pos: int, cos_t, sin_t, head_size: int):
-    """Rotate interleaved pairs (2i, 2i+1) of every head by pos*theta_i; Q14 tables [ctx, hs/2]."""
+def rope(x, pos: int, cos_t, sin_t, head_size: int, bounds=I8):
+    """Rotate interleaved pairs (2i, 2i+1) of every head by pos*theta_i; Q14 tables [ctx, hs/2]. Saturates to
+    `bounds`: int8 (rope_i8) or I16 (rope_i16, the int16 keys)."""
     x = np.asarray(x, dtype=np.int64).reshape(-1, head_size // 2, 2)
     c = np.asarray(cos_t[pos], dtype=np.int64)
     s = np.asarray(sin_t[pos], dtype=np.int64)
     x0, x1 = x[..., 0], x[..., 1]
     y0 = rshift_round(x0 * c - x1 * s, ROPE_FRAC)
     y1 = rshift_round(x0 * s + x1 * c, ROPE_FRAC)
-    return np.clip(np.stack([y0, y1], axis=-1).reshape(-1), *I8)
+    return np.clip(np.stack([y0, y1], axis=-1).reshape(-1), *bounds)
+
+
+def rope_i16(x, pos: int, cos_t, sin_t, head_size: int):
+    """rope on int16 values (the int16 keys): the same formula, int16 saturation."""
+    return rope(x, pos, cos_t, sin_t, head_size, I16)
 
 
 def exp_bits(context: int) -> int:
@@ -183,10 +190,19 @@ def softmax_exp(scores, mult: int, shift: int, table):
     return np.where(ip >= 16, 0, t[z & (EXP_ONE - 1)] >> ip)
 
 
-def attn_scores(q, k):
-    """scores[h, t] = q[h] . k[t] for the g query heads sharing one kv head; q [g*hs], k [n_t, hs] -> [g, n_t]."""
+def k_shift(k) -> int:
+    """The scores' shift for keys of k's dtype: K16_SCORE_SHIFT for int16 keys, 0 for int8."""
+    return K16_SCORE_SHIFT if np.asarray(k).dtype == np.int16 else 0
+
+
+def attn_scores(q, k, shift: int | None = None):
+    """scores[h, t] = q[h] . k[t] for the g query heads sharing one kv head; q [g*hs], k [n_t, hs] -> [g, n_t].
+    int16 keys (shift None: from k's dtype, k_shift): round_half_up(q[h] . k[t] / 2^8), floor(v / 2^8 + 1/2),
+    so that the scores keep int8 keys' range (|s| <= hs * 2^14) and the exp's 32-bit z computation holds."""
+    sh = k_shift(k) if shift is None else shift
     k = np.asarray(k, dtype=np.int64)
-    return np.asarray(q, dtype=np.int64).reshape(-1, k.shape[1]) @ k.T
+    s = np.asarray(q, dtype=np.int64).reshape(-1, k.shape[1]) @ k.T
+    return (s + (1 << (sh - 1))) >> sh if sh else s
 
 
 def softmax_exp_rows(scores, mult: int, shift: int, table):
@@ -210,20 +226,22 @@ def attn_out(acc, sums, mult: int, shift: int, bits: int):
 
 def attention(q, k_cache, v_cache, pos: int, n_heads: int, n_kv_heads: int, head_size: int,
               score_mult: int, score_shift: int, score_cut: int, out_mult: int, out_shift: int, table):
-    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out.
+    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out; the K cache
+    int8 (attention_i8) or int16 (attention_k16: scores / 2^8, attn_scores), from its dtype.
 
     Query heads h in [kh*g, (kh+1)*g), g = n_heads / n_kv_heads, share kv head kh. `score_cut` only lets
     the C skip exps that are zero; the integers do not depend on it. The table's Q format is its first entry.
     """
     del score_cut
     bits = int(table[0]).bit_length() - 1
+    ks = k_shift(k_cache)
     q = np.asarray(q, dtype=np.int64).reshape(n_kv_heads, -1)  # row kh: the g query heads of kv head kh
     kv_dim = n_kv_heads * head_size
     k = np.asarray(k_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
     v = np.asarray(v_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
     out = np.empty((n_kv_heads, n_heads // n_kv_heads * head_size), dtype=np.int64)
     for kh in range(n_kv_heads):
-        e, sums = softmax_exp_rows(attn_scores(q[kh], k[:, kh, :]), score_mult, score_shift, table)
+        e, sums = softmax_exp_rows(attn_scores(q[kh], k[:, kh, :], ks), score_mult, score_shift, table)
         out[kh] = attn_out(attn_av(e, v[:, kh, :]), sums, out_mult, out_shift, bits).reshape(-1)
     return out.reshape(-1)
 

@@ -113,8 +113,12 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.uint8)
 
 
-def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
+def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8") -> QuantModel:
+    """keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
+    bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
+    multiplier takes back."""
     d: Dims = fm.d
+    k_bits = 16 if keys == "int16" else 8
     w = fm.w
     consts: dict[str, np.ndarray] = {}
     params: dict[str, dict] = {}
@@ -167,10 +171,11 @@ def quantize(fm: FloatModel, ranges: dict[str, float]) -> QuantModel:
         p = f"layers.{li}."
         norm(p + "attn_norm", lw.att_norm)
         for name, wf in (("q", lw.wq), ("k", lw.wk), ("v", lw.wv)):
-            sc[p + "attn." + name] = act_scale(p + "attn." + name)
+            sc[p + "attn." + name] = act_scale(p + "attn." + name, k_bits if name == "k" else 8)
             linear(p + "attn." + name, wf, sc[p + "attn_norm"], sc[p + "attn." + name])
         s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
-        sm, ss, cut = K.score_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] / math.sqrt(d.head_size)
+        k_unit = (1 << K.K16_SCORE_SHIFT) if k_bits == 16 else 1  # a score unit is 2^8 q.k units with int16 keys
+        sm, ss, cut = K.score_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] * k_unit / math.sqrt(d.head_size)
                                          * math.log2(math.e) * (1 << K.EXP_FRAC))
         # out = (sum_t e_t v_t / sum_t e_t) * s_v / s_att; the kernel's shift also takes the exps' Q format out
         om, os_ = K.quantize_multiplier(sc[p + "attn.v"] / s_att)

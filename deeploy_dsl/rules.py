@@ -280,10 +280,17 @@ def lower_embed(op: Op, c: Ctx):
                          _int(c.dep.model.dims.dim, "dim")), "x = int16(embedding row of token)"
 
 
-def lower_rope(op: Op, c: Ctx):
+def lower_rope(kernel: str):
+    def lower(op: Op, c: Ctx):
+        return _lower_rope(kernel, op, c)
+    lower.__name__ = f"lower_{kernel}"
+    return lower
+
+
+def _lower_rope(kernel: str, op: Op, c: Ctx):
     d = c.dep.model.dims
     n = c.graph.values[op.inputs[0]].shape[0]
-    return "rope_i8", (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const("rope.cos", "cos_row", "pos"),
+    return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const("rope.cos", "cos_row", "pos"),
                        _const("rope.sin", "sin_row", "pos"), _int(n, "n"), _int(d.head_size, "head_size")), \
         f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables)"
 
@@ -291,7 +298,9 @@ def lower_rope(op: Op, c: Ctx):
 def lower_attention(op: Op, c: Ctx):
     d, p = c.dep.model.dims, c.q.params[op.name]
     q, kc, vc = op.inputs
-    return "attention_i8", (_buf(op.outputs[0], "out"), _buf(q, "q"), _buf(kc, "k_cache"), _buf(vc, "v_cache"),
+    # the K cache's dtype picks the kernel: int16 keys (quantize `keys int16`) score (q . k) / 2^8
+    kernel = "attention_k16" if c.graph.values[kc].dtype == "int16" else "attention_i8"
+    return kernel, (_buf(op.outputs[0], "out"), _buf(q, "q"), _buf(kc, "k_cache"), _buf(vc, "v_cache"),
                             _buf(op.outputs[1], "scratch"), Arg("pos", label="pos"), _int(d.heads, "n_heads"),
                             _int(d.kv_heads, "n_kv_heads"), _int(d.head_size, "head_size"),
                             _int(p["score_mult"], "score_mult"), _int(p["score_shift"], "score_shift"),
@@ -322,7 +331,9 @@ RULES: tuple[Rule, ...] = (
     Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_npu("npu_linear_i8")),
     Rule("linear_i16_npu", "linear", engine="npu", out_dtype="int16", lower=lower_npu("npu_linear_i16")),
     Rule("linear_i32_npu", "linear", engine="npu", out_dtype="int32", lower=lower_npu("npu_linear_i32")),
-    Rule("rope_i8_q14", "rope", lower=lower_rope, split=Split(("y", "x"), "n", "head_size")),
+    Rule("rope_i8_q14", "rope", out_dtype="int8", lower=lower_rope("rope_i8"), split=Split(("y", "x"), "n", "head_size")),
+    Rule("rope_i16_q14", "rope", out_dtype="int16", lower=lower_rope("rope_i16"),
+         split=Split(("y", "x"), "n", "head_size")),
     Rule("attention_i8_gqa", "attention", lower=lower_attention),
     Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu, split=Split(("h", "gate", "up"), "n")),
     Rule("residual_add_i16_inplace", "add", lower=lower_add, split=Split(("y", "a", "b"), "n")),

@@ -64,6 +64,7 @@ class QuantSpec:
     kv_cache: str  # "int8"
     residual: str  # "int16"
     pos: Pos
+    keys: str = "int8"  # "int8" or "int16": the k projection, RoPE on k and the K cache
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from .arena import lifetimes
 from .errors import Collector, MemoryError_
-from .graph import Plan, Step, Tiling, Value, Xfer
+from .graph import ATTENTION_KERNELS, ITEMSIZE, Plan, Step, Tiling, Value, Xfer
 from .layout import ROWS_PER_BLOCK, blocked_bytes, n_blocks
 from .spec import Deployment
 
@@ -126,6 +126,8 @@ class _Tiler:
         exp sums and score maxima; the cores share out the group's query heads and read the lanes' tiles in common."""
         d = self.dep.model.dims
         group, hs = d.heads // d.kv_heads, d.head_size
+        labels = {a.label: a for a in s.args}
+        kb = ITEMSIZE[self.values[labels["k_cache"].name].dtype]  # bytes per K element: 2 with int16 keys; V int8
         xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
         acc_b = _align(group * hs * 4, self.align) + 2 * _align(group * 4, self.align)  # acc, sums, max
         scores_b = _align(group * d.context * 4, self.align)
@@ -135,11 +137,12 @@ class _Tiler:
                 tile = d.context if room >= 0 else 0
             else:
                 tile = next((t for t in range(d.context, 0, -1)
-                             if self.nbuf(math.ceil(d.context / t)) * 2 * _align(t * lanes * hs, self.align) <= room), 0)
+                             if self.nbuf(math.ceil(d.context / t)) * (_align(t * lanes * hs * kb, self.align)
+                                                                       + _align(t * lanes * hs, self.align)) <= room), 0)
             if tile:
                 break
         else:
-            smallest = acc_b + 2 * _align(hs, self.align) * self.nbuf(2) * self.kv_far
+            smallest = acc_b + (_align(kb * hs, self.align) + _align(hs, self.align)) * self.nbuf(2) * self.kv_far
             return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
         bufs = {"acc": tuple(self.new_buf(f"{s.op}.acc{lane}", "int32", group, hs) for lane in range(lanes)),
                 "sums": tuple(self.new_buf(f"{s.op}.sums{lane}", "int32", group) for lane in range(lanes)),
@@ -150,9 +153,10 @@ class _Tiler:
             return self.finish(s, Tiling("positions", d.context, False, bufs), xfers, 2 * d.kv_heads, 0)
         k = self.nbuf(math.ceil(d.context / tile))
         for which in ("k", "v"):  # a tile holds the lanes' rows side by side: one 2-D transfer per tile
-            bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{b}", "int8", tile, lanes * hs) for b in range(k))
+            dt = self.values[labels[which + "_cache"].name].dtype
+            bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{b}", dt, tile, lanes * hs) for b in range(k))
         per_pass = math.ceil((self.P + 1) / tile)
-        moved = 2 * (self.P + 1) * d.kv_dim
+        moved = (kb + 1) * (self.P + 1) * d.kv_dim
         groups = math.ceil(d.kv_heads / lanes)
         return self.finish(s, Tiling("positions", tile, k == 2, bufs), xfers, 2 * groups * per_pass, moved,
                            transfers=2 * groups * per_pass)
@@ -163,7 +167,7 @@ class _Tiler:
         t = self.dep.target
         cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
         macs = s.macs
-        if s.kernel == "attention_i8":  # restate at the report position
+        if s.kernel in ATTENTION_KERNELS:  # restate at the report position
             d = self.dep.model.dims
             macs = 2 * d.heads * d.head_size * (self.P + 1)
         return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
@@ -192,7 +196,7 @@ class _Tiler:
             avail = self.l1.size_bytes - live[s.index]
             if s.kernel in LINEAR_KERNELS:
                 steps.append(self.tile_linear(s, avail))
-            elif s.kernel == "attention_i8":
+            elif s.kernel in ATTENTION_KERNELS:
                 steps.append(self.tile_attention(s, avail))
             elif s.engine == "npu":  # the NPU reads weights and multipliers from its own memory
                 xfers, used = self.stage(s, skip=("w", "mult", "shift"))
@@ -219,7 +223,8 @@ class _Tiler:
                 if a.kind == "const" and self.weights_far and s.engine != "npu":  # the NPU's are in its own memory
                     arr = self.plan.consts[a.name]
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
-        kv = d.layers * (2 * (self.P + 1) * d.kv_dim + 2 * d.kv_dim) if self.kv_far else 0
+        kb = ITEMSIZE[self.values["kv.k.0"].dtype] if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
+        kv = d.layers * (kb + 1) * ((self.P + 1) * d.kv_dim + d.kv_dim) if self.kv_far else 0
         return sum(seen.values()) + kv
 
 

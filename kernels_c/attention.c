@@ -92,22 +92,25 @@ void attn_out_i8(int8_t *out /* [g, hs] */, const int32_t *acc /* [g, hs] */, co
     }
 }
 
-/* the whole computation for n_heads heads, untiled: the reference the tiled pieces are tested against */
-void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
-                  const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
-                  const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
-                  int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
-                  int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
-                  const uint16_t *exp_table /* [512] */) {
+/* the whole computation for n_heads heads, untiled: the reference the tiled pieces are tested against. K is int8
+ * (k8) or int16 (k16, scores / 2^8: attn_scores_k16); the other is NULL */
+static void attention_ref(int8_t *out, const int8_t *q, const int8_t *k8, const int16_t *k16, const int8_t *v_cache,
+                          int32_t *scratch, int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size,
+                          int32_t score_mult, int32_t score_shift, int32_t score_cut, int32_t out_mult,
+                          int32_t out_shift, const uint16_t *exp_table) {
     const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;
     int32_t bits = 0, acc[64], max;
     while ((1 << (bits + 1)) <= exp_table[0]) bits++;
     for (int32_t h = 0; h < n_heads; h++) {
-        const int8_t *kh = k_cache + (h / group) * head_size, *vh = v_cache + (h / group) * head_size;
+        const int32_t ko = (h / group) * head_size;
+        const int8_t *vh = v_cache + ko;
         for (int32_t d0 = 0; d0 < head_size; d0 += 64) { /* acc[] holds 64 of the head's dims at a time */
             const int32_t nd = head_size - d0 < 64 ? head_size - d0 : 64;
             int32_t sum;
-            attn_scores_i8(scratch, n, &max, q + h * head_size, kh, kv_dim, 0, n, 1, head_size);
+            if (k16)
+                attn_scores_k16(scratch, n, &max, q + h * head_size, k16 + ko, kv_dim, 0, n, 1, head_size);
+            else
+                attn_scores_i8(scratch, n, &max, q + h * head_size, k8 + ko, kv_dim, 0, n, 1, head_size);
             sum = exp_row(scratch, n, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, exp_table);
             for (int32_t d = 0; d < nd; d++) {
                 int32_t a = 0;
@@ -117,6 +120,26 @@ void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_h
             attn_out_i8(out + h * head_size + d0, acc, &sum, 1, nd, out_mult, out_shift, bits);
         }
     }
+}
+
+void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
+                  const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                  const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                  int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                  int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                  const uint16_t *exp_table /* [512] */) {
+    attention_ref(out, q, k_cache, (const int16_t *)0, v_cache, scratch, pos, n_heads, n_kv_heads, head_size,
+                  score_mult, score_shift, score_cut, out_mult, out_shift, exp_table);
+}
+
+void attention_k16(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
+                   const int16_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                   const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                   int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                   int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                   const uint16_t *exp_table /* [512] */) {
+    attention_ref(out, q, (const int8_t *)0, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size,
+                  score_mult, score_shift, score_cut, out_mult, out_shift, exp_table);
 }
 
 /* running max of a row: t0 == 0 starts a new one */
@@ -168,6 +191,65 @@ NO_SCHED void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, 
             for (; sh != end; sh++, kt += k_stride) {
                 int32_t y = 0; /* |y| <= hs * 2^14 */
                 for (int32_t d = 0; d < hs; d++) y += (int32_t)qh[d] * kt[d];
+                *sh = y;
+                if (y > m) m = y;
+            }
+        }
+        max[h] = m;
+    }
+}
+
+/* round_half_up(v / 2^8) = floor(v / 2^8 + 1/2): |q . k| <= hs * 2^22 < 2^31 for hs < 2^9, so no overflow */
+#define SHIFT8(v) (((v) + 128) >> 8)
+
+/* attn_scores_i8 with int16 keys: scores[h*stride + t0 + t] = round_half_up(sum_d q[h*hs + d] * k[t*k_stride + d] / 2^8) for g query heads sharing one kv head, and
+ * max[h] = the largest of scores[h*stride + 0 .. t0+n_t): this tile's if t0 == 0, else max[h] updated by it */
+NO_SCHED void attn_scores_k16(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
+                    const int8_t *q /* [g, hs] */, const int16_t *k /* [n_t, k_stride] */, int32_t k_stride,
+                    int32_t t0, int32_t n_t, int32_t g, int32_t hs) {
+    int32_t h = 0;
+    if (hs == 8) /* the common head size: two heads at a time, each k row loaded once for both */
+        for (; h + 2 <= g; h += 2) {
+            const int8_t *qa = q + h * 8, *qb = qa + 8;
+            const int32_t a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], a4 = qa[4], a5 = qa[5], a6 = qa[6], a7 = qa[7];
+            const int32_t b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3], b4 = qb[4], b5 = qb[5], b6 = qb[6], b7 = qb[7];
+            int32_t *sa = scores + (size_t)h * (size_t)stride + t0, *sb = sa + stride, *const end = sa + n_t;
+            int32_t ma = MAX_INIT(max, h), mb = MAX_INIT(max, h + 1);
+            const int16_t *kt = k;
+            for (; sa != end; sa++, sb++, kt += k_stride) {
+                int32_t x = kt[0], ya = a0 * x, yb = b0 * x;
+                x = kt[1], ya += a1 * x, yb += b1 * x;
+                x = kt[2], ya += a2 * x, yb += b2 * x;
+                x = kt[3], ya += a3 * x, yb += b3 * x;
+                x = kt[4], ya += a4 * x, yb += b4 * x;
+                x = kt[5], ya += a5 * x, yb += b5 * x;
+                x = kt[6], ya += a6 * x, yb += b6 * x;
+                x = kt[7], ya += a7 * x, yb += b7 * x;
+                ya = SHIFT8(ya), yb = SHIFT8(yb);
+                *sa = ya, *sb = yb;
+                if (ya > ma) ma = ya;
+                if (yb > mb) mb = yb;
+            }
+            max[h] = ma, max[h + 1] = mb;
+        }
+    for (; h < g; h++) {
+        const int8_t *qh = q + (size_t)h * (size_t)hs;
+        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0, *const end = sh + n_t;
+        int32_t m = MAX_INIT(max, h);
+        const int16_t *kt = k;
+        if (hs == 8) { /* one head of size 8: q stays in registers, the dot product is unrolled */
+            const int32_t q0 = qh[0], q1 = qh[1], q2 = qh[2], q3 = qh[3], q4 = qh[4], q5 = qh[5], q6 = qh[6], q7 = qh[7];
+            for (; sh != end; sh++, kt += k_stride) {
+                const int32_t y = SHIFT8(q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] + q5 * kt[5] +
+                                         q6 * kt[6] + q7 * kt[7]);
+                *sh = y;
+                if (y > m) m = y;
+            }
+        } else {
+            for (; sh != end; sh++, kt += k_stride) {
+                int32_t y = 0; /* |y| <= hs * 2^22 < 2^31 for hs < 2^9 */
+                for (int32_t d = 0; d < hs; d++) y += (int32_t)qh[d] * kt[d];
+                y = SHIFT8(y);
                 *sh = y;
                 if (y > m) m = y;
             }
