@@ -377,3 +377,22 @@ def attn_out_edges():
         for mult, k in ((1, 1), (3, 1), (1, 2), (5, 3)):
             yield (v << bits).astype(np.int32), np.full(2, 1 << bits, np.int32), 2, 128, mult, bits + k, bits, \
                 f"edge ties bits={bits} mult={mult} shift=bits+{k}"
+
+
+def rand_i16(rng, shape):
+    return rng.integers(-32768, 32768, shape, dtype=np.int16)
+
+
+def random_attention_k16(seed: int) -> dict:
+    """random_attention with an int16 K cache (the `keys int16` knob): the score multiplier takes the scores' 2^8
+    back, as quantize.py does; every 5th seed the largest products (q -128, k -32768 and 32767) of both signs."""
+    c = random_attention(seed)
+    rng = np.random.default_rng(1000 + seed)
+    k = rand_i16(rng, c["k_cache"].shape)
+    if seed % 5 == 3:
+        c["q"][:] = -128
+        k[::2], k[1::2] = -32768, 32767
+    sq, sk = 10 ** rng.uniform(-3, -1), 10 ** rng.uniform(-5, -3)
+    c.update(k_cache=k, **score_params(sq * sk * (1 << K.K16_SCORE_SHIFT) / math.sqrt(c["head_size"])
+                                       * math.log2(math.e) * K.EXP_ONE))
+    return c

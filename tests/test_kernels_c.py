@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
+from attention_cases import random_attention_k16, rand_i16  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
                              attention_edge, attn_out_edges, attn_out_input, check_edge, exp_av_extremes,
                              exp_av_input, exp_av_out_params, exp_cut_edges, last_head_exps, prm_array,
@@ -65,6 +66,9 @@ def lib(tmp_path_factory):
     so.rmsnorm_i8.argtypes = [i8, i16, i32, c32, c64, c32]
     so.rmsnorm_i8_part.argtypes = [i8, i16, i32, c32, c64, c32, c32, c32]
     so.rope_i8.argtypes = [i8, i8, i16, i16, c32, c32]
+    so.rope_i16.argtypes = [i16, i16, i16, i16, c32, c32]
+    so.attention_k16.argtypes = [i8, i8, i16, i8, i32] + [c32] * 9 + [u16]
+    so.attn_scores_k16.argtypes = [i32, c32, i32, i8, i16, c32, c32, c32, c32, c32]
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
@@ -80,7 +84,7 @@ def lib(tmp_path_factory):
     so.dma_wait.argtypes = [job_p]
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
-    for name in ("rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
+    for name in ("rope_i16", "attention_k16", "attn_scores_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
                  "attn_exp_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
                  "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
@@ -355,6 +359,55 @@ def test_rope(lib, seed):
     np.testing.assert_array_equal(x, want)
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_rope_i16(lib, seed):
+    """rope_i16 (the int16 keys) against kernels.rope_i16: random int16 values, the extremes (products of 2^29 summed:
+    2^30, no overflow) and tables that saturate both ways; in place too."""
+    rng = np.random.default_rng(500 + seed)
+    head_size = int(rng.choice([2, 8, 16, 64]))
+    n = head_size * int(rng.integers(1, 9))
+    ctx = 64
+    if seed % 3:
+        cos_t, sin_t = rope_tables(ctx, head_size)
+    else:
+        cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, head_size // 2), dtype=np.int16) for _ in range(2))
+        cos_t[0], sin_t[0] = 2**14, 2**14
+        cos_t[1], sin_t[1] = -(2**14), 2**14
+    pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
+    x = rand_i16(rng, n)
+    if seed % 4 == 0:
+        x[::2], x[1::2] = 32767, -32768
+    want = K.rope_i16(x, pos, cos_t, sin_t, head_size)
+    if seed % 12 == 0 and pos < 2:
+        assert want.min() == -32768 or want.max() == 32767
+    y = np.zeros(n, np.int16)
+    lib.rope_i16(y, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), n, head_size)
+    np.testing.assert_array_equal(y, want)
+    lib.rope_i16(x, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), n, head_size)
+    np.testing.assert_array_equal(x, want)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_attention_k16(lib, seed):
+    """attention_k16 (int16 K cache, scores (q . k + 128) >> 8) against kernels.attention on the int16 cache."""
+    c = random_attention_k16(seed)
+    want = K.attention(**c)
+    scratch = np.full(c["pos"] + 1 + 8, -12345, np.int32)
+    out = np.zeros(c["n_heads"] * c["head_size"], np.int8)
+    lib.attention_k16(out, c["q"], c["k_cache"], c["v_cache"], scratch, c["pos"], c["n_heads"], c["n_kv_heads"],
+                      c["head_size"], c["score_mult"], c["score_shift"], c["score_cut"], c["out_mult"],
+                      c["out_shift"], c["table"])
+    np.testing.assert_array_equal(out, want)
+    assert (scratch[c["pos"] + 1:] == -12345).all(), "scratch written past pos"
+
+
+def test_attn_scores_k16_rounds_half_up():
+    """The twin's int16-key scores: floor(q . k / 2^8 + 1/2), ties up, both signs."""
+    q = np.array([1], np.int8)
+    k = np.array([[128], [-128], [384], [-384], [127], [-129]], np.int16)
+    assert K.attn_scores(q, k).ravel().tolist() == [1, 0, 2, -1, 0, -1]
+
+
 def c_attention(lib, c, guard=8):
     """attention_i8 on the kwargs c of kernels.attention: (out, scratch with `guard` poisoned entries past pos)."""
     scratch = np.full(c["pos"] + 1 + guard, -12345, np.int32)
@@ -490,6 +543,30 @@ def test_attn_scores(lib, seed):
                                          for h in range(g)])
     np.testing.assert_array_equal(max_[:g], want_max)
     assert (max_[g:] == -555).all(), "attn_scores wrote past g maxima"
+    scores[:, t0:t0 + n_t] = -777
+    assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_attn_scores_k16(lib, seed):
+    """attn_scores_k16 against the twin (int16 keys: the scores / 2^8): the two-head and one-head hs 8 paths, the
+    generic one, tiles and strides, the running max, the largest products of both signs."""
+    rng = np.random.default_rng(700 + seed)
+    g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
+    q, cache = rand_i8(rng, g * hs), rand_i16(rng, 80 * n_kv * hs)
+    if seed % 10 == 3:
+        q[:], cache[::2], cache[1::2] = -128, -32768, 32767
+    k, k_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
+    scores = np.full((g, stride), -777, np.int32)
+    prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
+    max_ = np.concatenate([prev, np.full(4, -555, np.int32)])
+    lib.attn_scores_k16(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
+    want, want_max = twin_scores_max(q, rows, prev if t0 else None)
+    np.testing.assert_array_equal(want, [[(int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) + 128) >> 8
+                                          for r in rows] for h in range(g)])
+    np.testing.assert_array_equal(scores[:, t0:t0 + n_t], want)
+    np.testing.assert_array_equal(max_[:g], want_max)
+    assert (max_[g:] == -555).all()
     scores[:, t0:t0 + n_t] = -777
     assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
 
