@@ -40,6 +40,9 @@
     X(rope_i8, "ppppii")                                                                                              \
     X(attention_i8, "pppppiiiiiiiiip")                                                                                \
     X(attn_scores_i8, "pipppiiiii")                                                                                   \
+    X(rope_i16, "ppppii")                                                                                             \
+    X(attention_k16, "pppppiiiiiiiiip")                                                                               \
+    X(attn_scores_k16, "pipppiiiii")                                                                                  \
     X(attn_exp_av_i8, "pppippiiiiippo")                                                                              \
     X(attn_out_i8, "pppiiiii")                                                                                        \
     X(zero_i32, "pi")                                                                                                 \
@@ -231,6 +234,11 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         attention_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
         return 0;
     case FN_attn_scores_i8: attn_scores_i8(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
+    case FN_rope_i16: rope_i16(p[0], p[1], p[2], p[3], I(4), I(5)); return 0;
+    case FN_attention_k16:
+        attention_k16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attn_scores_k16: attn_scores_k16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
     case FN_attn_exp_av_i8:
         attn_exp_av_i8(p[0], p[1], p[2], I(3), p[4], p[5], I(6), I(7), I(8), I(9), I(10), p[11], p[12], p[13]);
         return 0;

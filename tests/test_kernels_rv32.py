@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
 from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
+from attention_cases import rand_i16, random_attention_k16  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
                              attn_out_edges, attn_out_input, check_edge, exp_av_extremes, exp_av_input,
                              exp_av_out_params, exp_cut_edges, last_head_exps, prm_array, random_attention,
@@ -466,6 +467,75 @@ def gen_rope():
 # ------------------------------------------------------------------------------------------- attention
 
 
+def gen_rope_i16():
+    """rope_i16 (the int16 keys): random int16 values, the extremes, tables that saturate both ways; in place too."""
+    cases, ctx = [], 64
+    for seed in seeds(40):
+        rng = np.random.default_rng(500 + seed)
+        hs = int(rng.choice([2, 8, 16, 64]))
+        n = hs * int(rng.integers(1, 9))
+        if seed % 3:
+            cos_t, sin_t = rope_tables(ctx, hs)
+        else:
+            cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, hs // 2), dtype=np.int16) for _ in range(2))
+            cos_t[0], sin_t[0] = 2**14, 2**14
+            cos_t[1], sin_t[1] = -(2**14), 2**14
+        pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
+        x = rand_i16(rng, n)
+        if seed % 4 == 0:
+            x[::2], x[1::2] = 32767, -32768
+        c = Case("rope_i16", f"seed={seed} hs={hs} n={n} pos={pos}")
+        want = K.rope_i16(x, pos, cos_t, sin_t, hs)
+        cos_p, sin_p = c.arr(cos_t[pos]), c.arr(sin_t[pos])
+        y, xin = c.out(np.full(n, 99, np.int16)), c.out(x)
+        c.call("rope_i16", y, xin, cos_p, sin_p, n, hs)
+        c.call("rope_i16", xin, xin, cos_p, sin_p, n, hs)
+        c.expect(y, want, "y")
+        c.expect(xin, want, "y (in place)")
+        cases.append(c)
+    return cases
+
+
+def gen_attention_k16():
+    """attention_k16 (int16 K cache, scores (q . k + 128) >> 8) on the random cases with int16 keys."""
+    cases = []
+    for seed in seeds(40):
+        a = random_attention_k16(seed)
+        pos, hs, nh, nkv = a["pos"], a["head_size"], a["n_heads"], a["n_kv_heads"]
+        want = K.attention(**a)
+        kc, vc = a["k_cache"][: pos + 1], a["v_cache"][: pos + 1]
+        c = Case("attention_k16", f"seed={seed} heads={nh} kv={nkv} hs={hs} pos={pos}")
+        out, scratch = c.out(np.full(nh * hs, 99, np.int8)), c.out(np.full(pos + 9, -12345, np.int32))
+        c.call("attention_k16", out, c.arr(a["q"]), c.arr(kc), c.arr(vc), scratch, pos, nh, nkv, hs, a["score_mult"],
+               a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"], c.arr(a["table"]))
+        c.expect(out, want, "out")
+        c.expect(scratch, np.concatenate([last_head_exps(a)[0], np.full(8, -12345)]), "scratch (last head's exps)")
+        cases.append(c)
+    return cases
+
+
+def gen_attn_scores_k16():
+    cases = []
+    for seed in seeds(40):
+        rng = np.random.default_rng(700 + seed)
+        g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
+        q, cache = rand_i8(rng, g * hs), rand_i16(rng, 80 * n_kv * hs)
+        if seed % 10 == 3:
+            q[:], cache[::2], cache[1::2] = -128, -32768, 32767
+        prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
+        c = Case("attn_scores_k16", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
+        k, k_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
+        scores = c.out(np.full((g, stride), POISON32, np.int32))
+        max_ = c.out(np.concatenate([prev, np.full(4, -555, np.int32)]))
+        c.call("attn_scores_k16", scores, stride, max_, c.arr(q), k, k_stride, t0, n_t, g, hs)
+        want = np.full((g, stride), POISON32, np.int64)
+        want[:, t0:t0 + n_t], want_max = twin_scores_max(q, rows, prev if t0 else None)
+        c.expect(scores, want, "scores (poison outside [t0, t0 + n_t))")
+        c.expect(max_, np.concatenate([want_max, np.full(4, -555)]), "max (poison past g)")
+        cases.append(c)
+    return cases
+
+
 def attention_i8_case(a, label, check=None):
     """attention_i8 on the kwargs a of kernels.attention; check(want) asserts the edge's property on the twin."""
     pos, hs, nh, nkv = a["pos"], a["head_size"], a["n_heads"], a["n_kv_heads"]
@@ -879,6 +949,9 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "rope_i8": gen_rope,
     "attention_i8": gen_attention,
     "attn_scores_i8": gen_attn_scores,
+    "rope_i16": gen_rope_i16,
+    "attention_k16": gen_attention_k16,
+    "attn_scores_k16": gen_attn_scores_k16,
     "attn_exp_av_i8": gen_attn_exp_av,
     "attn_out_i8": gen_attn_out,
     "zero_i32": gen_zero,
@@ -974,6 +1047,7 @@ def test_harness_has_no_soft_float(harness):
 
 
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
+                "rope_i16", "attention_k16", "attn_scores_k16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8",
                 "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
