@@ -49,8 +49,8 @@ def keys16(model_dir):
     return compile_deployment(DPLY, [KEYS16])
 
 
-def test_keys16_types_and_kernels(keys16, compiled):
-    c = keys16
+def test_keys16_types_and_kernels(keys16, model_dir):
+    c, compiled = keys16, compile_deployment(DPLY, ["quantize.keys=int8"])
     assert c.dep.quant.keys == "int16" and compiled.dep.quant.keys == "int8"
     for i in range(c.dep.model.dims.layers):
         assert c.plan.values[f"kv.k.{i}"].dtype == "int16" and c.plan.values[f"kv.v.{i}"].dtype == "int8"
