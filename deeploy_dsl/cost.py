@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass
 
 from .graph import ATTENTION_KERNELS, Plan, Step
+from .layout import npu_packed_bytes
 from .spec import Deployment, Target
+from .tiling import LINEAR_KERNELS
 
-LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32")
 NPU_KERNELS = ("npu_linear_i8", "npu_linear_i16", "npu_linear_i32")
 
 
@@ -40,8 +41,7 @@ def npu_linear_cycles(t: Target, n_in: int, n_out: int, n_tok: int = 1) -> int:
     """One NPU job: setup, then the array's k-blocks x column-blocks per token, or the weights' streaming."""
     npu = t.npu
     array = math.ceil(n_in / npu.k_block) * math.ceil(n_out / npu.cols) * n_tok
-    weight_bytes = n_out * math.ceil(n_in / npu.k_block) * npu.k_block
-    return npu.setup_cycles + max(array, math.ceil(weight_bytes / npu.weight_bytes_per_cycle))
+    return npu.setup_cycles + max(array, math.ceil(npu_packed_bytes(n_out, n_in) / npu.weight_bytes_per_cycle))
 
 
 def cluster_linear_cycles(t: Target, cores: int, macs: int) -> int:
@@ -70,7 +70,7 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
     if s.kernel in NPU_KERNELS:
         n_in, n_out = _arg(s, "n_in").value, _arg(s, "n_out").value
         compute = npu_linear_cycles(t, n_in, n_out, n_tok)
-        wbytes = n_out * math.ceil(n_in / t.npu.k_block) * t.npu.k_block
+        wbytes = npu_packed_bytes(n_out, n_in)
         cycles = compute + dma
         peak = t.npu.k_block * t.npu.cols
         dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.dma_bytes * e.dma_pj_per_byte

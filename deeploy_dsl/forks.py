@@ -17,11 +17,7 @@ from dataclasses import replace
 from .arena import lifetimes
 from .graph import Plan, Step
 from .spec import Deployment
-from .tiling import LINEAR_KERNELS
-
-
-def _align(n: int, a: int) -> int:
-    return (n + a - 1) // a * a
+from .tiling import LINEAR_KERNELS, _align
 
 
 def fits_in_a_fork(s: Step) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .errors import Collector, Pos
+from .layout import NPU_K
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
                    Target)
@@ -83,6 +84,8 @@ def load_target(name: str, pos: Pos) -> Target:
     npu_spec = Npu(npu["name"], tuple(npu["ops"]), int(npu["k_block"]), int(npu["cols"]), int(npu["setup_cycles"]),
                    int(npu["weight_memory"]["size_bytes"]), int(npu["weight_memory"]["bytes_per_cycle"]),
                    float(npu["energy"]["pj_per_mac"]), float(npu["energy"]["pj_per_weight_byte"])) if npu else None
+    if npu_spec and npu_spec.k_block != NPU_K:  # the packing (layout.npu_pack) and the C model fix the block
+        raise ValueError(f"target {name}: npu k_block {npu_spec.k_block} is not the NPU layout's {NPU_K}")
     energy = Energy(float(en["cluster_pj_per_mac"]), float(en["cluster_pj_per_op"]), float(en["dma_pj_per_byte"]),
                     float(en["idle_mw"])) if en else None
     return Target(data["name"], data["description"], int(data["clock_hz"]), int(cl["cores"]),

@@ -14,7 +14,7 @@ from typing import Callable
 from .cost import cluster_linear_cycles, npu_linear_cycles
 from .errors import COMMAND_LINE, Collector, Pos, SpecError
 from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
-from .layout import blocked_bytes, npu_pack, unblock_rows
+from .layout import blocked_bytes, npu_pack, npu_packed_bytes, unblock_rows
 from .quantize import QuantModel
 from .spec import Deployment, MapHint, PathPattern
 
@@ -81,8 +81,7 @@ def npu_weight_bytes(op: Op, graph: Graph, dep: Deployment) -> int:
     """What a linear layer takes in the NPU's weight memory: packed int8 weights (input channels padded to
     the NPU's blocks) and its per-channel multipliers."""
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
-    k = dep.target.npu.k_block
-    return n_out * (-(-n_in // k) * k) + 4 * n_out
+    return npu_packed_bytes(n_out, n_in) + 4 * n_out
 
 
 def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int) -> tuple[int, int]:
