@@ -18,7 +18,7 @@ import yaml
 
 from .compiler import Compiled
 from .graph import C_TYPE, ITEMSIZE
-from .layout import ROWS_PER_BLOCK
+from .layout import ROWS_PER_BLOCK, weight_row_bytes
 from .memory_map import memory_maps
 from .plan_yaml import plan_yaml
 from .report import report_json
@@ -27,6 +27,7 @@ from .tokenizer import c_string_literal, c_table_source
 
 KERNEL_FILES = {
     "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c",
+    "gemv_q4_i8": "gemv.c", "gemv_q4_i16": "gemv.c", "gemv_q4_i32": "gemv.c",
     "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "rope_i16": "rope.c",
     "attention_i8": "attention.c", "attention_k16": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
@@ -157,9 +158,11 @@ def _step_view(s, c: Compiled, plan=None) -> dict:
     t = s.tiling
     if t is not None and t.kind == "rows":
         n_in, n_out = s.args[5].value, s.args[6].value
+        group = s.args[7].value if len(s.args) > 7 else 0  # int4 weights: the kernel takes the group size last
         n_tiles = -(-n_out // t.tile)
         e = [x for x, _, _ in exprs]
         view.update(body="rows", nbuf=len(t.buffers["w"]), tile=t.tile, n_tiles=n_tiles, n_in=n_in, n_out=n_out,
+                    w_row=weight_row_bytes(n_in, group), extra=f", {group}" if group else "",
                     bufs={k: [ident(b) for b in v] for k, v in t.buffers.items()},
                     y=local[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
                     tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"

@@ -70,7 +70,7 @@ def _compile(dep: Deployment) -> Compiled:
     tok = load_tokenizer(dep)
     fm = FloatModel(weights, dep.model.dims)
     ranges = calibrate(fm, dep.quant.calibration, tok)
-    quant = quantize(fm, ranges, keys=dep.quant.keys)
+    quant = quantize(fm, ranges, keys=dep.quant.keys, weights=dep.quant.weights, group=dep.quant.group)
     graph = build_graph(dep.model.dims, dep.quant.keys)
     lowered = lower(graph, quant, dep)
     plan = group_forks(tile(lowered, dep), dep)

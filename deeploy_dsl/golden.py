@@ -7,9 +7,10 @@ import numpy as np
 from . import kernels as K
 from .arena import Allocation
 from .graph import Plan
-from .layout import unblock_rows
+from .layout import q4_unpack, unblock_rows
 
 BOUNDS = {"gemv_i8": K.I8, "gemv_i16": K.I16, "gemv_i32": K.I32,
+          "gemv_q4_i8": K.I8, "gemv_q4_i16": K.I16, "gemv_q4_i32": K.I32,
           "npu_linear_i8": K.I8, "npu_linear_i16": K.I16, "npu_linear_i32": K.I32}
 NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
 
@@ -18,6 +19,13 @@ def _gemv(kernel):
     def run(y, x, wb, mult, shift, n_in, n_out):
         # one shift per layer: the C reads shift[0] (the per-row array, all entries equal, is for the tiles' DMA)
         y[:] = K.linear(x, unblock_rows(wb, n_out), mult, int(shift[0]) if n_out else 0, *BOUNDS[kernel])
+    return run
+
+
+def _gemv_q4(kernel):
+    def run(y, x, wq, mult, shift, n_in, n_out, group):
+        q, e = q4_unpack(wq, n_out, n_in, group)
+        y[:] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *BOUNDS[kernel])
     return run
 
 
@@ -53,6 +61,7 @@ def _add(y, a, b, n):
 
 TWINS = {
     "gemv_i8": _gemv("gemv_i8"), "gemv_i16": _gemv("gemv_i16"), "gemv_i32": _gemv("gemv_i32"),
+    "gemv_q4_i8": _gemv_q4("gemv_q4_i8"), "gemv_q4_i16": _gemv_q4("gemv_q4_i16"), "gemv_q4_i32": _gemv_q4("gemv_q4_i32"),
     "npu_linear_i8": _npu("npu_linear_i8"), "npu_linear_i16": _npu("npu_linear_i16"),
     "npu_linear_i32": _npu("npu_linear_i32"),
     "rope_i8": _rope, "rope_i16": _rope, "attention_i8": _attention, "attention_k16": _attention, "embed_i16": _embed, "rmsnorm_i8_part": _rmsnorm,

@@ -159,6 +159,8 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     base = doc.path.parent
     model = _model(blocks.get("model"), base, errs, file_pos)
     quant = _quantize(blocks.get("quantize"), base, errs, file_pos)
+    if model is not None and model.dims is not None and quant.weights == "int4":
+        _check_int4(model.dims, quant, errs)
     hints = _hints(blocks.get("map"), target, errs, strict_v == "yes")
     memory = _memory(blocks.get("memory"), target, errs, file_pos)
     gen = _generate(blocks.get("generate"), errs, file_pos, model)
@@ -326,14 +328,9 @@ def _fmt(v) -> str:
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
     r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys"),
                 errs, b.pos if b else file_pos)
-    weights, gran = "int8", "per_channel"
+    weights, gran, group = "int8", "per_channel", 0
     if (vals := r.values("weights")) is not None:
-        names = [v.value for v in vals]
-        if not names or names[0] != "int8":
-            errs.add(vals[0].pos if vals else r.pos("weights"), f"unsupported weight type '{names[0] if names else ''}'",
-                     "supported: int8")
-        if len(names) > 1 and names[1] != "per_channel":
-            errs.add(vals[1].pos, f"unsupported weight granularity '{names[1]}'", "supported: per_channel")
+        weights, gran, group = _weight_format(vals, r.pos("weights"), errs)
     calib = Calibration("samples", 4096, "max", 100.0, 0, r.pos("activations"))
     if (vals := r.values("activations")) is not None:
         if not vals or vals[0].value != "int8":
@@ -343,7 +340,47 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Qu
     kv = r.choice("kv_cache", ("int8",), "int8")
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
-    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys)
+    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
+                     vals[0].pos if (vals := r.values("weights")) else r.block_pos)
+
+
+Q4_MAX_IN = 8192  # gemv_q4's int32 accumulators: |sum| <= 255 * 8 * 128 * n_in < 2^31
+
+
+def _check_int4(d, quant: QuantSpec, errs: Collector) -> None:
+    """The int4 layout packs two input channels a byte and the kernels accumulate in 32 bits."""
+    for what, n in (("dim", d.dim), ("hidden", d.hidden)):
+        if n % 2 or n > Q4_MAX_IN:
+            errs.add(quant.weights_pos, f"int4 weights need an even number of input channels of at most "
+                     f"{Q4_MAX_IN:,} per linear layer; {what} is {n}", "use 'weights int8 per_channel'")
+
+
+WEIGHT_FORMATS = "'int8 per_channel' or 'int4 per_group(G)', G a multiple of 8 from 8 to 256"
+
+
+def _weight_format(vals: list, pos: Pos, errs: Collector) -> tuple[str, str, int]:
+    """`weights int8 per_channel` | `weights int4 per_group(32)`: (type, granularity, group size or 0)."""
+    names = [v.value for v in vals]
+    if not names or names[0] not in ("int8", "int4"):
+        errs.add(vals[0].pos if vals else pos, f"unsupported weight type '{names[0] if names else ''}'",
+                 f"supported: {WEIGHT_FORMATS}")
+        return "int8", "per_channel", 0
+    if names[0] == "int8":
+        if len(vals) > 1 and not (vals[1].kind == "name" and names[1] == "per_channel"):
+            errs.add(vals[1].pos, f"unsupported weight granularity '{vals[1].text}' for int8", "supported: per_channel")
+        return "int8", "per_channel", 0
+    g = vals[1] if len(vals) > 1 else None
+    ok = g is not None and g.kind == "call" and g.value == "per_group" and len(g.args) == 1 \
+        and g.args[0][0] is None and g.args[0][1].kind == "number" and isinstance(g.args[0][1].value, int)
+    size = g.args[0][1].value if ok else 0
+    if not ok or not (8 <= size <= 256 and size % 8 == 0):
+        errs.add(g.pos if g is not None else vals[0].pos,
+                 "int4 weights need a group size: per_group(G)" if not ok else f"unsupported group size {size}",
+                 f"supported: {WEIGHT_FORMATS}")
+        return "int8", "per_channel", 0
+    if len(vals) > 2:
+        errs.add(vals[2].pos, f"unexpected '{vals[2].text}' after per_group({size})")
+    return "int4", "per_group", size
 
 
 def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:

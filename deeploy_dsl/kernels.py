@@ -116,6 +116,15 @@ def linear(x, w, mult, shift: int, lo: int, hi: int):
     return requant_half_up(acc, mult, int(shift), lo, hi)
 
 
+def linear_q4(x, q, e, group: int, mult, shift: int, lo: int, hi: int):
+    """int4 weights with a scale per group of `group` input channels (gemv_q4_i8/i16/i32):
+    y[o] = sat(floor(sum_i q[o,i] * e[o, i // group] * x[i] * mult[o] / 2^shift + 1/2)); q in [-8, 7] [out, in],
+    e uint8 [out, ceil(in / group)]. The same as `linear` with the integer weights q * e."""
+    q = np.asarray(q, np.int64)
+    w = q * np.repeat(np.asarray(e, np.int64), group, axis=1)[:, : q.shape[1]]
+    return linear(x, w, mult, shift, lo, hi)
+
+
 def isqrt64(n: int) -> int:
     """floor(sqrt(n)) for 0 <= n < 2^63, the same bit-by-bit method the C uses."""
     return math.isqrt(int(n))

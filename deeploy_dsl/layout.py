@@ -96,3 +96,92 @@ def npu_unpack(wp: np.ndarray, n_in: int) -> np.ndarray:
         raise ValueError(f"npu_unpack wants int8 [n_out, {npu_k_blocks(n_in) * NPU_K}] for n_in={n_in}, "
                          f"got {wp.dtype} {wp.shape}")
     return np.ascontiguousarray(wp[:, : int(n_in)])
+
+
+# ------------------------------------------------------------------------------------------- int4 (q4)
+# int4 weights with a scale per group of G input channels (quantize block: `weights int4 per_group(G)`), read by the
+# gemv_q4_i8/i16/i32 kernels. Row o's weight at input channel i is q[o, i] * e[o, i // G] (times the row's real scale,
+# folded into the requantization multiplier): q in [-8, 7], e in [1, 255] (uint8). Rows are blocked by R as for int8;
+# a block of R rows is, group by group, the R group scales e[b*R + r, g] (bytes), then for each of the group's
+# columns R/2 bytes, byte j holding rows 2j and 2j+1:
+#
+#     byte = 16 * q[2j+1, i] + (q[2j, i] + 8)      (as a signed byte: the high nibble signed, the low one offset by 8)
+#
+# so that b * x (b the byte sign-extended) = 16 q_hi x + (q_lo + 8) x and (b >> 4) * x = q_hi x: the kernel gets both
+# rows' products with two multiplies and one shift, and takes 8 * sum(x) out of the low row per group.
+# A block is R * ceil(n_in / G) + R * n_in / 2 bytes: per row ceil(n_in / G) + n_in / 2 (n_in even).
+
+Q4_MIN, Q4_MAX = -8, 7
+Q4_EMAX = 255  # group scales are uint8
+
+
+def q4_groups(n_in: int, group: int) -> int:
+    return -(-int(n_in) // int(group))
+
+
+def q4_row_bytes(n_in: int, group: int) -> int:
+    """Bytes per row of the q4 layout (a tile of whole blocks of R rows is R times this): ceil(n_in / G) + n_in / 2."""
+    if int(n_in) % 2:
+        raise ValueError(f"the int4 layout needs an even number of input channels, got {n_in}")
+    return q4_groups(n_in, group) + int(n_in) // 2
+
+
+def weight_row_bytes(n_in: int, group: int = 0) -> int:
+    """Bytes per row of a linear layer's blocked weights: n_in for int8 (group 0), q4_row_bytes for int4."""
+    return q4_row_bytes(n_in, group) if group else int(n_in)
+
+
+def q4_pack(q: np.ndarray, e: np.ndarray, group: int) -> np.ndarray:
+    """q int8 [n_out, n_in] in [-8, 7], e uint8 [n_out, ceil(n_in / G)] -> int8 [n_blocks, R * q4_row_bytes]."""
+    q, e = np.asarray(q), np.asarray(e)
+    n_out, n_in = q.shape
+    ng = q4_groups(n_in, group)
+    if q.dtype != np.int8 or q.min(initial=0) < Q4_MIN or q.max(initial=0) > Q4_MAX:
+        raise ValueError("q4_pack wants int8 values in [-8, 7]")
+    if e.dtype != np.uint8 or e.shape != (n_out, ng):
+        raise ValueError(f"q4_pack wants uint8 group scales [{n_out}, {ng}], got {e.dtype} {e.shape}")
+    rows = padded_rows(n_out)
+    qp = np.zeros((rows, n_in), np.int16)
+    qp[:n_out] = q
+    ep = np.zeros((rows, ng), np.uint8)
+    ep[:n_out] = e
+    nb, R = n_blocks(n_out), ROWS_PER_BLOCK
+    qb = qp.reshape(nb, R, n_in)
+    pairs = (16 * qb[:, 1::2, :] + qb[:, 0::2, :] + 8).astype(np.int8)  # [nb, R/2, n_in]
+    out = np.zeros((nb, R * q4_row_bytes(n_in, group)), np.int8)
+    off = 0
+    for g in range(ng):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        out[:, off:off + R] = ep.reshape(nb, R, ng)[:, :, g].view(np.int8)
+        off += R
+        n = (c1 - c0) * R // 2
+        out[:, off:off + n] = pairs[:, :, c0:c1].transpose(0, 2, 1).reshape(nb, n)
+        off += n
+    return out
+
+
+def q4_unpack(wq: np.ndarray, n_out: int, n_in: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of q4_pack: (q int8 [n_out, n_in], e uint8 [n_out, ceil(n_in / G)]), padding dropped."""
+    wq = np.asarray(wq)
+    nb, R, ng = n_blocks(n_out), ROWS_PER_BLOCK, q4_groups(n_in, group)
+    if wq.dtype != np.int8 or wq.shape != (nb, R * q4_row_bytes(n_in, group)):
+        raise ValueError(f"q4_unpack wants int8 [{nb}, {R * q4_row_bytes(n_in, group)}], got {wq.dtype} {wq.shape}")
+    q = np.zeros((nb, R, n_in), np.int8)
+    e = np.zeros((nb, R, ng), np.uint8)
+    off = 0
+    for g in range(ng):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        e[:, :, g] = wq[:, off:off + R].view(np.uint8)
+        off += R
+        n = (c1 - c0) * R // 2
+        b = wq[:, off:off + n].reshape(nb, c1 - c0, R // 2).transpose(0, 2, 1).astype(np.int16)
+        off += n
+        hi = b >> 4
+        q[:, 1::2, c0:c1] = hi
+        q[:, 0::2, c0:c1] = b - 16 * hi - 8
+    return q.reshape(nb * R, n_in)[:n_out], e.reshape(nb * R, ng)[:n_out]
+
+
+def q4_effective(q: np.ndarray, e: np.ndarray, group: int) -> np.ndarray:
+    """The integer weights the q4 kernels multiply by: W[o, i] = q[o, i] * e[o, i // G] (int32)."""
+    return np.asarray(q, np.int32) * np.repeat(np.asarray(e, np.int32), group, axis=1)[:, : q.shape[1]]

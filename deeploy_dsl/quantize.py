@@ -16,7 +16,7 @@ import numpy as np
 from . import kernels as K
 from .errors import Diagnostic, SpecError
 from .float_model import FloatModel, rope_angles
-from .layout import block_rows
+from .layout import Q4_EMAX, Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
 from .spec import Calibration, Dims
 
 CALIB_SEQ_LEN = 256
@@ -108,13 +108,45 @@ def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, s
 
 
+Q4_CLIPS = np.linspace(0.5, 1.0, 26)  # the group ranges the int4 search tries, as fractions of the group's max
+
+
+def _weights_q4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int4 with a scale per group of `group` input channels: (q int8 [rows, cols] in [-8, 7], e uint8 [rows, groups],
+    s [rows]) with w ~= q * e[:, col // group] * s[:, None]. The group scales are integers relative to the row's s
+    (the integer path has one multiplier per row), and per group the clip (a fraction of the group's max) and so its
+    e are the ones of least squared error, with q rounded on the grid that e really gives."""
+    w = np.asarray(w, np.float64)
+    n_out, n_in = w.shape
+    ng = q4_groups(n_in, group)
+    wg = np.zeros((n_out, ng * group))
+    wg[:, :n_in] = w
+    wg = wg.reshape(n_out, ng, group)
+    gmax = np.abs(wg).max(axis=2)  # [rows, groups]
+    s = gmax.max(axis=1) / (Q4_MAX * Q4_EMAX)
+    s[s == 0] = 1.0
+    best_err = np.full((n_out, ng), np.inf)
+    best_e = np.ones((n_out, ng), np.int64)
+    for f in Q4_CLIPS:
+        e = np.clip(np.round(f * gmax / (Q4_MAX * s[:, None])), 1, Q4_EMAX)
+        step = (e * s[:, None])[:, :, None]
+        err = ((np.clip(np.round(wg / step), Q4_MIN, Q4_MAX) * step - wg) ** 2).sum(axis=2)
+        better = err < best_err  # ties keep the earlier (smaller) clip: deterministic
+        best_err, best_e = np.where(better, err, best_err), np.where(better, e, best_e)
+    q = np.clip(np.round(wg / (best_e * s[:, None])[:, :, None]), Q4_MIN, Q4_MAX).reshape(n_out, ng * group)[:, :n_in]
+    return q.astype(np.int8), best_e.astype(np.uint8), s
+
+
 def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
     pairs = [K.quantize_multiplier(float(r)) for r in np.atleast_1d(reals)]
     return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.uint8)
 
 
-def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8") -> QuantModel:
-    """keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
+def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weights: str = "int8",
+             group: int = 0) -> QuantModel:
+    """weights "int4": every linear layer's weights int4 with a scale per `group` input channels (_weights_q4), in
+    layout.q4_pack's layout for the gemv_q4 kernels; the embedding stays int8 (a table, one row read per token).
+    keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
     multiplier takes back."""
     d: Dims = fm.d
@@ -133,18 +165,23 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8") -> Qu
     def linear(op: str, wf: np.ndarray, s_in: float, s_out: float):
         # rows in blocks of R, interleaved by column: the layout the GEMV kernel walks (layout.py);
         # a tied classifier gets its own blocked copy, since the embedding reads plain rows
-        q, sw = _weights_i8(wf)
-        consts[op + ".wb"] = block_rows(q)
+        if weights == "int4":
+            q, e, sw = _weights_q4(wf, group)
+            consts[op + ".wq4"] = q4_pack(q, e, group)
+        else:
+            q, sw = _weights_i8(wf)
+            consts[op + ".wb"] = block_rows(q)
+        live = q.any(axis=1)
         # one shift for the layer, a multiplier per row (kernels.layer_multipliers); the shift stays a per-row
         # array (all entries equal) that the tiles' DMA slices with the rows. An all-zero row's factor is
         # arbitrary (its outputs are 0): it takes the smallest, so that it cannot cost the other rows' precision
         reals = s_in * sw / s_out
-        live = q.any(axis=1)
         if live.any() and not live.all():
             reals = np.where(live, reals, reals[live].min())
         mult, shift = K.layer_multipliers(reals)
         consts[op + ".mult"], consts[op + ".shift"] = mult, np.full(q.shape[0], shift, np.uint8)
-        params[op] = {"weight": op + ".wb", "n_out": int(q.shape[0]), "n_in": int(q.shape[1])}
+        params[op] = {"weight": op + (".wq4" if weights == "int4" else ".wb"), "n_out": int(q.shape[0]),
+                      "n_in": int(q.shape[1]), "group": group if weights == "int4" else 0}
 
     def norm(op: str, g: np.ndarray):
         s_out = act_scale(op)

@@ -14,7 +14,7 @@ from typing import Callable
 from .cost import cluster_linear_cycles, npu_linear_cycles
 from .errors import COMMAND_LINE, Collector, Pos, SpecError
 from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
-from .layout import blocked_bytes, npu_pack, npu_packed_bytes, unblock_rows
+from .layout import npu_pack, npu_packed_bytes, padded_rows, unblock_rows, weight_row_bytes
 from .quantize import QuantModel
 from .spec import Deployment, MapHint, PathPattern
 
@@ -88,7 +88,8 @@ def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int) -> tuple
     """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU."""
     t = dep.target
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
-    dma = -(-(blocked_bytes(n_out, n_in) + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
+    wbytes = padded_rows(n_out) * weight_row_bytes(n_in, dep.quant.group)
+    dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
     return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
 
 
@@ -116,6 +117,13 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
             continue
         for m in matched:
             auto.pop(m, None)
+        if h.engine == "npu" and dep.quant.weights == "int4":
+            # every linear layer has int4 weights, and the NPU's array multiplies int8
+            errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU takes int8 weights and the linear layers' are int4 "
+                     f"(quantize: weights int4 per_group({dep.quant.group}))"
+                     + ("" if dep.strict else "; they run on the cluster"), severity=severity,
+                     hint="use 'weights int8 per_channel' to map layers to the NPU")
+            continue
         if h.engine == "npu":
             non_linear = [m for m in matched if ops[m].kind not in LINEAR_KINDS]
             # a '*' in the op name (or 'default') selects ops of several kinds: the NPU takes the linear ones.
@@ -176,8 +184,9 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict) -> Non
     for name, h in auto.items():
         op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
         cores = h.cores if h.cores is not None else t.cores
-        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops:
-            why = "the NPU runs only linear layers" if t.npu is not None else f"{t.name} has no NPU"
+        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or dep.quant.weights == "int4":
+            why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
+                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
             placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)
             continue
         on_cluster, on_npu = linear_estimates(op, graph, dep, cores)
@@ -240,14 +249,21 @@ def _int(v: int, label: str) -> Arg:
 
 
 def lower_linear(kernel: str):
+    """int8 weights (gemv_iN), or with `q4` int4 weights with group scales (gemv_q4_iN: one more argument, the group
+    size); each rule takes only its own weight format."""
+    q4 = kernel.startswith("gemv_q4")
+
     def lower(op: Op, c: Ctx):
         p = c.q.params[op.name]
+        if bool(p.get("group")) != q4:
+            return None
         n_out, n_in = p["n_out"], p["n_in"]
         out = _buf(op.outputs[0], "y", op.row)
+        w = f"W[{n_out},{n_in}] (int4, a scale per {p['group']} columns)" if q4 else f"W[{n_out},{n_in}]"
         return kernel, (out, _buf(op.inputs[0], "x"), _const(p["weight"], "w"),
                         _const(op.name + ".mult", "mult"), _const(op.name + ".shift", "shift"),
-                        _int(n_in, "n_in"), _int(n_out, "n_out")), \
-            f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}])"
+                        _int(n_in, "n_in"), _int(n_out, "n_out")) + ((_int(p["group"], "group"),) if q4 else ()), \
+            f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
     lower.__name__ = f"lower_{kernel}"
     return lower
 
@@ -255,6 +271,8 @@ def lower_linear(kernel: str):
 def lower_npu(kernel: str):
     def lower(op: Op, c: Ctx):
         p = c.q.params[op.name]
+        if p.get("group"):
+            return None  # the NPU takes int8 weights only (place_ops keeps int4 layers on the cluster)
         n_out, n_in = p["n_out"], p["n_in"]
         return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const(op.name + ".wn", "w"),
                         _const(op.name + ".mult", "mult"), _const(op.name + ".shift", "shift"),
@@ -325,6 +343,9 @@ RULES: tuple[Rule, ...] = (
     Rule("embed_i16", "embed", lower=lower_embed),
     Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm, split=Split((), "dim", bounds=("lo", "hi"))),
     Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
+    Rule("linear_q4_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_q4_i8")),
+    Rule("linear_q4_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_q4_i16")),
+    Rule("linear_q4_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_q4_i32")),
     Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
     Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),
     Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_npu("npu_linear_i8")),

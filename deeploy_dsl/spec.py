@@ -57,14 +57,16 @@ class Calibration:
 
 @dataclass(frozen=True)
 class QuantSpec:
-    weights: str  # "int8"
-    granularity: str  # "per_channel"
+    weights: str  # "int8" or "int4"
+    granularity: str  # "per_channel" (int8) or "per_group" (int4)
     activations: str  # "int8"
     calibration: Calibration
     kv_cache: str  # "int8"
     residual: str  # "int16"
     pos: Pos
     keys: str = "int8"  # "int8" or "int16": the k projection, RoPE on k and the K cache
+    group: int = 0  # int4: input channels per weight scale
+    weights_pos: Pos | None = None  # the `weights` setting, for errors about the weight format
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from dataclasses import replace
 from .arena import lifetimes
 from .errors import Collector, MemoryError_
 from .graph import ATTENTION_KERNELS, ITEMSIZE, Plan, Step, Tiling, Value, Xfer
-from .layout import ROWS_PER_BLOCK, blocked_bytes, n_blocks
+from .layout import ROWS_PER_BLOCK, n_blocks, padded_rows, weight_row_bytes
 from .spec import Deployment
 
-LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32")
+LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32", "gemv_q4_i8", "gemv_q4_i16", "gemv_q4_i32")
 
 
 def _align(n: int, a: int) -> int:
@@ -93,7 +93,8 @@ class _Tiler:
 
     def tile_linear(self, s: Step, avail: int) -> Step:
         n_in, n_out = s.args[5].value, s.args[6].value
-        xfers, used = self.stage(s, skip=("w", "mult", "shift"))
+        wrow = weight_row_bytes(n_in, s.args[7].value if len(s.args) > 7 else 0)  # int4: its group scales and nibbles
+        xfers, used = self.stage(s, skip=("w", "mult", "shift", "group"))
         if not self.weights_far:
             return self.finish(s, None, xfers, 1, 0)
         room = avail - used
@@ -105,19 +106,19 @@ class _Tiler:
             if math.ceil(blocks / per) != n_tiles:
                 continue
             rows = per * ROWS_PER_BLOCK
-            need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in (n_in, 4, 1))
+            need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in (wrow, 4, 1))
             if need <= room:
                 break
         else:
-            smallest = sum(_align(ROWS_PER_BLOCK * b, self.align) for b in (n_in, 4, 1)) * self.nbuf(blocks)
+            smallest = sum(_align(ROWS_PER_BLOCK * b, self.align) for b in (wrow, 4, 1)) * self.nbuf(blocks)
             return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
                                                           "multipliers and shifts")
         padded, rows = rows, min(rows, n_out)
         k = self.nbuf(n_tiles)
-        bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", padded, n_in) for b in range(k)),
+        bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", padded, wrow) for b in range(k)),
                 "mult": tuple(self.new_buf(f"{s.op}.mult_tile{b}", "int32", rows) for b in range(k)),
                 "shift": tuple(self.new_buf(f"{s.op}.shift_tile{b}", "uint8", rows) for b in range(k))}
-        moved = blocked_bytes(n_out, n_in) + n_out * 5
+        moved = padded_rows(n_out) * wrow + n_out * 5
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
     def tile_attention(self, s: Step, avail: int) -> Step:

@@ -29,4 +29,19 @@ void gemv_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8
               const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
               int32_t n_in, int32_t n_out);
 
+/* int4 weights with a scale per group of `group` input channels (deeploy_dsl/layout.py: q4_pack; the same integers as
+ * kernels.linear_q4): y[o] = sat8(floor(sum_i q[o,i] * e[o, i/group] * x[i] * mult[o] / 2^shift[0] + 1/2)).
+ * wq: ceil(n_out/R) blocks of R * (ceil(n_in/group) + n_in/2) bytes. Needs n_in even, <= 8192; group a multiple of 8. */
+void gemv_q4_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wq /* q4 blocks */,
+                const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+                int32_t n_in, int32_t n_out, int32_t group);
+/* the same with sat16 */
+void gemv_q4_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wq /* q4 blocks */,
+                 const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+                 int32_t n_in, int32_t n_out, int32_t group);
+/* the same with sat32 */
+void gemv_q4_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wq /* q4 blocks */,
+                 const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+                 int32_t n_in, int32_t n_out, int32_t group);
+
 #endif /* DEEPLOY_GEMV_H */

@@ -4,10 +4,10 @@
 #include "gemv.h"
 
 void linear_tile_load(dma_job *job, int8_t *w_tile, int32_t *mult_tile, uint8_t *shift_tile, const int8_t *w,
-                      const int32_t *mult, const uint8_t *shift, int32_t r0, int32_t rows, int32_t n_in) {
+                      const int32_t *mult, const uint8_t *shift, int32_t r0, int32_t rows, int32_t row_bytes) {
     /* rows come in blocks of GEMV_ROWS_PER_BLOCK (r0 is a multiple); the last block is zero-padded */
     const int32_t padded = (rows + GEMV_ROWS_PER_BLOCK - 1) / GEMV_ROWS_PER_BLOCK * GEMV_ROWS_PER_BLOCK;
-    dma_start(job, w_tile, w + (int64_t)r0 * n_in, (uint32_t)(padded * n_in));
+    dma_start(job, w_tile, w + (int64_t)r0 * row_bytes, (uint32_t)(padded * row_bytes));
     dma_start(job, mult_tile, mult + r0, (uint32_t)rows * sizeof *mult);
     dma_start(job, shift_tile, shift + r0, (uint32_t)rows);
 }

@@ -6,12 +6,12 @@
 
 #include "dma.h"
 
-/* start moving rows [r0, r0 + rows) of a linear layer: its int8 weights (in GEMV blocks, r0 a multiple
- * of the block), multipliers and shifts */
-void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R), n_in, R] */, int32_t *mult_tile /* [rows] */,
-                      uint8_t *shift_tile /* [rows] */, const int8_t *w /* [n_out, n_in] */,
+/* start moving rows [r0, r0 + rows) of a linear layer: its weights (in GEMV blocks, r0 a multiple of the block;
+ * row_bytes per row: n_in for int8, layout.q4_row_bytes for int4), multipliers and shifts */
+void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R) * R, row_bytes] */, int32_t *mult_tile /* [rows] */,
+                      uint8_t *shift_tile /* [rows] */, const int8_t *w /* [ceil(n_out/R) * R, row_bytes] */,
                       const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */,
-                      int32_t r0, int32_t rows, int32_t n_in);
+                      int32_t r0, int32_t rows, int32_t row_bytes);
 
 /* start moving positions [t0, t0 + n_t) of one kv head (hs bytes at stride kv_dim) into a dense tile; one transfer.
  * Several consecutive kv heads at once: head = the first, hs = their count * head_size (each row side by side) */
