@@ -48,12 +48,15 @@ def plan_yaml(c) -> str:
                   "vocab": d.vocab, "context": d.context, "norm_eps": d.norm_eps, "rope_theta": d.rope_theta,
                   "tied": d.tied},
         "quantization": {
-            "weights": f"{dep.quant.weights} {dep.quant.granularity} symmetric",
+            "weights": f"{dep.quant.weights} {dep.quant.granularity}"
+                       + (f"({dep.quant.group}), uint8 group scales times one per row" if dep.quant.group else "")
+                       + " symmetric",
             "activations": f"{dep.quant.activations} per-tensor symmetric",
             "calibration": f"{dep.quant.calibration.source if dep.quant.calibration.source == 'samples' else 'file'}"
                            f", {dep.quant.calibration.tokens} tokens, seed {dep.quant.calibration.seed}, "
-                           f"stat {dep.quant.calibration.stat}",
-            "kv_cache": dep.quant.kv_cache, "residual": dep.quant.residual, "logits": "int32",
+                           f"stat {dep.quant.calibration.stat}"
+                           + (f"({dep.quant.calibration.percentile:g})" if dep.quant.calibration.stat == "percentile" else ""),
+            "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys, "residual": dep.quant.residual, "logits": "int32",
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
         "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,

@@ -59,7 +59,9 @@
     X(kv_tile_load, "pppiiii")                                                                                        \
     X(attention_tiled, "pppppipppppiiiiiiiiipiiii")
 #ifdef DPL_HAVE_GEMV
-#define FNS(X) FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii")
+#define FNS(X)                                                                                                        \
+    FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii") X(gemv_q4_i8, "pppppiii")          \
+    X(gemv_q4_i16, "pppppiii") X(gemv_q4_i32, "pppppiii")
 #else
 #define FNS(X) FNS_BASE(X)
 #endif
@@ -267,6 +269,9 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_gemv_i8: gemv_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
     case FN_gemv_i16: gemv_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
     case FN_gemv_i32: gemv_i32(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
+    case FN_gemv_q4_i8: gemv_q4_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7)); return 0;
+    case FN_gemv_q4_i16: gemv_q4_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7)); return 0;
+    case FN_gemv_q4_i32: gemv_q4_i32(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7)); return 0;
 #endif
     default: return 0;
     }

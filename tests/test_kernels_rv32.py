@@ -367,6 +367,54 @@ def gen_gemv(bits, layout):
     return cases
 
 
+def q4_inputs():
+    """(x, q, e, group, mult, shift array, shift, label) of the int4 cases: random, extremes, every tail of a block and
+    of the last group, tiny and large groups, every requantization form."""
+    rng = np.random.default_rng(8000)
+    for k in range(40):
+        group = int(rng.choice([8, 16, 32, 64, 256]))
+        n_in, n_out = 2 * int(rng.integers(1, 150)), int(rng.integers(1, 40))
+        x, q = rand_i8(rng, n_in), rng.integers(-8, 8, (n_out, n_in)).astype(np.int8)
+        e = rng.integers(1, 256, (n_out, -(-n_in // group))).astype(np.uint8)
+        if k % 8 == 0:  # the largest products of both signs: q -8 and 7, e 255, x -128
+            x[:], e[:] = -128, 255
+            q[: n_out // 2], q[n_out // 2:] = -8, 7
+        reals = 10 ** rng.uniform(-1, 1, n_out) / (128 * 8 * 128 * math.sqrt(n_in)) * 4.0 ** rng.integers(-3, 12)
+        mult, shift = layer_mults(reals) if k % 5 != 2 else (tie_heavy(rng, n_out)[0], int(rng.integers(1, 4)))
+        yield x, q, e, group, mult, shift_array(shift, n_out, rng), shift, f"q4 k={k} n_in={n_in} n_out={n_out} G={group}"
+    for n_out in range(1, 2 * 8 + 2):
+        for n_in, group in ((2, 8), (10, 8), (18, 16), (40, 32), (64, 32)):
+            x, q = rand_i8(rng, n_in), rng.integers(-8, 8, (n_out, n_in)).astype(np.int8)
+            e = rng.integers(1, 256, (n_out, -(-n_in // group))).astype(np.uint8)
+            mult, shift = layer_mults(10 ** rng.uniform(-3, 0, n_out) * 10 ** rng.uniform(-12, 0))
+            yield x, q, e, group, mult, shift_array(shift, n_out, rng), shift, f"q4 shape n_out={n_out} n_in={n_in} G={group}"
+
+
+def gen_gemv_q4(bits, layout):
+    """gemv_q4_iN over layout.q4_pack's layout: the integers of kernels.linear_q4, whole and in tiles of blocks."""
+    dt, lim = LINEAR_DTYPES[bits]
+    R = layout.ROWS_PER_BLOCK
+    cases = []
+    for x, q, e, group, mult, shifts, shift, label in q4_inputs():
+        n_out, n_in = q.shape
+        wq = np.asarray(layout.q4_pack(q, e, group)).reshape(-1)
+        c = Case(f"gemv_q4_i{bits}", label)
+        y = c.out(np.full(n_out, 99, dt))
+        c.call(f"gemv_q4_i{bits}", y, c.arr(x), c.arr(wq), c.arr(mult), c.arr(shifts), n_in, n_out, group)
+        c.expect(y, K.linear_q4(x, q, e, group, mult, shift, *lim), "y")
+        cases.append(c)
+        if n_out > 2 * R:  # tiles of whole blocks: wq offset by R * q4_row_bytes a block
+            c = Case(f"gemv_q4_i{bits}", label + " tiled")
+            y, xp, wp, mp = c.out(np.full(n_out, 99, dt)), c.arr(x), c.arr(wq), c.arr(mult)
+            sp = c.arr(shift_array(shift, n_out))
+            for o0 in range(0, n_out, 2 * R):
+                c.call(f"gemv_q4_i{bits}", y + o0, xp, wp + o0 * layout.q4_row_bytes(n_in, group), mp + o0, sp + o0,
+                       n_in, min(2 * R, n_out - o0), group)
+            c.expect(y, K.linear_q4(x, q, e, group, mult, shift, *lim), "y")
+            cases.append(c)
+    return cases
+
+
 # --------------------------------------------------------------------------------------------- rmsnorm
 
 
@@ -1017,6 +1065,7 @@ def rv32_results(harness, tmp_path_factory) -> dict[str, list[tuple[Case, Result
     if harness.gemv:
         layout = gemv_layout()
         gens.update({f"gemv_i{b}": (lambda b=b: gen_gemv(b, layout)) for b in (8, 16, 32)})
+        gens.update({f"gemv_q4_i{b}": (lambda b=b: gen_gemv_q4(b, layout)) for b in (8, 16, 32)})
     cases = [c for gen in gens.values() for c in gen()]
     # balance the shards by bytes shipped (a fair proxy for the work here), heaviest cases first
     shards: list[list[int]] = [[] for _ in range(N_SHARDS)]
@@ -1078,6 +1127,12 @@ def test_gemv_matches_twin_on_rv32(harness, rv32_results, bits):
         pytest.skip("kernels_c/gemv.c is there but deeploy_dsl/layout.py (block_rows, ROWS_PER_BLOCK) is not")
     assert harness.gemv, f"kernels_c/gemv.c does not build for RV32:\n{harness.gemv_error}"
     check_runs(f"gemv_i{bits}", rv32_results.get(f"gemv_i{bits}", []))
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+def test_gemv_q4_matches_twin_on_rv32(harness, rv32_results, bits):
+    assert harness.gemv, f"kernels_c/gemv.c does not build for RV32:\n{harness.gemv_error}"
+    check_runs(f"gemv_q4_i{bits}", rv32_results.get(f"gemv_q4_i{bits}", []))
 
 
 def test_instruction_counts_grow_with_the_work(rv32_results):
