@@ -104,7 +104,8 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
         for p, at in r["greedy_divergence"].items():
             typer.echo(f"  greedy {p!r}: " + ("identical" if at is None else f"diverges at token {at}"))
         for row in r.get("per_layer", []):
-            typer.echo(f"  layer {row['layer']} alone: KL {row['kl_mean']:.5f}, top-1 {row['top1_agreement']:.4f}, "
+            unit = row["layer"] if row["layer"] == "lm_head" else f"layer {row['layer']}"
+            typer.echo(f"  {unit} alone: KL {row['kl_mean']:.5f}, top-1 {row['top1_agreement']:.4f}, "
                        f"ppl ratio {row['ppl_ratio']:.4f}")
     _guard(go)
 

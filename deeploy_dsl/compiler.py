@@ -15,7 +15,7 @@ from .forks import group_forks
 from .graph import Graph, Plan, build_graph
 from .prefill import Prefill, build as build_prefill
 from .interpret import load_deployment
-from .quantize import QuantModel, calibrate, quantize
+from .quantize import QuantModel, calibrate, input_hessians, quantize
 from .rules import lower
 from .tiling import tile
 from .spec import Deployment
@@ -69,8 +69,10 @@ def _compile(dep: Deployment) -> Compiled:
     weights = load_weights(dep.model)
     tok = load_tokenizer(dep)
     fm = FloatModel(weights, dep.model.dims)
-    ranges = calibrate(fm, dep.quant.calibration, tok)
-    quant = quantize(fm, ranges, keys=dep.quant.keys, weights=dep.quant.weights, group=dep.quant.group)
+    hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
+    ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
+    quant = quantize(fm, ranges, keys=dep.quant.keys, weights=dep.quant.weights, group=dep.quant.group,
+                     hessians=hessians)
     graph = build_graph(dep.model.dims, dep.quant.keys)
     lowered = lower(graph, quant, dep)
     plan = group_forks(tile(lowered, dep), dep)

@@ -7,9 +7,9 @@ models read them teacher-forced, and at every position but the last:
   * perplexity of each on the sampled next tokens (the integer logits times their scale), and their ratio;
   * mean KL(float || int8) of the next-token distributions;
 and for a few fixed prompts, the first generated position where greedy decoding diverges (None: never,
-within `GREEDY_TOKENS`). `--per-layer` quantizes one layer at a time, the rest float, and ranks the
-layers by the damage they do (a float simulation: that layer's weights per-channel int8, its
-activations rounded to their calibrated int8 scales; the integer norms, softmax and tables are not
+within `GREEDY_TOKENS`). `--per-layer` quantizes one layer (or the classifier) at a time, the rest float, and
+ranks them by the damage they do (a float simulation: that layer's weights in the deployment's format, int8 per
+channel or int4 per group with nearest rounding, its activations rounded to their calibrated int8 scales; the integer norms, softmax and tables are not
 simulated, so the figures rank layers rather than reproduce the integer model).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from .compiler import Compiled
 from .golden import Golden
+from .quantize import _weights_q4
 from .runner import run_golden_compiled
 
 PROMPTS = ("", "Once upon a time", "Lily and Tom went to the park.", 'The big dog was happy. He said, "Hello!"')
@@ -81,22 +82,37 @@ def _int8_rows(w: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(w / s), -127, 127) * s).astype(np.float32)
 
 
+def _int4_groups(w: np.ndarray, group: int) -> np.ndarray:
+    """int4 with a scale per group (quantize._weights_q4, nearest rounding), dequantized."""
+    q, e, s = _weights_q4(w, group)
+    return (q * np.repeat(e.astype(np.float64), group, axis=1)[:, : q.shape[1]] * s[:, None]).astype(np.float32)
+
+
+LINEAR = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
+
+
 def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0) -> list[dict]:
-    """Each transformer layer quantized alone (weights and activations), ranked by KL, most damaging first."""
+    """Each transformer layer, and the classifier, quantized alone (weights in the deployment's format, activations),
+    ranked by KL, most damaging first. Rows name `layer` (an index, or "lm_head")."""
     seqs = c.fm.sample(sequences, length, seed)
     ref = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(sequences))
+    q = c.dep.quant
+    deq = (lambda w: _int4_groups(w, q.group)) if q.weights == "int4" else _int8_rows
+    units = [(li, f"layers.{li}.") for li in range(len(c.weights.layers))] + [("lm_head", "final_norm")]
     rows = []
-    for li, lw in enumerate(c.weights.layers):
-        qw = replace(lw, **{k: _int8_rows(getattr(lw, k)) for k in ("wq", "wk", "wv", "wo", "w1", "w2", "w3")})
-        layers = list(c.weights.layers)
-        layers[li] = qw
-        fm = type(c.fm)(replace(c.weights, layers=tuple(layers)), c.fm.d)
-        prefix = f"layers.{li}."
+    for unit, prefix in units:
+        if unit == "lm_head":
+            weights = replace(c.weights, lm_head=deq(c.weights.lm_head))
+        else:
+            layers = list(c.weights.layers)
+            layers[unit] = replace(layers[unit], **{k: deq(getattr(layers[unit], k)) for k in LINEAR})
+            weights = replace(c.weights, layers=tuple(layers))
+        fm = type(c.fm)(weights, c.fm.d)
 
         def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
             s = c.quant.scales.get(name)
             return _fake_quant(x, s) if s and name.startswith(prefix) else x
 
         lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(sequences), transform=act)
-        rows.append({"layer": li, **compare(ref, lg, seqs[:, 1:])})
+        rows.append({"layer": unit, **compare(ref, lg, seqs[:, 1:])})
     return sorted(rows, key=lambda r: -r["kl_mean"])

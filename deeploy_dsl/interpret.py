@@ -328,8 +328,10 @@ def _fmt(v) -> str:
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
     r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys"),
                 errs, b.pos if b else file_pos)
-    weights, gran, group = "int8", "per_channel", 0
+    weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
+        if vals and vals[-1].kind == "name" and vals[-1].value in ROUNDINGS:
+            rounding, vals = vals[-1].value, vals[:-1]
         weights, gran, group = _weight_format(vals, r.pos("weights"), errs)
     calib = Calibration("samples", 4096, "max", 100.0, 0, r.pos("activations"))
     if (vals := r.values("activations")) is not None:
@@ -341,7 +343,7 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Qu
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
-                     vals[0].pos if (vals := r.values("weights")) else r.block_pos)
+                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding)
 
 
 Q4_MAX_IN = 8192  # gemv_q4's int32 accumulators: |sum| <= 255 * 8 * 128 * n_in < 2^31
@@ -355,15 +357,20 @@ def _check_int4(d, quant: QuantSpec, errs: Collector) -> None:
                      f"{Q4_MAX_IN:,} per linear layer; {what} is {n}", "use 'weights int8 per_channel'")
 
 
-WEIGHT_FORMATS = "'int8 per_channel' or 'int4 per_group(G)', G a multiple of 8 from 8 to 256"
+WEIGHT_FORMATS = ("'int8 per_channel' or 'int4 per_group(G)', G a multiple of 8 from 8 to 256, "
+                  "then optionally the rounding: nearest (default) or gptq")
+ROUNDINGS = ("nearest", "gptq")
 
 
 def _weight_format(vals: list, pos: Pos, errs: Collector) -> tuple[str, str, int]:
-    """`weights int8 per_channel` | `weights int4 per_group(32)`: (type, granularity, group size or 0)."""
+    """`weights int8 per_channel` | `weights int4 per_group(32)` (a rounding after them is taken off before):
+    (type, granularity, group size or 0)."""
     names = [v.value for v in vals]
-    if not names or names[0] not in ("int8", "int4"):
-        errs.add(vals[0].pos if vals else pos, f"unsupported weight type '{names[0] if names else ''}'",
-                 f"supported: {WEIGHT_FORMATS}")
+    if not names:
+        errs.add(pos, "expected a weight type", f"supported: {WEIGHT_FORMATS}")
+        return "int8", "per_channel", 0
+    if names[0] not in ("int8", "int4"):
+        errs.add(vals[0].pos, f"unsupported weight type '{names[0]}'", f"supported: {WEIGHT_FORMATS}")
         return "int8", "per_channel", 0
     if names[0] == "int8":
         if len(vals) > 1 and not (vals[1].kind == "name" and names[1] == "per_channel"):

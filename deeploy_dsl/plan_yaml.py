@@ -50,7 +50,7 @@ def plan_yaml(c) -> str:
         "quantization": {
             "weights": f"{dep.quant.weights} {dep.quant.granularity}"
                        + (f"({dep.quant.group}), uint8 group scales times one per row" if dep.quant.group else "")
-                       + " symmetric",
+                       + " symmetric" + (", GPTQ rounding" if dep.quant.rounding == "gptq" else ""),
             "activations": f"{dep.quant.activations} per-tensor symmetric",
             "calibration": f"{dep.quant.calibration.source if dep.quant.calibration.source == 'samples' else 'file'}"
                            f", {dep.quant.calibration.tokens} tokens, seed {dep.quant.calibration.seed}, "

@@ -16,6 +16,7 @@ import numpy as np
 from . import kernels as K
 from .errors import Diagnostic, SpecError
 from .float_model import FloatModel, rope_angles
+from .gptq import Hessians, gptq_int8, gptq_q4
 from .layout import Q4_EMAX, Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
 from .spec import Calibration, Dims
 
@@ -84,9 +85,18 @@ class _Ranges:
         return out
 
 
-def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None) -> dict[str, float]:
-    """Activation ranges from the float model on the calibration tokens."""
-    obs = _Ranges(cal.stat, cal.percentile)
+LINEAR_INPUTS = ("attn_norm", "attn.attention", "mlp_norm", "mlp.swiglu")  # what a layer's linear ops read
+
+
+def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None, hessians: Hessians | None = None) -> dict[str, float]:
+    """Activation ranges from the float model on the calibration tokens (and, given `hessians`, the linear layers'
+    input statistics that GPTQ rounding needs, from the same pass)."""
+    ranges = _Ranges(cal.stat, cal.percentile)
+
+    def obs(name: str, a: np.ndarray) -> None:
+        ranges(name, a)
+        if hessians is not None:
+            hessians(name, a)
     length = min(CALIB_SEQ_LEN, fm.d.context)
     if cal.source == "samples":
         fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=obs)
@@ -97,7 +107,12 @@ def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None) -> dict[str, flo
         for s in range(0, len(ids), length):
             chunk = np.array([ids[s:s + length]])
             fm.forward(chunk, 0, fm.new_cache(1), obs)
-    return obs.result()
+    return ranges.result()
+
+
+def input_hessians(d: Dims) -> Hessians:
+    """An empty collector for the inputs of every linear layer of a model."""
+    return Hessians({f"layers.{i}.{n}" for i in range(d.layers) for n in LINEAR_INPUTS} | {"final_norm"})
 
 
 def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +158,9 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weights: str = "int8",
-             group: int = 0) -> QuantModel:
-    """weights "int4": every linear layer's weights int4 with a scale per `group` input channels (_weights_q4), in
+             group: int = 0, hessians: Hessians | None = None) -> QuantModel:
+    """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
+    weights "int4": every linear layer's weights int4 with a scale per `group` input channels (_weights_q4), in
     layout.q4_pack's layout for the gemv_q4 kernels; the embedding stays int8 (a table, one row read per token).
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
@@ -162,14 +178,15 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weigh
 
     sc["residual"] = act_scale("residual", 16)
 
-    def linear(op: str, wf: np.ndarray, s_in: float, s_out: float):
+    def linear(op: str, src: str, wf: np.ndarray, s_in: float, s_out: float):
         # rows in blocks of R, interleaved by column: the layout the GEMV kernel walks (layout.py);
         # a tied classifier gets its own blocked copy, since the embedding reads plain rows
+        h = hessians.mean(src) if hessians is not None else None
         if weights == "int4":
-            q, e, sw = _weights_q4(wf, group)
+            q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group, Q4_CLIPS)
             consts[op + ".wq4"] = q4_pack(q, e, group)
         else:
-            q, sw = _weights_i8(wf)
+            q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
             consts[op + ".wb"] = block_rows(q)
         live = q.any(axis=1)
         # one shift for the layer, a multiplier per row (kernels.layer_multipliers); the shift stays a per-row
@@ -209,7 +226,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weigh
         norm(p + "attn_norm", lw.att_norm)
         for name, wf in (("q", lw.wq), ("k", lw.wk), ("v", lw.wv)):
             sc[p + "attn." + name] = act_scale(p + "attn." + name, k_bits if name == "k" else 8)
-            linear(p + "attn." + name, wf, sc[p + "attn_norm"], sc[p + "attn." + name])
+            linear(p + "attn." + name, p + "attn_norm", wf, sc[p + "attn_norm"], sc[p + "attn." + name])
         s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
         k_unit = (1 << K.K16_SCORE_SHIFT) if k_bits == 16 else 1  # a score unit is 2^8 q.k units with int16 keys
         sm, ss, cut = K.score_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] * k_unit / math.sqrt(d.head_size)
@@ -220,11 +237,11 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weigh
             om, os_ = int(K.rshift_round(om, os_ + exp_bits - 62)) or 1, 62 - exp_bits
         params[p + "attn.attention"] = {"score_mult": sm, "score_shift": ss, "score_cut": cut, "out_mult": om,
                                         "out_shift": os_ + exp_bits}
-        linear(p + "attn.o", lw.wo, s_att, sc["residual"])
+        linear(p + "attn.o", p + "attn.attention", lw.wo, s_att, sc["residual"])
         norm(p + "mlp_norm", lw.ffn_norm)
         for name, wf in (("gate", lw.w1), ("up", lw.w3)):
             sc[p + "mlp." + name] = act_scale(p + "mlp." + name)
-            linear(p + "mlp." + name, wf, sc[p + "mlp_norm"], sc[p + "mlp." + name])
+            linear(p + "mlp." + name, p + "mlp_norm", wf, sc[p + "mlp_norm"], sc[p + "mlp." + name])
         # SiLU is exact as a table: the gate is int8, so there are only 256 inputs
         xs = (np.arange(256) - 128) * sc[p + "mlp.gate"]
         silu = xs / (1.0 + np.exp(-xs))
@@ -233,8 +250,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weigh
         s_h = sc[p + "mlp.swiglu"] = act_scale(p + "mlp.swiglu")
         hm, hs = K.quantize_multiplier(s_t * sc[p + "mlp.up"] / s_h)
         params[p + "mlp.swiglu"] = {"mult": hm, "shift": hs}
-        linear(p + "mlp.down", lw.w2, s_h, sc["residual"])
+        linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_h, sc["residual"])
     norm("final_norm", w.final_norm)
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
-    linear("lm_head", w.lm_head, sc["final_norm"], sc["lm_head"])
+    linear("lm_head", "final_norm", w.lm_head, sc["final_norm"], sc["lm_head"])
     return QuantModel(consts, params, sc)

@@ -67,6 +67,7 @@ class QuantSpec:
     keys: str = "int8"  # "int8" or "int16": the k projection, RoPE on k and the K cache
     group: int = 0  # int4: input channels per weight scale
     weights_pos: Pos | None = None  # the `weights` setting, for errors about the weight format
+    rounding: str = "nearest"  # "nearest" or "gptq": how weights are rounded onto their grid
 
 
 @dataclass(frozen=True)
