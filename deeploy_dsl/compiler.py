@@ -16,7 +16,7 @@ from .graph import Graph, Plan, build_graph
 from .prefill import Prefill, build as build_prefill
 from .interpret import load_deployment
 from .quantize import QuantModel, calibrate, input_hessians, quantize
-from .rules import lower
+from .rules import lower, weight_groups
 from .tiling import tile
 from .spec import Deployment
 from .tokenizer import Tokenizer
@@ -71,9 +71,8 @@ def _compile(dep: Deployment) -> Compiled:
     fm = FloatModel(weights, dep.model.dims)
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
-    quant = quantize(fm, ranges, keys=dep.quant.keys, weights=dep.quant.weights, group=dep.quant.group,
-                     hessians=hessians)
     graph = build_graph(dep.model.dims, dep.quant.keys)
+    quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians)
     lowered = lower(graph, quant, dep)
     plan = group_forks(tile(lowered, dep), dep)
     alloc = allocate(plan, dep)

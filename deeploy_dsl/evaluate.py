@@ -88,7 +88,8 @@ def _int4_groups(w: np.ndarray, group: int) -> np.ndarray:
     return (q * np.repeat(e.astype(np.float64), group, axis=1)[:, : q.shape[1]] * s[:, None]).astype(np.float32)
 
 
-LINEAR = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
+LINEAR = {"wq": "attn.q", "wk": "attn.k", "wv": "attn.v", "wo": "attn.o", "w1": "mlp.gate", "w2": "mlp.down",
+          "w3": "mlp.up"}  # weights field: op name in the layer
 
 
 def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0) -> list[dict]:
@@ -97,21 +98,26 @@ def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0
     seqs = c.fm.sample(sequences, length, seed)
     ref = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(sequences))
     q = c.dep.quant
-    deq = (lambda w: _int4_groups(w, q.group)) if q.weights == "int4" else _int8_rows
+
+    def deq(w: np.ndarray, op: str) -> np.ndarray:
+        group = c.quant.params[op]["group"]
+        return _int4_groups(w, group) if group else _int8_rows(w)
     units = [(li, f"layers.{li}.") for li in range(len(c.weights.layers))] + [("lm_head", "final_norm")]
     rows = []
     for unit, prefix in units:
         if unit == "lm_head":
-            weights = replace(c.weights, lm_head=deq(c.weights.lm_head))
+            weights = replace(c.weights, lm_head=deq(c.weights.lm_head, "lm_head"))
         else:
             layers = list(c.weights.layers)
-            layers[unit] = replace(layers[unit], **{k: deq(getattr(layers[unit], k)) for k in LINEAR})
+            layers[unit] = replace(layers[unit], **{k: deq(getattr(layers[unit], k), f"layers.{unit}.{op}")
+                                                    for k, op in LINEAR.items()})
             weights = replace(c.weights, layers=tuple(layers))
         fm = type(c.fm)(weights, c.fm.d)
 
         def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
             s = c.quant.scales.get(name)
-            return _fake_quant(x, s) if s and name.startswith(prefix) else x
+            wide = name.endswith(".attn.k") and q.keys == "int16"  # its scale is for 16 bits
+            return _fake_quant(x, s, 16 if wide else 8) if s and name.startswith(prefix) else x
 
         lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(sequences), transform=act)
         rows.append({"layer": unit, **compare(ref, lg, seqs[:, 1:])})

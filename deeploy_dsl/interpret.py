@@ -17,7 +17,7 @@ from .errors import Collector, Pos
 from .layout import NPU_K
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
-                   Target)
+                   Target, WeightOverride)
 
 TOP_SETTINGS = ("deployment", "target", "strict")
 BLOCKS = ("model", "quantize", "map", "memory", "generate")
@@ -100,11 +100,15 @@ def load_target(name: str, pos: Pos) -> Target:
 class _Reader:
     """Typed access to a block's settings, recording errors instead of raising."""
 
-    def __init__(self, entries, where: str, known: tuple[str, ...], errs: Collector, block_pos: Pos):
+    def __init__(self, entries, where: str, known: tuple[str, ...], errs: Collector, block_pos: Pos,
+                 mappings: bool = False):
         self.errs, self.where, self.block_pos = errs, where, block_pos
         self.settings: dict[str, Setting] = {}
+        self.mappings: list[Mapping] = []  # kept where the block takes them (quantize: per-layer weight formats)
         for e in entries:
-            if isinstance(e, Mapping):
+            if isinstance(e, Mapping) and mappings:
+                self.mappings.append(e)
+            elif isinstance(e, Mapping):
                 errs.add(e.pos, f"a mapping line belongs in a 'map' block, not in {where}")
             elif e.key not in known:
                 errs.add(e.pos, f"unknown setting '{e.key}' in {where}", f"expected one of: {', '.join(known)}")
@@ -159,7 +163,7 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     base = doc.path.parent
     model = _model(blocks.get("model"), base, errs, file_pos)
     quant = _quantize(blocks.get("quantize"), base, errs, file_pos)
-    if model is not None and model.dims is not None and quant.weights == "int4":
+    if model is not None and model.dims is not None and (quant.weights == "int4" or any(o.group for o in quant.overrides)):
         _check_int4(model.dims, quant, errs)
     hints = _hints(blocks.get("map"), target, errs, strict_v == "yes")
     memory = _memory(blocks.get("memory"), target, errs, file_pos)
@@ -327,7 +331,7 @@ def _fmt(v) -> str:
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
     r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys"),
-                errs, b.pos if b else file_pos)
+                errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
         if vals and vals[-1].kind == "name" and vals[-1].value in ROUNDINGS:
@@ -342,8 +346,26 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Qu
     kv = r.choice("kv_cache", ("int8",), "int8")
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
+    overrides = tuple(o for m in r.mappings if (o := _weight_override(m, weights, group, errs)) is not None)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
-                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding)
+                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides)
+
+
+def _weight_override(m: Mapping, weights: str, group: int, errs: Collector) -> WeightOverride | None:
+    """`lm_head -> int8`, `layers[*].mlp.* -> int4(32)` (`-> int4` when the block's weights are int4: its group)."""
+    if m.engine == "int8" and not m.args:
+        return WeightOverride(m.pattern, 0, m.pos)
+    if m.engine == "int4" and not m.args and weights == "int4":
+        return WeightOverride(m.pattern, group, m.pos)
+    if m.engine == "int4" and len(m.args) == 1 and m.args[0][0] is None and m.args[0][1].kind == "number":
+        size = m.args[0][1].value
+        if isinstance(size, int) and 8 <= size <= 256 and size % 8 == 0:
+            return WeightOverride(m.pattern, size, m.pos)
+        errs.add(m.args[0][1].pos, f"unsupported group size {m.args[0][1].text}", "a multiple of 8 from 8 to 256")
+        return None
+    errs.add(m.engine_pos, f"unknown weight format '{m.engine}{'(...)' if m.args else ''}' for {m.pattern.text}",
+             "expected int8 or int4(G), G the input channels per scale (int4 alone when the weights are int4)")
+    return None
 
 
 Q4_MAX_IN = 8192  # gemv_q4's int32 accumulators: |sum| <= 255 * 8 * 128 * n_in < 2^31

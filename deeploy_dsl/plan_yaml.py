@@ -51,6 +51,9 @@ def plan_yaml(c) -> str:
             "weights": f"{dep.quant.weights} {dep.quant.granularity}"
                        + (f"({dep.quant.group}), uint8 group scales times one per row" if dep.quant.group else "")
                        + " symmetric" + (", GPTQ rounding" if dep.quant.rounding == "gptq" else ""),
+            **({"weight_overrides": [f"{o.pattern.text} -> " + (f"int4 per_group({o.group})" if o.group else "int8")
+                                     + f" (line {o.pos.line})" for o in dep.quant.overrides]}
+               if dep.quant.overrides else {}),
             "activations": f"{dep.quant.activations} per-tensor symmetric",
             "calibration": f"{dep.quant.calibration.source if dep.quant.calibration.source == 'samples' else 'file'}"
                            f", {dep.quant.calibration.tokens} tokens, seed {dep.quant.calibration.seed}, "

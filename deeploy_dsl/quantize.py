@@ -157,11 +157,12 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.uint8)
 
 
-def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weights: str = "int8",
-             group: int = 0, hessians: Hessians | None = None) -> QuantModel:
+def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
+             hessians: Hessians | None = None) -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
-    weights "int4": every linear layer's weights int4 with a scale per `group` input channels (_weights_q4), in
-    layout.q4_pack's layout for the gemv_q4 kernels; the embedding stays int8 (a table, one row read per token).
+    groups[op] > 0 (rules.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
+    channels (_weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
+    stays int8 (a table, one row read per token).
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
     multiplier takes back."""
@@ -182,7 +183,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weigh
         # rows in blocks of R, interleaved by column: the layout the GEMV kernel walks (layout.py);
         # a tied classifier gets its own blocked copy, since the embedding reads plain rows
         h = hessians.mean(src) if hessians is not None else None
-        if weights == "int4":
+        group = (groups or {}).get(op, 0)
+        if group:
             q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group, Q4_CLIPS)
             consts[op + ".wq4"] = q4_pack(q, e, group)
         else:
@@ -197,8 +199,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", weigh
             reals = np.where(live, reals, reals[live].min())
         mult, shift = K.layer_multipliers(reals)
         consts[op + ".mult"], consts[op + ".shift"] = mult, np.full(q.shape[0], shift, np.uint8)
-        params[op] = {"weight": op + (".wq4" if weights == "int4" else ".wb"), "n_out": int(q.shape[0]),
-                      "n_in": int(q.shape[1]), "group": group if weights == "int4" else 0}
+        params[op] = {"weight": op + (".wq4" if group else ".wb"), "n_out": int(q.shape[0]),
+                      "n_in": int(q.shape[1]), "group": group}
 
     def norm(op: str, g: np.ndarray):
         s_out = act_scale(op)

@@ -69,6 +69,23 @@ def _where(pos: Pos) -> str:
     return f"line {pos.line}" if pos.line else str(pos)
 
 
+def weight_groups(graph: Graph, dep: Deployment) -> dict[str, int]:
+    """Per linear op, its weights' int4 group size, 0 for int8: the quantize block's `weights`, then its
+    `PATTERN -> int8 | int4(G)` lines, later ones winning. A line matching no linear layer is an error."""
+    q, errs = dep.quant, Collector()
+    linear = [op.name for op in graph.ops if op.kind in LINEAR_KINDS]
+    groups = {name: q.group if q.weights == "int4" else 0 for name in linear}
+    for o in q.overrides:
+        hit = [n for n in linear if hint_matches(o.pattern, n)]
+        if not hit:
+            errs.add(o.pos, f"'{o.pattern.text}' matches no linear layer: weight formats are set per linear layer",
+                     "linear layers are named like layers[0].attn.q, layers[*].attn.qkv, layers[*].mlp.*, lm_head")
+        for n in hit:
+            groups[n] = o.group
+    errs.raise_if_errors(SpecError)
+    return groups
+
+
 @dataclass(frozen=True)
 class Placement:
     engine: str
@@ -88,7 +105,7 @@ def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int) -> tuple
     """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU."""
     t = dep.target
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
-    wbytes = padded_rows(n_out) * weight_row_bytes(n_in, dep.quant.group)
+    wbytes = padded_rows(n_out) * weight_row_bytes(n_in, weight_groups(graph, dep)[op.name])
     dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
     return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
 
@@ -99,6 +116,7 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
     warning and the cluster. `auto` picks the engine with the smaller estimate (cost.py) and says why."""
     errs = Collector()
     t = dep.target
+    groups = weight_groups(graph, dep)
     default = Placement("cluster", t.cores, "default: cluster, all cores", dep.pos)
     placed = {op.name: default for op in graph.ops}
     ops = {op.name: op for op in graph.ops}
@@ -117,13 +135,15 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
             continue
         for m in matched:
             auto.pop(m, None)
-        if h.engine == "npu" and dep.quant.weights == "int4":
-            # every linear layer has int4 weights, and the NPU's array multiplies int8
-            errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU takes int8 weights and the linear layers' are int4 "
-                     f"(quantize: weights int4 per_group({dep.quant.group}))"
-                     + ("" if dep.strict else "; they run on the cluster"), severity=severity,
-                     hint="use 'weights int8 per_channel' to map layers to the NPU")
-            continue
+        if h.engine == "npu" and (q4 := [m for m in matched if groups.get(m)]):
+            # the NPU's array multiplies int8 weights
+            errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU takes int8 weights and {q4[0]}"
+                     f"{f' and {len(q4) - 1} more' if len(q4) > 1 else ''} have int4 weights (quantize block)"
+                     + ("" if dep.strict else f"; {'they run' if len(q4) > 1 else 'it runs'} on the cluster"),
+                     severity=severity, hint="give them int8 weights in the quantize block to map them to the NPU")
+            matched = [m for m in matched if not groups.get(m)]
+            if not matched:
+                continue
         if h.engine == "npu":
             non_linear = [m for m in matched if ops[m].kind not in LINEAR_KINDS]
             # a '*' in the op name (or 'default') selects ops of several kinds: the NPU takes the linear ones.
@@ -144,7 +164,7 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
         for m in matched:
             placed[m] = Placement(h.engine, cores, f"{h.pattern.text} -> {h.engine} ({_where(h.pos)})", h.pos)
     _fit_npu_memory(graph, dep, placed, errs, severity)
-    _choose_auto(graph, dep, placed, auto)
+    _choose_auto(graph, dep, placed, auto, groups)
     errs.raise_if_errors(SpecError)
     return placed, errs.warnings
 
@@ -174,7 +194,7 @@ def _fit_npu_memory(graph: Graph, dep: Deployment, placed: dict, errs: Collector
                  hint="map fewer layers to the npu, or use a target with a larger NPU weight memory")
 
 
-def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict) -> None:
+def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups: dict) -> None:
     """Per op, the engine with the smaller estimated decode cycles; NPU room goes to the largest savings per byte."""
     t = dep.target
     ops = {op.name: op for op in graph.ops}
@@ -184,7 +204,7 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict) -> Non
     for name, h in auto.items():
         op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
         cores = h.cores if h.cores is not None else t.cores
-        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or dep.quant.weights == "int4":
+        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name):
             why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
                 if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
             placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)

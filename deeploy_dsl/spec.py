@@ -56,6 +56,15 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class WeightOverride:
+    """`PATTERN -> int8 | int4(G)` in the quantize block: the weight format of the linear layers it matches."""
+
+    pattern: "PathPattern"
+    group: int  # 0: int8 per channel; else int4 with this many input channels per scale
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class QuantSpec:
     weights: str  # "int8" or "int4"
     granularity: str  # "per_channel" (int8) or "per_group" (int4)
@@ -68,6 +77,7 @@ class QuantSpec:
     group: int = 0  # int4: input channels per weight scale
     weights_pos: Pos | None = None  # the `weights` setting, for errors about the weight format
     rounding: str = "nearest"  # "nearest" or "gptq": how weights are rounded onto their grid
+    overrides: tuple[WeightOverride, ...] = ()  # per-layer weight formats, later lines win
 
 
 @dataclass(frozen=True)

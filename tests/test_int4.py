@@ -220,3 +220,59 @@ def test_int4_qemu_8_harts_is_bit_exact(int4, tmp_path):
         r = run_elf(elf, PROMPT, 6, int4.dep.model.dims.vocab, stop=False, cores=8, prefill=prefill)
         assert r.ids == ids
         np.testing.assert_array_equal(r.logits, logits[0 if not prefill else len(PROMPT) - 1:])
+
+
+# ---- per-layer formats -------------------------------------------------------------------------------------------
+
+
+def with_quantize_lines(tmp_path: Path, name: str, *lines: str, weights: str = "int4 per_group(32)") -> Path:
+    """stories260k.dply with `weights` and extra lines in its quantize block (weights by absolute path)."""
+    text = DPLY.read_text().replace('"../../shared', f'"{ROOT.parent}/shared')
+    text = text.replace("weights     int8 per_channel", f"weights     {weights}\n    " + "\n    ".join(lines), 1)
+    path = tmp_path / f"{name}.dply"
+    path.write_text(text)
+    return path
+
+
+def test_per_layer_formats_later_lines_win(model_dir, tmp_path):
+    from test_keys16 import check_host
+    path = with_quantize_lines(tmp_path, "mixed", "layers[*].attn.* -> int8", "layers[1].attn.o -> int4(16)",
+                               "lm_head -> int8")
+    c = compile_deployment(path)
+    k = {s.op: s.kernel for s in c.plan.steps}
+    assert k["layers.0.attn.q"] == "gemv_i8" and k["layers.0.attn.o"] == "gemv_i16" and k["lm_head"] == "gemv_i32"
+    assert k["layers.1.attn.o"] == "gemv_q4_i16" and c.quant.params["layers.1.attn.o"]["group"] == 16
+    assert k["layers.0.mlp.gate"] == "gemv_q4_i8" and c.quant.params["layers.0.mlp.gate"]["group"] == 32
+    assert "lm_head -> int8 (line " in plan_yaml(c)
+    check_host(c, tmp_path, n_new=16)
+
+
+def test_int8_layers_of_a_mixed_model_still_go_to_the_npu(model_dir, tmp_path):
+    path = with_quantize_lines(tmp_path, "mlp4", "layers[*].mlp.* -> int4(32)", weights="int8 per_channel")
+    text = path.read_text().replace("lm_head          -> cluster", "lm_head -> cluster\n    layers[*].* -> npu")
+    path.write_text(text)
+    c = compile_deployment(path)
+    e = {s.op: (s.engine, s.kernel) for s in c.plan.steps}
+    assert e["layers.0.attn.q"] == ("npu", "npu_linear_i8") and e["layers.0.mlp.up"] == ("cluster", "gemv_q4_i8")
+    msg = [w.render() for w in c.warnings]
+    assert any("layers.0.mlp.gate and 14 more have int4 weights" in m for m in msg), msg
+
+
+@pytest.mark.parametrize("line, message", [
+    ("embed -> int8", "'embed' matches no linear layer"),
+    ("lm_head -> int3", "unknown weight format 'int3' for lm_head"),
+    ("lm_head -> int4(12)", "unsupported group size 12"),
+])
+def test_per_layer_format_errors_point_at_the_line(model_dir, tmp_path, line, message):
+    path = with_quantize_lines(tmp_path, "bad", line)
+    with pytest.raises(SpecError) as info:
+        compile_deployment(path)
+    d = next(d for d in info.value.diagnostics if message in d.message)
+    lines = path.read_text().split("\n")
+    assert lines[d.pos.line - 1].strip().startswith(line) and d.pos.source_line().strip().startswith(line)
+
+
+def test_int4_alone_needs_an_int4_default(model_dir, tmp_path):
+    path = with_quantize_lines(tmp_path, "bad", "lm_head -> int4", weights="int8 per_channel")
+    with pytest.raises(SpecError, match="unknown weight format 'int4' for lm_head"):
+        compile_deployment(path)
