@@ -29,7 +29,7 @@ KERNEL_FILES = {
     "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c",
     "gemv_q4_i8": "gemv.c", "gemv_q4_i16": "gemv.c", "gemv_q4_i32": "gemv.c",
     "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "rope_i16": "rope.c",
-    "attention_i8": "attention.c", "attention_k16": "attention.c", "swiglu_i8": "swiglu.c", "add_sat_i16": "residual.c",
+    "attention_i8": "attention.c", "attention_k16": "attention.c", "swiglu_i8": "swiglu.c", "swiglu_dyn_i8": "swiglu.c", "add_sat_i16": "residual.c",
     "embed_i16": "embed.c", "argmax_i32": "argmax.c",
     "npu_linear_i8": "npu.c", "npu_linear_i16": "npu.c", "npu_linear_i32": "npu.c",
 }
@@ -163,6 +163,9 @@ def _step_view(s, c: Compiled, plan=None) -> dict:
         e = [x for x, _, _ in exprs]
         view.update(body="rows", nbuf=len(t.buffers["w"]), tile=t.tile, n_tiles=n_tiles, n_in=n_in, n_out=n_out,
                     w_row=weight_row_bytes(n_in, group), extra=f", {group}" if group else "",
+                    # an input with per-token scales: the kernel's shift is this token's (a buffer), no shift tiles
+                    dyn_shift=e[4] if s.args[4].kind == "buf" else "",
+                    shift_src=e[4] if s.args[4].kind == "const" else "0",
                     bufs={k: [ident(b) for b in v] for k, v in t.buffers.items()},
                     y=local[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
                     tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"

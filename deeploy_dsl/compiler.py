@@ -71,8 +71,9 @@ def _compile(dep: Deployment) -> Compiled:
     fm = FloatModel(weights, dep.model.dims)
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
-    graph = build_graph(dep.model.dims, dep.quant.keys)
-    quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians)
+    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic)
+    quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
+                     dynamic=dep.quant.dynamic)
     lowered = lower(graph, quant, dep)
     plan = group_forks(tile(lowered, dep), dep)
     alloc = allocate(plan, dep)

@@ -12,7 +12,7 @@ from .layout import q4_unpack, unblock_rows
 BOUNDS = {"gemv_i8": K.I8, "gemv_i16": K.I16, "gemv_i32": K.I32,
           "gemv_q4_i8": K.I8, "gemv_q4_i16": K.I16, "gemv_q4_i32": K.I32,
           "npu_linear_i8": K.I8, "npu_linear_i16": K.I16, "npu_linear_i32": K.I32}
-NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32}
+NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}
 
 
 def _gemv(kernel):
@@ -55,6 +55,10 @@ def _swiglu(h, gate, up, table, mult, shift, n):
     h[:] = K.swiglu(gate, up, table, mult, shift)
 
 
+def _swiglu_dyn(h, shift_out, gate, up, table, base_shift, n):
+    h[:], shift_out[0] = K.swiglu_dyn(gate, up, table, base_shift)
+
+
 def _add(y, a, b, n):
     y[:] = K.add_sat16(a, b)
 
@@ -65,7 +69,7 @@ TWINS = {
     "npu_linear_i8": _npu("npu_linear_i8"), "npu_linear_i16": _npu("npu_linear_i16"),
     "npu_linear_i32": _npu("npu_linear_i32"),
     "rope_i8": _rope, "rope_i16": _rope, "attention_i8": _attention, "attention_k16": _attention, "embed_i16": _embed, "rmsnorm_i8_part": _rmsnorm,
-    "swiglu_i8": _swiglu, "add_sat_i16": _add,
+    "swiglu_i8": _swiglu, "swiglu_dyn_i8": _swiglu_dyn, "add_sat_i16": _add,
 }
 
 

@@ -52,9 +52,10 @@ LINEAR_KINDS = ("linear",)
 ATTENTION_KERNELS = ("attention_i8", "attention_k16")
 
 
-def build_graph(d: Dims, keys: str = "int8") -> Graph:
+def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
-    block's `keys`); V stays int8."""
+    block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
+    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -95,9 +96,10 @@ def build_graph(d: Dims, keys: str = "int8") -> Graph:
         op(p + "mlp.gate", "linear", [hb], [g], d.dim * d.hidden)
         op(p + "mlp.up", "linear", [hb], [u], d.dim * d.hidden)
         h = v(p + "mlp.swiglu", "int8", d.hidden)
-        op(p + "mlp.swiglu", "swiglu", [g, u], [h])
+        hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else []
+        op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs)
         dn = v(p + "mlp.down", "int16", d.dim)
-        op(p + "mlp.down", "linear", [h], [dn], d.dim * d.hidden)
+        op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
         op(p + "mlp.residual", "add", [x, dn], [x])
     xf = v("final_norm", "int8", d.dim)
     op("final_norm", "rmsnorm", [x], [xf])

@@ -330,7 +330,7 @@ def _fmt(v) -> str:
 
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
-    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys"),
+    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys", "dynamic"),
                 errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
@@ -347,8 +347,17 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Qu
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
     overrides = tuple(o for m in r.mappings if (o := _weight_override(m, weights, group, errs)) is not None)
+    dynamic: tuple[str, ...] = ()
+    for v in r.values("dynamic") or ():
+        if v.kind != "name" or v.value not in DYNAMIC:
+            errs.add(v.pos, f"no per-token scale for '{v.text}'", f"supported: {', '.join(DYNAMIC)}")
+        elif v.value != "none" and v.value not in dynamic:
+            dynamic += (v.value,)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
-                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides)
+                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic)
+
+
+DYNAMIC = ("swiglu", "none")  # activations that can have per-token scales (the SwiGLU output: the largest gain)
 
 
 def _weight_override(m: Mapping, weights: str, group: int, errs: Collector) -> WeightOverride | None:

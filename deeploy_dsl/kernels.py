@@ -262,6 +262,20 @@ def swiglu(gate, up, silu_table, mult: int, shift: int):
     return requant(acc, mult, shift, *I8)
 
 
+def swiglu_dyn(gate, up, silu_table, base_shift: int):
+    """SwiGLU with a per-token scale (`dynamic swiglu`): the products p[i] = silu(gate[i]) * up[i] (|p| <= 2^22) are
+    shifted right by the smallest k >= 0 that brings max |p| into int8, rounding half away from zero:
+    h[i] = round(p[i] / 2^k). Returns (h, base_shift - k): the next layer's shift, so that its requantization takes
+    the token's scale 2^k back (the down projection's multipliers are made for the unit of p)."""
+    g = np.asarray(gate, dtype=np.int64) + 128
+    p = np.asarray(silu_table, dtype=np.int64)[g] * np.asarray(up, dtype=np.int64)
+    m = int(np.abs(p).max()) if p.size else 0
+    k = 0
+    while int(rshift_round(m, k)) > I8[1]:
+        k += 1
+    return rshift_round(p, k), base_shift - k
+
+
 def add_sat16(x, y):
     """Residual add: sat16(x + y)."""
     return np.clip(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), *I16)

@@ -21,6 +21,7 @@ from .layout import Q4_EMAX, Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
 from .spec import Calibration, Dims
 
 CALIB_SEQ_LEN = 256
+DYN_SHIFT_MIN = 16  # swiglu_dyn's k is at most 16 (|silu * up| <= 2^22)
 LOGIT_BITS = 24  # logits are int32 with the largest calibrated logit at about 2^24
 
 
@@ -158,11 +159,13 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
-             hessians: Hessians | None = None) -> QuantModel:
+             hessians: Hessians | None = None, dynamic: tuple[str, ...] = ()) -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
     groups[op] > 0 (rules.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
     channels (_weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
-    stays int8 (a table, one row read per token).
+    stays int8 (a table, one row read per token). dynamic ("swiglu"): the SwiGLU output has a per-token power-of-two
+    scale (kernels.swiglu_dyn); the down projection's multipliers are made for the unit of silu * up, and the
+    SwiGLU kernel hands it its shift minus the token's.
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
     multiplier takes back."""
@@ -250,9 +253,17 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         s_t = float(np.abs(silu).max()) / 32767.0 or 1.0
         consts[p + "mlp.swiglu.silu"] = np.round(silu / s_t).astype(np.int16)
         s_h = sc[p + "mlp.swiglu"] = act_scale(p + "mlp.swiglu")
-        hm, hs = K.quantize_multiplier(s_t * sc[p + "mlp.up"] / s_h)
-        params[p + "mlp.swiglu"] = {"mult": hm, "shift": hs}
-        linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_h, sc["residual"])
+        if "swiglu" in dynamic:
+            s_p = s_t * sc[p + "mlp.up"]  # the unit of the products; a token's scale is s_p * 2^k
+            linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_p, sc["residual"])
+            base = int(consts[p + "mlp.down.shift"][0])
+            if base < DYN_SHIFT_MIN:  # the token's k (<= 16) must leave a shift >= 0
+                raise ValueError(f"{p}mlp.down: its shift {base} leaves no room for a per-token scale")
+            params[p + "mlp.swiglu"] = {"dynamic": True, "base_shift": base}
+        else:
+            hm, hs = K.quantize_multiplier(s_t * sc[p + "mlp.up"] / s_h)
+            params[p + "mlp.swiglu"] = {"mult": hm, "shift": hs}
+            linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_h, sc["residual"])
     norm("final_norm", w.final_norm)
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
     linear("lm_head", "final_norm", w.lm_head, sc["final_norm"], sc["lm_head"])

@@ -94,6 +94,8 @@ class _Tiler:
     def tile_linear(self, s: Step, avail: int) -> Step:
         n_in, n_out = s.args[5].value, s.args[6].value
         wrow = weight_row_bytes(n_in, s.args[7].value if len(s.args) > 7 else 0)  # int4: its group scales and nibbles
+        # a shift per row from the weights, or (an input with per-token scales) this token's shift from a buffer
+        per_row = (wrow, 4, 1) if s.args[4].kind == "const" else (wrow, 4)
         xfers, used = self.stage(s, skip=("w", "mult", "shift", "group"))
         if not self.weights_far:
             return self.finish(s, None, xfers, 1, 0)
@@ -106,19 +108,20 @@ class _Tiler:
             if math.ceil(blocks / per) != n_tiles:
                 continue
             rows = per * ROWS_PER_BLOCK
-            need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in (wrow, 4, 1))
+            need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in per_row)
             if need <= room:
                 break
         else:
-            smallest = sum(_align(ROWS_PER_BLOCK * b, self.align) for b in (wrow, 4, 1)) * self.nbuf(blocks)
+            smallest = sum(_align(ROWS_PER_BLOCK * b, self.align) for b in per_row) * self.nbuf(blocks)
             return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
                                                           "multipliers and shifts")
         padded, rows = rows, min(rows, n_out)
         k = self.nbuf(n_tiles)
         bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", padded, wrow) for b in range(k)),
                 "mult": tuple(self.new_buf(f"{s.op}.mult_tile{b}", "int32", rows) for b in range(k)),
-                "shift": tuple(self.new_buf(f"{s.op}.shift_tile{b}", "uint8", rows) for b in range(k))}
-        moved = padded_rows(n_out) * wrow + n_out * 5
+                "shift": tuple(self.new_buf(f"{s.op}.shift_tile{b}", "uint8", rows) for b in range(k))
+                if len(per_row) == 3 else ()}
+        moved = padded_rows(n_out) * wrow + n_out * sum(per_row[1:])
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
     def tile_attention(self, s: Step, avail: int) -> Step:

@@ -41,3 +41,28 @@ void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *
         h[i] = dpl_sat8(dpl_requant(acc, mult, (int)shift));
     }
 }
+
+/* The same products with a per-token scale: k the smallest shift that brings max |p| into int8 (at most 16, as
+ * |p| <= 2^22), h[i] = round(p[i] / 2^k) half away from zero, *shift_out = base_shift - k. Two passes over the
+ * products (the first only for their largest magnitude), one core: the maximum spans the whole vector. */
+void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, const int8_t *gate /* [n] */,
+                   const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */, int32_t base_shift, int32_t n) {
+    const int16_t *silu = silu_table + 128;
+    int32_t m = 0, k = 0, i;
+    for (i = 0; i < n; i++) {
+        const int32_t p = (int32_t)silu[gate[i]] * up[i];
+        const int32_t a = p < 0 ? -p : p;
+        m = a > m ? a : m;
+    }
+    while (k < 31 && (k == 0 ? m : (m + ((int32_t)1 << (k - 1))) >> k) > INT8_MAX) k++;
+    if (k == 0) {
+        for (i = 0; i < n; i++) h[i] = (int8_t)(silu[gate[i]] * up[i]);
+    } else {
+        const int32_t half = ((int32_t)1 << (k - 1)) - 1; /* p + 2^(k-1) - (p < 0): half away from zero */
+        for (i = 0; i < n; i++) {
+            const int32_t p = (int32_t)silu[gate[i]] * up[i];
+            h[i] = (int8_t)((p + half + (p >= 0)) >> k);
+        }
+    }
+    *shift_out = (uint8_t)(base_shift - k);
+}

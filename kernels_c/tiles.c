@@ -9,7 +9,8 @@ void linear_tile_load(dma_job *job, int8_t *w_tile, int32_t *mult_tile, uint8_t 
     const int32_t padded = (rows + GEMV_ROWS_PER_BLOCK - 1) / GEMV_ROWS_PER_BLOCK * GEMV_ROWS_PER_BLOCK;
     dma_start(job, w_tile, w + (int64_t)r0 * row_bytes, (uint32_t)(padded * row_bytes));
     dma_start(job, mult_tile, mult + r0, (uint32_t)rows * sizeof *mult);
-    dma_start(job, shift_tile, shift + r0, (uint32_t)rows);
+    if (shift_tile) /* none when the layer's shift comes with its input (a per-token scale) */
+        dma_start(job, shift_tile, shift + r0, (uint32_t)rows);
 }
 
 void kv_tile_load(dma_job *job, int8_t *tile, const int8_t *head, int32_t t0, int32_t n_t, int32_t hs,

@@ -7,7 +7,7 @@
 #include "dma.h"
 
 /* start moving rows [r0, r0 + rows) of a linear layer: its weights (in GEMV blocks, r0 a multiple of the block;
- * row_bytes per row: n_in for int8, layout.q4_row_bytes for int4), multipliers and shifts */
+ * row_bytes per row: n_in for int8, layout.q4_row_bytes for int4), multipliers and shifts (shift_tile NULL: none) */
 void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R) * R, row_bytes] */, int32_t *mult_tile /* [rows] */,
                       uint8_t *shift_tile /* [rows] */, const int8_t *w /* [ceil(n_out/R) * R, row_bytes] */,
                       const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */,
