@@ -59,7 +59,8 @@ def plan_yaml(c) -> str:
                            f", {dep.quant.calibration.tokens} tokens, seed {dep.quant.calibration.seed}, "
                            f"stat {dep.quant.calibration.stat}"
                            + (f"({dep.quant.calibration.percentile:g})" if dep.quant.calibration.stat == "percentile" else ""),
-            "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys, "residual": dep.quant.residual, "logits": "int32",
+            "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys,
+            **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
         "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,

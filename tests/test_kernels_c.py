@@ -71,6 +71,7 @@ def lib(tmp_path_factory):
     so.attn_scores_k16.argtypes = [i32, c32, i32, i8, i16, c32, c32, c32, c32, c32]
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
+    so.swiglu_dyn_i8.argtypes = [i8, u8, i8, i8, i16, c32, c32]
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
     so.attn_scores_i8.argtypes = [i32, c32, i32, i8, i8, c32, c32, c32, c32, c32]
@@ -84,7 +85,7 @@ def lib(tmp_path_factory):
     so.dma_wait.argtypes = [job_p]
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
-    for name in ("rope_i16", "attention_k16", "attn_scores_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
+    for name in ("rope_i16", "attention_k16", "attn_scores_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "swiglu_dyn_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
                  "attn_exp_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
                  "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
@@ -748,6 +749,40 @@ def test_swiglu(lib, seed):
     h = np.zeros(n, np.int8)
     lib.swiglu_i8(h, gate, up, table, mult, shift, n)
     np.testing.assert_array_equal(h, K.swiglu(gate, up, table, mult, shift))
+
+
+def swiglu_dyn_cases():
+    """(gate, up, table, label): random, every max |silu * up| around the k steps' edges, zeros, the largest."""
+    rng = np.random.default_rng(31)
+    for seed in range(40):
+        n = int(rng.integers(1, 600))
+        table = silu_table(rng) if seed % 2 else rng.integers(-32768, 32768, 256, dtype=np.int16)
+        yield rand_i8(rng, n), rand_i8(rng, n), table, f"random n={n}"
+    table = np.zeros(256, np.int16)
+    table[128 + 1] = 1  # silu(1) = 1: p = up exactly, so max |p| can be any value up to 128
+    for m in (0, 1, 127, 128, 129, 255, 256, 383, 384, 385):
+        gate = np.ones(5, np.int8)
+        up = np.array([min(m, 127), -min(m, 128), 3, -3, 0], np.int8)
+        yield gate, up, table, f"max {min(m, 128)}"
+    for v in (-32768, 32767, 255 * 128 + 64, 381, 382, 383, 767, 768, 769):  # max |p| = |v| * 128 or v itself
+        t = np.zeros(256, np.int16)
+        t[128 + 2], t[128 + 3] = np.int16(v), 1
+        yield np.array([2, 2, 3, 3], np.int8), np.array([-128, 127, v % 128 or 1, -(v % 127) or -1], np.int8), t, f"v={v}"
+
+
+def test_swiglu_dyn(lib):
+    for gate, up, table, label in swiglu_dyn_cases():
+        n = gate.size
+        h, shift = np.full(n + 4, 77, np.int8), np.zeros(2, np.uint8)
+        lib.swiglu_dyn_i8(h, shift, gate, up, table, 40, n)
+        want, want_shift = K.swiglu_dyn(gate, up, table, 40)
+        np.testing.assert_array_equal(h[:n], want, err_msg=label)
+        assert (h[n:] == 77).all() and shift[0] == want_shift and shift[1] == 0, label
+        p = table[gate.astype(int) + 128].astype(np.int64) * up
+        k = 40 - want_shift
+        assert 0 <= k <= 16 and np.abs(want).max(initial=0) <= 127, label
+        if k:  # the smallest shift: one less would not fit int8
+            assert np.abs(K.rshift_round(p, k - 1)).max() > 127, label
 
 
 @pytest.mark.parametrize("seed", range(50))

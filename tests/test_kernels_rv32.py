@@ -810,6 +810,21 @@ def gen_swiglu():
     return cases
 
 
+def gen_swiglu_dyn():
+    from test_kernels_c import swiglu_dyn_cases
+    cases = []
+    for gate, up, table, label in swiglu_dyn_cases():
+        n = gate.size
+        c = Case("swiglu_dyn_i8", label)
+        h, sh = c.out(np.full(n, 99, np.int8)), c.out(np.zeros(1, np.uint8))
+        c.call("swiglu_dyn_i8", h, sh, c.arr(gate), c.arr(up), c.arr(table), 40, n)
+        want, want_shift = K.swiglu_dyn(gate, up, table, 40)
+        c.expect(h, want, "h")
+        c.expect(sh, np.array([want_shift], np.uint8), "shift")
+        cases.append(c)
+    return cases
+
+
 # low zero bits in mult, shifts just inside / outside the 32-bit forms (dpl_rq32: |acc| <= 2^22 for swiglu)
 SWIGLU_EDGES = [(3 << 20, 44), (1 << 30, 44), (1 << 30, 30), (2**31 - 1, 25), (2**31 - 1, 24), (2**31 - 1, 62),
                 (5, 33), (2**31 - 1, 33), (1 << 24, 45)]
@@ -1005,6 +1020,7 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "zero_i32": gen_zero,
     "attention_tiled": gen_attention_tiled,
     "swiglu_i8": gen_swiglu,
+    "swiglu_dyn_i8": gen_swiglu_dyn,
     "add_sat_i16": gen_add_sat,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
@@ -1097,7 +1113,7 @@ def test_harness_has_no_soft_float(harness):
 
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
                 "rope_i16", "attention_k16", "attn_scores_k16",
-                "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8",
+                "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
                 "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 

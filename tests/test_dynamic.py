@@ -1,0 +1,75 @@
+"""Per-token scales for the SwiGLU output (`dynamic swiglu` in the quantize block): swiglu_dyn_i8 picks a
+power-of-two scale per token and hands the down projection its shift through a buffer. The generated C computes
+golden's integers on the host (streamed tiles, int4 weights, prefill) and on RV32 under QEMU on 8 harts; the NPU,
+whose jobs have one shift, leaves such layers to the cluster. The kernel's own tests are in test_kernels_c.py and
+test_kernels_rv32.py."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeploy_dsl.compiler import compile_deployment
+from deeploy_dsl.errors import SpecError
+from deeploy_dsl.plan_yaml import plan_yaml
+from deeploy_dsl.qemu import build_rv32, missing_tools, run_elf
+from deeploy_dsl.runner import run_golden_compiled
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+DPLY = ROOT / "deployments/stories260k.dply"
+PROMPT = [1, 403, 407, 261, 378]
+DYN = "quantize.dynamic=swiglu"
+
+
+@pytest.fixture(scope="module")
+def dyn(model_dir):
+    return compile_deployment(DPLY, [DYN])
+
+
+def test_the_swiglu_hands_the_down_projection_its_shift(dyn):
+    steps = {s.op: s for s in dyn.plan.steps}
+    sw, down = steps["layers.0.mlp.swiglu"], steps["layers.0.mlp.down"]
+    assert sw.kernel == "swiglu_dyn_i8" and sw.rule == "swiglu_i8_per_token" and sw.split is None
+    assert sw.args[1].name == down.args[4].name == "layers.0.mlp.swiglu_shift" and down.args[4].kind == "buf"
+    assert down.tiling.buffers["shift"] == ()  # no shift tiles: the kernel reads the token's
+    base = dyn.quant.params["layers.0.mlp.swiglu"]["base_shift"]
+    assert base == int(dyn.quant.consts["layers.0.mlp.down.shift"][0]) >= 16
+    assert "per_token_scales:\n  - swiglu" in plan_yaml(dyn)
+
+
+@pytest.mark.parametrize("overrides", [[], ["memory.L1=6KiB"], ["quantize.weights=int4 per_group(32)"]])
+def test_dynamic_c_matches_golden(model_dir, tmp_path, overrides):
+    from test_keys16 import check_host
+    c = compile_deployment(DPLY, [DYN] + overrides)
+    check_host(c, tmp_path, n_new=24)
+    assert "swiglu_dyn_i8(" in (tmp_path / "build" / "model.c").read_text()
+
+
+def test_the_npu_leaves_layers_with_per_token_inputs_to_the_cluster(model_dir, tmp_path):
+    from test_npu_mapping import HINTS, variant
+    path = variant(tmp_path, "hinted", *HINTS)
+    c = compile_deployment(path, [DYN])
+    e = {s.op: s.engine for s in c.plan.steps}
+    assert e["layers.0.mlp.down"] == "cluster" and e["layers.0.mlp.gate"] == "npu"
+    assert any("one shift for all its tokens and layers.0.mlp.down and 4 more" in w.message for w in c.warnings)
+    with pytest.raises(SpecError, match="per-token scales"):
+        compile_deployment(path, [DYN], strict=True)
+
+
+def test_dynamic_setting_is_validated(model_dir):
+    with pytest.raises(SpecError, match="no per-token scale for 'attention'"):
+        compile_deployment(DPLY, ["quantize.dynamic=attention"])
+    assert compile_deployment(DPLY, ["quantize.dynamic=none"]).dep.quant.dynamic == ()
+
+
+@pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
+def test_dynamic_qemu_8_harts_is_bit_exact(dyn, tmp_path):
+    elf = build_rv32(dyn, tmp_path / "build")
+    ids, logits = run_golden_compiled(dyn, PROMPT, 6, stop=False)
+    for prefill in (False, True):
+        r = run_elf(elf, PROMPT, 6, dyn.dep.model.dims.vocab, stop=False, cores=8, prefill=prefill)
+        assert r.ids == ids
+        np.testing.assert_array_equal(r.logits, logits[len(PROMPT) - 1 if prefill else 0:])
