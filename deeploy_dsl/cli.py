@@ -101,6 +101,7 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
                    f"{r['positions']:,} positions teacher-forced")
         typer.echo(f"  top-1 agreement {r['top1_agreement']:.4f}   perplexity float {r['ppl_float']:.4f}, "
                    f"int {r['ppl_int']:.4f} (ratio {r['ppl_ratio']:.4f})   mean KL {r['kl_mean']:.5f}")
+        typer.echo(f"  linear-layer weights {r['linear_weight_bytes']:,} B, all constants {r['const_bytes']:,} B")
         for p, at in r["greedy_divergence"].items():
             typer.echo(f"  greedy {p!r}: " + ("identical" if at is None else f"diverges at token {at}"))
         for row in r.get("per_layer", []):

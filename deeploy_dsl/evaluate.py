@@ -53,6 +53,14 @@ def greedy_divergence(c: Compiled, prompt: str, n: int = GREEDY_TOKENS) -> int |
     return next((i for i, (a, b) in enumerate(zip(f_ids, g_ids)) if a != b), None)
 
 
+def weight_bytes(c: Compiled) -> dict:
+    """What the quantized model's constants take: the linear layers' weights, and everything (weights, multipliers,
+    shifts, norm gains, tables) the generated C holds as constants."""
+    lin = {c.quant.params[s.op]["weight"] for s in c.plan.steps if s.op in c.quant.params and "weight" in c.quant.params[s.op]}
+    return {"linear_weight_bytes": int(sum(c.quant.consts[w].nbytes for w in sorted(lin))),
+            "const_bytes": int(sum(v.nbytes for v in c.plan.consts.values()))}
+
+
 def _int_logits(c: Compiled, seq: np.ndarray) -> np.ndarray:
     g = Golden(c.plan, c.alloc)
     scale = c.quant.scales["lm_head"]
@@ -67,6 +75,7 @@ def evaluate(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0,
     out = compare(fl, il, seqs[:, 1:])
     out["greedy_divergence"] = {p: greedy_divergence(c, p) for p in prompts} if c.tokenizer else {}
     out.update(sequences=sequences, length=length, seed=seed, positions=int(seqs[:, 1:].size))
+    out.update(weight_bytes(c))
     return out
 
 

@@ -50,6 +50,10 @@ def test_evaluate_the_real_model(compiled):
     at = r["greedy_divergence"]["Once upon a time"]
     assert at is None or 0 <= at < 64
     assert evaluate(compiled, sequences=2, length=24, seed=3, prompts=()) == {**r, "greedy_divergence": {}}
+    d = compiled.dep.model.dims  # int8 weights, rows padded to blocks of 8: q, k, v, o, gate, up, down, lm_head
+    per_layer = d.dim * (d.dim + 2 * d.kv_dim + d.dim) + 2 * 176 * d.dim + d.dim * d.hidden
+    assert r["linear_weight_bytes"] == d.layers * per_layer + d.vocab * d.dim
+    assert r["const_bytes"] == sum(v.nbytes for v in compiled.plan.consts.values()) > r["linear_weight_bytes"]
 
 
 def test_per_layer_ranks_every_layer(compiled):
