@@ -55,7 +55,7 @@ def _swiglu(h, gate, up, table, mult, shift, n):
     h[:] = K.swiglu(gate, up, table, mult, shift)
 
 
-def _swiglu_dyn(h, shift_out, gate, up, table, base_shift, n):
+def _swiglu_dyn(h, shift_out, scratch, gate, up, table, base_shift, n):
     h[:], shift_out[0] = K.swiglu_dyn(gate, up, table, base_shift)
 
 

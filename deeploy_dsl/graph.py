@@ -97,7 +97,9 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "mlp.up", "linear", [hb], [u], d.dim * d.hidden)
         h = v(p + "mlp.swiglu", "int8", d.hidden)
         hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else []
-        op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs)
+        # a per-token scale keeps the products between its two passes
+        sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind="scratch")] if hs else []
+        op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs + sp)
         dn = v(p + "mlp.down", "int16", d.dim)
         op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
         op(p + "mlp.residual", "add", [x, dn], [x])

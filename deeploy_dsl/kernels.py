@@ -264,16 +264,15 @@ def swiglu(gate, up, silu_table, mult: int, shift: int):
 
 def swiglu_dyn(gate, up, silu_table, base_shift: int):
     """SwiGLU with a per-token scale (`dynamic swiglu`): the products p[i] = silu(gate[i]) * up[i] (|p| <= 2^22) are
-    shifted right by the smallest k >= 0 that brings max |p| into int8, rounding half away from zero:
-    h[i] = round(p[i] / 2^k). Returns (h, base_shift - k): the next layer's shift, so that its requantization takes
-    the token's scale 2^k back (the down projection's multipliers are made for the unit of p)."""
+    shifted right by the smallest k >= 0 that brings them all into int8, rounding half up (as the linear layers):
+    h[i] = floor(p[i] / 2^k + 1/2). Returns (h, base_shift - k): the next layer's shift, so that its requantization
+    takes the token's scale 2^k back (the down projection's multipliers are made for the unit of p)."""
     g = np.asarray(gate, dtype=np.int64) + 128
     p = np.asarray(silu_table, dtype=np.int64)[g] * np.asarray(up, dtype=np.int64)
-    m = int(np.abs(p).max()) if p.size else 0
     k = 0
-    while int(rshift_round(m, k)) > I8[1]:
+    while p.size and (((p + ((1 << k) >> 1)) >> k) > I8[1]).any() | (((p + ((1 << k) >> 1)) >> k) < I8[0]).any():
         k += 1
-    return rshift_round(p, k), base_shift - k
+    return (p + ((1 << k) >> 1)) >> k, base_shift - k
 
 
 def add_sat16(x, y):

@@ -57,9 +57,9 @@ def mode(s: Step, plan: Plan) -> str:
         return "last"
     if s.kernel in GEMM_KERNELS:
         return "gemm"
-    if s.split is not None and s.split.bounds is None and not any(a.row for a in s.args) \
+    if s.split is not None and s.split.bounds is None and s.split.unit != s.split.count and not any(a.row for a in s.args) \
             and all(a.name in plan.scaled for a in s.args if a.kind == "buf"):
-        return "flat"
+        return "flat"  # (a unit of the whole vector, as a per-token scale needs, stays one call per token)
     return "token"
 
 

@@ -372,8 +372,8 @@ def lower_swiglu_dyn(op: Op, c: Ctx):
     p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
     if not p.get("dynamic"):
         return None
-    return "swiglu_dyn_i8", (_buf(op.outputs[0], "h"), _buf(op.outputs[1], "shift_out"), _buf(op.inputs[0], "gate"),
-                             _buf(op.inputs[1], "up"), _const(op.name + ".silu", "silu_table"),
+    return "swiglu_dyn_i8", (_buf(op.outputs[0], "h"), _buf(op.outputs[1], "shift_out"), _buf(op.outputs[2], "p"),
+                             _buf(op.inputs[0], "gate"), _buf(op.inputs[1], "up"), _const(op.name + ".silu", "silu_table"),
                              _int(p["base_shift"], "base_shift"), _int(n, "n")), \
         f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = {p['base_shift']} - k, [{n}]"
 
@@ -401,7 +401,8 @@ RULES: tuple[Rule, ...] = (
          split=Split(("y", "x"), "n", "head_size")),
     Rule("attention_i8_gqa", "attention", lower=lower_attention),
     Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu, split=Split(("h", "gate", "up"), "n")),
-    Rule("swiglu_i8_per_token", "swiglu", lower=lower_swiglu_dyn),  # one core: the token's max spans the vector
+    # the token's scale spans the vector: one unit, which the cluster gives its last core (core 0 also runs forward())
+    Rule("swiglu_i8_per_token", "swiglu", lower=lower_swiglu_dyn, split=Split(("h", "gate", "up"), "n", unit="n")),
     Rule("residual_add_i16_inplace", "add", lower=lower_add, split=Split(("y", "a", "b"), "n")),
 )
 

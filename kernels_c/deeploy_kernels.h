@@ -209,10 +209,11 @@ void zero_i32(int32_t *x /* [n] */, int32_t n);
 /* swiglu.c: h[i] = sat8(round(silu_table[gate[i]+128] * up[i] * mult / 2^shift)) */
 void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *up /* [n] */,
                const int16_t *silu_table /* [256] */, int32_t mult, int32_t shift, int32_t n);
-/* per-token scale: p[i] = silu_table[gate[i]+128] * up[i], k = min{k: round(max|p| / 2^k) <= 127},
- * h[i] = round(p[i] / 2^k), *shift_out = base_shift - k (the next layer's shift) */
-void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, const int8_t *gate /* [n] */,
-                   const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */, int32_t base_shift, int32_t n);
+/* per-token scale: p[i] = silu_table[gate[i]+128] * up[i], k = min{k: every floor(p[i] / 2^k + 1/2) fits int8},
+ * h[i] = floor(p[i] / 2^k + 1/2), *shift_out = base_shift - k (the next layer's shift) */
+void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p /* [n] scratch */,
+                   const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
+                   int32_t base_shift, int32_t n);
 
 /* residual.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
 void add_sat_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);

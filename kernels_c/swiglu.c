@@ -42,27 +42,38 @@ void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *
     }
 }
 
-/* The same products with a per-token scale: k the smallest shift that brings max |p| into int8 (at most 16, as
- * |p| <= 2^22), h[i] = round(p[i] / 2^k) half away from zero, *shift_out = base_shift - k. Two passes over the
- * products (the first only for their largest magnitude), one core: the maximum spans the whole vector. */
-void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, const int8_t *gate /* [n] */,
-                   const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */, int32_t base_shift, int32_t n) {
+/* The same products with a per-token scale: k the smallest shift that brings them into int8 rounding half up, that is
+ * (hi + 2^(k-1)) >> k <= 127 and (lo + 2^(k-1)) >> k >= -128 for their largest hi and smallest lo (k <= 16, as
+ * |p| <= 2^22); h[i] = (p[i] + 2^(k-1)) >> k; *shift_out = base_shift - k. The products are kept in p between the
+ * two passes (hi and lo kept apart, so no absolute value is needed). One call per token vector: the scale spans it. */
+void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p /* [n] scratch */,
+                   const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
+                   int32_t base_shift, int32_t n) {
     const int16_t *silu = silu_table + 128;
-    int32_t m = 0, k = 0, i;
-    for (i = 0; i < n; i++) {
-        const int32_t p = (int32_t)silu[gate[i]] * up[i];
-        const int32_t a = p < 0 ? -p : p;
-        m = a > m ? a : m;
+    int32_t hi = 0, lo = 0, k = 0, half = 0, i = 0;
+#define SWIGLU_DYN_SPAN(j)                                                                                         \
+    do {                                                                                                           \
+        const int32_t p_ = p[(j)] = (int32_t)silu[gate[(j)]] * up[(j)];                                            \
+        if (p_ > hi) hi = p_;                                                                                      \
+        if (p_ < lo) lo = p_;                                                                                      \
+    } while (0)
+#define SWIGLU_DYN_OUT(j) (h[(j)] = (int8_t)((p[(j)] + half) >> k))
+    for (; i + 4 <= n; i += 4) { /* by four: loop control per four elements */
+        SWIGLU_DYN_SPAN(i);
+        SWIGLU_DYN_SPAN(i + 1);
+        SWIGLU_DYN_SPAN(i + 2);
+        SWIGLU_DYN_SPAN(i + 3);
     }
-    while (k < 31 && (k == 0 ? m : (m + ((int32_t)1 << (k - 1))) >> k) > INT8_MAX) k++;
-    if (k == 0) {
-        for (i = 0; i < n; i++) h[i] = (int8_t)(silu[gate[i]] * up[i]);
-    } else {
-        const int32_t half = ((int32_t)1 << (k - 1)) - 1; /* p + 2^(k-1) - (p < 0): half away from zero */
-        for (i = 0; i < n; i++) {
-            const int32_t p = (int32_t)silu[gate[i]] * up[i];
-            h[i] = (int8_t)((p + half + (p >= 0)) >> k);
-        }
+    for (; i < n; i++) SWIGLU_DYN_SPAN(i);
+    while (((hi + half) >> k) > INT8_MAX || ((lo + half) >> k) < INT8_MIN) half = (int32_t)1 << k++;
+    for (i = 0; i + 4 <= n; i += 4) {
+        SWIGLU_DYN_OUT(i);
+        SWIGLU_DYN_OUT(i + 1);
+        SWIGLU_DYN_OUT(i + 2);
+        SWIGLU_DYN_OUT(i + 3);
     }
+    for (; i < n; i++) SWIGLU_DYN_OUT(i);
+#undef SWIGLU_DYN_SPAN
+#undef SWIGLU_DYN_OUT
     *shift_out = (uint8_t)(base_shift - k);
 }

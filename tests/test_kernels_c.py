@@ -71,7 +71,7 @@ def lib(tmp_path_factory):
     so.attn_scores_k16.argtypes = [i32, c32, i32, i8, i16, c32, c32, c32, c32, c32]
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
-    so.swiglu_dyn_i8.argtypes = [i8, u8, i8, i8, i16, c32, c32]
+    so.swiglu_dyn_i8.argtypes = [i8, u8, i32, i8, i8, i16, c32, c32]
     so.add_sat_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
     so.attn_scores_i8.argtypes = [i32, c32, i32, i8, i8, c32, c32, c32, c32, c32]
@@ -760,10 +760,14 @@ def swiglu_dyn_cases():
         yield rand_i8(rng, n), rand_i8(rng, n), table, f"random n={n}"
     table = np.zeros(256, np.int16)
     table[128 + 1] = 1  # silu(1) = 1: p = up exactly, so max |p| can be any value up to 128
-    for m in (0, 1, 127, 128, 129, 255, 256, 383, 384, 385):
+    for hi, lo in ((0, 0), (1, -1), (127, -128), (127, -127), (126, -128), (0, -128), (127, 0), (5, -3)):
         gate = np.ones(5, np.int8)
-        up = np.array([min(m, 127), -min(m, 128), 3, -3, 0], np.int8)
-        yield gate, up, table, f"max {min(m, 128)}"
+        up = np.array([hi, lo, 3, -3, 0], np.int8)
+        yield gate, up, table, f"p in [{lo}, {hi}]"
+    t2 = np.zeros(256, np.int16)
+    t2[128 + 1], t2[128 + 2] = 2, 3  # p = 2 * up or 3 * up: the edges of k = 1 and 2, both signs
+    for u in (63, 64, -64, -65, 42, 43, -43, -44, -128, 127):
+        yield np.array([1, 2, 1], np.int8), np.array([u, u, -1], np.int8), t2, f"u={u}"
     for v in (-32768, 32767, 255 * 128 + 64, 381, 382, 383, 767, 768, 769):  # max |p| = |v| * 128 or v itself
         t = np.zeros(256, np.int16)
         t[128 + 2], t[128 + 3] = np.int16(v), 1
@@ -774,15 +778,16 @@ def test_swiglu_dyn(lib):
     for gate, up, table, label in swiglu_dyn_cases():
         n = gate.size
         h, shift = np.full(n + 4, 77, np.int8), np.zeros(2, np.uint8)
-        lib.swiglu_dyn_i8(h, shift, gate, up, table, 40, n)
+        lib.swiglu_dyn_i8(h, shift, np.zeros(n, np.int32), gate, up, table, 40, n)
         want, want_shift = K.swiglu_dyn(gate, up, table, 40)
         np.testing.assert_array_equal(h[:n], want, err_msg=label)
         assert (h[n:] == 77).all() and shift[0] == want_shift and shift[1] == 0, label
         p = table[gate.astype(int) + 128].astype(np.int64) * up
         k = 40 - want_shift
-        assert 0 <= k <= 16 and np.abs(want).max(initial=0) <= 127, label
-        if k:  # the smallest shift: one less would not fit int8
-            assert np.abs(K.rshift_round(p, k - 1)).max() > 127, label
+        assert 0 <= k <= 16 and -128 <= want.min(initial=0) and want.max(initial=0) <= 127, label
+        if k:  # the smallest shift: one less would not fit int8 (rounding half up)
+            r = (p + ((1 << (k - 1)) >> 1)) >> (k - 1)
+            assert r.max() > 127 or r.min() < -128, label
 
 
 @pytest.mark.parametrize("seed", range(50))

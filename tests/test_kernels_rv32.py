@@ -817,7 +817,7 @@ def gen_swiglu_dyn():
         n = gate.size
         c = Case("swiglu_dyn_i8", label)
         h, sh = c.out(np.full(n, 99, np.int8)), c.out(np.zeros(1, np.uint8))
-        c.call("swiglu_dyn_i8", h, sh, c.arr(gate), c.arr(up), c.arr(table), 40, n)
+        c.call("swiglu_dyn_i8", h, sh, c.arr(np.zeros(n, np.int32)), c.arr(gate), c.arr(up), c.arr(table), 40, n)
         want, want_shift = K.swiglu_dyn(gate, up, table, 40)
         c.expect(h, want, "h")
         c.expect(sh, np.array([want_shift], np.uint8), "shift")
