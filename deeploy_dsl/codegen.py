@@ -153,6 +153,7 @@ def _step_view(s, c: Compiled, plan=None) -> dict:
         labels = {a.label: i for i, a in enumerate(s.args)}
         view.update(body="npu", y=local[0], x=local[1], w=exprs[labels["w"]][0], mult=exprs[labels["mult"]][0],
                     shift=exprs[labels["shift"]][0], n_in=s.args[labels["n_in"]].value,
+                    dyn_shift=s.args[labels["shift"]].kind == "buf",
                     n_out=s.args[labels["n_out"]].value, bits=int(s.kernel.rsplit("_i", 1)[1]),
                     n_tok="c->n" if md == "gemm" else "1")
     t = s.tiling

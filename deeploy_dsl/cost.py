@@ -69,7 +69,8 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
     macs = s.macs * n_tok
     if s.kernel in NPU_KERNELS:
         n_in, n_out = _arg(s, "n_in").value, _arg(s, "n_out").value
-        compute = npu_linear_cycles(t, n_in, n_out, n_tok)
+        per_token = _arg(s, "shift").kind == "buf"  # its input has per-token scales: a job per token
+        compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
         wbytes = npu_packed_bytes(n_out, n_in)
         cycles = compute + dma
         peak = t.npu.k_block * t.npu.cols
@@ -89,7 +90,9 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
                 + (t.fork_cycles if s.cores > 1 else 0)
         else:
             ops = _elements(s, plan) * n_tok
-            compute = math.ceil(ops * t.cycles_per_element / s.cores) + (t.fork_cycles if s.cores > 1 else 0)
+            # a split whose unit is the whole vector (a per-token scale) runs on one core per token
+            busy = min(s.cores, n_tok) if s.split is not None and s.split.unit == s.split.count else s.cores
+            compute = math.ceil(ops * t.cycles_per_element / busy) + (t.fork_cycles if s.cores > 1 else 0)
         overlapped = s.tiling is not None and s.tiling.double_buffer and s.tiles > 1
         cycles = max(compute, dma) + math.ceil(dma / s.tiles) if overlapped else compute + dma
         peak = s.cores * t.macs_per_cycle_per_core

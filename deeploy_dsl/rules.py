@@ -135,15 +135,6 @@ def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list
             continue
         for m in matched:
             auto.pop(m, None)
-        if h.engine == "npu" and (dyn := [m for m in matched if ops[m].kind in LINEAR_KINDS and len(ops[m].inputs) > 1]):
-            errs.add(h.pos, f"{h.pattern.text} -> npu: an NPU job has one shift for all its tokens and {dyn[0]}"
-                     f"{f' and {len(dyn) - 1} more' if len(dyn) > 1 else ''} read{'s' if len(dyn) == 1 else ''} "
-                     f"inputs with per-token scales (quantize: dynamic)"
-                     + ("" if dep.strict else f"; {'they run' if len(dyn) > 1 else 'it runs'} on the cluster"),
-                     severity=severity)
-            matched = [m for m in matched if m not in dyn]
-            if not matched:
-                continue
         if h.engine == "npu" and (q4 := [m for m in matched if groups.get(m)]):
             # the NPU's array multiplies int8 weights
             errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU takes int8 weights and {q4[0]}"
@@ -213,11 +204,9 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
     for name, h in auto.items():
         op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
         cores = h.cores if h.cores is not None else t.cores
-        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name) \
-                or len(op.inputs) > 1:
+        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name):
             why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
-                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4" \
-                if groups.get(name) else "its input has per-token scales and an NPU job one shift"
+                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
             placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)
             continue
         on_cluster, on_npu = linear_estimates(op, graph, dep, cores)
@@ -304,11 +293,12 @@ def lower_linear(kernel: str):
 def lower_npu(kernel: str):
     def lower(op: Op, c: Ctx):
         p = c.q.params[op.name]
-        if p.get("group") or len(op.inputs) > 1:
-            return None  # int8 weights and one shift per job only (place_ops keeps the others on the cluster)
+        if p.get("group"):
+            return None  # the NPU takes int8 weights only (place_ops keeps int4 layers on the cluster)
         n_out, n_in = p["n_out"], p["n_in"]
+        shift = _buf(op.inputs[1], "shift") if len(op.inputs) > 1 else _const(op.name + ".shift", "shift")
         return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const(op.name + ".wn", "w"),
-                        _const(op.name + ".mult", "mult"), _const(op.name + ".shift", "shift"),
+                        _const(op.name + ".mult", "mult"), shift,
                         _int(n_in, "n_in"), _int(n_out, "n_out")), \
             f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
     lower.__name__ = f"lower_{kernel}"

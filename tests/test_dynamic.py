@@ -1,7 +1,6 @@
 """Per-token scales for the SwiGLU output (`dynamic swiglu` in the quantize block): swiglu_dyn_i8 picks a
 power-of-two scale per token and hands the down projection its shift through a buffer. The generated C computes
-golden's integers on the host (streamed tiles, int4 weights, prefill) and on RV32 under QEMU on 8 harts; the NPU,
-whose jobs have one shift, leaves such layers to the cluster. The kernel's own tests are in test_kernels_c.py and
+golden's integers on the host (streamed tiles, int4 weights, prefill, the NPU) and on RV32 under QEMU on 8 harts. The kernel's own tests are in test_kernels_c.py and
 test_kernels_rv32.py."""
 from __future__ import annotations
 
@@ -48,15 +47,18 @@ def test_dynamic_c_matches_golden(model_dir, tmp_path, overrides):
     assert "swiglu_dyn_i8(" in (tmp_path / "build" / "model.c").read_text()
 
 
-def test_the_npu_leaves_layers_with_per_token_inputs_to_the_cluster(model_dir, tmp_path):
+def test_the_npu_takes_the_tokens_shift(model_dir, tmp_path):
+    """A decode job takes the token's shift; in prefill, where a job would have one shift for all its tokens, the
+    layer runs a job per token."""
+    from test_keys16 import check_host
     from test_npu_mapping import HINTS, variant
-    path = variant(tmp_path, "hinted", *HINTS)
-    c = compile_deployment(path, [DYN])
-    e = {s.op: s.engine for s in c.plan.steps}
-    assert e["layers.0.mlp.down"] == "cluster" and e["layers.0.mlp.gate"] == "npu"
-    assert any("one shift for all its tokens and layers.0.mlp.down and 4 more" in w.message for w in c.warnings)
-    with pytest.raises(SpecError, match="per-token scales"):
-        compile_deployment(path, [DYN], strict=True)
+    c = compile_deployment(variant(tmp_path, "hinted", *HINTS), [DYN])
+    steps = {s.op: s for s in c.plan.steps}
+    assert steps["layers.0.mlp.down"].engine == "npu" and steps["layers.0.mlp.down"].args[4].kind == "buf"
+    assert not c.warnings
+    check_host(c, tmp_path, n_new=12)
+    model = (tmp_path / "build" / "model.c").read_text()
+    assert "a job per token: each token's input has its own scale" in model
 
 
 def test_dynamic_setting_is_validated(model_dir):
