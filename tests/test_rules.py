@@ -284,9 +284,18 @@ def test_every_step_records_the_rule_that_fired(base):
     assert steps["layers.0.attn.q"].rule == "linear_i8_cluster"
     assert steps["layers.0.attn.v"].rule == "linear_i8_cluster"  # writes the int8 KV cache row
     assert steps["layers.0.attn.o"].rule == "linear_i16_cluster" and steps["lm_head"].rule == "linear_i32_cluster"
-    # every cluster rule fires, RoPE on int16 values only with int16 keys (quantize `keys`)
-    unused = set() if base.dep.quant.keys == "int16" else {"rope_i16_q14"}
+    # every cluster rule fires but the other variant of each quantize knob: RoPE on int16 values only with int16 keys,
+    # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting
+    q = base.dep.quant
+    unused = ({"rope_i16_q14"} if q.keys != "int16" else set()) \
+        | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
+        | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set())
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"} - unused
+    from deeploy_dsl.compiler import compile_deployment
+    q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",
+                                                                    "quantize.dynamic=none"])
+    assert {s.rule for s in q4.plan.steps} >= {"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster",
+                                                 "swiglu_i8_table"}
 
 
 def test_a_rule_that_declines_passes_to_the_next(base, tmp_path, monkeypatch):
