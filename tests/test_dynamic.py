@@ -7,19 +7,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.plan_yaml import plan_yaml
-from deeploy_dsl.qemu import build_rv32, missing_tools, run_elf
-from deeploy_dsl.runner import run_golden_compiled
+from deeploy_dsl.qemu import missing_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 DPLY = ROOT / "deployments/stories260k.dply"
-PROMPT = [1, 403, 407, 261, 378]
 DYN = "quantize.dynamic=swiglu"
 
 
@@ -69,9 +66,5 @@ def test_dynamic_setting_is_validated(model_dir):
 
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
 def test_dynamic_qemu_8_harts_is_bit_exact(dyn, tmp_path):
-    elf = build_rv32(dyn, tmp_path / "build")
-    ids, logits = run_golden_compiled(dyn, PROMPT, 6, stop=False)
-    for prefill in (False, True):
-        r = run_elf(elf, PROMPT, 6, dyn.dep.model.dims.vocab, stop=False, cores=8, prefill=prefill)
-        assert r.ids == ids
-        np.testing.assert_array_equal(r.logits, logits[len(PROMPT) - 1 if prefill else 0:])
+    from test_keys16 import check_qemu
+    check_qemu(dyn, tmp_path)

@@ -5,7 +5,6 @@ layers and prefill, and on RV32 under QEMU on 8 harts. RV32 kernel cases are in 
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import shutil
 import subprocess
@@ -23,12 +22,10 @@ from deeploy_dsl import layout as L  # noqa: E402
 from deeploy_dsl.compiler import compile_deployment  # noqa: E402
 from deeploy_dsl.errors import SpecError  # noqa: E402
 from deeploy_dsl.plan_yaml import plan_yaml  # noqa: E402
-from deeploy_dsl.qemu import build_rv32, missing_tools, run_elf  # noqa: E402
+from deeploy_dsl.qemu import missing_tools  # noqa: E402
 from deeploy_dsl.quantize import _weights_q4  # noqa: E402
-from deeploy_dsl.runner import run_golden_compiled  # noqa: E402
 
 DPLY = ROOT / "deployments/stories260k.dply"
-PROMPT = [1, 403, 407, 261, 378]  # "Once upon a time"
 INT4 = "quantize.weights=int4 per_group(32)"
 CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
 DTYPES = {8: np.int8, 16: np.int16, 32: np.int32}
@@ -214,12 +211,8 @@ def test_int4_layers_mapped_to_the_npu_run_on_the_cluster(model_dir, tmp_path):
 
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
 def test_int4_qemu_8_harts_is_bit_exact(int4, tmp_path):
-    elf = build_rv32(int4, tmp_path / "build")
-    ids, logits = run_golden_compiled(int4, PROMPT, 6, stop=False)
-    for prefill in (False, True):
-        r = run_elf(elf, PROMPT, 6, int4.dep.model.dims.vocab, stop=False, cores=8, prefill=prefill)
-        assert r.ids == ids
-        np.testing.assert_array_equal(r.logits, logits[0 if not prefill else len(PROMPT) - 1:])
+    from test_keys16 import check_qemu
+    check_qemu(int4, tmp_path)
 
 
 # ---- per-layer formats -------------------------------------------------------------------------------------------

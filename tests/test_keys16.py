@@ -44,6 +44,16 @@ def check_host(c, tmp_path: Path, n_new: int = 40) -> None:
         np.testing.assert_array_equal(p_logits, g_logits[n - 1:])
 
 
+def check_qemu(c, tmp_path: Path, cores: int = 8, n_new: int = 6) -> None:
+    """The RV32 image under QEMU on `cores` harts == golden: ids and every logit, token by token and with prefill."""
+    elf = build_rv32(c, tmp_path / "build")
+    ids, logits = run_golden_compiled(c, PROMPT, n_new, stop=False)
+    for prefill in (False, True):
+        r = run_elf(elf, PROMPT, n_new, c.dep.model.dims.vocab, stop=False, cores=cores, prefill=prefill)
+        assert r.ids == ids
+        np.testing.assert_array_equal(r.logits, logits[len(PROMPT) - 1 if prefill else 0:])
+
+
 @pytest.fixture(scope="module")
 def keys16(model_dir):
     return compile_deployment(DPLY, [KEYS16])
@@ -99,11 +109,4 @@ def test_keys16_with_the_npu_mapping(tmp_path):
 
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
 def test_keys16_qemu_8_harts_is_bit_exact(keys16, tmp_path):
-    elf = build_rv32(keys16, tmp_path / "build")
-    ids, logits = run_golden_compiled(keys16, PROMPT, 6, stop=False)
-    a = run_elf(elf, PROMPT, 6, keys16.dep.model.dims.vocab, stop=False, cores=8, prefill=False)
-    assert a.ids == ids
-    np.testing.assert_array_equal(a.logits, logits)
-    b = run_elf(elf, PROMPT, 6, keys16.dep.model.dims.vocab, stop=False, cores=8, prefill=True)
-    assert b.ids == ids
-    np.testing.assert_array_equal(b.logits, logits[len(PROMPT) - 1:])
+    check_qemu(keys16, tmp_path)
