@@ -44,8 +44,9 @@ def test_a_float_in_the_integer_path_fails_the_build(compiled, tmp_path):
     out = tmp_path / "build"
     build_rv32(compiled, out)
     model_c = out / "model.c"
-    model_c.write_text(model_c.read_text() + "\nvolatile float dpl_leak = 1.5f;\n"
-                       "int dpl_use_leak(int v) { return (int)(v * dpl_leak); }\n")
+    # reached from a constructor, so the linker's section garbage collection keeps it
+    model_c.write_text(model_c.read_text() + "\nvolatile float dpl_leak = 1.5f;\nvolatile int dpl_sink = 3;\n"
+                       "__attribute__((constructor)) static void dpl_use_leak(void) { dpl_sink = (int)(dpl_sink * dpl_leak); }\n")
     res = subprocess.run(["make", "-s", "-C", str(out), "rv32"], capture_output=True, text=True)
     assert res.returncode != 0 and "soft-float" in res.stderr
     assert not (out / f"{compiled.dep.name}.elf").exists()
