@@ -1,0 +1,1 @@
+"""The demo story model: its corpus grammar, its BPE tokenizer and its training (torch, optional)."""
