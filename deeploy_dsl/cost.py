@@ -37,6 +37,9 @@ class StepCost:
     energy_pj: float
 
 
+Q4_COST = 4.04 / 3.29  # gemv_q4 against gemv per MAC, bench/gemv_q4_rv32.py (stories260K's layers, group 32)
+
+
 def npu_linear_cycles(t: Target, n_in: int, n_out: int, n_tok: int = 1) -> int:
     """One NPU job: setup, then the array's k-blocks x column-blocks per token, or the weights' streaming."""
     npu = t.npu
@@ -79,6 +82,8 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
         ops = 0
         if s.kernel in LINEAR_KERNELS:
             compute = cluster_linear_cycles(t, s.cores, macs)
+            if s.kernel.startswith("gemv_q4"):  # unpacking nibbles: RV32 4.04 instructions per MAC against 3.29
+                compute = math.ceil(compute * Q4_COST)
         elif s.kernel in ATTENTION_KERNELS:
             d = dep.model.dims
             # s.macs is at the report position; a prefill visits positions 0..n_tok-1 for each query

@@ -15,7 +15,7 @@ from deeploy_dsl import rules
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.graph import build_graph
 from deeploy_dsl.interpret import load_deployment
-from deeploy_dsl.rules import RULES, Rule, hint_matches, lower, lower_add, lower_linear, place_ops
+from deeploy_dsl.rules import RULES, Rule, hint_matches, lower, lower_add, place_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
