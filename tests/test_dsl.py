@@ -585,3 +585,12 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "bin.dply").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(SpecError, match="cannot read"):
         load_deployment(tmp_path / "bin.dply")
+
+
+def test_int4_needs_even_input_channels(ws):
+    (ws.path / "config.json").write_text(json.dumps({**CONFIG, "intermediate_size": 173}))
+    text = edit("int8 per_channel", "int4 per_group(32)")
+    d = only(ws.error(text), "int4 weights need an even number of input channels")
+    assert_points(d, text, line_of(text, "int4 per_group"), "int4")
+    assert "hidden is 173" in d.message
+    assert ws.load(edit("int8 per_channel", "int8 per_channel gptq")).quant.rounding == "gptq"
