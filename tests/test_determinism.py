@@ -115,3 +115,17 @@ def test_failed_build_leaves_nothing_behind(override, tmp_path, rendered, model_
     assert not fresh.exists() and not fresh.parent.exists(), "a failed build created its output directory"
     assert _files(kept) == before, "a failed build touched the previous good build"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"], "leftovers beside the output directory"
+
+
+def test_int4_gptq_builds_are_byte_identical(tmp_path, model_dir):
+    """GPTQ's float64 linear algebra and the int4 packing give the same bytes whatever the hash seed."""
+    knob = "quantize.weights=int4 per_group(32) gptq"
+    outs = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen(deeploy_cmd() + ["build", str(DPLY), "-o", str(out), "-D", knob], cwd=tmp_path,
+                              env=_env(PYTHONHASHSEED=seed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for out, seed in zip(outs, ("1", "999"))]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    a, b = _files(outs[0]), _files(outs[1])
+    assert a == b and "gemv_q4_i8(" in a["model.c"].decode()
