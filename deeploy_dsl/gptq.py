@@ -6,7 +6,7 @@ Generative Pre-trained Transformers", ICLR 2023) rounds the input channels of a 
 one's rounding error onto the channels not yet rounded, in proportion to the inverse of H = E[x x^T] (here from the
 calibration pass's layer inputs). The grids are the same as nearest rounding's (kernels unchanged, only which integers
 the weights are): int8 per output row; int4 per group, each group's scale chosen (as in quantize._weights_q4) on the
-weights as they are when the pass reaches the group. Compile time only; deterministic (float64 numpy).
+weights as they are when the pass reaches the group (group_scale, which nearest rounding uses too). Compile time only; deterministic (float64 numpy).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 from .layout import Q4_EMAX, Q4_MAX, Q4_MIN, q4_groups
 
 DAMP = 0.01  # added to H's diagonal, as a share of its mean: keeps the inverse stable (the paper's default)
+Q4_CLIPS = np.linspace(0.5, 1.0, 26)  # the group ranges the int4 search tries, as fractions of the group's max
 
 
 class Hessians:
@@ -67,34 +68,41 @@ def gptq_int8(w: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, s
 
 
-def _group_scale(wg: np.ndarray, s: np.ndarray, clips: np.ndarray) -> np.ndarray:
-    """e [rows] for one group's weights wg [rows, cols]: the clip of least squared error on the grid e * s."""
+def q4_row_scale(w: np.ndarray) -> np.ndarray:
+    """s [rows]: the unit of a row's int4 group scales, so that e = 255 gives the row's largest weight a step of max / 7."""
+    s = np.abs(np.asarray(w, np.float64)).max(axis=1) / (Q4_MAX * Q4_EMAX)
+    s[s == 0] = 1.0
+    return s
+
+
+def group_scale(wg: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """e [rows] (uint8) for one group's weights wg [rows, cols]: the clip (a fraction of the group's largest |w|) of
+    least squared error on the grid e * s, ties to the smaller clip."""
     gmax = np.abs(wg).max(axis=1)
     best_err, best_e = np.full(len(wg), np.inf), np.ones(len(wg))
-    for f in clips:
+    for f in Q4_CLIPS:
         e = np.clip(np.round(f * gmax / (Q4_MAX * s)), 1, Q4_EMAX)
         step = (e * s)[:, None]
         err = ((np.clip(np.round(wg / step), Q4_MIN, Q4_MAX) * step - wg) ** 2).sum(axis=1)
         better = err < best_err
         best_err, best_e = np.where(better, err, best_err), np.where(better, e, best_e)
-    return best_e
+    return best_e.astype(np.uint8)
 
 
-def gptq_q4(w: np.ndarray, h: np.ndarray, group: int, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gptq_q4(w: np.ndarray, h: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int4 per group with GPTQ rounding: (q int8 [rows, cols] in [-8, 7], e uint8 [rows, groups], s [rows]), the
     format of quantize._weights_q4. A row's s comes from the weights before the pass; a group whose updated weights
     outgrow it gets e = 255 and clips."""
     w0 = np.asarray(w, np.float64)
     n_out, n_in = w0.shape
-    s = np.abs(w0).max(axis=1) / (Q4_MAX * Q4_EMAX)
-    s[s == 0] = 1.0
+    s = q4_row_scale(w0)
     w, u = _inverse_factor(h, w0)
     q = np.zeros(w.shape, np.int8)
     e = np.ones((n_out, q4_groups(n_in, group)), np.uint8)
     step = s
     for i in range(n_in):
         if i % group == 0:
-            e[:, i // group] = _group_scale(w[:, i:i + group], s, clips)
+            e[:, i // group] = group_scale(w[:, i:i + group], s)
             step = e[:, i // group] * s
         q[:, i] = np.clip(np.round(w[:, i] / step), Q4_MIN, Q4_MAX)
         _spread(w, u, i, q[:, i] * step)

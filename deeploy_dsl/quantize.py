@@ -16,8 +16,8 @@ import numpy as np
 from . import kernels as K
 from .errors import Diagnostic, SpecError
 from .float_model import FloatModel, rope_angles
-from .gptq import Hessians, gptq_int8, gptq_q4
-from .layout import Q4_EMAX, Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
+from .gptq import Hessians, gptq_int8, gptq_q4, group_scale, q4_row_scale
+from .layout import Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
 from .spec import Calibration, Dims
 
 CALIB_SEQ_LEN = 256
@@ -124,33 +124,21 @@ def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, s
 
 
-Q4_CLIPS = np.linspace(0.5, 1.0, 26)  # the group ranges the int4 search tries, as fractions of the group's max
-
-
 def _weights_q4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int4 with a scale per group of `group` input channels: (q int8 [rows, cols] in [-8, 7], e uint8 [rows, groups],
     s [rows]) with w ~= q * e[:, col // group] * s[:, None]. The group scales are integers relative to the row's s
     (the integer path has one multiplier per row), and per group the clip (a fraction of the group's max) and so its
-    e are the ones of least squared error, with q rounded on the grid that e really gives."""
+    e are the ones of least squared error (gptq.group_scale), with q rounded on the grid that e really gives."""
     w = np.asarray(w, np.float64)
     n_out, n_in = w.shape
-    ng = q4_groups(n_in, group)
-    wg = np.zeros((n_out, ng * group))
-    wg[:, :n_in] = w
-    wg = wg.reshape(n_out, ng, group)
-    gmax = np.abs(wg).max(axis=2)  # [rows, groups]
-    s = gmax.max(axis=1) / (Q4_MAX * Q4_EMAX)
-    s[s == 0] = 1.0
-    best_err = np.full((n_out, ng), np.inf)
-    best_e = np.ones((n_out, ng), np.int64)
-    for f in Q4_CLIPS:
-        e = np.clip(np.round(f * gmax / (Q4_MAX * s[:, None])), 1, Q4_EMAX)
-        step = (e * s[:, None])[:, :, None]
-        err = ((np.clip(np.round(wg / step), Q4_MIN, Q4_MAX) * step - wg) ** 2).sum(axis=2)
-        better = err < best_err  # ties keep the earlier (smaller) clip: deterministic
-        best_err, best_e = np.where(better, err, best_err), np.where(better, e, best_e)
-    q = np.clip(np.round(wg / (best_e * s[:, None])[:, :, None]), Q4_MIN, Q4_MAX).reshape(n_out, ng * group)[:, :n_in]
-    return q.astype(np.int8), best_e.astype(np.uint8), s
+    s = q4_row_scale(w)
+    q = np.zeros(w.shape, np.int8)
+    e = np.ones((n_out, q4_groups(n_in, group)), np.uint8)
+    for g, c0 in enumerate(range(0, n_in, group)):
+        wg = w[:, c0:c0 + group]
+        e[:, g] = group_scale(wg, s)
+        q[:, c0:c0 + group] = np.clip(np.round(wg / (e[:, g] * s)[:, None]), Q4_MIN, Q4_MAX)
+    return q, e, s
 
 
 def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +176,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         h = hessians.mean(src) if hessians is not None else None
         group = (groups or {}).get(op, 0)
         if group:
-            q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group, Q4_CLIPS)
+            q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
             consts[op + ".wq4"] = q4_pack(q, e, group)
         else:
             q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
