@@ -1,4 +1,4 @@
-"""Attention cases shared by tests/test_kernels_c.py (host, ctypes) and tests/test_kernels_rv32.py (RV32, QEMU).
+"""Attention and RoPE cases shared by tests/test_kernels_c.py (host, ctypes) and tests/test_kernels_rv32.py (RV32, QEMU).
 
 Pure numpy: parameter dicts for kernels.attention (random ones and a table of edge cases, each with the
 properties its twin output must show) and the tiled composition rebuilt from the numpy twins.
@@ -381,6 +381,33 @@ def attn_out_edges():
 
 def rand_i16(rng, shape):
     return rng.integers(-32768, 32768, shape, dtype=np.int16)
+
+
+def rope_tables(ctx, head_size, theta=10000.0):
+    """Q14 cos/sin tables [ctx, head_size / 2], as quantize.py makes them."""
+    i = np.arange(head_size // 2)
+    ang = np.arange(ctx)[:, None] * theta ** (-2 * i / head_size)[None, :]
+    q = 1 << K.ROPE_FRAC
+    return np.round(np.cos(ang) * q).astype(np.int16), np.round(np.sin(ang) * q).astype(np.int16)
+
+
+def random_rope_i16(seed: int, ctx: int = 64) -> tuple:
+    """(x, pos, cos_t, sin_t, head_size) for rope_i16 (the int16 keys): random int16 values, every 4th seed the
+    extremes (products of 2^29 summed: 2^30, no overflow), every 3rd tables that saturate both ways."""
+    rng = np.random.default_rng(500 + seed)
+    head_size = int(rng.choice([2, 8, 16, 64]))
+    n = head_size * int(rng.integers(1, 9))
+    if seed % 3:
+        cos_t, sin_t = rope_tables(ctx, head_size)
+    else:
+        cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, head_size // 2), dtype=np.int16) for _ in range(2))
+        cos_t[0], sin_t[0] = 2**14, 2**14
+        cos_t[1], sin_t[1] = -(2**14), 2**14
+    pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
+    x = rand_i16(rng, n)
+    if seed % 4 == 0:
+        x[::2], x[1::2] = 32767, -32768
+    return x, pos, cos_t, sin_t, head_size
 
 
 def random_attention_k16(seed: int) -> dict:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
-from attention_cases import random_attention_k16, rand_i16  # noqa: E402
+from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
                              attention_edge, attn_out_edges, attn_out_input, check_edge, exp_av_extremes,
                              exp_av_input, exp_av_out_params, exp_cut_edges, last_head_exps, prm_array,
@@ -327,13 +327,6 @@ def test_rmsnorm_edges(lib, case):
         assert want.min() == -128 and want.max() == 127
 
 
-def rope_tables(ctx, head_size, theta=10000.0):
-    i = np.arange(head_size // 2)
-    ang = np.arange(ctx)[:, None] * theta ** (-2 * i / head_size)[None, :]
-    q = 1 << K.ROPE_FRAC
-    return np.round(np.cos(ang) * q).astype(np.int16), np.round(np.sin(ang) * q).astype(np.int16)
-
-
 @pytest.mark.parametrize("seed", range(100))
 def test_rope(lib, seed):
     rng = np.random.default_rng(seed)
@@ -364,20 +357,8 @@ def test_rope(lib, seed):
 def test_rope_i16(lib, seed):
     """rope_i16 (the int16 keys) against kernels.rope_i16: random int16 values, the extremes (products of 2^29 summed:
     2^30, no overflow) and tables that saturate both ways; in place too."""
-    rng = np.random.default_rng(500 + seed)
-    head_size = int(rng.choice([2, 8, 16, 64]))
-    n = head_size * int(rng.integers(1, 9))
-    ctx = 64
-    if seed % 3:
-        cos_t, sin_t = rope_tables(ctx, head_size)
-    else:
-        cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, head_size // 2), dtype=np.int16) for _ in range(2))
-        cos_t[0], sin_t[0] = 2**14, 2**14
-        cos_t[1], sin_t[1] = -(2**14), 2**14
-    pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
-    x = rand_i16(rng, n)
-    if seed % 4 == 0:
-        x[::2], x[1::2] = 32767, -32768
+    x, pos, cos_t, sin_t, head_size = random_rope_i16(seed)
+    n = x.size
     want = K.rope_i16(x, pos, cos_t, sin_t, head_size)
     if seed % 12 == 0 and pos < 2:
         assert want.min() == -32768 or want.max() == 32767

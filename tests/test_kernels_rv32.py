@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl import kernels as K  # noqa: E402
 from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
-from attention_cases import rand_i16, random_attention_k16  # noqa: E402
+from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
                              attn_out_edges, attn_out_input, check_edge, exp_av_extremes, exp_av_input,
                              exp_av_out_params, exp_cut_edges, last_head_exps, prm_array, random_attention,
@@ -228,13 +228,6 @@ def tie_heavy(rng, n):
 
 def rand_i8(rng, shape):
     return rng.integers(-128, 128, shape, dtype=np.int8)
-
-
-def rope_tables(ctx, head_size, theta=10000.0):
-    i = np.arange(head_size // 2)
-    ang = np.arange(ctx)[:, None] * theta ** (-2 * i / head_size)[None, :]
-    q = 1 << K.ROPE_FRAC
-    return np.round(np.cos(ang) * q).astype(np.int16), np.round(np.sin(ang) * q).astype(np.int16)
 
 
 def silu_table(rng):
@@ -517,21 +510,10 @@ def gen_rope():
 
 def gen_rope_i16():
     """rope_i16 (the int16 keys): random int16 values, the extremes, tables that saturate both ways; in place too."""
-    cases, ctx = [], 64
+    cases = []
     for seed in seeds(40):
-        rng = np.random.default_rng(500 + seed)
-        hs = int(rng.choice([2, 8, 16, 64]))
-        n = hs * int(rng.integers(1, 9))
-        if seed % 3:
-            cos_t, sin_t = rope_tables(ctx, hs)
-        else:
-            cos_t, sin_t = (rng.integers(-(2**14), 2**14 + 1, (ctx, hs // 2), dtype=np.int16) for _ in range(2))
-            cos_t[0], sin_t[0] = 2**14, 2**14
-            cos_t[1], sin_t[1] = -(2**14), 2**14
-        pos = int(rng.integers(0, ctx)) if seed % 5 else int(rng.integers(0, 2))
-        x = rand_i16(rng, n)
-        if seed % 4 == 0:
-            x[::2], x[1::2] = 32767, -32768
+        x, pos, cos_t, sin_t, hs = random_rope_i16(seed)
+        n = x.size
         c = Case("rope_i16", f"seed={seed} hs={hs} n={n} pos={pos}")
         want = K.rope_i16(x, pos, cos_t, sin_t, hs)
         cos_p, sin_p = c.arr(cos_t[pos]), c.arr(sin_t[pos])
