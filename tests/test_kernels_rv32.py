@@ -545,25 +545,7 @@ def gen_attention_k16():
 
 
 def gen_attn_scores_k16():
-    cases = []
-    for seed in seeds(40):
-        rng = np.random.default_rng(700 + seed)
-        g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-        q, cache = rand_i8(rng, g * hs), rand_i16(rng, 80 * n_kv * hs)
-        if seed % 10 == 3:
-            q[:], cache[::2], cache[1::2] = -128, -32768, 32767
-        prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
-        c = Case("attn_scores_k16", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
-        k, k_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
-        scores = c.out(np.full((g, stride), POISON32, np.int32))
-        max_ = c.out(np.concatenate([prev, np.full(4, -555, np.int32)]))
-        c.call("attn_scores_k16", scores, stride, max_, c.arr(q), k, k_stride, t0, n_t, g, hs)
-        want = np.full((g, stride), POISON32, np.int64)
-        want[:, t0:t0 + n_t], want_max = twin_scores_max(q, rows, prev if t0 else None)
-        c.expect(scores, want, "scores (poison outside [t0, t0 + n_t))")
-        c.expect(max_, np.concatenate([want_max, np.full(4, -555)]), "max (poison past g)")
-        cases.append(c)
-    return cases
+    return _gen_scores("attn_scores_k16", 40, 700, rand_i16, (-32768, 32767))
 
 
 def attention_i8_case(a, label, check=None):
@@ -605,19 +587,25 @@ def _kv_operand(c, cache, kv_dim, kh, hs, t0, n_t, tile):
 
 
 def gen_attn_scores():
+    return _gen_scores("attn_scores_i8", 60, 0, rand_i8, (-128, 127))
+
+
+def _gen_scores(kernel, n_seeds, seed0, rand_k, k_extremes):
+    """attn_scores_i8 / attn_scores_k16 (K int8 or int16) over tiles or the cache in place, scores and running max
+    against the twin; every 10th seed the largest products of both signs."""
     cases = []
-    for seed in seeds(60):
-        rng = np.random.default_rng(seed)
+    for seed in seeds(n_seeds):
+        rng = np.random.default_rng(seed0 + seed)
         g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-        q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
-        if seed % 10 == 3:  # largest products of both signs
-            q[:], cache[::2], cache[1::2] = -128, -128, 127
+        q, cache = rand_i8(rng, g * hs), rand_k(rng, 80 * n_kv * hs)
+        if seed % 10 == 3:
+            q[:], cache[::2], cache[1::2] = -128, *k_extremes
         prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
-        c = Case("attn_scores_i8", f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
+        c = Case(kernel, f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
         k, k_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
         scores = c.out(np.full((g, stride), POISON32, np.int32))
         max_ = c.out(np.concatenate([prev, np.full(4, -555, np.int32)]))
-        c.call("attn_scores_i8", scores, stride, max_, c.arr(q), k, k_stride, t0, n_t, g, hs)
+        c.call(kernel, scores, stride, max_, c.arr(q), k, k_stride, t0, n_t, g, hs)
         want = np.full((g, stride), POISON32, np.int64)
         want[:, t0:t0 + n_t], want_max = twin_scores_max(q, rows, prev if t0 else None)
         c.expect(scores, want, "scores (poison outside [t0, t0 + n_t))")
