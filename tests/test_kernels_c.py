@@ -506,49 +506,29 @@ def _kv_rows(cache_flat, kv_dim, kh, hs, t0, n_t, tile):
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_attn_scores(lib, seed):
-    rng = np.random.default_rng(seed)
+@pytest.mark.parametrize("keys", [8, 16])
+def test_attn_scores(lib, seed, keys):
+    """attn_scores_i8 / attn_scores_k16 (int16 keys: the scores / 2^8, rounded half up) against the twin and the
+    definition: the two-head and one-head hs 8 paths, the generic one, tiles and strides, the running max, the
+    largest products of both signs."""
+    rng = np.random.default_rng(seed if keys == 8 else 700 + seed)
     g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-    q, cache = rand_i8(rng, g * hs), rand_i8(rng, 80 * n_kv * hs)
+    q, cache = rand_i8(rng, g * hs), (rand_i8 if keys == 8 else rand_i16)(rng, 80 * n_kv * hs)
     if seed % 10 == 3:  # largest products of both signs
-        q[:], cache[::2], cache[1::2] = -128, -128, 127
+        q[:], cache[::2], cache[1::2] = -128, *((-128, 127) if keys == 8 else (-32768, 32767))
     k, k_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
     scores = np.full((g, stride), -777, np.int32)
     # the max so far (t0 > 0): above, below or within this tile's scores; poison at t0 = 0
     prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
     max_ = np.concatenate([prev, np.full(4, -555, np.int32)])
-    lib.attn_scores_i8(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
+    (lib.attn_scores_i8 if keys == 8 else lib.attn_scores_k16)(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
     want, want_max = twin_scores_max(q, rows, prev if t0 else None)
     assert want.shape == (g, n_t)
+    dots = [[int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) for r in rows] for h in range(g)]
+    np.testing.assert_array_equal(want, dots if keys == 8 else (np.array(dots, np.int64).reshape(g, n_t) + 128) >> 8)
     np.testing.assert_array_equal(scores[:, t0:t0 + n_t], want)
-    np.testing.assert_array_equal(want, [[int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) for r in rows]
-                                         for h in range(g)])
     np.testing.assert_array_equal(max_[:g], want_max)
     assert (max_[g:] == -555).all(), "attn_scores wrote past g maxima"
-    scores[:, t0:t0 + n_t] = -777
-    assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
-
-
-@pytest.mark.parametrize("seed", range(60))
-def test_attn_scores_k16(lib, seed):
-    """attn_scores_k16 against the twin (int16 keys: the scores / 2^8): the two-head and one-head hs 8 paths, the
-    generic one, tiles and strides, the running max, the largest products of both signs."""
-    rng = np.random.default_rng(700 + seed)
-    g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-    q, cache = rand_i8(rng, g * hs), rand_i16(rng, 80 * n_kv * hs)
-    if seed % 10 == 3:
-        q[:], cache[::2], cache[1::2] = -128, -32768, 32767
-    k, k_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
-    scores = np.full((g, stride), -777, np.int32)
-    prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
-    max_ = np.concatenate([prev, np.full(4, -555, np.int32)])
-    lib.attn_scores_k16(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
-    want, want_max = twin_scores_max(q, rows, prev if t0 else None)
-    np.testing.assert_array_equal(want, [[(int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) + 128) >> 8
-                                          for r in rows] for h in range(g)])
-    np.testing.assert_array_equal(scores[:, t0:t0 + n_t], want)
-    np.testing.assert_array_equal(max_[:g], want_max)
-    assert (max_[g:] == -555).all()
     scores[:, t0:t0 + n_t] = -777
     assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
 
