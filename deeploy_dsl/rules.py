@@ -101,11 +101,11 @@ def npu_weight_bytes(op: Op, graph: Graph, dep: Deployment) -> int:
     return npu_packed_bytes(n_out, n_in) + 4 * n_out
 
 
-def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int) -> tuple[int, int]:
+def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int, group: int = 0) -> tuple[int, int]:
     """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU."""
     t = dep.target
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
-    wbytes = padded_rows(n_out) * weight_row_bytes(n_in, weight_groups(graph, dep)[op.name])
+    wbytes = padded_rows(n_out) * weight_row_bytes(n_in, group)  # group: int4 weights' (weight_groups), 0 for int8
     dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
     return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
 
@@ -209,7 +209,7 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
                 if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
             placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)
             continue
-        on_cluster, on_npu = linear_estimates(op, graph, dep, cores)
+        on_cluster, on_npu = linear_estimates(op, graph, dep, cores, groups.get(name, 0))
         placed[name] = Placement("cluster", cores, f"{where}: cluster, ~{on_cluster:,} cycles against ~{on_npu:,} "
                                                     f"on the NPU", h.pos)
         if on_npu < on_cluster:
@@ -268,6 +268,11 @@ def _int(v: int, label: str) -> Arg:
     return Arg("int", value=int(v), label=label)
 
 
+def _shift_arg(op: Op) -> Arg:
+    """A linear layer's shift: its own, or (an input with a per-token scale) this token's, which its producer wrote."""
+    return _buf(op.inputs[1], "shift") if len(op.inputs) > 1 else _const(op.name + ".shift", "shift")
+
+
 def lower_linear(kernel: str):
     """int8 weights (gemv_iN), or with `q4` int4 weights with group scales (gemv_q4_iN: one more argument, the group
     size); each rule takes only its own weight format."""
@@ -280,10 +285,8 @@ def lower_linear(kernel: str):
         n_out, n_in = p["n_out"], p["n_in"]
         out = _buf(op.outputs[0], "y", op.row)
         w = f"W[{n_out},{n_in}] (int4, a scale per {p['group']} columns)" if q4 else f"W[{n_out},{n_in}]"
-        # an input with a per-token scale comes with this token's shift (a buffer its producer wrote)
-        shift = _buf(op.inputs[1], "shift") if len(op.inputs) > 1 else _const(op.name + ".shift", "shift")
         return kernel, (out, _buf(op.inputs[0], "x"), _const(p["weight"], "w"),
-                        _const(op.name + ".mult", "mult"), shift,
+                        _const(op.name + ".mult", "mult"), _shift_arg(op),
                         _int(n_in, "n_in"), _int(n_out, "n_out")) + ((_int(p["group"], "group"),) if q4 else ()), \
             f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
     lower.__name__ = f"lower_{kernel}"
@@ -296,9 +299,8 @@ def lower_npu(kernel: str):
         if p.get("group"):
             return None  # the NPU takes int8 weights only (place_ops keeps int4 layers on the cluster)
         n_out, n_in = p["n_out"], p["n_in"]
-        shift = _buf(op.inputs[1], "shift") if len(op.inputs) > 1 else _const(op.name + ".shift", "shift")
         return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const(op.name + ".wn", "w"),
-                        _const(op.name + ".mult", "mult"), shift,
+                        _const(op.name + ".mult", "mult"), _shift_arg(op),
                         _int(n_in, "n_in"), _int(n_out, "n_out")), \
             f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
     lower.__name__ = f"lower_{kernel}"
