@@ -33,6 +33,14 @@ def _summary(c, out: Path, seconds: float) -> str:
     return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
+def _inputs(dep) -> list[Path]:
+    """The files a deployment reads, which no build may replace (nor a folder holding them)."""
+    paths = [dep.source, dep.model.weights, dep.model.weights.parent / "config.json"]
+    paths += [dep.model.tokenizer] if dep.model.tokenizer else []
+    src = dep.quant.calibration.source
+    return paths + ([Path(src)] if src != "samples" else [])
+
+
 def _guard(fn):
     try:
         return fn()
@@ -49,13 +57,15 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
     """Compile a deployment into a self-contained C project."""
     def go():
-        from .codegen import render, write_build
+        from .codegen import check_output, render, write_build
         from .compiler import compile_deployment
         t0 = time.perf_counter()
+        if out is not None:
+            check_output(out, [file])  # refuse before the expensive part
         c = compile_deployment(file, define or [], strict)
         files = render(c)
         dest = out or Path("build") / c.dep.name
-        write_build(files, dest)
+        write_build(files, dest, _inputs(c.dep))
         _warn(c.warnings)
         typer.echo(_summary(c, dest, time.perf_counter() - t0))
     _guard(go)
