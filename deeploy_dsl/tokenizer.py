@@ -5,8 +5,11 @@ tables it reads. Both sides must give identical ids, so every quirk of run.c is 
 """
 from __future__ import annotations
 
+import heapq
 import struct
 from pathlib import Path
+
+from .modelfiles import FileProblem, read_regular
 
 BOS = 1
 EOS = 2
@@ -14,6 +17,8 @@ BYTE_OFFSET = 3  # run.c maps raw byte b to token b + 3 (the <0xNN> tokens)
 # run.c starts its best-score search at this float32 value with a strict `>`, so scores at or
 # below it (and NaN) can never win a merge
 MERGE_FLOOR = -1e10
+TOKENIZER_MAX_PIECE = 64  # kernels_c/tokenizer.h: the longest piece the on-device encoder's scratch holds
+TOKENIZER_MAX_BYTES = 64 << 20  # 2^20 tokens of 64 bytes: far beyond any llama2.c vocabulary
 
 
 def _is_byte_piece(piece: bytes) -> int | None:
@@ -48,12 +53,15 @@ class Tokenizer:
         """Read a tok*.bin file. The format has no token count, so pass `vocab_size` to check it."""
         path = Path(path)
         try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read tokenizer file ({e.strerror})") from None
+            data = read_regular(path, TOKENIZER_MAX_BYTES, "tokenizer file")
+        except FileProblem as e:
+            raise ValueError(f"{path}: cannot read tokenizer file ({e})") from None
         if len(data) < 4:
             raise ValueError(f"{path}: too short for a llama2.c tokenizer (need a 4-byte header, found {len(data)} bytes)")
         (max_len,) = struct.unpack_from("<I", data, 0)
+        if max_len > TOKENIZER_MAX_PIECE:
+            raise ValueError(f"{path}: max_token_length {max_len} in the header; the on-device tokenizer takes pieces "
+                             f"of at most {TOKENIZER_MAX_PIECE} bytes (TOKENIZER_MAX_PIECE): corrupt or not a tokenizer?")
         vocab: list[bytes] = []
         scores: list[float] = []
         off = 4
@@ -84,17 +92,44 @@ class Tokenizer:
         if vocab_size is not None and off != len(data):
             raise ValueError(f"{path}: {len(data) - off} unexpected bytes after the {vocab_size} tokens "
                              f"(is vocab_size right?)")
-        return cls(vocab, scores, max_len)
+        tok = cls(vocab, scores, max_len)
+        tok._check_encodable(path)
+        return tok
+
+    def _check_encodable(self, path: Path) -> None:
+        """What every encoder (run.c's, ours, kernels_c/tokenizer.c) relies on: a " " piece (the dummy prefix of
+        every text) and byte b's `<0xNN>` piece at id b + 3 (the fallback for text no piece covers)."""
+        if b" " not in self._lookup:
+            raise ValueError(f"{path}: no \" \" piece; llama2.c's encoder puts one before every text "
+                             "(sentencepiece's dummy prefix)")
+        if self.vocab_size < BYTE_OFFSET + 256:
+            raise ValueError(f"{path}: {self.vocab_size} tokens; a llama2.c tokenizer has BOS, EOS and the 256 "
+                             f"byte pieces <0x00>..<0xFF> at ids {BYTE_OFFSET}..{BYTE_OFFSET + 255}")
+        for b in range(256):
+            if _is_byte_piece(self.vocab[b + BYTE_OFFSET]) != b:
+                raise ValueError(f"{path}: token {b + BYTE_OFFSET} is {self.vocab[b + BYTE_OFFSET]!r:.40}, expected "
+                                 f"the byte piece <0x{b:02X}> (llama2.c's encoder falls back to byte b as id b + 3)")
 
     # ---- encode -------------------------------------------------------------------------------
 
     def encode(self, text: str | bytes, bos: bool = True) -> list[int]:
-        """run.c `encode(t, text, bos, eos=0)`. Bytes input is taken as-is (invalid UTF-8 too)."""
-        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        """run.c `encode(t, text, bos, eos=0)` in O(n log n) (_merge_heap). Bytes input is taken as-is (invalid
+        UTF-8 too); text must be valid Unicode (utf8)."""
+        data = utf8(text) if isinstance(text, str) else bytes(text)
         # run.c sees a C string: everything after a NUL is invisible to it
         data = data.split(b"\0", 1)[0]
         tokens = self._initial_tokens(data, bos)
-        return self._merge(tokens, self.scores, MERGE_FLOOR)
+        return self._merge_heap(tokens, self.scores, MERGE_FLOOR)
+
+    @property
+    def longest_piece(self) -> int:
+        """The most bytes of text one token stands for (a byte token stands for one, less than its `<0xNN>`)."""
+        return max([1] + [len(p) for p in self.vocab])
+
+    def max_prompt_bytes(self, context: int) -> int:
+        """The longest text whose tokens can still fit in `context`: BOS, then the dummy-prefix space and the text
+        in pieces of at most longest_piece bytes. Longer text is rejected before it is tokenized."""
+        return max(0, (context - 1) * self.longest_piece - 1)
 
     def encode_with_ranks(self, text: str | bytes, bos: bool = True) -> list[int]:
         """The integer-only algorithm the C side runs; must equal `encode` (tests check)."""
@@ -130,6 +165,41 @@ class Tokenizer:
                     tokens.append(b + BYTE_OFFSET)
             buf.clear()
         return tokens
+
+    def _merge_heap(self, tokens: list[int], key: list, floor) -> list[int]:
+        """_merge's result without its rescans: every adjacent pair that can merge sits in a heap ordered by
+        (-key, left token's first position), so each round pops run.c's pair (the best key, leftmost on ties);
+        entries whose tokens have changed since are skipped."""
+        vocab, lookup = self.vocab, self._lookup
+        tok, n = list(tokens), len(tokens)
+        nxt, prv = list(range(1, n + 1)), list(range(-1, n - 1))
+        ver = [0] * n  # bumped when a token merges with its right neighbour; -1 once merged into its left one
+        heap: list = []
+
+        def pair(i: int) -> None:
+            j = nxt[i]
+            tid = lookup.get(vocab[tok[i]] + vocab[tok[j]]) if j < n else None
+            if tid is not None and key[tid] > floor:  # as the scan's strict `>` (NaN never merges)
+                heapq.heappush(heap, (-key[tid], i, ver[i], j, ver[j], tid))
+
+        for i in range(n - 1):
+            pair(i)
+        while heap:
+            _, i, vi, j, vj, tid = heapq.heappop(heap)
+            if ver[i] != vi or ver[j] != vj:
+                continue
+            tok[i], ver[i], ver[j] = tid, vi + 1, -1
+            nxt[i] = nxt[j]
+            if nxt[j] < n:
+                prv[nxt[j]] = i
+            if prv[i] >= 0:
+                pair(prv[i])
+            pair(i)
+        out, i = [], 0 if n else n
+        while i < n:
+            out.append(tok[i])
+            i = nxt[i]
+        return out
 
     def _merge(self, tokens: list[int], key: list, floor) -> list[int]:
         vocab, lookup = self.vocab, self._lookup
@@ -199,6 +269,16 @@ def c_tables(tok: Tokenizer) -> dict:
         "ranks": tok.rank_scores(),
         "sorted_ids": sorted_ids,
     }
+
+
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8; a lone surrogate (what Python makes of bytes on the command line that are not UTF-8)
+    is a ValueError saying where it is."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"the prompt is not valid text: character {e.start + 1} is a lone surrogate "
+                         f"U+{ord(text[e.start]):04X} (bytes that are not UTF-8?)") from None
 
 
 def c_string_literal(b: bytes) -> str:
