@@ -19,7 +19,7 @@ from .quantize import QuantModel, calibrate, input_hessians, quantize
 from .rules import lower, weight_groups
 from .tiling import tile
 from .spec import Deployment
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, utf8
 from .weights import Weights, load_weights
 
 
@@ -57,17 +57,36 @@ def load_tokenizer(dep: Deployment) -> Tokenizer | None:
     return tok
 
 
+def check_prompt(dep: Deployment, tok: Tokenizer) -> list[int]:
+    """The `.dply`'s prompt as the generated program takes it: encodable by the tokenizer and within the context
+    (it is the program's default prompt, and build reports its prefill). Its ids."""
+    g, context = dep.generate, dep.model.dims.context
+    at = g.prompt_pos or g.pos
+    try:
+        if len(data := utf8(g.prompt)) > (most := tok.max_prompt_bytes(context)):  # no need to tokenize it
+            raise SpecError([Diagnostic(at, f"the prompt is {len(data):,} bytes; no more than {most:,} can fit the "
+                                        f"context of {context} tokens")])
+        ids = tok.encode(data)
+    except ValueError as e:
+        raise SpecError([Diagnostic(at, f"the tokenizer cannot encode the prompt: {e}")]) from None
+    if len(ids) > context:
+        raise SpecError([Diagnostic(at, f"the prompt is {len(ids):,} tokens (with BOS); the context holds {context}")])
+    return ids
+
+
 def compile_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Compiled:
     dep = load_deployment(path, overrides, strict)
     try:
         return _compile(dep)
     except DeeployError as e:  # warnings said before a later failure still reach the user
-        raise type(e)(list(dep.warnings) + e.diagnostics) from None
+        raise type(e)(list(dep.warnings) + e.diagnostics, e.omitted) from None
 
 
 def _compile(dep: Deployment) -> Compiled:
     weights = load_weights(dep.model)
     tok = load_tokenizer(dep)
+    if tok is not None:  # without one the program takes token ids, and the prompt is not used
+        check_prompt(dep, tok)
     fm = FloatModel(weights, dep.model.dims)
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)

@@ -18,10 +18,17 @@ class Pos:
         return f"{self.file}:{self.line}:{self.col}" if self.line else self.file
 
     def source_line(self) -> str:
-        # split on "\n" only, as the parser counts lines: str.splitlines() would also split on
+        # lines end at "\n" only, as the parser counts them: str.splitlines() would also split on
         # form feeds and other characters the grammar treats as blanks, shifting every caret
-        lines = self.text.split("\n")
-        return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
+        if self.line < 1:
+            return ""
+        start = 0
+        for _ in range(self.line - 1):  # find() walks the text once, without copying every line
+            start = self.text.find("\n", start) + 1
+            if start == 0:
+                return ""
+        end = self.text.find("\n", start)
+        return self.text[start:end if end >= 0 else len(self.text)].rstrip("\r")
 
 
 # where a value came from when it was not written in a file
@@ -43,8 +50,8 @@ class Diagnostic:
         src = self.pos.source_line()
         if src:
             width = len(str(self.pos.line))
+            src, caret_col = _window(src, max(self.pos.col, 1))
             out.append(f" {self.pos.line} | {src}")
-            caret_col = max(self.pos.col, 1)
             # keep tabs so the caret lines up under tabbed source
             pad = "".join(c if c == "\t" else " " for c in src[: caret_col - 1])
             out.append(f" {' ' * width} | {pad}^")
@@ -53,17 +60,45 @@ class Diagnostic:
         return "\n".join(out)
 
 
-class DeeployError(Exception):
-    """Bad input from the user: carries one or more diagnostics, never a traceback."""
+SHOWN_WIDTH = 160  # a longer source line is shown as a window around the caret
 
-    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+
+def _window(src: str, col: int) -> tuple[str, int]:
+    """The part of a long line around column `col`, marked '...' where cut, and the caret's column in it."""
+    if len(src) <= SHOWN_WIDTH:
+        return src, col
+    start = max(0, min(col - 1 - SHOWN_WIDTH // 2, len(src) - SHOWN_WIDTH))
+    head = "..." if start else ""
+    tail = "..." if start + SHOWN_WIDTH < len(src) else ""
+    return head + src[start:start + SHOWN_WIDTH] + tail, col - start + len(head)
+
+
+MAX_ERRORS = 20  # errors kept and shown; beyond them only their number is said
+
+
+class DeeployError(Exception):
+    """Bad input from the user: carries one or more diagnostics, never a traceback.
+
+    Only the first MAX_ERRORS errors are kept (`omitted` counts the rest), so a file with thousands of
+    bad values is reported in time and space linear in its size."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic, omitted: int = 0):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics = list(diagnostics)
+        kept, n_errors = [], 0
+        for d in diagnostics:
+            n_errors += d.severity == "error"
+            if d.severity != "error" or n_errors <= MAX_ERRORS:
+                kept.append(d)
+        self.diagnostics = kept
+        self.omitted = omitted + max(0, n_errors - MAX_ERRORS)
         super().__init__(self.render())
 
     def render(self) -> str:
-        return "\n".join(d.render() for d in self.diagnostics)
+        out = [d.render() for d in self.diagnostics]
+        if self.omitted:
+            out.append(f"and {self.omitted} more error{'s' if self.omitted > 1 else ''}")
+        return "\n".join(out)
 
 
 class SyntaxErr(DeeployError):
@@ -91,16 +126,24 @@ def error(pos: Pos, message: str, hint: str = "", cls: type[DeeployError] = Spec
 
 
 class Collector:
-    """Gathers diagnostics so several errors are reported together."""
+    """Gathers diagnostics so several errors are reported together; after MAX_ERRORS it only counts them."""
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self.omitted = 0  # errors beyond MAX_ERRORS, counted, not kept
+        self._n_errors = 0
 
     def add(self, pos: Pos, message: str, hint: str = "", severity: str = "error") -> None:
-        self.items.append(Diagnostic(pos, message, severity, hint))
+        self.extend([Diagnostic(pos, message, severity, hint)])
 
     def extend(self, diags: list[Diagnostic]) -> None:
-        self.items.extend(diags)
+        for d in diags:
+            if d.severity == "error":
+                self._n_errors += 1
+                if self._n_errors > MAX_ERRORS:
+                    self.omitted += 1
+                    continue
+            self.items.append(d)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -112,7 +155,7 @@ class Collector:
 
     def raise_if_errors(self, cls: type[DeeployError] = SpecError) -> None:
         if self.errors:
-            raise cls(self.errors)
+            raise cls(self.errors, self.omitted)
 
 
 def file_pos(path: Path | str) -> Pos:

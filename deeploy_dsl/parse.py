@@ -6,7 +6,9 @@ The grammar (grammar/deeploy.lark) is uniform on purpose; `interpret.py` gives t
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -49,6 +51,7 @@ class Block:
     label: str | None
     entries: tuple  # Setting | Mapping
     pos: Pos
+    label_pos: Pos | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,25 @@ TOKEN_WORDS = {
 }
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r"}
 
+# what a `.dply` may be: far beyond any real deployment (a few KiB, lines under 200 characters, calls two
+# deep), and small enough that parsing the worst case stays under a second or two and nothing recurses deeply
+MAX_FILE_BYTES = 64 << 10
+MAX_LINE_CHARS = 4096
+MAX_NUMBER_CHARS = 40  # 2^64 has 20 digits; int() refuses more than 4,300
+MAX_NESTING = 8  # calibrate(samples, stat = percentile(99.99)) is two deep
+
 
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     grammar = resources.files("deeploy_dsl.grammar").joinpath("deeploy.lark").read_text()
     return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+_HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
+
+
+def _is_surrogate(c: str) -> bool:
+    return "\ud800" <= c <= "\udfff"
 
 
 def _describe_expected(expected) -> str:
@@ -86,6 +103,7 @@ def parse_text(text: str, path: Path, display: str | None = None) -> Doc:
     """Parse `.dply` source; a syntax error becomes a SyntaxErr pointing at the offending token."""
     name = display or str(path)
     src = text if text.endswith("\n") else text + "\n"
+    _check_limits(src, name, text)
     try:
         tree = _parser().parse(src)
     except lark.exceptions.UnexpectedToken as e:
@@ -112,6 +130,32 @@ def parse_text(text: str, path: Path, display: str | None = None) -> Doc:
         raise SyntaxErr([Diagnostic(pos, f"unexpected end of file; expected {_describe_expected(e.expected)}",
                                     hint=_syntax_hint(src, "$END", line, col))]) from None
     return Doc(path, text, tuple(_ToRaw(name, text).item(t) for t in tree.children), name)
+
+
+def _check_limits(src: str, name: str, text: str) -> None:
+    """Lines of at most MAX_LINE_CHARS and parentheses at most MAX_NESTING deep: checked in linear time before
+    Lark sees the text, so that nothing later recurses deeply or shows a huge line."""
+    for line, ln in enumerate(src.split("\n"), start=1):
+        if len(ln) > MAX_LINE_CHARS:
+            raise SyntaxErr([Diagnostic(Pos(name, line, MAX_LINE_CHARS + 1, text),
+                                        f"line {line} is longer than {MAX_LINE_CHARS:,} characters ({len(ln):,})",
+                                        hint="a .dply line holds one setting, a block's first line or a mapping")])
+    depth, line, line_start = 0, 1, 0
+    for m in _PARENS.finditer(src):
+        tok = m.group()
+        if tok == "\n":
+            line, line_start = line + 1, m.end()
+        elif tok == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise SyntaxErr([Diagnostic(Pos(name, line, m.start() - line_start + 1, text),
+                                            f"parentheses nested more than {MAX_NESTING} deep")])
+        elif tok == ")":
+            depth = max(0, depth - 1)
+
+
+# a string (to the end of its line if unclosed: every match is then linear), a comment, a parenthesis, a line break
+_PARENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[()]|\n')
 
 
 def _end_of(src: str) -> tuple[int, int]:
@@ -154,20 +198,53 @@ def _syntax_hint(src: str, found: str, line: int, col: int) -> str:
 
 
 def parse_file(path: Path) -> Doc:
+    name = _display_path(path)
+    data = _read_regular(path, MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        text = data[:MAX_FILE_BYTES].decode("utf-8", errors="replace")
+        line, col = _line_col(data, MAX_FILE_BYTES)
+        raise SyntaxErr([Diagnostic(Pos(name, line, col, text), f"file is larger than {MAX_FILE_BYTES >> 10} KiB",
+                                    hint="a deployment is a few KiB: is this the right file?")])
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line, col = _line_col(data, e.start)
+        pos = Pos(name, line, col, data.decode("utf-8", errors="replace"))
+        raise SpecError([Diagnostic(pos, f"cannot read: byte 0x{data[e.start]:02x} is not valid UTF-8",
+                                    hint="a .dply file is UTF-8 text")]) from None
+    return parse_text(text.removeprefix("\ufeff"), path, name)  # a byte-order mark is no character of the file
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file; a FIFO, device or directory is an error, not a wait."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO does not wait for a writer
     except FileNotFoundError:
         raise SpecError([Diagnostic(Pos(str(path)), "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {e}")]) from None
-    return parse_text(text, path, _display_path(path))
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {getattr(e, 'strerror', None) or e}")]) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecError([Diagnostic(Pos(str(path)), "cannot read: not a regular file")])
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    except OSError as e:
+        raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {e.strerror or e}")]) from None
+    finally:
+        os.close(fd)
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of byte `offset` of UTF-8 `data`, which is valid before it."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, len(data[start:offset].decode("utf-8", errors="replace")) + 1
 
 
 def _display_path(path: Path) -> str:
     # relative paths in messages keep them short and free of the user's home directory
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # not below the cwd; or a symlink loop, a name too long
         return str(path)
 
 
@@ -176,6 +253,12 @@ class _ToRaw:
 
     def __init__(self, name: str, text: str):
         self.name, self.text = name, text
+        self._lines: list[str] | None = None
+
+    def line(self, n: int) -> str:
+        if self._lines is None:  # split once: a file of many mapping lines is not split once per line
+            self._lines = self.text.split("\n")
+        return self._lines[n - 1] if 0 < n <= len(self._lines) else ""
 
     def pos(self, node) -> Pos:
         meta = getattr(node, "meta", None)
@@ -195,7 +278,7 @@ class _ToRaw:
         entries = [c for c in t.children if isinstance(c, lark.Tree)]
         label = str(names[1]) if len(names) > 1 else None
         ents = tuple(self.setting(e) if e.data == "setting" else self.mapping(e) for e in entries)
-        return Block(str(names[0]), label, ents, self.pos(names[0]))
+        return Block(str(names[0]), label, ents, self.pos(names[0]), self.pos(names[1]) if label else None)
 
     def value(self, v) -> Value:
         if isinstance(v, lark.Token):  # a bare token can only be a single-child alias collapsed
@@ -205,11 +288,11 @@ class _ToRaw:
         if kind == "string":
             return Value("string", self.unescape(ch[0]), pos, text=str(ch[0]))
         if kind == "number":
-            s = str(ch[0])
+            s = self.number_text(ch[0])
             num = int(s) if s.lstrip("+-").isdigit() else float(s)
             return Value("number", num, pos, text=s)
         if kind == "size":
-            n, unit = str(ch[0]), str(ch[1])
+            n, unit = self.number_text(ch[0]), str(ch[1])
             num = float(n) * UNITS[unit]
             # a fractional or non-finite size stays a float; the interpreter says why it is wrong
             whole = math.isfinite(num) and num == int(num)
@@ -221,12 +304,25 @@ class _ToRaw:
             return Value("call", str(ch[0]), pos, args, text=str(ch[0]))
         raise AssertionError(kind)
 
+    def number_text(self, tok) -> str:
+        """A number token's text; longer than MAX_NUMBER_CHARS is an error (no setting takes such a number)."""
+        s = str(tok)
+        if len(s) > MAX_NUMBER_CHARS:
+            raise SyntaxErr([Diagnostic(self.pos(tok), f"number of {len(s):,} characters; at most "
+                                        f"{MAX_NUMBER_CHARS} are read", hint="no setting takes a number that large")])
+        return s
+
     def unescape(self, tok) -> str:
         """The text of a "string" token, with JSON's escapes decoded; any other escape is an error."""
         body, out, i = str(tok)[1:-1], [], 0
+
+        def at(i: int) -> Pos:
+            return Pos(self.name, tok.line, tok.column + 1 + i, self.text)
         while i < len(body):
             c = body[i]
             if c != "\\":
+                if _is_surrogate(c):  # from the command line: bytes that were not UTF-8
+                    raise SyntaxErr([Diagnostic(at(i), "invalid UTF-8 in string", hint="text is UTF-8")])
                 out.append(c)
                 i += 1
                 continue
@@ -234,14 +330,28 @@ class _ToRaw:
             if nxt in _ESCAPES:
                 out.append(_ESCAPES[nxt])
                 i += 2
-            elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", body[i + 2: i + 6]):
-                out.append(chr(int(body[i + 2: i + 6], 16)))
-                i += 6
+            elif nxt == "u" and _HEX4.fullmatch(body[i + 2: i + 6]):
+                ch, n = self.code_point(body, i, at)
+                out.append(ch)
+                i += n
             else:
-                pos = Pos(self.name, tok.line, tok.column + 1 + i, self.text)
-                raise SyntaxErr([Diagnostic(pos, f"unknown escape '\\{nxt}' in string",
+                raise SyntaxErr([Diagnostic(at(i), f"unknown escape '\\{nxt}' in string",
                                             hint='known: \\" \\\\ \\/ \\n \\t \\r \\uXXXX')])
         return "".join(out)
+
+    @staticmethod
+    def code_point(body: str, i: int, at) -> tuple[str, int]:
+        """The character of the `\\uXXXX` escape at body[i] and the characters it takes: 6, or 12 for JSON's
+        surrogate pair `\\uD83D\\uDE00`. A lone surrogate is an error: no UTF-8 text (the prompt in the generated
+        C, a path) can hold it."""
+        hi = int(body[i + 2: i + 6], 16)
+        if not _is_surrogate(chr(hi)):
+            return chr(hi), 6
+        lo = body[i + 6: i + 12]
+        if hi < 0xDC00 and lo[:2] == "\\u" and _HEX4.fullmatch(lo[2:]) and 0xDC00 <= int(lo[2:], 16) < 0xE000:
+            return chr(0x10000 + ((hi - 0xD800) << 10) + int(lo[2:], 16) - 0xDC00), 12
+        raise SyntaxErr([Diagnostic(at(i), f"\\u{body[i + 2: i + 6]} is half of a UTF-16 surrogate pair, not a "
+                                    "character", hint="write the character itself, or both halves: \\uD83D\\uDE00")])
 
     def args(self, call_args) -> tuple:
         out = []
@@ -264,13 +374,13 @@ class _ToRaw:
             if len(s.children) > 1:
                 idx = s.children[1].children[0]
                 if isinstance(idx, lark.Tree):  # range a..b
-                    rng = (int(idx.children[0]), int(idx.children[1]))
+                    rng = (int(self.number_text(idx.children[0])), int(self.number_text(idx.children[1])))
                 elif idx.type == "STAR":
                     rng = (0, 1 << 30)
                 else:
-                    rng = (int(idx), int(idx))
+                    rng = (int(self.number_text(idx)),) * 2
             segs.append((name, rng))
-        ptext = self.text.split("\n")[path.meta.line - 1][path.meta.column - 1: path.meta.end_column - 1] \
+        ptext = self.line(path.meta.line)[path.meta.column - 1: path.meta.end_column - 1] \
             if path.meta.line == path.meta.end_line else "?"
         eng_name = engine.children[0]
         args = self.args(engine.children[1]) if len(engine.children) > 1 else ()

@@ -115,6 +115,7 @@ class GenSpec:
     prompt: str
     pos: Pos
     prefill: int = 16  # prompt tokens one prefill chunk runs at once (MODEL_PREFILL); smaller if L1 cannot hold it
+    prompt_pos: Pos | None = None  # the prompt's text, for errors about encoding it
 
 
 @dataclass(frozen=True)
