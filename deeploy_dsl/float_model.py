@@ -33,8 +33,9 @@ class FloatModel:
         cos, sin = rope_angles(d)
         self.cos, self.sin = cos.astype(np.float32), sin.astype(np.float32)
 
-    def new_cache(self, batch: int) -> list[np.ndarray]:
-        shape = (batch, self.d.context, self.d.kv_dim)
+    def new_cache(self, batch: int, length: int | None = None) -> list[np.ndarray]:
+        """K and V caches for `length` positions (default: the whole context; calibration needs fewer)."""
+        shape = (batch, self.d.context if length is None else length, self.d.kv_dim)
         return [np.zeros(shape, np.float32) for _ in range(2 * self.d.layers)]
 
     def _norm(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -81,7 +82,8 @@ class FloatModel:
             x = obs("residual", x + o @ lw.wo.T)
             xb = obs(p + "mlp_norm", self._norm(x, lw.ffn_norm))
             g, u = obs(p + "mlp.gate", xb @ lw.w1.T), obs(p + "mlp.up", xb @ lw.w3.T)
-            h = obs(p + "mlp.swiglu", g / (1.0 + np.exp(-g)) * u)
+            with np.errstate(over="ignore"):  # exp(-g) = inf for g << 0 gives silu -0, as it should
+                h = obs(p + "mlp.swiglu", g / (1.0 + np.exp(-g)) * u)
             x = obs("residual", x + h @ lw.w2.T)
         xf = obs("final_norm", self._norm(x, w.final_norm))
         return obs("lm_head", xf @ w.lm_head.T)
@@ -91,7 +93,7 @@ class FloatModel:
         """n_seq sequences of `length` ids sampled from BOS (seeded, so calibration is reproducible)."""
         rng = np.random.default_rng(seed)
         ids = np.ones((n_seq, 1), dtype=np.int64)
-        cache = self.new_cache(n_seq)
+        cache = self.new_cache(n_seq, length)
         for pos in range(length - 1):
             logits = self.forward(ids[:, -1:], pos, cache, observe)[:, -1].astype(np.float64) / temperature
             p = np.exp(logits - logits.max(axis=-1, keepdims=True))

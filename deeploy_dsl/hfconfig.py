@@ -38,9 +38,9 @@ def read_config(path: Path) -> HFConfig | None:
     if not os.path.lexists(path):
         return None
     try:
-        config = load_json(read_regular(path, CONFIG_MAX_BYTES, "config.json"), path.name)
+        config = load_json(read_regular(path, CONFIG_MAX_BYTES, "config.json"))
     except FileProblem as e:
-        return HFConfig({}, (f"cannot read {path.name} beside the weights: {e}",))
+        return HFConfig({}, (f"cannot read {path.name} beside the weights: it {e}",))
     if not isinstance(config, dict):
         return HFConfig({}, (f"{path.name} beside the weights is not a JSON object",))
     return _checked(config, path.name)

@@ -24,7 +24,12 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)  # a JSON string, to blank out
 
 
 class FileProblem(ValueError):
-    """A model file that cannot be used as it is; the text names what is wrong with it."""
+    """A model file that cannot be used as it is. The text is a verb phrase ("is a FIFO ...") for a message
+    "NAME: cannot read: ..."; `missing` tells a file that is not there from one that is wrong."""
+
+    def __init__(self, text: str, missing: bool = False):
+        super().__init__(text)
+        self.missing = missing
 
 
 def _kind(mode: int) -> str:
@@ -33,19 +38,19 @@ def _kind(mode: int) -> str:
                        (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
-    return "not a regular file"
+    return "a special file"
 
 
-def _open_error(e: OSError) -> str:
+def _open_error(e: OSError) -> FileProblem:
     if e.errno == errno.ENOENT:
-        return "no such file"
+        return FileProblem("does not exist (or is a link to nothing)", missing=True)
     if e.errno == errno.ELOOP:
-        return "a symlink loop (a link that leads back to itself)"
+        return FileProblem("is a symlink loop (a link that leads back to itself)")
     if e.errno == errno.ENOTDIR:
-        return "a part of the path is not a directory"
+        return FileProblem("has a part of its path that is not a directory", missing=True)
     if e.errno == errno.ENXIO:
-        return "a socket or a device without a reader, not a regular file"
-    return f"cannot open: {e.strerror or e}"
+        return FileProblem("is a socket or a device without a reader, not a regular file")
+    return FileProblem(f"cannot be opened: {e.strerror or e}")
 
 
 def open_regular(path: Path, limit: int, what: str) -> tuple[BinaryIO, int]:
@@ -56,13 +61,13 @@ def open_regular(path: Path, limit: int, what: str) -> tuple[BinaryIO, int]:
     try:
         fd = os.open(path, flags)
     except OSError as e:
-        raise FileProblem(_open_error(e)) from None
+        raise _open_error(e) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise FileProblem(f"is {_kind(st.st_mode)}; a {what} must be a regular file")
+            raise FileProblem(f"is {_kind(st.st_mode)}, not a regular file")
         if st.st_size > limit:
-            raise FileProblem(f"is {st.st_size:,} bytes, more than a {what} can be ({limit:,} bytes at most)")
+            raise FileProblem(f"is {st.st_size:,} bytes, more than a {what} can be ({limit:,} at most)")
     except BaseException:
         os.close(fd)
         raise
@@ -76,7 +81,7 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
         try:
             data = f.read(limit + 1)  # one more than allowed: a file still growing is caught too
         except OSError as e:
-            raise FileProblem(f"cannot read: {e.strerror or e}") from None
+            raise FileProblem(f"fails to read: {e.strerror or e}") from None
     if len(data) > limit:
         raise FileProblem(f"grew past {limit:,} bytes while being read")
     return data
@@ -88,7 +93,7 @@ def read_exact(f: BinaryIO, offset: int, n: int) -> bytes:
         f.seek(offset)
         data = f.read(n)
     except OSError as e:
-        raise FileProblem(f"cannot read: {e.strerror or e}") from None
+        raise FileProblem(f"fails to read: {e.strerror or e}") from None
     if len(data) != n:
         raise FileProblem(f"ends at byte {offset + len(data):,}, expected {offset + n:,} (changed while read?)")
     return data
@@ -97,7 +102,7 @@ def read_exact(f: BinaryIO, offset: int, n: int) -> bytes:
 def json_depth(raw: bytes) -> int:
     """The deepest nesting of [ and { outside strings (linear time, no recursion)."""
     a = np.frombuffer(_STRING.sub(b'""', raw), np.uint8)
-    step = (a == ord("[")).astype(np.int64) + (a == ord("{")) - (a == ord("]")) - (a == ord("}"))
+    step = (a == ord("[")).astype(np.int32) + (a == ord("{")) - (a == ord("]")) - (a == ord("}"))
     return int(np.cumsum(step).max()) if a.size else 0
 
 
@@ -124,27 +129,40 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def load_json(raw: bytes, what: str):
-    """JSON with bounded depth and integer length, duplicate keys refused; FileProblem saying what is wrong."""
+def load_json(raw: bytes):
+    """JSON with bounded depth and integer length, duplicate keys refused; a FileProblem says what is wrong."""
     if raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark some editors write: not part of the JSON
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FileProblem(f"{what} is not UTF-8 text (byte {e.start:,}): not JSON") from None
+        raise FileProblem(f"is not valid JSON (not UTF-8 at byte {e.start:,})") from None
     depth = json_depth(raw)
     if depth > JSON_DEPTH_MAX:
-        raise FileProblem(f"{what} nests {depth:,} levels deep; deeploy reads at most {JSON_DEPTH_MAX}")
+        raise FileProblem(f"nests {depth:,} levels deep; deeploy reads JSON of at most {JSON_DEPTH_MAX}")
     try:
         return json.loads(text, parse_int=_int, object_pairs_hook=_unique)
     except _LongNumber as e:
-        raise FileProblem(f"{what} has a number of {e.args[0]:,} digits; deeploy reads at most "
-                          f"{JSON_DIGITS_MAX}") from None
+        raise FileProblem(f"has a number of {e.args[0]:,} digits; deeploy reads at most {JSON_DIGITS_MAX}") from None
     except _Duplicate as e:
-        raise FileProblem(f"{what} states {short(e.args[0])} twice") from None
+        raise FileProblem(f"states {short(e.args[0])} twice") from None
     except (json.JSONDecodeError, RecursionError) as e:
-        raise FileProblem(f"{what} is not valid JSON ({getattr(e, 'msg', 'too deep')} at byte "
-                          f"{getattr(e, 'pos', 0):,})") from None
+        raise FileProblem(f"is not valid JSON ({getattr(e, 'msg', 'too deep')} at byte {getattr(e, 'pos', 0):,})") from None
+
+
+def json_object_end(raw: bytes) -> tuple[str, int] | None:
+    """Where the JSON object that starts `raw` ends: ("end", the byte after it and its trailing blanks), ("cut", the
+    byte it breaks off at) when it runs to the end of `raw`, None when `raw` is not a bounded JSON object at all."""
+    if not raw.lstrip().startswith(b"{") or json_depth(raw) > JSON_DEPTH_MAX:
+        return None
+    text = raw.decode("latin-1")  # one character per byte: positions are byte offsets
+    try:
+        _, end = json.JSONDecoder(parse_int=_int).raw_decode(text, len(text) - len(text.lstrip()))
+    except json.JSONDecodeError as e:
+        return ("cut", e.pos) if e.pos >= len(text.rstrip()) - 1 else None
+    except _LongNumber:
+        return None
+    return "end", len(text) - len(text[end:].lstrip())
 
 
 def short(name, limit: int = 80) -> str:

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from . import kernels as K
-from .errors import Diagnostic, SpecError
+from .errors import BUILTIN, Diagnostic, SpecError, WeightsError
 from .float_model import FloatModel, rope_angles
 from .gptq import Hessians, gptq_int8, gptq_q4, group_scale, q4_row_scale
 from .layout import Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
 from .spec import Calibration, Dims
+from .weights import file_row, tensor_name
 
 CALIB_SEQ_LEN = 256
 DYN_SHIFT_MIN = 16  # swiglu_dyn's k is at most 16 (|silu * up| <= 2^22)
@@ -61,10 +62,14 @@ class _Ranges:
         self.stat, self.pct = stat, percentile
         self.maxes: dict[str, float] = {}
         self.samples: dict[str, list[np.ndarray]] = {}
+        self.overflow: list[str] = []  # values that were NaN or infinite, in the order the model computed them
 
     def __call__(self, name: str, a: np.ndarray) -> None:
         a = np.abs(a)
-        self.maxes[name] = max(self.maxes.get(name, 0.0), float(a.max()))
+        top = float(a.max())
+        if not math.isfinite(top) and name not in self.overflow:  # max() is NaN if any element is
+            self.overflow.append(name)
+        self.maxes[name] = max(self.maxes.get(name, 0.0), top)
         if self.stat in ("percentile", "mse"):
             self.samples.setdefault(name, []).append(a.ravel())
 
@@ -99,16 +104,65 @@ def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None, hessians: Hessia
         if hessians is not None:
             hessians(name, a)
     length = min(CALIB_SEQ_LEN, fm.d.context)
-    if cal.source == "samples":
-        fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=obs)
-    else:
-        if tokenizer is None:
-            raise SpecError([Diagnostic(cal.pos, "calibrating on a text file needs a tokenizer in the model block")])
-        ids = tokenizer.encode(Path(cal.source).read_text(encoding="utf-8", errors="replace"), bos=True)[: cal.tokens]
-        for s in range(0, len(ids), length):
-            chunk = np.array([ids[s:s + length]])
-            fm.forward(chunk, 0, fm.new_cache(1), obs)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by the value it starts at
+        if cal.source == "samples":
+            fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=obs)
+        else:
+            if tokenizer is None:
+                raise SpecError([Diagnostic(cal.pos, "calibrating on a text file needs a tokenizer in the model block")])
+            ids = tokenizer.encode(Path(cal.source).read_text(encoding="utf-8", errors="replace"), bos=True)[: cal.tokens]
+            for s in range(0, len(ids), length):
+                chunk = np.array([ids[s:s + length]])
+                fm.forward(chunk, 0, fm.new_cache(1, len(chunk[0])), obs)
+    if ranges.overflow:
+        name = ranges.overflow[0]
+        raise _numeric_error(fm, f"the float model overflows float32 at {name} on the calibration tokens "
+                             f"(NaN or infinity): its weights are too large to quantize",
+                             f"{name} is computed from {', '.join(_sources(name, fm.d))}")
     return ranges.result()
+
+
+def _sources(value: str, d: Dims) -> list[str]:
+    """The file's tensors a value of the float model is computed from (for messages)."""
+    layer = value.split(".")[1] if value.startswith("layers.") else None
+    p = f"layers.{layer}." if layer is not None else ""
+    ops = {"attn.q": ["attn.q"], "attn.k": ["attn.k"], "attn.v": ["attn.v"], "attn.attention": ["attn.q", "attn.k", "attn.v"],
+           "attn_norm": ["attn_norm"], "mlp_norm": ["mlp_norm"], "mlp.gate": ["mlp.gate"], "mlp.up": ["mlp.up"],
+           "mlp.swiglu": ["mlp.gate", "mlp.up"]}.get(value[len(p):]) if layer is not None else None
+    if ops is not None:
+        return [tensor_name(p + o, d) for o in ops]
+    if value == "residual":
+        return ["model.embed_tokens.weight", "every layer's o_proj and down_proj"]
+    return [tensor_name(value, d)]
+
+
+def _numeric_error(fm: FloatModel, message: str, hint: str = "") -> WeightsError:
+    """A factor the integer model cannot represent: an error at the weights line (the weights cause it)."""
+    return WeightsError([Diagnostic(fm.w.pos or BUILTIN, message, hint=hint)])
+
+
+def _multiplier(fm: FloatModel, real: float, what: str, hint: str) -> tuple[int, int]:
+    """K.quantize_multiplier, with a factor it cannot represent reported as `what` and the tensors in `hint`."""
+    try:
+        return K.quantize_multiplier(real)
+    except ValueError:
+        raise _numeric_error(fm, f"{what}: its requantization factor {real:.3g} is not a positive number below 2^31, "
+                             "the largest a 32-bit multiplier takes", hint) from None
+
+
+def _layer_multipliers(fm: FloatModel, op: str, reals: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, int]:
+    """K.layer_multipliers; a row whose factor cannot be represented is reported by the file's tensor and row."""
+    try:
+        return K.layer_multipliers(reals)
+    except ValueError:
+        bad = ~(np.isfinite(reals) & (reals > 0))
+        row = int(np.argmax(bad)) if bad.any() else int(np.argmax(reals))
+        name = tensor_name(op, fm.d)
+        raise _numeric_error(
+            fm, f"tensor {name} row {file_row(op, row, fm.d)}: its requantization factor {reals[row]:.3g} (input scale "
+            "x the row's weight scale / output scale) is not a positive number below 2^31, the largest a 32-bit "
+            "multiplier takes", f"the row's largest weight is {float(np.abs(w[row]).max()):.3g}; the layer's output "
+            "range from calibration cannot represent it") from None
 
 
 def input_hessians(d: Dims) -> Hessians:
@@ -166,7 +220,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
 
     def act_scale(name: str, bits: int = 8) -> float:
         r = ranges.get(name, 0.0)
-        return (r if r > 0 else 1.0) / float((1 << (bits - 1)) - 1)
+        s = (r if r > 0 else 1.0) / float((1 << (bits - 1)) - 1)
+        return s if s > 0 else 1.0 / float((1 << (bits - 1)) - 1)  # a range so small its scale underflows: as 0
 
     sc["residual"] = act_scale("residual", 16)
 
@@ -188,7 +243,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         reals = s_in * sw / s_out
         if live.any() and not live.all():
             reals = np.where(live, reals, reals[live].min())
-        mult, shift = K.layer_multipliers(reals)
+        mult, shift = _layer_multipliers(fm, op, reals, wf)
         consts[op + ".mult"], consts[op + ".shift"] = mult, np.full(q.shape[0], shift, np.uint8)
         params[op] = {"weight": op + (".wq4" if group else ".wb"), "n_out": int(q.shape[0]),
                       "n_in": int(q.shape[1]), "group": group}
@@ -198,17 +253,29 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         sc[op] = s_out
         gr = g.astype(np.float64) / s_out
         top = float(np.abs(gr).max()) or 1.0
-        gshift = int(math.floor(math.log2(32767.0 / top)))
-        if gshift < 0:
-            raise ValueError(f"{op}: norm gain / output scale {top:.3g} does not fit 16 bits")
-        gshift = min(gshift, 31)
+        if not top <= 32767.0:  # the gains are int16 steps of the output (a shift of 0 at most)
+            c = int(np.argmax(np.abs(gr)))
+            raise _numeric_error(fm, f"tensor {tensor_name(op, d)} channel {c}: the gain {float(g[c]):.3g} is {top:.3g} "
+                                 "steps of the norm's int8 output, more than the 16 bits the integer RMSNorm gives "
+                                 "a gain", f"the calibrated output range is {ranges.get(op, 0.0):.3g}")
+        gshift = min(int(math.floor(math.log2(32767.0 / top))), 31)
         consts[op + ".gain"] = np.round(gr * (1 << gshift)).astype(np.int32)
-        params[op] = {"gain_shift": gshift, "eps_q": int(round(d.norm_eps / sc["residual"] ** 2 * 65536))}
+        eps_q = int(round(d.norm_eps / sc["residual"] ** 2 * 65536))
+        if eps_q >= 1 << 62:  # the C adds it to a 64-bit sum of squares
+            raise _numeric_error(fm, f"rms_norm_eps {d.norm_eps:g} is {eps_q:.3g} in the integer RMSNorm's units "
+                                 f"(2^16 / residual scale^2, the residual's range being {ranges.get('residual', 0):.3g}); "
+                                 "its 64-bit sum takes at most 2^62", "a smaller eps, or larger activations")
+        params[op] = {"gain_shift": gshift, "eps_q": eps_q}
 
     # embedding rows go straight into the int16 residual scale
     emb_q, emb_s = _weights_i8(w.embed)
     consts["embed.w"] = emb_q
-    consts["embed.mult"], consts["embed.shift"] = _mults(emb_s / sc["residual"])
+    try:
+        consts["embed.mult"], consts["embed.shift"] = _mults(emb_s / sc["residual"])
+    except ValueError:
+        row = int(np.argmax(emb_s / sc["residual"]))
+        raise _numeric_error(fm, f"tensor model.embed_tokens.weight row {row}: its factor into the residual's int16 "
+                             f"scale, {emb_s[row] / sc['residual']:.3g}, is not below 2^31") from None
     cos, sin = rope_angles(d)
     consts["rope.cos"] = np.round(cos * (1 << K.ROPE_FRAC)).astype(np.int16)
     consts["rope.sin"] = np.round(sin * (1 << K.ROPE_FRAC)).astype(np.int16)
@@ -222,10 +289,18 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
             linear(p + "attn." + name, p + "attn_norm", wf, sc[p + "attn_norm"], sc[p + "attn." + name])
         s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
         k_unit = (1 << K.K16_SCORE_SHIFT) if k_bits == 16 else 1  # a score unit is 2^8 q.k units with int16 keys
-        sm, ss, cut = K.score_multiplier(sc[p + "attn.q"] * sc[p + "attn.k"] * k_unit / math.sqrt(d.head_size)
-                                         * math.log2(math.e) * (1 << K.EXP_FRAC))
+        score = sc[p + "attn.q"] * sc[p + "attn.k"] * k_unit / math.sqrt(d.head_size) * math.log2(math.e) * (1 << K.EXP_FRAC)
+        try:
+            sm, ss, cut = K.score_multiplier(score)
+        except ValueError:
+            raise _numeric_error(fm, f"layer {li} attention: one integer step of q . k is {score / (1 << K.EXP_FRAC):.3g} "
+                                 f"octaves of the softmax (q's range {ranges.get(p + 'attn.q', 0):.3g}, k's "
+                                 f"{ranges.get(p + 'attn.k', 0):.3g}); the integer softmax takes at most "
+                                 f"{2 ** 31 / (1 << K.EXP_SHIFT_MAX) / (1 << K.EXP_FRAC):g}",
+                                 _largest_row(p + "attn.q", lw.wq, d) + "; " + _largest_row(p + "attn.k", lw.wk, d)) from None
         # out = (sum_t e_t v_t / sum_t e_t) * s_v / s_att; the kernel's shift also takes the exps' Q format out
-        om, os_ = K.quantize_multiplier(sc[p + "attn.v"] / s_att)
+        om, os_ = _multiplier(fm, sc[p + "attn.v"] / s_att, f"layer {li} attention output",
+                              f"from tensor {tensor_name(p + 'attn.v', d)}'s range over the attention output's")
         if os_ + exp_bits > 62:  # keep the product's shift within int64: give up low mantissa bits
             om, os_ = int(K.rshift_round(om, os_ + exp_bits - 62)) or 1, 62 - exp_bits
         params[p + "attn.attention"] = {"score_mult": sm, "score_shift": ss, "score_cut": cut, "out_mult": om,
@@ -246,13 +321,24 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_p, sc["residual"])
             base = int(consts[p + "mlp.down.shift"][0])
             if base < DYN_SHIFT_MIN:  # the token's k (<= 16) must leave a shift >= 0
-                raise ValueError(f"{p}mlp.down: its shift {base} leaves no room for a per-token scale")
+                raise _numeric_error(fm, f"tensor {tensor_name(p + 'mlp.down', d)}: its requantization shift {base} "
+                                     f"leaves no room for the per-token SwiGLU scale (needs {DYN_SHIFT_MIN})",
+                                     "its weights are too large for the residual's range; try without 'dynamic swiglu'")
             params[p + "mlp.swiglu"] = {"dynamic": True, "base_shift": base}
         else:
-            hm, hs = K.quantize_multiplier(s_t * sc[p + "mlp.up"] / s_h)
+            hm, hs = _multiplier(fm, s_t * sc[p + "mlp.up"] / s_h, f"layer {li} SwiGLU",
+                                 f"from tensors {tensor_name(p + 'mlp.gate', d)} and {tensor_name(p + 'mlp.up', d)}")
             params[p + "mlp.swiglu"] = {"mult": hm, "shift": hs}
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_h, sc["residual"])
     norm("final_norm", w.final_norm)
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
     linear("lm_head", "final_norm", w.lm_head, sc["final_norm"], sc["lm_head"])
     return QuantModel(consts, params, sc)
+
+
+def _largest_row(op: str, w: np.ndarray, d: Dims) -> str:
+    """The row of a q or k projection that reaches furthest (largest sum of |w|), as the file numbers it."""
+    norms = np.abs(np.asarray(w, np.float64)).sum(axis=1)
+    row = int(np.argmax(norms))
+    return (f"{tensor_name(op, d)}'s largest row is {file_row(op, row, d)} (sum |w| {norms[row]:.3g}, "
+            f"the median row's {float(np.median(norms)):.3g})")

@@ -55,7 +55,7 @@ class Tokenizer:
         try:
             data = read_regular(path, TOKENIZER_MAX_BYTES, "tokenizer file")
         except FileProblem as e:
-            raise ValueError(f"{path}: cannot read tokenizer file ({e})") from None
+            raise ValueError(f"{path}: cannot read: {e}") from None
         if len(data) < 4:
             raise ValueError(f"{path}: too short for a llama2.c tokenizer (need a 4-byte header, found {len(data)} bytes)")
         (max_len,) = struct.unpack_from("<I", data, 0)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import Collector, Diagnostic, Pos, WeightsError
 from .llama2c import permute_rotary, unpermute_rotary
-from .modelfiles import FileProblem, load_json, open_regular, read_exact, short
+from .modelfiles import FileProblem, json_object_end, load_json, open_regular, read_exact, short
 from .spec import Dims, ModelSpec
 
 DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
@@ -78,16 +78,32 @@ def read_header(f: BinaryIO, size: int) -> tuple[dict[str, TensorInfo], int]:
         raise _Bad(f"header length {hlen} runs past the end of the file ({size} bytes): truncated or not safetensors")
     if hlen > HEADER_MAX:
         raise _Bad(f"header length {hlen:,} is more than deeploy reads ({HEADER_MAX:,} bytes): not a Llama's header")
+    raw = read_exact(f, 8, hlen)
     try:
-        header = load_json(read_exact(f, 8, hlen), "header")
+        header = load_json(raw)
     except FileProblem as e:
-        raise _Bad(f"header is not valid JSON: not a safetensors file? ({e})") from None
+        raise _Bad(_header_length_problem(raw, hlen) or f"header {e}" +
+                   (": not a safetensors file?" if "valid JSON" in str(e) else "")) from None
     if not isinstance(header, dict):
         raise _Bad("header is not a JSON object: not a safetensors file?")
     data_bytes = size - 8 - hlen
     infos = {name: _entry(name, header[name], data_bytes, hlen) for name in sorted(header) if name != "__metadata__"}
     _check_layout(infos, data_bytes, hlen)
     return infos, 8 + hlen
+
+
+def _header_length_problem(raw: bytes, hlen: int) -> str | None:
+    """When a JSON object starts the header but does not fill it, or is cut off by it, the length field is wrong
+    (or the file is cut): say so rather than "not valid JSON"."""
+    found = json_object_end(raw)
+    if found is None:
+        return None
+    if found[0] == "cut":
+        return (f"the header's JSON is cut off at its end (byte {8 + hlen:,}): the header length {hlen} is too "
+                "small, or the file is not safetensors")
+    junk = hlen - found[1]
+    return (f"the header's JSON ends {junk} byte{'s' if junk > 1 else ''} before the header does: the header length "
+            f"{hlen} is {junk} too large, or junk follows the JSON")
 
 
 def _entry(name: str, info, data_bytes: int, hlen: int) -> TensorInfo:
@@ -120,6 +136,8 @@ def _entry(name: str, info, data_bytes: int, hlen: int) -> TensorInfo:
 
 def _check_layout(infos: dict[str, TensorInfo], data_bytes: int, hlen: int) -> None:
     """No two tensors share a byte, and the data section ends where the last tensor does (as safetensors says)."""
+    if not infos:
+        raise _Bad("the header lists no tensors")
     spans = sorted((i.start, i.end, n) for n, i in infos.items() if i.end > i.start)
     for (s0, e0, a), (s1, e1, b) in zip(spans, spans[1:]):
         if s1 < e0:
@@ -128,8 +146,8 @@ def _check_layout(infos: dict[str, TensorInfo], data_bytes: int, hlen: int) -> N
     if used < data_bytes:
         extra = data_bytes - used
         hint = f"the header length {hlen} is {extra} too small, or " if extra <= 8 else ""
-        raise _Bad(f"the tensors end {extra:,} bytes before the end of the file: {hint}data was appended "
-                   "(safetensors files end with the last tensor)")
+        raise _Bad(f"the tensors end {extra:,} byte{'s' if extra > 1 else ''} before the end of the file: {hint}data "
+                   "was appended (safetensors files end with the last tensor)")
 
 
 def _is_count(n) -> bool:
@@ -232,7 +250,7 @@ def load_weights(model: ModelSpec) -> Weights:
     try:
         f, size = open_regular(path, 1 << 62, "weights file")
     except FileProblem as e:
-        raise bad(f"no such file ({path})" if str(e) == "no such file" else f"cannot read: {e}") from None
+        raise bad(f"no such file ({path})" if e.missing else f"cannot read: {e}") from None
     with f:
         try:
             infos, base = read_header(f, size)
