@@ -5,15 +5,15 @@ Several errors are collected and reported together.
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import fields, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from .errors import Collector, Pos
+from .hfconfig import HFConfig, read_config
 from .layout import NPU_K
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
@@ -60,13 +60,78 @@ def vocab_holds_specials(d: Dims) -> bool:
     return d.vocab >= 259
 
 
-DIM_CONSTRAINTS = (positive_dims, heads_divide_dim, kv_heads_divide_heads, head_size_even, vocab_holds_specials)
+# bounds on what the integer kernels and the generated C can take, checked before anything is allocated
+IN_MAX = 1 << 17  # int8 GEMV accumulates in int32: 127 * 128 * n_in < 2^31
+HEAD_SIZE_MAX = 256  # int16 keys: q . k accumulates 128 * 32768 * head_size in int32 (< 2^31 needs < 512)
+CONTEXT_MAX = 1 << 16  # the softmax's exps keep 8 bits or more (kernels.exp_bits: 24 - log2(context))
+LAYERS_MAX = 256  # twice the deepest released Llama (126 layers); each layer is ~20 steps of the plan
+NORM_EPS_MAX = 1.0  # Llama uses 1e-5 or 1e-6; an eps near the mean square would no longer normalise
+ROPE_THETA_MAX = 1e12  # Llama 2 uses 1e4, Llama 3 5e5; the largest in use are ~1e8
+
+
+def widths_fit_int32(d: Dims) -> bool:
+    """dim {dim} or hidden {hidden} is above {in_max:,}: a linear layer's int32 accumulators would overflow"""
+    return max(d.dim, d.hidden) <= IN_MAX
+
+
+def head_size_fits(d: Dims) -> bool:
+    """head size dim/heads = {head_size} is above {head_size_max}: the attention scores' int32 sums would overflow"""
+    return d.heads <= 0 or d.dim // d.heads <= HEAD_SIZE_MAX
+
+
+def context_fits(d: Dims) -> bool:
+    """context {context} is above {context_max:,}, the longest the integer softmax takes (its exps keep 8 bits)"""
+    return d.context <= CONTEXT_MAX
+
+
+def layers_fit(d: Dims) -> bool:
+    """layers {layers} is above {layers_max}, the most deeploy plans"""
+    return d.layers <= LAYERS_MAX
+
+
+def parameters_fit(d: Dims) -> bool:
+    """the dims (dim {dim}, layers {layers}, hidden {hidden}, vocab {vocab}) imply {params:,} parameters, more int8 bytes than any target's largest memory ({memory_max:,} bytes)"""
+    return parameters(d) <= largest_memory()
+
+
+def norm_eps_in_range(d: Dims) -> bool:
+    """norm_eps {norm_eps:g} must be above 0 and at most {norm_eps_max:g} (rms_norm_eps; Llama uses 1e-5 or 1e-6)"""
+    return 0 < d.norm_eps <= NORM_EPS_MAX
+
+
+def rope_theta_in_range(d: Dims) -> bool:
+    """rope_theta {rope_theta:g} must be above 1 and at most {rope_theta_max:g} (Llama 2 uses 10000, Llama 3 500000)"""
+    return 1 < d.rope_theta <= ROPE_THETA_MAX
+
+
+DIM_CONSTRAINTS = (positive_dims, heads_divide_dim, kv_heads_divide_heads, head_size_even, vocab_holds_specials,
+                   widths_fit_int32, head_size_fits, context_fits, layers_fit, norm_eps_in_range, rope_theta_in_range)
+
+
+def parameters(d: Dims) -> int:
+    """Weights of a Llama of these dims (exact integers, however large the dims)."""
+    kv_dim = d.kv_heads * (d.dim // d.heads) if d.heads > 0 else 0
+    per_layer = 2 * d.dim + 2 * d.dim * d.dim + 2 * kv_dim * d.dim + 3 * d.hidden * d.dim
+    return d.vocab * d.dim * (1 if d.tied else 2) + d.dim + d.layers * per_layer
+
+
+@lru_cache(maxsize=1)
+def largest_memory() -> int:
+    """The largest memory level of any target: no deployment can hold more int8 weights."""
+    return max(int(v["size_bytes"]) for name in known_targets()
+               for v in yaml.safe_load(resources.files("deeploy_dsl.targets").joinpath(f"{name}.yaml")
+                                       .read_text())["memory"].values())
 
 
 def check_dims(d: Dims) -> list[str]:
     vals = {f.name: getattr(d, f.name) for f in fields(d)}
-    vals["head_size"] = d.dim // d.heads if d.heads else 0
-    return [c.__doc__.format(**vals) for c in DIM_CONSTRAINTS if not c(d)]
+    vals.update(head_size=d.dim // d.heads if d.heads else 0, in_max=IN_MAX, head_size_max=HEAD_SIZE_MAX,
+                context_max=CONTEXT_MAX, layers_max=LAYERS_MAX, norm_eps_max=NORM_EPS_MAX,
+                rope_theta_max=ROPE_THETA_MAX, memory_max=largest_memory())
+    out = [c.__doc__.format(**vals) for c in DIM_CONSTRAINTS if not c(d)]
+    if not out:  # the count is only meaningful (and cheap) once every dim is in range
+        out = [parameters_fit.__doc__.format(params=parameters(d), **vals)] if not parameters_fit(d) else []
+    return out
 
 
 # ---- targets -------------------------------------------------------------------------------------
@@ -194,7 +259,14 @@ def _path(r: _Reader, key: str, base: Path, required: bool) -> Path | None:
     if not v.strip() or "\0" in v:
         r.errs.add(r.settings[key].values[0].pos, f"'{key}' needs a file path, got {r.settings[key].values[0].text}")
         return None
-    return (base / v).resolve() if not Path(v).is_absolute() else Path(v)
+    # the folder is resolved, the file's own name is not: a symlinked file (a Hugging Face cache's
+    # snapshots/REV/model.safetensors -> ../../blobs/HASH) keeps the folder it was named in, and so its config.json
+    p = Path(v) if Path(v).is_absolute() else base / v
+    try:
+        return p.parent.resolve() / p.name
+    except (RuntimeError, OSError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
+        r.errs.add(r.settings[key].values[0].pos, f"'{key}' path {v} cannot be resolved: {e}")
+        return None
 
 
 def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> ModelSpec | None:
@@ -220,7 +292,10 @@ def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Model
         elif key in FLOAT_DIMS:
             v = r.one(key, ("number",), "a number")
             if v is not None:
-                given[key] = float(v)
+                try:
+                    given[key] = float(v)
+                except OverflowError:  # a whole number of hundreds of digits
+                    errs.add(r.pos(key), f"'{key}' is out of range: a number of {len(str(abs(v)))} digits")
         else:
             v = r.one(key, ("number",), "a whole number")
             if v is not None:
@@ -231,38 +306,51 @@ def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Model
     dims = _dims(given, weights, r, errs)
     if dims is None:
         return None
-    for msg in check_dims(dims):
-        errs.add(_blame(msg, r), msg)
+    problems = check_dims(dims)
+    for msg in problems:
+        errs.add(_blame(msg, r), msg, _config_hint(msg, r))
+    if problems:  # dims that are wrong are no dims: nothing else is checked against them
+        dims = None
     return ModelSpec("llama", weights, tokenizer, dims, b.pos, r.pos("weights"), r.pos("tokenizer"),
                      {k: r.pos(k) for k in DIM_KEYS})
 
 
 def _blame(msg: str, r: _Reader) -> Pos:
     # the first dims key the message names and the file sets is the line to point at
-    for key in ("kv_heads", "heads", "dim", "vocab", "layers", "hidden", "context"):
+    for key in ("kv_heads", "heads", "dim", "vocab", "layers", "hidden", "context", "norm_eps", "rope_theta"):
         if key in msg and key in r.settings:
             return r.pos(key)
     return r.block_pos
 
 
+def _config_hint(msg: str, r: _Reader) -> str:
+    """Where a dim the `.dply` does not set came from, and how to override the one that can be."""
+    key = next((k for k in DIM_KEYS if msg.startswith(k + " ")), None)
+    if key is None or key in r.settings:
+        return ""
+    hint = f"from {DIM_KEYS[key]} in the config.json beside the weights"
+    return hint + ("; write 'context N' in the model block to use fewer positions" if key == "context" else "")
+
+
 def _dims(given: dict, weights: Path | None, r: _Reader, errs: Collector) -> Dims | None:
     """Dims from the `.dply`, completed from config.json beside the weights; both must agree."""
     cfg_path = weights.parent / "config.json" if weights else None
-    config = _read_config(cfg_path, r, errs) if cfg_path else None
+    hf = read_config(cfg_path) if cfg_path else None
+    config = _read_config(hf, r, errs)
     merged = {}
-    for key, hf in DIM_KEYS.items():
-        cv = config.get(hf) if config is not None else None
+    for key, hf_key in DIM_KEYS.items():
+        cv = config.get(hf_key) if config is not None else None
         if key in given:
             if cv is not None and key != "context" and _differs(given[key], cv):
-                errs.add(r.pos(key), f"{key} {_fmt(given[key])} disagrees with {hf} = {_fmt(cv)} in {cfg_path.name}")
+                errs.add(r.pos(key), f"{key} {_fmt(given[key])} disagrees with {hf_key} = {_fmt(cv)} in {cfg_path.name}")
             if key == "context" and cv is not None and given[key] > cv:
                 errs.add(r.pos(key), f"context {given[key]} exceeds the model's max_position_embeddings {cv}")
             merged[key] = given[key]
         elif cv is not None:
             merged[key] = cv
     if key_missing := [k for k in DIM_KEYS if k not in merged]:
-        if weights is None:
-            return None  # the weights line is missing or wrong, and says so; config.json cannot be found
+        if weights is None or (hf is not None and hf.errors):
+            return None  # the weights line or config.json is wrong, and says so; the dims cannot be known
         if config is None:
             where = f"and there is no config.json beside the weights in {cfg_path.parent}"
         else:
@@ -270,53 +358,23 @@ def _dims(given: dict, weights: Path | None, r: _Reader, errs: Collector) -> Dim
         errs.add(r.block_pos, f"model dims missing: {', '.join(key_missing)} ({where})",
                  "write them in the model block, e.g. 'dim 64', or put a HF config.json beside the weights")
         return None
+    window = hf.sliding_window if hf is not None else None
+    if window is not None and window < merged["context"]:
+        errs.add(r.pos("weights"), f"{cfg_path.name}: the mistral model's sliding_window {window} is shorter than "
+                 f"the context {merged['context']}; deeploy's attention sees every earlier position",
+                 f"write 'context {window}' in the model block: within the window a Mistral is a Llama")
     return Dims(*(float(merged[k]) if k in FLOAT_DIMS else (bool(merged[k]) if k == "tied" else int(merged[k]))
                   for k in DIM_KEYS))
 
 
-def _read_config(cfg_path: Path, r: _Reader, errs: Collector) -> dict | None:
-    """The dims a HF config.json states, under HF names, with LlamaConfig's defaults; None if absent."""
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):
+def _read_config(hf: HFConfig | None, r: _Reader, errs: Collector) -> dict | None:
+    """The dims a HF config.json states, under HF names, with LlamaConfig's defaults; None if absent.
+    What is wrong with the file (hfconfig.py) is an error at the weights line, which names its folder."""
+    if hf is None:
         return None
-    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
-        errs.add(r.pos("weights"), f"cannot read {cfg_path.name} beside the weights: {e}")
-        return None
-    if not isinstance(config, dict):
-        errs.add(r.pos("weights"), f"{cfg_path.name} beside the weights is not a JSON object")
-        return None
-    if config.get("rope_theta") is None and isinstance(config.get("rope_parameters"), dict):
-        config["rope_theta"] = config["rope_parameters"].get("rope_theta")  # newer transformers
-    if config.get("num_key_value_heads") is None:
-        config["num_key_value_heads"] = config.get("num_attention_heads")  # LlamaConfig: no GQA
-    if "tie_word_embeddings" not in config:
-        config["tie_word_embeddings"] = False  # LlamaConfig's default
-    out = {}
-    for key, hf in DIM_KEYS.items():
-        v = config.get(hf)
-        if v is None:
-            continue
-        if key == "tied":
-            ok = isinstance(v, bool)
-        elif key in FLOAT_DIMS:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        else:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        if not ok:
-            errs.add(r.pos("weights"), f"{cfg_path.name} beside the weights has {hf} = {json.dumps(v)}, "
-                     f"expected {'true or false' if key == 'tied' else 'a number' if key in FLOAT_DIMS else 'a whole number'}")
-        else:
-            out[hf] = v
-    head_dim = config.get("head_dim")
-    if isinstance(out.get("hidden_size"), int) and isinstance(out.get("num_attention_heads"), int) \
-            and out["num_attention_heads"] > 0 and head_dim is not None \
-            and head_dim != out["hidden_size"] // out["num_attention_heads"]:
-        errs.add(r.pos("weights"), f"{cfg_path.name}: head_dim {head_dim} is not hidden_size / num_attention_heads; "
-                 "such models are not supported")
-    if config.get("rope_scaling"):
-        errs.add(r.pos("weights"), f"{cfg_path.name}: rope_scaling is not supported")
-    return out
+    for msg in hf.errors:
+        errs.add(r.pos("weights"), msg)
+    return hf.values
 
 
 def _differs(a, b) -> bool:
