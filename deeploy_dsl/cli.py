@@ -140,6 +140,7 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         from .runner import run as run_engine
         g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores,
                        prefill=not no_prefill)
+        _warn(g.warnings)
         if as_json:
             typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, **g.stats},
                                   ensure_ascii=False))

@@ -62,10 +62,11 @@ def _semihosting_args(args: list[str]) -> str:
 def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool = True, cores: int = 1,
             timeout: float = 600, profile: bool = False, prefill: bool = False) -> QemuRun:
     """prefill: the prompt through prefill() (its instructions in QemuRun.prefill_instret), else forward() per token."""
-    from .runner import parse_prefill_instret, parse_program_output
+    from .runner import parse_prefill_instret, parse_program_output, write_ids
     require_tools()
     work = elf.parent
-    args = ["--ids", ",".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids", "--instret",
+    write_ids(work, prompt_ids)  # read by the guest through semihosting, relative to QEMU's working directory
+    args = ["--ids-file", "ids.txt", "--tokens", str(n_new), "--print-ids", "--instret",
             "--cores", str(cores),
             "--logits", "logits.bin"] + ([] if stop else ["--no-stop"]) + (["--profile"] if profile else []) \
         + ([] if prefill else ["--no-prefill"])

@@ -14,10 +14,11 @@ import numpy as np
 
 from .codegen import render, write_build
 from .compiler import Compiled, compile_deployment, load_tokenizer
-from .errors import Diagnostic, Pos, SpecError, ToolError
+from .errors import COMMAND_LINE, Diagnostic, Pos, SpecError, ToolError
 from .float_model import FloatModel
 from .golden import Golden
 from .interpret import load_deployment
+from .tokenizer import utf8
 from .weights import load_weights
 
 BOS, EOS = 1, 2
@@ -31,6 +32,7 @@ class Generation:
     text: str  # the continuation only
     logits: np.ndarray  # [steps, vocab]: float for `float`, int32 for golden, c and qemu
     stats: dict = field(default_factory=dict)  # engine figures, e.g. instructions per token under QEMU
+    warnings: tuple = ()  # Diagnostics for the user, e.g. --tokens clamped to the context
 
 
 def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True, prefill=None):
@@ -66,21 +68,59 @@ def continuation_text(tok, prompt_ids: list[int], ids: list[int]) -> str:
     return out.decode("utf-8", errors="replace")
 
 
-def _prompt_ids(tok, prompt: str, pos: Pos) -> list[int]:
+def prompt_ids(tok, prompt: str, context: int, pos: Pos) -> list[int]:
+    """The prompt's ids, BOS first, or one error that reads the same whichever engine runs: not text, too many
+    bytes to fit in the context (checked before tokenizing, so a huge prompt fails at once) or too many tokens."""
     if tok is None:
         raise SpecError([Diagnostic(pos, "running with a text prompt needs a tokenizer in the model block")])
-    return tok.encode(prompt, bos=True)
+    try:
+        data = utf8(prompt)
+    except ValueError as e:
+        raise SpecError([Diagnostic(pos, str(e))]) from None
+    # the same words as compiler.check_prompt says of the .dply's prompt, and the generated program of its own
+    if len(data) > (most := tok.max_prompt_bytes(context)):
+        raise SpecError([Diagnostic(pos, f"the prompt is {len(data):,} bytes; no more than {most:,} can fit the "
+                                         f"context of {context} tokens")])
+    ids = tok.encode(data, bos=True)
+    if len(ids) > context:
+        raise SpecError([Diagnostic(pos, f"the prompt is {len(ids):,} tokens (with BOS); the context holds {context}")])
+    return ids
 
 
-def run_float(path: Path, prompt: str, n_new: int, overrides=None, stop: bool = True) -> Generation:
+@dataclass(frozen=True)
+class Request:
+    """What every engine runs, checked once before any expensive work: the prompt's ids and the new tokens."""
+    prompt: str
+    ids: list[int]
+    n_new: int
+    warnings: tuple = ()
+
+
+def request(dep, tok, prompt: str | None, n_new: int | None) -> Request:
+    """The command line's prompt and --tokens, else the .dply's; more new tokens than the context leaves after
+    the prompt are clamped to what fits (the run would end there anyway), with a warning."""
+    ctx = dep.model.dims.context
+    text = dep.generate.prompt if prompt is None else prompt
+    ids = prompt_ids(tok, text, ctx, (dep.generate.prompt_pos or dep.generate.pos) if prompt is None else COMMAND_LINE)
+    want = dep.generate.tokens if n_new is None else n_new
+    room = ctx - len(ids)
+    if want <= room:
+        return Request(text, ids, want)
+    where = dep.generate.pos if n_new is None else COMMAND_LINE
+    note = Diagnostic(where, f"{want} new tokens asked for, but the context of {ctx} tokens leaves room for "
+                             f"{room} after the {len(ids)}-token prompt: generating at most {room}", "warning")
+    return Request(text, ids, room, (note,))
+
+
+def run_float(path: Path, prompt: str | None, n_new: int | None, overrides=None, stop: bool = True) -> Generation:
     dep = load_deployment(path, overrides)
     tok = load_tokenizer(dep)
+    req = request(dep, tok, prompt, n_new)
     fm = FloatModel(load_weights(dep.model), dep.model.dims)
-    pids = _prompt_ids(tok, prompt, dep.model.tokenizer_pos)
     cache = fm.new_cache(1)
-    ids, logits = greedy(lambda t, p: fm.forward(np.array([[t]]), p, cache)[0, -1], pids, n_new,
+    ids, logits = greedy(lambda t, p: fm.forward(np.array([[t]]), p, cache)[0, -1], req.ids, req.n_new,
                          dep.model.dims.context, stop)
-    return Generation(prompt, pids, ids, continuation_text(tok, pids, ids), logits)
+    return Generation(req.prompt, req.ids, ids, continuation_text(tok, req.ids, ids), logits, warnings=req.warnings)
 
 
 def run_golden_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, prefill: bool = False):
@@ -122,14 +162,22 @@ def parse_program_output(text: str) -> tuple[list[int], dict[int, list[int]], di
     return [int(t) for t in ids], instret, dma
 
 
+def write_ids(folder: Path, ids: list[int]) -> Path:
+    """The prompt's ids as the generated program's --ids-file reads them (argv is too small for a long prompt)."""
+    path = folder / "ids.txt"
+    path.write_text(" ".join(map(str, ids)) + "\n", encoding="ascii")
+    return path
+
+
 def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None,
                    prefill: bool = False):
     """The generated program, token by token (--no-prefill) unless prefill=True: then the logits start at the
     prompt's last token."""
     with tempfile.TemporaryDirectory(prefix="deeploy-run-") as tmp:
         exe = build_c(c, (build_dir or Path(tmp) / "build"))
-        logits_path = Path(tmp) / "logits.bin"
-        cmd = [str(exe), "--ids", " ".join(map(str, prompt_ids)), "--tokens", str(n_new), "--print-ids",
+        logits_path, ids_path = Path(tmp) / "logits.bin", write_ids(Path(tmp), prompt_ids)
+        n_new = min(n_new, c.dep.model.dims.context)  # the run ends at the context's end anyway
+        cmd = [str(exe), "--ids-file", str(ids_path), "--tokens", str(n_new), "--print-ids",
                "--logits", str(logits_path)] + ([] if stop else ["--no-stop"]) + ([] if prefill else ["--no-prefill"])
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
@@ -142,13 +190,11 @@ def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = 
 def run(path: Path, prompt: str | None, n_new: int | None, engine: str, overrides=None,
         stop: bool = True, cores: int = 1, prefill: bool = True) -> Generation:
     if engine == "float":
-        dep = load_deployment(path, overrides)
-        return run_float(path, dep.generate.prompt if prompt is None else prompt,
-                         dep.generate.tokens if n_new is None else n_new, overrides, stop)
+        return run_float(path, prompt, n_new, overrides, stop)
+    dep = load_deployment(path, overrides)
+    req = request(dep, load_tokenizer(dep), prompt, n_new)  # before compiling: a bad prompt fails at once
     c = compile_deployment(path, overrides)
-    prompt = c.dep.generate.prompt if prompt is None else prompt
-    n_new = c.dep.generate.tokens if n_new is None else n_new
-    pids = _prompt_ids(c.tokenizer, prompt, c.dep.model.tokenizer_pos)
+    pids, n_new = req.ids, req.n_new
     stats: dict = {}
     if engine == "qemu":
         from .qemu import build_rv32, decode_instret, run_elf
@@ -164,4 +210,4 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
     else:
         fn = run_golden_compiled if engine == "golden" else run_c_compiled
         ids, logits = fn(c, pids, n_new, stop, prefill=prefill)
-    return Generation(prompt, pids, ids, continuation_text(c.tokenizer, pids, ids), logits, stats)
+    return Generation(req.prompt, pids, ids, continuation_text(c.tokenizer, pids, ids), logits, stats, req.warnings)

@@ -34,11 +34,27 @@ static int32_t lookup(const Tokenizer *t, const char *s) {
     return -1;
 }
 
+/* the id of the piece a + b, or -1 (also when it is too long to be a piece) */
+static int32_t merge_of(const Tokenizer *t, int32_t left, int32_t right) {
+    const char *a = piece_of(t, left);
+    const char *b = piece_of(t, right);
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + lb > (size_t)t->max_token_length) return -1;
+    memcpy(scratch, a, la);
+    memcpy(scratch + la, b, lb + 1);
+    return lookup(t, scratch);
+}
+
 int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int32_t *tokens, int32_t max_tokens,
                      int32_t *n_tokens) {
+    return tokenizer_encode_fast(t, text, bos, tokens, NULL, max_tokens, n_tokens);
+}
+
+int tokenizer_encode_fast(const Tokenizer *t, const char *text, int bos, int32_t *tokens, int32_t *pairs,
+                          int32_t max_tokens, int32_t *n_tokens) {
     const unsigned char *c;
     size_t len = 0;
-    int32_t n = 0;
+    int32_t n = 0, i;
 
     if (t == NULL || text == NULL || tokens == NULL || n_tokens == NULL || max_tokens < 0) {
         return TOKENIZER_ERR_BAD_ARG;
@@ -72,9 +88,9 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int32_t *tok
             if (n >= max_tokens) return TOKENIZER_ERR_TOO_MANY_TOKENS;
             tokens[n++] = id;
         } else {
-            size_t i;
-            for (i = 0; i < len; i++) {
-                int32_t b = (int32_t)(unsigned char)scratch[i] + 3;
+            size_t k;
+            for (k = 0; k < len; k++) {
+                int32_t b = (int32_t)(unsigned char)scratch[k] + 3;
                 if (b >= t->vocab_size) return TOKENIZER_ERR_MISSING_TOKEN;
                 if (n >= max_tokens) return TOKENIZER_ERR_TOO_MANY_TOKENS;
                 tokens[n++] = b;
@@ -83,18 +99,15 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int32_t *tok
         len = 0;
     }
 
-    /* greedily merge the best-ranked adjacent pair, leftmost on ties (strict >), in place */
+    /* greedily merge the best-ranked adjacent pair, leftmost on ties (strict >), in place; with `pairs`, each
+     * pair's merge is looked up once and kept beside it, so a pass compares ranks only */
+    if (pairs) {
+        for (i = 0; i + 1 < n; i++) pairs[i] = merge_of(t, tokens[i], tokens[i + 1]);
+    }
     for (;;) {
-        int32_t best_rank = 0, best_id = -1, best_idx = -1, i;
+        int32_t best_rank = 0, best_id = -1, best_idx = -1;
         for (i = 0; i + 1 < n; i++) {
-            const char *a = piece_of(t, tokens[i]);
-            const char *b = piece_of(t, tokens[i + 1]);
-            size_t la = strlen(a), lb = strlen(b);
-            int32_t id;
-            if (la + lb > (size_t)t->max_token_length) continue;
-            memcpy(scratch, a, la);
-            memcpy(scratch + la, b, lb + 1);
-            id = lookup(t, scratch);
+            int32_t id = pairs ? pairs[i] : merge_of(t, tokens[i], tokens[i + 1]);
             if (id >= 0 && t->ranks[id] > best_rank) {
                 best_rank = t->ranks[id];
                 best_id = id;
@@ -105,6 +118,12 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int32_t *tok
         tokens[best_idx] = best_id;
         memmove(&tokens[best_idx + 1], &tokens[best_idx + 2], (size_t)(n - best_idx - 2) * sizeof tokens[0]);
         n--;
+        if (pairs) {
+            /* pair i now joins tokens i and i + 1 of the shorter list: only the two around the merge change */
+            memmove(&pairs[best_idx + 1], &pairs[best_idx + 2], (size_t)(n - best_idx - 2 > 0 ? n - best_idx - 2 : 0) * sizeof pairs[0]);
+            if (best_idx > 0) pairs[best_idx - 1] = merge_of(t, tokens[best_idx - 1], tokens[best_idx]);
+            if (best_idx + 1 < n) pairs[best_idx] = merge_of(t, tokens[best_idx], tokens[best_idx + 1]);
+        }
     }
     *n_tokens = n;
     return TOKENIZER_OK;

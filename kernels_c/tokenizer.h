@@ -33,9 +33,15 @@ typedef struct {
     const int32_t *sorted_ids; /* [vocab_size] token ids sorted by piece (strcmp order), for bsearch */
 } Tokenizer;
 
-/* encode text into tokens[], writing the count to *n_tokens; at most max_tokens; returns 0 or a negative status */
+/* encode text into tokens[], writing the count to *n_tokens; at most max_tokens; returns 0 or a negative status.
+ * Each merge pass looks up every adjacent pair again: O(n^2) lookups for n bytes of text. */
 int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int32_t *tokens, int32_t max_tokens,
                      int32_t *n_tokens);
+
+/* the same ids, with pairs[max_tokens] as scratch: each pair is looked up once, a pass compares ranks only
+ * (O(n^2) rank comparisons, O(n) lookups); NULL pairs is tokenizer_encode */
+int tokenizer_encode_fast(const Tokenizer *t, const char *text, int bos, int32_t *tokens, int32_t *pairs,
+                          int32_t max_tokens, int32_t *n_tokens);
 
 /* the printable piece for `token` following `prev`; byte tokens decode to a 1-char string in a
  * caller-provided buf[2] (so <0x00> decodes to ""); NULL if token is out of range */
