@@ -5,6 +5,7 @@ Several errors are collected and reported together.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import fields, replace
 from functools import lru_cache
 from importlib import resources
@@ -15,6 +16,7 @@ import yaml
 from .errors import Collector, Pos
 from .hfconfig import HFConfig, read_config
 from .layout import NPU_K
+from .quantize import CALIB_SEQ_LEN
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
                    Target, WeightOverride)
@@ -215,7 +217,11 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     for b in (i for i in doc.items if isinstance(i, Block)):
         if b.kind not in BLOCKS:
             errs.add(b.pos, f"unknown block '{b.kind}'", f"expected one of: {', '.join(BLOCKS)}")
-        elif b.kind in blocks:
+            continue
+        if b.label is not None and b.kind != "model":  # only the model block names something (its architecture)
+            errs.add(b.label_pos or b.pos, f"block '{b.kind}' takes no name: unexpected '{b.label}'",
+                     f"write '{b.kind} {{'")
+        if b.kind in blocks:
             errs.add(b.pos, f"block '{b.kind}' appears twice (first at line {blocks[b.kind].pos.line})")
         else:
             blocks[b.kind] = b
@@ -223,11 +229,16 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     name = r.one("deployment", ("name",), "a name, e.g. 'deployment stories260k'")
     if name is None and "deployment" not in r.settings:
         errs.add(file_pos, "missing 'deployment NAME' line")
+    elif name is not None:
+        _check_name(name, r.settings["deployment"].values[0].pos, errs)
     target = _target(r, errs, file_pos)
-    strict_v = r.one("strict", ("name",), "yes or no", "no") if strict is None else ("yes" if strict else "no")
+    strict_v = r.choice("strict", ("yes", "no"), "no")
+    if strict is not None:  # --strict / --no-strict win over the file
+        strict_v = "yes" if strict else "no"
     base = doc.path.parent
     model = _model(blocks.get("model"), base, errs, file_pos)
-    quant = _quantize(blocks.get("quantize"), base, errs, file_pos)
+    sane = model.dims if model is not None and model.dims is not None and not check_dims(model.dims) else None
+    quant = _quantize(blocks.get("quantize"), base, errs, file_pos, sane)
     if model is not None and model.dims is not None and (quant.weights == "int4" or any(o.group for o in quant.overrides)):
         _check_int4(model.dims, quant, errs)
     hints = _hints(blocks.get("map"), target, errs, strict_v == "yes")
@@ -236,6 +247,19 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     errs.raise_if_errors()
     return Deployment(name or "deployment", doc.path, target, model, quant, hints, memory, gen,
                       strict_v == "yes", file_pos, tuple(errs.warnings))
+
+
+MAX_NAME = 64  # the deployment's name names the build folder, the program and its Makefile target
+MAKE_TARGETS = ("clean", "rv32", "Makefile", "makefile", "GNUmakefile")  # the program must not clash with these
+
+
+def _check_name(name: str, pos: Pos, errs: Collector) -> None:
+    if len(name) > MAX_NAME:
+        errs.add(pos, f"deployment name of {len(name)} characters; at most {MAX_NAME}",
+                 "it names the build folder and the generated program")
+    elif (ident := name.replace("-", "_")) in MAKE_TARGETS:  # rules.c_ident of a NAME token
+        errs.add(pos, f"deployment name '{name}' would clash with the generated Makefile's '{ident}'",
+                 "choose another name")
 
 
 def _target(r: _Reader, errs: Collector, file_pos: Pos) -> Target | None:
@@ -387,7 +411,7 @@ def _fmt(v) -> str:
     return ("yes" if v else "no") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> QuantSpec:
+def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims: Dims | None) -> QuantSpec:
     r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys", "dynamic"),
                 errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
@@ -397,10 +421,13 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Qu
         weights, gran, group = _weight_format(vals, r.pos("weights"), errs)
     calib = Calibration("samples", 4096, "max", 100.0, 0, r.pos("activations"))
     if (vals := r.values("activations")) is not None:
-        if not vals or vals[0].value != "int8":
+        if not vals or vals[0].kind != "name" or vals[0].value != "int8":
             errs.add(vals[0].pos if vals else r.pos("activations"), "unsupported activation type", "supported: int8")
         if len(vals) > 1:
-            calib = _calibration(vals[1], base, errs) or calib
+            calib = _calibration(vals[1], base, errs, dims) or calib
+        if len(vals) > 2:
+            errs.add(vals[2].pos, f"unexpected '{vals[2].text}' after {vals[1].text}(...)",
+                     "write 'activations int8 calibrate(...)'")
     kv = r.choice("kv_cache", ("int8",), "int8")
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
@@ -458,12 +485,14 @@ def _weight_format(vals: list, pos: Pos, errs: Collector) -> tuple[str, str, int
     if not names:
         errs.add(pos, "expected a weight type", f"supported: {WEIGHT_FORMATS}")
         return "int8", "per_channel", 0
-    if names[0] not in ("int8", "int4"):
+    if vals[0].kind != "name" or names[0] not in ("int8", "int4"):
         errs.add(vals[0].pos, f"unsupported weight type '{names[0]}'", f"supported: {WEIGHT_FORMATS}")
         return "int8", "per_channel", 0
     if names[0] == "int8":
         if len(vals) > 1 and not (vals[1].kind == "name" and names[1] == "per_channel"):
             errs.add(vals[1].pos, f"unsupported weight granularity '{vals[1].text}' for int8", "supported: per_channel")
+        elif len(vals) > 2:
+            errs.add(vals[2].pos, f"unexpected '{vals[2].text}' after per_channel", f"supported: {WEIGHT_FORMATS}")
         return "int8", "per_channel", 0
     g = vals[1] if len(vals) > 1 else None
     ok = g is not None and g.kind == "call" and g.value == "per_group" and len(g.args) == 1 \
@@ -479,26 +508,28 @@ def _weight_format(vals: list, pos: Pos, errs: Collector) -> tuple[str, str, int
     return "int4", "per_group", size
 
 
-def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:
+def _calibration(v: Value, base: Path, errs: Collector, dims: Dims | None) -> Calibration | None:
     if v.kind != "call" or v.value != "calibrate":
         errs.add(v.pos, "expected calibrate(SOURCE, tokens = N)", "SOURCE is 'samples' or a \"text file\"")
         return None
     source, tokens, stat, pct, seed = "samples", 4096, "max", 100.0, 0
-    seen: set = set()
+    seen: dict = {}
     for key, a in v.args:
         what = key or "source"
         if what in seen:
             errs.add(a.pos, f"calibrate {what} is given twice")
             return None
-        seen.add(what)
+        seen[what] = a
         if key is None and a.kind == "string":
-            source = str((base / a.value).resolve())
+            source = _absolute(base / a.value)
         elif key is None and a.kind == "name" and a.value == "samples":
             source = "samples"
         elif key == "tokens" and a.kind == "number" and isinstance(a.value, int) and a.value > 0:
             tokens = a.value
         elif key == "seed" and a.kind == "number" and isinstance(a.value, int):
             seed = a.value
+            if not 0 <= seed <= MAX_SEED:
+                errs.add(a.pos, f"calibrate seed = {seed} must be a whole number from 0 to 2^64 - 1")
         elif key == "stat" and a.kind == "name" and a.value in ("max", "mse"):
             stat = a.value
         elif key == "stat" and a.kind == "call" and a.value == "percentile" and len(a.args) == 1 \
@@ -508,9 +539,62 @@ def _calibration(v: Value, base: Path, errs: Collector) -> Calibration | None:
             errs.add(a.pos, f"unexpected calibrate argument '{a.text}'",
                      "calibrate(samples | \"file.txt\", tokens = N, seed = N, stat = max | percentile(P) | mse)")
             return None
-    if source != "samples" and ("\0" in source or not Path(source).is_file()):
-        errs.add(next(a.pos for k, a in v.args if k is None), f"calibration text {source} does not exist")
+    if source != "samples" and (why := _not_a_file(source)):
+        errs.add(seen["source"].pos, f"calibration text {source} {why}")
+    if dims is not None and (need := calibration_bytes(dims, tokens, stat, source == "samples")) > CALIB_MAX_BYTES:
+        lo, hi = 0, tokens  # the most tokens that fit: calibration_bytes grows with the tokens
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if calibration_bytes(dims, mid, stat, source == "samples") <= CALIB_MAX_BYTES \
+                else (lo, mid - 1)
+        errs.add(seen["tokens"].pos if "tokens" in seen else v.pos,
+                 f"calibrate tokens = {tokens:,} needs about {_bytes(need)} for this model's activations; "
+                 f"the limit is {_bytes(CALIB_MAX_BYTES)}: at most {lo:,} tokens",
+                 "a few thousand tokens calibrate a small model well (the default is 4096)")
     return Calibration(source, tokens, stat, pct, seed, v.pos)
+
+
+MAX_SEED = (1 << 64) - 1
+CALIB_MAX_BYTES = 2 << 30  # what the calibration pass may hold: fixed, so that `check` gives the same answer anywhere
+
+
+def calibration_bytes(d: Dims, tokens: int, stat: str, samples: bool) -> int:
+    """An upper estimate of the float memory quantize.calibrate holds for `tokens` calibration tokens: the KV caches
+    and per-step arrays of the batch of sampled sequences (all run at once), and with percentile or mse every
+    observed activation, kept until the end and then copied about twice."""
+    length = min(CALIB_SEQ_LEN, d.context)
+    batch = -(-tokens // length) if samples else 1
+    cache = batch * length * d.kv_dim * 4 * 2 * d.layers
+    step = batch * 4 * (8 * d.vocab + 4 * d.hidden + 4 * d.dim + 3 * d.heads * length)
+    per_layer = 6 * d.dim + 3 * d.kv_dim + 3 * d.hidden  # attn_norm, q (twice), k (twice), v, attention, ...
+    observed = 4 * tokens * (d.layers * (per_layer + d.dim) + 2 * d.dim + d.vocab) if stat != "max" else 0
+    return cache + step + 3 * observed
+
+
+def _bytes(n: int) -> str:
+    """A byte count for a person: 2.0 GiB, 567 PiB."""
+    unit, k = next((u, k) for u, k in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10),
+                                        ("B", 0)) if n >= 1 << k)
+    v = n / (1 << k)
+    return f"{v:,.1f} {unit}" if v < 100 and k else f"{v:,.0f} {unit}"
+
+
+def _absolute(path: Path) -> str:
+    """`path` made absolute, through its symlinks where they resolve (a loop or a NUL is left to _not_a_file)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return os.path.abspath(path)
+
+
+def _not_a_file(path: str) -> str:
+    """Why `path` cannot be read as a text file ("" if it can): a FIFO or device would block or never end."""
+    if not os.path.exists(path):  # also a NUL in it, a name too long, a dangling symlink or a loop
+        return "does not exist"
+    try:
+        return "" if Path(path).is_file() else "is not a regular file"
+    except OSError as e:  # gone or unreadable since
+        return f"cannot be read ({e.strerror or e})"
 
 
 def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool) -> tuple[MapHint, ...]:
@@ -528,8 +612,10 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
         if e.engine not in ("cluster", "npu", "auto"):
             errs.add(e.engine_pos, f"unknown engine '{e.engine}'", "expected cluster, cluster(cores = N), npu or auto")
             continue
-        for key, a in e.args:
-            if e.engine == "cluster" and key == "cores" and a.kind == "number" and isinstance(a.value, int):
+        for i, (key, a) in enumerate(e.args):
+            if key is not None and key in (k for k, _ in e.args[:i]):
+                errs.add(a.pos, f"{e.engine} {key} is given twice")
+            elif e.engine == "cluster" and key == "cores" and a.kind == "number" and isinstance(a.value, int):
                 cores = a.value
                 if cores < 1:
                     errs.add(a.pos, f"cores = {cores} must be at least 1")
@@ -590,6 +676,8 @@ def _memory(b: Block | None, target: Target | None, errs: Collector, file_pos: P
             rest = [v for v in rest if not (v.kind == "name" and v.value == "double_buffer")]
             if rest and (rest[0].kind != "name" or rest[0].value != "holds"):
                 errs.add(rest[0].pos, "expected 'holds' followed by weights, kv_cache or activations")
+            elif len(rest) == 1:
+                errs.add(rest[0].pos, "'holds' names nothing", f"expected: {', '.join(HOLDABLE)}")
             for v in rest[1:]:
                 if v.kind != "name" or v.value not in HOLDABLE:
                     errs.add(v.pos, f"'{v.text}' cannot be placed", f"expected: {', '.join(HOLDABLE)}")
@@ -626,19 +714,30 @@ def _size(n: int) -> str:
 def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec | None) -> GenSpec:
     r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "prompt", "prefill"), errs, b.pos if b else file_pos)
     tokens = r.one("tokens", ("number",), "a whole number of tokens", 128)
+    context = model.dims.context if model is not None and getattr(model, "dims", None) is not None else None
     if not isinstance(tokens, int) or tokens < 1:
         errs.add(r.pos("tokens"), f"'tokens' must be a positive whole number, got {tokens}")
         tokens = 1
+    elif tokens > INT32_MAX:  # the generated program counts them in a C int
+        errs.add(r.settings["tokens"].values[0].pos, f"'tokens' {tokens:,} is more than the generated program "
+                 f"can count ({INT32_MAX:,})", "generation stops when the context is full anyway"
+                 + (f" ({context} tokens)" if context is not None else ""))
+        tokens = 1
     sampler = r.choice("sampler", ("greedy",), "greedy")
     prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', "Once upon a time")
+    if "\0" in prompt:  # the generated program holds it as a C string, which would end there
+        errs.add(r.settings["prompt"].values[0].pos, "the prompt cannot contain a NUL character (\\u0000)")
     prefill = r.one("prefill", ("number",), "a whole number of tokens per prefill chunk", 16)
-    context = model.dims.context if model is not None and getattr(model, "dims", None) is not None else None
     if not isinstance(prefill, int) or prefill < 1 or (context is not None and prefill > context):
         errs.add(r.pos("prefill"), f"'prefill' must be a whole number of tokens from 1 to "
                  f"{context if context is not None else 'the context'}, got {prefill}",
                  "the prompt runs in chunks of this many tokens; 1 runs it token by token")
         prefill = 1
-    return GenSpec(tokens, sampler, prompt, r.block_pos, prefill)
+    return GenSpec(tokens, sampler, prompt, r.block_pos, prefill, r.settings["prompt"].values[0].pos
+                   if "prompt" in r.settings and r.settings["prompt"].values else r.block_pos)
+
+
+INT32_MAX = (1 << 31) - 1
 
 
 def load_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Deployment:

@@ -122,6 +122,8 @@ def parse_text(text: str, path: Path, display: str | None = None) -> Doc:
         if ch == '"':
             raise SyntaxErr([Diagnostic(pos, "unterminated string: no closing '\"' on this line",
                                         hint="a string ends on the line where it starts")]) from None
+        if _is_surrogate(ch):  # what Python makes of command-line bytes that are not UTF-8
+            raise SyntaxErr([Diagnostic(pos, "invalid UTF-8", hint="text is UTF-8")]) from None
         allowed = _describe_expected(t for t in e.allowed if t != "COMMENT") if e.allowed else "something else"
         raise SyntaxErr([Diagnostic(pos, f"unexpected character {ch!r}; expected {allowed}")]) from None
     except lark.exceptions.UnexpectedEOF as e:
