@@ -3,9 +3,10 @@
     python bench/fuzz_dply.py [-n 10000] [--seed 0] [--out fuzz-findings] [--limit 10] [--no-compile]
 
 Inputs come from tests/dply_fuzz.py (seeded: the same inputs on every machine). Every input that passes validation
-is compiled, once per distinct deployment. Prints the counts of clean errors at file:line:col, clean errors without a
-position, tracebacks and runs over the time limit, then the slowest and median times; each traceback, unpositioned
-error and timeout is saved under --out (the .dply, its -D overrides and what happened) for reproduction.
+is compiled, once per distinct deployment, and rendered to C as `build` would (not written). Prints the counts of
+clean errors at file:line:col, clean errors without a position, tracebacks, runs over the time limit and renders
+that failed after check passed, then the median and slowest times; each of those findings is saved under --out
+(the .dply, its -D overrides and what happened) for reproduction.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from dply_fuzz import CALIB_TEXT, Checker, cases  # noqa: E402
 
+FINDINGS = ("traceback", "unpositioned", "timeout", "build-only")
 MEMORY_LIMIT = 8 << 30  # an input that asks for more memory fails with MemoryError (a finding), not the machine
 
 
@@ -32,8 +34,9 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10_000, help="inputs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("fuzz-findings"), help="where findings are saved")
-    ap.add_argument("--limit", type=float, default=10.0, help="seconds per input")
+    ap.add_argument("--limit", type=float, default=10.0, help="CPU seconds per input (6x that of wall time)")
     ap.add_argument("--no-compile", action="store_true", help="stop valid inputs after validation")
+    ap.add_argument("--no-render", action="store_true", help="do not render compiled deployments to C")
     args = ap.parse_args()
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     counts: Counter = Counter()
@@ -41,13 +44,14 @@ def main() -> None:
     times: list[tuple[float, int, str]] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fuzz-dply-") as work:
-        checker = Checker(Path(work), compile_valid=not args.no_compile, time_limit=args.limit)
+        checker = Checker(Path(work), compile_valid=not args.no_compile, time_limit=args.limit,
+                          render=not args.no_render)
         for i, case in enumerate(cases(args.seed, args.n)):
             o = checker.run(case)
             counts[o.status] += 1
             phases[o.phase] += o.status == "accepted"
             times.append((o.seconds, i, case.kind))
-            if o.status in ("traceback", "unpositioned", "timeout"):
+            if o.status in FINDINGS:
                 save(args.out, i, case, o)
             if (i + 1) % 500 == 0:
                 print(f"  {i + 1:,} inputs, {time.perf_counter() - t0:,.0f} s: {dict(counts)}", file=sys.stderr)
@@ -55,17 +59,18 @@ def main() -> None:
     secs = sorted(t for t, _, _ in times)
     print(f"{args.n:,} .dply inputs, seed {args.seed}, {time.perf_counter() - t0:,.0f} s "
           f"({'validation only' if args.no_compile else f'{distinct:,} distinct valid deployments compiled'})")
-    print(f"  clean errors at file:line:col  {counts['positioned']:,}")
-    print(f"  clean errors without position  {counts['unpositioned']:,}")
-    print(f"  tracebacks                     {counts['traceback']:,}")
-    print(f"  runs over {args.limit:g} s                {counts['timeout']:,}")
-    print(f"  accepted                       {counts['accepted']:,} "
-          f"(compiled {phases['compile']:,}, as an equal deployment {phases['cached']:,}, "
+    print(f"  clean errors at file:line:col   {counts['positioned']:,}")
+    print(f"  clean errors without position   {counts['unpositioned']:,}")
+    print(f"  tracebacks                      {counts['traceback']:,}")
+    print(f"  runs over {args.limit:g} s (CPU time)     {counts['timeout']:,}")
+    print(f"  passed check, failed render     {counts['build-only']:,}")
+    print(f"  accepted                        {counts['accepted']:,} "
+          f"(compiled {phases['compile'] + phases['render']:,}, as an equal deployment {phases['cached']:,}, "
           f"validated only {phases['validate']:,})")
-    print(f"  time per input: median {statistics.median(secs) * 1000:,.1f} ms, max {secs[-1]:,.2f} s")
+    print(f"  CPU time per input: median {statistics.median(secs) * 1000:,.1f} ms, max {secs[-1]:,.2f} s")
     for t, i, kind in sorted(times)[-3:][::-1]:
         print(f"    slowest: input {i} ({kind}) {t:.2f} s")
-    if counts["traceback"] + counts["unpositioned"] + counts["timeout"]:
+    if sum(counts[f] for f in FINDINGS):
         print(f"  findings saved in {args.out}/")
 
 

@@ -1,7 +1,9 @@
 """Diagnostics: a small error hierarchy whose every member points at a place in a `.dply` file."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -20,15 +22,18 @@ class Pos:
     def source_line(self) -> str:
         # lines end at "\n" only, as the parser counts them: str.splitlines() would also split on
         # form feeds and other characters the grammar treats as blanks, shifting every caret
-        if self.line < 1:
+        starts = _line_starts(self.text)
+        if not 0 < self.line <= len(starts):
             return ""
-        start = 0
-        for _ in range(self.line - 1):  # find() walks the text once, without copying every line
-            start = self.text.find("\n", start) + 1
-            if start == 0:
-                return ""
-        end = self.text.find("\n", start)
-        return self.text[start:end if end >= 0 else len(self.text)].rstrip("\r")
+        end = self.text.find("\n", starts[self.line - 1])
+        return self.text[starts[self.line - 1]:end if end >= 0 else len(self.text)].rstrip("\r")
+
+
+@lru_cache(maxsize=4)
+def _line_starts(text: str) -> tuple[int, ...]:
+    """Where each line of `text` starts: computed once per text, so that any number of diagnostics render in time
+    linear in their count (a str caches its hash, so the lookup does not rehash the text)."""
+    return (0,) + tuple(m.end() for m in re.finditer("\n", text))
 
 
 # where a value came from when it was not written in a file

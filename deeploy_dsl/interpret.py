@@ -250,15 +250,19 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
 
 
 MAX_NAME = 64  # the deployment's name names the build folder, the program and its Makefile target
-MAKE_TARGETS = ("clean", "rv32", "Makefile", "makefile", "GNUmakefile")  # the program must not clash with these
+# what the program (named after the deployment) must not be called: the Makefile's other targets, and the build's
+# files without a suffix (templates/Makefile.j2, codegen.MARKER), which `make` would overwrite
+TAKEN_NAMES = {"clean": "the Makefile's target", "rv32": "the Makefile's target", "Makefile": "the build's file",
+               "makefile": "the file make reads before Makefile", "GNUmakefile": "the file make reads before Makefile",
+               "DEEPLOY_BUILD": "the build's marker file"}
 
 
 def _check_name(name: str, pos: Pos, errs: Collector) -> None:
     if len(name) > MAX_NAME:
         errs.add(pos, f"deployment name of {len(name)} characters; at most {MAX_NAME}",
                  "it names the build folder and the generated program")
-    elif (ident := name.replace("-", "_")) in MAKE_TARGETS:  # rules.c_ident of a NAME token
-        errs.add(pos, f"deployment name '{name}' would clash with the generated Makefile's '{ident}'",
+    elif (ident := name.replace("-", "_")) in TAKEN_NAMES:  # rules.c_ident of a NAME token
+        errs.add(pos, f"deployment name '{name}' would name the program like {TAKEN_NAMES[ident]} '{ident}'",
                  "choose another name")
 
 

@@ -277,11 +277,13 @@ def invalid_utf8(rng, data: bytes) -> bytes:
     return data
 
 
-# settings a user would really try with -D (README): mostly valid, so that the compile phases after validation run
+# settings a user would really try with -D (README): mostly valid, so that the compile phases after validation run.
+# Not gptq: its calibration pass alone takes ~12 s of CPU on stories260K (gptq.Hessians), over the time limit that
+# is here to catch hangs
 KNOBS = ("target=host", "target=generic-rv32", "memory.L1=16KiB", "memory.L1=64KiB", "memory.L1=4KiB",
          "memory.L1=1KiB", "memory.L2=512KiB", "memory.L2=1MiB", "generate.prefill=1", "generate.prefill=64",
-         "generate.prefill=512", "quantize.weights=int4 per_group(32)", "quantize.weights=int4 per_group(8) gptq",
-         "quantize.weights=int8 per_channel gptq", "quantize.keys=int8", "quantize.dynamic=none",
+         "generate.prefill=512", "quantize.weights=int4 per_group(32)", "quantize.weights=int4 per_group(8)",
+         "quantize.weights=int8 per_channel nearest", "quantize.keys=int8", "quantize.dynamic=none",
          "quantize.activations=int8 calibrate(samples, tokens = 512, stat = max)",
          "quantize.activations=int8 calibrate(\"text.txt\", tokens = 256, stat = mse)",
          "map.layers[*].attn.*=npu", "map.layers[*].mlp.*=npu", "map.layers[*].*=auto", "map.lm_head=npu",
@@ -341,8 +343,8 @@ class Timeout(BaseException):
 
 @dataclass
 class Outcome:
-    status: str  # accepted | positioned | unpositioned | traceback | timeout
-    seconds: float
+    status: str  # accepted | positioned | unpositioned | traceback | timeout | build-only (check passed, render failed)
+    seconds: float  # CPU time
     phase: str  # load (parse, check), validate (model files, prompt), compile, cached (an equal deployment's)
     message: str = ""
 
@@ -373,25 +375,31 @@ def canonical(obj):
 class Checker:
     """Runs inputs as `deeploy check` does, in-process. With `compile_valid`, an input that passes validation is
     compiled (weights, calibration, lowering, tiling, allocation), once per distinct deployment: `generate`'s tokens
-    and prompt are read by no compile phase, so they are left out of the key (the prompt is checked per input)."""
+    and prompt are read by no compile phase, so they are left out of the key (the prompt is checked per input).
+    With `render` too, what compiles is also rendered to C as `build` does (without writing it): an error there is
+    a rejection `check` missed ("build-only")."""
 
-    def __init__(self, workdir: Path, compile_valid: bool, time_limit: float = 10.0):
-        self.dir, self.compile_valid, self.limit = Path(workdir), compile_valid, time_limit
+    def __init__(self, workdir: Path, compile_valid: bool, time_limit: float = 10.0, render: bool = False):
+        self.dir, self.compile_valid, self.limit, self.render = Path(workdir), compile_valid, time_limit, render
+        self.wall_limit = 6 * time_limit  # a wait that uses no CPU (a blocking read) is caught by the wall clock
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "text.txt").write_text(CALIB_TEXT)
         self.path = self.dir / "fuzz.dply"
         self.compiled: dict = {}  # canonical deployment -> (status, message)
 
     def run(self, case: Case) -> Outcome:
+        """The limit is on the process's CPU time, which other programs on the machine do not inflate (Outcome's
+        seconds are CPU seconds too); a blocking wait is caught after `wall_limit` seconds of wall time."""
         self.path.write_bytes(case.data)
         phase = ["load"]
-        t0 = time.perf_counter()
-        old = signal.signal(signal.SIGALRM, _raise_timeout)
-        signal.setitimer(signal.ITIMER_REAL, self.limit)
+        t0 = time.process_time()
+        old = {s: signal.signal(s, _raise_timeout) for s in (signal.SIGPROF, signal.SIGALRM)}
+        signal.setitimer(signal.ITIMER_PROF, self.limit)
+        signal.setitimer(signal.ITIMER_REAL, self.wall_limit)
         try:
             status, message = self._check(case, phase)
         except Timeout:
-            status, message = "timeout", f"over {self.limit:g} s"
+            status, message = "timeout", f"over {self.limit:g} s of CPU time or {self.wall_limit:g} s of wall time"
         except DeeployError as e:
             bad = [d for d in e.diagnostics if d.severity == "error" and not is_positioned(d.pos)]
             status, message = ("unpositioned", bad[0].render()) if bad else ("positioned", e.diagnostics[0].render())
@@ -400,9 +408,11 @@ class Checker:
                 raise
             status, message = "traceback", "".join(traceback.format_exception(e))
         finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
-        return Outcome(status, time.perf_counter() - t0, phase[0], message)
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return Outcome(status, time.process_time() - t0, phase[0], message)
 
     def _check(self, case: Case, phase: list) -> tuple[str, str]:
         from deeploy_dsl.compiler import check_prompt, compile_deployment, load_tokenizer
@@ -423,12 +433,20 @@ class Checker:
             return status, message
         phase[0] = "compile"
         try:
-            compile_deployment(self.path, list(case.defines))
+            c = compile_deployment(self.path, list(case.defines))
             self.compiled[key] = ("accepted", "")
         except DeeployError as e:  # the same deployment fails the same way; keep how, then report it
             bad = [d for d in e.diagnostics if d.severity == "error" and not is_positioned(d.pos)]
             self.compiled[key] = ("unpositioned", bad[0].render()) if bad else ("positioned", e.diagnostics[0].render())
             raise
+        if self.render:
+            from deeploy_dsl.codegen import render
+            phase[0] = "render"
+            try:
+                render(c)
+            except DeeployError as e:
+                self.compiled[key] = ("build-only", e.render())
+                return self.compiled[key]
         return "accepted", ""
 
 

@@ -245,7 +245,8 @@ def test_defines_get_the_same_checks_at_the_command_line(ws, define, word, messa
     ("int8 per_channel", '"int8" per_channel', '"int8"', "unsupported weight type 'int8'"),
     ("activations int8", "activations int8(2)", "int8(2)", "unsupported activation type"),
     ("L2 2 MiB    holds weights, kv_cache", "L2 2 MiB    holds", "holds", "'holds' names nothing"),
-    ("deployment stories260k", "deployment clean", "clean", "would clash with the generated Makefile's 'clean'"),
+    ("deployment stories260k", "deployment clean", "clean", "would name the program like the Makefile's target 'clean'"),
+    ("deployment stories260k", "deployment DEEPLOY_BUILD", "DEEPLOY", "like the build's marker file 'DEEPLOY_BUILD'"),
     ("deployment stories260k", "deployment " + "n" * 65, "nnn", "deployment name of 65 characters; at most 64"),
 ])
 def test_unknown_words_are_rejected(ws, old, new, word, message):
