@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .modelfiles import FileProblem, open_regular, read_exact
+
 MAGIC = 0x616B3432  # "ak42": versioned llama2.c export (export.py --version N)
 V1_HEADER_BYTES = 256
 ROPE_THETA = 10000.0
@@ -110,18 +112,24 @@ def _layout(h: Llama2cHeader) -> list[tuple[str, tuple[int, ...]]]:
 def read_llama2c(bin_path: Path | str) -> tuple[Llama2cHeader, dict[str, np.ndarray]]:
     """The header and float32 tensors of a llama2.c checkpoint, under llama2.c's names."""
     path = Path(bin_path)
-    if not path.is_file():
-        raise ValueError(f"{path}: llama2.c checkpoint not found")
-    data = path.read_bytes()
-    h = _read_header(path, data)
-    layout = _layout(h)
-    expected = h.data_offset + 4 * sum(math.prod(s) for _, s in layout)
-    if len(data) != expected:
-        shape = (f"dim={h.dim} hidden_dim={h.hidden_dim} n_layers={h.n_layers} n_heads={h.n_heads} "
-                 f"n_kv_heads={h.n_kv_heads} vocab_size={h.vocab_size} seq_len={h.seq_len} "
-                 f"{'shared' if h.shared_classifier else 'separate'} classifier")
-        what = "truncated" if len(data) < expected else "has trailing data"
-        raise ValueError(f"{path}: file {what}: the header ({shape}) needs {expected} bytes, found {len(data)}")
+    try:
+        f, size = open_regular(path, 1 << 62, "llama2.c checkpoint")
+    except FileProblem as e:  # a FIFO or a device is refused before it is read (it could block or never end)
+        raise ValueError(f"{path}: llama2.c checkpoint not found" if e.missing else f"{path}: cannot read: {e}") from None
+    with f:
+        try:
+            h = _read_header(path, read_exact(f, 0, min(size, V1_HEADER_BYTES)))
+            layout = _layout(h)
+            expected = h.data_offset + 4 * sum(math.prod(s) for _, s in layout)
+            if size != expected:  # said before anything that size is read
+                shape = (f"dim={h.dim} hidden_dim={h.hidden_dim} n_layers={h.n_layers} n_heads={h.n_heads} "
+                         f"n_kv_heads={h.n_kv_heads} vocab_size={h.vocab_size} seq_len={h.seq_len} "
+                         f"{'shared' if h.shared_classifier else 'separate'} classifier")
+                what = "truncated" if size < expected else "has trailing data"
+                raise ValueError(f"{path}: file {what}: the header ({shape}) needs {expected} bytes, found {size}")
+            data = read_exact(f, 0, size)
+        except FileProblem as e:
+            raise ValueError(f"{path}: cannot read: {e}") from None
     tensors, off = {}, h.data_offset
     for name, shape in layout:
         n = math.prod(shape)

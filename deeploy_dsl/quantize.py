@@ -230,12 +230,16 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         # a tied classifier gets its own blocked copy, since the embedding reads plain rows
         h = hessians.mean(src) if hessians is not None else None
         group = (groups or {}).get(op, 0)
-        if group:
-            q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
-            consts[op + ".wq4"] = q4_pack(q, e, group)
-        else:
-            q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
-            consts[op + ".wb"] = block_rows(q)
+        try:
+            if group:
+                q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
+                consts[op + ".wq4"] = q4_pack(q, e, group)
+            else:
+                q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
+                consts[op + ".wb"] = block_rows(q)
+        except np.linalg.LinAlgError:  # GPTQ's Cholesky factor of the inputs' statistics
+            raise _numeric_error(fm, f"tensor {tensor_name(op, d)}: GPTQ cannot factor the statistics of its inputs",
+                                 "the calibration inputs are degenerate; round to nearest (drop 'gptq')") from None
         live = q.any(axis=1)
         # one shift for the layer, a multiplier per row (kernels.layer_multipliers); the shift stays a per-row
         # array (all entries equal) that the tiles' DMA slices with the rows. An all-zero row's factor is

@@ -35,7 +35,7 @@ model llama {{
 
 quantize {{
     activations int8 calibrate(samples, tokens = 64)
-}}
+{quantize}}}
 
 generate {{
     tokens 4
@@ -88,6 +88,7 @@ class Model:
     config_raw: bytes | None = None
     tok_edits: list[Callable[[bytes], bytes]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)  # lines for the model block
+    quantize: list[str] = field(default_factory=list)  # lines for the quantize block
     after: list[Callable[[Path], None]] = field(default_factory=list)  # on the written case folder
 
     @property
@@ -199,7 +200,8 @@ def write_case(case: Case, folder: Path, base: Model, seed: int = 0) -> Path:
         (folder / "m/config.json").write_bytes(dumps(m.config))
     (folder / "m/tok.bin").write_bytes(tokenizer_bytes(m))
     dply = folder / "case.dply"
-    dply.write_text(DPLY.format(extra="".join(f"    {line}\n" for line in m.extra)))
+    dply.write_text(DPLY.format(extra="".join(f"    {line}\n" for line in m.extra),
+                                quantize="".join(f"    {line}\n" for line in m.quantize)))
     for fn in m.after:
         fn(folder)
     return dply
@@ -510,6 +512,27 @@ def numeric_cases(layers: int) -> list[Case]:
     return cases
 
 
+GPTQ = {"int8 gptq": "weights int8 per_channel gptq", "int4 gptq": "weights int4 per_group(8) gptq",
+        "int4": "weights int4 per_group(8)"}
+
+
+def _with_weights(fmt: str, edit: Callable[[Model, random.Random], None]) -> Callable[[Model, random.Random], None]:
+    def both(m: Model, rng: random.Random) -> None:
+        m.quantize.append(GPTQ[fmt])
+        edit(m, rng)
+    return both
+
+
+def rounding_cases(layers: int) -> list[Case]:
+    """The numeric cases that reach the quantizer, with GPTQ and int4 weights (other code paths)."""
+    q0 = "model.layers.0.self_attn.q_proj.weight"
+    edits = (("the base model", "either", lambda m, rng: None), ("one q row at 6e4", "either", _poke(q0, 6e4, "row")),
+             ("all weights zero", "either", _scale_all(0.0)), ("weights x 1e-45", "either", _scale_all(1e-45)),
+             ("a q row of zeros", "either", _poke(q0, 0.0, "row")), ("weights x 1e6", "weights", _scale_all(1e6)))
+    return [Case(f"{fmt}: {label}", "numeric", expect, _with_weights(fmt, edit))
+            for fmt in GPTQ for label, expect, edit in edits]
+
+
 def _untied_head(value: float, whole: bool = False) -> Callable[[Model, random.Random], None]:
     def edit(m: Model, rng: random.Random) -> None:
         m.config["tie_word_embeddings"] = False
@@ -757,7 +780,7 @@ def control_cases() -> list[Case]:
 
 
 def all_cases(layers: int = TINY["layers"]) -> list[Case]:
-    cases = (header_cases() + tensor_cases(layers) + numeric_cases(layers) + config_cases() + dply_cases()
+    cases = (header_cases() + tensor_cases(layers) + numeric_cases(layers) + rounding_cases(layers) + config_cases() + dply_cases()
              + tokenizer_cases() + special_cases() + control_cases())
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
