@@ -407,6 +407,9 @@ def check_output(out: Path, protect=()) -> Path:
     if held:
         raise _refuse(shown, f"{held}{via}")
     if not os.path.lexists(target):
+        above = next(a for a in target.parents if os.path.lexists(a))
+        if not os.path.isdir(above):
+            raise _refuse(shown, f"lies under {above}, which is a file")
         return target
     if not stat.S_ISDIR(os.lstat(target).st_mode):
         raise _refuse(shown, f"is a file{via}, not a build directory")
