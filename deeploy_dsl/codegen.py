@@ -362,8 +362,11 @@ def _legacy_build(d: Path, entries: list[str]) -> bool:
     with the names deeploy writes (or the program and image its Makefile makes)."""
     if not all(_is_file(d / f) for f in ("Makefile", "plan.yaml", "model.c")):
         return False
-    with open(d / "Makefile", "rb") as f:
-        m = _LEGACY_HEADER.match(f.readline(200))
+    try:
+        with open(d / "Makefile", "rb") as f:
+            m = _LEGACY_HEADER.match(f.readline(200))
+    except OSError:  # unreadable: not something to replace unasked
+        return False
     if m is None:
         return False
     name = m.group(1).decode()
@@ -411,8 +414,10 @@ def check_output(out: Path, protect=()) -> Path:
         if not os.path.isdir(above):
             raise _refuse(shown, f"lies under {above}, which is a file")
         return target
-    if not stat.S_ISDIR(os.lstat(target).st_mode):
-        raise _refuse(shown, f"is a file{via}, not a build directory")
+    mode = os.lstat(target).st_mode
+    if not stat.S_ISDIR(mode):
+        raise _refuse(shown, (f"is a file{via}, not a build directory" if stat.S_ISREG(mode) else
+                              f"is not a directory{via}"))
     try:
         entries = os.listdir(target)
     except OSError as e:
