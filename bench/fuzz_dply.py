@@ -59,14 +59,15 @@ def main() -> None:
     secs = sorted(t for t, _, _ in times)
     print(f"{args.n:,} .dply inputs, seed {args.seed}, {time.perf_counter() - t0:,.0f} s "
           f"({'validation only' if args.no_compile else f'{distinct:,} distinct valid deployments compiled'})")
-    print(f"  clean errors at file:line:col   {counts['positioned']:,}")
-    print(f"  clean errors without position   {counts['unpositioned']:,}")
-    print(f"  tracebacks                      {counts['traceback']:,}")
-    print(f"  runs over {args.limit:g} s (CPU time)     {counts['timeout']:,}")
-    print(f"  passed check, failed render     {counts['build-only']:,}")
-    print(f"  accepted                        {counts['accepted']:,} "
-          f"(compiled {phases['compile'] + phases['render']:,}, as an equal deployment {phases['cached']:,}, "
-          f"validated only {phases['validate']:,})")
+    rows = [("clean errors at file:line:col", counts["positioned"]),
+            ("clean errors without position", counts["unpositioned"]),
+            ("tracebacks", counts["traceback"]),
+            (f"runs over {args.limit:g} s (CPU time)", counts["timeout"]),
+            ("passed check, failed render", counts["build-only"])]
+    for label, n in rows:
+        print(f"  {label:<32}{n:,}")
+    print(f"  {'accepted':<32}{counts['accepted']:,} (compiled {phases['compile'] + phases['render']:,}, "
+          f"as an equal deployment {phases['cached']:,}, validated only {phases['validate']:,})")
     print(f"  CPU time per input: median {statistics.median(secs) * 1000:,.1f} ms, max {secs[-1]:,.2f} s")
     for t, i, kind in sorted(times)[-3:][::-1]:
         print(f"    slowest: input {i} ({kind}) {t:.2f} s")

@@ -6,9 +6,8 @@ The grammar (grammar/deeploy.lark) is uniform on purpose; `interpret.py` gives t
 from __future__ import annotations
 
 import math
-import os
 import re
-import stat
+import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -17,6 +16,7 @@ from pathlib import Path
 import lark
 
 from .errors import Diagnostic, Pos, SpecError, SyntaxErr
+from .modelfiles import FileProblem, open_regular
 from .spec import PathPattern
 
 
@@ -220,20 +220,16 @@ def parse_file(path: Path) -> Doc:
 def _read_regular(path: Path, limit: int) -> bytes:
     """At most `limit` bytes of a regular file; a FIFO, device or directory is an error, not a wait."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO does not wait for a writer
-    except FileNotFoundError:
-        raise SpecError([Diagnostic(Pos(str(path)), "no such file")]) from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
-        raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {getattr(e, 'strerror', None) or e}")]) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SpecError([Diagnostic(Pos(str(path)), "cannot read: not a regular file")])
-        with os.fdopen(fd, "rb", closefd=False) as f:
+        f, _ = open_regular(path, sys.maxsize, "deployment")  # the size is checked on what is read
+    except FileProblem as e:
+        raise SpecError([Diagnostic(Pos(str(path)), "no such file" if e.missing else f"cannot read: {e}")]) from None
+    except ValueError as e:  # a NUL in the path
+        raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {e}")]) from None
+    with f:
+        try:
             return f.read(limit)
-    except OSError as e:
-        raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {e.strerror or e}")]) from None
-    finally:
-        os.close(fd)
+        except OSError as e:
+            raise SpecError([Diagnostic(Pos(str(path)), f"cannot read: {e.strerror or e}")]) from None
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:
