@@ -30,7 +30,6 @@ class HFConfig:
     values: dict  # the fields above that the file states, typed as checked
     errors: tuple[str, ...]  # what is wrong with the file, one message each
     sliding_window: int | None = None  # a Mistral's attention window (None: unlimited)
-    model_type: str | None = None
 
 
 def read_config(path: Path) -> HFConfig | None:
@@ -75,8 +74,7 @@ def _checked(config: dict, name: str) -> HFConfig:
     if window is not None and not (isinstance(window, int) and not isinstance(window, bool) and window > 0):
         errs.append(f"{name}: sliding_window = {_show(window)}, expected a positive whole number or null")
         window = None
-    model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-    return HFConfig(values, tuple(errs), window, model_type)
+    return HFConfig(values, tuple(errs), window)
 
 
 def _architecture(config: dict, values: dict, name: str) -> list[str]:

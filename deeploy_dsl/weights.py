@@ -12,7 +12,6 @@ import math
 import re
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
