@@ -175,7 +175,7 @@ def expected_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_tensors(shapes: dict[str, tuple[int, ...]], d: Dims, pos: Pos) -> list[Diagnostic]:
+def check_tensors(shapes: dict[str, tuple[int, ...]], d: Dims, pos: Pos, data_bytes: int | None = None) -> list[Diagnostic]:
     """The file's tensor names and shapes against those the dims imply (before any data is read)."""
     errs = Collector()
     want = expected_shapes(d)
@@ -186,8 +186,11 @@ def check_tensors(shapes: dict[str, tuple[int, ...]], d: Dims, pos: Pos) -> list
     for name, shape in wrong[:LISTED]:
         errs.add(pos, f"tensor {name} has shape {list(shapes[name])}, expected {list(shape)}")
     if len(missing) + len(wrong) > 2 * LISTED:
+        n = sum(math.prod(s) for s in want.values())
+        held = f"; the file holds {data_bytes:,}" if data_bytes is not None else ""
         errs.add(pos, f"... {len(missing) + len(wrong)} of the {len(want)} tensors the dims imply are missing "
-                 "or shaped otherwise", "does config.json (or the model block) describe this file?")
+                 "or shaped otherwise", f"the dims imply {n:,} weights, {2 * n:,} bytes even at 16 bits{held}: "
+                 "does config.json (or the model block) describe this file?")
     else:
         for name, _ in missing[LISTED:] + wrong[LISTED:]:
             errs.add(pos, f"tensor {name} is missing or shaped otherwise")
@@ -253,7 +256,7 @@ def load_weights(model: ModelSpec) -> Weights:
     with f:
         try:
             infos, base = read_header(f, size)
-            diags = check_tensors({n: i.shape for n, i in infos.items()}, d, pos)
+            diags = check_tensors({n: i.shape for n, i in infos.items()}, d, pos, size - base)
             # the tensors whose shapes are right are read (however wrong the rest) so that all is said at once
             want = {**expected_shapes(d), "lm_head.weight": (d.vocab, d.dim)}
             t = {n: read_tensor(f, base, infos[n]) for n in want if n in infos and infos[n].shape == want[n]}

@@ -135,7 +135,8 @@ def test_context_of_2_31_points_at_the_model_block_with_a_way_out(tmp_path, base
     (mm._cfg("hidden_size", 2**20), "config", "dim 1048576 or hidden 32 is above 131,072"),
     (mm._cfg("num_attention_heads", 2**40), "config", "heads 1099511627776 does not divide dim 16"),
     (mm._from_dply("vocab", "vocab 99999999999"), "dply", "1,600,000,004,672 parameters"),
-    (mm._cfg("num_hidden_layers", 40), "config", "of the 362 tensors the dims imply are missing"),
+    (mm._cfg("num_hidden_layers", 40), "config", "of the 362 tensors the dims imply are missing or shaped otherwise | "
+     "the dims imply 98,256 weights, 196,512 bytes even at 16 bits; the file holds 37,952"),
 ])
 def test_huge_counts_fail_fast(tmp_path, base, edit, expect, said):
     t0 = time.perf_counter()
