@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .arena import Allocation, allocate
-from .errors import DeeployError, Diagnostic, SpecError
+from .errors import DeeployError, Diagnostic, Pos, SpecError
 from .float_model import FloatModel
 from .forks import group_forks
 from .graph import Graph, Plan, build_graph
@@ -57,21 +57,32 @@ def load_tokenizer(dep: Deployment) -> Tokenizer | None:
     return tok
 
 
-def check_prompt(dep: Deployment, tok: Tokenizer) -> list[int]:
-    """The `.dply`'s prompt as the generated program takes it: encodable by the tokenizer and within the context
-    (it is the program's default prompt, and build reports its prefill). Its ids."""
-    g, context = dep.generate, dep.model.dims.context
-    at = g.prompt_pos or g.pos
+def prompt_ids(tok: Tokenizer | None, prompt: str, context: int, pos: Pos) -> list[int]:
+    """The prompt's ids, BOS first, or one error that reads the same wherever the prompt came from (the `.dply`,
+    `deeploy run --prompt`) and whichever engine runs: not text, too many bytes to fit in the context (checked
+    before tokenizing, so a huge prompt fails at once), not encodable, or too many tokens."""
+    if tok is None:
+        raise SpecError([Diagnostic(pos, "running with a text prompt needs a tokenizer in the model block")])
     try:
-        if len(data := utf8(g.prompt)) > (most := tok.max_prompt_bytes(context)):  # no need to tokenize it
-            raise SpecError([Diagnostic(at, f"the prompt is {len(data):,} bytes; no more than {most:,} can fit the "
-                                        f"context of {context} tokens")])
+        data = utf8(prompt)
+    except ValueError as e:  # says which character is not text
+        raise SpecError([Diagnostic(pos, str(e))]) from None
+    if len(data) > (most := tok.max_prompt_bytes(context)):
+        raise SpecError([Diagnostic(pos, f"the prompt is {len(data):,} bytes; no more than {most:,} can fit the "
+                                    f"context of {context} tokens")])
+    try:
         ids = tok.encode(data)
     except ValueError as e:
-        raise SpecError([Diagnostic(at, f"the tokenizer cannot encode the prompt: {e}")]) from None
+        raise SpecError([Diagnostic(pos, f"the tokenizer cannot encode the prompt: {e}")]) from None
     if len(ids) > context:
-        raise SpecError([Diagnostic(at, f"the prompt is {len(ids):,} tokens (with BOS); the context holds {context}")])
+        raise SpecError([Diagnostic(pos, f"the prompt is {len(ids):,} tokens (with BOS); the context holds {context}")])
     return ids
+
+
+def check_prompt(dep: Deployment, tok: Tokenizer) -> list[int]:
+    """The `.dply`'s prompt as the generated program takes it (its default prompt, whose prefill build reports)."""
+    g = dep.generate
+    return prompt_ids(tok, g.prompt, dep.model.dims.context, g.prompt_pos or g.pos)
 
 
 def compile_deployment(path: Path, overrides: list[str] | None = None, strict: bool | None = None) -> Compiled:

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from .codegen import render, write_build
-from .compiler import Compiled, compile_deployment, load_tokenizer
-from .errors import COMMAND_LINE, Diagnostic, Pos, SpecError, ToolError
+from .compiler import Compiled, compile_deployment, load_tokenizer, prompt_ids
+from .errors import COMMAND_LINE, Diagnostic, Pos, ToolError
 from .float_model import FloatModel
 from .golden import Golden
 from .interpret import load_deployment
-from .tokenizer import utf8
 from .weights import load_weights
 
 BOS, EOS = 1, 2
@@ -66,25 +65,6 @@ def continuation_text(tok, prompt_ids: list[int], ids: list[int]) -> str:
             out += tok.decode_token(prev, t)
         prev = t
     return out.decode("utf-8", errors="replace")
-
-
-def prompt_ids(tok, prompt: str, context: int, pos: Pos) -> list[int]:
-    """The prompt's ids, BOS first, or one error that reads the same whichever engine runs: not text, too many
-    bytes to fit in the context (checked before tokenizing, so a huge prompt fails at once) or too many tokens."""
-    if tok is None:
-        raise SpecError([Diagnostic(pos, "running with a text prompt needs a tokenizer in the model block")])
-    try:
-        data = utf8(prompt)
-    except ValueError as e:
-        raise SpecError([Diagnostic(pos, str(e))]) from None
-    # the same words as compiler.check_prompt says of the .dply's prompt, and the generated program of its own
-    if len(data) > (most := tok.max_prompt_bytes(context)):
-        raise SpecError([Diagnostic(pos, f"the prompt is {len(data):,} bytes; no more than {most:,} can fit the "
-                                         f"context of {context} tokens")])
-    ids = tok.encode(data, bos=True)
-    if len(ids) > context:
-        raise SpecError([Diagnostic(pos, f"the prompt is {len(ids):,} tokens (with BOS); the context holds {context}")])
-    return ids
 
 
 @dataclass(frozen=True)
