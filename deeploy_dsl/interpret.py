@@ -16,7 +16,7 @@ import yaml
 from .errors import Collector, Pos
 from .hfconfig import HFConfig, read_config
 from .layout import NPU_K
-from .quantize import CALIB_SEQ_LEN
+from .quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
                    Target, WeightOverride)
@@ -597,9 +597,14 @@ def _not_a_file(path: str) -> str:
     if not os.path.exists(path):  # also a NUL in it, a name too long, a dangling symlink or a loop
         return "does not exist"
     try:
-        return "" if Path(path).is_file() else "is not a regular file"
+        if not Path(path).is_file():
+            return "is not a regular file"
+        size = os.path.getsize(path)
     except OSError as e:  # gone or unreadable since
         return f"cannot be read ({e.strerror or e})"
+    # read and tokenized whole at build time: more text than any bounded calibration could use is a mistake
+    return f"is {size:,} bytes; calibration texts are at most {CALIB_TEXT_MAX_BYTES:,}" \
+        if size > CALIB_TEXT_MAX_BYTES else ""
 
 
 def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool) -> tuple[MapHint, ...]:

@@ -18,10 +18,13 @@ from .errors import BUILTIN, Diagnostic, SpecError, WeightsError
 from .float_model import FloatModel, rope_angles
 from .gptq import Hessians, gptq_int8, gptq_q4, group_scale, q4_row_scale
 from .layout import Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
+from .modelfiles import FileProblem, read_regular
 from .spec import Calibration, Dims
 from .weights import file_row, tensor_name
 
 CALIB_SEQ_LEN = 256
+# a calibration text is read and tokenized whole: 8 MiB is ~2 M tokens, more than the bounded pass takes
+CALIB_TEXT_MAX_BYTES = 8 << 20
 DYN_SHIFT_MIN = 16  # swiglu_dyn's k is at most 16 (|silu * up| <= 2^22)
 LOGIT_BITS = 24  # logits are int32 with the largest calibrated logit at about 2^24
 
@@ -110,7 +113,11 @@ def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None, hessians: Hessia
         else:
             if tokenizer is None:
                 raise SpecError([Diagnostic(cal.pos, "calibrating on a text file needs a tokenizer in the model block")])
-            ids = tokenizer.encode(Path(cal.source).read_text(encoding="utf-8", errors="replace"), bos=True)[: cal.tokens]
+            try:
+                text = read_regular(Path(cal.source), CALIB_TEXT_MAX_BYTES, "calibration text")
+            except FileProblem as e:  # changed since the .dply was checked
+                raise SpecError([Diagnostic(cal.pos, f"calibration text {cal.source} {e}")]) from None
+            ids = tokenizer.encode(text.decode("utf-8", errors="replace"), bos=True)[: cal.tokens]
             for s in range(0, len(ids), length):
                 chunk = np.array([ids[s:s + length]])
                 fm.forward(chunk, 0, fm.new_cache(1, len(chunk[0])), obs)

@@ -216,6 +216,16 @@ def test_calibration_text_that_is_not_a_file(ws):
         assert message in d.message and d.pos.line == line_of(text, "calibrate(")
 
 
+def test_calibration_text_larger_than_any_calibration_reads(ws):
+    from deeploy_dsl.quantize import CALIB_TEXT_MAX_BYTES
+    with open(ws.path / "huge.txt", "wb") as f:  # sparse: no disk for the bytes
+        f.truncate(CALIB_TEXT_MAX_BYTES + 1)
+    text = edit(CALIB, 'calibrate("huge.txt", tokens = 64)')
+    d = only(ws.error(text), "calibration text")
+    assert f"calibration texts are at most {CALIB_TEXT_MAX_BYTES:,}" in d.message
+    assert d.pos.line == line_of(text, "calibrate(")
+
+
 @pytest.mark.parametrize("define, word, message", [
     ("generate.tokens=99999999999999999999", "9", "more than the generated program can count"),
     ("quantize.activations=int8 calibrate(samples, tokens = 10000000)", "10000000", "calibrate tokens = 10,000,000"),
