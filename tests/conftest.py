@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +24,21 @@ def deeploy_cmd() -> list[str]:
     if found is None:
         pytest.skip("the deeploy console script is not installed (pip install -e .)")
     return [found]
+
+
+def invoke(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`deeploy ARGS` in-process through typer's CliRunner from `cwd`: no interpreter start-up, same output;
+    anything but a clean exit (a traceback for a user) fails the test."""
+    from typer.testing import CliRunner
+    from deeploy_dsl.cli import app
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
 def needs_cc() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DPLY, MODEL_DIR, ROOT, deeploy_cmd
+from conftest import DPLY, MODEL_DIR, ROOT, deeploy_cmd, invoke
 
 needs_model = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),
                                  reason=f"the stories260K model is not at {MODEL_DIR}")
@@ -20,22 +20,6 @@ needs_model = pytest.mark.skipif(not (MODEL_DIR / "model.safetensors").exists(),
 def deeploy(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(deeploy_cmd() + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
-
-
-def invoke(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """The same command in-process through typer's CliRunner: no interpreter start-up, same output."""
-    import os
-    from typer.testing import CliRunner
-    from deeploy_dsl.cli import app
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        res = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(here)
-    # anything but a clean exit would be a traceback for a user
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
 def assert_user_error(res: subprocess.CompletedProcess) -> str:

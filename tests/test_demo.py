@@ -3,7 +3,6 @@ the BPE trainer, the export. None of it needs ../shared; the training test needs
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -13,25 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DPLY, MODEL_DIR, deeploy_cmd, needs_cc
+from conftest import DPLY, MODEL_DIR, deeploy_cmd, invoke, needs_cc
 from deeploy_dsl.codegen import MARKER, OutputError, check_output, write_build
 from deeploy_dsl.runner import parse_program_output
 
 ENGINES = ("float", "golden", "c", "qemu")
-
-
-def invoke(*args, cwd: Path) -> subprocess.CompletedProcess:
-    """`deeploy ARGS` in-process (typer's CliRunner) from `cwd`; a traceback fails the test."""
-    from typer.testing import CliRunner
-    from deeploy_dsl.cli import app
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        res = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(here)
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
 
 def snapshot(root: Path) -> dict:
