@@ -21,19 +21,12 @@ from .graph import C_TYPE, ITEMSIZE
 from .layout import ROWS_PER_BLOCK, weight_row_bytes
 from .memory_map import memory_maps
 from .plan_yaml import plan_yaml
+from .prefill import mode
+from .registry import RUNTIME_FILES
 from .report import report_json
 from .rules import c_ident
 from .tokenizer import c_string_literal, c_table_source
 
-KERNEL_FILES = {
-    "gemv_i8": "gemv.c", "gemv_i16": "gemv.c", "gemv_i32": "gemv.c",
-    "gemv_q4_i8": "gemv.c", "gemv_q4_i16": "gemv.c", "gemv_q4_i32": "gemv.c",
-    "rmsnorm_i8_part": "rmsnorm.c", "rope_i8": "rope.c", "rope_i16": "rope.c",
-    "attention_i8": "attention.c", "attention_k16": "attention.c", "swiglu_i8": "swiglu.c", "swiglu_dyn_i8": "swiglu.c", "add_sat_i16": "residual.c",
-    "embed_i16": "embed.c", "argmax_i32": "argmax.c",
-    "npu_linear_i8": "npu.c", "npu_linear_i16": "npu.c", "npu_linear_i32": "npu.c",
-}
-RUNTIME_FILES = ["argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "tiles.c"]  # every build calls these
 NP_TO_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t"}
 
@@ -105,10 +98,7 @@ def _arg_expr(a, c: Compiled, plan=None, tok_rows: bool = True) -> tuple[str, st
 def _step_view(s, c: Compiled, plan=None) -> dict:
     """What the step templates (steps.c.j2) need to print one step (of the decode plan, or of the prefill plan)."""
     plan = plan or c.plan
-    md = "decode"
-    if plan.chunk:
-        from .prefill import mode
-        md = mode(s, plan)
+    md = mode(s, plan) if plan.chunk else "decode"
     tok_rows = md not in ("gemm", "flat")
     ident = (lambda n: pbuf_ident(n, plan)) if plan.chunk else buf_ident
     exprs = [_arg_expr(a, c, plan, tok_rows) for a in s.args]
@@ -133,9 +123,8 @@ def _step_view(s, c: Compiled, plan=None) -> dict:
             "pre": bool(plan.chunk), "tok_loop": md == "gemm",
             "uses_ctx": any(u for _, _, u in exprs) or md == "gemm", "body": "plain", "tiles_note": ""}
     if s.split is not None and s.tiling is None:
-        labels = [a.label for a in s.args]
-        unit = s.split.unit if isinstance(s.split.unit, int) else s.args[labels.index(s.split.unit)].value
-        count = s.args[labels.index(s.split.count)].value
+        unit = s.split.unit if isinstance(s.split.unit, int) else s.arg(s.split.unit).value
+        count = s.arg(s.split.count).value
         split_args = []
         for i, a in enumerate(s.args):
             text = args[i]
@@ -150,46 +139,46 @@ def _step_view(s, c: Compiled, plan=None) -> dict:
         units = f"c->n * {count // unit}" if md == "flat" else count // unit
         view.update(body="split", split_args=split_args, units=units, unit=unit)
     if s.engine == "npu":
-        labels = {a.label: i for i, a in enumerate(s.args)}
-        view.update(body="npu", y=local[0], x=local[1], w=exprs[labels["w"]][0], mult=exprs[labels["mult"]][0],
-                    shift=exprs[labels["shift"]][0], n_in=s.args[labels["n_in"]].value,
-                    dyn_shift=s.args[labels["shift"]].kind == "buf",
-                    n_out=s.args[labels["n_out"]].value, bits=int(s.kernel.rsplit("_i", 1)[1]),
-                    n_tok="c->n" if md == "gemm" else "1")
+        at = {a.label: i for i, a in enumerate(s.args)}
+        view.update(body="npu", y=local[at["y"]], x=local[at["x"]], w=exprs[at["w"]][0], mult=exprs[at["mult"]][0],
+                    shift=exprs[at["shift"]][0], n_in=s.arg("n_in").value, dyn_shift=s.arg("shift").kind == "buf",
+                    n_out=s.arg("n_out").value, bits=s.spec.out_bits, n_tok="c->n" if md == "gemm" else "1")
     t = s.tiling
     if t is not None and t.kind == "rows":
-        n_in, n_out = s.args[5].value, s.args[6].value
-        group = s.args[7].value if len(s.args) > 7 else 0  # int4 weights: the kernel takes the group size last
+        n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
+        group = s.arg("group").value if s.has("group") else 0  # int4 weights: the kernel takes the group size last
         n_tiles = -(-n_out // t.tile)
-        e = [x for x, _, _ in exprs]
+        at = {a.label: i for i, a in enumerate(s.args)}
+        e = {a.label: x for a, (x, _, _) in zip(s.args, exprs)}
         view.update(body="rows", nbuf=len(t.buffers["w"]), tile=t.tile, n_tiles=n_tiles, n_in=n_in, n_out=n_out,
                     w_row=weight_row_bytes(n_in, group), extra=f", {group}" if group else "",
                     # an input with per-token scales: the kernel's shift is this token's (a buffer), no shift tiles
-                    dyn_shift=e[4] if s.args[4].kind == "buf" else "",
-                    shift_src=e[4] if s.args[4].kind == "const" else "0",
+                    dyn_shift=e["shift"] if s.arg("shift").kind == "buf" else "",
+                    shift_src=e["shift"] if s.arg("shift").kind == "const" else "0",
                     bufs={k: [ident(b) for b in v] for k, v in t.buffers.items()},
-                    y=local[0], x=e[1], w=e[2], mult=e[3], shift=e[4],
+                    y=local[at["y"]], x=e["x"], w=e["w"], mult=e["mult"], shift=e["shift"],
                     tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
                                + (", double-buffered" if t.double_buffer else "")
                                + (", each tile applied to every token of the chunk" if md == "gemm" else ""))
     elif t is not None and t.kind == "positions":
         d = c.dep.model.dims
-        e = [x for x, _, _ in exprs]
+        e = {a.label: x for a, (x, _, _) in zip(s.args, exprs)}
         exp_i = next(i for i, a in enumerate(s.args) if a.label == "exp_table")
         streamed = "k" in t.buffers
         lanes = len(t.buffers["acc"])
         nbuf = len(t.buffers.get("k", ()))  # one tile of all the lanes per buffer
         a = {x.label: x for x in s.args}
         k16 = plan.values[a["k_cache"].name].dtype == "int16"  # int16 keys: K tiles int16, V int8
+        scores_fn, av_fn = s.spec.functions
         view.update(body="positions", streamed=streamed, nbuf=nbuf, tile=t.tile, lanes=lanes,
-                    k_ctype="int16_t" if k16 else "int8_t", scores_fn="attn_scores_k16" if k16 else "attn_scores_i8",
+                    k_ctype="int16_t" if k16 else "int8_t", scores_fn=scores_fn, av_fn=av_fn,
                     k_bytes=2 if k16 else 1,
                     k_tiles=[ident(n) for n in t.buffers.get("k", ())],
                     v_tiles=[ident(n) for n in t.buffers.get("v", ())],
                     accs=[ident(n) for n in t.buffers["acc"]], sums=[ident(n) for n in t.buffers["sums"]],
                     maxs=[ident(n) for n in t.buffers["max"]],
                     scores_l=[ident(n) for n in t.buffers["scores"]],
-                    out=e[0], q=e[1], k_cache=e[2], v_cache=e[3],
+                    out=e["out"], q=e["q"], k_cache=e["k_cache"], v_cache=e["v_cache"],
                     exp=local[exp_i], exp_bits=int(plan.consts[a["exp_table"].name][0]).bit_length() - 1,
                     group=d.heads // d.kv_heads, hs=d.head_size,
                     kv_dim=d.kv_dim, kv_heads=d.kv_heads, ctx=d.context,
@@ -285,7 +274,7 @@ def render(c: Compiled) -> dict[str, str]:
         arr = plan.consts[cname]
         consts.append({"name": cname, "ident": const_ident(cname), "ctype": NP_TO_C[arr.dtype], "size": arr.size,
                        "shape": f"{_shape(arr.shape)} {cname}", "arr": arr})
-    kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | set(RUNTIME_FILES))
+    kernels = sorted({s.spec.source for s in plan.steps} | set(RUNTIME_FILES))
     files: dict[str, str] = {}
     files["model.h"] = env.get_template("model.h.j2").render(
         **common, logit_scale=f"{c.quant.scales['lm_head']:.9g}", n_steps=len(steps),

@@ -12,6 +12,7 @@ import json
 import yaml
 
 from .graph import Arg
+from .prefill import mode
 from .report import tile_text
 
 
@@ -88,7 +89,6 @@ def plan_yaml(c) -> str:
         out.append(f"     why: {json.dumps(s.reason)}}}")
     pre = getattr(c, "prefill", None)
     if pre is not None:
-        from .prefill import mode
         out.append(f"prefill:  # the prompt's plan: chunks of {pre.chunk} tokens, step-major; mode gemm: weights once for "
                    "the chunk, flat: all the chunk's elements, token: once per token, last: the last token only")
         out.append(f"  chunk: {pre.chunk}")

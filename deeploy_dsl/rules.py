@@ -8,12 +8,14 @@ adding a kernel and a rule here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+from . import registry as R
 from .cost import cluster_linear_cycles, npu_linear_cycles
 from .errors import COMMAND_LINE, Collector, Pos, SpecError
 from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
+from .kernelspec import KernelSpec
 from .layout import npu_pack, npu_packed_bytes, padded_rows, unblock_rows, weight_row_bytes
 from .quantize import QuantModel
 from .spec import Deployment, MapHint, PathPattern
@@ -241,113 +243,95 @@ class Rule:
     kind: str
     engine: str = "cluster"
     out_dtype: str | None = None  # None: any
-    lower: Callable = None  # (op, ctx) -> (kernel, args, math) or None
-    split: Split | None = None  # how the cores share the work of one call (linear and attention tile instead)
+    lower: Callable = None  # (op, ctx) -> (KernelSpec, {parameter: Arg}, math) or None
 
 
-@dataclass(frozen=True)
-class Split:
-    """Cores take contiguous shares of a kernel's elements: the `offset` arguments advance with the share,
-    the `count` argument becomes its size, and shares are whole multiples of `unit` (a head for RoPE)."""
-
-    offset: tuple[str, ...]
-    count: str
-    unit: str | int = 1  # an int, or the label of an argument that holds it
-    bounds: tuple[str, str] | None = None  # or: the kernel takes [lo, hi) itself, and count stays whole
+def _buf(name: str, row: str | None = None) -> Arg:
+    return Arg("buf", name, row=row)
 
 
-def _buf(name: str, label: str, row: str | None = None) -> Arg:
-    return Arg("buf", name, row=row, label=label)
+def _const(name: str, row: str | None = None) -> Arg:
+    return Arg("const", name, row=row)
 
 
-def _const(name: str, label: str, row: str | None = None) -> Arg:
-    return Arg("const", name, row=row, label=label)
-
-
-def _int(v: int, label: str) -> Arg:
-    return Arg("int", value=int(v), label=label)
+def _int(v: int) -> Arg:
+    return Arg("int", value=int(v))
 
 
 def _shift_arg(op: Op) -> Arg:
     """A linear layer's shift: its own, or (an input with a per-token scale) this token's, which its producer wrote."""
-    return _buf(op.inputs[1], "shift") if len(op.inputs) > 1 else _const(op.name + ".shift", "shift")
+    return _buf(op.inputs[1]) if len(op.inputs) > 1 else _const(op.name + ".shift")
 
 
-def lower_linear(kernel: str):
-    """int8 weights (gemv_iN), or with `q4` int4 weights with group scales (gemv_q4_iN: one more argument, the group
-    size); each rule takes only its own weight format."""
-    q4 = kernel.startswith("gemv_q4")
+def lower_linear(kernel: KernelSpec):
+    """int8 weights (gemv_iN), or int4 weights with group scales (gemv_q4_iN: one more argument, the group size);
+    each rule takes only its own weight format."""
+    q4 = kernel.has_param("group")
 
     def lower(op: Op, c: Ctx):
         p = c.q.params[op.name]
         if bool(p.get("group")) != q4:
             return None
         n_out, n_in = p["n_out"], p["n_in"]
-        out = _buf(op.outputs[0], "y", op.row)
         w = f"W[{n_out},{n_in}] (int4, a scale per {p['group']} columns)" if q4 else f"W[{n_out},{n_in}]"
-        return kernel, (out, _buf(op.inputs[0], "x"), _const(p["weight"], "w"),
-                        _const(op.name + ".mult", "mult"), _shift_arg(op),
-                        _int(n_in, "n_in"), _int(n_out, "n_out")) + ((_int(p["group"], "group"),) if q4 else ()), \
-            f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
-    lower.__name__ = f"lower_{kernel}"
+        args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(p["weight"]),
+                    mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
+        if q4:
+            args["group"] = _int(p["group"])
+        return kernel, args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
+    lower.__name__ = f"lower_{kernel.name}"
     return lower
 
 
-def lower_npu(kernel: str):
+def lower_npu(kernel: KernelSpec):
     def lower(op: Op, c: Ctx):
         p = c.q.params[op.name]
         if p.get("group"):
             return None  # the NPU takes int8 weights only (place_ops keeps int4 layers on the cluster)
         n_out, n_in = p["n_out"], p["n_in"]
-        return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const(op.name + ".wn", "w"),
-                        _const(op.name + ".mult", "mult"), _shift_arg(op),
-                        _int(n_in, "n_in"), _int(n_out, "n_out")), \
+        return kernel, dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(op.name + ".wn"),
+                            mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
             f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
-    lower.__name__ = f"lower_{kernel}"
+    lower.__name__ = f"lower_{kernel.name}"
     return lower
 
 
 def lower_rmsnorm(op: Op, c: Ctx):
     p, dim = c.q.params[op.name], c.dep.model.dims.dim
-    return "rmsnorm_i8_part", (_buf(op.outputs[0], "y"), _buf(op.inputs[0], "x"), _const(op.name + ".gain", "gain"),
-                               _int(p["gain_shift"], "gain_shift"), _int(p["eps_q"], "eps_q"), _int(dim, "dim"),
-                               _int(0, "lo"), _int(dim, "hi")), \
+    return R.RMSNORM, dict(y=_buf(op.outputs[0]), x=_buf(op.inputs[0]), gain=_const(op.name + ".gain"),
+                           gain_shift=_int(p["gain_shift"]), eps_q=_int(p["eps_q"]), dim=_int(dim), lo=_int(0),
+                           hi=_int(dim)), \
         f"{op.outputs[0]} = int8(x / rms(x) * gain), x int16[{dim}]"
 
 
 def lower_embed(op: Op, c: Ctx):
     # only the token's row (and its multiplier) is read, so only that row needs to move
-    return "embed_i16", (_buf(op.outputs[0], "x"), _const("embed.w", "row", "token"),
-                         _const("embed.mult", "mult", "token"), _const("embed.shift", "shift", "token"),
-                         _int(c.dep.model.dims.dim, "dim")), "x = int16(embedding row of token)"
+    return R.EMBED, dict(x=_buf(op.outputs[0]), row=_const("embed.w", "token"), mult=_const("embed.mult", "token"),
+                         shift=_const("embed.shift", "token"), dim=_int(c.dep.model.dims.dim)), \
+        "x = int16(embedding row of token)"
 
 
-def lower_rope(kernel: str):
+def lower_rope(kernel: KernelSpec):
     def lower(op: Op, c: Ctx):
-        return _lower_rope(kernel, op, c)
-    lower.__name__ = f"lower_{kernel}"
+        d = c.dep.model.dims
+        n = c.graph.values[op.inputs[0]].shape[0]
+        return kernel, dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), cos_row=_const("rope.cos", "pos"),
+                            sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(d.head_size)), \
+            f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables)"
+    lower.__name__ = f"lower_{kernel.name}"
     return lower
-
-
-def _lower_rope(kernel: str, op: Op, c: Ctx):
-    d = c.dep.model.dims
-    n = c.graph.values[op.inputs[0]].shape[0]
-    return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const("rope.cos", "cos_row", "pos"),
-                       _const("rope.sin", "sin_row", "pos"), _int(n, "n"), _int(d.head_size, "head_size")), \
-        f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables)"
 
 
 def lower_attention(op: Op, c: Ctx):
     d, p = c.dep.model.dims, c.q.params[op.name]
     q, kc, vc = op.inputs
     # the K cache's dtype picks the kernel: int16 keys (quantize `keys int16`) score (q . k) / 2^8
-    kernel = "attention_k16" if c.graph.values[kc].dtype == "int16" else "attention_i8"
-    return kernel, (_buf(op.outputs[0], "out"), _buf(q, "q"), _buf(kc, "k_cache"), _buf(vc, "v_cache"),
-                            _buf(op.outputs[1], "scratch"), Arg("pos", label="pos"), _int(d.heads, "n_heads"),
-                            _int(d.kv_heads, "n_kv_heads"), _int(d.head_size, "head_size"),
-                            _int(p["score_mult"], "score_mult"), _int(p["score_shift"], "score_shift"),
-                            _int(p["score_cut"], "score_cut"), _int(p["out_mult"], "out_mult"), _int(p["out_shift"], "out_shift"),
-                            _const("exp2", "exp_table")), \
+    kernel = R.KERNELS["attention_k16" if c.graph.values[kc].dtype == "int16" else "attention_i8"]
+    return kernel, dict(out=_buf(op.outputs[0]), q=_buf(q), k_cache=_buf(kc), v_cache=_buf(vc),
+                        scratch=_buf(op.outputs[1]), pos=Arg("pos"), n_heads=_int(d.heads),
+                        n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size), score_mult=_int(p["score_mult"]),
+                        score_shift=_int(p["score_shift"]), score_cut=_int(p["score_cut"]),
+                        out_mult=_int(p["out_mult"]), out_shift=_int(p["out_shift"]), exp_table=_const("exp2")), \
         "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, one division per head"
 
 
@@ -355,48 +339,54 @@ def lower_swiglu(op: Op, c: Ctx):
     p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
     if p.get("dynamic"):
         return None
-    return "swiglu_i8", (_buf(op.outputs[0], "h"), _buf(op.inputs[0], "gate"), _buf(op.inputs[1], "up"),
-                         _const(op.name + ".silu", "silu_table"), _int(p["mult"], "mult"), _int(p["shift"], "shift"),
-                         _int(n, "n")), f"h = int8(silu(gate) * up), silu by 256-entry table, [{n}]"
+    return R.SWIGLU, dict(h=_buf(op.outputs[0]), gate=_buf(op.inputs[0]), up=_buf(op.inputs[1]),
+                          silu_table=_const(op.name + ".silu"), mult=_int(p["mult"]), shift=_int(p["shift"]),
+                          n=_int(n)), f"h = int8(silu(gate) * up), silu by 256-entry table, [{n}]"
 
 
 def lower_swiglu_dyn(op: Op, c: Ctx):
     p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
     if not p.get("dynamic"):
         return None
-    return "swiglu_dyn_i8", (_buf(op.outputs[0], "h"), _buf(op.outputs[1], "shift_out"), _buf(op.outputs[2], "p"),
-                             _buf(op.inputs[0], "gate"), _buf(op.inputs[1], "up"), _const(op.name + ".silu", "silu_table"),
-                             _int(p["base_shift"], "base_shift"), _int(n, "n")), \
+    return R.SWIGLU_DYN, dict(h=_buf(op.outputs[0]), shift_out=_buf(op.outputs[1]), p=_buf(op.outputs[2]),
+                              gate=_buf(op.inputs[0]), up=_buf(op.inputs[1]), silu_table=_const(op.name + ".silu"),
+                              base_shift=_int(p["base_shift"]), n=_int(n)), \
         f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = {p['base_shift']} - k, [{n}]"
 
 
 def lower_add(op: Op, c: Ctx):
     n = c.graph.values[op.outputs[0]].shape[0]
-    return "add_sat_i16", (_buf(op.outputs[0], "y"), _buf(op.inputs[0], "a"), _buf(op.inputs[1], "b"), _int(n, "n")), \
+    return R.ADD, dict(y=_buf(op.outputs[0]), a=_buf(op.inputs[0]), b=_buf(op.inputs[1]), n=_int(n)), \
         f"{op.outputs[0]} += {op.inputs[1]} (int16, saturating, in place)"
 
 
+K_ = R.KERNELS
 RULES: tuple[Rule, ...] = (
     Rule("embed_i16", "embed", lower=lower_embed),
-    Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm, split=Split((), "dim", bounds=("lo", "hi"))),
-    Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
-    Rule("linear_q4_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_q4_i8")),
-    Rule("linear_q4_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_q4_i16")),
-    Rule("linear_q4_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_q4_i32")),
-    Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
-    Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),
-    Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_npu("npu_linear_i8")),
-    Rule("linear_i16_npu", "linear", engine="npu", out_dtype="int16", lower=lower_npu("npu_linear_i16")),
-    Rule("linear_i32_npu", "linear", engine="npu", out_dtype="int32", lower=lower_npu("npu_linear_i32")),
-    Rule("rope_i8_q14", "rope", out_dtype="int8", lower=lower_rope("rope_i8"), split=Split(("y", "x"), "n", "head_size")),
-    Rule("rope_i16_q14", "rope", out_dtype="int16", lower=lower_rope("rope_i16"),
-         split=Split(("y", "x"), "n", "head_size")),
+    Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm),
+    Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear(K_["gemv_i8"])),
+    Rule("linear_q4_i8_cluster", "linear", out_dtype="int8", lower=lower_linear(K_["gemv_q4_i8"])),
+    Rule("linear_q4_i16_cluster", "linear", out_dtype="int16", lower=lower_linear(K_["gemv_q4_i16"])),
+    Rule("linear_q4_i32_cluster", "linear", out_dtype="int32", lower=lower_linear(K_["gemv_q4_i32"])),
+    Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear(K_["gemv_i16"])),
+    Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear(K_["gemv_i32"])),
+    Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_npu(K_["npu_linear_i8"])),
+    Rule("linear_i16_npu", "linear", engine="npu", out_dtype="int16", lower=lower_npu(K_["npu_linear_i16"])),
+    Rule("linear_i32_npu", "linear", engine="npu", out_dtype="int32", lower=lower_npu(K_["npu_linear_i32"])),
+    Rule("rope_i8_q14", "rope", out_dtype="int8", lower=lower_rope(K_["rope_i8"])),
+    Rule("rope_i16_q14", "rope", out_dtype="int16", lower=lower_rope(K_["rope_i16"])),
     Rule("attention_i8_gqa", "attention", lower=lower_attention),
-    Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu, split=Split(("h", "gate", "up"), "n")),
-    # the token's scale spans the vector: one unit, which the cluster gives its last core (core 0 also runs forward())
-    Rule("swiglu_i8_per_token", "swiglu", lower=lower_swiglu_dyn, split=Split(("h", "gate", "up"), "n", unit="n")),
-    Rule("residual_add_i16_inplace", "add", lower=lower_add, split=Split(("y", "a", "b"), "n")),
+    Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu),
+    Rule("swiglu_i8_per_token", "swiglu", lower=lower_swiglu_dyn),
+    Rule("residual_add_i16_inplace", "add", lower=lower_add),
 )
+
+
+def _call(spec: KernelSpec, named: dict) -> tuple[Arg, ...]:
+    """The arguments in the kernel's parameter order, each labelled with its parameter; exactly the spec's."""
+    if set(named) != set(spec.names):
+        raise AssertionError(f"{spec.name} takes {spec.names}, a rule gave {tuple(named)}")
+    return tuple(replace(named[n], label=n) for n in spec.names)
 
 
 def _first_match(op: Op, engine: str, ctx: Ctx):
@@ -424,9 +414,9 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment) -> Plan:
         if rule is None:
             errs.add(pl.pos, f"no rule lowers {op.kind} {op.name}")
             continue
-        kernel, args, math = got
-        steps.append(Step(len(steps), op.name, rule.name, kernel, pl.engine, pl.cores, args, op.macs, math,
-                          pl.reason, pl.pos, split=rule.split))
+        spec, named, math = got
+        steps.append(Step(len(steps), op.name, rule.name, spec, pl.engine, pl.cores, _call(spec, named), op.macs,
+                          math, pl.reason, pl.pos))
     for pos, ops in fell_back.items():
         # no kernel for this engine yet: one message per hint line, an error in strict mode
         engine, names = placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])
