@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -24,7 +25,6 @@ from .plan_yaml import plan_yaml
 from .prefill import mode
 from .registry import RUNTIME_FILES
 from .report import report_json
-from .rules import c_ident
 from .tokenizer import c_string_literal, c_table_source
 
 NP_TO_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
@@ -40,6 +40,11 @@ def _env() -> jinja2.Environment:
 
 def _kernel_source(name: str) -> str:
     return resources.files("deeploy_dsl.kernels_c").joinpath(name).read_text()
+
+
+def c_ident(name: str) -> str:
+    """A C identifier for a plan name: layers.0.attn.q -> layers_0_attn_q."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def buf_ident(name: str) -> str:

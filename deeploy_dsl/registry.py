@@ -85,7 +85,8 @@ def npu_linear(out: str) -> KernelSpec:
     params = tuple(Param("w", p.ctype, "[n_out, ceil(n_in/32)*32] int8 weights in the NPU's layout (layout.npu_pack)")
                    if p.name == "w" else p for p in params)
     return KernelSpec(f"npu_linear_i{out[3:]}", "npu.c", params, _npu_twin(bounds), npu_work,
-                      f"one NPU job: int8 weights x int8 input -> {out} (npu.h)", bounds=bounds,
+                      f"one NPU job: int8 weights x int8 input -> {out} (npu.h)", calls=("npu_submit", "npu_wait"),
+                      bounds=bounds,
                       resident=("w", "mult", "shift"), prefill="gemm", fragment="npu")
 
 
