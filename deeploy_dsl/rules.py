@@ -185,7 +185,7 @@ def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
     return dict(h=_buf(op.outputs[0]), shift_out=_buf(op.outputs[1]), p=_buf(op.outputs[2]), gate=_buf(op.inputs[0]),
                 up=_buf(op.inputs[1]), silu_table=_const(op.name + ".silu"), base_shift=_int(p["base_shift"]),
                 n=_int(n)), \
-        f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = {p['base_shift']} - k, [{n}]"
+        f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = base_shift - k, [{n}]"
 
 
 def build_add(op: Op, c: Ctx, k: KernelSpec):
