@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 
 import jinja2
 
-from .graph import C_TYPE, Plan, Step
-from .layout import ROWS_PER_BLOCK, n_blocks, weight_row_bytes
+from .graph import C_TYPE, ITEMSIZE, Plan, Step
+from .layout import ROWS_PER_BLOCK, n_blocks
 from .prefill import mode
 
 PLACEHOLDER = re.compile(r"@\{(\w+):([^}]*)\}")
@@ -221,7 +221,6 @@ class UnitRenderer:
 
     def rows_view(self, s: Step, t, e: dict, y: str, md: str) -> dict:
         n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
-        group = s.arg("group").value if s.has("group") else 0  # int4 weights: the kernel takes the group size last
         n_tiles = -(-n_out // t.tile)
         nbuf = len(t.buffers["w"])
         tiles = {}
@@ -237,8 +236,8 @@ class UnitRenderer:
                 tiles[role] = ([b], b, b)
         dyn = s.arg("shift").kind == "buf"  # per-token scales: the kernel reads this token's shift, no shift tiles
         return dict(body="rows", nbuf=nbuf, tile=t.tile, n_tiles=n_tiles, blocks=n_blocks(n_out), n_in=n_in,
-                    n_out=n_out, w_row=weight_row_bytes(n_in, group),
-                    extra=f", {self.int(s, 'group')}" if group else "",
+                    n_out=n_out, w_row=s.spec.row_bytes(s),
+                    extra="".join(f", {self.int(s, p)}" for p in s.spec.trailing),  # int4: the group size
                     dyn_shift=e["shift"] if dyn else "", shift_src="0" if dyn else e["shift"],
                     y=y, x=e["x"], w=e["w"], mult=e["mult"],
                     w_tile=tiles["w"][0], w_tile_at=tiles["w"][1], w_tile_next=tiles["w"][2],
@@ -255,16 +254,17 @@ class UnitRenderer:
         lanes = len(t.buffers["acc"])
         one_group = lanes >= d.kv_heads
         nbuf = len(t.buffers.get("k", ()))
-        k16 = self.plan.values[s.arg("k_cache").name].dtype == "int16"  # int16 keys: K tiles int16, V int8
         scores_fn, av_fn = s.spec.functions
         group, hs = d.heads // d.kv_heads, d.head_size
         passes = {}
-        for which, eb in (("k", 2 if k16 else 1), ("v", 1)):
+        for which in ("k", "v"):
+            # a tile load moves bytes: a cache wider than int8 (int16 keys) is cast, its rows eb times as long
+            eb = ITEMSIZE[self.plan.values[s.arg(which + "_cache").name].dtype]
             cache = e[which + "_cache"]
             h0 = "" if one_group else f" + j.h0 * {hs}"
-            src = f"(const int8_t *){cache}" if eb == 2 and one_group else \
-                f"(const int8_t *)({cache}{h0})" if eb == 2 else f"{cache}{h0}"
-            cast = "(int8_t *)" if eb == 2 else ""
+            src = f"(const int8_t *){cache}" if eb > 1 and one_group else \
+                f"(const int8_t *)({cache}{h0})" if eb > 1 else f"{cache}{h0}"
+            cast = "(int8_t *)" if eb > 1 else ""
             if not streamed:
                 tiles, tile_at = [], ""
             elif nbuf == 2:

@@ -41,6 +41,7 @@ class KernelSpec:
     calls: tuple[str, ...] = ()  # the C functions a step of this kernel calls; () means (name,)
     bounds: tuple[int, int] | None = None  # the range the output saturates to, when the kernel has one
     tiling: str = "staged"  # rows: weight rows stream in tiles | positions: K/V positions stream | staged: copied whole
+    row_bytes: Callable | None = None  # rows: the bytes of one weight row, from the step's arguments
     resident: tuple[str, ...] = ()  # parameters the engine keeps in its own memory: never staged (the NPU's weights)
     split: Split | None = None  # how the cores share one call (rows and positions tile instead)
     prefill: str = "token"  # a prefill chunk: gemm (weights once, every token) | flat (all elements) | token (per token)
@@ -54,6 +55,11 @@ class KernelSpec:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    @property
+    def trailing(self) -> tuple[str, ...]:
+        """A GEMV's parameters after n_out (int4: the group size), which a rows-tiled call passes as they are."""
+        return self.names[self.names.index("n_out") + 1:]
 
     @property
     def output(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from . import kernels as K
 from .cost import attention_work, elementwise_work, linear_q4_work, linear_work, npu_work
 from .kernelspec import KernelSpec, Param, Split
-from .layout import q4_unpack, unblock_rows
+from .layout import q4_row_bytes, q4_unpack, unblock_rows
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -62,6 +62,16 @@ def _npu_twin(bounds):
     return twin
 
 
+def _int8_row(s) -> int:
+    """An int8 weight row: n_in bytes."""
+    return s.arg("n_in").value
+
+
+def _q4_row(s) -> int:
+    """An int4 weight row: its group scales and n_in nibbles (layout.q4_row_bytes)."""
+    return q4_row_bytes(s.arg("n_in").value, s.arg("group").value)
+
+
 OUT = {"int8": ("int8_t", K.I8), "int16": ("int16_t", K.I16), "int32": ("int32_t", K.I32)}
 
 
@@ -69,14 +79,14 @@ def gemv(out: str) -> KernelSpec:
     ctype, bounds = OUT[out]
     return KernelSpec(f"gemv_i{out[3:]}", "gemv.c", _linear_params(ctype, False), _gemv_twin(bounds),
                       linear_work, f"int8 weights x int8 input -> {out}, rows in blocks of 8 (gemv.h)", bounds=bounds,
-                      tiling="rows", prefill="gemm", fragment="rows")
+                      tiling="rows", row_bytes=_int8_row, prefill="gemm", fragment="rows")
 
 
 def gemv_q4(out: str) -> KernelSpec:
     ctype, bounds = OUT[out]
     return KernelSpec(f"gemv_q4_i{out[3:]}", "gemv.c", _linear_params(ctype, True), _gemv_q4_twin(bounds),
                       linear_q4_work, f"int4 weights with group scales x int8 input -> {out} (gemv.h)", bounds=bounds,
-                      tiling="rows", prefill="gemm", fragment="rows")
+                      tiling="rows", row_bytes=_q4_row, prefill="gemm", fragment="rows")
 
 
 def npu_linear(out: str) -> KernelSpec:

@@ -22,7 +22,7 @@ from dataclasses import replace
 from .arena import lifetimes
 from .errors import Collector, MemoryError_
 from .graph import ITEMSIZE, Plan, Step, Tiling, Value, Xfer
-from .layout import ROWS_PER_BLOCK, n_blocks, padded_rows, weight_row_bytes
+from .layout import ROWS_PER_BLOCK, n_blocks, padded_rows
 from .spec import Deployment
 
 
@@ -92,11 +92,11 @@ class Tiler:
         return 2 if self.l1.double_buffer and n_tiles > 1 else 1
 
     def tile_linear(self, s: Step, avail: int) -> Step:
-        n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
-        wrow = weight_row_bytes(n_in, s.arg("group").value if s.has("group") else 0)  # int4: group scales and nibbles
+        n_out = s.arg("n_out").value
+        wrow = s.spec.row_bytes(s)  # int4: its group scales and nibbles
         # a shift per row from the weights, or (an input with per-token scales) this token's shift from a buffer
         per_row = (wrow, 4, 1) if s.arg("shift").kind == "const" else (wrow, 4)
-        xfers, used = self.stage(s, skip=("w", "mult", "shift", "group"))
+        xfers, used = self.stage(s, skip=("w", "mult", "shift"))
         if not self.weights_far:
             return self.finish(s, None, xfers, 1, 0)
         room = avail - used
