@@ -46,7 +46,7 @@ def main() -> None:
                   f"{pre['cycles']:>16,}  {share}")
             if name == "auto":
                 for s in c.plan.steps:
-                    if s.op.startswith("layers.0.") and s.kernel.startswith(("gemv", "npu")) or s.op == "lm_head":
+                    if s.op.startswith("layers.0.") and s.spec.prefill == "gemm" or s.op == "lm_head":
                         print(f"    {s.op:<22} {s.engine:<8} {s.reason}")
         print(f"(decode at position {d['position']}, prefill of the deployment's prompt: {pre['tokens']} tokens)")
 

@@ -188,6 +188,18 @@ def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (
     typer.echo(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
 
 
+@app.command("rules")
+def rules_cmd(target: Optional[str] = typer.Option(None, "--target", help="only the rules this target offers")):
+    """List the lowering rules in the order they are tried: pattern, kernel, what each does."""
+    from .errors import BUILTIN
+    from .interpret import known_targets, load_target
+    from .rules import RULES, rules_for, rules_text
+    if target is not None and target not in known_targets():
+        typer.echo(f"error: unknown target '{target}' (known: {', '.join(known_targets())})", err=True)
+        raise typer.Exit(1)
+    typer.echo(rules_text(RULES if target is None else rules_for(load_target(target, BUILTIN))), nl=False)
+
+
 def main() -> None:
     try:
         app()

@@ -1,7 +1,20 @@
-"""The pipeline: one short list of named phases, each returning a new object.
+"""The pipeline: one list of named phases, each returning a new object; the plan's invariants are checked after
+every phase that makes or changes a plan (verify.py).
 
-    .dply -> Deployment -> Weights -> ranges -> QuantModel -> Graph -> Plan -> tiled Plan -> forks -> Allocation
-                                                                     `-> prefill Plan -> tiled -> forks -> Allocation
+    frontend   parse, interpret       .dply -> Deployment                       interpret.load_deployment
+    model      weights, tokenizer     -> Weights, Tokenizer, FloatModel         weights.load_weights, load_tokenizer
+    quant      calibrate, quantize    -> ranges, QuantModel                     quantize.calibrate, quantize.quantize
+    ir         graph                  -> Graph (one decode step's ops)          graph.build_graph
+    passes     mapping                -> Mapping (an engine per op)             mapping.place_ops
+               lowering               -> Plan (a kernel call per op)            rules.lower with rules_for(target)
+               tiling                 -> Plan (tiles and DMA through L1)        tiling.tile
+               forks                  -> Plan (fork groups)                     forks.group_forks
+               allocation             -> Allocation (arena offsets)             arena.allocate
+               prefill                -> Prefill (the prompt's plan, the same)  prefill.build
+    then, from the Compiled:
+    engines    cost                   -> cycles, energy, report.json            cost.summary (report.py)
+               golden                 -> logits (numpy twins of the kernels)    golden.Golden
+    backend    codegen                -> model.c, plan.yaml, ... (templates)    codegen.render
 """
 from __future__ import annotations
 
@@ -13,11 +26,13 @@ from .errors import DeeployError, Diagnostic, Pos, SpecError
 from .float_model import FloatModel
 from .forks import group_forks
 from .graph import Graph, Plan, build_graph
-from .prefill import Prefill, build as build_prefill
 from .interpret import load_deployment
+from .mapping import place_ops, weight_groups
+from .prefill import Prefill, build as build_prefill
 from .quantize import QuantModel, calibrate, input_hessians, quantize
-from .rules import lower, weight_groups
+from .rules import lower, rules_for
 from .tiling import tile
+from .verify import check_plan
 from .spec import Deployment
 from .tokenizer import Tokenizer, utf8
 from .weights import Weights, load_weights
@@ -94,18 +109,25 @@ def compile_deployment(path: Path, overrides: list[str] | None = None, strict: b
 
 
 def _compile(dep: Deployment) -> Compiled:
+    # model
     weights = load_weights(dep.model)
     tok = load_tokenizer(dep)
     if tok is not None:  # without one the program takes token ids, and the prompt is not used
         check_prompt(dep, tok)
     fm = FloatModel(weights, dep.model.dims)
+    # quant and ir
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
     graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic)
     quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
                      dynamic=dep.quant.dynamic)
-    lowered = lower(graph, quant, dep)
-    plan = group_forks(tile(lowered, dep), dep)
+    # passes
+    mapping = place_ops(graph, dep)
+    lowered = check_plan(lower(graph, quant, dep, mapping, rules_for(dep.target)), "lowering")
+    tiled = check_plan(tile(lowered, dep), "tiling")
+    plan = check_plan(group_forks(tiled, dep), "fork grouping")
     alloc = allocate(plan, dep)
+    check_plan(plan, "allocation", alloc)
     pre = build_prefill(lowered, alloc, dep)
+    check_plan(pre.plan, "the prefill plan", pre.alloc)
     return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc, pre)

@@ -17,12 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .graph import ATTENTION_KERNELS, Plan, Step
+from .graph import Plan, Step
 from .layout import npu_packed_bytes
+from .prefill import mode
 from .spec import Deployment, Target
-from .tiling import LINEAR_KERNELS
-
-NPU_KERNELS = ("npu_linear_i8", "npu_linear_i16", "npu_linear_i32")
 
 
 @dataclass(frozen=True)
@@ -51,60 +49,91 @@ def cluster_linear_cycles(t: Target, cores: int, macs: int) -> int:
     return math.ceil(macs / (cores * t.macs_per_cycle_per_core)) + (t.fork_cycles if cores > 1 else 0)
 
 
-def _arg(s: Step, label: str):
-    return next(a for a in s.args if a.label == label)
-
-
 def _elements(s: Step, plan: Plan) -> int:
-    """Elements an element-wise step produces: its first buffer argument (a cache row counts one row)."""
-    a = s.args[0]
+    """Elements an element-wise step produces: its output argument (a cache row counts one row)."""
+    a = s.output
     v = plan.values[a.name]
     n = int(math.prod(v.shape))
     return n // v.shape[0] if a.row or a.name in plan.scaled else n  # a prefill plan's activations: per token
 
 
+@dataclass(frozen=True)
+class Work:
+    """What one call of a kernel does for n_tok tokens: compute cycles (DMA apart), MACs, element operations."""
+
+    compute: int
+    macs: int
+    ops: int = 0
+
+
+# ---- the cost functions a KernelSpec names: (step, plan, deployment, n_tok, pos, pos0) -> Work ----
+
+def linear_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A cluster GEMV: MACs over the cores plus a fork."""
+    macs = s.macs * n_tok
+    return Work(cluster_linear_cycles(dep.target, s.cores, macs), macs)
+
+
+def linear_q4_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A cluster GEMV on int4 weights: unpacking nibbles costs Q4_COST more per MAC (RV32 4.04 against 3.29)."""
+    w = linear_work(s, plan, dep, n_tok, pos, pos0)
+    return Work(math.ceil(w.compute * Q4_COST), w.macs)
+
+
+def npu_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """An NPU job for n_tok tokens, or a job per token when its input has per-token scales."""
+    t = dep.target
+    n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
+    per_token = s.arg("shift").kind == "buf"  # its input has per-token scales: a job per token
+    compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
+    return Work(compute, s.macs * n_tok)
+
+
+def attention_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """MACs over the cores plus one element's work per score. s.macs is at the report position; a prefill chunk of
+    n_tok queries at positions pos0.. visits positions 0..pos0+t for query t."""
+    t, d = dep.target, dep.model.dims
+    macs = s.macs * n_tok
+    visited = n_tok * pos0 + n_tok * (n_tok + 1) // 2  # positions the chunk's queries read
+    if n_tok > 1:
+        macs = 2 * d.heads * d.head_size * visited
+    ops = d.heads * (visited if n_tok > 1 else pos + 1)
+    compute = math.ceil(macs / (s.cores * t.macs_per_cycle_per_core) + ops * t.cycles_per_element / s.cores) \
+        + (t.fork_cycles if s.cores > 1 else 0)
+    return Work(compute, macs, ops)
+
+
+def elementwise_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """Elements times cycles per element over the cores that share them, plus a fork."""
+    t = dep.target
+    ops = _elements(s, plan) * n_tok
+    # a split whose unit is the whole vector (a per-token scale) runs on one core per token
+    busy = min(s.cores, n_tok) if s.split is not None and s.split.unit == s.split.count else s.cores
+    compute = math.ceil(ops * t.cycles_per_element / busy) + (t.fork_cycles if s.cores > 1 else 0)
+    return Work(compute, s.macs * n_tok, ops)
+
+
 def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | None = None, pos0: int = 0) -> StepCost:
     """Cycles and energy of one step for n_tok tokens at once (a decode step: 1, at the plan's report position;
-    a prefill chunk: n_tok tokens at positions pos0 ..)."""
+    a prefill chunk: n_tok tokens at positions pos0 ..): the kernel's cost function, then DMA and energy."""
     t, e = dep.target, dep.target.energy
     pos = plan.report_pos if pos is None else pos
     dma = s.dma_cycles
-    macs = s.macs * n_tok
-    if s.kernel in NPU_KERNELS:
-        n_in, n_out = _arg(s, "n_in").value, _arg(s, "n_out").value
-        per_token = _arg(s, "shift").kind == "buf"  # its input has per-token scales: a job per token
-        compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
-        wbytes = npu_packed_bytes(n_out, n_in)
-        cycles = compute + dma
+    w = s.spec.cost(s, plan, dep, n_tok, pos, pos0)
+    macs = w.macs
+    if s.engine == "npu":
+        cycles = w.compute + dma
         peak = t.npu.k_block * t.npu.cols
+        wbytes = npu_packed_bytes(s.arg("n_out").value, s.arg("n_in").value)
         dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.dma_bytes * e.dma_pj_per_byte
     else:
-        ops = 0
-        if s.kernel in LINEAR_KERNELS:
-            compute = cluster_linear_cycles(t, s.cores, macs)
-            if s.kernel.startswith("gemv_q4"):  # unpacking nibbles: RV32 4.04 instructions per MAC against 3.29
-                compute = math.ceil(compute * Q4_COST)
-        elif s.kernel in ATTENTION_KERNELS:
-            d = dep.model.dims
-            # s.macs is at the report position; a prefill visits positions 0..n_tok-1 for each query
-            visited = n_tok * pos0 + n_tok * (n_tok + 1) // 2  # positions the chunk's queries read
-            if n_tok > 1:
-                macs = 2 * d.heads * d.head_size * visited
-            ops = d.heads * (visited if n_tok > 1 else pos + 1)
-            compute = math.ceil(macs / (s.cores * t.macs_per_cycle_per_core) + ops * t.cycles_per_element / s.cores) \
-                + (t.fork_cycles if s.cores > 1 else 0)
-        else:
-            ops = _elements(s, plan) * n_tok
-            # a split whose unit is the whole vector (a per-token scale) runs on one core per token
-            busy = min(s.cores, n_tok) if s.split is not None and s.split.unit == s.split.count else s.cores
-            compute = math.ceil(ops * t.cycles_per_element / busy) + (t.fork_cycles if s.cores > 1 else 0)
         overlapped = s.tiling is not None and s.tiling.double_buffer and s.tiles > 1
-        cycles = max(compute, dma) + math.ceil(dma / s.tiles) if overlapped else compute + dma
+        cycles = max(w.compute, dma) + math.ceil(dma / s.tiles) if overlapped else w.compute + dma
         peak = s.cores * t.macs_per_cycle_per_core
-        dyn = macs * e.cluster_pj_per_mac + ops * e.cluster_pj_per_op + s.dma_bytes * e.dma_pj_per_byte
+        dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.dma_bytes * e.dma_pj_per_byte
     util = macs / (cycles * peak) if macs and cycles else 0.0
     idle = e.idle_mw * 1e-3 * cycles / t.clock_hz * 1e12  # pJ
-    return StepCost(s.op, s.engine, macs, cycles, compute, dma, util, dyn + idle)
+    return StepCost(s.op, s.engine, macs, cycles, w.compute, dma, util, dyn + idle)
 
 
 def plan_costs(plan: Plan, dep: Deployment, n_tok: int = 1) -> list[StepCost]:
@@ -115,7 +144,6 @@ def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
     """The steps of a prefill of n prompt tokens with the prefill plan (prefill.Prefill): per chunk, a GEMM or
     element-wise step once for the chunk's tokens (weights and their DMA once), a per-token step once per token
     (a fork each), attention over the positions its queries read; the last-token steps once."""
-    from .prefill import mode
     plan, out = pre.plan, []
     for pos0 in range(0, n, pre.chunk):
         m = min(pre.chunk, n - pos0)
@@ -123,7 +151,7 @@ def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
             md = mode(s, plan)
             if md == "last":
                 continue
-            if md == "token" and s.kernel not in ATTENTION_KERNELS:
+            if md == "token" and not s.spec.chunk_cost:
                 one = step_cost(s, plan, dep)
                 out.append(StepCost(s.op, s.engine, one.macs * m, one.cycles * m, one.compute_cycles * m,
                                     one.dma_cycles * m, one.utilisation, one.energy_pj * m))

@@ -17,12 +17,12 @@ from dataclasses import replace
 from .arena import lifetimes
 from .graph import Plan, Step
 from .spec import Deployment
-from .tiling import LINEAR_KERNELS, _align
+from .tiling import align
 
 
 def fits_in_a_fork(s: Step) -> bool:
     """A linear layer on the cluster whose weights arrive as one tile (nothing to stream between forks)."""
-    return s.kernel in LINEAR_KERNELS and s.engine == "cluster" and s.tiling is not None \
+    return s.spec.tiling == "rows" and s.engine == "cluster" and s.tiling is not None \
         and s.tiling.kind == "rows" and s.tiles == 1
 
 
@@ -54,7 +54,7 @@ def candidate_runs(plan: Plan) -> list[tuple[int, int]]:
 def _peak(plan: Plan, level: str, dep: Deployment, span: tuple[int, int]) -> int:
     """Most bytes live at once in `level` during steps span[0]..span[1] (aligned sizes), with the plan's
     groups' lifetimes; a group changes nothing outside its own steps."""
-    align = dep.memory[0].alignment
+    alignment = dep.memory[0].alignment
     compute = dep.level_holding("activations").name
     kv_level = dep.level_holding("kv_cache").name
     live = [0] * len(plan.steps)
@@ -64,7 +64,7 @@ def _peak(plan: Plan, level: str, dep: Deployment, span: tuple[int, int]) -> int
         if where != level:
             continue
         for t in range(0, len(live)) if v.kind == "kv" else range(lo, hi + 1):
-            live[t] += _align(v.nbytes, align)
+            live[t] += align(v.nbytes, alignment)
     return max(live[span[0]:span[1] + 1], default=0)
 
 

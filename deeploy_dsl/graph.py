@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import Pos
+from .kernelspec import KernelSpec, Split
 from .spec import Dims
 
 ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
@@ -48,8 +49,6 @@ class Graph:
 
 # NPU-capable op kinds; everything else needs the cluster
 LINEAR_KINDS = ("linear",)
-# attention with an int8 or an int16 K cache (quantize `keys`): the same scheme, tiled by positions
-ATTENTION_KERNELS = ("attention_i8", "attention_k16")
 
 
 def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> Graph:
@@ -120,7 +119,7 @@ class Arg:
     name: str = ""  # value or constant name
     value: int = 0  # for int
     row: str | None = None  # "pos": the row of a [rows, n] tensor at the runtime position
-    label: str = ""  # the parameter's name in the kernel signature, for the plan and comments
+    label: str = ""  # the kernel parameter it is passed as (registry.Param.name)
 
 
 @dataclass(frozen=True)
@@ -152,10 +151,10 @@ class Step:
     index: int
     op: str
     rule: str
-    kernel: str
+    spec: KernelSpec  # the kernel it calls (registry.py)
     engine: str
     cores: int
-    args: tuple[Arg, ...]
+    args: tuple[Arg, ...]  # one per spec parameter, in its order: read them by name, step.arg("n_in")
     macs: int
     math: str  # one line, printed above the call in C
     reason: str  # why this engine (the hint line, or the default)
@@ -165,8 +164,31 @@ class Step:
     tiles: int = 1  # tiles per call at the report position
     dma_bytes: int = 0  # bytes moved between levels per call at the report position
     dma_cycles: int = 0  # their estimated cost on the target's DMA
-    split: object = None  # rules.Split: how cores share one call, when the rule says
     fork: tuple[int, int] | None = None  # (first, last) step of the fork group that runs this step (forks.py)
+
+    @property
+    def kernel(self) -> str:
+        return self.spec.name
+
+    @property
+    def split(self) -> Split | None:
+        """How the cores share one call of the kernel (registry.Split), or None."""
+        return self.spec.split
+
+    def arg(self, name: str) -> Arg:
+        """The argument passed as the kernel's parameter `name`."""
+        for a in self.args:
+            if a.label == name:
+                return a
+        raise KeyError(f"{self.kernel} has no parameter {name!r} ({self.op})")
+
+    @property
+    def output(self) -> Arg:
+        """The argument the kernel writes its result to."""
+        return self.arg(self.spec.output)
+
+    def has(self, name: str) -> bool:
+        return any(a.label == name for a in self.args)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 import yaml
 
 from .graph import Arg
+from .prefill import mode
 from .report import tile_text
 
 
@@ -25,6 +26,12 @@ def _arg(a: Arg) -> str:
         return f"{a.label}={a.name}{row}"
     row = "[pos]" if a.row == "pos" else ""
     return f"{a.label}=const:{a.name}{row}"
+
+
+def c_functions(s) -> str:
+    """What plan.yaml names as a step's kernel: the C functions its code calls, joined by '+'
+    (attention: its scores kernel + attn_exp_av_i8)."""
+    return "+".join(s.spec.functions)
 
 
 def _flow(items) -> str:
@@ -78,7 +85,7 @@ def plan_yaml(c) -> str:
         out.append(f"  {k}: {_g(c.quant.scales[k])}")
     out.append("steps:  # one flow mapping per step: what runs, on which engine, with which arguments, and why")
     for s in plan.steps:
-        out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {s.kernel}, engine: {s.engine}, "
+        out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {c_functions(s)}, engine: {s.engine}, "
                    f"cores: {s.cores}, macs: {s.macs}, tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
                    + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else ""))
         out.append(f"     args: [{', '.join(json.dumps(_arg(a)) for a in s.args)}],")
@@ -88,7 +95,6 @@ def plan_yaml(c) -> str:
         out.append(f"     why: {json.dumps(s.reason)}}}")
     pre = getattr(c, "prefill", None)
     if pre is not None:
-        from .prefill import mode
         out.append(f"prefill:  # the prompt's plan: chunks of {pre.chunk} tokens, step-major; mode gemm: weights once for "
                    "the chunk, flat: all the chunk's elements, token: once per token, last: the last token only")
         out.append(f"  chunk: {pre.chunk}")
@@ -99,7 +105,7 @@ def plan_yaml(c) -> str:
         for s in pre.plan.steps:
             shapes = [f"{a.label}={_flow(pre.plan.values[a.name].shape)}" for a in s.args
                       if a.kind == "buf" and a.name in pre.plan.scaled]
-            out.append(f"    - {{index: {s.index}, op: {s.op}, kernel: {s.kernel}, engine: {s.engine}, mode: {mode(s, pre.plan)}, "
+            out.append(f"    - {{index: {s.index}, op: {s.op}, kernel: {c_functions(s)}, engine: {s.engine}, mode: {mode(s, pre.plan)}, "
                        f"tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
                        + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else "")
                        + f" chunk_shapes: [{', '.join(json.dumps(x) for x in shapes)}]}}")

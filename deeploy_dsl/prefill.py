@@ -22,10 +22,8 @@ from .errors import DeeployError, MemoryError_
 from .forks import group_forks
 from .graph import Plan, Step, Value
 from .spec import Deployment
-from .tiling import LINEAR_KERNELS, _align, _Tiler
+from .tiling import Tiler, align
 
-NPU_KERNELS = ("npu_linear_i8", "npu_linear_i16", "npu_linear_i32")
-GEMM_KERNELS = LINEAR_KERNELS + NPU_KERNELS
 LAST_ONLY = ("final_norm", "logits")  # values only the last token needs
 
 
@@ -52,30 +50,28 @@ def derive(plan: Plan, chunk: int) -> Plan:
 
 def mode(s: Step, plan: Plan) -> str:
     """How a step of a prefill plan runs over the chunk: gemm, flat, token or last (see the module doc)."""
-    out = s.args[0]
+    out = s.output
     if out.kind == "buf" and plan.values[out.name].kind == "act" and out.name not in plan.scaled:
         return "last"
-    if s.kernel in GEMM_KERNELS:
-        return "gemm"
-    if s.split is not None and s.split.bounds is None and s.split.unit != s.split.count and not any(a.row for a in s.args) \
-            and all(a.name in plan.scaled for a in s.args if a.kind == "buf"):
-        return "flat"  # (a unit of the whole vector, as a per-token scale needs, stays one call per token)
-    return "token"
+    if s.spec.prefill == "flat" and (any(a.row for a in s.args)
+                                     or not all(a.name in plan.scaled for a in s.args if a.kind == "buf")):
+        return "token"  # an element-wise kernel that reads a cache row or an unscaled buffer runs per token
+    return s.spec.prefill
 
 
-class _PrefillTiler(_Tiler):
+class PrefillTiler(Tiler):
     """The decode tiler, but a GEMM step's KV rows (v's output when the cache is far) are staged for the whole
     chunk and copied out at once (they are contiguous rows pos0 .. pos0+n-1 of the cache)."""
 
     def stage(self, s: Step, skip: tuple[str, ...] = ()):
         xfers, used = super().stage(s, skip)
-        if s.kernel not in GEMM_KERNELS or mode(s, self.plan) != "gemm":
+        if mode(s, self.plan) != "gemm":
             return xfers, used
         for x in xfers:
             if x.out:
                 v = self.values[x.buf]
                 self.values[x.buf] = Value(v.name, v.dtype, (self.plan.chunk,) + v.shape, v.kind)
-                used += _align(self.plan.chunk * x.nbytes, self.align) - _align(x.nbytes, self.align)
+                used += align(self.plan.chunk * x.nbytes, self.align) - align(x.nbytes, self.align)
         return xfers, used
 
 
@@ -94,7 +90,7 @@ def build(lowered: Plan, decode_alloc: Allocation, dep: Deployment) -> Prefill:
     while chunk >= 1:
         try:
             pp = derive(lowered, chunk)
-            tiled = _PrefillTiler(pp, dep).run()
+            tiled = PrefillTiler(pp, dep).run()
             plan = group_forks(replace(tiled, chunk=chunk, scaled=pp.scaled), dep)
             alloc = allocate(plan, dep)
             _check_kv(decode_alloc, alloc)

@@ -210,7 +210,7 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
              hessians: Hessians | None = None, dynamic: tuple[str, ...] = ()) -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
-    groups[op] > 0 (rules.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
+    groups[op] > 0 (mapping.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
     channels (_weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
     stays int8 (a table, one row read per token). dynamic ("swiglu"): the SwiGLU output has a per-token power-of-two
     scale (kernels.swiglu_dyn); the down projection's multipliers are made for the unit of silu * up, and the

@@ -1,232 +1,26 @@
-"""The rule engine: map hints choose an engine per op, then lowering rules turn ops into kernel calls.
+"""Lowering: rules turn each op, on the engine the mapping chose, into a call of one kernel (registry.py).
 
-Rules are data. A lowering rule is a pattern over an op (kind, output dtype, engine) plus a small
-named function that returns a plan Step or None; the first rule whose pattern matches and whose
-function returns a Step wins, and the plan records the rule's name. Adding a kernel variant means
-adding a kernel and a rule here.
+A rule is a pattern and a kernel. The pattern states every condition that decides the rule: the op's kind, its
+engine, its output dtype, a linear layer's weight format, attention's K cache dtype, whether the SwiGLU's scale is
+per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
+A rule's builder gives the kernel's arguments by parameter name, and a line of math for the plan and the C.
+The rule set is passed in: `rules_for(target)` is the cluster's rules, and the NPU's on targets that have one.
+`deeploy rules` prints them (`rules_text`).
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
-from .cost import cluster_linear_cycles, npu_linear_cycles
-from .errors import COMMAND_LINE, Collector, Pos, SpecError
-from .graph import LINEAR_KINDS, Arg, Graph, Op, Plan, Step
-from .layout import npu_pack, npu_packed_bytes, padded_rows, unblock_rows, weight_row_bytes
+from . import registry as R
+from .errors import Collector, Pos, SpecError
+from .graph import Arg, Graph, Op, Plan, Step
+from .kernelspec import KernelSpec
+from .layout import npu_pack, unblock_rows
+from .mapping import Mapping, Placement
 from .quantize import QuantModel
-from .spec import Deployment, MapHint, PathPattern
+from .spec import Deployment, Target
 
-# names a hint may use for an op besides its own last segment
-ALIASES = {"qkv": ("q", "k", "v"), "softmax": ("attention",), "rope": ("rope_q", "rope_k"),
-           "residual": ("residual",), "norm": ("attn_norm", "mlp_norm", "final_norm")}
-
-
-# ---- mapping ------------------------------------------------------------------------------------
-
-def _op_segments(name: str) -> list[tuple[str, int | None]]:
-    parts = name.split(".")
-    out, i = [], 0
-    while i < len(parts):
-        if i + 1 < len(parts) and parts[i + 1].isdigit():
-            out.append((parts[i], int(parts[i + 1])))
-            i += 2
-        else:
-            out.append((parts[i], None))
-            i += 1
-    return out
-
-
-def hint_matches(p: PathPattern, op_name: str) -> bool:
-    if p.segments == (("default", None),):
-        return True
-    segs = _op_segments(op_name)
-    pat = list(p.segments)
-    if pat and pat[-1] == ("*", None) and len(segs) >= len(pat):  # a trailing * takes the rest
-        segs = segs[: len(pat) - 1] + [("*", None)]
-    if len(pat) != len(segs):
-        return False
-    for (pn, prng), (sn, idx) in zip(pat, segs):
-        if pn != "*" and pn != sn and sn not in ALIASES.get(pn, ()):
-            return False
-        if (prng is None) != (idx is None) and pn != "*":
-            return False
-        if prng is not None and idx is not None and not prng[0] <= idx <= prng[1]:
-            return False
-    return True
-
-
-def _any_op_name(p: PathPattern) -> bool:
-    """Whether the pattern leaves the op itself open (`layers[1].mlp.*`, `default`)."""
-    return p.segments == (("default", None),) or any(name == "*" for name, _ in p.segments)
-
-
-def _where(pos: Pos) -> str:
-    """Where a hint was written, for Step.reason: a .dply line or the -D override."""
-    if pos.file == COMMAND_LINE.file:
-        return f"command line {pos.text}".rstrip()
-    return f"line {pos.line}" if pos.line else str(pos)
-
-
-def weight_groups(graph: Graph, dep: Deployment) -> dict[str, int]:
-    """Per linear op, its weights' int4 group size, 0 for int8: the quantize block's `weights`, then its
-    `PATTERN -> int8 | int4(G)` lines, later ones winning. A line matching no linear layer is an error."""
-    q, errs = dep.quant, Collector()
-    linear = [op.name for op in graph.ops if op.kind in LINEAR_KINDS]
-    groups = {name: q.group if q.weights == "int4" else 0 for name in linear}
-    for o in q.overrides:
-        hit = [n for n in linear if hint_matches(o.pattern, n)]
-        if not hit:
-            errs.add(o.pos, f"'{o.pattern.text}' matches no linear layer: weight formats are set per linear layer",
-                     "linear layers are named like layers[0].attn.q, layers[*].attn.qkv, layers[*].mlp.*, lm_head")
-        for n in hit:
-            groups[n] = o.group
-    errs.raise_if_errors(SpecError)
-    return groups
-
-
-@dataclass(frozen=True)
-class Placement:
-    engine: str
-    cores: int
-    reason: str
-    pos: Pos
-
-
-def npu_weight_bytes(op: Op, graph: Graph, dep: Deployment) -> int:
-    """What a linear layer takes in the NPU's weight memory: packed int8 weights (input channels padded to
-    the NPU's blocks) and its per-channel multipliers."""
-    n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
-    return npu_packed_bytes(n_out, n_in) + 4 * n_out
-
-
-def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int, group: int = 0) -> tuple[int, int]:
-    """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU."""
-    t = dep.target
-    n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
-    wbytes = padded_rows(n_out) * weight_row_bytes(n_in, group)  # group: int4 weights' (weight_groups), 0 for int8
-    dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
-    return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
-
-
-def place_ops(graph: Graph, dep: Deployment) -> tuple[dict[str, Placement], list]:
-    """Engine per op from the hints: later lines override earlier ones. The NPU takes only linear layers
-    whose packed weights fit its weight memory; a hint it cannot honour is an error in strict mode, else a
-    warning and the cluster. `auto` picks the engine with the smaller estimate (cost.py) and says why."""
-    errs = Collector()
-    t = dep.target
-    groups = weight_groups(graph, dep)
-    default = Placement("cluster", t.cores, "default: cluster, all cores", dep.pos)
-    placed = {op.name: default for op in graph.ops}
-    ops = {op.name: op for op in graph.ops}
-    auto: dict[str, MapHint] = {}
-    severity = "error" if dep.strict else "warning"
-    for h in dep.hints:
-        matched = [op.name for op in graph.ops if hint_matches(h.pattern, op.name)]
-        if not matched:
-            errs.add(h.pos, f"'{h.pattern.text}' matches no op",
-                     "ops are named like embed, layers[0].attn.q, layers[*].attn.qkv, layers[*].mlp.down, "
-                     "layers[*].attn.softmax, final_norm, lm_head")
-            continue
-        if h.engine == "auto":
-            for m in matched:
-                auto[m] = h
-            continue
-        for m in matched:
-            auto.pop(m, None)
-        if h.engine == "npu" and (q4 := [m for m in matched if groups.get(m)]):
-            # the NPU's array multiplies int8 weights
-            errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU takes int8 weights and {q4[0]}"
-                     f"{f' and {len(q4) - 1} more' if len(q4) > 1 else ''} have int4 weights (quantize block)"
-                     + ("" if dep.strict else f"; {'they run' if len(q4) > 1 else 'it runs'} on the cluster"),
-                     severity=severity, hint="give them int8 weights in the quantize block to map them to the NPU")
-            matched = [m for m in matched if not groups.get(m)]
-            if not matched:
-                continue
-        if h.engine == "npu":
-            non_linear = [m for m in matched if ops[m].kind not in LINEAR_KINDS]
-            # a '*' in the op name (or 'default') selects ops of several kinds: the NPU takes the linear ones.
-            # A named op (a layer range like layers[*] does not change which op) must be linear.
-            if non_linear and not _any_op_name(h.pattern):
-                what = h.pattern.segments[-1][0]
-                fallback = "" if dep.strict else f"; {', '.join(non_linear[:3])}{' ...' if len(non_linear) > 3 else ''} " \
-                                                 f"run{'s' if len(non_linear) == 1 else ''} on the cluster"
-                errs.add(h.pos, f"{what} -> npu: the NPU runs only linear layers ({non_linear[0]} is "
-                         f"{ops[non_linear[0]].kind}){fallback}", severity=severity)
-            matched = [m for m in matched if ops[m].kind in LINEAR_KINDS]
-            if not matched:
-                if _any_op_name(h.pattern):
-                    errs.add(h.pos, f"'{h.pattern.text}' matches no linear layer: the NPU runs only linear layers",
-                             severity=severity)
-                continue
-        cores = h.cores if h.cores is not None else (t.cores if h.engine == "cluster" else 1)
-        for m in matched:
-            placed[m] = Placement(h.engine, cores, f"{h.pattern.text} -> {h.engine} ({_where(h.pos)})", h.pos)
-    _fit_npu_memory(graph, dep, placed, errs, severity)
-    _choose_auto(graph, dep, placed, auto, groups)
-    errs.raise_if_errors(SpecError)
-    return placed, errs.warnings
-
-
-def _fit_npu_memory(graph: Graph, dep: Deployment, placed: dict, errs: Collector, severity: str) -> None:
-    """Hinted NPU layers in model order until the weight memory is full; the rest fall back, one message per line."""
-    if dep.target.npu is None:
-        return
-    cap, used, over = dep.target.npu.weight_memory_bytes, 0, {}
-    for op in graph.ops:
-        pl = placed[op.name]
-        if pl.engine != "npu":
-            continue
-        need = npu_weight_bytes(op, graph, dep)
-        if used + need <= cap:
-            used += need
-            continue
-        over.setdefault(pl.pos, []).append((op.name, need))
-        placed[op.name] = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: NPU weight memory full",
-                                    pl.pos)
-    for pos, names in over.items():
-        first, need = names[0]
-        more = f" and {len(names) - 1} more layer{'s' if len(names) > 2 else ''}" if len(names) > 1 else ""
-        errs.add(pos, f"the weights of {first} ({need:,} B packed){more} do not fit the NPU's weight memory: "
-                 f"{cap:,} B, of which {used:,} B hold earlier layers"
-                 + ("" if dep.strict else f"; {'they run' if more else 'it runs'} on the cluster"), severity=severity,
-                 hint="map fewer layers to the npu, or use a target with a larger NPU weight memory")
-
-
-def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups: dict) -> None:
-    """Per op, the engine with the smaller estimated decode cycles; NPU room goes to the largest savings per byte."""
-    t = dep.target
-    ops = {op.name: op for op in graph.ops}
-    free = t.npu.weight_memory_bytes - sum(npu_weight_bytes(ops[n], graph, dep) for n, pl in placed.items()
-                                           if pl.engine == "npu") if t.npu else 0
-    wants = []
-    for name, h in auto.items():
-        op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
-        cores = h.cores if h.cores is not None else t.cores
-        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name):
-            why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
-                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
-            placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)
-            continue
-        on_cluster, on_npu = linear_estimates(op, graph, dep, cores, groups.get(name, 0))
-        placed[name] = Placement("cluster", cores, f"{where}: cluster, ~{on_cluster:,} cycles against ~{on_npu:,} "
-                                                    f"on the NPU", h.pos)
-        if on_npu < on_cluster:
-            wants.append(((on_cluster - on_npu) / npu_weight_bytes(op, graph, dep), name, on_cluster, on_npu, h))
-    for _, name, on_cluster, on_npu, h in sorted(wants, key=lambda w: (-w[0], w[1])):
-        need = npu_weight_bytes(ops[name], graph, dep)
-        where = f"{h.pattern.text} -> auto ({_where(h.pos)})"
-        if need <= free:
-            free -= need
-            placed[name] = Placement("npu", 1, f"{where}: npu, ~{on_npu:,} cycles against ~{on_cluster:,} on the "
-                                               f"cluster", h.pos)
-        else:
-            placed[name] = Placement("cluster", placed[name].cores, f"{where}: cluster, the NPU would take ~{on_npu:,} "
-                                     f"cycles against ~{on_cluster:,} but its weight memory is full", h.pos)
-
-
-# ---- lowering rules -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Ctx:
@@ -235,201 +29,248 @@ class Ctx:
     dep: Deployment
 
 
+def facts(op: Op, c: Ctx) -> dict:
+    """What a pattern can ask of an op, besides its engine."""
+    p = c.q.params.get(op.name, {})
+    f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
+    if op.kind == "linear":
+        f["weights"] = "int4" if p.get("group") else "int8"
+    if op.kind == "attention":
+        f["keys"] = c.graph.values[op.inputs[1]].dtype
+    if op.kind == "swiglu":
+        f["scale"] = "per_token" if p.get("dynamic") else "calibrated"
+    return f
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The ops a rule lowers: every field that is set must hold. `when`, a last resort for a condition the fields
+    cannot state, is a predicate (op, ctx) -> bool whose docstring says what it asks."""
+
+    kind: str
+    engine: str = "cluster"
+    out: str | None = None  # the output's dtype
+    weights: str | None = None  # a linear layer's weight format: int8 | int4
+    keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
+    scale: str | None = None  # swiglu: the output's scale, calibrated | per_token (quantize `dynamic swiglu`)
+    when: Callable | None = None
+
+    def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
+        for key in ("kind", "out", "weights", "keys", "scale"):
+            want = getattr(self, key)
+            if want is not None and f.get(key) != want:
+                return False
+        return engine == self.engine and (self.when is None or bool(self.when(op, c)))
+
+    @property
+    def text(self) -> str:
+        parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}" for k in ("out", "weights", "keys", "scale")
+                                                     if getattr(self, k) is not None]
+        if self.when is not None:
+            parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
+        return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
-    kind: str
-    engine: str = "cluster"
-    out_dtype: str | None = None  # None: any
-    lower: Callable = None  # (op, ctx) -> (kernel, args, math) or None
-    split: Split | None = None  # how the cores share the work of one call (linear and attention tile instead)
+    pattern: Pattern
+    kernel: KernelSpec
+    build: Callable  # (op, ctx, kernel) -> ({parameter: Arg}, math): its docstring says what the rule does
+
+    @property
+    def kind(self) -> str:
+        return self.pattern.kind
+
+    @property
+    def engine(self) -> str:
+        return self.pattern.engine
+
+    @property
+    def doc(self) -> str:
+        return " ".join((self.build.__doc__ or "").split())
 
 
-@dataclass(frozen=True)
-class Split:
-    """Cores take contiguous shares of a kernel's elements: the `offset` arguments advance with the share,
-    the `count` argument becomes its size, and shares are whole multiples of `unit` (a head for RoPE)."""
+# ---- arguments ---------------------------------------------------------------------------------------------------
 
-    offset: tuple[str, ...]
-    count: str
-    unit: str | int = 1  # an int, or the label of an argument that holds it
-    bounds: tuple[str, str] | None = None  # or: the kernel takes [lo, hi) itself, and count stays whole
+def _buf(name: str, row: str | None = None) -> Arg:
+    return Arg("buf", name, row=row)
 
 
-def _buf(name: str, label: str, row: str | None = None) -> Arg:
-    return Arg("buf", name, row=row, label=label)
+def _const(name: str, row: str | None = None) -> Arg:
+    return Arg("const", name, row=row)
 
 
-def _const(name: str, label: str, row: str | None = None) -> Arg:
-    return Arg("const", name, row=row, label=label)
-
-
-def _int(v: int, label: str) -> Arg:
-    return Arg("int", value=int(v), label=label)
+def _int(v: int) -> Arg:
+    return Arg("int", value=int(v))
 
 
 def _shift_arg(op: Op) -> Arg:
     """A linear layer's shift: its own, or (an input with a per-token scale) this token's, which its producer wrote."""
-    return _buf(op.inputs[1], "shift") if len(op.inputs) > 1 else _const(op.name + ".shift", "shift")
+    return _buf(op.inputs[1]) if len(op.inputs) > 1 else _const(op.name + ".shift")
 
 
-def lower_linear(kernel: str):
-    """int8 weights (gemv_iN), or with `q4` int4 weights with group scales (gemv_q4_iN: one more argument, the group
-    size); each rule takes only its own weight format."""
-    q4 = kernel.startswith("gemv_q4")
+# ---- builders: (op, ctx, kernel) -> ({parameter: Arg}, math) --------------------------------------------------------
 
-    def lower(op: Op, c: Ctx):
-        p = c.q.params[op.name]
-        if bool(p.get("group")) != q4:
-            return None
-        n_out, n_in = p["n_out"], p["n_in"]
-        out = _buf(op.outputs[0], "y", op.row)
-        w = f"W[{n_out},{n_in}] (int4, a scale per {p['group']} columns)" if q4 else f"W[{n_out},{n_in}]"
-        return kernel, (out, _buf(op.inputs[0], "x"), _const(p["weight"], "w"),
-                        _const(op.name + ".mult", "mult"), _shift_arg(op),
-                        _int(n_in, "n_in"), _int(n_out, "n_out")) + ((_int(p["group"], "group"),) if q4 else ()), \
-            f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
-    lower.__name__ = f"lower_{kernel}"
-    return lower
+def build_linear(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV over weight rows in blocks of 8, requantized with a multiplier per row and one shift (int4 weights:
+    their group scales and the group size too)."""
+    p = c.q.params[op.name]
+    n_out, n_in = p["n_out"], p["n_in"]
+    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(p["weight"]),
+                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
+    w = f"W[{n_out},{n_in}]"
+    if k.has_param("group"):
+        args["group"] = _int(p["group"])
+        w += f" (int4, a scale per {p['group']} columns)"
+    return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
 
 
-def lower_npu(kernel: str):
-    def lower(op: Op, c: Ctx):
-        p = c.q.params[op.name]
-        if p.get("group"):
-            return None  # the NPU takes int8 weights only (place_ops keeps int4 layers on the cluster)
-        n_out, n_in = p["n_out"], p["n_in"]
-        return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const(op.name + ".wn", "w"),
-                        _const(op.name + ".mult", "mult"), _shift_arg(op),
-                        _int(n_in, "n_in"), _int(n_out, "n_out")), \
-            f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
-    lower.__name__ = f"lower_{kernel}"
-    return lower
+def build_npu(op: Op, c: Ctx, k: KernelSpec):
+    """One NPU job; the weights packed in the NPU's layout in its own memory."""
+    p = c.q.params[op.name]
+    n_out, n_in = p["n_out"], p["n_in"]
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(op.name + ".wn"),
+                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
+        f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
 
 
-def lower_rmsnorm(op: Op, c: Ctx):
+def build_rmsnorm(op: Op, c: Ctx, k: KernelSpec):
+    """RMSNorm of the int16 residual stream into int8; the cores share out the elements, each computing the rms."""
     p, dim = c.q.params[op.name], c.dep.model.dims.dim
-    return "rmsnorm_i8_part", (_buf(op.outputs[0], "y"), _buf(op.inputs[0], "x"), _const(op.name + ".gain", "gain"),
-                               _int(p["gain_shift"], "gain_shift"), _int(p["eps_q"], "eps_q"), _int(dim, "dim"),
-                               _int(0, "lo"), _int(dim, "hi")), \
+    return dict(y=_buf(op.outputs[0]), x=_buf(op.inputs[0]), gain=_const(op.name + ".gain"),
+                gain_shift=_int(p["gain_shift"]), eps_q=_int(p["eps_q"]), dim=_int(dim), lo=_int(0), hi=_int(dim)), \
         f"{op.outputs[0]} = int8(x / rms(x) * gain), x int16[{dim}]"
 
 
-def lower_embed(op: Op, c: Ctx):
-    # only the token's row (and its multiplier) is read, so only that row needs to move
-    return "embed_i16", (_buf(op.outputs[0], "x"), _const("embed.w", "row", "token"),
-                         _const("embed.mult", "mult", "token"), _const("embed.shift", "shift", "token"),
-                         _int(c.dep.model.dims.dim, "dim")), "x = int16(embedding row of token)"
+def build_embed(op: Op, c: Ctx, k: KernelSpec):
+    """The token's embedding row, requantized into the int16 residual stream; only that row is read."""
+    return dict(x=_buf(op.outputs[0]), row=_const("embed.w", "token"), mult=_const("embed.mult", "token"),
+                shift=_const("embed.shift", "token"), dim=_int(c.dep.model.dims.dim)), \
+        "x = int16(embedding row of token)"
 
 
-def lower_rope(kernel: str):
-    def lower(op: Op, c: Ctx):
-        return _lower_rope(kernel, op, c)
-    lower.__name__ = f"lower_{kernel}"
-    return lower
-
-
-def _lower_rope(kernel: str, op: Op, c: Ctx):
-    d = c.dep.model.dims
+def build_rope(op: Op, c: Ctx, k: KernelSpec):
+    """RoPE with Q14 sin/cos tables, the row of this position; the cores share out whole heads."""
     n = c.graph.values[op.inputs[0]].shape[0]
-    return kernel, (_buf(op.outputs[0], "y", op.row), _buf(op.inputs[0], "x"), _const("rope.cos", "cos_row", "pos"),
-                       _const("rope.sin", "sin_row", "pos"), _int(n, "n"), _int(d.head_size, "head_size")), \
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), cos_row=_const("rope.cos", "pos"),
+                sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(c.dep.model.dims.head_size)), \
         f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables)"
 
 
-def lower_attention(op: Op, c: Ctx):
+def build_attention(op: Op, c: Ctx, k: KernelSpec):
+    """Grouped-query attention over the cache, K and V streamed in tiles of positions: the scores of a tile of K,
+    then the exps and exp-weighted V of a tile of V, one division per head at the end."""
     d, p = c.dep.model.dims, c.q.params[op.name]
     q, kc, vc = op.inputs
-    # the K cache's dtype picks the kernel: int16 keys (quantize `keys int16`) score (q . k) / 2^8
-    kernel = "attention_k16" if c.graph.values[kc].dtype == "int16" else "attention_i8"
-    return kernel, (_buf(op.outputs[0], "out"), _buf(q, "q"), _buf(kc, "k_cache"), _buf(vc, "v_cache"),
-                            _buf(op.outputs[1], "scratch"), Arg("pos", label="pos"), _int(d.heads, "n_heads"),
-                            _int(d.kv_heads, "n_kv_heads"), _int(d.head_size, "head_size"),
-                            _int(p["score_mult"], "score_mult"), _int(p["score_shift"], "score_shift"),
-                            _int(p["score_cut"], "score_cut"), _int(p["out_mult"], "out_mult"), _int(p["out_shift"], "out_shift"),
-                            _const("exp2", "exp_table")), \
+    return dict(out=_buf(op.outputs[0]), q=_buf(q), k_cache=_buf(kc), v_cache=_buf(vc), scratch=_buf(op.outputs[1]),
+                pos=Arg("pos"), n_heads=_int(d.heads), n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size),
+                score_mult=_int(p["score_mult"]), score_shift=_int(p["score_shift"]), score_cut=_int(p["score_cut"]),
+                out_mult=_int(p["out_mult"]), out_shift=_int(p["out_shift"]), exp_table=_const("exp2")), \
         "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, one division per head"
 
 
-def lower_swiglu(op: Op, c: Ctx):
+def build_swiglu(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up by a 256-entry silu table, requantized with the calibrated scale."""
     p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
-    if p.get("dynamic"):
-        return None
-    return "swiglu_i8", (_buf(op.outputs[0], "h"), _buf(op.inputs[0], "gate"), _buf(op.inputs[1], "up"),
-                         _const(op.name + ".silu", "silu_table"), _int(p["mult"], "mult"), _int(p["shift"], "shift"),
-                         _int(n, "n")), f"h = int8(silu(gate) * up), silu by 256-entry table, [{n}]"
+    return dict(h=_buf(op.outputs[0]), gate=_buf(op.inputs[0]), up=_buf(op.inputs[1]),
+                silu_table=_const(op.name + ".silu"), mult=_int(p["mult"]), shift=_int(p["shift"]), n=_int(n)), \
+        f"h = int8(silu(gate) * up), silu by 256-entry table, [{n}]"
 
 
-def lower_swiglu_dyn(op: Op, c: Ctx):
+def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up with a power-of-two scale per token, which it hands to the down projection as its shift;
+    the vector is one unit of work (the last core takes it)."""
     p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
-    if not p.get("dynamic"):
-        return None
-    return "swiglu_dyn_i8", (_buf(op.outputs[0], "h"), _buf(op.outputs[1], "shift_out"), _buf(op.outputs[2], "p"),
-                             _buf(op.inputs[0], "gate"), _buf(op.inputs[1], "up"), _const(op.name + ".silu", "silu_table"),
-                             _int(p["base_shift"], "base_shift"), _int(n, "n")), \
-        f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = {p['base_shift']} - k, [{n}]"
+    return dict(h=_buf(op.outputs[0]), shift_out=_buf(op.outputs[1]), p=_buf(op.outputs[2]), gate=_buf(op.inputs[0]),
+                up=_buf(op.inputs[1]), silu_table=_const(op.name + ".silu"), base_shift=_int(p["base_shift"]),
+                n=_int(n)), \
+        f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = base_shift - k, [{n}]"
 
 
-def lower_add(op: Op, c: Ctx):
+def build_add(op: Op, c: Ctx, k: KernelSpec):
+    """The residual add, saturating to int16, in place."""
     n = c.graph.values[op.outputs[0]].shape[0]
-    return "add_sat_i16", (_buf(op.outputs[0], "y"), _buf(op.inputs[0], "a"), _buf(op.inputs[1], "b"), _int(n, "n")), \
+    return dict(y=_buf(op.outputs[0]), a=_buf(op.inputs[0]), b=_buf(op.inputs[1]), n=_int(n)), \
         f"{op.outputs[0]} += {op.inputs[1]} (int16, saturating, in place)"
 
 
-RULES: tuple[Rule, ...] = (
-    Rule("embed_i16", "embed", lower=lower_embed),
-    Rule("rmsnorm_i16_to_i8", "rmsnorm", lower=lower_rmsnorm, split=Split((), "dim", bounds=("lo", "hi"))),
-    Rule("linear_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_i8")),
-    Rule("linear_q4_i8_cluster", "linear", out_dtype="int8", lower=lower_linear("gemv_q4_i8")),
-    Rule("linear_q4_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_q4_i16")),
-    Rule("linear_q4_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_q4_i32")),
-    Rule("linear_i16_cluster", "linear", out_dtype="int16", lower=lower_linear("gemv_i16")),
-    Rule("linear_i32_cluster", "linear", out_dtype="int32", lower=lower_linear("gemv_i32")),
-    Rule("linear_i8_npu", "linear", engine="npu", out_dtype="int8", lower=lower_npu("npu_linear_i8")),
-    Rule("linear_i16_npu", "linear", engine="npu", out_dtype="int16", lower=lower_npu("npu_linear_i16")),
-    Rule("linear_i32_npu", "linear", engine="npu", out_dtype="int32", lower=lower_npu("npu_linear_i32")),
-    Rule("rope_i8_q14", "rope", out_dtype="int8", lower=lower_rope("rope_i8"), split=Split(("y", "x"), "n", "head_size")),
-    Rule("rope_i16_q14", "rope", out_dtype="int16", lower=lower_rope("rope_i16"),
-         split=Split(("y", "x"), "n", "head_size")),
-    Rule("attention_i8_gqa", "attention", lower=lower_attention),
-    Rule("swiglu_i8_table", "swiglu", lower=lower_swiglu, split=Split(("h", "gate", "up"), "n")),
-    # the token's scale spans the vector: one unit, which the cluster gives its last core (core 0 also runs forward())
-    Rule("swiglu_i8_per_token", "swiglu", lower=lower_swiglu_dyn, split=Split(("h", "gate", "up"), "n", unit="n")),
-    Rule("residual_add_i16_inplace", "add", lower=lower_add, split=Split(("y", "a", "b"), "n")),
+K = R.KERNELS
+CLUSTER_RULES: tuple[Rule, ...] = (
+    Rule("embed_i16", Pattern("embed"), R.EMBED, build_embed),
+    Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
+    Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
+    Rule("linear_q4_i8_cluster", Pattern("linear", out="int8", weights="int4"), K["gemv_q4_i8"], build_linear),
+    Rule("linear_q4_i16_cluster", Pattern("linear", out="int16", weights="int4"), K["gemv_q4_i16"], build_linear),
+    Rule("linear_q4_i32_cluster", Pattern("linear", out="int32", weights="int4"), K["gemv_q4_i32"], build_linear),
+    Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_i16"], build_linear),
+    Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_i32"], build_linear),
+    Rule("rope_i8_q14", Pattern("rope", out="int8"), K["rope_i8"], build_rope),
+    Rule("rope_i16_q14", Pattern("rope", out="int16"), K["rope_i16"], build_rope),
+    Rule("attention_i8_gqa", Pattern("attention", keys="int8"), K["attention_i8"], build_attention),
+    Rule("attention_k16_gqa", Pattern("attention", keys="int16"), K["attention_k16"], build_attention),
+    Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
+    Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
+    Rule("residual_add_i16_inplace", Pattern("add"), R.ADD, build_add),
 )
+NPU_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
+    for b in (8, 16, 32))
+RULES = CLUSTER_RULES + NPU_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
-def _first_match(op: Op, engine: str, ctx: Ctx):
-    out_dtype = ctx.graph.values[op.outputs[0]].dtype
-    for r in RULES:
-        if r.kind == op.kind and r.engine == engine and r.out_dtype in (None, out_dtype):
-            got = r.lower(op, ctx)
-            if got is not None:
-                return r, got
-    return None, None
+def rules_for(target: Target) -> tuple[Rule, ...]:
+    """The rules a target offers: the cluster's everywhere, the NPU's where it has one."""
+    return CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
 
 
-def lower(graph: Graph, q: QuantModel, dep: Deployment) -> Plan:
-    placed, warnings = place_ops(graph, dep)
+def rules_text(rules: tuple[Rule, ...] = RULES) -> str:
+    """`deeploy rules`: every rule with its pattern, its kernel (and the C functions a step of it calls), and what it
+    does, in the order they are tried."""
+    out = []
+    for r in rules:
+        calls = f" (calls {', '.join(r.kernel.functions)})" if r.kernel.functions != (r.kernel.name,) else ""
+        out.append(f"{r.name}\n    when:   {r.pattern.text}\n    kernel: {r.kernel.name}{calls}, "
+                   f"{r.kernel.source}\n    does:   {r.doc}")
+    return "\n".join(out) + "\n"
+
+
+# ---- the lowering pass -------------------------------------------------------------------------------------------
+
+def _first_match(op: Op, engine: str, ctx: Ctx, rules: tuple[Rule, ...]) -> Rule | None:
+    f = facts(op, ctx)
+    return next((r for r in rules if r.pattern.matches(f, engine, op, ctx)), None)
+
+
+def _call(spec: KernelSpec, named: dict) -> tuple[Arg, ...]:
+    """The arguments in the kernel's parameter order, each labelled with its parameter; exactly the spec's."""
+    if set(named) != set(spec.names):
+        raise AssertionError(f"{spec.name} takes {spec.names}, a rule gave {tuple(named)}")
+    return tuple(replace(named[n], label=n) for n in spec.names)
+
+
+def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules: tuple[Rule, ...]) -> Plan:
+    """The plan: per op, the first rule whose pattern holds on its engine. An engine with no rule for the op falls
+    back to the cluster (a warning per hint line, an error in strict mode); an op no rule lowers is an error."""
     ctx, steps, errs = Ctx(graph, q, dep), [], Collector()
-    errs.extend(warnings)
+    errs.extend(mapping.warnings)
     fell_back: dict[Pos, list[Op]] = {}
     for op in graph.ops:
-        pl = placed[op.name]
-        rule, got = _first_match(op, pl.engine, ctx)
+        pl = mapping.placed[op.name]
+        rule = _first_match(op, pl.engine, ctx, rules)
         if rule is None and pl.engine != "cluster":
             fell_back.setdefault(pl.pos, []).append(op)
             pl = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
-            rule, got = _first_match(op, "cluster", ctx)
+            rule = _first_match(op, "cluster", ctx, rules)
         if rule is None:
             errs.add(pl.pos, f"no rule lowers {op.kind} {op.name}")
             continue
-        kernel, args, math = got
-        steps.append(Step(len(steps), op.name, rule.name, kernel, pl.engine, pl.cores, args, op.macs, math,
-                          pl.reason, pl.pos, split=rule.split))
+        named, math = rule.build(op, ctx, rule.kernel)
+        steps.append(Step(len(steps), op.name, rule.name, rule.kernel, pl.engine, pl.cores, _call(rule.kernel, named),
+                          op.macs, math, pl.reason, pl.pos))
     for pos, ops in fell_back.items():
         # no kernel for this engine yet: one message per hint line, an error in strict mode
-        engine, names = placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])
+        engine, names = mapping.placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])
         more = f" and {len(ops) - 3} more" if len(ops) > 3 else ""
         errs.add(pos, f"no {engine} kernel implements {ops[0].kind} in this version: {names}{more}"
                  + ("" if dep.strict else f" run{'s' if len(ops) == 1 else ''} on the cluster"),
@@ -447,7 +288,3 @@ def _step_consts(steps: list[Step], q: QuantModel) -> dict:
             consts[s.op + ".wn"] = npu_pack(unblock_rows(q.consts[p["weight"]], p["n_out"]))
     used = {a.name for s in steps for a in s.args if a.kind == "const"}
     return {k: v for k, v in consts.items() if k in used}
-
-
-def c_ident(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)

@@ -21,15 +21,15 @@ from dataclasses import replace
 
 from .arena import lifetimes
 from .errors import Collector, MemoryError_
-from .graph import ATTENTION_KERNELS, ITEMSIZE, Plan, Step, Tiling, Value, Xfer
-from .layout import ROWS_PER_BLOCK, n_blocks, padded_rows, weight_row_bytes
+from .graph import ITEMSIZE, Plan, Step, Tiling, Value, Xfer
+from .layout import ROWS_PER_BLOCK, n_blocks, padded_rows
 from .spec import Deployment
 
-LINEAR_KERNELS = ("gemv_i8", "gemv_i16", "gemv_i32", "gemv_q4_i8", "gemv_q4_i16", "gemv_q4_i32")
 
-
-def _align(n: int, a: int) -> int:
+def align(n: int, a: int) -> int:
+    """n rounded up to a multiple of a."""
     return (n + a - 1) // a * a
+
 
 
 def report_position(dep: Deployment) -> int:
@@ -37,7 +37,7 @@ def report_position(dep: Deployment) -> int:
     return dep.model.dims.context // 2
 
 
-class _Tiler:
+class Tiler:
     def __init__(self, plan: Plan, dep: Deployment):
         self.plan, self.dep = plan, dep
         self.l1 = dep.memory[0]
@@ -56,7 +56,7 @@ class _Tiler:
             v = self.values[name]
             if v.kind == "kv" and self.kv_far:
                 continue
-            size = _align(v.nbytes, self.align)
+            size = align(v.nbytes, self.align)
             for t in range(lo, hi + 1) if v.kind != "kv" else range(len(live)):
                 live[t] += size
         return live
@@ -79,24 +79,24 @@ class _Tiler:
                 dtype = str(arr.dtype)
                 buf = self.new_buf(f"{s.op}.{a.label}", dtype, *(shape or (1,)))
                 xfers.append(Xfer(i, buf, n))
-                used += _align(n, self.align)
+                used += align(n, self.align)
             elif a.kind == "buf" and a.row == "pos" and self.kv_far:
                 v = self.values[a.name]
                 n = v.nbytes // v.shape[0]
                 buf = self.new_buf(f"{s.op}.{a.label}_out", v.dtype, *v.shape[1:])
                 xfers.append(Xfer(i, buf, n, out=True))
-                used += _align(n, self.align)
+                used += align(n, self.align)
         return xfers, used
 
     def nbuf(self, n_tiles: int) -> int:
         return 2 if self.l1.double_buffer and n_tiles > 1 else 1
 
     def tile_linear(self, s: Step, avail: int) -> Step:
-        n_in, n_out = s.args[5].value, s.args[6].value
-        wrow = weight_row_bytes(n_in, s.args[7].value if len(s.args) > 7 else 0)  # int4: its group scales and nibbles
+        n_out = s.arg("n_out").value
+        wrow = s.spec.row_bytes(s)  # int4: its group scales and nibbles
         # a shift per row from the weights, or (an input with per-token scales) this token's shift from a buffer
-        per_row = (wrow, 4, 1) if s.args[4].kind == "const" else (wrow, 4)
-        xfers, used = self.stage(s, skip=("w", "mult", "shift", "group"))
+        per_row = (wrow, 4, 1) if s.arg("shift").kind == "const" else (wrow, 4)
+        xfers, used = self.stage(s, skip=("w", "mult", "shift"))
         if not self.weights_far:
             return self.finish(s, None, xfers, 1, 0)
         room = avail - used
@@ -108,11 +108,11 @@ class _Tiler:
             if math.ceil(blocks / per) != n_tiles:
                 continue
             rows = per * ROWS_PER_BLOCK
-            need = self.nbuf(n_tiles) * sum(_align(rows * b, self.align) for b in per_row)
+            need = self.nbuf(n_tiles) * sum(align(rows * b, self.align) for b in per_row)
             if need <= room:
                 break
         else:
-            smallest = sum(_align(ROWS_PER_BLOCK * b, self.align) for b in per_row) * self.nbuf(blocks)
+            smallest = sum(align(ROWS_PER_BLOCK * b, self.align) for b in per_row) * self.nbuf(blocks)
             return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
                                                           "multipliers and shifts")
         padded, rows = rows, min(rows, n_out)
@@ -130,34 +130,33 @@ class _Tiler:
         exp sums and score maxima; the cores share out the group's query heads and read the lanes' tiles in common."""
         d = self.dep.model.dims
         group, hs = d.heads // d.kv_heads, d.head_size
-        labels = {a.label: a for a in s.args}
-        kb = ITEMSIZE[self.values[labels["k_cache"].name].dtype]  # bytes per K element: 2 with int16 keys; V int8
+        kb = ITEMSIZE[self.values[s.arg("k_cache").name].dtype]  # bytes per K element: 2 with int16 keys; V int8
         xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
-        acc_b = _align(group * hs * 4, self.align) + 2 * _align(group * 4, self.align)  # acc, sums, max
-        scores_b = _align(group * d.context * 4, self.align)
+        acc_b = align(group * hs * 4, self.align) + 2 * align(group * 4, self.align)  # acc, sums, max
+        scores_b = align(group * d.context * 4, self.align)
         for lanes in range(min(s.cores, d.kv_heads), 0, -1):
             room = avail - used - lanes * acc_b - (lanes - 1) * scores_b  # lane 0's scores are the graph's scratch
             if not self.kv_far:
                 tile = d.context if room >= 0 else 0
             else:
                 tile = next((t for t in range(d.context, 0, -1)
-                             if self.nbuf(math.ceil(d.context / t)) * (_align(t * lanes * hs * kb, self.align)
-                                                                       + _align(t * lanes * hs, self.align)) <= room), 0)
+                             if self.nbuf(math.ceil(d.context / t)) * (align(t * lanes * hs * kb, self.align)
+                                                                       + align(t * lanes * hs, self.align)) <= room), 0)
             if tile:
                 break
         else:
-            smallest = acc_b + (_align(kb * hs, self.align) + _align(hs, self.align)) * self.nbuf(2) * self.kv_far
+            smallest = acc_b + (align(kb * hs, self.align) + align(hs, self.align)) * self.nbuf(2) * self.kv_far
             return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
         bufs = {"acc": tuple(self.new_buf(f"{s.op}.acc{lane}", "int32", group, hs) for lane in range(lanes)),
                 "sums": tuple(self.new_buf(f"{s.op}.sums{lane}", "int32", group) for lane in range(lanes)),
                 "max": tuple(self.new_buf(f"{s.op}.max{lane}", "int32", group) for lane in range(lanes)),
-                "scores": (s.args[4].name,) + tuple(self.new_buf(f"{s.op}.scores{lane}", "int32", group, d.context)
+                "scores": (s.arg("scratch").name,) + tuple(self.new_buf(f"{s.op}.scores{lane}", "int32", group, d.context)
                                                     for lane in range(1, lanes))}
         if not self.kv_far:
             return self.finish(s, Tiling("positions", d.context, False, bufs), xfers, 2 * d.kv_heads, 0)
         k = self.nbuf(math.ceil(d.context / tile))
         for which in ("k", "v"):  # a tile holds the lanes' rows side by side: one 2-D transfer per tile
-            dt = self.values[labels[which + "_cache"].name].dtype
+            dt = self.values[s.arg(which + "_cache").name].dtype
             bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{b}", dt, tile, lanes * hs) for b in range(k))
         per_pass = math.ceil((self.P + 1) / tile)
         moved = (kb + 1) * (self.P + 1) * d.kv_dim
@@ -171,7 +170,7 @@ class _Tiler:
         t = self.dep.target
         cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
         macs = s.macs
-        if s.kernel in ATTENTION_KERNELS:  # restate at the report position
+        if s.spec.tiling == "positions":  # attention: restate at the report position
             d = self.dep.model.dims
             macs = 2 * d.heads * d.head_size * (self.P + 1)
         return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
@@ -198,17 +197,12 @@ class _Tiler:
         steps = []
         for s in self.plan.steps:
             avail = self.l1.size_bytes - live[s.index]
-            if s.kernel in LINEAR_KERNELS:
+            if s.spec.tiling == "rows":
                 steps.append(self.tile_linear(s, avail))
-            elif s.kernel in ATTENTION_KERNELS:
+            elif s.spec.tiling == "positions":
                 steps.append(self.tile_attention(s, avail))
-            elif s.engine == "npu":  # the NPU reads weights and multipliers from its own memory
-                xfers, used = self.stage(s, skip=("w", "mult", "shift"))
-                if used > avail:
-                    self.no_fit(s, avail, used, "its staged operands")
-                steps.append(self.finish(s, None, xfers, 1, 0))
-            else:
-                xfers, used = self.stage(s)
+            else:  # staged whole, but for what the engine keeps in its own memory (the NPU's weights)
+                xfers, used = self.stage(s, skip=s.spec.resident)
                 if used > avail:
                     self.no_fit(s, avail, used, "its staged operands")
                 steps.append(self.finish(s, None, xfers, 1, 0))
@@ -224,7 +218,7 @@ class _Tiler:
         d = self.dep.model.dims
         for s in self.plan.steps:
             for a in s.args:
-                if a.kind == "const" and self.weights_far and s.engine != "npu":  # the NPU's are in its own memory
+                if a.kind == "const" and self.weights_far and a.label not in s.spec.resident:  # e.g. the NPU's
                     arr = self.plan.consts[a.name]
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
         kb = ITEMSIZE[self.values["kv.k.0"].dtype] if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
@@ -233,5 +227,5 @@ class _Tiler:
 
 
 def tile(plan: Plan, dep: Deployment) -> Plan:
-    return _Tiler(plan, dep).run()
+    return Tiler(plan, dep).run()
 

@@ -145,118 +145,74 @@ void attention_k16(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_
 /* running max of a row: t0 == 0 starts a new one */
 #define MAX_INIT(m, h) ((t0 == 0) ? INT32_MIN : (m)[h])
 
-/* scores[h*stride + t0 + t] = sum_d q[h*hs + d] * k[t*k_stride + d] for g query heads sharing one kv head, and
- * max[h] = the largest of scores[h*stride + 0 .. t0+n_t): this tile's if t0 == 0, else max[h] updated by it */
-NO_SCHED void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
-                    const int8_t *q /* [g, hs] */, const int8_t *k /* [n_t, k_stride] */, int32_t k_stride,
-                    int32_t t0, int32_t n_t, int32_t g, int32_t hs) {
-    int32_t h = 0;
-    if (hs == 8) /* the common head size: two heads at a time, each k row loaded once for both */
-        for (; h + 2 <= g; h += 2) {
-            const int8_t *qa = q + h * 8, *qb = qa + 8;
-            const int32_t a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], a4 = qa[4], a5 = qa[5], a6 = qa[6], a7 = qa[7];
-            const int32_t b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3], b4 = qb[4], b5 = qb[5], b6 = qb[6], b7 = qb[7];
-            int32_t *sa = scores + (size_t)h * (size_t)stride + t0, *sb = sa + stride, *const end = sa + n_t;
-            int32_t ma = MAX_INIT(max, h), mb = MAX_INIT(max, h + 1);
-            const int8_t *kt = k;
-            for (; sa != end; sa++, sb++, kt += k_stride) {
-                int32_t x = kt[0], ya = a0 * x, yb = b0 * x;
-                x = kt[1], ya += a1 * x, yb += b1 * x;
-                x = kt[2], ya += a2 * x, yb += b2 * x;
-                x = kt[3], ya += a3 * x, yb += b3 * x;
-                x = kt[4], ya += a4 * x, yb += b4 * x;
-                x = kt[5], ya += a5 * x, yb += b5 * x;
-                x = kt[6], ya += a6 * x, yb += b6 * x;
-                x = kt[7], ya += a7 * x, yb += b7 * x;
-                *sa = ya, *sb = yb;
-                if (ya > ma) ma = ya;
-                if (yb > mb) mb = yb;
-            }
-            max[h] = ma, max[h + 1] = mb;
-        }
-    for (; h < g; h++) {
-        const int8_t *qh = q + (size_t)h * (size_t)hs;
-        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0, *const end = sh + n_t;
-        int32_t m = MAX_INIT(max, h);
-        const int8_t *kt = k;
-        if (hs == 8) { /* one head of size 8: q stays in registers, the dot product is unrolled */
-            const int32_t q0 = qh[0], q1 = qh[1], q2 = qh[2], q3 = qh[3], q4 = qh[4], q5 = qh[5], q6 = qh[6], q7 = qh[7];
-            for (; sh != end; sh++, kt += k_stride) {
-                const int32_t y = q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] + q5 * kt[5] +
-                                  q6 * kt[6] + q7 * kt[7];
-                *sh = y;
-                if (y > m) m = y;
-            }
-        } else {
-            for (; sh != end; sh++, kt += k_stride) {
-                int32_t y = 0; /* |y| <= hs * 2^14 */
-                for (int32_t d = 0; d < hs; d++) y += (int32_t)qh[d] * kt[d];
-                *sh = y;
-                if (y > m) m = y;
-            }
-        }
-        max[h] = m;
-    }
-}
-
 /* round_half_up(v / 2^8) = floor(v / 2^8 + 1/2): |q . k| <= hs * 2^22 < 2^31 for hs < 2^9, so no overflow */
 #define SHIFT8(v) (((v) + 128) >> 8)
+#define AS_IS(v) (v)
 
-/* attn_scores_i8 with int16 keys: scores[h*stride + t0 + t] = round_half_up(sum_d q[h*hs + d] * k[t*k_stride + d] / 2^8) for g query heads sharing one kv head, and
- * max[h] = the largest of scores[h*stride + 0 .. t0+n_t): this tile's if t0 == 0, else max[h] updated by it */
-NO_SCHED void attn_scores_k16(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
-                    const int8_t *q /* [g, hs] */, const int16_t *k /* [n_t, k_stride] */, int32_t k_stride,
-                    int32_t t0, int32_t n_t, int32_t g, int32_t hs) {
-    int32_t h = 0;
-    if (hs == 8) /* the common head size: two heads at a time, each k row loaded once for both */
-        for (; h + 2 <= g; h += 2) {
-            const int8_t *qa = q + h * 8, *qb = qa + 8;
-            const int32_t a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], a4 = qa[4], a5 = qa[5], a6 = qa[6], a7 = qa[7];
-            const int32_t b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3], b4 = qb[4], b5 = qb[5], b6 = qb[6], b7 = qb[7];
-            int32_t *sa = scores + (size_t)h * (size_t)stride + t0, *sb = sa + stride, *const end = sa + n_t;
-            int32_t ma = MAX_INIT(max, h), mb = MAX_INIT(max, h + 1);
-            const int16_t *kt = k;
-            for (; sa != end; sa++, sb++, kt += k_stride) {
-                int32_t x = kt[0], ya = a0 * x, yb = b0 * x;
-                x = kt[1], ya += a1 * x, yb += b1 * x;
-                x = kt[2], ya += a2 * x, yb += b2 * x;
-                x = kt[3], ya += a3 * x, yb += b3 * x;
-                x = kt[4], ya += a4 * x, yb += b4 * x;
-                x = kt[5], ya += a5 * x, yb += b5 * x;
-                x = kt[6], ya += a6 * x, yb += b6 * x;
-                x = kt[7], ya += a7 * x, yb += b7 * x;
-                ya = SHIFT8(ya), yb = SHIFT8(yb);
-                *sa = ya, *sb = yb;
-                if (ya > ma) ma = ya;
-                if (yb > mb) mb = yb;
-            }
-            max[h] = ma, max[h + 1] = mb;
-        }
-    for (; h < g; h++) {
-        const int8_t *qh = q + (size_t)h * (size_t)hs;
-        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0, *const end = sh + n_t;
-        int32_t m = MAX_INIT(max, h);
-        const int16_t *kt = k;
-        if (hs == 8) { /* one head of size 8: q stays in registers, the dot product is unrolled */
-            const int32_t q0 = qh[0], q1 = qh[1], q2 = qh[2], q3 = qh[3], q4 = qh[4], q5 = qh[5], q6 = qh[6], q7 = qh[7];
-            for (; sh != end; sh++, kt += k_stride) {
-                const int32_t y = SHIFT8(q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] + q5 * kt[5] +
-                                         q6 * kt[6] + q7 * kt[7]);
-                *sh = y;
-                if (y > m) m = y;
-            }
-        } else {
-            for (; sh != end; sh++, kt += k_stride) {
-                int32_t y = 0; /* |y| <= hs * 2^22 < 2^31 for hs < 2^9 */
-                for (int32_t d = 0; d < hs; d++) y += (int32_t)qh[d] * kt[d];
-                y = SHIFT8(y);
-                *sh = y;
-                if (y > m) m = y;
-            }
-        }
-        max[h] = m;
-    }
+/* One body, two kernels (K int8: attn_scores_i8, ROUND as is; K int16: attn_scores_k16, ROUND = SHIFT8):
+ * scores[h*stride + t0 + t] = ROUND(sum_d q[h*hs + d] * k[t*k_stride + d]) for g query heads sharing one kv head,
+ * and max[h] = the largest of scores[h*stride + 0 .. t0+n_t): this tile's if t0 == 0, else max[h] updated by it.
+ * The sums stay below 2^31: |q . k| <= hs * 2^14 with int8 keys, hs * 2^22 with int16 keys (hs < 2^9). */
+#define DEFINE_ATTN_SCORES(NAME, KT, ROUND)                                                                        \
+NO_SCHED void NAME(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,                      \
+                   const int8_t *q /* [g, hs] */, const KT *k /* [n_t, k_stride] */, int32_t k_stride,            \
+                   int32_t t0, int32_t n_t, int32_t g, int32_t hs) {                                              \
+    int32_t h = 0;                                                                                                 \
+    if (hs == 8) /* the common head size: two heads at a time, each k row loaded once for both */                  \
+        for (; h + 2 <= g; h += 2) {                                                                               \
+            const int8_t *qa = q + h * 8, *qb = qa + 8;                                                            \
+            const int32_t a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], a4 = qa[4], a5 = qa[5], a6 = qa[6],      \
+                          a7 = qa[7];                                                                              \
+            const int32_t b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3], b4 = qb[4], b5 = qb[5], b6 = qb[6],      \
+                          b7 = qb[7];                                                                              \
+            int32_t *sa = scores + (size_t)h * (size_t)stride + t0, *sb = sa + stride, *const end = sa + n_t;     \
+            int32_t ma = MAX_INIT(max, h), mb = MAX_INIT(max, h + 1);                                             \
+            const KT *kt = k;                                                                                      \
+            for (; sa != end; sa++, sb++, kt += k_stride) {                                                        \
+                int32_t x = kt[0], ya = a0 * x, yb = b0 * x;                                                       \
+                x = kt[1], ya += a1 * x, yb += b1 * x;                                                             \
+                x = kt[2], ya += a2 * x, yb += b2 * x;                                                             \
+                x = kt[3], ya += a3 * x, yb += b3 * x;                                                             \
+                x = kt[4], ya += a4 * x, yb += b4 * x;                                                             \
+                x = kt[5], ya += a5 * x, yb += b5 * x;                                                             \
+                x = kt[6], ya += a6 * x, yb += b6 * x;                                                             \
+                x = kt[7], ya += a7 * x, yb += b7 * x;                                                             \
+                ya = ROUND(ya), yb = ROUND(yb);                                                                    \
+                *sa = ya, *sb = yb;                                                                                \
+                if (ya > ma) ma = ya;                                                                              \
+                if (yb > mb) mb = yb;                                                                              \
+            }                                                                                                      \
+            max[h] = ma, max[h + 1] = mb;                                                                          \
+        }                                                                                                          \
+    for (; h < g; h++) {                                                                                           \
+        const int8_t *qh = q + (size_t)h * (size_t)hs;                                                             \
+        int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0, *const end = sh + n_t;                    \
+        int32_t m = MAX_INIT(max, h);                                                                              \
+        const KT *kt = k;                                                                                          \
+        if (hs == 8) { /* one head of size 8: q stays in registers, the dot product is unrolled */                  \
+            const int32_t q0 = qh[0], q1 = qh[1], q2 = qh[2], q3 = qh[3], q4 = qh[4], q5 = qh[5], q6 = qh[6],      \
+                          q7 = qh[7];                                                                              \
+            for (; sh != end; sh++, kt += k_stride) {                                                              \
+                const int32_t y = ROUND(q0 * kt[0] + q1 * kt[1] + q2 * kt[2] + q3 * kt[3] + q4 * kt[4] +           \
+                                        q5 * kt[5] + q6 * kt[6] + q7 * kt[7]);                                     \
+                *sh = y;                                                                                           \
+                if (y > m) m = y;                                                                                  \
+            }                                                                                                      \
+        } else {                                                                                                   \
+            for (; sh != end; sh++, kt += k_stride) {                                                              \
+                int32_t y = 0;                                                                                     \
+                for (int32_t d = 0; d < hs; d++) y += (int32_t)qh[d] * kt[d];                                      \
+                y = ROUND(y);                                                                                      \
+                *sh = y;                                                                                           \
+                if (y > m) m = y;                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        max[h] = m;                                                                                                \
+    }                                                                                                              \
 }
+
+DEFINE_ATTN_SCORES(attn_scores_i8, int8_t, AS_IS)
+DEFINE_ATTN_SCORES(attn_scores_k16, int16_t, SHIFT8)
 
 /* The exp of a score s of a head whose scores are at most `max`, as exp_row computes it from d = max - s:
  * 0 if d > cut, i.e. s < smin = max - cut (INT32_MIN if that is below); else with c = max*mult + 2^(shift-1),

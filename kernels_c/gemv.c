@@ -309,19 +309,19 @@ GEMV_INLINE void gemv(void *y /* [n_out] of bits */, int bits, int32_t lo, int32
         gemv_exact(y, bits, x, wb, mult, n_in, n_out, s);
 }
 
-void gemv_i8(int8_t *y, const int8_t *x, const int8_t *wb, const int32_t *mult, const uint8_t *shift, int32_t n_in,
+void gemv_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift, int32_t n_in,
              int32_t n_out) {
-    gemv(y, 8, INT8_MIN, INT8_MAX, x, wb, mult, shift, n_in, n_out);
+    gemv(y, 8, INT8_MIN, INT8_MAX, x, w, mult, shift, n_in, n_out);
 }
 
-void gemv_i16(int16_t *y, const int8_t *x, const int8_t *wb, const int32_t *mult, const uint8_t *shift, int32_t n_in,
+void gemv_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift, int32_t n_in,
               int32_t n_out) {
-    gemv(y, 16, INT16_MIN, INT16_MAX, x, wb, mult, shift, n_in, n_out);
+    gemv(y, 16, INT16_MIN, INT16_MAX, x, w, mult, shift, n_in, n_out);
 }
 
-void gemv_i32(int32_t *y, const int8_t *x, const int8_t *wb, const int32_t *mult, const uint8_t *shift, int32_t n_in,
+void gemv_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift, int32_t n_in,
               int32_t n_out) {
-    gemv(y, 32, INT32_MIN, INT32_MAX, x, wb, mult, shift, n_in, n_out);
+    gemv(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out);
 }
 
 /* ---- int4 weights with a scale per group of G input channels (deeploy_dsl/layout.py: q4_pack) ------------------------
@@ -404,17 +404,17 @@ GEMV_INLINE void gemv_q4(void *y, int bits, int32_t lo, int32_t hi, const int8_t
     }
 }
 
-void gemv_q4_i8(int8_t *y, const int8_t *x, const int8_t *wq, const int32_t *mult, const uint8_t *shift, int32_t n_in,
+void gemv_q4_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift, int32_t n_in,
                 int32_t n_out, int32_t group) {
-    gemv_q4(y, 8, INT8_MIN, INT8_MAX, x, wq, mult, shift, n_in, n_out, group);
+    gemv_q4(y, 8, INT8_MIN, INT8_MAX, x, w, mult, shift, n_in, n_out, group);
 }
 
-void gemv_q4_i16(int16_t *y, const int8_t *x, const int8_t *wq, const int32_t *mult, const uint8_t *shift,
+void gemv_q4_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
                  int32_t n_in, int32_t n_out, int32_t group) {
-    gemv_q4(y, 16, INT16_MIN, INT16_MAX, x, wq, mult, shift, n_in, n_out, group);
+    gemv_q4(y, 16, INT16_MIN, INT16_MAX, x, w, mult, shift, n_in, n_out, group);
 }
 
-void gemv_q4_i32(int32_t *y, const int8_t *x, const int8_t *wq, const int32_t *mult, const uint8_t *shift,
+void gemv_q4_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
                  int32_t n_in, int32_t n_out, int32_t group) {
-    gemv_q4(y, 32, INT32_MIN, INT32_MAX, x, wq, mult, shift, n_in, n_out, group);
+    gemv_q4(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out, group);
 }

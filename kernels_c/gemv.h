@@ -17,30 +17,30 @@
 #define GEMV_ROWS_PER_BLOCK 8 /* R; must equal deeploy_dsl.layout.ROWS_PER_BLOCK */
 
 /* y[o] = sat8(floor(sum_i W[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)), W blocked: wb[o/R][i][o%R] */
-void gemv_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wb /* [ceil(n_out/R), n_in, R] */,
+void gemv_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wb: [ceil(n_out/R), n_in, R] */,
              const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
              int32_t n_in, int32_t n_out);
 /* the same with sat16 */
-void gemv_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wb /* [ceil(n_out/R), n_in, R] */,
+void gemv_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wb: [ceil(n_out/R), n_in, R] */,
               const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
               int32_t n_in, int32_t n_out);
 /* the same with sat32 */
-void gemv_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wb /* [ceil(n_out/R), n_in, R] */,
+void gemv_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wb: [ceil(n_out/R), n_in, R] */,
               const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
               int32_t n_in, int32_t n_out);
 
 /* int4 weights with a scale per group of `group` input channels (deeploy_dsl/layout.py: q4_pack; the same integers as
  * kernels.linear_q4): y[o] = sat8(floor(sum_i q[o,i] * e[o, i/group] * x[i] * mult[o] / 2^shift[0] + 1/2)).
- * wq: ceil(n_out/R) blocks of R * (ceil(n_in/group) + n_in/2) bytes. Needs n_in even, <= 8192; group a multiple of 8. */
-void gemv_q4_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wq /* q4 blocks */,
+ * w (wq): ceil(n_out/R) blocks of R * (ceil(n_in/group) + n_in/2) bytes. Needs n_in even, <= 8192; group a multiple of 8. */
+void gemv_q4_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq: q4 blocks */,
                 const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
                 int32_t n_in, int32_t n_out, int32_t group);
 /* the same with sat16 */
-void gemv_q4_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wq /* q4 blocks */,
+void gemv_q4_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq: q4 blocks */,
                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
                  int32_t n_in, int32_t n_out, int32_t group);
 /* the same with sat32 */
-void gemv_q4_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *wq /* q4 blocks */,
+void gemv_q4_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq: q4 blocks */,
                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
                  int32_t n_in, int32_t n_out, int32_t group);
 

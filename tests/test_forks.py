@@ -58,4 +58,4 @@ def test_groups_only_where_the_level_holds_them():
 def test_plan_yaml_names_the_group(rendered):
     lines = [ln for ln in rendered["plan.yaml"].splitlines() if ln.startswith("  - {") and "op: layers.0.attn." in ln and "fork:" in ln]
     assert len(lines) == 3 and all("fork: [2, 4]" in ln for ln in lines)
-    assert "cluster_run(task_002_layers_0_attn_q_k_v, c)" in rendered["model.c"]
+    assert "cluster_run(c->n == 1 ? attn_q_k_v_task : attn_q_k_v_tokens, c)" in rendered["model.c"]

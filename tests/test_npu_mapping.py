@@ -13,7 +13,7 @@ from deeploy_dsl.errors import SpecError
 from deeploy_dsl.graph import build_graph
 from deeploy_dsl.interpret import load_deployment
 from deeploy_dsl.report import report_dict
-from deeploy_dsl.rules import place_ops
+from deeploy_dsl.mapping import place_ops
 from deeploy_dsl.runner import run_c_compiled, run_golden_compiled
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeploy_dsl import rules
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.graph import build_graph
 from deeploy_dsl.interpret import load_deployment
-from deeploy_dsl.rules import RULES, Rule, hint_matches, lower, lower_add, place_ops
+from deeploy_dsl.mapping import hint_matches, place_ops
+from deeploy_dsl.rules import RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.registry import ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
@@ -47,8 +48,9 @@ def base():
     return compile_deployment(ROOT / "deployments/stories260k.dply")
 
 
-def plan_for(base, path: Path, overrides=None):
-    return lower(base.graph, base.quant, load_deployment(path, overrides))
+def plan_for(base, path: Path, overrides=None, rules=None, strict=None):
+    dep = load_deployment(path, overrides, strict)
+    return lower(base.graph, base.quant, dep, place_ops(base.graph, dep), rules_for(dep.target) if rules is None else rules)
 
 
 def by_op(plan) -> dict:
@@ -192,15 +194,13 @@ def test_npu_layers_lower_to_npu_jobs_with_packed_weights(base, tmp_path):
     assert steps["layers.0.attn.o"].engine == "cluster" and "layers.0.attn.o.wb" in plan.consts
 
 
-def _without_npu_rules(monkeypatch):
-    monkeypatch.setattr(rules, "RULES", tuple(r for r in RULES if r.engine != "npu"))
+WITHOUT_NPU = tuple(r for r in RULES if r.engine != "npu")
 
 
-def test_an_engine_without_a_kernel_falls_back_with_one_warning_per_line(base, tmp_path, monkeypatch):
-    _without_npu_rules(monkeypatch)
+def test_an_engine_without_a_kernel_falls_back_with_one_warning_per_line(base, tmp_path):
     path = write_dply(tmp_path, "default -> cluster(cores = 8)", "layers[*].mlp.* -> npu")
     line = line_of(path, "layers[*].mlp.* -> npu")
-    plan = plan_for(base, path)
+    plan = plan_for(base, path, rules=WITHOUT_NPU)
     steps = by_op(plan)
     linear = layer_ops(("gate", "up", "down"), part="mlp")
     for name in linear:
@@ -214,18 +214,16 @@ def test_an_engine_without_a_kernel_falls_back_with_one_warning_per_line(base, t
                          f"layers.0.mlp.down and {len(linear) - 3} more run on the cluster")
 
 
-def test_a_missing_kernel_is_an_error_when_strict(base, tmp_path, monkeypatch):
-    _without_npu_rules(monkeypatch)
+def test_a_missing_kernel_is_an_error_when_strict(base, tmp_path):
     path = write_dply(tmp_path, "layers[1].mlp.down -> npu", top="strict yes")
     with pytest.raises(SpecError) as e:
-        plan_for(base, path)
+        plan_for(base, path, rules=WITHOUT_NPU)
     (d,) = e.value.diagnostics
     assert d.message == "no npu kernel implements linear in this version: layers.1.mlp.down"
     assert d.severity == "error" and d.pos.line == line_of(path, "layers[1].mlp.down -> npu")
     # --strict on the command line means the same
     with pytest.raises(SpecError):
-        lower(base.graph, base.quant, load_deployment(write_dply(tmp_path, "layers[1].mlp.down -> npu",
-                                                                  name="b.dply"), strict=True))
+        plan_for(base, write_dply(tmp_path, "layers[1].mlp.down -> npu", name="b.dply"), rules=WITHOUT_NPU, strict=True)
 
 
 def test_npu_on_a_target_without_one_is_an_error(tmp_path):
@@ -287,7 +285,7 @@ def test_every_step_records_the_rule_that_fired(base):
     # every cluster rule fires but the other variant of each quantize knob: RoPE on int16 values only with int16 keys,
     # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting
     q = base.dep.quant
-    unused = ({"rope_i16_q14"} if q.keys != "int16" else set()) \
+    unused = ({"rope_i16_q14", "attention_k16_gqa"} if q.keys != "int16" else {"attention_i8_gqa"}) \
         | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
         | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set())
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"} - unused
@@ -298,29 +296,29 @@ def test_every_step_records_the_rule_that_fired(base):
                                                  "swiglu_i8_table"}
 
 
-def test_a_rule_that_declines_passes_to_the_next(base, tmp_path, monkeypatch):
+def test_a_rule_that_declines_passes_to_the_next(base, tmp_path):
     declined = []
 
     def decline(op, ctx):
+        """never"""
         declined.append(op.name)
-        return None
+        return False
 
-    monkeypatch.setattr(rules, "RULES", (Rule("declines", "rmsnorm", lower=decline),) + RULES)
-    plan = plan_for(base, write_dply(tmp_path))
+    plan = plan_for(base, write_dply(tmp_path), rules=(Rule("declines", Pattern("rmsnorm", when=decline), RMSNORM,
+                                                            build_rmsnorm),) + RULES)
     norms = [s for s in plan.steps if s.kernel == "rmsnorm_i8_part"]
     assert len(norms) == 11 and {s.rule for s in norms} == {"rmsnorm_i16_to_i8"}
     assert declined == [s.op for s in norms]
 
 
-def test_the_first_matching_rule_wins(base, tmp_path, monkeypatch):
-    monkeypatch.setattr(rules, "RULES", RULES + (Rule("late_add", "add", lower=lower_add),))
-    assert "late_add" not in {s.rule for s in plan_for(base, write_dply(tmp_path)).steps}
-    monkeypatch.setattr(rules, "RULES", (Rule("early_add", "add", lower=lower_add),) + RULES)
-    adds = [s for s in plan_for(base, write_dply(tmp_path)).steps if s.kernel == "add_sat_i16"]
+def test_the_first_matching_rule_wins(base, tmp_path):
+    late = RULES + (Rule("late_add", Pattern("add"), ADD, build_add),)
+    assert "late_add" not in {s.rule for s in plan_for(base, write_dply(tmp_path), rules=late).steps}
+    early = (Rule("early_add", Pattern("add"), ADD, build_add),) + RULES
+    adds = [s for s in plan_for(base, write_dply(tmp_path), rules=early).steps if s.kernel == "add_sat_i16"]
     assert len(adds) == 10 and {s.rule for s in adds} == {"early_add"}
 
 
-def test_an_op_no_rule_lowers_is_an_error(base, tmp_path, monkeypatch):
-    monkeypatch.setattr(rules, "RULES", tuple(r for r in RULES if r.kind != "swiglu"))
+def test_an_op_no_rule_lowers_is_an_error(base, tmp_path):
     with pytest.raises(SpecError, match="no rule lowers swiglu layers.0.mlp.swiglu"):
-        plan_for(base, write_dply(tmp_path))
+        plan_for(base, write_dply(tmp_path), rules=tuple(r for r in RULES if r.kind != "swiglu"))

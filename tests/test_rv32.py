@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeploy_dsl.codegen import unit_name
+from deeploy_dsl.cmodel import unit_name
 from deeploy_dsl.qemu import PACKAGES, build_rv32, decode_instret, missing_tools, run_elf
 from deeploy_dsl.runner import run_golden_compiled
 
