@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from deeploy_dsl.codegen import render, write_build
+from deeploy_dsl.backend.codegen import render, write_build
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.runner import run_golden_compiled
+from deeploy_dsl.engines.runner import run_golden_compiled
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared/models/stories260K/reference.json"

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deeploy_dsl.codegen import render
+from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.qemu import build_rv32, decode_instret, run_elf
-from deeploy_dsl.runner import build_c, run_golden_compiled
+from deeploy_dsl.engines.qemu import build_rv32, decode_instret, run_elf
+from deeploy_dsl.engines.runner import build_c, run_golden_compiled
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared/models/stories260K/reference.json"

@@ -78,7 +78,7 @@ int main(void) {
         for (int32_t i = 0; i < n_in; i++) x[i] = (int8_t)(lcg() >> 24);
         for (int32_t o = 0; o < n_out; o++) mult[o] = (int32_t)((0x40000000u | (lcg() >> 2)) >> cases[k][4]);
         for (int32_t o = 0; o < n_out; o++) shift[o] = (uint8_t)cases[k][3]; /* one shift per layer */
-        for (int32_t b = 0; b < nb; b++) /* deeploy_dsl.layout.block_rows */
+        for (int32_t b = 0; b < nb; b++) /* deeploy_dsl.kernels.layout.block_rows */
             for (int32_t i = 0; i < n_in; i++)
                 for (int32_t r = 0; r < GEMV_ROWS_PER_BLOCK; r++) {
                     int32_t o = b * GEMV_ROWS_PER_BLOCK + r;

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.report import report_dict
+from deeploy_dsl.backend.report import report_dict
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {

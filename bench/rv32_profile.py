@@ -15,9 +15,9 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from deeploy_dsl.codegen import unit_name
+from deeploy_dsl.backend.codegen import unit_name
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.qemu import build_rv32, run_elf
+from deeploy_dsl.engines.qemu import build_rv32, run_elf
 
 REPO = Path(__file__).resolve().parents[1]
 

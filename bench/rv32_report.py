@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.qemu import build_rv32, decode_instret, run_elf
-from deeploy_dsl.runner import run_golden_compiled
+from deeploy_dsl.engines.qemu import build_rv32, decode_instret, run_elf
+from deeploy_dsl.engines.runner import run_golden_compiled
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_1, TARGET_N = 1_000_000, 160_000  # issue 4: per decode token on 1 core, busiest of 8 harts

@@ -29,7 +29,7 @@ def _warn(diags) -> None:
 
 
 def _summary(c, out: Path, seconds: float) -> str:
-    from .report import report_text
+    from .backend.report import report_text
     return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
@@ -57,7 +57,7 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
     """Compile a deployment into a self-contained C project."""
     def go():
-        from .codegen import check_output, render, write_build
+        from .backend.codegen import check_output, render, write_build
         from .compiler import compile_deployment
         t0 = time.perf_counter()
         if out is not None:
@@ -95,7 +95,7 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
     def go():
         from .compiler import compile_deployment
         from .errors import Diagnostic, Pos, SpecError
-        from .evaluate import evaluate, per_layer as rank_layers
+        from .engines.evaluate import evaluate, per_layer as rank_layers
         c = compile_deployment(file, define or [])
         if length > c.dep.model.dims.context:
             raise SpecError([Diagnostic(Pos("<command line>"), f"--length {length} is longer than the context "
@@ -138,7 +138,7 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         raise typer.Exit(1)
 
     def go():
-        from .runner import run as run_engine
+        from .engines.runner import run as run_engine
         g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores,
                        prefill=not no_prefill)
         _warn(g.warnings)
@@ -156,16 +156,16 @@ def diff(a: Path = typer.Argument(..., help="a build directory, a plan.yaml, or 
          define: Optional[List[str]] = DEFINE):
     """Show what changed between two plans: steps, rules, engines, tiles, arenas."""
     def go():
-        from .plandiff import diff_plans, format_diff
+        from .backend.plandiff import diff_plans, format_diff
         typer.echo(format_diff(diff_plans(_plan_of(a, define or []), _plan_of(b, define or []))))
     _guard(go)
 
 
 def _plan_of(path: Path, define: list[str]) -> dict:
     import yaml
-    from .plandiff import load_plan
+    from .backend.plandiff import load_plan
     if path.suffix == ".dply":
-        from .codegen import plan_yaml
+        from .backend.codegen import plan_yaml
         from .compiler import compile_deployment
         return yaml.safe_load(plan_yaml(compile_deployment(path, define)))
     try:
@@ -179,7 +179,7 @@ def _plan_of(path: Path, define: list[str]) -> dict:
 def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (.bin)"),
                    out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json")):
     """Convert a llama2.c checkpoint to Hugging Face Llama safetensors + config.json."""
-    from .llama2c import import_llama2c as convert
+    from .model.llama2c import import_llama2c as convert
     try:
         convert(model, out)
     except (ValueError, OSError) as e:
@@ -192,8 +192,8 @@ def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (
 def rules_cmd(target: Optional[str] = typer.Option(None, "--target", help="only the rules this target offers")):
     """List the lowering rules in the order they are tried: pattern, kernel, what each does."""
     from .errors import BUILTIN
-    from .interpret import known_targets, load_target
-    from .rules import RULES, rules_for, rules_text
+    from .frontend.interpret import known_targets, load_target
+    from .passes.rules import RULES, rules_for, rules_text
     if target is not None and target not in known_targets():
         typer.echo(f"error: unknown target '{target}' (known: {', '.join(known_targets())})", err=True)
         raise typer.Exit(1)

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from deeploy_dsl import kernels as K
+from deeploy_dsl.kernels import twins as K
 
 CTX = 512
 

@@ -67,5 +67,5 @@ def compiled(model_dir):
 
 @pytest.fixture(scope="session")
 def rendered(compiled) -> dict[str, str]:
-    from deeploy_dsl.codegen import render
+    from deeploy_dsl.backend.codegen import render
     return render(compiled)

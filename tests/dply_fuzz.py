@@ -416,8 +416,8 @@ class Checker:
 
     def _check(self, case: Case, phase: list) -> tuple[str, str]:
         from deeploy_dsl.compiler import check_prompt, compile_deployment, load_tokenizer
-        from deeploy_dsl.interpret import load_deployment
-        from deeploy_dsl.weights import load_weights
+        from deeploy_dsl.frontend.interpret import load_deployment
+        from deeploy_dsl.model.weights import load_weights
         dep = load_deployment(self.path, list(case.defines))
         phase[0] = "validate"
         load_weights(dep.model)
@@ -440,7 +440,7 @@ class Checker:
             self.compiled[key] = ("unpositioned", bad[0].render()) if bad else ("positioned", e.diagnostics[0].render())
             raise
         if self.render:
-            from deeploy_dsl.codegen import render
+            from deeploy_dsl.backend.codegen import render
             phase[0] = "render"
             try:
                 render(c)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from deeploy_dsl.arena import Buffer, allocate, best_fit, check_allocation
+from deeploy_dsl.passes.arena import Buffer, allocate, best_fit, check_allocation
 from deeploy_dsl.errors import DeeployError, MemoryError_
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_kv_cache_in_the_activation_level(c260k, tmp_path):
     """KV cache and activations sharing L1: the cache sits at the bottom, activations above it. With int8 keys: with
     int16 keys the cache alone is 240 KiB, which siracusa's 256 KiB L1 cannot hold beside the activations."""
     from deeploy_dsl.compiler import compile_deployment
-    from deeploy_dsl.interpret import load_deployment
+    from deeploy_dsl.frontend.interpret import load_deployment
     c260k = compile_deployment(DPLY, ["quantize.keys=int8"])
     dep = load_deployment(DPLY, ["memory.L1=256KiB holds activations, kv_cache", "memory.L2=2MiB holds weights",
                                  "quantize.keys=int8"])
@@ -262,7 +262,7 @@ def test_best_fit_reuses_freed_bytes():
 def test_budget_error_names_level_need_bound_and_budget_from_the_command_line(c260k):
     # the plan does not depend on the budget, so the compiled plan is allocated again under -D
     # (tests/test_cli.py runs the same through `deeploy check`)
-    from deeploy_dsl.interpret import load_deployment
+    from deeploy_dsl.frontend.interpret import load_deployment
     need, bound = c260k.alloc.arena_bytes["L1"], c260k.alloc.lower_bound["L1"]
     assert need > 1024, "the test needs activations that do not fit 1 KiB"
     with pytest.raises(MemoryError_) as e:
@@ -276,7 +276,7 @@ def test_budget_error_names_level_need_bound_and_budget_from_the_command_line(c2
 
 
 def test_budget_error_points_at_the_level_line(c260k, tmp_path):
-    from deeploy_dsl.interpret import load_deployment
+    from deeploy_dsl.frontend.interpret import load_deployment
     text = DPLY.read_text().replace("L1 256 KiB  holds activations", "L1 1 KiB    holds activations")
     assert "L1 1 KiB    holds activations" in text
     text = text.replace('"../../shared/models/', f'"{MODEL_DIR.parent}/')

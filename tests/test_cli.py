@@ -199,7 +199,7 @@ def test_import_a_missing_checkpoint(tmp_path):
 
 
 def test_qemu_engine_names_the_debian_packages_when_tools_are_missing(monkeypatch):
-    from deeploy_dsl import qemu
+    from deeploy_dsl.engines import qemu
     from deeploy_dsl.errors import ToolError
     monkeypatch.setattr(qemu.shutil, "which", lambda name: None)
     with pytest.raises(ToolError) as e:

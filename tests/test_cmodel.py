@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 from conftest import DPLY
-from deeploy_dsl.cmodel import Rendering, Slot, group_runs
+from deeploy_dsl.backend.cmodel import Rendering, Slot, group_runs
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.codegen import render
+from deeploy_dsl.backend.codegen import render
 from test_prefill import check_host
 
 FUNCTION = re.compile(r"^(?!typedef\b|struct\b|return\b)[A-Za-z_][\w\s\*]*?\b\w+\s*\([^;{]*\)\s*\{", re.M)

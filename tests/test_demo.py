@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, needs_cc
 from deeploy_dsl.demo import bpe, corpus
-from deeploy_dsl.tokenizer import Tokenizer
+from deeploy_dsl.model.tokenizer import Tokenizer
 
 MODEL = ROOT / "models/tinystories-demo"
 DPLY = ROOT / "deployments/tinystories.dply"
@@ -113,12 +113,12 @@ def test_shipped_model_files():
 
 @pytest.fixture(scope="module")
 def dep():
-    from deeploy_dsl.interpret import load_deployment
+    from deeploy_dsl.frontend.interpret import load_deployment
     return load_deployment(DPLY)
 
 
 def test_shipped_weights_load(dep):
-    from deeploy_dsl.weights import load_weights
+    from deeploy_dsl.model.weights import load_weights
     assert dep.model.weights.resolve() == (MODEL / "model.safetensors").resolve()
     d = dep.model.dims
     assert (d.dim, d.layers, d.heads, d.kv_heads, d.hidden, d.vocab, d.context, d.tied) == (64, 5, 8, 4, 172, 512, 512, True)
@@ -128,7 +128,7 @@ def test_shipped_weights_load(dep):
 
 
 def test_float_model_tells_a_readable_story(corpus_words):
-    from deeploy_dsl.runner import run_float
+    from deeploy_dsl.engines.runner import run_float
     g = run_float(DPLY, "Once upon a time", 120)
     assert not any(3 <= i < 259 for i in g.ids), "byte tokens in the story"
     words = corpus.words(g.text)
@@ -144,7 +144,7 @@ def compiled():
 
 def test_golden_equals_c(compiled, tmp_path):
     needs_cc()
-    from deeploy_dsl.runner import run_c_compiled, run_golden_compiled
+    from deeploy_dsl.engines.runner import run_c_compiled, run_golden_compiled
     pids = compiled.tokenizer.encode("Once upon a time")
     g_ids, g_logits = run_golden_compiled(compiled, pids, 48, stop=False)
     c_ids, c_logits = run_c_compiled(compiled, pids, 48, stop=False, build_dir=tmp_path / "build")
@@ -159,10 +159,10 @@ def test_torch_model_equals_float_model_on_export(tmp_path):
     torch = pytest.importorskip("torch")
     from deeploy_dsl.demo import train as T
     from deeploy_dsl.errors import Pos
-    from deeploy_dsl.float_model import FloatModel
-    from deeploy_dsl.llama2c import write_safetensors
-    from deeploy_dsl.spec import Dims, ModelSpec
-    from deeploy_dsl.weights import load_weights
+    from deeploy_dsl.model.float_model import FloatModel
+    from deeploy_dsl.model.llama2c import write_safetensors
+    from deeploy_dsl.frontend.spec import Dims, ModelSpec
+    from deeploy_dsl.model.weights import load_weights
 
     torch.manual_seed(0)
     s = T.Shape(dim=32, layers=2, heads=4, kv_heads=2, hidden=48, vocab=64, context=32)

@@ -72,7 +72,7 @@ def test_two_builds_are_byte_identical_and_machine_free(tmp_path, model_dir):
 
 
 def test_small_overrides_give_small_diffs(rendered):
-    from deeploy_dsl.codegen import render
+    from deeploy_dsl.backend.codegen import render
     from deeploy_dsl.compiler import compile_deployment
 
     tokens = render(compile_deployment(DPLY, ["generate.tokens=5"]))
@@ -98,7 +98,7 @@ BAD = {"arena_too_big": "memory.L1=1KiB", "unknown_target": "target=nope"}
 
 @pytest.mark.parametrize("override", list(BAD.values()), ids=list(BAD))
 def test_failed_build_leaves_nothing_behind(override, tmp_path, rendered, model_dir):
-    from deeploy_dsl.codegen import write_build
+    from deeploy_dsl.backend.codegen import write_build
 
     fresh = tmp_path / "fresh" / "out"
     kept = tmp_path / "kept"

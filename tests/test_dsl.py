@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from deeploy_dsl.errors import DeeployError, Diagnostic, Pos, SpecError, SyntaxErr
-from deeploy_dsl.interpret import load_deployment
+from deeploy_dsl.frontend.interpret import load_deployment
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = (REPO / "deployments/stories260k.dply").read_text()

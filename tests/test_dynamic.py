@@ -11,8 +11,8 @@ import pytest
 
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
-from deeploy_dsl.plan_yaml import plan_yaml
-from deeploy_dsl.qemu import missing_tools
+from deeploy_dsl.backend.plan_yaml import plan_yaml
+from deeploy_dsl.engines.qemu import missing_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import DPLY, deeploy_cmd, needs_cc
-from deeploy_dsl.runner import parse_program_output
+from deeploy_dsl.engines.runner import parse_program_output
 
 N_CHECK = 64  # ids compared against the float reference
 N_NEW = 128  # ids generated for golden vs C
@@ -31,7 +31,7 @@ def float_model(compiled):
 @pytest.fixture(scope="session")
 def float_ids(float_model, compiled):
     """Case index -> the first N_CHECK greedy ids of the float engine (no stop at BOS/EOS)."""
-    from deeploy_dsl.runner import greedy
+    from deeploy_dsl.engines.runner import greedy
     memo: dict[int, list[int]] = {}
 
     def get(i: int, pids: list[int]) -> list[int]:
@@ -46,7 +46,7 @@ def float_ids(float_model, compiled):
 @pytest.fixture(scope="session")
 def golden_runs(compiled):
     """Case index -> (ids, int32 logits) of the golden engine, N_NEW tokens, no stop; computed once."""
-    from deeploy_dsl.runner import run_golden_compiled
+    from deeploy_dsl.engines.runner import run_golden_compiled
     memo: dict[int, tuple[list[int], np.ndarray]] = {}
 
     def get(i: int, pids: list[int]):
@@ -60,7 +60,7 @@ def golden_runs(compiled):
 def c_exe(compiled, tmp_path_factory) -> Path:
     """The generated C, built once for every prompt."""
     needs_cc()
-    from deeploy_dsl.runner import build_c
+    from deeploy_dsl.engines.runner import build_c
     return build_c(compiled, tmp_path_factory.mktemp("c_engine") / "build")
 
 
@@ -100,7 +100,7 @@ def test_float_logits_match_reference(reference, float_model, model_dir):
 
 def test_run_float_engine_matches_reference(reference):
     """The float engine behind `deeploy run` (its own weight loading and decoding loop)."""
-    from deeploy_dsl.runner import run_float
+    from deeploy_dsl.engines.runner import run_float
     case = reference[ONCE]
     g = run_float(DPLY, case["prompt"], 16, stop=False)
     assert g.prompt_ids == case["prompt_ids"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import DPLY, deeploy_cmd
-from deeploy_dsl.evaluate import compare, evaluate, per_layer
+from deeploy_dsl.engines.evaluate import compare, evaluate, per_layer
 
 
 def test_identical_models_agree_perfectly():
@@ -76,7 +76,7 @@ def test_the_cli_prints_json():
 
 
 def test_mse_range_clips_outliers_and_keeps_flat_distributions():
-    from deeploy_dsl.quantize import mse_range
+    from deeploy_dsl.quant.quantize import mse_range
     rng = np.random.default_rng(5)
     flat = rng.uniform(-1, 1, 100_000)
     assert mse_range(flat) == pytest.approx(np.abs(flat).max(), rel=0.03)

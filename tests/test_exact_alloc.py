@@ -6,7 +6,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from deeploy_dsl.exact_alloc import Item, best_fit, check, lower_bound, solve
+from deeploy_dsl.passes.exact_alloc import Item, best_fit, check, lower_bound, solve
 
 
 def peak_of(items, offsets) -> int:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deeploy_dsl.arena import lifetimes
+from deeploy_dsl.passes.arena import lifetimes
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.forks import candidate_runs, fits_in_a_fork
+from deeploy_dsl.passes.forks import candidate_runs, fits_in_a_fork
 
 DPLY = Path(__file__).resolve().parents[1] / "deployments/stories260k.dply"
 

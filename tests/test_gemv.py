@@ -20,8 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deeploy_dsl import kernels as K  # noqa: E402
-from deeploy_dsl import layout as L  # noqa: E402
+from deeploy_dsl.kernels import twins as K  # noqa: E402
+from deeploy_dsl.kernels import layout as L  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
 SRC = KDIR / "gemv.c"
@@ -364,7 +364,7 @@ static void make_case(int8_t *w, int8_t *x, int32_t *mult, uint8_t *shift, int32
     for (int32_t o = 0; o < n_out; o++) mult[o] = (int32_t)(0x40000000u | (lcg() >> 2));
     for (int32_t o = 0; o < n_out; o++) shift[o] = (uint8_t)(shift_lo + lcg() % shift_span);
 }
-/* wb[b][i][r] = W[b*R + r][i], zero rows after n_out: deeploy_dsl.layout.block_rows */
+/* wb[b][i][r] = W[b*R + r][i], zero rows after n_out: deeploy_dsl.kernels.layout.block_rows */
 static void block_rows(int8_t *wb, const int8_t *w, int32_t n_out, int32_t n_in) {
     int32_t nb = (n_out + GEMV_ROWS_PER_BLOCK - 1) / GEMV_ROWS_PER_BLOCK;
     for (int32_t b = 0; b < nb; b++)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.gptq import Hessians, gptq_int8, gptq_q4
-from deeploy_dsl.plan_yaml import plan_yaml
-from deeploy_dsl.quantize import _weights_i8, _weights_q4
+from deeploy_dsl.quant.gptq import Hessians, gptq_int8, gptq_q4
+from deeploy_dsl.backend.plan_yaml import plan_yaml
+from deeploy_dsl.quant.quantize import _weights_i8, _weights_q4
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from deeploy_dsl.errors import MAX_ERRORS, DeeployError, Diagnostic, Pos, SpecError, SyntaxErr
-from deeploy_dsl.interpret import CALIB_MAX_BYTES, load_deployment
-from deeploy_dsl.parse import MAX_FILE_BYTES, MAX_LINE_CHARS, MAX_NESTING, MAX_NUMBER_CHARS
+from deeploy_dsl.frontend.interpret import CALIB_MAX_BYTES, load_deployment
+from deeploy_dsl.frontend.parse import MAX_FILE_BYTES, MAX_LINE_CHARS, MAX_NESTING, MAX_NUMBER_CHARS
 from dply_fuzz import Checker, cases, is_positioned
 from test_dsl import BASE, CONFIG, edit, line_of, only
 
@@ -217,7 +217,7 @@ def test_calibration_text_that_is_not_a_file(ws):
 
 
 def test_calibration_text_larger_than_any_calibration_reads(ws):
-    from deeploy_dsl.quantize import CALIB_TEXT_MAX_BYTES
+    from deeploy_dsl.quant.quantize import CALIB_TEXT_MAX_BYTES
     with open(ws.path / "huge.txt", "wb") as f:  # sparse: no disk for the bytes
         f.truncate(CALIB_TEXT_MAX_BYTES + 1)
     text = edit(CALIB, 'calibrate("huge.txt", tokens = 64)')

@@ -44,7 +44,7 @@ def run(dply: Path, seconds: int = 10, render: bool = True) -> mm.Outcome:
     try:
         out = mm.outcome(dply)
         if out.status == "ok" and render:
-            from deeploy_dsl.codegen import render as render_c
+            from deeploy_dsl.backend.codegen import render as render_c
             render_c(compile_deployment(dply))
         return out
     except _Hang:
@@ -204,10 +204,10 @@ def test_an_unrepresentable_softmax_names_the_q_row(tmp_path, base):
 
 
 def test_a_row_factor_beyond_2_31_names_the_row(tmp_path, base):
-    from deeploy_dsl.float_model import FloatModel
-    from deeploy_dsl.interpret import load_deployment
-    from deeploy_dsl.quantize import quantize
-    from deeploy_dsl.weights import load_weights
+    from deeploy_dsl.model.float_model import FloatModel
+    from deeploy_dsl.frontend.interpret import load_deployment
+    from deeploy_dsl.quant.quantize import quantize
+    from deeploy_dsl.model.weights import load_weights
     dep = load_deployment(mm.write_case(mm.control_cases()[0], tmp_path / "case", base))
     fm = FloatModel(load_weights(dep.model), dep.model.dims)
     ranges = {"layers.0.attn_norm": 1.0, "layers.0.attn.q": 1e-12}  # an output range no real model has
@@ -220,10 +220,10 @@ def test_a_row_factor_beyond_2_31_names_the_row(tmp_path, base):
 
 def test_float_overflow_in_calibration_names_where_it_starts(tmp_path, base):
     from dataclasses import replace
-    from deeploy_dsl.float_model import FloatModel
-    from deeploy_dsl.interpret import load_deployment
-    from deeploy_dsl.quantize import calibrate
-    from deeploy_dsl.weights import load_weights
+    from deeploy_dsl.model.float_model import FloatModel
+    from deeploy_dsl.frontend.interpret import load_deployment
+    from deeploy_dsl.quant.quantize import calibrate
+    from deeploy_dsl.model.weights import load_weights
     dep = load_deployment(mm.write_case(mm.control_cases()[0], tmp_path / "case", base))
     w = load_weights(dep.model)
     big = np.float32(1e37)  # past the load-time checks: gate and up stay finite, their product does not
@@ -274,7 +274,7 @@ def dply_for(folder: Path, at: Path, extra: str = "") -> Path:
 def test_hf_cache_layout_builds_with_the_config_beside_the_link(tmp_path):
     if not (MODEL_DIR / "model.safetensors").exists():
         pytest.skip(f"the stories260K model is not at {MODEL_DIR}")
-    from deeploy_dsl.codegen import render
+    from deeploy_dsl.backend.codegen import render
     snap = hf_cache(tmp_path / "hub", MODEL_DIR)
     c = compile_deployment(dply_for(snap, tmp_path / "hf.dply"))
     assert c.dep.model.weights == snap / "model.safetensors" and c.dep.model.dims.layers == 5
@@ -291,7 +291,7 @@ def test_a_symlinked_model_uses_the_config_beside_the_link(tmp_path):
         os.symlink(MODEL_DIR / name, mine / name)
     config = json.loads((MODEL_DIR / "config.json").read_text())
     (mine / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 128}))
-    from deeploy_dsl.interpret import load_deployment
+    from deeploy_dsl.frontend.interpret import load_deployment
     dep = load_deployment(dply_for(mine, tmp_path / "mine.dply"))
     assert dep.model.dims.context == 128  # the target folder's config.json says 512
     (mine / "config.json").unlink()
@@ -300,7 +300,7 @@ def test_a_symlinked_model_uses_the_config_beside_the_link(tmp_path):
 
 
 def test_llama2c_import_refuses_a_fifo(tmp_path):
-    from deeploy_dsl.llama2c import import_llama2c
+    from deeploy_dsl.model.llama2c import import_llama2c
     os.mkfifo(tmp_path / "x.bin")
     with pytest.raises(ValueError, match="is a FIFO"):
         import_llama2c(tmp_path / "x.bin", tmp_path / "out")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DPLY, MODEL_DIR, deeploy_cmd, invoke, needs_cc
-from deeploy_dsl.codegen import MARKER, OutputError, check_output, write_build
-from deeploy_dsl.runner import parse_program_output
+from deeploy_dsl.backend.codegen import MARKER, OutputError, check_output, write_build
+from deeploy_dsl.engines.runner import parse_program_output
 
 ENGINES = ("float", "golden", "c", "qemu")
 
@@ -189,8 +189,8 @@ def _longest_prompt_that_fits(tok, ctx: int) -> str:
 def test_a_deployment_without_a_tokenizer_builds_a_program_of_ids(compiled, tmp_path):
     """No `tokenizer` line: the build still makes a working program (warning-free), which takes and prints ids."""
     needs_cc()
-    from deeploy_dsl.codegen import render
-    from deeploy_dsl.runner import run_golden_compiled
+    from deeploy_dsl.backend.codegen import render
+    from deeploy_dsl.engines.runner import run_golden_compiled
     files = render(dataclasses.replace(compiled, tokenizer=None))
     assert "main.c" in files and not {"tokenizer.c", "tokenizer.h", "tokenizer_data.c"} & set(files)
     out = tmp_path / "notok"

@@ -17,13 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from deeploy_dsl import kernels as K  # noqa: E402
-from deeploy_dsl import layout as L  # noqa: E402
+from deeploy_dsl.kernels import twins as K  # noqa: E402
+from deeploy_dsl.kernels import layout as L  # noqa: E402
 from deeploy_dsl.compiler import compile_deployment  # noqa: E402
 from deeploy_dsl.errors import SpecError  # noqa: E402
-from deeploy_dsl.plan_yaml import plan_yaml  # noqa: E402
-from deeploy_dsl.qemu import missing_tools  # noqa: E402
-from deeploy_dsl.quantize import _weights_q4  # noqa: E402
+from deeploy_dsl.backend.plan_yaml import plan_yaml  # noqa: E402
+from deeploy_dsl.engines.qemu import missing_tools  # noqa: E402
+from deeploy_dsl.quant.quantize import _weights_q4  # noqa: E402
 
 DPLY = ROOT / "deployments/stories260k.dply"
 INT4 = "quantize.weights=int4 per_group(32)"

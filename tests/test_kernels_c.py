@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deeploy_dsl import kernels as K  # noqa: E402
+from deeploy_dsl.kernels import twins as K  # noqa: E402
 from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
                              attention_edge, attn_out_edges, attn_out_input, check_edge, exp_av_extremes,

@@ -26,8 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deeploy_dsl import kernels as K  # noqa: E402
-from deeploy_dsl.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
+from deeploy_dsl.kernels import twins as K  # noqa: E402
+from deeploy_dsl.kernels.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
 from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
                              attn_out_edges, attn_out_input, check_edge, exp_av_extremes, exp_av_input,
@@ -1003,11 +1003,11 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
 
 
 def gemv_layout():
-    """deeploy_dsl.layout when the blocked GEMV (kernels_c/gemv.c) and its layout are both there, else None."""
+    """deeploy_dsl.kernels.layout when the blocked GEMV (kernels_c/gemv.c) and its layout are both there, else None."""
     if not ((KDIR / "gemv.c").exists() and (KDIR / "gemv.h").exists()):
         return None
     try:
-        from deeploy_dsl import layout
+        from deeploy_dsl.kernels import layout
     except ImportError:
         return None
     return layout if hasattr(layout, "block_rows") and hasattr(layout, "ROWS_PER_BLOCK") else None

@@ -11,8 +11,8 @@ import pytest
 
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
-from deeploy_dsl.qemu import build_rv32, missing_tools, run_elf
-from deeploy_dsl.runner import build_c, run_golden_compiled
+from deeploy_dsl.engines.qemu import build_rv32, missing_tools, run_elf
+from deeploy_dsl.engines.runner import build_c, run_golden_compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 DPLY = ROOT / "deployments/stories260k.dply"

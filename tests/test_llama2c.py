@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 from safetensors.numpy import load_file
 
-from deeploy_dsl.llama2c import MAGIC, import_llama2c, permute_rotary, unpermute_rotary
+from deeploy_dsl.model.llama2c import MAGIC, import_llama2c, permute_rotary, unpermute_rotary
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
 BIN = MODEL_DIR / "stories260K.bin"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from deeploy_dsl.memory_map import base_name, colour, memory_map_svg, memory_maps
-from deeploy_dsl.plandiff import load_plan
+from deeploy_dsl.backend.memory_map import base_name, colour, memory_map_svg, memory_maps
+from deeploy_dsl.backend.plandiff import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT.parent / "shared/models/stories260K/model.safetensors"
@@ -112,7 +112,7 @@ def test_memory_maps_skips_empty_levels_and_unknown_level_raises():
 
 def test_colour_is_stable_across_processes():
     assert base_name("layers.12.attn.q") == "layers.attn.q" and base_name("kv.k.3") == "kv.k"
-    code = ("import json, sys; from deeploy_dsl.memory_map import memory_map_svg as m; "
+    code = ("import json, sys; from deeploy_dsl.backend.memory_map import memory_map_svg as m; "
             "print(json.dumps(m(json.loads(sys.argv[1]), 'L1')))")
     outs = {json.loads(subprocess.run([sys.executable, "-c", code, json.dumps(toy_plan())], cwd=ROOT, check=True,
                                       capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout)

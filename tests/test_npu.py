@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deeploy_dsl import kernels as K  # noqa: E402
-from deeploy_dsl import layout as L  # noqa: E402
+from deeploy_dsl.kernels import twins as K  # noqa: E402
+from deeploy_dsl.kernels import layout as L  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
 SRC, HDR = KDIR / "npu.c", KDIR / "npu.h"
@@ -332,7 +332,8 @@ GUARD_SCRIPT = textwrap.dedent(r"""
     import numpy as np
     sys.path.insert(0, sys.argv[2])
     from test_npu import NpuJob, NPU_OK
-    from deeploy_dsl import kernels as K, layout as L
+    from deeploy_dsl.kernels import twins as K
+    from deeploy_dsl.kernels import layout as L
     lib = ctypes.CDLL(sys.argv[1])
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]

@@ -10,11 +10,11 @@ import pytest
 
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
-from deeploy_dsl.graph import build_graph
-from deeploy_dsl.interpret import load_deployment
-from deeploy_dsl.report import report_dict
-from deeploy_dsl.mapping import place_ops
-from deeploy_dsl.runner import run_c_compiled, run_golden_compiled
+from deeploy_dsl.ir.graph import build_graph
+from deeploy_dsl.frontend.interpret import load_deployment
+from deeploy_dsl.backend.report import report_dict
+from deeploy_dsl.passes.mapping import place_ops
+from deeploy_dsl.engines.runner import run_c_compiled, run_golden_compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 DPLY = ROOT / "deployments/stories260k.dply"

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import DPLY, deeploy_cmd
-from deeploy_dsl.codegen import render
+from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.registry import KERNELS
-from deeploy_dsl.rules import RULES, rules_text
-from deeploy_dsl.verify import PlanInvariantError, check_plan
+from deeploy_dsl.kernels.registry import KERNELS
+from deeploy_dsl.passes.rules import RULES, rules_text
+from deeploy_dsl.passes.verify import PlanInvariantError, check_plan
 
 ALL_FUNCTIONS = {f for k in KERNELS.values() for f in k.functions}
 

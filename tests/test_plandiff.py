@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deeploy_dsl.plandiff import diff_plans, format_diff, load_plan
+from deeploy_dsl.backend.plandiff import diff_plans, format_diff, load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 DPLY = ROOT / "deployments/stories260k.dply"

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import yaml
 
-from deeploy_dsl.codegen import render
+from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
-from deeploy_dsl.golden import Golden
-from deeploy_dsl.prefill import mode
-from deeploy_dsl.qemu import build_rv32, decode_instret, missing_tools, run_elf
-from deeploy_dsl.report import report_dict
-from deeploy_dsl.runner import build_c, run_golden_compiled
+from deeploy_dsl.engines.golden import Golden
+from deeploy_dsl.passes.prefill import mode
+from deeploy_dsl.engines.qemu import build_rv32, decode_instret, missing_tools, run_elf
+from deeploy_dsl.backend.report import report_dict
+from deeploy_dsl.engines.runner import build_c, run_golden_compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 DPLY = ROOT / "deployments/stories260k.dply"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deeploy_dsl.registry import KERNELS, RUNTIME_FILES
+from deeploy_dsl.kernels.registry import KERNELS, RUNTIME_FILES
 
 KERNELS_C = Path(__file__).resolve().parents[1] / "kernels_c"
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from deeploy_dsl.errors import SpecError
-from deeploy_dsl.graph import build_graph
-from deeploy_dsl.interpret import load_deployment
-from deeploy_dsl.mapping import hint_matches, place_ops
-from deeploy_dsl.rules import RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
-from deeploy_dsl.registry import ADD, RMSNORM
+from deeploy_dsl.ir.graph import build_graph
+from deeploy_dsl.frontend.interpret import load_deployment
+from deeploy_dsl.passes.mapping import hint_matches, place_ops
+from deeploy_dsl.passes.rules import RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.kernels.registry import ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeploy_dsl.cmodel import unit_name
-from deeploy_dsl.qemu import PACKAGES, build_rv32, decode_instret, missing_tools, run_elf
-from deeploy_dsl.runner import run_golden_compiled
+from deeploy_dsl.backend.cmodel import unit_name
+from deeploy_dsl.engines.qemu import PACKAGES, build_rv32, decode_instret, missing_tools, run_elf
+from deeploy_dsl.engines.runner import run_golden_compiled
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()} (Debian: {PACKAGES})")
 

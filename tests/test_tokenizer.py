@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from deeploy_dsl.tokenizer import Tokenizer, c_string_literal, c_table_source, c_tables
+from deeploy_dsl.model.tokenizer import Tokenizer, c_string_literal, c_table_source, c_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"

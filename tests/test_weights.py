@@ -14,8 +14,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from deeploy_dsl.errors import DeeployError, WeightsError
-from deeploy_dsl.interpret import load_deployment
-from deeploy_dsl.weights import load_weights, unpermute_rotary
+from deeploy_dsl.frontend.interpret import load_deployment
+from deeploy_dsl.model.weights import load_weights, unpermute_rotary
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
 needs_model = pytest.mark.skipif(not (MODEL_DIR / "stories260K.bin").exists(),
@@ -286,7 +286,7 @@ def test_weights_errors_are_deeploy_errors(tmp_path):
 
 @needs_model
 def test_shared_model_matches_its_llama2c_original():
-    from deeploy_dsl.llama2c import read_llama2c
+    from deeploy_dsl.model.llama2c import read_llama2c
     dep = load_deployment(Path(__file__).resolve().parents[1] / "deployments/stories260k.dply")
     w = load_weights(dep.model)
     h, ref = read_llama2c(MODEL_DIR / "stories260K.bin")

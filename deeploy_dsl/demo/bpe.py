@@ -19,7 +19,7 @@ import struct
 from collections import Counter
 from pathlib import Path
 
-from ..tokenizer import BOS, MERGE_FLOOR, Tokenizer
+from ..model.tokenizer import BOS, MERGE_FLOOR, Tokenizer
 
 PRETOKEN = re.compile(r" ?[A-Za-z]+| ?[^A-Za-z ]+")
 SPECIALS = [b"<unk>", b"\n<s>\n", b"\n</s>\n"]

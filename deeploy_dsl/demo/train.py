@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..llama2c import permute_rotary, write_safetensors
-from . import bpe, corpus
+from ..model.llama2c import permute_rotary, write_safetensors
+from . import bpe
+from . import corpus
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""C, plan and report output, and the build folder."""

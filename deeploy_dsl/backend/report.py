@@ -1,0 +1,126 @@
+"""What a build costs: memory per level against its lower bound, per step the tiles, DMA bytes, MACs and
+estimated cycles, and a summary in the manner of Arm's Vela (clock, memory, each engine's share of the
+operators and MACs, cycles per decode token and per prefill, tokens/s and uJ/token), as report.json (for
+scripts) and as the text `deeploy build` prints (for people)."""
+from __future__ import annotations
+
+import json
+import re
+
+from ..engines.cost import summary
+
+DEFAULT_PREFILL = 16  # prompt tokens the summary's prefill assumes when the deployment has no tokenizer
+
+
+def tile_text(s) -> str:
+    t = s.tiling
+    if t is None or (t.kind == "positions" and "k" not in t.buffers):
+        return "-"
+    unit = "rows" if t.kind == "rows" else "positions"
+    return f"{t.tile} {unit}" + (" x2" if t.double_buffer else "")
+
+
+def report_dict(c) -> dict:
+    dep, plan, alloc = c.dep, c.plan, c.alloc
+    memory = {}
+    for lvl in dep.memory:
+        n = lvl.name
+        memory[n] = {"size_bytes": alloc.arena_bytes[n] + alloc.weight_bytes[n], "arena_bytes": alloc.arena_bytes[n],
+                     "lower_bound_bytes": alloc.lower_bound[n], "aligned_lower_bound_bytes": alloc.aligned_lower_bound[n],
+                     "weight_bytes": alloc.weight_bytes[n], "budget_bytes": lvl.size_bytes,
+                     "capacity_bytes": lvl.capacity_bytes, "optimal": alloc.optimal[n],
+                     "gap_bytes": alloc.arena_bytes[n] - alloc.aligned_lower_bound[n]}
+        if c.prefill is not None:  # the C's arena is the larger of both plans': they never run at once
+            memory[n]["prefill_arena_bytes"] = c.prefill.alloc.arena_bytes[n]
+    steps = [{"index": s.index, "op": s.op, "rule": s.rule, "kernel": s.kernel, "engine": s.engine, "cores": s.cores,
+              "tiles": s.tiles, "tile": tile_text(s), "dma_bytes": s.dma_bytes, "dma_cycles": s.dma_cycles, "macs": s.macs}
+             for s in plan.steps]
+    dma = sum(s.dma_bytes for s in plan.steps)
+    n_pre = len(c.tokenizer.encode(dep.generate.prompt)) if c.tokenizer is not None else DEFAULT_PREFILL
+    perf = summary(plan, dep, max(n_pre, 1), c.prefill)
+    if c.prefill is not None and c.prefill.note:
+        perf["prefill"]["note"] = c.prefill.note
+    for row, cost in zip(steps, perf.pop("steps")):
+        row.update(cycles=cost["cycles"], utilisation=cost["utilisation"], uj=cost["uj"])
+    return {
+        "deployment": dep.name, "target": dep.target.name, "report_position": plan.report_pos,
+        "memory": memory, "performance": perf, "steps": steps,
+        "totals": {"dma_bytes_per_token": dma, "dma_lower_bound_bytes": plan.dma_lower_bound,
+                   "dma_over_lower_bound": round(dma / plan.dma_lower_bound, 4) if plan.dma_lower_bound else 1.0,
+                   "dma_cycles_per_token": sum(s.dma_cycles for s in plan.steps),
+                   "macs_per_token": sum(s.macs for s in plan.steps)},
+    }
+
+
+def report_json(c) -> str:
+    return json.dumps(report_dict(c), indent=1) + "\n"
+
+
+def _fold(rows: list[dict]) -> list[tuple[str, dict]]:
+    """Rows that are the same in every layer print once as layers[a..b].rest."""
+    groups: dict[tuple, list[int]] = {}
+    order: list[tuple] = []
+    for r in rows:
+        m = re.match(r"layers\.(\d+)\.(.*)", r["op"])
+        key = (m.group(2) if m else r["op"],) + tuple(v for k, v in r.items() if k not in ("index", "op"))
+        if key not in groups:
+            order.append(key)
+        groups.setdefault(key, []).append(int(m.group(1)) if m else -1)
+    out = []
+    for key in order:
+        layers = groups[key]
+        row = dict(zip([k for k in rows[0] if k not in ("index", "op")], key[1:]))
+        if layers == [-1]:
+            name = key[0]
+        elif len(layers) == 1:
+            name = f"layers.{layers[0]}.{key[0]}"
+        elif layers == list(range(layers[0], layers[-1] + 1)):
+            name = f"layers[{layers[0]}..{layers[-1]}].{key[0]}"
+        else:
+            name = f"layers[{','.join(map(str, layers))}].{key[0]}"
+        out.append((name, row))
+    return out
+
+
+def summary_text(r: dict) -> list[str]:
+    p = r["performance"]
+    dec, pre = p["decode"], p["prefill"]
+    shares = ", ".join(f"{name} {e['ops']} ops, {e['mac_share']:.1%} of MACs" for name, e in sorted(p["engines"].items()))
+    wm = p["npu_weight_memory"]
+    npu_mem = f"; NPU weight memory {wm['used_bytes']:,} of {wm['size_bytes']:,} B" if wm else ""
+    return [f"  clock {p['clock_hz'] / 1e6:g} MHz; {shares}{npu_mem}",
+            f"  decode at position {dec['position']}: {dec['cycles_per_token']:,} cycles/token, "
+            f"{dec['tokens_per_s']:,.1f} tokens/s, {dec['uj_per_token']:,.2f} uJ/token (estimates)",
+            f"  prefill of {pre['tokens']} tokens in chunks of {pre.get('chunk', pre['tokens'])}: {pre['cycles']:,} cycles "
+            f"({pre['cycles_per_token']:,} per token), {pre['uj']:,.2f} uJ"] \
+        + ([f"  note: {pre['note']}"] if pre.get("note") else []) \
+        + ([("  prefill arenas (the C's are the larger of decode and prefill): "
+             + ", ".join(f"{k} {m['prefill_arena_bytes']:,} B" for k, m in r["memory"].items() if "prefill_arena_bytes" in m))]
+           if any("prefill_arena_bytes" in m for m in r.get("memory", {}).values()) else [])
+
+
+def report_text(c) -> str:
+    r = report_dict(c)
+    lines = summary_text(r) + [""]
+    lines.append(f"  {'level':<6}{'arena':>11}{'lower bound':>13}{'weights':>11}{'budget':>12}{'capacity':>12}  allocation")
+    for name, m in r["memory"].items():
+        state = "optimal" if m["optimal"] and m["gap_bytes"] == 0 else \
+            (f"optimal, +{m['gap_bytes']} B over the bound" if m["optimal"] else f"{m['gap_bytes']} B over the bound, not proven")
+        lines.append(f"  {name:<6}{m['arena_bytes']:>11,}{m['lower_bound_bytes']:>13,}{m['weight_bytes']:>11,}"
+                     f"{m['budget_bytes']:>12,}{m['capacity_bytes']:>12,}  {state}")
+    lines.append("")
+    lines.append(f"  {'step':<28}{'rule':<26}{'engine':<12}{'tiles':>6}  {'tile':<18}{'dma B':>8}{'MACs':>8}"
+                 f"{'cycles':>9}{'share':>7}{'util':>6}")
+    total = r["performance"]["decode"]["cycles_per_token"] or 1
+    for name, row in _fold([{**{k: v for k, v in s.items() if k != "uj"}, "share": s["cycles"] / total}
+                            for s in r["steps"]]):
+        eng = f"{row['engine']} x{row['cores']}" if row["engine"] == "cluster" else row["engine"]
+        lines.append(f"  {name:<28}{row['rule']:<26}{eng:<12}{row['tiles']:>6}  {row['tile']:<18}"
+                     f"{row['dma_bytes']:>8,}{row['macs']:>8,}{row['cycles']:>9,}{row['share']:>7.1%}"
+                     f"{row['utilisation']:>6.0%}")
+    t = r["totals"]
+    lines.append("")
+    lines.append(f"  per token at position {r['report_position']}: {t['dma_bytes_per_token']:,} B moved between levels "
+                 f"(lower bound {t['dma_lower_bound_bytes']:,} B, x{t['dma_over_lower_bound']:.3f}), "
+                 f"~{t['dma_cycles_per_token']:,} DMA cycles, {t['macs_per_token']:,} MACs")
+    return "\n".join(lines)

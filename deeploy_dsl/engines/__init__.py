@@ -1,0 +1,1 @@
+"""Execution and evaluation: numpy golden, host/QEMU runners, cost model."""

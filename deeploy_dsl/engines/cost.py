@@ -1,0 +1,198 @@
+"""The cost model: cycles and energy per step on the target, for the build summary and for `auto` mapping.
+
+Estimates, not measurements (bench/rv32_report.py measures instructions under QEMU). Every constant comes
+from the target's YAML, which says where each figure comes from or that it is an assumption:
+  * cluster linear layer: MACs / (cores * MACs per cycle per core) + one fork; attention the same for its
+    MACs plus one element's work per score; element-wise kernels: elements * cycles per element / cores;
+  * NPU linear layer: job setup + max(k-blocks * column-blocks * tokens, weight bytes / weight bandwidth);
+  * DMA: the tiler's bytes and transfers (bytes / bandwidth + setup per transfer); a double-buffered step
+    with several tiles overlaps it with compute, otherwise it adds;
+  * energy: MACs, element operations, DMA bytes and NPU weight bytes times their pJ, plus idle power over
+    the time the step takes.
+A decode token is the plan's steps at the report position; a prefill of N tokens runs each step once for
+all N (linear layers as GEMMs: the weights move once), attention over positions 0..N-1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..ir.graph import Plan, Step
+from ..kernels.layout import npu_packed_bytes
+from ..passes.prefill import mode
+from ..frontend.spec import Deployment, Target
+
+
+@dataclass(frozen=True)
+class StepCost:
+    op: str
+    engine: str
+    macs: int
+    cycles: int
+    compute_cycles: int
+    dma_cycles: int
+    utilisation: float  # MACs done / MACs the engine could have done in those cycles (0 for element-wise steps)
+    energy_pj: float
+
+
+Q4_COST = 4.04 / 3.29  # gemv_q4 against gemv per MAC, bench/gemv_q4_rv32.py (stories260K's layers, group 32)
+
+
+def npu_linear_cycles(t: Target, n_in: int, n_out: int, n_tok: int = 1) -> int:
+    """One NPU job: setup, then the array's k-blocks x column-blocks per token, or the weights' streaming."""
+    npu = t.npu
+    array = math.ceil(n_in / npu.k_block) * math.ceil(n_out / npu.cols) * n_tok
+    return npu.setup_cycles + max(array, math.ceil(npu_packed_bytes(n_out, n_in) / npu.weight_bytes_per_cycle))
+
+
+def cluster_linear_cycles(t: Target, cores: int, macs: int) -> int:
+    return math.ceil(macs / (cores * t.macs_per_cycle_per_core)) + (t.fork_cycles if cores > 1 else 0)
+
+
+def _elements(s: Step, plan: Plan) -> int:
+    """Elements an element-wise step produces: its output argument (a cache row counts one row)."""
+    a = s.output
+    v = plan.values[a.name]
+    n = int(math.prod(v.shape))
+    return n // v.shape[0] if a.row or a.name in plan.scaled else n  # a prefill plan's activations: per token
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one call of a kernel does for n_tok tokens: compute cycles (DMA apart), MACs, element operations."""
+
+    compute: int
+    macs: int
+    ops: int = 0
+
+
+# ---- the cost functions a KernelSpec names: (step, plan, deployment, n_tok, pos, pos0) -> Work ----
+
+def linear_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A cluster GEMV: MACs over the cores plus a fork."""
+    macs = s.macs * n_tok
+    return Work(cluster_linear_cycles(dep.target, s.cores, macs), macs)
+
+
+def linear_q4_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A cluster GEMV on int4 weights: unpacking nibbles costs Q4_COST more per MAC (RV32 4.04 against 3.29)."""
+    w = linear_work(s, plan, dep, n_tok, pos, pos0)
+    return Work(math.ceil(w.compute * Q4_COST), w.macs)
+
+
+def npu_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """An NPU job for n_tok tokens, or a job per token when its input has per-token scales."""
+    t = dep.target
+    n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
+    per_token = s.arg("shift").kind == "buf"  # its input has per-token scales: a job per token
+    compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
+    return Work(compute, s.macs * n_tok)
+
+
+def attention_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """MACs over the cores plus one element's work per score. s.macs is at the report position; a prefill chunk of
+    n_tok queries at positions pos0.. visits positions 0..pos0+t for query t."""
+    t, d = dep.target, dep.model.dims
+    macs = s.macs * n_tok
+    visited = n_tok * pos0 + n_tok * (n_tok + 1) // 2  # positions the chunk's queries read
+    if n_tok > 1:
+        macs = 2 * d.heads * d.head_size * visited
+    ops = d.heads * (visited if n_tok > 1 else pos + 1)
+    compute = math.ceil(macs / (s.cores * t.macs_per_cycle_per_core) + ops * t.cycles_per_element / s.cores) \
+        + (t.fork_cycles if s.cores > 1 else 0)
+    return Work(compute, macs, ops)
+
+
+def elementwise_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """Elements times cycles per element over the cores that share them, plus a fork."""
+    t = dep.target
+    ops = _elements(s, plan) * n_tok
+    # a split whose unit is the whole vector (a per-token scale) runs on one core per token
+    busy = min(s.cores, n_tok) if s.split is not None and s.split.unit == s.split.count else s.cores
+    compute = math.ceil(ops * t.cycles_per_element / busy) + (t.fork_cycles if s.cores > 1 else 0)
+    return Work(compute, s.macs * n_tok, ops)
+
+
+def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | None = None, pos0: int = 0) -> StepCost:
+    """Cycles and energy of one step for n_tok tokens at once (a decode step: 1, at the plan's report position;
+    a prefill chunk: n_tok tokens at positions pos0 ..): the kernel's cost function, then DMA and energy."""
+    t, e = dep.target, dep.target.energy
+    pos = plan.report_pos if pos is None else pos
+    dma = s.dma_cycles
+    w = s.spec.cost(s, plan, dep, n_tok, pos, pos0)
+    macs = w.macs
+    if s.engine == "npu":
+        cycles = w.compute + dma
+        peak = t.npu.k_block * t.npu.cols
+        wbytes = npu_packed_bytes(s.arg("n_out").value, s.arg("n_in").value)
+        dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.dma_bytes * e.dma_pj_per_byte
+    else:
+        overlapped = s.tiling is not None and s.tiling.double_buffer and s.tiles > 1
+        cycles = max(w.compute, dma) + math.ceil(dma / s.tiles) if overlapped else w.compute + dma
+        peak = s.cores * t.macs_per_cycle_per_core
+        dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.dma_bytes * e.dma_pj_per_byte
+    util = macs / (cycles * peak) if macs and cycles else 0.0
+    idle = e.idle_mw * 1e-3 * cycles / t.clock_hz * 1e12  # pJ
+    return StepCost(s.op, s.engine, macs, cycles, w.compute, dma, util, dyn + idle)
+
+
+def plan_costs(plan: Plan, dep: Deployment, n_tok: int = 1) -> list[StepCost]:
+    return [step_cost(s, plan, dep, n_tok) for s in plan.steps]
+
+
+def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
+    """The steps of a prefill of n prompt tokens with the prefill plan (prefill.Prefill): per chunk, a GEMM or
+    element-wise step once for the chunk's tokens (weights and their DMA once), a per-token step once per token
+    (a fork each), attention over the positions its queries read; the last-token steps once."""
+    plan, out = pre.plan, []
+    for pos0 in range(0, n, pre.chunk):
+        m = min(pre.chunk, n - pos0)
+        for s in plan.steps:
+            md = mode(s, plan)
+            if md == "last":
+                continue
+            if md == "token" and not s.spec.chunk_cost:
+                one = step_cost(s, plan, dep)
+                out.append(StepCost(s.op, s.engine, one.macs * m, one.cycles * m, one.compute_cycles * m,
+                                    one.dma_cycles * m, one.utilisation, one.energy_pj * m))
+            else:
+                out.append(step_cost(s, plan, dep, m, pos0=pos0))
+    out += [step_cost(s, plan, dep, pos=n - 1) for s in plan.steps if mode(s, plan) == "last"]
+    return out
+
+
+def summary(plan: Plan, dep: Deployment, prefill_tokens: int, prefill=None) -> dict:
+    """Per token and per prefill: cycles, tokens/s, uJ/token, and each engine's share of ops and MACs. The prefill
+    figure comes from the prefill plan when given (else the decode plan's steps, each once for all tokens)."""
+    t = dep.target
+    dec = plan_costs(plan, dep)
+    pre = prefill_costs(prefill, dep, prefill_tokens) if prefill is not None else plan_costs(plan, dep, prefill_tokens)
+    cycles = sum(c.cycles for c in dec)
+    energy = sum(c.energy_pj for c in dec)
+    macs = sum(c.macs for c in dec) or 1
+    engines = {}
+    for c in dec:
+        e = engines.setdefault(c.engine, {"ops": 0, "macs": 0, "cycles": 0})
+        e["ops"] += 1
+        e["macs"] += c.macs
+        e["cycles"] += c.cycles
+    for e in engines.values():
+        e["mac_share"] = round(e["macs"] / macs, 4)
+    pre_cycles = sum(c.cycles for c in pre)
+    npu_consts = {a.name for s in plan.steps if s.engine == "npu" for a in s.args if a.kind == "const"}
+    return {
+        "clock_hz": t.clock_hz,
+        "npu_weight_memory": {"used_bytes": sum(int(plan.consts[k].nbytes) for k in sorted(npu_consts)),
+                              "size_bytes": t.npu.weight_memory_bytes} if t.npu else None,
+        "decode": {"position": plan.report_pos, "cycles_per_token": cycles,
+                   "tokens_per_s": round(t.clock_hz / cycles, 1) if cycles else 0.0,
+                   "uj_per_token": round(energy / 1e6, 3), "macs_per_token": sum(c.macs for c in dec)},
+        "prefill": {"tokens": prefill_tokens, "chunk": prefill.chunk if prefill is not None else prefill_tokens,
+                    "cycles": pre_cycles,
+                    "cycles_per_token": round(pre_cycles / prefill_tokens) if prefill_tokens else 0,
+                    "uj": round(sum(c.energy_pj for c in pre) / 1e6, 3)},
+        "engines": engines,
+        "steps": [{"op": c.op, "engine": c.engine, "macs": c.macs, "cycles": c.cycles, "share": round(c.cycles / cycles, 4)
+                   if cycles else 0.0, "utilisation": round(c.utilisation, 3), "dma_cycles": c.dma_cycles,
+                   "uj": round(c.energy_pj / 1e6, 4)} for c in dec],
+    }

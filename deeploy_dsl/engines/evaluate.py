@@ -1,0 +1,133 @@
+"""`deeploy eval`: how closely the integer model (golden, which is the generated C bit for bit) follows
+the float model it was quantized from.
+
+N sequences of L tokens are sampled from the float model (temperature 1, a fixed seed), then both
+models read them teacher-forced, and at every position but the last:
+  * top-1 agreement: the share of positions where both models' most likely next token is the same;
+  * perplexity of each on the sampled next tokens (the integer logits times their scale), and their ratio;
+  * mean KL(float || int8) of the next-token distributions;
+and for a few fixed prompts, the first generated position where greedy decoding diverges (None: never,
+within `GREEDY_TOKENS`). `--per-layer` quantizes one layer (or the classifier) at a time, the rest float, and
+ranks them by the damage they do (a float simulation: that layer's weights in the deployment's format, int8 per
+channel or int4 per group with nearest rounding, its activations rounded to their calibrated int8 scales; the integer norms, softmax and tables are not
+simulated, so the figures rank layers rather than reproduce the integer model).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..compiler import Compiled
+from .golden import Golden
+from ..quant.quantize import _weights_q4
+from .runner import run_golden_compiled
+
+PROMPTS = ("", "Once upon a time", "Lily and Tom went to the park.", 'The big dog was happy. He said, "Hello!"')
+GREEDY_TOKENS = 64
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def compare(float_logits: np.ndarray, int_logits: np.ndarray, targets: np.ndarray) -> dict:
+    """The metrics over positions: logits [..., vocab] (real-valued, both), targets [...] (the next tokens)."""
+    lf, li = _log_softmax(float_logits), _log_softmax(int_logits)
+    t = np.asarray(targets)[..., None]
+    nll_f = -np.take_along_axis(lf, t, axis=-1).mean()
+    nll_i = -np.take_along_axis(li, t, axis=-1).mean()
+    kl = (np.exp(lf) * (lf - li)).sum(axis=-1).mean()
+    return {"top1_agreement": float(np.mean(np.argmax(float_logits, -1) == np.argmax(int_logits, -1))),
+            "ppl_float": float(np.exp(nll_f)), "ppl_int": float(np.exp(nll_i)),
+            "ppl_ratio": float(np.exp(nll_i - nll_f)), "kl_mean": float(kl)}
+
+
+def greedy_divergence(c: Compiled, prompt: str, n: int = GREEDY_TOKENS) -> int | None:
+    """First position of the continuation where float and integer greedy decoding pick different tokens."""
+    ids = c.tokenizer.encode(prompt)
+    f_ids, _ = c.fm.generate(ids, n)
+    g_ids, _ = run_golden_compiled(c, ids, n, stop=False)
+    return next((i for i, (a, b) in enumerate(zip(f_ids, g_ids)) if a != b), None)
+
+
+def weight_bytes(c: Compiled) -> dict:
+    """What the quantized model's constants take: the linear layers' weights, and everything (weights, multipliers,
+    shifts, norm gains, tables) the generated C holds as constants."""
+    lin = {c.quant.params[s.op]["weight"] for s in c.plan.steps if s.op in c.quant.params and "weight" in c.quant.params[s.op]}
+    return {"linear_weight_bytes": int(sum(c.quant.consts[w].nbytes for w in sorted(lin))),
+            "const_bytes": int(sum(v.nbytes for v in c.plan.consts.values()))}
+
+
+def _int_logits(c: Compiled, seq: np.ndarray) -> np.ndarray:
+    g = Golden(c.plan, c.alloc)
+    scale = c.quant.scales["lm_head"]
+    return np.stack([g.forward(int(tok), pos) for pos, tok in enumerate(seq[:-1])]).astype(np.float64) * scale
+
+
+def evaluate(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0,
+             prompts: tuple[str, ...] = PROMPTS) -> dict:
+    seqs = c.fm.sample(sequences, length, seed)
+    fl = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(sequences))
+    il = np.stack([_int_logits(c, s) for s in seqs])
+    out = compare(fl, il, seqs[:, 1:])
+    out["greedy_divergence"] = {p: greedy_divergence(c, p) for p in prompts} if c.tokenizer else {}
+    out.update(sequences=sequences, length=length, seed=seed, positions=int(seqs[:, 1:].size))
+    out.update(weight_bytes(c))
+    return out
+
+
+def _fake_quant(x: np.ndarray, scale: float, bits: int = 8) -> np.ndarray:
+    top = (1 << (bits - 1)) - 1
+    return (np.clip(np.round(x / scale), -top - 1, top) * scale).astype(np.float32)
+
+
+def _int8_rows(w: np.ndarray) -> np.ndarray:
+    """Per-output-channel symmetric int8, dequantized (the integer model's weights, as floats)."""
+    s = np.abs(w).max(axis=1, keepdims=True) / 127.0
+    s[s == 0] = 1.0
+    return (np.clip(np.round(w / s), -127, 127) * s).astype(np.float32)
+
+
+def _int4_groups(w: np.ndarray, group: int) -> np.ndarray:
+    """int4 with a scale per group (quantize._weights_q4, nearest rounding), dequantized."""
+    q, e, s = _weights_q4(w, group)
+    return (q * np.repeat(e.astype(np.float64), group, axis=1)[:, : q.shape[1]] * s[:, None]).astype(np.float32)
+
+
+LINEAR = {"wq": "attn.q", "wk": "attn.k", "wv": "attn.v", "wo": "attn.o", "w1": "mlp.gate", "w2": "mlp.down",
+          "w3": "mlp.up"}  # weights field: op name in the layer
+
+
+def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0) -> list[dict]:
+    """Each transformer layer, and the classifier, quantized alone (weights in the deployment's format, activations),
+    ranked by KL, most damaging first. Rows name `layer` (an index, or "lm_head")."""
+    seqs = c.fm.sample(sequences, length, seed)
+    ref = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(sequences))
+    q = c.dep.quant
+
+    def deq(w: np.ndarray, op: str) -> np.ndarray:
+        group = c.quant.params[op]["group"]
+        return _int4_groups(w, group) if group else _int8_rows(w)
+    units = [(li, f"layers.{li}.") for li in range(len(c.weights.layers))] + [("lm_head", "final_norm")]
+    rows = []
+    for unit, prefix in units:
+        if unit == "lm_head":
+            weights = replace(c.weights, lm_head=deq(c.weights.lm_head, "lm_head"))
+        else:
+            layers = list(c.weights.layers)
+            layers[unit] = replace(layers[unit], **{k: deq(getattr(layers[unit], k), f"layers.{unit}.{op}")
+                                                    for k, op in LINEAR.items()})
+            weights = replace(c.weights, layers=tuple(layers))
+        fm = type(c.fm)(weights, c.fm.d)
+
+        def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
+            s = c.quant.scales.get(name)
+            wide = name.endswith(".attn.k") and q.keys == "int16"  # its scale is for 16 bits
+            return _fake_quant(x, s, 16 if wide else 8) if s and name.startswith(prefix) else x
+
+        lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(sequences), transform=act)
+        rows.append({"layer": unit, **compare(ref, lg, seqs[:, 1:])})
+    return sorted(rows, key=lambda r: -r["kl_mean"])

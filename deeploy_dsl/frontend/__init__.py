@@ -1,0 +1,1 @@
+"""The .dply language: grammar, parser, interpreter and the Deployment spec it builds."""

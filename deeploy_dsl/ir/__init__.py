@@ -1,0 +1,1 @@
+"""The compute graph and the plan of steps."""

@@ -1,0 +1,1 @@
+"""Kernel specs, the registry, numpy twins of the C kernels, weight layouts."""

@@ -1,0 +1,233 @@
+"""The kernel registry: one KernelSpec per C kernel, everything the compiler knows about it in one place.
+
+A spec names the kernel's C source, its parameters in the C signature's order (with their C types and what they
+hold), the C functions a step of it calls, its numpy twin (golden), the range its output saturates to, how it
+moves its operands through L1 (tiling), how the cores share one call (split), its cost function (cost.py), how a
+prefill chunk runs it, and the steps.c.j2 fragment that prints it. Lowering rules (rules.py) emit a spec with
+named arguments; tiling, cost, golden and codegen read the spec's fields and the arguments by name.
+
+Adding a kernel variant: its C in kernels_c/ (and prototype in deeploy_kernels.h), its numpy twin in kernels.py,
+one spec here, one rule in rules.py.
+"""
+from __future__ import annotations
+
+from . import twins as K
+from ..engines.cost import attention_work, elementwise_work, linear_q4_work, linear_work, npu_work
+from .kernelspec import KernelSpec, Param, Split
+from .layout import q4_row_bytes, q4_unpack, unblock_rows
+
+
+def _p(spec: str) -> tuple[Param, ...]:
+    """Parameters from 'name | ctype | doc' lines."""
+    out = []
+    for line in spec.strip().splitlines():
+        name, ctype, doc = (f.strip() for f in line.split("|"))
+        out.append(Param(name, ctype, doc))
+    return tuple(out)
+
+
+# ---- linear layers ------------------------------------------------------------------------------------------
+
+def _linear_params(out_ctype: str, q4: bool) -> tuple[Param, ...]:
+    w = "int4 weights in GEMV blocks with their group scales (layout.q4_pack)" if q4 else \
+        "[ceil(n_out/8), n_in, 8] int8 weights in GEMV blocks (layout.block_rows)"
+    return _p(f"""
+        y      | {out_ctype} *     | [n_out] output
+        x      | const int8_t *   | [n_in] input
+        w      | const int8_t *   | {w}
+        mult   | const int32_t *  | [n_out] requantization multiplier per row
+        shift  | const uint8_t *  | [n_out] the layer's shift (shift[0] is read), or this token's (a per-token scale)
+        n_in   | int32_t          | input features
+        n_out  | int32_t          | output features""") + (_p("group | int32_t | input channels per int4 group scale")
+                                                          if q4 else ())
+
+
+def _gemv_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        # one shift per layer: the C reads shift[0] (the per-row array, all entries equal, is for the tiles' DMA)
+        y[:] = K.linear(x, unblock_rows(w, n_out), mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def _gemv_q4_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group):
+        q, e = q4_unpack(w, n_out, n_in, group)
+        y[:] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def _npu_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.npu_linear(x, w, mult, int(shift[0]), *bounds)
+    return twin
+
+
+def _int8_row(s) -> int:
+    """An int8 weight row: n_in bytes."""
+    return s.arg("n_in").value
+
+
+def _q4_row(s) -> int:
+    """An int4 weight row: its group scales and n_in nibbles (layout.q4_row_bytes)."""
+    return q4_row_bytes(s.arg("n_in").value, s.arg("group").value)
+
+
+OUT = {"int8": ("int8_t", K.I8), "int16": ("int16_t", K.I16), "int32": ("int32_t", K.I32)}
+
+
+def gemv(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_i{out[3:]}", "gemv.c", _linear_params(ctype, False), _gemv_twin(bounds),
+                      linear_work, f"int8 weights x int8 input -> {out}, rows in blocks of 8 (gemv.h)", bounds=bounds,
+                      tiling="rows", row_bytes=_int8_row, prefill="gemm", fragment="rows")
+
+
+def gemv_q4(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_q4_i{out[3:]}", "gemv.c", _linear_params(ctype, True), _gemv_q4_twin(bounds),
+                      linear_q4_work, f"int4 weights with group scales x int8 input -> {out} (gemv.h)", bounds=bounds,
+                      tiling="rows", row_bytes=_q4_row, prefill="gemm", fragment="rows")
+
+
+def npu_linear(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    params = _linear_params(ctype, False)
+    params = tuple(Param("w", p.ctype, "[n_out, ceil(n_in/32)*32] int8 weights in the NPU's layout (layout.npu_pack)")
+                   if p.name == "w" else p for p in params)
+    return KernelSpec(f"npu_linear_i{out[3:]}", "npu.c", params, _npu_twin(bounds), npu_work,
+                      f"one NPU job: int8 weights x int8 input -> {out} (npu.h)", calls=("npu_submit", "npu_wait"),
+                      bounds=bounds,
+                      resident=("w", "mult", "shift"), prefill="gemm", fragment="npu")
+
+
+# ---- the rest ---------------------------------------------------------------------------------------------------
+
+def _embed(x, row, mult, shift, dim):
+    x[:] = K.embed(row, int(mult), int(shift))
+
+
+def _rmsnorm(y, x, gain, gain_shift, eps_q, dim, lo, hi):
+    y[lo:hi] = K.rmsnorm(x, gain, gain_shift, eps_q)[lo:hi]
+
+
+def _rope(bounds):
+    def twin(y, x, cos_row, sin_row, n, head_size):
+        y[:] = K.rope(x, 0, cos_row[None], sin_row[None], head_size, bounds)
+    return twin
+
+
+def _attention(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+               score_cut, out_mult, out_shift, exp_table):
+    out[:] = K.attention(q, k_cache, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+                         score_cut, out_mult, out_shift, exp_table)
+
+
+def _swiglu(h, gate, up, silu_table, mult, shift, n):
+    h[:] = K.swiglu(gate, up, silu_table, mult, shift)
+
+
+def _swiglu_dyn(h, shift_out, p, gate, up, silu_table, base_shift, n):
+    h[:], shift_out[0] = K.swiglu_dyn(gate, up, silu_table, base_shift)
+
+
+def _add(y, a, b, n):
+    y[:] = K.add_sat16(a, b)
+
+
+EMBED = KernelSpec("embed_i16", "embed.c", _p("""
+    x      | int16_t *       | [dim] the residual stream
+    row    | const int8_t *  | [dim] the token's embedding row
+    mult   | const int32_t * | [1] the row's multiplier
+    shift  | const uint8_t * | [1] the row's shift
+    dim    | int32_t         | model dimension"""), _embed, elementwise_work,
+    "x = sat16(round(row * mult / 2^shift)): the token's residual row", bounds=K.I16)
+
+RMSNORM = KernelSpec("rmsnorm_i8_part", "rmsnorm.c", _p("""
+    y          | int8_t *        | [dim] output
+    x          | const int16_t * | [dim] the residual stream
+    gain       | const int32_t * | [dim] gains
+    gain_shift | int32_t         | the gains' shift
+    eps_q      | int64_t         | epsilon in x's units squared, times 2^16
+    dim        | int32_t         | model dimension
+    lo         | int32_t         | first element written
+    hi         | int32_t         | one past the last element written"""), _rmsnorm, elementwise_work,
+    "y[lo:hi] = sat8(x / rms(x) * gain / 2^gain_shift), the rms of the whole row", bounds=K.I8,
+    split=Split((), "dim", bounds=("lo", "hi")), fragment="split")
+
+
+def rope(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"rope_i{out[3:]}", "rope.c", _p(f"""
+        y         | {ctype} *        | [n] output (may equal x)
+        x         | const {ctype} *  | [n] input
+        cos_row   | const int16_t *  | [head_size/2] Q14 cosines of this position
+        sin_row   | const int16_t *  | [head_size/2] Q14 sines of this position
+        n         | int32_t          | elements (whole heads)
+        head_size | int32_t          | elements per head"""), _rope(bounds), elementwise_work,
+        f"rotate interleaved pairs of each head by the Q14 cos/sin row of this position, {out}", bounds=bounds,
+        split=Split(("y", "x"), "n", "head_size"), fragment="split")
+
+
+def attention(keys: str) -> KernelSpec:
+    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache; the tiled step calls the scores kernel of
+    its K type and attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
+    kt = OUT[keys][0]
+    name = "attention_i8" if keys == "int8" else "attention_k16"
+    return KernelSpec(name, "attention.c", _p(f"""
+        out         | int8_t *         | [n_heads*head_size] output
+        q           | const int8_t *   | [n_heads*head_size] queries
+        k_cache     | const {kt} *     | [context, n_kv_heads*head_size] K cache
+        v_cache     | const int8_t *   | [context, n_kv_heads*head_size] V cache
+        scratch     | int32_t *        | [heads per kv head, context] scores
+        pos         | int32_t          | this token's position: rows 0..pos are read
+        n_heads     | int32_t          | query heads
+        n_kv_heads  | int32_t          | kv heads
+        head_size   | int32_t          | elements per head
+        score_mult  | int32_t          | the scores' multiplier into Q9 log2 units
+        score_shift | int32_t          | its shift
+        score_cut   | int32_t          | the largest score distance whose exp is not 0
+        out_mult    | int32_t          | the output's multiplier
+        out_shift   | int32_t          | its shift
+        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)"""), _attention, attention_work,
+        "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, integer exp2, one division per head",
+        calls=("attn_scores_i8" if keys == "int8" else "attn_scores_k16", "attn_exp_av_i8"), bounds=K.I8,
+        tiling="positions", chunk_cost=True, fragment="positions")
+
+
+SWIGLU = KernelSpec("swiglu_i8", "swiglu.c", _p("""
+    h          | int8_t *        | [n] output
+    gate       | const int8_t *  | [n] gate projection
+    up         | const int8_t *  | [n] up projection
+    silu_table | const int16_t * | [256] silu over int8
+    mult       | int32_t         | the output's multiplier
+    shift      | int32_t         | its shift
+    n          | int32_t         | hidden units"""), _swiglu, elementwise_work,
+    "h = sat8(round(silu(gate) * up * mult / 2^shift)), a calibrated scale", bounds=K.I8,
+    split=Split(("h", "gate", "up"), "n"), prefill="flat", fragment="split")
+
+# the token's scale spans the vector: one unit, which the cluster gives its last core (core 0 also runs forward())
+SWIGLU_DYN = KernelSpec("swiglu_dyn_i8", "swiglu.c", _p("""
+    h          | int8_t *        | [n] output
+    shift_out  | uint8_t *       | [1] the next layer's shift for this token
+    p          | int32_t *       | [n] scratch: the products
+    gate       | const int8_t *  | [n] gate projection
+    up         | const int8_t *  | [n] up projection
+    silu_table | const int16_t * | [256] silu over int8
+    base_shift | int32_t         | the next layer's shift at scale 2^0
+    n          | int32_t         | hidden units"""), _swiglu_dyn, elementwise_work,
+    "h = silu(gate) * up / 2^k rounded half up, k per token the smallest that fits int8; shift_out = base_shift - k",
+    bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
+
+ADD = KernelSpec("add_sat_i16", "residual.c", _p("""
+    y | int16_t *       | [n] output (may equal a: in place)
+    a | const int16_t * | [n] the residual stream
+    b | const int16_t * | [n] what is added
+    n | int32_t         | elements"""), _add, elementwise_work, "y = sat16(a + b)", bounds=K.I16,
+    split=Split(("y", "a", "b"), "n"), prefill="flat", fragment="split")
+
+KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
+    EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
+    rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, ADD)}
+# what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
+# attention.c's pieces, the NPU driver
+RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "tiles.c")

@@ -1,0 +1,1 @@
+"""Model files: safetensors/llama2.c weights, HF config, tokenizer, float reference."""

@@ -1,0 +1,1 @@
+"""Compiler passes: mapping, lowering rules, tiling, forks, prefill, memory allocation, plan checks."""

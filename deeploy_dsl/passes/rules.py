@@ -1,0 +1,290 @@
+"""Lowering: rules turn each op, on the engine the mapping chose, into a call of one kernel (registry.py).
+
+A rule is a pattern and a kernel. The pattern states every condition that decides the rule: the op's kind, its
+engine, its output dtype, a linear layer's weight format, attention's K cache dtype, whether the SwiGLU's scale is
+per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
+A rule's builder gives the kernel's arguments by parameter name, and a line of math for the plan and the C.
+The rule set is passed in: `rules_for(target)` is the cluster's rules, and the NPU's on targets that have one.
+`deeploy rules` prints them (`rules_text`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from ..kernels import registry as R
+from ..errors import Collector, Pos, SpecError
+from ..ir.graph import Arg, Graph, Op, Plan, Step
+from ..kernels.kernelspec import KernelSpec
+from ..kernels.layout import npu_pack, unblock_rows
+from .mapping import Mapping, Placement
+from ..quant.quantize import QuantModel
+from ..frontend.spec import Deployment, Target
+
+
+@dataclass(frozen=True)
+class Ctx:
+    graph: Graph
+    q: QuantModel
+    dep: Deployment
+
+
+def facts(op: Op, c: Ctx) -> dict:
+    """What a pattern can ask of an op, besides its engine."""
+    p = c.q.params.get(op.name, {})
+    f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
+    if op.kind == "linear":
+        f["weights"] = "int4" if p.get("group") else "int8"
+    if op.kind == "attention":
+        f["keys"] = c.graph.values[op.inputs[1]].dtype
+    if op.kind == "swiglu":
+        f["scale"] = "per_token" if p.get("dynamic") else "calibrated"
+    return f
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """The ops a rule lowers: every field that is set must hold. `when`, a last resort for a condition the fields
+    cannot state, is a predicate (op, ctx) -> bool whose docstring says what it asks."""
+
+    kind: str
+    engine: str = "cluster"
+    out: str | None = None  # the output's dtype
+    weights: str | None = None  # a linear layer's weight format: int8 | int4
+    keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
+    scale: str | None = None  # swiglu: the output's scale, calibrated | per_token (quantize `dynamic swiglu`)
+    when: Callable | None = None
+
+    def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
+        for key in ("kind", "out", "weights", "keys", "scale"):
+            want = getattr(self, key)
+            if want is not None and f.get(key) != want:
+                return False
+        return engine == self.engine and (self.when is None or bool(self.when(op, c)))
+
+    @property
+    def text(self) -> str:
+        parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}" for k in ("out", "weights", "keys", "scale")
+                                                     if getattr(self, k) is not None]
+        if self.when is not None:
+            parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: Pattern
+    kernel: KernelSpec
+    build: Callable  # (op, ctx, kernel) -> ({parameter: Arg}, math): its docstring says what the rule does
+
+    @property
+    def kind(self) -> str:
+        return self.pattern.kind
+
+    @property
+    def engine(self) -> str:
+        return self.pattern.engine
+
+    @property
+    def doc(self) -> str:
+        return " ".join((self.build.__doc__ or "").split())
+
+
+# ---- arguments ---------------------------------------------------------------------------------------------------
+
+def _buf(name: str, row: str | None = None) -> Arg:
+    return Arg("buf", name, row=row)
+
+
+def _const(name: str, row: str | None = None) -> Arg:
+    return Arg("const", name, row=row)
+
+
+def _int(v: int) -> Arg:
+    return Arg("int", value=int(v))
+
+
+def _shift_arg(op: Op) -> Arg:
+    """A linear layer's shift: its own, or (an input with a per-token scale) this token's, which its producer wrote."""
+    return _buf(op.inputs[1]) if len(op.inputs) > 1 else _const(op.name + ".shift")
+
+
+# ---- builders: (op, ctx, kernel) -> ({parameter: Arg}, math) --------------------------------------------------------
+
+def build_linear(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV over weight rows in blocks of 8, requantized with a multiplier per row and one shift (int4 weights:
+    their group scales and the group size too)."""
+    p = c.q.params[op.name]
+    n_out, n_in = p["n_out"], p["n_in"]
+    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(p["weight"]),
+                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
+    w = f"W[{n_out},{n_in}]"
+    if k.has_param("group"):
+        args["group"] = _int(p["group"])
+        w += f" (int4, a scale per {p['group']} columns)"
+    return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
+
+
+def build_npu(op: Op, c: Ctx, k: KernelSpec):
+    """One NPU job; the weights packed in the NPU's layout in its own memory."""
+    p = c.q.params[op.name]
+    n_out, n_in = p["n_out"], p["n_in"]
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(op.name + ".wn"),
+                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
+        f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
+
+
+def build_rmsnorm(op: Op, c: Ctx, k: KernelSpec):
+    """RMSNorm of the int16 residual stream into int8; the cores share out the elements, each computing the rms."""
+    p, dim = c.q.params[op.name], c.dep.model.dims.dim
+    return dict(y=_buf(op.outputs[0]), x=_buf(op.inputs[0]), gain=_const(op.name + ".gain"),
+                gain_shift=_int(p["gain_shift"]), eps_q=_int(p["eps_q"]), dim=_int(dim), lo=_int(0), hi=_int(dim)), \
+        f"{op.outputs[0]} = int8(x / rms(x) * gain), x int16[{dim}]"
+
+
+def build_embed(op: Op, c: Ctx, k: KernelSpec):
+    """The token's embedding row, requantized into the int16 residual stream; only that row is read."""
+    return dict(x=_buf(op.outputs[0]), row=_const("embed.w", "token"), mult=_const("embed.mult", "token"),
+                shift=_const("embed.shift", "token"), dim=_int(c.dep.model.dims.dim)), \
+        "x = int16(embedding row of token)"
+
+
+def build_rope(op: Op, c: Ctx, k: KernelSpec):
+    """RoPE with Q14 sin/cos tables, the row of this position; the cores share out whole heads."""
+    n = c.graph.values[op.inputs[0]].shape[0]
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), cos_row=_const("rope.cos", "pos"),
+                sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(c.dep.model.dims.head_size)), \
+        f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables)"
+
+
+def build_attention(op: Op, c: Ctx, k: KernelSpec):
+    """Grouped-query attention over the cache, K and V streamed in tiles of positions: the scores of a tile of K,
+    then the exps and exp-weighted V of a tile of V, one division per head at the end."""
+    d, p = c.dep.model.dims, c.q.params[op.name]
+    q, kc, vc = op.inputs
+    return dict(out=_buf(op.outputs[0]), q=_buf(q), k_cache=_buf(kc), v_cache=_buf(vc), scratch=_buf(op.outputs[1]),
+                pos=Arg("pos"), n_heads=_int(d.heads), n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size),
+                score_mult=_int(p["score_mult"]), score_shift=_int(p["score_shift"]), score_cut=_int(p["score_cut"]),
+                out_mult=_int(p["out_mult"]), out_shift=_int(p["out_shift"]), exp_table=_const("exp2")), \
+        "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, one division per head"
+
+
+def build_swiglu(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up by a 256-entry silu table, requantized with the calibrated scale."""
+    p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
+    return dict(h=_buf(op.outputs[0]), gate=_buf(op.inputs[0]), up=_buf(op.inputs[1]),
+                silu_table=_const(op.name + ".silu"), mult=_int(p["mult"]), shift=_int(p["shift"]), n=_int(n)), \
+        f"h = int8(silu(gate) * up), silu by 256-entry table, [{n}]"
+
+
+def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up with a power-of-two scale per token, which it hands to the down projection as its shift;
+    the vector is one unit of work (the last core takes it)."""
+    p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
+    return dict(h=_buf(op.outputs[0]), shift_out=_buf(op.outputs[1]), p=_buf(op.outputs[2]), gate=_buf(op.inputs[0]),
+                up=_buf(op.inputs[1]), silu_table=_const(op.name + ".silu"), base_shift=_int(p["base_shift"]),
+                n=_int(n)), \
+        f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = base_shift - k, [{n}]"
+
+
+def build_add(op: Op, c: Ctx, k: KernelSpec):
+    """The residual add, saturating to int16, in place."""
+    n = c.graph.values[op.outputs[0]].shape[0]
+    return dict(y=_buf(op.outputs[0]), a=_buf(op.inputs[0]), b=_buf(op.inputs[1]), n=_int(n)), \
+        f"{op.outputs[0]} += {op.inputs[1]} (int16, saturating, in place)"
+
+
+K = R.KERNELS
+CLUSTER_RULES: tuple[Rule, ...] = (
+    Rule("embed_i16", Pattern("embed"), R.EMBED, build_embed),
+    Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
+    Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
+    Rule("linear_q4_i8_cluster", Pattern("linear", out="int8", weights="int4"), K["gemv_q4_i8"], build_linear),
+    Rule("linear_q4_i16_cluster", Pattern("linear", out="int16", weights="int4"), K["gemv_q4_i16"], build_linear),
+    Rule("linear_q4_i32_cluster", Pattern("linear", out="int32", weights="int4"), K["gemv_q4_i32"], build_linear),
+    Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_i16"], build_linear),
+    Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_i32"], build_linear),
+    Rule("rope_i8_q14", Pattern("rope", out="int8"), K["rope_i8"], build_rope),
+    Rule("rope_i16_q14", Pattern("rope", out="int16"), K["rope_i16"], build_rope),
+    Rule("attention_i8_gqa", Pattern("attention", keys="int8"), K["attention_i8"], build_attention),
+    Rule("attention_k16_gqa", Pattern("attention", keys="int16"), K["attention_k16"], build_attention),
+    Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
+    Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
+    Rule("residual_add_i16_inplace", Pattern("add"), R.ADD, build_add),
+)
+NPU_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
+    for b in (8, 16, 32))
+RULES = CLUSTER_RULES + NPU_RULES  # every rule deeploy has, for `deeploy rules` and the tests
+
+
+def rules_for(target: Target) -> tuple[Rule, ...]:
+    """The rules a target offers: the cluster's everywhere, the NPU's where it has one."""
+    return CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
+
+
+def rules_text(rules: tuple[Rule, ...] = RULES) -> str:
+    """`deeploy rules`: every rule with its pattern, its kernel (and the C functions a step of it calls), and what it
+    does, in the order they are tried."""
+    out = []
+    for r in rules:
+        calls = f" (calls {', '.join(r.kernel.functions)})" if r.kernel.functions != (r.kernel.name,) else ""
+        out.append(f"{r.name}\n    when:   {r.pattern.text}\n    kernel: {r.kernel.name}{calls}, "
+                   f"{r.kernel.source}\n    does:   {r.doc}")
+    return "\n".join(out) + "\n"
+
+
+# ---- the lowering pass -------------------------------------------------------------------------------------------
+
+def _first_match(op: Op, engine: str, ctx: Ctx, rules: tuple[Rule, ...]) -> Rule | None:
+    f = facts(op, ctx)
+    return next((r for r in rules if r.pattern.matches(f, engine, op, ctx)), None)
+
+
+def _call(spec: KernelSpec, named: dict) -> tuple[Arg, ...]:
+    """The arguments in the kernel's parameter order, each labelled with its parameter; exactly the spec's."""
+    if set(named) != set(spec.names):
+        raise AssertionError(f"{spec.name} takes {spec.names}, a rule gave {tuple(named)}")
+    return tuple(replace(named[n], label=n) for n in spec.names)
+
+
+def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules: tuple[Rule, ...]) -> Plan:
+    """The plan: per op, the first rule whose pattern holds on its engine. An engine with no rule for the op falls
+    back to the cluster (a warning per hint line, an error in strict mode); an op no rule lowers is an error."""
+    ctx, steps, errs = Ctx(graph, q, dep), [], Collector()
+    errs.extend(mapping.warnings)
+    fell_back: dict[Pos, list[Op]] = {}
+    for op in graph.ops:
+        pl = mapping.placed[op.name]
+        rule = _first_match(op, pl.engine, ctx, rules)
+        if rule is None and pl.engine != "cluster":
+            fell_back.setdefault(pl.pos, []).append(op)
+            pl = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
+            rule = _first_match(op, "cluster", ctx, rules)
+        if rule is None:
+            errs.add(pl.pos, f"no rule lowers {op.kind} {op.name}")
+            continue
+        named, math = rule.build(op, ctx, rule.kernel)
+        steps.append(Step(len(steps), op.name, rule.name, rule.kernel, pl.engine, pl.cores, _call(rule.kernel, named),
+                          op.macs, math, pl.reason, pl.pos))
+    for pos, ops in fell_back.items():
+        # no kernel for this engine yet: one message per hint line, an error in strict mode
+        engine, names = mapping.placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])
+        more = f" and {len(ops) - 3} more" if len(ops) > 3 else ""
+        errs.add(pos, f"no {engine} kernel implements {ops[0].kind} in this version: {names}{more}"
+                 + ("" if dep.strict else f" run{'s' if len(ops) == 1 else ''} on the cluster"),
+                 severity="error" if dep.strict else "warning")
+    errs.raise_if_errors(SpecError)
+    return Plan(tuple(steps), dict(graph.values), _step_consts(steps, q), tuple(errs.warnings))
+
+
+def _step_consts(steps: list[Step], q: QuantModel) -> dict:
+    """The constants the steps read: NPU layers' weights packed in the NPU's layout, nothing unused."""
+    consts = dict(q.consts)
+    for s in steps:
+        if s.engine == "npu":
+            p = q.params[s.op]
+            consts[s.op + ".wn"] = npu_pack(unblock_rows(q.consts[p["weight"]], p["n_out"]))
+    used = {a.name for s in steps for a in s.args if a.kind == "const"}
+    return {k: v for k, v in consts.items() if k in used}

@@ -1,0 +1,231 @@
+"""Tiling: fit every step's working set into the compute level (L1) by streaming what lives further out.
+
+Kernels compute from the first memory level. An operand that lives elsewhere (weights and the KV
+cache in L2) is moved by DMA, in one of three ways, chosen per step by its kernel:
+  * rows: a linear layer streams its weight rows (with their multipliers and shifts) `tile` rows at
+    a time, double-buffered when the level says `double_buffer`: the next tile's DMA runs while the
+    current tile computes. The input vector and the output stay in L1, so each weight byte moves once.
+  * positions: attention streams K, then V, `tile` positions at a time, one kv head after another;
+    the scores of that head's query group stay in L1.
+  * staged: anything else small (a norm's gains, a table, the token's embedding row, a RoPE row)
+    is copied in whole before the kernel, and a KV-cache row the kernel writes is copied out after.
+A step whose operands all live in L1 moves nothing. Tile sizes take the largest tile that fits the
+L1 budget beside what is live at that step: bytes moved are fixed by the scheme, so fewer, larger
+tiles only save per-transfer overhead.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+
+from .arena import lifetimes
+from ..errors import Collector, MemoryError_
+from ..ir.graph import ITEMSIZE, Plan, Step, Tiling, Value, Xfer
+from ..kernels.layout import ROWS_PER_BLOCK, n_blocks, padded_rows
+from ..frontend.spec import Deployment
+
+
+def align(n: int, a: int) -> int:
+    """n rounded up to a multiple of a."""
+    return (n + a - 1) // a * a
+
+
+
+def report_position(dep: Deployment) -> int:
+    """Per-token figures are stated at the middle of the context: the average step of a full generation."""
+    return dep.model.dims.context // 2
+
+
+class Tiler:
+    def __init__(self, plan: Plan, dep: Deployment):
+        self.plan, self.dep = plan, dep
+        self.l1 = dep.memory[0]
+        self.align = self.l1.alignment
+        self.weights_far = dep.level_holding("weights").name != self.l1.name
+        self.kv_far = dep.level_holding("kv_cache").name != self.l1.name
+        self.values: dict[str, Value] = dict(plan.values)
+        self.P = report_position(dep)
+        self.errs = Collector()
+        self.no_fits: list[tuple] = []
+
+    # ---- what is live in L1 before this step adds its own buffers ------------------------------
+    def live_l1(self) -> list[int]:
+        live = [0] * len(self.plan.steps)
+        for name, (lo, hi) in lifetimes(self.plan).items():
+            v = self.values[name]
+            if v.kind == "kv" and self.kv_far:
+                continue
+            size = align(v.nbytes, self.align)
+            for t in range(lo, hi + 1) if v.kind != "kv" else range(len(live)):
+                live[t] += size
+        return live
+
+    def new_buf(self, name: str, dtype: str, *shape: int) -> str:
+        self.values[name] = Value(name, dtype, tuple(shape), "tile")
+        return name
+
+    # ---- the schemes -------------------------------------------------------------------------------
+    def stage(self, s: Step, skip: tuple[str, ...] = ()) -> tuple[list[Xfer], int]:
+        """Stage far constants and far KV rows of a step; returns the transfers and their L1 bytes."""
+        xfers, used = [], 0
+        for i, a in enumerate(s.args):
+            if a.label in skip:
+                continue
+            if a.kind == "const" and self.weights_far:
+                arr = self.plan.consts[a.name]
+                n = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
+                shape = arr.shape[1:] if a.row else arr.shape
+                dtype = str(arr.dtype)
+                buf = self.new_buf(f"{s.op}.{a.label}", dtype, *(shape or (1,)))
+                xfers.append(Xfer(i, buf, n))
+                used += align(n, self.align)
+            elif a.kind == "buf" and a.row == "pos" and self.kv_far:
+                v = self.values[a.name]
+                n = v.nbytes // v.shape[0]
+                buf = self.new_buf(f"{s.op}.{a.label}_out", v.dtype, *v.shape[1:])
+                xfers.append(Xfer(i, buf, n, out=True))
+                used += align(n, self.align)
+        return xfers, used
+
+    def nbuf(self, n_tiles: int) -> int:
+        return 2 if self.l1.double_buffer and n_tiles > 1 else 1
+
+    def tile_linear(self, s: Step, avail: int) -> Step:
+        n_out = s.arg("n_out").value
+        wrow = s.spec.row_bytes(s)  # int4: its group scales and nibbles
+        # a shift per row from the weights, or (an input with per-token scales) this token's shift from a buffer
+        per_row = (wrow, 4, 1) if s.arg("shift").kind == "const" else (wrow, 4)
+        xfers, used = self.stage(s, skip=("w", "mult", "shift"))
+        if not self.weights_far:
+            return self.finish(s, None, xfers, 1, 0)
+        room = avail - used
+        blocks = n_blocks(n_out)
+        # tiles are whole blocks of R rows (the GEMV layout); fewest tiles first, since the bytes
+        # moved are the same for all and each tile costs a DMA setup
+        for n_tiles in range(1, blocks + 1):
+            per = math.ceil(blocks / n_tiles)
+            if math.ceil(blocks / per) != n_tiles:
+                continue
+            rows = per * ROWS_PER_BLOCK
+            need = self.nbuf(n_tiles) * sum(align(rows * b, self.align) for b in per_row)
+            if need <= room:
+                break
+        else:
+            smallest = sum(align(ROWS_PER_BLOCK * b, self.align) for b in per_row) * self.nbuf(blocks)
+            return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
+                                                          "multipliers and shifts")
+        padded, rows = rows, min(rows, n_out)
+        k = self.nbuf(n_tiles)
+        bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", padded, wrow) for b in range(k)),
+                "mult": tuple(self.new_buf(f"{s.op}.mult_tile{b}", "int32", rows) for b in range(k)),
+                "shift": tuple(self.new_buf(f"{s.op}.shift_tile{b}", "uint8", rows) for b in range(k))
+                if len(per_row) == 3 else ()}
+        moved = padded_rows(n_out) * wrow + n_out * sum(per_row[1:])
+        return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
+
+    def tile_attention(self, s: Step, avail: int) -> Step:
+        """A group of `lanes` kv heads (one per core, at most all of them; fewer when L1 cannot hold that
+        many) is resident at a time, each lane with its K/V tiles, its query heads' scores, accumulators,
+        exp sums and score maxima; the cores share out the group's query heads and read the lanes' tiles in common."""
+        d = self.dep.model.dims
+        group, hs = d.heads // d.kv_heads, d.head_size
+        kb = ITEMSIZE[self.values[s.arg("k_cache").name].dtype]  # bytes per K element: 2 with int16 keys; V int8
+        xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
+        acc_b = align(group * hs * 4, self.align) + 2 * align(group * 4, self.align)  # acc, sums, max
+        scores_b = align(group * d.context * 4, self.align)
+        for lanes in range(min(s.cores, d.kv_heads), 0, -1):
+            room = avail - used - lanes * acc_b - (lanes - 1) * scores_b  # lane 0's scores are the graph's scratch
+            if not self.kv_far:
+                tile = d.context if room >= 0 else 0
+            else:
+                tile = next((t for t in range(d.context, 0, -1)
+                             if self.nbuf(math.ceil(d.context / t)) * (align(t * lanes * hs * kb, self.align)
+                                                                       + align(t * lanes * hs, self.align)) <= room), 0)
+            if tile:
+                break
+        else:
+            smallest = acc_b + (align(kb * hs, self.align) + align(hs, self.align)) * self.nbuf(2) * self.kv_far
+            return self.no_fit(s, avail - used, smallest, "one K and one V position of one head")
+        bufs = {"acc": tuple(self.new_buf(f"{s.op}.acc{lane}", "int32", group, hs) for lane in range(lanes)),
+                "sums": tuple(self.new_buf(f"{s.op}.sums{lane}", "int32", group) for lane in range(lanes)),
+                "max": tuple(self.new_buf(f"{s.op}.max{lane}", "int32", group) for lane in range(lanes)),
+                "scores": (s.arg("scratch").name,) + tuple(self.new_buf(f"{s.op}.scores{lane}", "int32", group, d.context)
+                                                    for lane in range(1, lanes))}
+        if not self.kv_far:
+            return self.finish(s, Tiling("positions", d.context, False, bufs), xfers, 2 * d.kv_heads, 0)
+        k = self.nbuf(math.ceil(d.context / tile))
+        for which in ("k", "v"):  # a tile holds the lanes' rows side by side: one 2-D transfer per tile
+            dt = self.values[s.arg(which + "_cache").name].dtype
+            bufs[which] = tuple(self.new_buf(f"{s.op}.{which}_tile{b}", dt, tile, lanes * hs) for b in range(k))
+        per_pass = math.ceil((self.P + 1) / tile)
+        moved = (kb + 1) * (self.P + 1) * d.kv_dim
+        groups = math.ceil(d.kv_heads / lanes)
+        return self.finish(s, Tiling("positions", tile, k == 2, bufs), xfers, 2 * groups * per_pass, moved,
+                           transfers=2 * groups * per_pass)
+
+    def finish(self, s: Step, tiling, xfers, tiles: int, moved: int, transfers: int = 0) -> Step:
+        moved += sum(x.nbytes for x in xfers)
+        transfers += len(xfers)
+        t = self.dep.target
+        cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
+        macs = s.macs
+        if s.spec.tiling == "positions":  # attention: restate at the report position
+            d = self.dep.model.dims
+            macs = 2 * d.heads * d.head_size * (self.P + 1)
+        return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
+
+    def no_fit(self, s: Step, room: int, smallest: int, what: str) -> Step:
+        self.no_fits.append((s.op, max(room, 0), smallest, what))
+        return s
+
+    def report_no_fits(self) -> None:
+        """One error per kind of op: the same failure in every layer is one message."""
+        folded: dict[tuple, list[str]] = {}
+        for op, room, smallest, what in self.no_fits:
+            m = re.match(r"layers\.(\d+)\.(.*)", op)
+            folded.setdefault((m.group(2) if m else op, room, smallest, what), []).append(m.group(1) if m else "")
+        for (op, room, smallest, what), layers in folded.items():
+            name = op if layers == [""] else (f"layers.{layers[0]}.{op}" if len(layers) == 1
+                                               else f"layers[{layers[0]}..{layers[-1]}].{op}")
+            self.errs.add(self.l1.pos, f"{name}: no tiling fits {self.l1.name}: {room:,} B are free beside what "
+                          f"this step keeps live, the smallest working set needs {smallest:,} B ({what})",
+                          f"raise {self.l1.name} (now {self.l1.size_bytes:,} B)")
+
+    def run(self) -> Plan:
+        live = self.live_l1()
+        steps = []
+        for s in self.plan.steps:
+            avail = self.l1.size_bytes - live[s.index]
+            if s.spec.tiling == "rows":
+                steps.append(self.tile_linear(s, avail))
+            elif s.spec.tiling == "positions":
+                steps.append(self.tile_attention(s, avail))
+            else:  # staged whole, but for what the engine keeps in its own memory (the NPU's weights)
+                xfers, used = self.stage(s, skip=s.spec.resident)
+                if used > avail:
+                    self.no_fit(s, avail, used, "its staged operands")
+                steps.append(self.finish(s, None, xfers, 1, 0))
+        self.report_no_fits()
+        self.errs.raise_if_errors(MemoryError_)
+        return replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
+                       dma_lower_bound=self.lower_bound())
+
+    def lower_bound(self) -> int:
+        """Every far byte a token needs, moved once: each constant (or the row of it used) and the
+        KV-cache rows read and written at the report position."""
+        seen: dict[tuple[str, str | None], int] = {}
+        d = self.dep.model.dims
+        for s in self.plan.steps:
+            for a in s.args:
+                if a.kind == "const" and self.weights_far and a.label not in s.spec.resident:  # e.g. the NPU's
+                    arr = self.plan.consts[a.name]
+                    seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
+        kb = ITEMSIZE[self.values["kv.k.0"].dtype] if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
+        kv = d.layers * (kb + 1) * ((self.P + 1) * d.kv_dim + d.kv_dim) if self.kv_far else 0
+        return sum(seen.values()) + kv
+
+
+def tile(plan: Plan, dep: Deployment) -> Plan:
+    return Tiler(plan, dep).run()
+

@@ -1,0 +1,1 @@
+"""Integer quantization: calibration, GPTQ int8 and q4."""
