@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import DPLY, deeploy_cmd, needs_cc
-from deeploy_dsl.engines.runner import parse_program_output
+from deeploy_dsl.engines.program_io import parse_program_output
 
 N_CHECK = 64  # ids compared against the float reference
 N_NEW = 128  # ids generated for golden vs C

@@ -11,7 +11,7 @@ import pytest
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.quant.gptq import Hessians, gptq_int8, gptq_q4
 from deeploy_dsl.backend.plan_yaml import plan_yaml
-from deeploy_dsl.quant.quantize import _weights_i8, _weights_q4
+from deeploy_dsl.quant.quantize import _weights_i8, weights_q4
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -59,7 +59,7 @@ def test_gptq_int4_keeps_the_format_and_cuts_the_output_error():
     assert q.dtype == np.int8 and q.min() >= -8 and q.max() <= 7 and e.dtype == np.uint8 and e.min() >= 1
     assert not q[:, 5].any()
     deq = q * np.repeat(e.astype(float), 32, axis=1) * s[:, None]
-    qn, en, sn = _weights_q4(w, 32)
+    qn, en, sn = weights_q4(w, 32)
     near = qn * np.repeat(en.astype(float), 32, axis=1) * sn[:, None]
     x[:, 5] = 0
     assert output_error(w, deq, x) < 0.6 * output_error(w, near, x)

@@ -23,7 +23,7 @@ from deeploy_dsl.compiler import compile_deployment  # noqa: E402
 from deeploy_dsl.errors import SpecError  # noqa: E402
 from deeploy_dsl.backend.plan_yaml import plan_yaml  # noqa: E402
 from deeploy_dsl.engines.qemu import missing_tools  # noqa: E402
-from deeploy_dsl.quant.quantize import _weights_q4  # noqa: E402
+from deeploy_dsl.quant.quantize import weights_q4  # noqa: E402
 
 DPLY = ROOT / "deployments/stories260k.dply"
 INT4 = "quantize.weights=int4 per_group(32)"
@@ -76,7 +76,7 @@ def test_group_scales_beat_nearest_rounding_at_the_group_max():
     w = rng.standard_normal((24, 96)) * np.exp(rng.standard_normal((24, 1)))  # rows of different magnitudes
     w[3] = 0.0  # an all-zero row
     w[5, 40] = 25.0  # an outlier in one group
-    q, e, s = _weights_q4(w, 32)
+    q, e, s = weights_q4(w, 32)
     assert q.dtype == np.int8 and q.min() >= -8 and q.max() <= 7
     assert e.dtype == np.uint8 and e.min() >= 1 and s.shape == (24,) and np.all(s > 0)
     assert not q[3].any()
@@ -88,7 +88,7 @@ def test_group_scales_beat_nearest_rounding_at_the_group_max():
     assert ((deq - w) ** 2).sum() < ((rtn - w) ** 2).sum()
     # the outlier's group does not cost the row's other groups their precision
     assert np.abs(deq[5, :32] - w[5, :32]).max() <= 0.6 * np.abs(w[5, :32]).max() / 7
-    q2, e2, s2 = _weights_q4(w, 32)
+    q2, e2, s2 = weights_q4(w, 32)
     assert (q2 == q).all() and (e2 == e).all() and (s2 == s).all()
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import DPLY, MODEL_DIR, ROOT, needs_cc
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.compiler import prompt_ids
-from deeploy_dsl.engines.runner import parse_program_output, write_ids
+from deeploy_dsl.engines.program_io import parse_program_output, write_ids
 
 # build time only (the sanitizers do not care about the scales): a quarter of the calibration tokens
 QUICK = "quantize.activations=int8 calibrate(samples, tokens = 1024, stat = percentile(99.99))"

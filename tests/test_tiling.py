@@ -11,7 +11,8 @@ import pytest
 from conftest import DPLY, needs_cc
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import MemoryError_
-from deeploy_dsl.engines.runner import build_c, parse_program_output, run_golden_compiled
+from deeploy_dsl.engines.program_io import parse_program_output
+from deeploy_dsl.engines.runner import build_c, run_golden_compiled
 
 BUDGETS = ("16KiB", "32KiB", "64KiB", "256KiB")
 PROMPT = [1, 403, 407, 261, 378]  # "Once upon a time"

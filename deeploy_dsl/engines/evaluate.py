@@ -20,7 +20,7 @@ import numpy as np
 
 from ..compiler import Compiled
 from .golden import Golden
-from ..quant.quantize import _weights_q4
+from ..quant.quantize import weights_q4
 from .runner import run_golden_compiled
 
 PROMPTS = ("", "Once upon a time", "Lily and Tom went to the park.", 'The big dog was happy. He said, "Hello!"')
@@ -92,8 +92,8 @@ def _int8_rows(w: np.ndarray) -> np.ndarray:
 
 
 def _int4_groups(w: np.ndarray, group: int) -> np.ndarray:
-    """int4 with a scale per group (quantize._weights_q4, nearest rounding), dequantized."""
-    q, e, s = _weights_q4(w, group)
+    """int4 with a scale per group (quantize.weights_q4, nearest rounding), dequantized."""
+    q, e, s = weights_q4(w, group)
     return (q * np.repeat(e.astype(np.float64), group, axis=1)[:, : q.shape[1]] * s[:, None]).astype(np.float32)
 
 

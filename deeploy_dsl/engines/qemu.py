@@ -16,6 +16,7 @@ import numpy as np
 from ..backend.codegen import render, write_build
 from ..compiler import Compiled
 from ..errors import Diagnostic, Pos, ToolError
+from .program_io import parse_prefill_instret, parse_program_output, write_ids
 
 PACKAGES = "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc"
 TOOLS = ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "qemu-system-riscv32", "make")
@@ -62,7 +63,6 @@ def _semihosting_args(args: list[str]) -> str:
 def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool = True, cores: int = 1,
             timeout: float = 600, profile: bool = False, prefill: bool = False) -> QemuRun:
     """prefill: the prompt through prefill() (its instructions in QemuRun.prefill_instret), else forward() per token."""
-    from .runner import parse_prefill_instret, parse_program_output, write_ids
     require_tools()
     work = elf.parent
     write_ids(work, prompt_ids)  # read by the guest through semihosting, relative to QEMU's working directory

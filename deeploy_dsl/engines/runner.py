@@ -3,7 +3,6 @@ the C) and c (the generated program, built and run). All three decode the same w
 ids one by one, then greedy until N new tokens, BOS/EOS, or the end of the context."""
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +16,7 @@ from ..compiler import Compiled, compile_deployment, load_tokenizer, prompt_ids
 from ..errors import COMMAND_LINE, Diagnostic, Pos, ToolError
 from ..model.float_model import FloatModel
 from .golden import Golden
+from .program_io import parse_program_output, write_ids
 from ..frontend.interpret import load_deployment
 from ..model.weights import load_weights
 
@@ -122,31 +122,6 @@ def build_c(c: Compiled, out: Path) -> Path:
     if res.returncode != 0:
         raise ToolError([Diagnostic(Pos(str(out)), "building the generated C failed:\n" + res.stderr[-4000:])])
     return out / c.dep.name
-
-
-def parse_prefill_instret(text: str) -> tuple[int, list[int]] | None:
-    """The program's `instret: prefill N c0 c1 ...` line: prompt tokens and instructions per core, or None."""
-    m = re.search(r"^instret: prefill (\d+) ([\d ]+)$", text, re.M)
-    return (int(m.group(1)), [int(v) for v in m.group(2).split()]) if m else None
-
-
-def parse_program_output(text: str) -> tuple[list[int], dict[int, list[int]], dict[int, int]]:
-    """The generated program's `ids:` line, its per-position `instret:` lines (one count per core)
-    and `dma:` lines (a prefill's lines are parse_prefill_instret's)."""
-    ids = next((ln.split()[1:] for ln in text.splitlines() if ln.startswith("ids:")), None)
-    if ids is None:
-        raise ToolError([Diagnostic(Pos("<program>"), f"the generated program printed no ids:\n{text[-2000:]}")])
-    instret = {int(m.group(1)): [int(v) for v in m.group(2).split()]
-               for m in re.finditer(r"^instret: pos (\d+) ([\d ]+)$", text, re.M)}
-    dma = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^dma: pos (\d+) bytes (\d+)", text, re.M)}
-    return [int(t) for t in ids], instret, dma
-
-
-def write_ids(folder: Path, ids: list[int]) -> Path:
-    """The prompt's ids as the generated program's --ids-file reads them (argv is too small for a long prompt)."""
-    path = folder / "ids.txt"
-    path.write_text(" ".join(map(str, ids)) + "\n", encoding="ascii")
-    return path
 
 
 def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None,

@@ -5,7 +5,7 @@ Rounding each weight to its nearest grid point minimises the weights' error, but
 Generative Pre-trained Transformers", ICLR 2023) rounds the input channels of a layer one at a time and moves each
 one's rounding error onto the channels not yet rounded, in proportion to the inverse of H = E[x x^T] (here from the
 calibration pass's layer inputs). The grids are the same as nearest rounding's (kernels unchanged, only which integers
-the weights are): int8 per output row; int4 per group, each group's scale chosen (as in quantize._weights_q4) on the
+the weights are): int8 per output row; int4 per group, each group's scale chosen (as in quantize.weights_q4) on the
 weights as they are when the pass reaches the group (group_scale, which nearest rounding uses too). Compile time only; deterministic (float64 numpy).
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ def group_scale(wg: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 def gptq_q4(w: np.ndarray, h: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int4 per group with GPTQ rounding: (q int8 [rows, cols] in [-8, 7], e uint8 [rows, groups], s [rows]), the
-    format of quantize._weights_q4. A row's s comes from the weights before the pass; a group whose updated weights
+    format of quantize.weights_q4. A row's s comes from the weights before the pass; a group whose updated weights
     outgrow it gets e = 255 and clips."""
     w0 = np.asarray(w, np.float64)
     n_out, n_in = w0.shape

@@ -185,7 +185,7 @@ def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, s
 
 
-def _weights_q4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def weights_q4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int4 with a scale per group of `group` input channels: (q int8 [rows, cols] in [-8, 7], e uint8 [rows, groups],
     s [rows]) with w ~= q * e[:, col // group] * s[:, None]. The group scales are integers relative to the row's s
     (the integer path has one multiplier per row), and per group the clip (a fraction of the group's max) and so its
@@ -211,7 +211,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
              hessians: Hessians | None = None, dynamic: tuple[str, ...] = ()) -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
     groups[op] > 0 (mapping.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
-    channels (_weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
+    channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
     stays int8 (a table, one row read per token). dynamic ("swiglu"): the SwiGLU output has a per-token power-of-two
     scale (kernels.swiglu_dyn); the down projection's multipliers are made for the unit of silu * up, and the
     SwiGLU kernel hands it its shift minus the token's.
@@ -239,7 +239,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         group = (groups or {}).get(op, 0)
         try:
             if group:
-                q, e, sw = _weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
+                q, e, sw = weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
                 consts[op + ".wq4"] = q4_pack(q, e, group)
             else:
                 q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
