@@ -118,7 +118,7 @@ class WeightsError(DeeployError):
     """The weights file does not match the model the `.dply` describes."""
 
 
-class MemoryError_(DeeployError):
+class MemoryBudgetError(DeeployError):
     """A memory budget cannot hold what the plan needs."""
 
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from deeploy_dsl.passes.arena import Buffer, allocate, best_fit, check_allocation
-from deeploy_dsl.errors import DeeployError, MemoryError_
+from deeploy_dsl.errors import DeeployError, MemoryBudgetError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
@@ -265,7 +265,7 @@ def test_budget_error_names_level_need_bound_and_budget_from_the_command_line(c2
     from deeploy_dsl.frontend.interpret import load_deployment
     need, bound = c260k.alloc.arena_bytes["L1"], c260k.alloc.lower_bound["L1"]
     assert need > 1024, "the test needs activations that do not fit 1 KiB"
-    with pytest.raises(MemoryError_) as e:
+    with pytest.raises(MemoryBudgetError) as e:
         allocate(c260k.plan, load_deployment(DPLY, ["memory.L1=1KiB"]))
     assert isinstance(e.value, DeeployError)
     (d,) = e.value.diagnostics
@@ -283,7 +283,7 @@ def test_budget_error_points_at_the_level_line(c260k, tmp_path):
     path = tmp_path / "tight.dply"
     path.write_text(text)
     line = next(i for i, ln in enumerate(text.split("\n"), 1) if ln.startswith("    L1 1 KiB    holds activations"))
-    with pytest.raises(MemoryError_) as e:
+    with pytest.raises(MemoryBudgetError) as e:
         allocate(c260k.plan, load_deployment(path))
     (d,) = e.value.diagnostics
     assert (d.pos.line, d.pos.col) == (line, 5)

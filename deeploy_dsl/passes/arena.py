@@ -1,15 +1,16 @@
 """Static memory: one arena per memory level, offsets from buffer lifetimes, and an independent checker.
 
 Persistent buffers (the KV cache) sit at the bottom of their level's arena; per-step buffers are
-placed above them by greedy best-fit over lifetimes. The lower bound printed next to each arena is
-the largest number of bytes live at any one step, which no allocation can beat.
+placed above them by exact_alloc.solve over their lifetimes (a greedy start, then branch-and-bound up to
+SEARCH_NODES). The lower bound printed next to each arena is the largest number of bytes live at any one
+step, which no allocation can beat.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from . import exact_alloc
-from ..errors import Collector, MemoryError_
+from ..errors import Collector, MemoryBudgetError
 from ..ir.graph import Plan
 from ..frontend.spec import Deployment
 
@@ -133,7 +134,7 @@ def _check_budgets(alloc: Allocation, dep: Deployment) -> None:
                 parts.append(f"weights {alloc.weight_bytes[lvl.name]} B")
             errs.add(lvl.pos, f"{lvl.name} needs {need} B ({' + '.join(parts)}) but has {lvl.size_bytes} B",
                      f"raise {lvl.name}'s size, or place {', '.join(lvl.holds)} in another level with 'holds'")
-    errs.raise_if_errors(MemoryError_)
+    errs.raise_if_errors(MemoryBudgetError)
 
 
 def check_allocation(buffers, capacity: dict[str, int]) -> list[str]:

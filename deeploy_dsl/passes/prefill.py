@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .arena import Allocation, allocate
-from ..errors import DeeployError, MemoryError_
+from ..errors import DeeployError, MemoryBudgetError
 from .forks import group_forks
 from ..ir.graph import Plan, Step, Value
 from ..frontend.spec import Deployment
@@ -97,7 +97,7 @@ def build(lowered: Plan, decode_alloc: Allocation, dep: Deployment) -> Prefill:
             note = "" if chunk == wanted else (f"prefill chunk {chunk} instead of {wanted}: a chunk of {wanted} "
                                                f"does not fit ({first_err})")
             return Prefill(plan, alloc, chunk, wanted, note)
-        except (MemoryError_, DeeployError) as e:
+        except (MemoryBudgetError, DeeployError) as e:
             first_err = first_err or (str(e).splitlines()[0] if str(e) else type(e).__name__)
             if chunk == 1:
                 raise

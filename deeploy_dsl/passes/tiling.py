@@ -20,7 +20,7 @@ import re
 from dataclasses import replace
 
 from .arena import lifetimes
-from ..errors import Collector, MemoryError_
+from ..errors import Collector, MemoryBudgetError
 from ..ir.graph import ITEMSIZE, Plan, Step, Tiling, Value, Xfer
 from ..kernels.layout import ROWS_PER_BLOCK, n_blocks, padded_rows
 from ..frontend.spec import Deployment
@@ -207,7 +207,7 @@ class Tiler:
                     self.no_fit(s, avail, used, "its staged operands")
                 steps.append(self.finish(s, None, xfers, 1, 0))
         self.report_no_fits()
-        self.errs.raise_if_errors(MemoryError_)
+        self.errs.raise_if_errors(MemoryBudgetError)
         return replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
                        dma_lower_bound=self.lower_bound())
 
