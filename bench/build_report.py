@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deeploy_dsl.backend.codegen import render, write_build
+from deeploy_dsl.backend.builddir import write_build
+from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.engines.runner import run_golden_compiled
 

@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deeploy_dsl.backend.codegen import render, write_build
+from deeploy_dsl.backend.builddir import write_build
+from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
 
 REPO = Path(__file__).resolve().parents[1]

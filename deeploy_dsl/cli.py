@@ -57,7 +57,8 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
     """Compile a deployment into a self-contained C project."""
     def go():
-        from .backend.codegen import check_output, render, write_build
+        from .backend.builddir import check_output, write_build
+        from .backend.codegen import render
         from .compiler import compile_deployment
         t0 = time.perf_counter()
         if out is not None:

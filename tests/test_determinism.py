@@ -98,7 +98,7 @@ BAD = {"arena_too_big": "memory.L1=1KiB", "unknown_target": "target=nope"}
 
 @pytest.mark.parametrize("override", list(BAD.values()), ids=list(BAD))
 def test_failed_build_leaves_nothing_behind(override, tmp_path, rendered, model_dir):
-    from deeploy_dsl.backend.codegen import write_build
+    from deeploy_dsl.backend.builddir import write_build
 
     fresh = tmp_path / "fresh" / "out"
     kept = tmp_path / "kept"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DPLY, MODEL_DIR, deeploy_cmd, invoke, needs_cc
-from deeploy_dsl.backend.codegen import MARKER, OutputError, check_output, write_build
+from deeploy_dsl.backend.builddir import MARKER, OutputError, check_output, write_build
 from deeploy_dsl.engines.program_io import parse_program_output
 
 ENGINES = ("float", "golden", "c", "qemu")

@@ -85,7 +85,8 @@ generate {{
 def asan(model_dir, tmp_path_factory):
     """name -> (compiled deployment, its `make asan` program), each built once."""
     needs_cc()
-    from deeploy_dsl.backend.codegen import render, write_build
+    from deeploy_dsl.backend.builddir import write_build
+    from deeploy_dsl.backend.codegen import render
     from deeploy_dsl.compiler import compile_deployment
     root, built = tmp_path_factory.mktemp("asan"), {}
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import DPLY, needs_cc
 from deeploy_dsl.compiler import compile_deployment
-from deeploy_dsl.errors import MemoryError_
+from deeploy_dsl.errors import MemoryBudgetError
 from deeploy_dsl.engines.program_io import parse_program_output
 from deeploy_dsl.engines.runner import build_c, run_golden_compiled
 
@@ -52,7 +52,7 @@ def test_dma_is_within_ten_percent_of_its_lower_bound_at_64kib(model_dir):
 
 
 def test_no_tiling_fits_names_the_layer_the_budget_and_the_smallest_working_set(model_dir):
-    with pytest.raises(MemoryError_) as e:
+    with pytest.raises(MemoryBudgetError) as e:
         compile_deployment(DPLY, ["memory.L1=1KiB"])
     text = e.value.render()
     assert "no tiling fits L1" in text and "smallest working set needs" in text

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend.codegen import render, write_build
+from ..backend.builddir import write_build
+from ..backend.codegen import render
 from ..compiler import Compiled
 from ..errors import Diagnostic, Pos, ToolError
 from .program_io import parse_prefill_instret, parse_program_output, write_ids

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend.codegen import render, write_build
+from ..backend.builddir import write_build
+from ..backend.codegen import render
 from ..compiler import Compiled, compile_deployment, load_tokenizer, prompt_ids
 from ..errors import COMMAND_LINE, Diagnostic, Pos, ToolError
 from ..model.float_model import FloatModel

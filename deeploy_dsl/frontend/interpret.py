@@ -251,7 +251,7 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
 
 MAX_NAME = 64  # the deployment's name names the build folder, the program and its Makefile target
 # what the program (named after the deployment) must not be called: the Makefile's other targets, and the build's
-# files without a suffix (templates/Makefile.j2, codegen.MARKER), which `make` would overwrite
+# files without a suffix (templates/Makefile.j2, builddir.MARKER), which `make` would overwrite
 TAKEN_NAMES = {"clean": "the Makefile's target", "rv32": "the Makefile's target", "asan": "the Makefile's target",
                "Makefile": "the build's file",
                "makefile": "the file make reads before Makefile", "GNUmakefile": "the file make reads before Makefile",
