@@ -3,7 +3,7 @@ hinted (q, k, v and the MLP's linear layers on the NPU), and `auto` (the compile
 
     python bench/mapping_report.py [deployments/stories260k.dply]
 
-Estimates from the target's cost model (deeploy_dsl/cost.py, figures in targets/siracusa.yaml), not
+Estimates from the target's cost model (deeploy_dsl/engines/cost.py, figures in targets/siracusa.yaml), not
 measurements.
 """
 from __future__ import annotations

@@ -25,7 +25,7 @@ def score_params(real: float) -> dict:
 
 
 def out_params(real: float, bits: int) -> dict:
-    """out_mult/shift for out = mean_v * real with exps in Q`bits`, as deeploy_dsl/quantize.py computes them."""
+    """out_mult/shift for out = mean_v * real with exps in Q`bits`, as deeploy_dsl/quant/quantize.py computes them."""
     om, os_ = K.quantize_multiplier(real)
     if os_ + bits > 62:  # keep the product's shift within int64: give up low mantissa bits
         om, os_ = int(K.rshift_round(om, os_ + bits - 62)) or 1, 62 - bits

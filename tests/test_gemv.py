@@ -1,4 +1,4 @@
-"""gemv_i8/i16/i32 (kernels_c/gemv.c) over the row-blocked layout (deeploy_dsl/layout.py) compute exactly the
+"""gemv_i8/i16/i32 (kernels_c/gemv.c) over the row-blocked layout (deeploy_dsl/kernels/layout.py) compute exactly the
 integers of kernels.linear (one shift per call, shift[0]; per-row mult; rounding half up): on the host through
 ctypes, under ASan/UBSan on exact-size buffers, and on RV32 under QEMU (when the riscv64-unknown-elf toolchain and
 qemu-system-riscv32 are installed)."""

@@ -1,4 +1,4 @@
-"""The C kernels in kernels_c/ compute exactly the integers of their numpy twins in deeploy_dsl/kernels.py."""
+"""The C kernels in kernels_c/ compute exactly the integers of their numpy twins in deeploy_dsl/kernels/twins.py."""
 from __future__ import annotations
 
 import ctypes

@@ -1,5 +1,5 @@
 """The C kernels of kernels_c/, built for bare-metal RV32 and run under QEMU, compute exactly the integers of
-their numpy twins in deeploy_dsl/kernels.py (the host twin of this module is tests/test_kernels_c.py).
+their numpy twins in deeploy_dsl/kernels/twins.py (the host twin of this module is tests/test_kernels_c.py).
 
 One harness program (tests/rv32_harness.c) is built once per session. It reads a job file of cases, each a
 few arrays and a short list of kernel calls on them, runs the calls, and writes back the arrays each case
@@ -321,7 +321,7 @@ def blocked_rows(w, R):
 
 
 def gen_gemv(bits, layout):
-    """gemv_iN over weights blocked by deeploy_dsl/layout.py: the integers of kernels.linear."""
+    """gemv_iN over weights blocked by deeploy_dsl/kernels/layout.py: the integers of kernels.linear."""
     dt, lim = LINEAR_DTYPES[bits]
     R = layout.ROWS_PER_BLOCK
     cases = []
@@ -1110,7 +1110,7 @@ def test_gemv_matches_twin_on_rv32(harness, rv32_results, bits):
     if not (KDIR / "gemv.c").exists():
         pytest.skip("kernels_c/gemv.c is not there")
     if gemv_layout() is None:
-        pytest.skip("kernels_c/gemv.c is there but deeploy_dsl/layout.py (block_rows, ROWS_PER_BLOCK) is not")
+        pytest.skip("kernels_c/gemv.c is there but deeploy_dsl/kernels/layout.py (block_rows, ROWS_PER_BLOCK) is not")
     assert harness.gemv, f"kernels_c/gemv.c does not build for RV32:\n{harness.gemv_error}"
     check_runs(f"gemv_i{bits}", rv32_results.get(f"gemv_i{bits}", []))
 

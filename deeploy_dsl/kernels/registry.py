@@ -6,7 +6,7 @@ moves its operands through L1 (tiling), how the cores share one call (split), it
 prefill chunk runs it, and the steps.c.j2 fragment that prints it. Lowering rules (rules.py) emit a spec with
 named arguments; tiling, cost, golden and codegen read the spec's fields and the arguments by name.
 
-Adding a kernel variant: its C in kernels_c/ (and prototype in deeploy_kernels.h), its numpy twin in kernels.py,
+Adding a kernel variant: its C in kernels_c/ (and prototype in deeploy_kernels.h), its numpy twin in twins.py,
 one spec here, one rule in rules.py.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Post-training quantization: calibrate activation ranges on the float model, then turn every op's
-float parameters into the integers the kernels in `kernels.py` consume.
+float parameters into the integers the kernels in `kernels/twins.py` consume.
 
 Scales are float only here, at compile time. Weights are symmetric int8 per output channel,
 activations symmetric int8 per tensor, the residual stream int16 with one scale for all layers (so
