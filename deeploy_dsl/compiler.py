@@ -21,21 +21,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .passes.arena import Allocation, allocate
 from .errors import DeeployError, Diagnostic, Pos, SpecError
-from .model.float_model import FloatModel
-from .passes.forks import group_forks
-from .ir.graph import Graph, Plan, build_graph
 from .frontend.interpret import load_deployment
+from .frontend.spec import Deployment
+from .ir.graph import Graph, Plan, build_graph
+from .model.float_model import FloatModel
+from .model.tokenizer import Tokenizer, utf8
+from .model.weights import Weights, load_weights
+from .passes.arena import Allocation, allocate
+from .passes.forks import group_forks
 from .passes.mapping import place_ops, weight_groups
 from .passes.prefill import Prefill, build as build_prefill
-from .quant.quantize import QuantModel, calibrate, input_hessians, quantize
 from .passes.rules import lower, rules_for
 from .passes.tiling import tile
 from .passes.verify import check_plan
-from .frontend.spec import Deployment
-from .model.tokenizer import Tokenizer, utf8
-from .model.weights import Weights, load_weights
+from .quant.quantize import QuantModel, calibrate, input_hessians, quantize
 
 
 @dataclass(frozen=True)

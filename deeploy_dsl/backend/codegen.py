@@ -13,12 +13,12 @@ import numpy as np
 import yaml
 
 from ..compiler import Compiled
+from ..kernels.registry import RUNTIME_FILES
+from ..model.tokenizer import c_string_literal, c_table_source, utf8
 from .cmodel import ModelC, c_ident, const_ident
 from .memory_map import memory_maps
 from .plan_yaml import plan_yaml
-from ..kernels.registry import RUNTIME_FILES
 from .report import report_json
-from ..model.tokenizer import c_string_literal, c_table_source, utf8
 
 NP_TO_C = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
            np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t"}

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..frontend.spec import Deployment, Target
 from ..ir.graph import Plan, Step
 from ..kernels.layout import npu_packed_bytes
 from ..passes.prefill import mode
-from ..frontend.spec import Deployment, Target
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..compiler import Compiled
-from .golden import Golden
 from ..quant.quantize import weights_q4
+from .golden import Golden
 from .runner import run_golden_compiled
 
 PROMPTS = ("", "Once upon a time", "Lily and Tom went to the park.", 'The big dog was happy. He said, "Hello!"')

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..passes.arena import Allocation
 from ..ir.graph import Plan
+from ..passes.arena import Allocation
 from ..passes.prefill import mode
 
 NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}

@@ -15,11 +15,11 @@ from ..backend.builddir import write_build
 from ..backend.codegen import render
 from ..compiler import Compiled, compile_deployment, load_tokenizer, prompt_ids
 from ..errors import COMMAND_LINE, Diagnostic, Pos, ToolError
+from ..frontend.interpret import load_deployment
 from ..model.float_model import FloatModel
+from ..model.weights import load_weights
 from .golden import Golden
 from .program_io import parse_program_output, write_ids
-from ..frontend.interpret import load_deployment
-from ..model.weights import load_weights
 
 BOS, EOS = 1, 2
 

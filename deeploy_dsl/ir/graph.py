@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import Pos
-from ..kernels.kernelspec import KernelSpec, Split
 from ..frontend.spec import Dims
+from ..kernels.kernelspec import KernelSpec, Split
 
 ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
 C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}

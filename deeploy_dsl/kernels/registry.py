@@ -11,8 +11,8 @@ one spec here, one rule in rules.py.
 """
 from __future__ import annotations
 
-from . import twins as K
 from ..engines.cost import attention_work, elementwise_work, linear_q4_work, linear_work, npu_work
+from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import q4_row_bytes, q4_unpack, unblock_rows
 

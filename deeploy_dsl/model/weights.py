@@ -17,9 +17,9 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import Collector, Diagnostic, Pos, WeightsError
+from ..frontend.spec import Dims, ModelSpec
 from .llama2c import permute_rotary, unpermute_rotary
 from .modelfiles import FileProblem, json_object_end, load_json, open_regular, read_exact, short
-from ..frontend.spec import Dims, ModelSpec
 
 DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
 HEADER_MAX = 16 << 20  # a Llama's header is ~100 bytes per tensor: a few tens of KiB

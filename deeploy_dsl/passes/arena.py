@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import exact_alloc
 from ..errors import Collector, MemoryBudgetError
-from ..ir.graph import Plan
 from ..frontend.spec import Deployment
+from ..ir.graph import Plan
+from . import exact_alloc
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .arena import lifetimes
-from ..ir.graph import Plan, Step
 from ..frontend.spec import Deployment
+from ..ir.graph import Plan, Step
+from .arena import lifetimes
 from .tiling import align
 
 

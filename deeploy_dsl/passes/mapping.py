@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 from ..engines.cost import cluster_linear_cycles, npu_linear_cycles
 from ..errors import COMMAND_LINE, Collector, Pos, SpecError
+from ..frontend.spec import Deployment, MapHint, PathPattern
 from ..ir.graph import LINEAR_KINDS, Graph, Op
 from ..kernels.layout import npu_packed_bytes, padded_rows, weight_row_bytes
-from ..frontend.spec import Deployment, MapHint, PathPattern
 
 # names a hint may use for an op besides its own last segment
 ALIASES = {"qkv": ("q", "k", "v"), "softmax": ("attention",), "rope": ("rope_q", "rope_k"),

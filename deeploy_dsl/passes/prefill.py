@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .arena import Allocation, allocate
 from ..errors import DeeployError, MemoryBudgetError
-from .forks import group_forks
-from ..ir.graph import Plan, Step, Value
 from ..frontend.spec import Deployment
+from ..ir.graph import Plan, Step, Value
+from .arena import Allocation, allocate
+from .forks import group_forks
 from .tiling import Tiler, align
 
 LAST_ONLY = ("final_norm", "logits")  # values only the last token needs

@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..kernels import registry as R
 from ..errors import Collector, Pos, SpecError
+from ..frontend.spec import Deployment, Target
 from ..ir.graph import Arg, Graph, Op, Plan, Step
+from ..kernels import registry as R
 from ..kernels.kernelspec import KernelSpec
 from ..kernels.layout import npu_pack, unblock_rows
-from .mapping import Mapping, Placement
 from ..quant.quantize import QuantModel
-from ..frontend.spec import Deployment, Target
+from .mapping import Mapping, Placement
 
 
 @dataclass(frozen=True)

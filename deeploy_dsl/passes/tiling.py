@@ -19,11 +19,11 @@ import math
 import re
 from dataclasses import replace
 
-from .arena import lifetimes
 from ..errors import Collector, MemoryBudgetError
+from ..frontend.spec import Deployment
 from ..ir.graph import ITEMSIZE, Plan, Step, Tiling, Value, Xfer
 from ..kernels.layout import ROWS_PER_BLOCK, n_blocks, padded_rows
-from ..frontend.spec import Deployment
+from .arena import lifetimes
 
 
 def align(n: int, a: int) -> int:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..kernels import twins as K
 from ..errors import BUILTIN, Diagnostic, SpecError, WeightsError
-from ..model.float_model import FloatModel, rope_angles
-from .gptq import Hessians, gptq_int8, gptq_q4, group_scale, q4_row_scale
-from ..kernels.layout import Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
-from ..model.modelfiles import FileProblem, read_regular
 from ..frontend.spec import Calibration, Dims
+from ..kernels import twins as K
+from ..kernels.layout import Q4_MAX, Q4_MIN, block_rows, q4_groups, q4_pack
+from ..model.float_model import FloatModel, rope_angles
+from ..model.modelfiles import FileProblem, read_regular
 from ..model.weights import file_row, tensor_name
+from .gptq import Hessians, gptq_int8, gptq_q4, group_scale, q4_row_scale
 
 CALIB_SEQ_LEN = 256
 # a calibration text is read and tokenized whole: 8 MiB is ~2 M tokens, more than the bounded pass takes
