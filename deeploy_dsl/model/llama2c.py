@@ -22,23 +22,24 @@ V1_HEADER_BYTES = 256
 ROPE_THETA = 10000.0
 
 
-def permute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Interleaved RoPE rows (llama2.c, Meta) -> HF rotate_half rows, per head."""
+def _rotary_rows(w, n_heads: int) -> tuple[np.ndarray, int]:
+    """The rows as an array and the head size, which must be even for RoPE's pairs."""
     w = np.asarray(w)
     rows = w.shape[0]
     if rows % n_heads or (rows // n_heads) % 2:
         raise ValueError(f"cannot split {rows} rows into {n_heads} heads of even size")
-    hs = rows // n_heads
+    return w, rows // n_heads
+
+
+def permute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Interleaved RoPE rows (llama2.c, Meta) -> HF rotate_half rows, per head."""
+    w, hs = _rotary_rows(w, n_heads)
     return w.reshape(n_heads, hs // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def unpermute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
     """HF rotate_half rows -> interleaved RoPE rows; inverse of `permute_rotary`."""
-    w = np.asarray(w)
-    rows = w.shape[0]
-    if rows % n_heads or (rows // n_heads) % 2:
-        raise ValueError(f"cannot split {rows} rows into {n_heads} heads of even size")
-    hs = rows // n_heads
+    w, hs = _rotary_rows(w, n_heads)
     return w.reshape(n_heads, 2, hs // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
