@@ -215,8 +215,8 @@ void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n);
 
-/* residual.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
-void add_sat_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);
+/* residual_add.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
+void residual_add_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);
 
 /* embed.c: x = sat16(round(row * mult[0] / 2^shift[0])); row = table[token], mult = &mult[token], shift = &shift[token],
  * so only the token's row needs to be in reach (e.g. DMA'd into L1) */

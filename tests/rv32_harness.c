@@ -48,7 +48,7 @@
     X(zero_i32, "pi")                                                                                                 \
     X(swiglu_i8, "ppppiii")                                                                                           \
     X(swiglu_dyn_i8, "ppppppii")                                                                                       \
-    X(add_sat_i16, "pppi")                                                                                            \
+    X(residual_add_i16, "pppi")                                                                                            \
     X(embed_i16, "ppppi")                                                                                             \
     X(argmax_i32, "pi")                                                                                               \
     X(dma_reset_counters, "")                                                                                         \
@@ -249,7 +249,7 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_zero_i32: zero_i32(p[0], I(1)); return 0;
     case FN_swiglu_i8: swiglu_i8(p[0], p[1], p[2], p[3], I(4), I(5), I(6)); return 0;
     case FN_swiglu_dyn_i8: swiglu_dyn_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
-    case FN_add_sat_i16: add_sat_i16(p[0], p[1], p[2], I(3)); return 0;
+    case FN_residual_add_i16: residual_add_i16(p[0], p[1], p[2], I(3)); return 0;
     case FN_embed_i16: embed_i16(p[0], p[1], p[2], p[3], I(4)); return 0;
     case FN_argmax_i32: return argmax_i32(p[0], I(1));
     case FN_dma_reset_counters: dma_reset_counters(); return 0;

@@ -27,7 +27,7 @@ from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, 
 
 KDIR = ROOT / "kernels_c"
 HEADER = KDIR / "deeploy_kernels.h"
-KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c",
+KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c",
                   "dma.c"]
 HEADERS = [HEADER.name, "dma.h"]
 CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
@@ -72,7 +72,7 @@ def lib(tmp_path_factory):
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
     so.swiglu_dyn_i8.argtypes = [i8, u8, i32, i8, i8, i16, c32, c32]
-    so.add_sat_i16.argtypes = [i16, i16, i16, c32]
+    so.residual_add_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
     so.attn_scores_i8.argtypes = [i32, c32, i32, i8, i8, c32, c32, c32, c32, c32]
     so.attn_exp_av_i8.argtypes = [i32, i32, i32, c32, i32, i8] + [c32] * 5 + [i32, u16, ctypes.c_void_p]
@@ -85,7 +85,7 @@ def lib(tmp_path_factory):
     so.dma_wait.argtypes = [job_p]
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
-    for name in ("rope_i16", "attention_k16", "attn_scores_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "swiglu_dyn_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
+    for name in ("rope_i16", "attention_k16", "attn_scores_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "swiglu_dyn_i8", "residual_add_i16", "embed_i16", "attn_scores_i8",
                  "attn_exp_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
                  "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
@@ -752,16 +752,16 @@ def test_swiglu_dyn(lib):
 
 
 @pytest.mark.parametrize("seed", range(50))
-def test_add_sat_i16(lib, seed):
+def test_residual_add_i16(lib, seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 2000))
     a, b = (rng.integers(-32768, 32768, n, dtype=np.int16) for _ in range(2))
     a[:4], b[:4] = [32767, -32768, 32767, -32768], [32767, -32768, -32768, 1]
-    want = K.add_sat16(a, b)
+    want = K.residual_add(a, b)
     y = np.zeros(n, np.int16)
-    lib.add_sat_i16(y, a, b, n)
+    lib.residual_add_i16(y, a, b, n)
     np.testing.assert_array_equal(y, want)
-    lib.add_sat_i16(a, a, b, n)  # in place
+    lib.residual_add_i16(a, a, b, n)  # in place
     np.testing.assert_array_equal(a, want)
 
 

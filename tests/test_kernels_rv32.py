@@ -43,7 +43,7 @@ if _missing:
 
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
-SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c", "dma.c",
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c", "dma.c",
            "tiles.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
              "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
@@ -802,18 +802,18 @@ EMBED_EDGES = [(1 << 30, 31), (3 << 26, 33), (2**31 - 1, 8), (2**31 - 1, 10), (5
                (1 << 30, 12)]
 
 
-def gen_add_sat():
+def gen_residual_add():
     cases = []
     for seed in seeds(50):
         rng = np.random.default_rng(seed)
         n = int(rng.integers(1, 2000))
         a, b = (rng.integers(-32768, 32768, n, dtype=np.int16) for _ in range(2))
         a[:4], b[:4] = [32767, -32768, 32767, -32768], [32767, -32768, -32768, 1]
-        want = K.add_sat16(a, b)
-        c = Case("add_sat_i16", f"seed={seed} n={n}")
+        want = K.residual_add(a, b)
+        c = Case("residual_add_i16", f"seed={seed} n={n}")
         y, ap, bp = c.out(np.zeros(n, np.int16)), c.out(a), c.arr(b)
-        c.call("add_sat_i16", y, ap, bp, n)
-        c.call("add_sat_i16", ap, ap, bp, n)  # in place
+        c.call("residual_add_i16", y, ap, bp, n)
+        c.call("residual_add_i16", ap, ap, bp, n)  # in place
         c.expect(y, want, "y")
         c.expect(ap, want, "y (in place)")
         cases.append(c)
@@ -991,7 +991,7 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "attention_tiled": gen_attention_tiled,
     "swiglu_i8": gen_swiglu,
     "swiglu_dyn_i8": gen_swiglu_dyn,
-    "add_sat_i16": gen_add_sat,
+    "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
     "dma": gen_dma,
@@ -1084,7 +1084,7 @@ def test_harness_has_no_soft_float(harness):
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
                 "rope_i16", "attention_k16", "attn_scores_k16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
-                "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
+                "residual_add_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
 def check_runs(kernel, runs):

@@ -15,8 +15,8 @@ from deeploy_dsl.errors import SpecError
 from deeploy_dsl.ir.graph import build_graph
 from deeploy_dsl.frontend.interpret import load_deployment
 from deeploy_dsl.passes.mapping import hint_matches, place_ops
-from deeploy_dsl.passes.rules import RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
-from deeploy_dsl.kernels.registry import ADD, RMSNORM
+from deeploy_dsl.passes.rules import RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.kernels.registry import RESIDUAL_ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
@@ -312,10 +312,10 @@ def test_a_rule_that_declines_passes_to_the_next(base, tmp_path):
 
 
 def test_the_first_matching_rule_wins(base, tmp_path):
-    late = RULES + (Rule("late_add", Pattern("add"), ADD, build_add),)
+    late = RULES + (Rule("late_add", Pattern("residual_add"), RESIDUAL_ADD, build_residual_add),)
     assert "late_add" not in {s.rule for s in plan_for(base, write_dply(tmp_path), rules=late).steps}
-    early = (Rule("early_add", Pattern("add"), ADD, build_add),) + RULES
-    adds = [s for s in plan_for(base, write_dply(tmp_path), rules=early).steps if s.kernel == "add_sat_i16"]
+    early = (Rule("early_add", Pattern("residual_add"), RESIDUAL_ADD, build_residual_add),) + RULES
+    adds = [s for s in plan_for(base, write_dply(tmp_path), rules=early).steps if s.kernel == "residual_add_i16"]
     assert len(adds) == 10 and {s.rule for s in adds} == {"early_add"}
 
 

@@ -34,7 +34,7 @@ class Value:
 @dataclass(frozen=True)
 class Op:
     name: str  # hierarchical, e.g. layers.3.attn.q: what map hints match
-    kind: str  # embed | rmsnorm | linear | rope | attention | swiglu | add
+    kind: str  # embed | rmsnorm | linear | rope | attention | swiglu | residual_add
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     macs: int
@@ -87,7 +87,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "attn.attention", "attention", [q, kc, vc], [att, scratch], 2 * d.heads * d.head_size * d.context)
         o = v(p + "attn.o", "int16", d.dim)
         op(p + "attn.o", "linear", [att], [o], d.dim * d.dim)
-        op(p + "attn.residual", "add", [x, o], [x])
+        op(p + "attn.residual", "residual_add", [x, o], [x])
         hb = v(p + "mlp_norm", "int8", d.dim)
         op(p + "mlp_norm", "rmsnorm", [x], [hb])
         g = v(p + "mlp.gate", "int8", d.hidden)
@@ -101,7 +101,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs + sp)
         dn = v(p + "mlp.down", "int16", d.dim)
         op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
-        op(p + "mlp.residual", "add", [x, dn], [x])
+        op(p + "mlp.residual", "residual_add", [x, dn], [x])
     xf = v("final_norm", "int8", d.dim)
     op("final_norm", "rmsnorm", [x], [xf])
     logits = v("logits", "int32", d.vocab)

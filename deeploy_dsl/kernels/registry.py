@@ -130,8 +130,8 @@ def _swiglu_dyn(h, shift_out, p, gate, up, silu_table, base_shift, n):
     h[:], shift_out[0] = K.swiglu_dyn(gate, up, silu_table, base_shift)
 
 
-def _add(y, a, b, n):
-    y[:] = K.add_sat16(a, b)
+def _residual_add(y, a, b, n):
+    y[:] = K.residual_add(a, b)
 
 
 EMBED = KernelSpec("embed_i16", "embed.c", _p("""
@@ -218,16 +218,16 @@ SWIGLU_DYN = KernelSpec("swiglu_dyn_i8", "swiglu.c", _p("""
     "h = silu(gate) * up / 2^k rounded half up, k per token the smallest that fits int8; shift_out = base_shift - k",
     bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
 
-ADD = KernelSpec("add_sat_i16", "residual.c", _p("""
+RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
     a | const int16_t * | [n] the residual stream
     b | const int16_t * | [n] what is added
-    n | int32_t         | elements"""), _add, elementwise_work, "y = sat16(a + b)", bounds=K.I16,
+    n | int32_t         | elements"""), _residual_add, elementwise_work, "y = sat16(a + b)", bounds=K.I16,
     split=Split(("y", "a", "b"), "n"), prefill="flat", fragment="split")
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, ADD)}
+    rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "tiles.c")

@@ -275,7 +275,7 @@ def swiglu_dyn(gate, up, silu_table, base_shift: int):
     return (p + ((1 << k) >> 1)) >> k, base_shift - k
 
 
-def add_sat16(x, y):
+def residual_add(x, y):
     """Residual add: sat16(x + y)."""
     return np.clip(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), *I16)
 

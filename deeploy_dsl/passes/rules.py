@@ -188,7 +188,7 @@ def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
         f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = base_shift - k, [{n}]"
 
 
-def build_add(op: Op, c: Ctx, k: KernelSpec):
+def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
     """The residual add, saturating to int16, in place."""
     n = c.graph.values[op.outputs[0]].shape[0]
     return dict(y=_buf(op.outputs[0]), a=_buf(op.inputs[0]), b=_buf(op.inputs[1]), n=_int(n)), \
@@ -211,7 +211,7 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("attention_k16_gqa", Pattern("attention", keys="int16"), K["attention_k16"], build_attention),
     Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
     Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
-    Rule("residual_add_i16_inplace", Pattern("add"), R.ADD, build_add),
+    Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
