@@ -12,16 +12,17 @@ import json
 import yaml
 
 from ..ir.graph import Arg
+from ..kinds import ArgKind
 from ..passes.prefill import mode
 from .report import tile_text
 
 
 def _arg(a: Arg) -> str:
-    if a.kind == "int":
+    if a.kind == ArgKind.INT:
         return f"{a.label}={a.value}"
-    if a.kind in ("pos", "token"):
+    if a.kind in (ArgKind.POS, ArgKind.TOKEN):
         return f"{a.label}={a.kind}"
-    if a.kind == "buf":
+    if a.kind == ArgKind.BUF:
         row = "[pos]" if a.row == "pos" else ""
         return f"{a.label}={a.name}{row}"
     row = "[pos]" if a.row == "pos" else ""
@@ -104,7 +105,7 @@ def plan_yaml(c) -> str:
         out.append("  steps:")
         for s in pre.plan.steps:
             shapes = [f"{a.label}={_flow(pre.plan.values[a.name].shape)}" for a in s.args
-                      if a.kind == "buf" and a.name in pre.plan.scaled]
+                      if a.kind == ArgKind.BUF and a.name in pre.plan.scaled]
             out.append(f"    - {{index: {s.index}, op: {s.op}, kernel: {c_functions(s)}, engine: {s.engine}, mode: {mode(s, pre.plan)}, "
                        f"tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
                        + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else "")

@@ -8,15 +8,16 @@ import json
 import re
 
 from ..engines.cost import summary
+from ..kinds import TileScheme
 
 DEFAULT_PREFILL = 16  # prompt tokens the summary's prefill assumes when the deployment has no tokenizer
 
 
 def tile_text(s) -> str:
     t = s.tiling
-    if t is None or (t.kind == "positions" and "k" not in t.buffers):
+    if t is None or (t.kind == TileScheme.POSITIONS and "k" not in t.buffers):
         return "-"
-    unit = "rows" if t.kind == "rows" else "positions"
+    unit = "rows" if t.kind == TileScheme.ROWS else "positions"
     return f"{t.tile} {unit}" + (" x2" if t.double_buffer else "")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..frontend.spec import Deployment, Target
 from ..ir.graph import Plan, Step
 from ..kernels.layout import npu_packed_bytes
+from ..kinds import ArgKind, Engine, Mode
 from ..passes.prefill import mode
 
 
@@ -84,7 +85,7 @@ def npu_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: i
     """An NPU job for n_tok tokens, or a job per token when its input has per-token scales."""
     t = dep.target
     n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
-    per_token = s.arg("shift").kind == "buf"  # its input has per-token scales: a job per token
+    per_token = s.arg("shift").kind == ArgKind.BUF  # its input has per-token scales: a job per token
     compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
     return Work(compute, s.macs * n_tok)
 
@@ -121,7 +122,7 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
     dma = s.dma_cycles
     w = s.spec.cost(s, plan, dep, n_tok, pos, pos0)
     macs = w.macs
-    if s.engine == "npu":
+    if s.engine == Engine.NPU:
         cycles = w.compute + dma
         peak = t.npu.k_block * t.npu.cols
         wbytes = npu_packed_bytes(s.arg("n_out").value, s.arg("n_in").value)
@@ -149,15 +150,15 @@ def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
         m = min(pre.chunk, n - pos0)
         for s in plan.steps:
             md = mode(s, plan)
-            if md == "last":
+            if md == Mode.LAST:
                 continue
-            if md == "token" and not s.spec.chunk_cost:
+            if md == Mode.TOKEN and not s.spec.chunk_cost:
                 one = step_cost(s, plan, dep)
                 out.append(StepCost(s.op, s.engine, one.macs * m, one.cycles * m, one.compute_cycles * m,
                                     one.dma_cycles * m, one.utilisation, one.energy_pj * m))
             else:
                 out.append(step_cost(s, plan, dep, m, pos0=pos0))
-    out += [step_cost(s, plan, dep, pos=n - 1) for s in plan.steps if mode(s, plan) == "last"]
+    out += [step_cost(s, plan, dep, pos=n - 1) for s in plan.steps if mode(s, plan) == Mode.LAST]
     return out
 
 
@@ -179,7 +180,7 @@ def summary(plan: Plan, dep: Deployment, prefill_tokens: int, prefill=None) -> d
     for e in engines.values():
         e["mac_share"] = round(e["macs"] / macs, 4)
     pre_cycles = sum(c.cycles for c in pre)
-    npu_consts = {a.name for s in plan.steps if s.engine == "npu" for a in s.args if a.kind == "const"}
+    npu_consts = {a.name for s in plan.steps if s.engine == Engine.NPU for a in s.args if a.kind == ArgKind.CONST}
     return {
         "clock_hz": t.clock_hz,
         "npu_weight_memory": {"used_bytes": sum(int(plan.consts[k].nbytes) for k in sorted(npu_consts)),

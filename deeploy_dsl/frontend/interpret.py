@@ -16,6 +16,7 @@ import yaml
 from ..errors import Collector, Pos
 from ..model.hfconfig import HFConfig, read_config
 from ..kernels.layout import NPU_K
+from ..kinds import Engine
 from ..quant.quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
@@ -619,13 +620,13 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
             if rng is not None and rng[0] > rng[1]:
                 errs.add(e.pos, f"empty range {name}[{rng[0]}..{rng[1]}] in '{e.pattern.text}'",
                          f"write {name}[{rng[1]}..{rng[0]}]")
-        if e.engine not in ("cluster", "npu", "auto"):
+        if e.engine not in tuple(Engine):
             errs.add(e.engine_pos, f"unknown engine '{e.engine}'", "expected cluster, cluster(cores = N), npu or auto")
             continue
         for i, (key, a) in enumerate(e.args):
             if key is not None and key in (k for k, _ in e.args[:i]):
                 errs.add(a.pos, f"{e.engine} {key} is given twice")
-            elif e.engine == "cluster" and key == "cores" and a.kind == "number" and isinstance(a.value, int):
+            elif e.engine == Engine.CLUSTER and key == "cores" and a.kind == "number" and isinstance(a.value, int):
                 cores = a.value
                 if cores < 1:
                     errs.add(a.pos, f"cores = {cores} must be at least 1")
@@ -636,9 +637,9 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
                     cores = target.cores
             else:
                 errs.add(a.pos, f"unexpected argument '{a.text}' for {e.engine}",
-                         "write cluster(cores = N)" if e.engine == "cluster" else
+                         "write cluster(cores = N)" if e.engine == Engine.CLUSTER else
                          "only cluster takes an argument: cluster(cores = N)")
-        if e.engine == "npu" and target and not target.has_npu:
+        if e.engine == Engine.NPU and target and not target.has_npu:
             errs.add(e.engine_pos, f"target {target.name} has no NPU")
         out.append(MapHint(e.pattern, e.engine, cores, e.pos))
     return tuple(out)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Pos
+from ..kinds import Engine
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,12 @@ class PathPattern:
 @dataclass(frozen=True)
 class MapHint:
     pattern: PathPattern
-    engine: str  # "cluster", "npu" or "auto"
+    engine: Engine
     cores: int | None
     pos: Pos
+
+    def __post_init__(self):
+        object.__setattr__(self, "engine", Engine(self.engine))
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,23 @@ from dataclasses import dataclass
 from ..errors import Pos
 from ..frontend.spec import Dims
 from ..kernels.kernelspec import KernelSpec, Split
-
-ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
-C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
+from ..kinds import ArgKind, DType, Engine, OpKind, TileScheme, ValueKind
 
 
 @dataclass(frozen=True)
 class Value:
     name: str
-    dtype: str
+    dtype: DType
     shape: tuple[int, ...]
-    kind: str  # "act" (per step), "kv" (persistent cache), "scratch" (one op's workspace), "tile" (DMA staging)
+    kind: ValueKind
+
+    def __post_init__(self):  # a misspelt dtype or kind fails here, where the value is made
+        object.__setattr__(self, "dtype", DType(self.dtype))
+        object.__setattr__(self, "kind", ValueKind(self.kind))
 
     @property
     def nbytes(self) -> int:
-        n = ITEMSIZE[self.dtype]
+        n = self.dtype.itemsize
         for s in self.shape:
             n *= s
         return n
@@ -34,11 +36,14 @@ class Value:
 @dataclass(frozen=True)
 class Op:
     name: str  # hierarchical, e.g. layers.3.attn.q: what map hints match
-    kind: str  # embed | rmsnorm | linear | rope | attention | swiglu | residual_add
+    kind: OpKind
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     macs: int
     row: str | None = None  # "pos" when the first output is the cache row at the runtime position
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", OpKind(self.kind))
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
     op("embed", "embed", [], [x])
     for i in range(d.layers):
         p = f"layers.{i}."
-        kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind="kv")
-        vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind="kv")
+        kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind=ValueKind.KV)
+        vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind=ValueKind.KV)
         xb = v(p + "attn_norm", "int8", d.dim)
         op(p + "attn_norm", "rmsnorm", [x], [xb])
         q = v(p + "attn.q", "int8", d.dim)
@@ -82,7 +87,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "attn.rope_k", "rope", [k], [kc], row="pos")
         att = v(p + "attn.attention", "int8", d.dim)
         # the scores of the query heads that share one kv head, then their probabilities
-        scratch = v(p + "attn.scratch", "int32", d.heads // d.kv_heads, d.context, kind="scratch")
+        scratch = v(p + "attn.scratch", "int32", d.heads // d.kv_heads, d.context, kind=ValueKind.SCRATCH)
         # MACs at a full cache; the tiler restates them at the report position
         op(p + "attn.attention", "attention", [q, kc, vc], [att, scratch], 2 * d.heads * d.head_size * d.context)
         o = v(p + "attn.o", "int16", d.dim)
@@ -97,7 +102,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         h = v(p + "mlp.swiglu", "int8", d.hidden)
         hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else []
         # a per-token scale keeps the products between its two passes
-        sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind="scratch")] if hs else []
+        sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind=ValueKind.SCRATCH)] if hs else []
         op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs + sp)
         dn = v(p + "mlp.down", "int16", d.dim)
         op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
@@ -115,11 +120,14 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
 class Arg:
     """One kernel argument: a buffer, a constant, an integer, or the runtime pos/token."""
 
-    kind: str  # buf | const | int | pos | token
+    kind: ArgKind
     name: str = ""  # value or constant name
     value: int = 0  # for int
     row: str | None = None  # "pos": the row of a [rows, n] tensor at the runtime position
     label: str = ""  # the kernel parameter it is passed as (registry.Param.name)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", ArgKind(self.kind))
 
 
 @dataclass(frozen=True)
@@ -140,10 +148,13 @@ class Tiling:
     positions: attention's K and V cache rows, `tile` positions at a time, one kv head after another.
     """
 
-    kind: str
+    kind: TileScheme
     tile: int
     double_buffer: bool
     buffers: dict  # role -> tuple of buffer names (two when double-buffered)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", TileScheme(self.kind))
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,7 @@ class Step:
     op: str
     rule: str
     spec: KernelSpec  # the kernel it calls (registry.py)
-    engine: str
+    engine: Engine
     cores: int
     args: tuple[Arg, ...]  # one per spec parameter, in its order: read them by name, step.arg("n_in")
     macs: int
@@ -165,6 +176,9 @@ class Step:
     dma_bytes: int = 0  # bytes moved between levels per call at the report position
     dma_cycles: int = 0  # their estimated cost on the target's DMA
     fork: tuple[int, int] | None = None  # (first, last) step of the fork group that runs this step (forks.py)
+
+    def __post_init__(self):
+        object.__setattr__(self, "engine", Engine(self.engine))
 
     @property
     def kernel(self) -> str:

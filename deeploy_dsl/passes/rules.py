@@ -18,6 +18,7 @@ from ..ir.graph import Arg, Graph, Op, Plan, Step
 from ..kernels import registry as R
 from ..kernels.kernelspec import KernelSpec
 from ..kernels.layout import npu_pack, unblock_rows
+from ..kinds import ArgKind, DType, Engine, OpKind
 from ..quant.quantize import QuantModel
 from .mapping import Mapping, Placement
 
@@ -33,11 +34,11 @@ def facts(op: Op, c: Ctx) -> dict:
     """What a pattern can ask of an op, besides its engine."""
     p = c.q.params.get(op.name, {})
     f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
-    if op.kind == "linear":
+    if op.kind == OpKind.LINEAR:
         f["weights"] = "int4" if p.get("group") else "int8"
-    if op.kind == "attention":
+    if op.kind == OpKind.ATTENTION:
         f["keys"] = c.graph.values[op.inputs[1]].dtype
-    if op.kind == "swiglu":
+    if op.kind == OpKind.SWIGLU:
         f["scale"] = "per_token" if p.get("dynamic") else "calibrated"
     return f
 
@@ -47,13 +48,19 @@ class Pattern:
     """The ops a rule lowers: every field that is set must hold. `when`, a last resort for a condition the fields
     cannot state, is a predicate (op, ctx) -> bool whose docstring says what it asks."""
 
-    kind: str
-    engine: str = "cluster"
-    out: str | None = None  # the output's dtype
+    kind: OpKind
+    engine: Engine = Engine.CLUSTER
+    out: DType | None = None  # the output's dtype
     weights: str | None = None  # a linear layer's weight format: int8 | int4
     keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
     scale: str | None = None  # swiglu: the output's scale, calibrated | per_token (quantize `dynamic swiglu`)
     when: Callable | None = None
+
+    def __post_init__(self):  # a misspelt op kind, engine or dtype fails where the rule is declared
+        object.__setattr__(self, "kind", OpKind(self.kind))
+        object.__setattr__(self, "engine", Engine(self.engine))
+        if self.out is not None:
+            object.__setattr__(self, "out", DType(self.out))
 
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
         for key in ("kind", "out", "weights", "keys", "scale"):
@@ -94,15 +101,15 @@ class Rule:
 # ---- arguments ---------------------------------------------------------------------------------------------------
 
 def _buf(name: str, row: str | None = None) -> Arg:
-    return Arg("buf", name, row=row)
+    return Arg(ArgKind.BUF, name, row=row)
 
 
 def _const(name: str, row: str | None = None) -> Arg:
-    return Arg("const", name, row=row)
+    return Arg(ArgKind.CONST, name, row=row)
 
 
 def _int(v: int) -> Arg:
-    return Arg("int", value=int(v))
+    return Arg(ArgKind.INT, value=int(v))
 
 
 def _shift_arg(op: Op) -> Arg:
@@ -164,7 +171,7 @@ def build_attention(op: Op, c: Ctx, k: KernelSpec):
     d, p = c.dep.model.dims, c.q.params[op.name]
     q, kc, vc = op.inputs
     return dict(out=_buf(op.outputs[0]), q=_buf(q), k_cache=_buf(kc), v_cache=_buf(vc), scratch=_buf(op.outputs[1]),
-                pos=Arg("pos"), n_heads=_int(d.heads), n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size),
+                pos=Arg(ArgKind.POS), n_heads=_int(d.heads), n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size),
                 score_mult=_int(p["score_mult"]), score_shift=_int(p["score_shift"]), score_cut=_int(p["score_cut"]),
                 out_mult=_int(p["out_mult"]), out_shift=_int(p["out_shift"]), exp_table=_const("exp2")), \
         "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, one division per head"
@@ -258,9 +265,9 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
     for op in graph.ops:
         pl = mapping.placed[op.name]
         rule = _first_match(op, pl.engine, ctx, rules)
-        if rule is None and pl.engine != "cluster":
+        if rule is None and pl.engine != Engine.CLUSTER:
             fell_back.setdefault(pl.pos, []).append(op)
-            pl = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
+            pl = Placement(Engine.CLUSTER, dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
             rule = _first_match(op, "cluster", ctx, rules)
         if rule is None:
             errs.add(pl.pos, f"no rule lowers {op.kind} {op.name}")
@@ -283,8 +290,8 @@ def _step_consts(steps: list[Step], q: QuantModel) -> dict:
     """The constants the steps read: NPU layers' weights packed in the NPU's layout, nothing unused."""
     consts = dict(q.consts)
     for s in steps:
-        if s.engine == "npu":
+        if s.engine == Engine.NPU:
             p = q.params[s.op]
             consts[s.op + ".wn"] = npu_pack(unblock_rows(q.consts[p["weight"]], p["n_out"]))
-    used = {a.name for s in steps for a in s.args if a.kind == "const"}
+    used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
     return {k: v for k, v in consts.items() if k in used}
