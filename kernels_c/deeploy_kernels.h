@@ -1,6 +1,6 @@
 /* deeploy_kernels.h: integer-only kernels for small Llama models (C99, no malloc, no float).
  *
- * Every kernel computes exactly the integers of its numpy twin in deeploy_dsl/kernels.py.
+ * Every kernel computes exactly the integers of its numpy twin in deeploy_dsl/kernels/twins.py.
  * Assumptions (hold for gcc/clang on x86-64 and RV32):
  *   - `>>` on a negative signed value is an arithmetic shift (gcc documents this as its
  *     implementation-defined behaviour), and signed <-> unsigned conversions are two's complement;

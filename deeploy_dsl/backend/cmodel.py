@@ -175,7 +175,7 @@ class UnitRenderer:
     def view(self, s: Step) -> dict:
         md = self.modes[s.op]
         exprs = [self.arg(s, a, md) for a in s.args]
-        staged = {x.arg: x for x in s.xfers}
+        staged = {x.arg: x for x in s.staging.xfers}
         l1 = self.c.dep.memory[0].name
         local, stage_in, stage_out = [], [], []  # local: what the kernel reads, staging applied
         for i, e in enumerate(exprs):
@@ -194,7 +194,7 @@ class UnitRenderer:
              "engine": f"{s.engine} x{s.cores}" if s.engine == Engine.CLUSTER else s.engine, "stage_in": stage_in,
              "stage_out": stage_out, "tiles_note": "", "body": "plain", "tok_loop": md == Mode.GEMM,
              "args": ", ".join(local)}
-        if s.split is not None and s.tiling is None:
+        if s.split is not None and s.staging.tiling is None:
             sp = s.split
             unit = sp.unit if isinstance(sp.unit, int) else s.arg(sp.unit).value
             count = s.arg(sp.count).value
@@ -213,7 +213,7 @@ class UnitRenderer:
             v.update(body="npu", y=local[at["y"]], x=local[at["x"]], w=e["w"], mult=e["mult"], shift=e["shift"],
                      n_in=s.arg("n_in").value, n_out=s.arg("n_out").value, bits=s.spec.out_bits,
                      dyn_shift=s.arg("shift").kind == ArgKind.BUF, n_tok="c->n" if md == Mode.GEMM else "1")
-        t = s.tiling
+        t = s.staging.tiling
         if t is not None and t.kind == TileScheme.ROWS:
             v.update(self.rows_view(s, t, e, local[at["y"]], md))
         elif t is not None and t.kind == TileScheme.POSITIONS:

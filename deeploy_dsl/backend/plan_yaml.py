@@ -77,7 +77,7 @@ def plan_yaml(c) -> str:
                               "optimal": alloc.optimal[lvl.name],
                               "weight_bytes": alloc.weight_bytes[lvl.name], "alignment": lvl.alignment,
                               "double_buffer": lvl.double_buffer, "holds": list(lvl.holds)} for lvl in dep.memory},
-        "dma": {"report_position": plan.report_pos, "bytes_per_token": sum(s.dma_bytes for s in plan.steps),
+        "dma": {"report_position": plan.report_pos, "bytes_per_token": sum(s.staging.dma_bytes for s in plan.steps),
                 "lower_bound_bytes": plan.dma_lower_bound},
     }
     out = [yaml.safe_dump(head, sort_keys=False, width=120).rstrip()]
@@ -87,10 +87,10 @@ def plan_yaml(c) -> str:
     out.append("steps:  # one flow mapping per step: what runs, on which engine, with which arguments, and why")
     for s in plan.steps:
         out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {c_functions(s)}, engine: {s.engine}, "
-                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
+                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.staging.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.staging.dma_bytes},"
                    + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else ""))
         out.append(f"     args: [{', '.join(json.dumps(_arg(a)) for a in s.args)}],")
-        staging = [x.buf for x in s.xfers] + [b for bs in (s.tiling.buffers.values() if s.tiling else ()) for b in bs]
+        staging = [x.buf for x in s.staging.xfers] + [b for bs in (s.staging.tiling.buffers.values() if s.staging.tiling else ()) for b in bs]
         if staging:  # L1 buffers this step alone uses: DMA staging and tiles
             out.append(f"     staging: [{', '.join(json.dumps(b) for b in staging)}],")
         out.append(f"     why: {json.dumps(s.reason)}}}")
@@ -107,7 +107,7 @@ def plan_yaml(c) -> str:
             shapes = [f"{a.label}={_flow(pre.plan.values[a.name].shape)}" for a in s.args
                       if a.kind == ArgKind.BUF and a.name in pre.plan.scaled]
             out.append(f"    - {{index: {s.index}, op: {s.op}, kernel: {c_functions(s)}, engine: {s.engine}, mode: {mode(s, pre.plan)}, "
-                       f"tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
+                       f"tiles: {s.staging.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.staging.dma_bytes},"
                        + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else "")
                        + f" chunk_shapes: [{', '.join(json.dumps(x) for x in shapes)}]}}")
         out.append("  buffers:")

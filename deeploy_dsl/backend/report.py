@@ -14,7 +14,7 @@ DEFAULT_PREFILL = 16  # prompt tokens the summary's prefill assumes when the dep
 
 
 def tile_text(s) -> str:
-    t = s.tiling
+    t = s.staging.tiling
     if t is None or (t.kind == TileScheme.POSITIONS and "k" not in t.buffers):
         return "-"
     unit = "rows" if t.kind == TileScheme.ROWS else "positions"
@@ -34,9 +34,9 @@ def report_dict(c) -> dict:
         if c.prefill is not None:  # the C's arena is the larger of both plans': they never run at once
             memory[n]["prefill_arena_bytes"] = c.prefill.alloc.arena_bytes[n]
     steps = [{"index": s.index, "op": s.op, "rule": s.rule, "kernel": s.kernel, "engine": s.engine, "cores": s.cores,
-              "tiles": s.tiles, "tile": tile_text(s), "dma_bytes": s.dma_bytes, "dma_cycles": s.dma_cycles, "macs": s.macs}
+              "tiles": s.staging.tiles, "tile": tile_text(s), "dma_bytes": s.staging.dma_bytes, "dma_cycles": s.staging.dma_cycles, "macs": s.macs}
              for s in plan.steps]
-    dma = sum(s.dma_bytes for s in plan.steps)
+    dma = sum(s.staging.dma_bytes for s in plan.steps)
     n_pre = len(c.tokenizer.encode(dep.generate.prompt)) if c.tokenizer is not None else DEFAULT_PREFILL
     perf = summary(plan, dep, max(n_pre, 1), c.prefill)
     if c.prefill is not None and c.prefill.note:
@@ -48,7 +48,7 @@ def report_dict(c) -> dict:
         "memory": memory, "performance": perf, "steps": steps,
         "totals": {"dma_bytes_per_token": dma, "dma_lower_bound_bytes": plan.dma_lower_bound,
                    "dma_over_lower_bound": round(dma / plan.dma_lower_bound, 4) if plan.dma_lower_bound else 1.0,
-                   "dma_cycles_per_token": sum(s.dma_cycles for s in plan.steps),
+                   "dma_cycles_per_token": sum(s.staging.dma_cycles for s in plan.steps),
                    "macs_per_token": sum(s.macs for s in plan.steps)},
     }
 

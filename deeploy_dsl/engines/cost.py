@@ -119,19 +119,19 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
     a prefill chunk: n_tok tokens at positions pos0 ..): the kernel's cost function, then DMA and energy."""
     t, e = dep.target, dep.target.energy
     pos = plan.report_pos if pos is None else pos
-    dma = s.dma_cycles
+    dma = s.staging.dma_cycles
     w = s.spec.cost(s, plan, dep, n_tok, pos, pos0)
     macs = w.macs
     if s.engine == Engine.NPU:
         cycles = w.compute + dma
         peak = t.npu.k_block * t.npu.cols
         wbytes = npu_packed_bytes(s.arg("n_out").value, s.arg("n_in").value)
-        dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.dma_bytes * e.dma_pj_per_byte
+        dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.staging.dma_bytes * e.dma_pj_per_byte
     else:
-        overlapped = s.tiling is not None and s.tiling.double_buffer and s.tiles > 1
-        cycles = max(w.compute, dma) + math.ceil(dma / s.tiles) if overlapped else w.compute + dma
+        overlapped = s.staging.tiling is not None and s.staging.tiling.double_buffer and s.staging.tiles > 1
+        cycles = max(w.compute, dma) + math.ceil(dma / s.staging.tiles) if overlapped else w.compute + dma
         peak = s.cores * t.macs_per_cycle_per_core
-        dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.dma_bytes * e.dma_pj_per_byte
+        dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.staging.dma_bytes * e.dma_pj_per_byte
     util = macs / (cycles * peak) if macs and cycles else 0.0
     idle = e.idle_mw * 1e-3 * cycles / t.clock_hz * 1e12  # pJ
     return StepCost(s.op, s.engine, macs, cycles, w.compute, dma, util, dyn + idle)

@@ -158,6 +158,18 @@ class Tiling:
 
 
 @dataclass(frozen=True)
+class Staging:
+    """What the tiling phase decides for a step: how its big operand streams, what crosses levels, at what cost
+    (per call, at the plan's report position). A step fresh from lowering has the default: nothing staged."""
+
+    tiling: Tiling | None = None
+    xfers: tuple[Xfer, ...] = ()  # operands staged through the compute level
+    tiles: int = 1  # tiles per call
+    dma_bytes: int = 0  # bytes moved between levels per call
+    dma_cycles: int = 0  # their estimated cost on the target's DMA
+
+
+@dataclass(frozen=True)
 class Step:
     index: int
     op: str
@@ -170,11 +182,7 @@ class Step:
     math: str  # one line, printed above the call in C
     reason: str  # why this engine (the hint line, or the default)
     pos: Pos
-    tiling: "Tiling | None" = None
-    xfers: tuple = ()  # Xfer: operands staged through the compute level
-    tiles: int = 1  # tiles per call at the report position
-    dma_bytes: int = 0  # bytes moved between levels per call at the report position
-    dma_cycles: int = 0  # their estimated cost on the target's DMA
+    staging: Staging = Staging()  # the tiling phase's decision (tiling.py)
     fork: tuple[int, int] | None = None  # (first, last) step of the fork group that runs this step (forks.py)
 
     def __post_init__(self):

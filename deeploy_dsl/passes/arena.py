@@ -60,9 +60,9 @@ def lifetimes(plan: Plan) -> dict[str, tuple[int, int]]:
         for a in s.args:
             if a.kind == ArgKind.BUF:
                 use(a.name, s)
-        for x in s.xfers:
+        for x in s.staging.xfers:
             use(x.buf, s)
-        for names in (s.tiling.buffers.values() if s.tiling else ()):
+        for names in (s.staging.tiling.buffers.values() if s.staging.tiling else ()):
             for n in names:
                 use(n, s)
     return spans

@@ -23,8 +23,8 @@ from .tiling import align
 
 def fits_in_a_fork(s: Step) -> bool:
     """A linear layer on the cluster whose weights arrive as one tile (nothing to stream between forks)."""
-    return s.spec.tiling == TileScheme.ROWS and s.engine == Engine.CLUSTER and s.tiling is not None \
-        and s.tiling.kind == TileScheme.ROWS and s.tiles == 1
+    return s.spec.tiling == TileScheme.ROWS and s.engine == Engine.CLUSTER and s.staging.tiling is not None \
+        and s.staging.tiling.kind == TileScheme.ROWS and s.staging.tiles == 1
 
 
 def _writes(s: Step) -> set[str]:

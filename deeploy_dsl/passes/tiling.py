@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from ..errors import Collector, MemoryBudgetError
 from ..frontend.spec import Deployment
-from ..ir.graph import Plan, Step, Tiling, Value, Xfer
+from ..ir.graph import Plan, Staging, Step, Tiling, Value, Xfer
 from ..kernels.layout import ROWS_PER_BLOCK, n_blocks, padded_rows
 from ..kinds import ArgKind, TileScheme, ValueKind
 from .arena import lifetimes
@@ -174,7 +174,7 @@ class Tiler:
         if s.spec.tiling == TileScheme.POSITIONS:  # attention: restate at the report position
             d = self.dep.model.dims
             macs = 2 * d.heads * d.head_size * (self.P + 1)
-        return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
+        return replace(s, staging=Staging(tiling, tuple(xfers), tiles, moved, cycles), macs=macs)
 
     def no_fit(self, s: Step, room: int, smallest: int, what: str) -> Step:
         self.no_fits.append((s.op, max(room, 0), smallest, what))

@@ -61,16 +61,16 @@ def _check_dataflow(plan: Plan, after: str) -> None:
 def _check_staging(plan: Plan, after: str) -> None:
     for s in plan.steps:
         where = f"step {s.index} ({s.op})"
-        for x in s.xfers:
+        for x in s.staging.xfers:
             if not 0 <= x.arg < len(s.args) or s.args[x.arg].kind not in ("buf", "const"):
                 _fail(after, where, f"stages argument {x.arg}, which is no array argument")
-        names = [x.buf for x in s.xfers] + [b for bs in (s.tiling.buffers.values() if s.tiling else ()) for b in bs]
+        names = [x.buf for x in s.staging.xfers] + [b for bs in (s.staging.tiling.buffers.values() if s.staging.tiling else ()) for b in bs]
         own = {a.name for a in s.args if a.kind == ArgKind.BUF}  # attention's first lane scores into its scratch argument
         for n in names:
             if n not in plan.values or (plan.values[n].kind != ValueKind.TILE and n not in own):
                 _fail(after, where, f"stages through {n!r}, which is no tile buffer of the plan")
-        if s.tiling is not None and s.tiling.kind != s.spec.tiling:
-            _fail(after, where, f"is tiled by {s.tiling.kind}, its kernel by {s.spec.tiling}")
+        if s.staging.tiling is not None and s.staging.tiling.kind != s.spec.tiling:
+            _fail(after, where, f"is tiled by {s.staging.tiling.kind}, its kernel by {s.spec.tiling}")
         if s.fork is not None:
             first, last = s.fork
             members = plan.steps[first:last + 1] if 0 <= first <= s.index <= last < len(plan.steps) else ()
@@ -86,8 +86,8 @@ def check_plan(plan: Plan, after: str, alloc=None) -> Plan:
     if alloc is not None:
         placed = {b.name for b in alloc.buffers}
         used = {a.name for s in plan.steps for a in s.args if a.kind == ArgKind.BUF} \
-            | {x.buf for s in plan.steps for x in s.xfers} \
-            | {b for s in plan.steps if s.tiling for bs in s.tiling.buffers.values() for b in bs}
+            | {x.buf for s in plan.steps for x in s.staging.xfers} \
+            | {b for s in plan.steps if s.staging.tiling for bs in s.staging.tiling.buffers.values() for b in bs}
         if used - placed:
             _fail(after, "the allocation", f"places no {sorted(used - placed)[:3]}")
     return plan
