@@ -33,14 +33,6 @@ def _summary(c, out: Path, seconds: float) -> str:
     return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
-def _inputs(dep) -> list[Path]:
-    """The files a deployment reads, which no build may replace (nor a folder holding them)."""
-    paths = [dep.source, dep.model.weights, dep.model.weights.parent / "config.json"]
-    paths += [dep.model.tokenizer] if dep.model.tokenizer else []
-    src = dep.quant.calibration.source
-    return paths + ([Path(src)] if src != "samples" else [])
-
-
 def _guard(fn):
     try:
         return fn()
@@ -66,7 +58,7 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
         c = compile_deployment(file, define or [], strict)
         files = render(c)
         dest = out or Path("build") / c.dep.name
-        write_build(files, dest, _inputs(c.dep))
+        write_build(files, dest, c.dep.inputs)
         _warn(c.warnings)
         typer.echo(_summary(c, dest, time.perf_counter() - t0))
     _guard(go)

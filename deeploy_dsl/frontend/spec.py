@@ -184,6 +184,14 @@ class Deployment:
     pos: Pos
     warnings: tuple = ()  # Diagnostics that did not stop the build
 
+    @property
+    def inputs(self) -> list[Path]:
+        """The files the deployment reads, which no build may replace (nor a folder holding them)."""
+        paths = [self.source, self.model.weights, self.model.weights.parent / "config.json"]
+        paths += [self.model.tokenizer] if self.model.tokenizer else []
+        src = self.quant.calibration.source
+        return paths + ([Path(src)] if src != "samples" else [])
+
     def level_holding(self, what: str) -> MemLevel:
         for lvl in self.memory:
             if what in lvl.holds:

@@ -177,7 +177,7 @@ def input_hessians(d: Dims) -> Hessians:
     return Hessians({f"layers.{i}.{n}" for i in range(d.layers) for n in LINEAR_INPUTS} | {"final_norm"})
 
 
-def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-row int8: (q [rows, cols], scale [rows])."""
     s = np.abs(w).max(axis=1).astype(np.float64) / 127.0
     s[s == 0] = 1.0
@@ -242,7 +242,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
                 q, e, sw = weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
                 consts[op + ".wq4"] = q4_pack(q, e, group)
             else:
-                q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
+                q, sw = weights_i8(wf) if h is None else gptq_int8(wf, h)
                 consts[op + ".wb"] = block_rows(q)
         except np.linalg.LinAlgError:  # GPTQ's Cholesky factor of the inputs' statistics
             raise _numeric_error(fm, f"tensor {tensor_name(op, d)}: GPTQ cannot factor the statistics of its inputs",
@@ -279,7 +279,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         params[op] = {"gain_shift": gshift, "eps_q": eps_q}
 
     # embedding rows go straight into the int16 residual scale
-    emb_q, emb_s = _weights_i8(w.embed)
+    emb_q, emb_s = weights_i8(w.embed)
     consts["embed.w"] = emb_q
     try:
         consts["embed.mult"], consts["embed.shift"] = _mults(emb_s / sc["residual"])
