@@ -6,6 +6,7 @@ and QuantModel that every deployment here is lowered against.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -322,3 +323,17 @@ def test_the_first_matching_rule_wins(base, tmp_path):
 def test_an_op_no_rule_lowers_is_an_error(base, tmp_path):
     with pytest.raises(SpecError, match="no rule lowers swiglu layers.0.mlp.swiglu"):
         plan_for(base, write_dply(tmp_path), rules=tuple(r for r in RULES if r.kind != "swiglu"))
+
+
+def test_vocabularies_are_checked_where_records_are_made():
+    """A misspelt op kind, engine, dtype, value kind or prefill mode fails at once instead of never matching."""
+    from deeploy_dsl.ir.graph import Arg, Value
+    from deeploy_dsl.kinds import DType, OpKind
+    for bad in (lambda: Pattern("linaer"), lambda: Pattern("linear", "npuu"), lambda: Pattern("linear", out="int9"),
+                lambda: Value("x", "int9", (4,), "act"), lambda: Value("x", "int8", (4,), "actv"), lambda: Arg("buff"),
+                lambda: dataclasses.replace(RMSNORM, prefill="gemv")):
+        with pytest.raises(ValueError):
+            bad()
+    p = Pattern("linear", out="int8")
+    assert p.kind is OpKind.LINEAR and p.out is DType.INT8 and p.out == "int8" and f"{p.out}" == "int8"
+    assert Value("x", "int16", (3,), "act").nbytes == 6 and DType.INT16.ctype == "int16_t"

@@ -20,6 +20,7 @@ from ..model.float_model import FloatModel
 from ..model.weights import load_weights
 from .golden import Golden
 from .program_io import parse_program_output, write_ids
+from .qemu import build_rv32, decode_instret, run_elf
 
 BOS, EOS = 1, 2
 
@@ -153,7 +154,6 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
     pids, n_new = req.ids, req.n_new
     stats: dict = {}
     if engine == "qemu":
-        from .qemu import build_rv32, decode_instret, run_elf
         with tempfile.TemporaryDirectory(prefix="deeploy-qemu-") as tmp:
             r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores,
                         prefill=prefill)

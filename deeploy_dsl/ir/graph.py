@@ -6,7 +6,9 @@ cache rows are written in place at the runtime position `pos`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ..errors import Pos
 from ..frontend.spec import Dims
@@ -49,7 +51,10 @@ class Op:
 @dataclass(frozen=True)
 class Graph:
     ops: tuple[Op, ...]
-    values: dict  # name -> Value
+    values: Mapping[str, Value]
+
+    def __post_init__(self):  # read-only: a later phase makes a new graph rather than editing this one
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
 
 # NPU-capable op kinds; everything else needs the cluster
@@ -151,10 +156,11 @@ class Tiling:
     kind: TileScheme
     tile: int
     double_buffer: bool
-    buffers: dict  # role -> tuple of buffer names (two when double-buffered)
+    buffers: Mapping[str, tuple[str, ...]]  # role -> buffer names (two when double-buffered)
 
     def __post_init__(self):
         object.__setattr__(self, "kind", TileScheme(self.kind))
+        object.__setattr__(self, "buffers", MappingProxyType(dict(self.buffers)))
 
 
 @dataclass(frozen=True)
@@ -216,10 +222,14 @@ class Step:
 @dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
-    values: dict  # name -> Value
-    consts: dict  # name -> numpy array
+    values: Mapping[str, Value]
+    consts: Mapping[str, object]  # name -> numpy array
     warnings: tuple = ()
     report_pos: int = 0  # the decode position that per-token figures are stated at
     dma_lower_bound: int = 0  # bytes that must cross levels per token at report_pos
     chunk: int = 0  # a prefill plan (prefill.py): tokens per chunk; 0 for the decode plan
     scaled: frozenset = frozenset()  # a prefill plan: activations with one row per token of the chunk, [chunk, ...]
+
+    def __post_init__(self):  # read-only: each phase returns a new plan
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "consts", MappingProxyType(dict(self.consts)))

@@ -21,6 +21,8 @@ import math
 
 import numpy as np
 
+from .layout import NPU_K, npu_k_blocks
+
 I8 = (-128, 127)
 I16 = (-32768, 32767)
 I32 = (-(2**31), 2**31 - 1)
@@ -305,7 +307,6 @@ def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
     [n_out, ceil(n_in / NPU_K) * NPU_K]; mult [n_out]; one shift, 0..62. Walks the packed rows block by block as the
     engine does (int32 block sums added up; the same integers as one dot product), the padding never used.
     """
-    from .layout import NPU_K, npu_k_blocks
 
     if np.ndim(shift) != 0 or not 0 <= int(shift) <= 62:
         raise ValueError(f"npu_linear takes the layer's one shift in 0..62, got {shift!r}")
@@ -330,6 +331,5 @@ def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
 
 def npu_cycles(n_in: int, n_out: int, n_tok: int = 1) -> int:
     """Modelled NPU cycles of one job: NPU_SETUP_CYCLES + ceil(n_in / NPU_K) * ceil(n_out / NPU_COLS) * n_tok."""
-    from .layout import npu_k_blocks
 
     return NPU_SETUP_CYCLES + npu_k_blocks(n_in) * (-(-int(n_out) // NPU_COLS)) * int(n_tok)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ class QuantModel:
     consts: dict  # name -> typed numpy array (weights, multipliers, tables)
     params: dict  # op name -> {param: int}
     scales: dict  # value name -> float scale (real = int * scale), for reports and dequantization
+
+    def __post_init__(self):  # read-only: lowering reads these, nothing edits them
+        for f in ("consts", "params", "scales"):
+            object.__setattr__(self, f, MappingProxyType(dict(getattr(self, f))))
 
 
 MSE_SAMPLES = 1 << 18  # values per tensor the MSE search looks at (a fixed-seed subsample beyond that)
