@@ -33,12 +33,12 @@ def _summary(c, out: Path, seconds: float) -> str:
     return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
-def _guard(fn):
+def _guard(fn, error_code: int = 1):
     try:
         return fn()
     except DeeployError as e:
         typer.echo(e.render(), err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(error_code)
     except KeyboardInterrupt:
         raise typer.Exit(130)
 
@@ -146,12 +146,18 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
 @app.command()
 def diff(a: Path = typer.Argument(..., help="a build directory, a plan.yaml, or a .dply (built first)"),
          b: Path = typer.Argument(..., help="the same for the other side"),
-         define: Optional[List[str]] = DEFINE):
-    """Show what changed between two plans: steps, rules, engines, tiles, arenas."""
+         define: Optional[List[str]] = DEFINE,
+         every: bool = typer.Option(False, "--all", help="every change, not a few examples per summary"),
+         as_json: bool = typer.Option(False, "--json", help='{"equal": ..., "changes": [...]} for tools')):
+    """Show what changed between two plans: steps, rules, engines, tiles, arenas (decode, then prefill).
+
+    Exit code 0 when the plans agree, 1 when they differ, 2 on an error (as diff and git diff --exit-code)."""
     def go():
-        from .backend.plandiff import diff_plans, format_diff
-        typer.echo(format_diff(diff_plans(_plan_of(a, define or []), _plan_of(b, define or []))))
-    _guard(go)
+        from .backend.plandiff import FEW, diff_plans, format_diff
+        lines = diff_plans(_plan_of(a, define or []), _plan_of(b, define or []), None if every else FEW)
+        typer.echo(json.dumps({"equal": not lines, "changes": lines}, indent=1) if as_json else format_diff(lines))
+        return 1 if lines else 0
+    raise typer.Exit(_guard(go, error_code=2))
 
 
 def _plan_of(path: Path, define: list[str]) -> dict:
@@ -165,7 +171,7 @@ def _plan_of(path: Path, define: list[str]) -> dict:
         return load_plan(path)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 @import_app.command("llama2c")
