@@ -65,6 +65,17 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
 
 
 @app.command()
+def new(dest: Path = typer.Argument(..., help="a new or empty folder for the project")):
+    """Start a project: a commented deployment and the demo story model beside it, ready for `deeploy run`."""
+    def go():
+        from .demo.starter import new_project
+        dply = new_project(dest)
+        typer.echo(f"deeploy: made {dply} (and the demo model in {dest / 'model'}); next:\n"
+                   f"  deeploy run {dply}\n  deeploy build {dply} -o {dest / 'out'}")
+    _guard(go)
+
+
+@app.command()
 def check(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
     """Validate a deployment (syntax, dims, weights, mapping, memory) without writing anything."""

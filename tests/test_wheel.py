@@ -15,7 +15,6 @@ import pytest
 from conftest import needs_cc
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "models/tinystories-demo"
 
 
 def run(cmd, cwd: Path, timeout: int = 600) -> str:
@@ -31,7 +30,7 @@ def wheel(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", ".pytest_cache",
-                                                             ".hypothesis", "models", "out*"))
+                                                             ".hypothesis", "out*"))
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", root / "dist", src], root)
     (whl,) = (root / "dist").glob("*.whl")
     return whl
@@ -55,7 +54,8 @@ def test_wheel_is_named_for_its_package_and_ships_every_data_file(wheel):
     assert wheel.name.startswith("deeploy_dsl-")  # "deeploy" on PyPI is someone else's project
     names = set(zipfile.ZipFile(wheel).namelist())
     for pkg, folder in (("kernels_c", ROOT / "kernels_c"), ("grammar", ROOT / "grammar"),
-                        ("templates", ROOT / "deeploy_dsl/templates"), ("targets", ROOT / "deeploy_dsl/targets")):
+                        ("templates", ROOT / "deeploy_dsl/templates"), ("targets", ROOT / "deeploy_dsl/targets"),
+                        ("demo_model", ROOT / "models/tinystories-demo")):
         files = {f"deeploy_dsl/{pkg}/{f.name}" for f in folder.iterdir() if f.is_file() and f.suffix != ".pyc"}
         assert files and files <= names, sorted(files - names)
 
@@ -66,14 +66,13 @@ def test_installed_wheel_builds_and_runs_outside_the_repository(venv, tmp_path):
     here.mkdir()
     where = run([venv / "bin/python", "-c", "import deeploy_dsl; print(deeploy_dsl.__file__)"], here)
     assert where.startswith(str(venv)), where
-    dply = (ROOT / "deployments/tinystories.dply").read_text().replace("../models/tinystories-demo", str(DEMO))
-    (here / "story.dply").write_text(dply)
     deeploy = venv / "bin/deeploy"
-    out = run([deeploy, "build", "story.dply", "-o", "out"], here)
-    assert "built tinystories" in out
+    assert "made story/story.dply" in run([deeploy, "new", "story"], here)  # the package alone: deployment and model
+    out = run([deeploy, "build", "story/story.dply", "-o", "out"], here)
+    assert "built story" in out
     run(["make", "-s", "-C", "out"], here)
-    text = run([deeploy, "run", "story.dply", "--prompt", "Once upon a time", "--tokens", "24"], here)
+    text = run([deeploy, "run", "story/story.dply", "--prompt", "Once upon a time", "--tokens", "24"], here)
     assert text.startswith("Once upon a time") and len(text.split()) > 8, text
     if shutil.which("riscv64-unknown-elf-gcc") and shutil.which("qemu-system-riscv32"):
-        rv = run([deeploy, "run", "story.dply", "--engine", "qemu", "--prompt", "Once upon a time", "--tokens", "8"], here)
+        rv = run([deeploy, "run", "story/story.dply", "--engine", "qemu", "--prompt", "Once upon a time", "--tokens", "8"], here)
         assert rv.startswith("Once upon a time"), rv
