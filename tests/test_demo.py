@@ -98,9 +98,10 @@ def test_shipped_tokenizer(shipped_tok):
 
 
 def test_shipped_model_files():
-    files = sorted(p.name for p in MODEL.iterdir())
-    assert files == ["README.md", "config.json", "model.safetensors", "tok512.bin", "train.json"]
-    assert sum(p.stat().st_size for p in MODEL.iterdir()) <= 1_500_000
+    files = sorted(p.name for p in MODEL.iterdir() if p.name != "__pycache__")
+    # __init__.py (empty): the folder ships in the package as deeploy_dsl.demo_model, for `deeploy new`
+    assert files == ["README.md", "__init__.py", "config.json", "model.safetensors", "tok512.bin", "train.json"]
+    assert sum(p.stat().st_size for p in MODEL.iterdir() if p.is_file()) <= 1_500_000
     cfg = json.loads((MODEL / "config.json").read_text())
     ref_keys = ["architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                 "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",
