@@ -187,15 +187,17 @@ def _plan_of(path: Path, define: list[str]) -> dict:
 
 @import_app.command("llama2c")
 def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (.bin)"),
-                   out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json")):
-    """Convert a llama2.c checkpoint to Hugging Face Llama safetensors + config.json."""
+                   out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json"),
+                   tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="its llama2.c tokenizer (tok*.bin), "
+                                                            "checked and copied beside the weights")):
+    """Convert a llama2.c checkpoint to Hugging Face Llama safetensors + config.json (and its tokenizer beside them)."""
     from .model.llama2c import import_llama2c as convert
     try:
-        convert(model, out)
+        written = convert(model, out, tokenizer)
     except (ValueError, OSError) as e:
         typer.echo(f"{model}: error: {e}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
+    typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
 
 
 @app.command("rules")
