@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT, needs_cc
 from deeploy_dsl.demo import bpe, corpus
+from deeploy_dsl.demo.card import CARD_FILES, model_card
 from deeploy_dsl.model.tokenizer import Tokenizer
 
 MODEL = ROOT / "models/tinystories-demo"
@@ -109,6 +110,8 @@ def test_shipped_model_files():
     assert list(cfg) == ref_keys
     run = json.loads((MODEL / "train.json").read_text())
     card = (MODEL / "README.md").read_text()
+    # the card is the run's own (train.py writes it): it agrees with train.json, whatever torch version made them
+    assert card == model_card(run, {f: (MODEL / f).stat().st_size for f in CARD_FILES})
     assert f"{run['val_loss']:.4f}" in card and f"{run['params']:,}" in card
 
 
