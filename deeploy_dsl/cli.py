@@ -132,7 +132,9 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
                                              help="new tokens at most (no more than the context leaves after the prompt)"),
         engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float | qemu (RV32 under QEMU)"),
         cores: int = typer.Option(1, "--cores", min=1, help="harts for the qemu engine"),
-        as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line'),
+        as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line; with '
+                                     '--engine qemu also instructions_per_token (the sum over harts, per decode '
+                                     'token), its _per_core list and _busiest_core'),
         no_stop: bool = typer.Option(False, "--no-stop", help="do not stop at BOS/EOS"),
         no_prefill: bool = typer.Option(False, "--no-prefill", help="run the prompt token by token, not as a prefill"),
         define: Optional[List[str]] = DEFINE):

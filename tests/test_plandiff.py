@@ -56,7 +56,7 @@ def test_one_line_map_change(built):
 @needs_model
 def test_one_line_memory_change(built):
     text = format_diff(diff_plans(load_plan(built["base"]), load_plan(built["l1"])))
-    assert len(text.splitlines()) < 10 and "L1 size 262,144 B -> 131,072 B (-131,072 B)" in text, text
+    assert len(text.splitlines()) < 10 and "L1 budget 262,144 B -> 131,072 B (-131,072 B)" in text, text
     assert "L2" not in text and "step" not in text
 
 
@@ -90,7 +90,7 @@ def plan(layers: int = 5) -> dict:
              "last_step": 2 + 5 * i + j, "dtype": "int8", "shape": [64]} for i in range(layers) for j, o in enumerate(OPS)]
     return {"deployment": "toy", "target": "siracusa", "model": {"layers": layers, "dim": 64},
             "quantization": {"weights": "int8 per_channel symmetric"},
-            "memory": {"L1": {"size_bytes": 262144, "capacity_bytes": 262144, "arena_bytes": 2304,
+            "memory": {"L1": {"budget_bytes": 262144, "capacity_bytes": 262144, "arena_bytes": 2304,
                               "lower_bound_bytes": 2304, "weight_bytes": 0, "alignment": 4, "holds": ["activations"]}},
             "scales": {f"s{i}": 0.1 * (i + 1) for i in range(20)}, "steps": steps, "buffers": bufs,
             "constants": [{"name": "embed.w", "dtype": "int8", "shape": [512, 64], "bytes": 32768}]}
@@ -149,7 +149,7 @@ def test_header_and_memory_lines():
     b["target"] = "host"
     b["quantization"]["weights"] = "int8 per_tensor symmetric"
     b["memory"]["L1"].update(arena_bytes=1792, lower_bound_bytes=1536, alignment=8)
-    b["memory"]["L3"] = {"size_bytes": 1 << 20}
+    b["memory"]["L3"] = {"budget_bytes": 1 << 20}
     assert diff_plans(a, b) == [
         "target: siracusa -> host",
         "quantization.weights: int8 per_channel symmetric -> int8 per_tensor symmetric",

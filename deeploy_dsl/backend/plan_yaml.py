@@ -71,7 +71,7 @@ def plan_yaml(c) -> str:
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
-        "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
+        "memory": {lvl.name: {"budget_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
                               "arena_bytes": alloc.arena_bytes[lvl.name], "lower_bound_bytes": alloc.lower_bound[lvl.name],
                               "aligned_lower_bound_bytes": alloc.aligned_lower_bound[lvl.name],
                               "optimal": alloc.optimal[lvl.name],

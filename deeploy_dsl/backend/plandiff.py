@@ -18,7 +18,7 @@ import yaml
 
 STEP_KEYS = ("engine", "cores", "rule", "kernel", "tiles", "dma_bytes", "macs")
 STEP_SKIP = {"index", "op", "args", "why", "staging"}  # lists named per layer: summarised, not printed
-MEM_KEYS = (("size_bytes", "size"), ("capacity_bytes", "capacity"), ("arena_bytes", "arena"),
+MEM_KEYS = (("budget_bytes", "budget"), ("size_bytes", "size"), ("capacity_bytes", "capacity"), ("arena_bytes", "arena"),
             ("lower_bound_bytes", "lower bound"), ("weight_bytes", "weights"))
 BUF_KEYS = ("level", "offset", "size")
 DELTA_KEYS = {"dma_bytes", "macs", "size", "offset"}   # numeric fields where the signed change reads well
@@ -118,7 +118,7 @@ def _memory(a: dict, b: dict) -> list[str]:
         la, lb = a.get(lvl), b.get(lvl)
         if la is None or lb is None:
             what = "added" if la is None else "removed"
-            size = (lb or la or {}).get("size_bytes")
+            size = (lb or la or {}).get("budget_bytes", (lb or la or {}).get("size_bytes"))  # size_bytes: older plans
             out.append(f"memory level {lvl} {what}" + (f" ({_fmt(size)} B)" if size is not None else ""))
             continue
         out += [_change(f"{lvl} {lbl}", la.get(k), lb.get(k), " B") for k, lbl in MEM_KEYS if la.get(k) != lb.get(k)]

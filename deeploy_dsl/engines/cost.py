@@ -184,7 +184,7 @@ def summary(plan: Plan, dep: Deployment, prefill_tokens: int, prefill=None) -> d
     return {
         "clock_hz": t.clock_hz,
         "npu_weight_memory": {"used_bytes": sum(int(plan.consts[k].nbytes) for k in sorted(npu_consts)),
-                              "size_bytes": t.npu.weight_memory_bytes} if t.npu else None,
+                              "capacity_bytes": t.npu.weight_memory_bytes} if t.npu else None,
         "decode": {"position": plan.report_pos, "cycles_per_token": cycles,
                    "tokens_per_s": round(t.clock_hz / cycles, 1) if cycles else 0.0,
                    "uj_per_token": round(energy / 1e6, 3), "macs_per_token": sum(c.macs for c in dec)},

@@ -159,7 +159,9 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
                         prefill=prefill)
         ids, logits = r.ids, r.logits
         per_core = decode_instret(r, len(pids))
-        stats = {"instructions_per_token": sum(per_core), "instructions_per_token_per_core": per_core}
+        # the sum over harts is the work (what 1 core would retire); the busiest hart is the time a token takes
+        stats = {"instructions_per_token": sum(per_core), "instructions_per_token_per_core": per_core,
+                 "instructions_per_token_busiest_core": max(per_core)}
         if r.prefill_instret is not None:
             stats.update(prefill_tokens=len(pids), prefill_instructions=sum(r.prefill_instret),
                          prefill_instructions_per_core=list(r.prefill_instret), prefill_chunk=c.prefill.chunk)
