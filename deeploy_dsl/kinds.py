@@ -20,6 +20,7 @@ class Engine(StrEnum):
 
 class DType(StrEnum):
     INT8 = "int8"
+    INT12 = "int12"  # 12-bit values (+-2047) stored in int16: the wider queries
     INT16 = "int16"
     INT32 = "int32"
     UINT8 = "uint8"
@@ -27,7 +28,7 @@ class DType(StrEnum):
 
     @property
     def itemsize(self) -> int:
-        return _BITS[self] // 8
+        return _STORAGE[self] // 8
 
     @property
     def bits(self) -> int:
@@ -35,10 +36,11 @@ class DType(StrEnum):
 
     @property
     def ctype(self) -> str:
-        return f"{self.value}_t"
+        return "int16_t" if self is DType.INT12 else f"{self.value}_t"
 
 
-_BITS = {DType.INT8: 8, DType.INT16: 16, DType.INT32: 32, DType.UINT8: 8, DType.UINT16: 16}
+_BITS = {DType.INT8: 8, DType.INT12: 12, DType.INT16: 16, DType.INT32: 32, DType.UINT8: 8, DType.UINT16: 16}
+_STORAGE = {**_BITS, DType.INT12: 16}
 
 
 class OpKind(StrEnum):
