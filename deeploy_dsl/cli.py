@@ -125,6 +125,16 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
     _guard(go)
 
 
+def sampling_overrides(temperature: float | None, top_p: float | None, seed: int | None) -> list[str]:
+    """--temperature/--top-p/--seed as the -D settings they stand for (checked, and reported, like the .dply's)."""
+    out = []
+    if top_p is not None:
+        out.append(f"generate.sampler=top_p({top_p!r}, temperature = {1.0 if temperature is None else temperature!r})")
+    elif temperature is not None:
+        out.append(f"generate.sampler=temperature({temperature!r})")
+    return out + ([f"generate.seed={seed}"] if seed is not None else [])
+
+
 @app.command()
 def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),
@@ -137,16 +147,21 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
                                      'token), its _per_core list and _busiest_core'),
         no_stop: bool = typer.Option(False, "--no-stop", help="do not stop at BOS/EOS"),
         no_prefill: bool = typer.Option(False, "--no-prefill", help="run the prompt token by token, not as a prefill"),
+        temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="sample at this temperature "
+                                                    "(0: greedy); the .dply's generate.sampler otherwise"),
+        top_p: Optional[float] = typer.Option(None, "--top-p", help="keep this much probability mass (0 < P <= 1)"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="the sampler's seed, 0 to 4294967295"),
         define: Optional[List[str]] = DEFINE):
-    """Generate text greedily with one of the three engines."""
+    """Generate text with one of the engines: greedy, or sampled (integer-only on the device, the same ids from
+    golden, c and qemu for a seed)."""
     if engine not in ("c", "golden", "float", "qemu"):
         typer.echo(f"error: unknown engine '{engine}' (expected c, golden, float or qemu)", err=True)
         raise typer.Exit(1)
 
     def go():
         from .engines.runner import run as run_engine
-        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores,
-                       prefill=not no_prefill)
+        g = run_engine(file, prompt, tokens, engine, (define or []) + sampling_overrides(temperature, top_p, seed),
+                       stop=not no_stop, cores=cores, prefill=not no_prefill)
         _warn(g.warnings)
         if as_json:
             typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, **g.stats},

@@ -226,4 +226,10 @@ void embed_i16(int16_t *x /* [dim] */, const int8_t *row /* [dim] */, const int3
 /* argmax.c: index of the largest value, lowest index on ties (n >= 1) */
 int32_t argmax_i32(const int32_t *x /* [n] */, int32_t n);
 
+/* sampler.c: the next token at a temperature with top-p, in integers (kernels/sampling.py); mult 0 is argmax;
+ * n <= 65536 (a token index fits 16 bits of the scratch) */
+uint32_t dpl_xorshift32(uint32_t *state);
+int32_t sample_top_p_i32(uint32_t *ei /* [n] */, const int32_t *x /* [n] */, int32_t n, int32_t mult, int32_t p_q16,
+                         const uint16_t *exp2 /* [512] Q15 */, uint32_t *state);
+
 #endif /* DEEPLOY_KERNELS_H */

@@ -58,7 +58,8 @@
     X(dma_counters, "")                                                                                               \
     X(linear_tile_load, "pppppppiii")                                                                                 \
     X(kv_tile_load, "pppiiii")                                                                                        \
-    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")
+    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                 \
+    X(sample_top_p_i32, "ppiiipp")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X)                                                                                                        \
     FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii") X(gemv_q4_i8, "pppppiii")          \
@@ -252,6 +253,7 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_residual_add_i16: residual_add_i16(p[0], p[1], p[2], I(3)); return 0;
     case FN_embed_i16: embed_i16(p[0], p[1], p[2], p[3], I(4)); return 0;
     case FN_argmax_i32: return argmax_i32(p[0], I(1));
+    case FN_sample_top_p_i32: return sample_top_p_i32(p[0], p[1], I(2), I(3), I(4), p[5], p[6]);
     case FN_dma_reset_counters: dma_reset_counters(); return 0;
     case FN_dma_start: dma_start(p[0], p[1], p[2], U(3)); return ((dma_job *)p[0])->pending;
     case FN_dma_start_2d:

@@ -26,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deeploy_dsl.kernels import sampling as S  # noqa: E402
 from deeploy_dsl.kernels import twins as K  # noqa: E402
 from deeploy_dsl.kernels.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
 from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
@@ -44,7 +45,7 @@ if _missing:
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
 SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c", "dma.c",
-           "tiles.c"]
+           "tiles.c", "sampler.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
              "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
 RV_LDFLAGS = ["--specs=picolibc.specs", "--oslib=semihost", "--crt0=semihost",
@@ -868,6 +869,42 @@ def argmax_case(x, label):
     return c
 
 
+def gen_sample():
+    """The sampler over logit vectors like the model's (int32 near 2^24) and the edges: one huge logit, all equal,
+    p = 1 (temperature only), a tiny p (the top token), mult 0 (argmax); several draws on one state each."""
+    cases = []
+    for seed in seeds(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.choice([2, 7, 512, 513, 2048]))
+        x = (rng.standard_normal(n) * float(rng.choice([1e3, 1e5, 1e6, 4e6]))).astype(np.int32)
+        if seed % 5 == 0:
+            x[rng.integers(n)] = 2**31 - 1
+        if seed % 7 == 0:
+            x[:] = int(x[0])
+        mult = int(rng.choice([0, 1, 37, 15_000, 250_000, 2**31 - 1]))
+        p = int(rng.choice([1, 3000, 58_982, 65_535, 65_536]))
+        cases.append(sample_case(x, mult, p, int(rng.integers(0, 2**32)), f"seed={seed} n={n} mult={mult} p={p}"))
+    cases.append(sample_case(np.array([-(2**31), 2**31 - 1], np.int32), 2**31 - 1, 65_536, 1, "extremes"))
+    return cases
+
+
+def sample_case(x, mult, p, seed, label, draws: int = 3):
+    c = Case("sample_top_p_i32", label)
+    xs, table = c.arr(x), c.arr(S.exp2_q15())
+    e, state = c.out(np.zeros(x.size, np.uint32)), c.out(np.array([S.rng_seed(seed)], np.uint32))
+    st = S.rng_seed(seed)
+    for _ in range(draws):
+        want, st = S.sample(x, mult, p, st)
+        c.expect_ret(c.call("sample_top_p_i32", e, xs, x.size, mult, p, table, state), want, "token")
+    c.expect(state, np.array([st], np.uint32), "xorshift state")
+    kept = np.zeros(x.size, np.uint32)
+    if mult:
+        pk = S.packed(x, mult)
+        kept[:len(pk)] = pk
+    c.expect(e, kept, "packed exps")
+    return c
+
+
 # ------------------------------------------------------------------------------------------- dma, tiles
 
 
@@ -994,6 +1031,7 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
+    "sample_top_p_i32": gen_sample,
     "dma": gen_dma,
     "tiles": gen_tiles,
 }
@@ -1084,7 +1122,7 @@ def test_harness_has_no_soft_float(harness):
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
                 "rope_i16", "attention_k16", "attn_scores_k16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
-                "residual_add_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
+                "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
 def check_runs(kernel, runs):

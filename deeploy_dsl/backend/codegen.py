@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 
 from ..compiler import Compiled
+from ..kernels import sampling as S
 from ..kernels.registry import RUNTIME_FILES
 from ..kinds import Engine
 from ..model.tokenizer import c_string_literal, c_table_source, utf8
@@ -58,14 +59,31 @@ def _names(names: list[str]) -> list[str]:
     return lines + [cur]
 
 
+def sampler_multiplier(c: Compiled) -> int:
+    """The sampler's SAMPLE_MULT for the deployment (kernels/sampling.py), 0 for greedy decoding."""
+    gen = c.dep.generate
+    return 0 if gen.sampler == "greedy" else S.temperature_multiplier(c.quant.scales["lm_head"], gen.temperature)
+
+
+def sampler_text(gen) -> str:
+    return (f"top_p({gen.top_p:g}, temperature = {gen.temperature:g})" if gen.sampler == "top_p"
+            else f"temperature({gen.temperature:g})")
+
+
 def _main_c(env: jinja2.Environment, c: Compiled, common: dict) -> str:
     """The runner: text in and out with a tokenizer, token ids in and out without one."""
     tok, gen = c.tokenizer, c.dep.generate
-    view = {"tokenizer": tok is not None,
+    view = {"tokenizer": tok is not None, "sampling": False,
             # more new tokens than the context holds end at the context's end anyway; keeps the C literal small
             "tokens": min(gen.tokens, c.dep.model.dims.context)}
     if tok is not None:  # compile checked the prompt (compiler.check_prompt): it is text and fits the context
         view.update(prompt_literal=c_string_literal(utf8(gen.prompt)), token_max_bytes=tok.longest_piece)
+    mult = sampler_multiplier(c)
+    if mult:
+        table = [int(v) for v in S.exp2_q15()]
+        view.update(sampling=True, sample_mult=mult, sample_top_p=S.top_p_q16(gen.top_p), seed=gen.seed,
+                    sampler_text=sampler_text(gen),
+                    sample_exp2=",\n".join("    " + ", ".join(f"{v:5d}" for v in table[i:i + 16]) for i in range(0, 512, 16)))
     return env.get_template("main.c.j2").render(**common, **view)
 
 

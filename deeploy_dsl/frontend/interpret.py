@@ -723,7 +723,8 @@ def _size(n: int) -> str:
 
 
 def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec | None) -> GenSpec:
-    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "prompt", "prefill"), errs, b.pos if b else file_pos)
+    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "seed", "prompt", "prefill"), errs,
+                b.pos if b else file_pos)
     tokens = r.one("tokens", ("number",), "a whole number of tokens", 128)
     context = model.dims.context if model is not None and getattr(model, "dims", None) is not None else None
     if not isinstance(tokens, int) or tokens < 1:
@@ -734,7 +735,11 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
                  f"can count ({INT32_MAX:,})", "generation stops when the context is full anyway"
                  + (f" ({context} tokens)" if context is not None else ""))
         tokens = 1
-    sampler = r.choice("sampler", ("greedy",), "greedy")
+    sampler, temperature, top_p = _sampler(r, errs)
+    seed = r.one("seed", ("number",), "a whole number from 0 to 4294967295", 0)
+    if not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        errs.add(r.pos("seed"), f"'seed' must be a whole number from 0 to {SEED_MAX}, got {seed}")
+        seed = 0
     prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', "Once upon a time")
     if "\0" in prompt:  # the generated program holds it as a C string, which would end there
         errs.add(r.settings["prompt"].values[0].pos, "the prompt cannot contain a NUL character (\\u0000)")
@@ -745,7 +750,45 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
                  "the prompt runs in chunks of this many tokens; 1 runs it token by token")
         prefill = 1
     return GenSpec(tokens, sampler, prompt, r.block_pos, prefill, r.settings["prompt"].values[0].pos
-                   if "prompt" in r.settings and r.settings["prompt"].values else r.block_pos)
+                   if "prompt" in r.settings and r.settings["prompt"].values else r.block_pos, temperature, top_p, seed)
+
+
+SEED_MAX = (1 << 32) - 1  # the device's xorshift32 state
+TEMPERATURE_MAX = 100.0
+SAMPLERS = "'greedy', 'temperature(T)' or 'top_p(P, temperature = T)', T from 0 to 100, P in (0, 1]"
+
+
+def _number(v: Value | None, lo: float, hi: float, lo_open: bool = False) -> float | None:
+    if v is None or v.kind != "number" or not (lo < v.value <= hi if lo_open else lo <= v.value <= hi):
+        return None
+    return float(v.value)
+
+
+def _sampler(r: _Reader, errs: Collector) -> tuple[str, float, float]:
+    """`sampler greedy | temperature(T) | top_p(P, temperature = T)`: (kind, T, P); temperature 0 is greedy."""
+    vals = r.values("sampler")
+    if vals is None or (len(vals) == 1 and vals[0].kind == "name" and vals[0].value == "greedy"):
+        return "greedy", 0.0, 1.0
+    v = vals[0]
+    if len(vals) != 1 or v.kind != "call" or v.value not in ("temperature", "top_p"):
+        errs.add(v.pos if len(vals) == 1 else vals[1].pos, f"'sampler' expects {SAMPLERS}")
+        return "greedy", 0.0, 1.0
+    pos = [a for k, a in v.args if k is None]
+    kw = {k: a for k, a in v.args if k is not None}
+    if v.value == "temperature":
+        t = _number(pos[0], 0.0, TEMPERATURE_MAX) if len(pos) == 1 and not kw else None
+        if t is None:
+            errs.add(v.pos, f"'temperature' takes one number from 0 to {TEMPERATURE_MAX:g}, e.g. temperature(0.8)",
+                     "0 is greedy; 1 samples the model's own distribution")
+            return "greedy", 0.0, 1.0
+        return ("temperature" if t > 0 else "greedy"), t, 1.0
+    p = _number(pos[0], 0.0, 1.0, lo_open=True) if len(pos) == 1 else None
+    t = _number(kw["temperature"], 0.0, TEMPERATURE_MAX, lo_open=True) if "temperature" in kw else 1.0
+    if p is None or t is None or set(kw) - {"temperature"}:
+        errs.add(v.pos, "'top_p' takes the mass to keep, in (0, 1], and optionally temperature = T (T > 0), "
+                 "e.g. top_p(0.9, temperature = 0.8)")
+        return "greedy", 0.0, 1.0
+    return "top_p", t, p
 
 
 INT32_MAX = (1 << 31) - 1

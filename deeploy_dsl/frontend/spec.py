@@ -115,11 +115,14 @@ class MemLevel:
 @dataclass(frozen=True)
 class GenSpec:
     tokens: int
-    sampler: str  # "greedy"
+    sampler: str  # "greedy", "temperature" or "top_p"
     prompt: str
     pos: Pos
     prefill: int = 16  # prompt tokens one prefill chunk runs at once (MODEL_PREFILL); smaller if L1 cannot hold it
     prompt_pos: Pos | None = None  # the prompt's text, for errors about encoding it
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0  # the probability mass kept (1: all tokens)
+    seed: int = 0  # the device's xorshift32 seed (the program's --seed replaces it)
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,6 @@ RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
     rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD)}
-# what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
+# what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
-RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "tiles.c")
+RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")
