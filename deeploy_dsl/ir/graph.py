@@ -12,8 +12,10 @@ from ..errors import Pos
 from ..frontend.spec import Dims
 from ..kernels.kernelspec import KernelSpec, Split
 
-ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
-C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
+# int12 (the int12 queries) is stored in int16: values within +-2047
+ITEMSIZE = {"int8": 1, "int12": 2, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
+C_TYPE = {"int8": "int8_t", "int12": "int16_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t",
+          "uint16": "uint16_t"}
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,12 @@ class Graph:
 LINEAR_KINDS = ("linear",)
 
 
-def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> Graph:
+def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8") -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
-    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads."""
+    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads.
+    queries: the dtype of q ("int8", "int12" or "int16", the quantize block's `queries`), which the q projection
+    writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -73,7 +77,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind="kv")
         xb = v(p + "attn_norm", "int8", d.dim)
         op(p + "attn_norm", "rmsnorm", [x], [xb])
-        q = v(p + "attn.q", "int8", d.dim)
+        q = v(p + "attn.q", queries, d.dim)
         k = v(p + "attn.k", keys, d.kv_dim)
         op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
         op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)
