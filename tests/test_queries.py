@@ -27,13 +27,9 @@ def q12k16(model_dir):
     return compile_deployment(DPLY, [Q12, KEYS16])
 
 
-@pytest.fixture(scope="module")
-def q8k16(model_dir):
-    return compile_deployment(DPLY, [KEYS16])
-
-
-def test_q12_types_kernels_and_scales(q12k16, q8k16):
-    c, base = q12k16, q8k16
+def test_q12_types_kernels_and_scales(q12k16, compiled):
+    c, base = q12k16, compiled  # the example deployment: int8 queries, int16 keys
+    assert base.dep.quant.keys == "int16"
     assert c.dep.quant.queries == "int12" and base.dep.quant.queries == "int8"
     steps = {s.op: s for s in c.plan.steps}
     assert c.plan.values["layers.0.attn.q"].dtype == "int12" and c.plan.values["layers.0.attn.q"].nbytes == 2 * 64
@@ -55,16 +51,19 @@ def test_q12_types_kernels_and_scales(q12k16, q8k16):
     assert all(steps[o].kernel == base_steps[o].kernel for o in other)
 
 
-@pytest.mark.parametrize("queries,keys", [("int12", "int16"), ("int12", "int8"), ("int16", "int8")])
-def test_c_matches_golden(queries, keys, tmp_path, model_dir):
+@pytest.mark.parametrize("queries,keys", [("int12", "int16"), pytest.param("int12", "int8", marks=pytest.mark.slow),
+                                         pytest.param("int16", "int8", marks=pytest.mark.slow)])
+def test_c_matches_golden(queries, keys, q12k16, tmp_path):
     """C token by token == C with prefill == golden, ids and every logit, for each width with int8 and int16 keys."""
-    c = compile_deployment(DPLY, [f"quantize.queries={queries}", f"quantize.keys={keys}"])
+    c = q12k16 if (queries, keys) == ("int12", "int16") else \
+        compile_deployment(DPLY, [f"quantize.queries={queries}", f"quantize.keys={keys}"])
     kernel, scores = KERNELS[queries, keys]
     assert {s.kernel for s in c.plan.steps if s.op.endswith("attn.attention")} == {kernel}
-    check_host(c, tmp_path, n_new=24)
+    check_host(c, tmp_path, n_new=16)
     assert f"{scores}(" in (tmp_path / "build" / "model.c").read_text()
 
 
+@pytest.mark.slow
 def test_q12_streams_k_tiles_through_a_small_l1(tmp_path, model_dir):
     c = compile_deployment(DPLY, [Q12, KEYS16, "memory.L1=16KiB"])
     att = next(s for s in c.plan.steps if s.kernel == "attention_q12k16")
@@ -72,6 +71,7 @@ def test_q12_streams_k_tiles_through_a_small_l1(tmp_path, model_dir):
     check_host(c, tmp_path, n_new=24)
 
 
+@pytest.mark.slow
 def test_q12_with_the_npu_mapping(tmp_path, model_dir):
     """The q projection as an NPU job with int16 output (the NPU takes 8, 16 or 32 bits), attention on the cluster."""
     from test_npu_mapping import HINTS, variant
@@ -82,6 +82,7 @@ def test_q12_with_the_npu_mapping(tmp_path, model_dir):
     check_host(c, tmp_path, n_new=16)
 
 
+@pytest.mark.slow
 def test_q12_with_int4_weights(tmp_path, model_dir):
     c = compile_deployment(DPLY, [Q12, "quantize.weights=int4 per_group(32)"])
     steps = {s.op: s for s in c.plan.steps}
@@ -115,11 +116,12 @@ def test_head_size_bound_is_the_int32_sum():
 
 
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
-@pytest.mark.parametrize("cores", [1, 8])
+@pytest.mark.parametrize("cores", [pytest.param(1, marks=pytest.mark.slow), 8])
 def test_q12_qemu_is_bit_exact(q12k16, tmp_path, cores):
     check_qemu(q12k16, tmp_path, cores=cores)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
 @pytest.mark.parametrize("queries", ["int12", "int16"])
 def test_queries_with_int8_keys_qemu_8_harts_is_bit_exact(queries, tmp_path, model_dir):
