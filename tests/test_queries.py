@@ -103,6 +103,34 @@ def test_int16_queries_with_int16_keys_is_an_error_at_the_line(model_dir):
     assert "queries int12" in d.hint
 
 
+def tiny_llama(tmp_path, head_size: int, quantize: str):
+    """A random two-layer Llama of this head size (two heads) with a quantize block; its .dply."""
+    from test_sanitize import synthetic_llama
+    dply = synthetic_llama(tmp_path / "model", context=64, dim=2 * head_size, heads=2)
+    dply.write_text(dply.read_text().replace("map {", f"quantize {{\n{quantize}}}\nmap {{", 1))
+    return dply
+
+
+@pytest.mark.slow
+def test_head_size_32_with_int12_queries_and_int16_keys(tmp_path, model_dir):
+    """The largest head size the int32 bound admits for int12 queries with int16 keys, end to end (the score kernel's
+    loop for head sizes other than 8)."""
+    c = compile_deployment(tiny_llama(tmp_path, 32, "    keys    int16\n    queries int12\n"))
+    assert c.dep.model.dims.head_size == 32
+    assert {s.kernel for s in c.plan.steps if s.op.endswith("attention")} == {"attention_q12k16"}
+    check_host(c, tmp_path, n_new=8)
+
+
+def test_head_size_64_is_an_error_at_the_queries_line(tmp_path, model_dir):
+    dply = tiny_llama(tmp_path, 64, "    keys    int16\n    queries int12\n")
+    with pytest.raises(SpecError) as e:
+        compile_deployment(dply)
+    (d,) = e.value.diagnostics
+    line = next(i for i, ln in enumerate(dply.read_text().splitlines(), 1) if ln.strip().startswith("queries"))
+    assert (d.pos.line, d.pos.col) == (line, 5) and "head size 64" in d.message and "up to 32" in d.message
+    assert compile_deployment(dply, [KEYS8]).dep.quant.queries == "int12"  # with int8 keys it fits (up to 8,196)
+
+
 def test_head_size_bound_is_the_int32_sum():
     """qk_head_size_max is the largest head size with hs * max|q| * max|k| + 2^(shift-1) <= 2^31 - 1: the next one
     overflows. int12 queries with int16 keys admit 32 because RoPE keeps them within +-2047."""
