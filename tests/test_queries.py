@@ -152,5 +152,7 @@ def test_q12_qemu_is_bit_exact(q12k16, tmp_path, cores):
 @pytest.mark.slow
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
 @pytest.mark.parametrize("queries", ["int12", "int16"])
-def test_queries_with_int8_keys_qemu_8_harts_is_bit_exact(queries, tmp_path, model_dir):
-    check_qemu(compile_deployment(DPLY, [f"quantize.queries={queries}", KEYS8]), tmp_path)
+def test_queries_with_int8_keys_qemu_is_bit_exact(queries, tmp_path, model_dir):
+    c = compile_deployment(DPLY, [f"quantize.queries={queries}", KEYS8])
+    for cores in (1, 8):
+        check_qemu(c, tmp_path / str(cores), cores=cores)
