@@ -43,6 +43,13 @@
     X(rope_i16, "ppppii")                                                                                             \
     X(attention_k16, "pppppiiiiiiiiip")                                                                               \
     X(attn_scores_k16, "pipppiiiii")                                                                                  \
+    X(rope_q12, "ppppii")                                                                                             \
+    X(attention_q12, "pppppiiiiiiiiip")                                                                               \
+    X(attention_q12k16, "pppppiiiiiiiiip")                                                                            \
+    X(attention_q16, "pppppiiiiiiiiip")                                                                               \
+    X(attn_scores_q12, "pipppiiiii")                                                                                  \
+    X(attn_scores_q12k16, "pipppiiiii")                                                                               \
+    X(attn_scores_q16, "pipppiiiii")                                                                                  \
     X(attn_exp_av_i8, "pppippiiiiippo")                                                                              \
     X(attn_out_i8, "pppiiiii")                                                                                        \
     X(zero_i32, "pi")                                                                                                 \
@@ -243,6 +250,21 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         attention_k16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
         return 0;
     case FN_attn_scores_k16: attn_scores_k16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
+    case FN_rope_q12: rope_q12(p[0], p[1], p[2], p[3], I(4), I(5)); return 0;
+    case FN_attention_q12:
+        attention_q12(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attention_q12k16:
+        attention_q12k16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attention_q16:
+        attention_q16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attn_scores_q12: attn_scores_q12(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
+    case FN_attn_scores_q12k16:
+        attn_scores_q12k16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9));
+        return 0;
+    case FN_attn_scores_q16: attn_scores_q16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
     case FN_attn_exp_av_i8:
         attn_exp_av_i8(p[0], p[1], p[2], I(3), p[4], p[5], I(6), I(7), I(8), I(9), I(10), p[11], p[12], p[13]);
         return 0;

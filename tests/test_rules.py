@@ -284,11 +284,15 @@ def test_every_step_records_the_rule_that_fired(base):
     assert steps["layers.0.attn.v"].rule == "linear_i8_cluster"  # writes the int8 KV cache row
     assert steps["layers.0.attn.o"].rule == "linear_i16_cluster" and steps["lm_head"].rule == "linear_i32_cluster"
     # every cluster rule fires but the other variant of each quantize knob: RoPE on int16 values only with int16 keys,
-    # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting
+    # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting, the wider queries' rules only
+    # with `queries int12 | int16`
     q = base.dep.quant
+    assert q.queries == "int8"
     unused = ({"rope_i16_q14", "attention_k16_gqa"} if q.keys != "int16" else {"attention_i8_gqa"}) \
         | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
-        | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set())
+        | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set()) \
+        | {"linear_q12_cluster", "linear_q4_q12_cluster", "rope_q12_q14", "attention_q12_gqa", "attention_q12k16_gqa",
+           "attention_q16_gqa"}
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"} - unused
     from deeploy_dsl.compiler import compile_deployment
     q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",

@@ -68,6 +68,8 @@ def plan_yaml(c) -> str:
                            f"stat {dep.quant.calibration.stat}"
                            + (f"({dep.quant.calibration.percentile:g})" if dep.quant.calibration.stat == "percentile" else ""),
             "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys,
+            **({"queries": dep.quant.queries + (" (in int16, +-2047)" if dep.quant.queries == "int12" else "")}
+               if dep.quant.queries != "int8" else {}),
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },

@@ -9,7 +9,7 @@ from ..kinds import ArgKind, Mode
 from ..passes.arena import Allocation
 from ..passes.prefill import mode
 
-NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}
+NP_DTYPE = {"int8": np.int8, "int12": np.int16, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}
 
 
 class Golden:

@@ -17,6 +17,7 @@ from ..errors import Collector, Pos
 from ..model.hfconfig import HFConfig, read_config
 from ..kernels.layout import NPU_K
 from ..kinds import Engine
+from ..kernels.twins import QK_BITS, QK_MAX, qk_head_size_max, score_shift
 from ..quant.quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
@@ -418,7 +419,8 @@ def _fmt(v) -> str:
 
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims: Dims | None) -> QuantSpec:
-    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys", "dynamic"),
+    r = _Reader(b.entries if b else (), "quantize",
+                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic"),
                 errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
@@ -437,6 +439,9 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
     kv = r.choice("kv_cache", ("int8",), "int8")
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
+    queries = r.choice("queries", ("int8", "int12", "int16"), "int8")
+    if dims is not None and dims.heads > 0:
+        _check_queries(queries, keys, dims.dim // dims.heads, r.pos("queries"), errs)
     overrides = tuple(o for m in r.mappings if (o := _weight_override(m, weights, group, errs)) is not None)
     dynamic: tuple[str, ...] = ()
     for v in r.values("dynamic") or ():
@@ -445,7 +450,24 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
         elif v.value != "none" and v.value not in dynamic:
             dynamic += (v.value,)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
-                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic)
+                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
+                     queries)
+
+
+def _check_queries(queries: str, keys: str, head_size: int, pos: Pos, errs: Collector) -> None:
+    """The score kernels add a head's q[d] * k[d] in int32: the head size must keep that sum, and the rounding's
+    2^(shift-1), within 2^31 - 1 (kernels.qk_head_size_max: 32 for int12 queries with int16 keys, none for int16 with
+    int16). int8 queries hold for every head size the model bounds admit."""
+    qb, kb = QK_BITS[queries], QK_BITS[keys]
+    top = qk_head_size_max(qb, kb)
+    if head_size <= top:
+        return
+    reach = head_size * QK_MAX[qb] * QK_MAX[kb] + ((1 << score_shift(qb, kb)) >> 1)
+    fits = f"for head sizes up to {top}" if top > 1 else "for no head size of a Llama"
+    hint = "use 'keys int8' or 'queries int12'" if queries == "int16" else "use 'keys int8' (or 'queries int8')"
+    errs.add(pos, f"queries {queries} with keys {keys}: a score sums head size {head_size} products of up to "
+             f"{QK_MAX[qb]:,} x {QK_MAX[kb]:,}, up to {reach:,}, beyond the int32 the score kernels add in (it holds "
+             f"{fits})", hint)
 
 
 DYNAMIC = ("swiglu", "none")  # activations that can have per-token scales (the SwiGLU output: the largest gain)

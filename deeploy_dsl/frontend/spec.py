@@ -80,6 +80,7 @@ class QuantSpec:
     rounding: str = "nearest"  # "nearest" or "gptq": how weights are rounded onto their grid
     overrides: tuple[WeightOverride, ...] = ()  # per-layer weight formats, later lines win
     dynamic: tuple[str, ...] = ()  # activations with a per-token scale computed at run time: ("swiglu",) or ()
+    queries: str = "int8"  # "int8", "int12" (stored in int16, +-2047) or "int16": the q projection, RoPE on q, scores
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,12 @@ class Graph:
 LINEAR_KINDS = ("linear",)
 
 
-def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> Graph:
+def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8") -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
-    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads."""
+    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads.
+    queries: the dtype of q ("int8", "int12" or "int16", the quantize block's `queries`), which the q projection
+    writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -83,7 +85,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind=ValueKind.KV)
         xb = v(p + "attn_norm", "int8", d.dim)
         op(p + "attn_norm", "rmsnorm", [x], [xb])
-        q = v(p + "attn.q", "int8", d.dim)
+        q = v(p + "attn.q", queries, d.dim)
         k = v(p + "attn.k", keys, d.kv_dim)
         op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
         op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)

@@ -116,12 +116,6 @@ def _rope(bounds):
     return twin
 
 
-def _attention(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
-               score_cut, out_mult, out_shift, exp_table):
-    out[:] = K.attention(q, k_cache, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
-                         score_cut, out_mult, out_shift, exp_table)
-
-
 def _swiglu(h, gate, up, silu_table, mult, shift, n):
     h[:] = K.swiglu(gate, up, silu_table, mult, shift)
 
@@ -155,9 +149,14 @@ RMSNORM = KernelSpec("rmsnorm_i8_part", "rmsnorm.c", _p("""
     split=Split((), "dim", bounds=("lo", "hi")), fragment="split")
 
 
+# RoPE's output type: (kernel, C type, the range it saturates to); int12 queries are int16 values within +-2047
+ROPE = {"int8": ("rope_i8", "int8_t", K.I8), "int16": ("rope_i16", "int16_t", K.I16),
+        "int12": ("rope_q12", "int16_t", K.Q12)}
+
+
 def rope(out: str) -> KernelSpec:
-    ctype, bounds = OUT[out]
-    return KernelSpec(f"rope_i{out[3:]}", "rope.c", _p(f"""
+    name, ctype, bounds = ROPE[out]
+    return KernelSpec(name, "rope.c", _p(f"""
         y         | {ctype} *        | [n] output (may equal x)
         x         | const {ctype} *  | [n] input
         cos_row   | const int16_t *  | [head_size/2] Q14 cosines of this position
@@ -168,14 +167,33 @@ def rope(out: str) -> KernelSpec:
         split=Split(("y", "x"), "n", "head_size"), fragment="split")
 
 
-def attention(keys: str) -> KernelSpec:
-    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache; the tiled step calls the scores kernel of
-    its K type and attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
-    kt = OUT[keys][0]
-    name = "attention_i8" if keys == "int8" else "attention_k16"
+# (queries, keys) -> the untiled attention kernel and the scores kernel a tiled step calls; int16 queries with int16
+# keys have none: q . k would not fit int32 (kernels.qk_head_size_max)
+ATTENTION = {("int8", "int8"): ("attention_i8", "attn_scores_i8"), ("int8", "int16"): ("attention_k16", "attn_scores_k16"),
+             ("int12", "int8"): ("attention_q12", "attn_scores_q12"),
+             ("int12", "int16"): ("attention_q12k16", "attn_scores_q12k16"),
+             ("int16", "int8"): ("attention_q16", "attn_scores_q16")}
+
+
+def _attention(qk_shift: int):
+    def twin(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+             score_cut, out_mult, out_shift, exp_table):
+        out[:] = K.attention(q, k_cache, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+                             score_cut, out_mult, out_shift, exp_table, qk_shift)
+    return twin
+
+
+def attention(keys: str, queries: str = "int8") -> KernelSpec:
+    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache and int8, int12 or int16 queries
+    (`queries`, the wider ones in int16); the tiled step calls the scores kernel of its q and K types and
+    attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
+    name, scores = ATTENTION[queries, keys]
+    kt, qt = OUT[keys][0], OUT["int8" if queries == "int8" else "int16"][0]
+    qdoc = "queries" if queries == "int8" else f"queries, {queries} in int16"
+    shift = K.score_shift(K.QK_BITS[queries], K.QK_BITS[keys])
     return KernelSpec(name, "attention.c", _p(f"""
         out         | int8_t *         | [n_heads*head_size] output
-        q           | const int8_t *   | [n_heads*head_size] queries
+        q           | const {qt} *     | [n_heads*head_size] {qdoc}
         k_cache     | const {kt} *     | [context, n_kv_heads*head_size] K cache
         v_cache     | const int8_t *   | [context, n_kv_heads*head_size] V cache
         scratch     | int32_t *        | [heads per kv head, context] scores
@@ -188,10 +206,9 @@ def attention(keys: str) -> KernelSpec:
         score_cut   | int32_t          | the largest score distance whose exp is not 0
         out_mult    | int32_t          | the output's multiplier
         out_shift   | int32_t          | its shift
-        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)"""), _attention, attention_work,
+        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)"""), _attention(shift), attention_work,
         "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, integer exp2, one division per head",
-        calls=("attn_scores_i8" if keys == "int8" else "attn_scores_k16", "attn_exp_av_i8"), bounds=K.I8,
-        tiling="positions", chunk_cost=True, fragment="positions")
+        calls=(scores, "attn_exp_av_i8"), bounds=K.I8, tiling="positions", chunk_cost=True, fragment="positions")
 
 
 SWIGLU = KernelSpec("swiglu_i8", "swiglu.c", _p("""
@@ -227,7 +244,7 @@ RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD)}
+    *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

@@ -1,8 +1,8 @@
 """Lowering: rules turn each op, on the engine the mapping chose, into a call of one kernel (registry.py).
 
 A rule is a pattern and a kernel. The pattern states every condition that decides the rule: the op's kind, its
-engine, its output dtype, a linear layer's weight format, attention's K cache dtype, whether the SwiGLU's scale is
-per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
+engine, its output dtype, a linear layer's weight format, attention's K cache and query dtypes, whether the SwiGLU's
+scale is per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
 A rule's builder gives the kernel's arguments by parameter name, and a line of math for the plan and the C.
 The rule set is passed in: `rules_for(target)` is the cluster's rules, and the NPU's on targets that have one.
 `deeploy rules` prints them (`rules_text`).
@@ -38,6 +38,7 @@ def facts(op: Op, c: Ctx) -> dict:
         f["weights"] = "int4" if p.get("group") else "int8"
     if op.kind == OpKind.ATTENTION:
         f["keys"] = c.graph.values[op.inputs[1]].dtype
+        f["queries"] = c.graph.values[op.inputs[0]].dtype
     if op.kind == OpKind.SWIGLU:
         f["scale"] = "per_token" if p.get("dynamic") else "calibrated"
     return f
@@ -53,6 +54,7 @@ class Pattern:
     out: DType | None = None  # the output's dtype
     weights: str | None = None  # a linear layer's weight format: int8 | int4
     keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
+    queries: str | None = None  # attention: q's dtype (quantize `queries`)
     scale: str | None = None  # swiglu: the output's scale, calibrated | per_token (quantize `dynamic swiglu`)
     when: Callable | None = None
 
@@ -63,7 +65,7 @@ class Pattern:
             object.__setattr__(self, "out", DType(self.out))
 
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
-        for key in ("kind", "out", "weights", "keys", "scale"):
+        for key in ("kind", "out", "weights", "keys", "queries", "scale"):
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
@@ -71,7 +73,8 @@ class Pattern:
 
     @property
     def text(self) -> str:
-        parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}" for k in ("out", "weights", "keys", "scale")
+        parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}"
+                                                     for k in ("out", "weights", "keys", "queries", "scale")
                                                      if getattr(self, k) is not None]
         if self.when is not None:
             parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
@@ -131,6 +134,18 @@ def build_linear(op: Op, c: Ctx, k: KernelSpec):
         args["group"] = _int(p["group"])
         w += f" (int4, a scale per {p['group']} columns)"
     return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
+
+
+def build_linear_q12(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries: the int16 GEMV (int16 saturation) at the queries' 12-bit scale; RoPE on q
+    then saturates them to +-2047."""
+    return build_linear(op, c, k)
+
+
+def build_npu_q12(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries as an NPU job with int16 output at the queries' 12-bit scale; RoPE on q
+    then saturates them to +-2047."""
+    return build_npu(op, c, k)
 
 
 def build_npu(op: Op, c: Ctx, k: KernelSpec):
@@ -212,17 +227,25 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("linear_q4_i32_cluster", Pattern("linear", out="int32", weights="int4"), K["gemv_q4_i32"], build_linear),
     Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_i16"], build_linear),
     Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_i32"], build_linear),
+    Rule("linear_q12_cluster", Pattern("linear", out="int12", weights="int8"), K["gemv_i16"], build_linear_q12),
+    Rule("linear_q4_q12_cluster", Pattern("linear", out="int12", weights="int4"), K["gemv_q4_i16"], build_linear_q12),
     Rule("rope_i8_q14", Pattern("rope", out="int8"), K["rope_i8"], build_rope),
     Rule("rope_i16_q14", Pattern("rope", out="int16"), K["rope_i16"], build_rope),
-    Rule("attention_i8_gqa", Pattern("attention", keys="int8"), K["attention_i8"], build_attention),
-    Rule("attention_k16_gqa", Pattern("attention", keys="int16"), K["attention_k16"], build_attention),
+    Rule("rope_q12_q14", Pattern("rope", out="int12"), K["rope_q12"], build_rope),
+    Rule("attention_i8_gqa", Pattern("attention", keys="int8", queries="int8"), K["attention_i8"], build_attention),
+    Rule("attention_k16_gqa", Pattern("attention", keys="int16", queries="int8"), K["attention_k16"], build_attention),
+    Rule("attention_q12_gqa", Pattern("attention", keys="int8", queries="int12"), K["attention_q12"], build_attention),
+    Rule("attention_q12k16_gqa", Pattern("attention", keys="int16", queries="int12"), K["attention_q12k16"],
+         build_attention),
+    Rule("attention_q16_gqa", Pattern("attention", keys="int8", queries="int16"), K["attention_q16"], build_attention),
     Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
     Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
     Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
-    for b in (8, 16, 32))
+    for b in (8, 16, 32)) + (
+    Rule("linear_q12_npu", Pattern("linear", "npu", out="int12", weights="int8"), K["npu_linear_i16"], build_npu_q12),)
 RULES = CLUSTER_RULES + NPU_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
