@@ -58,3 +58,19 @@ def test_readme_commands_run_as_written(tmp_path):
         if not ok:
             failures.append(f"$ {cmd}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_readme_python_api_runs_as_written(capsys):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    code = re.search(r"^```python\n(.*?)^```", section, re.S | re.M).group(1)
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        exec(compile(code, "README.md (Python API)", "exec"), {})
+    finally:
+        os.chdir(here)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(", there was") and out[0].endswith("(24, 512)"), out  # text, ids, logits [24, vocab]
+    assert out[1].split()[:2] == ["embed", "embed_i16"] and out[3].split()[:3] == ["layers.0.attn.q", "gemv_i8", "cluster"]
+    assert out[-1].startswith("{'L1': ") and len(out) == 6, out
