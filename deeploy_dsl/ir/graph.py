@@ -54,7 +54,9 @@ LINEAR_KINDS = ("linear",)
 def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
-    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads."""
+    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads; "norm"
+    (the attention and MLP norms) and "swiglu_absmax" give the producer a second output, the token's factor {m, s}
+    (int32 [2]), which its consumers read."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -72,12 +74,13 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind="kv")
         vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind="kv")
         xb = v(p + "attn_norm", "int8", d.dim)
-        op(p + "attn_norm", "rmsnorm", [x], [xb])
+        xt = [v(p + "attn_norm_tok", "int32", 2)] if "norm" in dynamic else []
+        op(p + "attn_norm", "rmsnorm", [x], [xb] + xt)
         q = v(p + "attn.q", "int8", d.dim)
         k = v(p + "attn.k", keys, d.kv_dim)
-        op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
-        op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)
-        op(p + "attn.v", "linear", [xb], [vc], d.dim * d.kv_dim, row="pos")
+        op(p + "attn.q", "linear", [xb] + xt, [q], d.dim * d.dim)
+        op(p + "attn.k", "linear", [xb] + xt, [k], d.dim * d.kv_dim)
+        op(p + "attn.v", "linear", [xb] + xt, [vc], d.dim * d.kv_dim, row="pos")
         op(p + "attn.rope_q", "rope", [q], [q])
         op(p + "attn.rope_k", "rope", [k], [kc], row="pos")
         att = v(p + "attn.attention", "int8", d.dim)
@@ -89,13 +92,15 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "attn.o", "linear", [att], [o], d.dim * d.dim)
         op(p + "attn.residual", "add", [x, o], [x])
         hb = v(p + "mlp_norm", "int8", d.dim)
-        op(p + "mlp_norm", "rmsnorm", [x], [hb])
+        ht = [v(p + "mlp_norm_tok", "int32", 2)] if "norm" in dynamic else []
+        op(p + "mlp_norm", "rmsnorm", [x], [hb] + ht)
         g = v(p + "mlp.gate", "int8", d.hidden)
         u = v(p + "mlp.up", "int8", d.hidden)
-        op(p + "mlp.gate", "linear", [hb], [g], d.dim * d.hidden)
-        op(p + "mlp.up", "linear", [hb], [u], d.dim * d.hidden)
+        op(p + "mlp.gate", "linear", [hb] + ht, [g], d.dim * d.hidden)
+        op(p + "mlp.up", "linear", [hb] + ht, [u], d.dim * d.hidden)
         h = v(p + "mlp.swiglu", "int8", d.hidden)
-        hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else []
+        hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else \
+            [v(p + "mlp.swiglu_tok", "int32", 2)] if "swiglu_absmax" in dynamic else []
         # a per-token scale keeps the products between its two passes
         sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind="scratch")] if hs else []
         op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs + sp)
