@@ -449,9 +449,9 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic)
 
 
-# activations that can have per-token scales: swiglu (a power of two), swiglu_absmax and norm (the attention and MLP
-# norms' outputs; an absmax scale, an integer multiplier and shift)
-DYNAMIC = ("swiglu", "swiglu_absmax", "norm", "none")
+# activations that can have per-token scales: swiglu (a power of two), swiglu_absmax, norm (the attention and MLP
+# norms' outputs) and final_norm (an absmax scale: an integer multiplier and shift)
+DYNAMIC = ("swiglu", "swiglu_absmax", "norm", "final_norm", "none")
 
 
 def _weight_override(m: Mapping, weights: str, group: int, errs: Collector) -> WeightOverride | None:

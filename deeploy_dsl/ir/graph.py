@@ -55,8 +55,8 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
     "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads; "norm"
-    (the attention and MLP norms) and "swiglu_absmax" give the producer a second output, the token's factor {m, s}
-    (int32 [2]), which its consumers read."""
+    (the attention and MLP norms), "final_norm" and "swiglu_absmax" give the producer a second output, the token's
+    factor {m, s} (int32 [2]), which its consumers read."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -108,9 +108,10 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
         op(p + "mlp.residual", "add", [x, dn], [x])
     xf = v("final_norm", "int8", d.dim)
-    op("final_norm", "rmsnorm", [x], [xf])
+    xft = [v("final_norm_tok", "int32", 2)] if "final_norm" in dynamic else []
+    op("final_norm", "rmsnorm", [x], [xf] + xft)
     logits = v("logits", "int32", d.vocab)
-    op("lm_head", "linear", [xf], [logits], d.dim * d.vocab)
+    op("lm_head", "linear", [xf] + xft, [logits], d.dim * d.vocab)
     return Graph(tuple(ops), vals)
 
 

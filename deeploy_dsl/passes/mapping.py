@@ -159,7 +159,7 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
                      f"{tok[0]}{f' and {len(tok) - 1} more' if len(tok) > 1 else ''} has a per-token scale "
                      "(quantize dynamic)" + ("" if dep.strict else f"; {'they run' if len(tok) > 1 else 'it runs'} "
                                                                  "on the cluster"),
-                     severity=severity, hint="drop 'norm' / 'swiglu_absmax' from the quantize block's dynamic line "
+                     severity=severity, hint="drop 'norm', 'final_norm' and 'swiglu_absmax' from the quantize block's dynamic line "
                                              "to map them to the NPU")
             matched = [m for m in matched if m not in tok]
             if not matched:

@@ -218,8 +218,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
     stays int8 (a table, one row read per token). dynamic ("swiglu"): the SwiGLU output has a per-token power-of-two
     scale (kernels.swiglu_dyn); the down projection's multipliers are made for the unit of silu * up, and the
-    SwiGLU kernel hands it its shift minus the token's. dynamic "norm" / "swiglu_absmax": the attention and MLP norms'
-    / the SwiGLU's output has a per-token absmax scale (kernels.rmsnorm_tok, swiglu_tok); their consumers' multipliers
+    SwiGLU kernel hands it its shift minus the token's. dynamic "norm" / "final_norm" / "swiglu_absmax": the attention
+    and MLP norms' / the final norm's / the SwiGLU's output has a per-token absmax scale (kernels.rmsnorm_tok, swiglu_tok); their consumers' multipliers
     are made for 1/127 of the calibrated (products') unit, with one shift for all of a producer's consumers.
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
@@ -377,7 +377,12 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_h, sc["residual"])
     norm("final_norm", w.final_norm)
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
-    linear("lm_head", "final_norm", w.lm_head, sc["final_norm"], sc["lm_head"])
+    tok_final = "final_norm" in dynamic
+    linear("lm_head", "final_norm", w.lm_head, sc["final_norm"] / 127.0 if tok_final else sc["final_norm"],
+           sc["lm_head"])
+    if tok_final:
+        share_shift("final_norm", ("lm_head",), TOK_NORM_ROOM - params["final_norm"]["gain_shift"],
+                    "try without 'dynamic final_norm'")
     return QuantModel(consts, params, sc)
 
 
