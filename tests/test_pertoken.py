@@ -1,4 +1,4 @@
-"""Per-token absmax scales (`dynamic norm`, `dynamic swiglu_absmax` in the quantize block): the producers'
+"""Per-token absmax scales (`dynamic norm`, `final_norm`, `swiglu_absmax` in the quantize block): the producers'
 kernels (rmsnorm_tok_i8_part, swiglu_tok_i8) and the consumer GEMVs (gemv_tok_*, gemv_q4_tok_*) compute their numpy
 twins' integers on the host (here) and on RV32 (test_kernels_rv32.py runs these cases); the twins use the int8 range
 and hand a factor that gives the values back; the generated C equals golden on every logit (host: decode and
@@ -179,9 +179,10 @@ def test_gemv_tok(lib, bits, q4):
 # ---- end to end -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dynamic,overrides", [
-    ("norm", []),
-    ("swiglu_absmax", []),
-    ("norm,swiglu_absmax", ["memory.L1=6KiB"]),
+    ("norm,final_norm,swiglu_absmax", ["memory.L1=6KiB"]),  # streamed weight tiles
+    pytest.param("norm", [], marks=pytest.mark.slow),
+    pytest.param("final_norm", [], marks=pytest.mark.slow),
+    pytest.param("swiglu_absmax", [], marks=pytest.mark.slow),
     pytest.param("norm,swiglu", ["quantize.weights=int4 per_group(32)"], marks=pytest.mark.slow),
 ])
 def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
@@ -195,6 +196,8 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
     if "swiglu_absmax" in dynamic:
         assert steps["layers.0.mlp.swiglu"].kernel == "swiglu_tok_i8"
         assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
+    if "final_norm" in dynamic:
+        assert steps["final_norm"].kernel == "rmsnorm_tok_i8_part" and steps["lm_head"].kernel == "gemv_tok_i32"
     check_host(c, tmp_path, n_new=10)
 
 
@@ -203,7 +206,7 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
 @pytest.mark.parametrize("cores", [1, 8])
 def test_qemu_is_bit_exact(model_dir, tmp_path, cores):
     from test_keys16 import check_qemu
-    check_qemu(compile_deployment(DPLY, ["quantize.dynamic=norm,swiglu_absmax"]), tmp_path, cores=cores)
+    check_qemu(compile_deployment(DPLY, ["quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path, cores=cores)
 
 
 def test_the_npu_takes_no_per_token_factor(model_dir, tmp_path):
