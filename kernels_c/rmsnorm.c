@@ -98,18 +98,23 @@ void rmsnorm_tok_i8_part(int8_t *y /* [dim] */, int32_t *tok /* [2] */, const in
                          int32_t dim, int32_t lo, int32_t hi) {
     int32_t big = 0, small = 0, i = 0;
     dpl_absmax q;
-    for (; i + 4 <= dim; i += 4) { /* by four: loop control per four elements */
-        const int32_t a = (int32_t)x[i] * gain[i], b = (int32_t)x[i + 1] * gain[i + 1];
-        const int32_t c = (int32_t)x[i + 2] * gain[i + 2], d = (int32_t)x[i + 3] * gain[i + 3];
-        if (a > big) big = a;
-        if (a < small) small = a;
-        if (b > big) big = b;
-        if (b < small) small = b;
-        if (c > big) big = c;
-        if (c < small) small = c;
-        if (d > big) big = d;
-        if (d < small) small = d;
+#define RMSNORM_TOK_SPAN(j)                                                                                        \
+    do {                                                                                                           \
+        const int32_t v_ = (int32_t)x[(j)] * gain[(j)];                                                            \
+        if (v_ > big) big = v_;                                                                                    \
+        if (v_ < small) small = v_;                                                                                \
+    } while (0)
+    for (; i + 8 <= dim; i += 8) { /* by eight: loop control per eight elements */
+        RMSNORM_TOK_SPAN(i);
+        RMSNORM_TOK_SPAN(i + 1);
+        RMSNORM_TOK_SPAN(i + 2);
+        RMSNORM_TOK_SPAN(i + 3);
+        RMSNORM_TOK_SPAN(i + 4);
+        RMSNORM_TOK_SPAN(i + 5);
+        RMSNORM_TOK_SPAN(i + 6);
+        RMSNORM_TOK_SPAN(i + 7);
     }
+#undef RMSNORM_TOK_SPAN
     for (; i < dim; i++) {
         const int32_t a = (int32_t)x[i] * gain[i];
         if (a > big) big = a;

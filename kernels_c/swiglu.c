@@ -92,11 +92,15 @@ void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n
         if (p_ > hi) hi = p_;                                                                                      \
         if (p_ < lo) lo = p_;                                                                                      \
     } while (0)
-    for (; i + 4 <= n; i += 4) { /* by four: loop control per four elements */
+    for (; i + 8 <= n; i += 8) { /* by eight: loop control per eight elements */
         SWIGLU_TOK_SPAN(i);
         SWIGLU_TOK_SPAN(i + 1);
         SWIGLU_TOK_SPAN(i + 2);
         SWIGLU_TOK_SPAN(i + 3);
+        SWIGLU_TOK_SPAN(i + 4);
+        SWIGLU_TOK_SPAN(i + 5);
+        SWIGLU_TOK_SPAN(i + 6);
+        SWIGLU_TOK_SPAN(i + 7);
     }
     for (; i < n; i++) SWIGLU_TOK_SPAN(i);
 #undef SWIGLU_TOK_SPAN
