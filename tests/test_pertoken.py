@@ -220,6 +220,9 @@ def test_the_npu_takes_no_per_token_factor(model_dir, tmp_path):
     assert any("takes no per-token factor" in w.message for w in c.warnings)
     with pytest.raises(SpecError, match="takes no per-token factor"):
         compile_deployment(path, ["quantize.dynamic=norm,swiglu_absmax", "strict=yes"])
+    auto = compile_deployment(variant(tmp_path, "auto", "layers[*].* -> auto"), ["quantize.dynamic=norm"])
+    q = {s.op: s for s in auto.plan.steps}["layers.0.attn.q"]
+    assert q.engine == "cluster" and "the NPU's job takes no per-token factor" in q.reason
 
 
 def test_dynamic_values(model_dir):

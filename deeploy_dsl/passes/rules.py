@@ -1,8 +1,8 @@
 """Lowering: rules turn each op, on the engine the mapping chose, into a call of one kernel (registry.py).
 
 A rule is a pattern and a kernel. The pattern states every condition that decides the rule: the op's kind, its
-engine, its output dtype, a linear layer's weight format, attention's K cache dtype, whether the SwiGLU's scale is
-per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
+engine, its output dtype, a linear layer's weight format and its input's scale, attention's K cache dtype, the
+SwiGLU's and the norms' output scale (calibrated, a power of two or an absmax per token); the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
 A rule's builder gives the kernel's arguments by parameter name, and a line of math for the plan and the C.
 The rule set is passed in: `rules_for(target)` is the cluster's rules, and the NPU's on targets that have one.
 `deeploy rules` prints them (`rules_text`).
