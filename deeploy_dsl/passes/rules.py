@@ -132,6 +132,13 @@ def build_linear(op: Op, c: Ctx, k: KernelSpec):
     return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
 
 
+def build_linear_tok(op: Op, c: Ctx, k: KernelSpec):
+    """The GEMV of an input with a per-token factor: each row's multiplier times the token's (one high multiply per
+    row, once per token), the token's shift; the inner loops and the requantization are the GEMV's."""
+    args, math = build_linear(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
 def build_npu(op: Op, c: Ctx, k: KernelSpec):
     """One NPU job; the weights packed in the NPU's layout in its own memory."""
     p = c.q.params[op.name]
@@ -228,7 +235,7 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("rmsnorm_i16_to_i8_absmax", Pattern("rmsnorm", scale="absmax"), R.RMSNORM_TOK, build_rmsnorm_tok),
     Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
     *(Rule(f"linear{q}_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights=w, input="factor"),
-           K[f"gemv{q}_tok_i{b}"], build_linear) for q, w in (("", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
+           K[f"gemv{q}_tok_i{b}"], build_linear_tok) for q, w in (("", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
     Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
     Rule("linear_q4_i8_cluster", Pattern("linear", out="int8", weights="int4"), K["gemv_q4_i8"], build_linear),
     Rule("linear_q4_i16_cluster", Pattern("linear", out="int16", weights="int4"), K["gemv_q4_i16"], build_linear),
