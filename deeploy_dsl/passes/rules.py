@@ -35,7 +35,7 @@ def facts(op: Op, c: Ctx) -> dict:
     f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
     if op.kind == "linear":
         f["weights"] = "int4" if p.get("group") else "int8"
-        f["input"] = "calibrated" if len(op.inputs) < 2 else \
+        f["in_scale"] = "calibrated" if len(op.inputs) < 2 else \
             "factor" if c.graph.values[op.inputs[1]].dtype == "int32" else "shift"
     if op.kind == "attention":
         f["keys"] = c.graph.values[op.inputs[1]].dtype
@@ -57,11 +57,11 @@ class Pattern:
     weights: str | None = None  # a linear layer's weight format: int8 | int4
     keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
     scale: str | None = None  # swiglu, rmsnorm: the output's scale, calibrated | per_token (a power of two) | absmax
-    input: str | None = None  # linear: its input's scale, calibrated | shift (a power of two per token) | factor
+    in_scale: str | None = None  # linear: its input's scale, calibrated | shift (a power of two per token) | factor
     when: Callable | None = None
 
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
-        for key in ("kind", "out", "weights", "keys", "scale", "input"):
+        for key in ("kind", "out", "weights", "keys", "scale", "in_scale"):
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
@@ -70,7 +70,7 @@ class Pattern:
     @property
     def text(self) -> str:
         parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}" for k in ("out", "weights", "keys", "scale",
-                                                                                        "input")
+                                                                                        "in_scale")
                                                      if getattr(self, k) is not None]
         if self.when is not None:
             parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
@@ -133,7 +133,7 @@ def build_linear(op: Op, c: Ctx, k: KernelSpec):
 
 
 def build_linear_tok(op: Op, c: Ctx, k: KernelSpec):
-    """The GEMV of an input with a per-token factor: each row's multiplier times the token's (one high multiply per
+    """The GEMV of an activation with a per-token factor: each row's multiplier times the token's (one high multiply per
     row, once per token), the token's shift; the inner loops and the requantization are the GEMV's."""
     args, math = build_linear(op, c, k)
     return args, math.replace(" = requant(", " = requant_token(", 1)
@@ -234,7 +234,7 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("embed_i16", Pattern("embed"), R.EMBED, build_embed),
     Rule("rmsnorm_i16_to_i8_absmax", Pattern("rmsnorm", scale="absmax"), R.RMSNORM_TOK, build_rmsnorm_tok),
     Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
-    *(Rule(f"linear{q}_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights=w, input="factor"),
+    *(Rule(f"linear{q}_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights=w, in_scale="factor"),
            K[f"gemv{q}_tok_i{b}"], build_linear_tok) for q, w in (("", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
     Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
     Rule("linear_q4_i8_cluster", Pattern("linear", out="int8", weights="int4"), K["gemv_q4_i8"], build_linear),
