@@ -10,8 +10,16 @@
 
 #define GEMV_TOK_ROWS 64 /* a multiple of 2R: gemv's pairs of blocks stay whole */
 
+/* inlined with constant q4 and bits: each entry point calls only its own kernel, so a link that drops unused
+ * sections keeps only the GEMVs a model uses */
+#if defined(__GNUC__)
+#define TOK_INLINE static inline __attribute__((always_inline))
+#else
+#define TOK_INLINE static inline
+#endif
+
 /* which of gemv.c's kernels: int8 or int4 weights, output bits */
-static void gemv_call(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
+TOK_INLINE void gemv_call(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
                       const uint8_t *shift, int32_t n_in, int32_t n_out, int32_t group) {
     if (q4) {
         if (bits == 8)
@@ -29,12 +37,6 @@ static void gemv_call(int q4, int bits, void *y, const int8_t *x, const int8_t *
     }
 }
 
-#if defined(__GNUC__)
-#define TOK_INLINE static inline __attribute__((always_inline))
-#else
-#define TOK_INLINE static inline
-#endif
-
 /* m2[i] = floor(mult[i] * m / 2^32) >> drop, i < rows: inlined twice so that the usual drop == 0 loses the shift */
 TOK_INLINE void tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t drop, int32_t rows) {
     int32_t i = 0;
@@ -48,7 +50,7 @@ TOK_INLINE void tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t 
 }
 
 /* kernels.linear_tok; w_row: bytes of one weight row in the blocked layout (a block of R rows is R times it) */
-static void gemv_tok(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
+TOK_INLINE void gemv_tok(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
                      const int32_t *tok, int32_t n_in, int32_t n_out, int32_t group, int32_t w_row) {
     const uint32_t m = (uint32_t)tok[0];
     int32_t s = tok[1], drop = 0, r0;
