@@ -24,9 +24,10 @@ def main() -> None:
     ap.add_argument("--prompt", default="Once upon a time")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--cores", type=int, default=8)
-    ap.add_argument("-D", "--define", action="append", default=[], help="override a .dply setting, as deeploy's -D")
+    ap.add_argument("-D", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting, as `deeploy build -D` (e.g. quantize.dynamic=norm,swiglu_absmax)")
     args = ap.parse_args()
-    c = compile_deployment(Path(args.dply), args.define)
+    c = compile_deployment(Path(args.dply), args.overrides)
     pids = c.tokenizer.encode(args.prompt)
     golden, _ = run_golden_compiled(c, pids, args.tokens)
     with tempfile.TemporaryDirectory() as tmp:

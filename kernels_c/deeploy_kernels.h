@@ -135,6 +135,53 @@ static inline int32_t dpl_rq32_apply(const dpl_rq32 *q, int32_t acc) {
     return (h + q->bias) >> q->t;
 }
 
+/* ---- per-token absmax scales (kernels.absmax_i8, tok_factor, tok_multipliers) ---------------------------------------
+ * y = floor(v * fm / 2^(23 + t) + 1/2), fm = floor(127 * 2^23 / a), a * 2^t >= max |v| with a in [2^14, 2^15): the int8
+ * output at its full range, in one high multiply per element: with n = bitlen(max |v|), L = 31 - n, F = fm * 2^15,
+ * floor(mulh(v << L, F) / 2^R + 1/2), R = 37 + t - n (nested floors: the same integers). */
+typedef struct {
+    int32_t a, t, f, l, r, half;
+} dpl_absmax;
+
+/* bit length of v (0 for 0): a binary search, no clz on rv32imac */
+static inline int32_t dpl_bitlen32(uint32_t v) {
+    int32_t n = 0;
+    if (v >= (1u << 16)) v >>= 16, n += 16;
+    if (v >= (1u << 8)) v >>= 8, n += 8;
+    if (v >= (1u << 4)) v >>= 4, n += 4;
+    if (v >= (1u << 2)) v >>= 2, n += 2;
+    if (v >= (1u << 1)) v >>= 1, n += 1;
+    return n + (int32_t)v;
+}
+
+/* q for the values whose largest |v| is amax (< 2^31) */
+static inline void dpl_absmax_init(dpl_absmax *q, uint32_t amax) {
+    int32_t n, t, a;
+    if (amax == 0) amax = 1;
+    n = dpl_bitlen32(amax);
+    t = n - 15;
+    a = t > 0 ? (int32_t)((amax + ((1u << t) - 1u)) >> t) : (int32_t)(amax << -t);
+    if (a == 1 << 15) a >>= 1, t++;
+    q->a = a, q->t = t;
+    q->f = (int32_t)(((127u << 23) / (uint32_t)a) << 15);
+    q->l = 31 - n, q->r = 37 + t - n, q->half = (int32_t)1 << (q->r - 1);
+}
+
+/* y for one value v, |v| <= amax */
+static inline int32_t dpl_absmax_apply(const dpl_absmax *q, int32_t v) {
+    int32_t h = (int32_t)(((int64_t)(int32_t)((uint32_t)v << q->l) * q->f) >> 32);
+    return (h + q->half) >> q->r;
+}
+
+/* tok = {m, s}: the factor p * 2^e (p >= 1) for consumers made for shift base_shift: m = p's top 32 bits (as int32
+ * bits), s = base_shift - e - bitlen(p) */
+static inline void dpl_tok_factor(int32_t *tok /* [2] */, uint64_t p, int32_t e, int32_t base_shift) {
+    const uint32_t hi = (uint32_t)(p >> 32);
+    const int32_t n = hi ? 32 + dpl_bitlen32(hi) : dpl_bitlen32((uint32_t)p);
+    const uint32_t m = n >= 32 ? (uint32_t)(p >> (n - 32)) : (uint32_t)p << (32 - n);
+    tok[0] = (int32_t)m, tok[1] = base_shift - e - n;
+}
+
 /* linear.c: y[o] = sat(floor(sum_i w[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)), one shift per layer, n_in < 2^17 */
 void linear_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
                const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out] */, int32_t n_in, int32_t n_out);
@@ -149,6 +196,11 @@ void rmsnorm_i8(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32
 /* rmsnorm_i8 writing only y[lo..hi), for a core's share (the rms is of the whole row) */
 void rmsnorm_i8_part(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const int32_t *gain /* [dim] */,
                      int32_t gain_shift, int64_t eps_q, int32_t dim, int32_t lo, int32_t hi);
+/* per-token absmax scale (kernels.rmsnorm_tok): y[lo..hi) = absmax_i8 of x * gain over the whole row, and (the core
+ * with lo == 0) tok = tok_factor(a * inv, t - 31 - gain_shift, base_shift) */
+void rmsnorm_tok_i8_part(int8_t *y /* [dim] */, int32_t *tok /* [2] */, const int16_t *x /* [dim] */,
+                         const int32_t *gain /* [dim] */, int32_t gain_shift, int64_t eps_q, int32_t base_shift,
+                         int32_t dim, int32_t lo, int32_t hi);
 
 /* rope.c: rotate interleaved pairs of each head by the Q14 cos/sin row of this position; y may equal x */
 void rope_i8(int8_t *y /* [n] */, const int8_t *x /* [n] */, const int16_t *cos_row /* [head_size/2] */,
@@ -249,6 +301,11 @@ void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *
 /* per-token scale: p[i] = silu_table[gate[i]+128] * up[i], k = min{k: every floor(p[i] / 2^k + 1/2) fits int8},
  * h[i] = floor(p[i] / 2^k + 1/2), *shift_out = base_shift - k (the next layer's shift) */
 void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p /* [n] scratch */,
+                   const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
+                   int32_t base_shift, int32_t n);
+/* per-token absmax scale (kernels.swiglu_tok): p[i] = silu_table[gate[i]+128] * up[i], h = absmax_i8(p),
+ * tok = tok_factor(a, t, base_shift) */
+void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n);
 

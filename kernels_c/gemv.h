@@ -44,4 +44,26 @@ void gemv_q4_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const i
                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
                  int32_t n_in, int32_t n_out, int32_t group);
 
+/* gemv_tok.c: an input with a per-token factor tok = {m (uint32 bits), s} (kernels.linear_tok): the GEMV above with
+ * the multipliers floor(mult[o] * m / 2^32) and the shift s (above 62: 62, the multipliers shifted right by s - 62),
+ * made for GEMV_TOK_ROWS rows at a time; the same requantization, the inner loops unchanged */
+void gemv_tok_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wb */,
+                 const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */, int32_t n_in,
+                 int32_t n_out);
+void gemv_tok_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wb */,
+                  const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */, int32_t n_in,
+                  int32_t n_out);
+void gemv_tok_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wb */,
+                  const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */, int32_t n_in,
+                  int32_t n_out);
+void gemv_q4_tok_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq */,
+                    const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                    int32_t n_in, int32_t n_out, int32_t group);
+void gemv_q4_tok_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq */,
+                     const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                     int32_t n_in, int32_t n_out, int32_t group);
+void gemv_q4_tok_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq */,
+                     const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                     int32_t n_in, int32_t n_out, int32_t group);
+
 #endif /* DEEPLOY_GEMV_H */

@@ -89,3 +89,43 @@ void rmsnorm_i8_part(int8_t *y /* [dim] */, const int16_t *x /* [dim] */, const 
         y[i] = dpl_sat8(dpl_rshift_round((int64_t)t * (int64_t)inv, s));
     }
 }
+
+/* per-token absmax scale (kernels.rmsnorm_tok): y[lo..hi) = dpl_absmax of x[i] * gain[i], the largest |x * gain| of the
+ * whole row (every core finds it); the rms only enters the token's factor, which the core with lo == 0 computes and
+ * writes: tok = tok_factor(a * inv, t - 31 - gain_shift, base_shift) */
+void rmsnorm_tok_i8_part(int8_t *y /* [dim] */, int32_t *tok /* [2] */, const int16_t *x /* [dim] */,
+                         const int32_t *gain /* [dim] */, int32_t gain_shift, int64_t eps_q, int32_t base_shift,
+                         int32_t dim, int32_t lo, int32_t hi) {
+    int32_t big = 0, small = 0, i = 0;
+    dpl_absmax q;
+#define RMSNORM_TOK_SPAN(j)                                                                                        \
+    do {                                                                                                           \
+        const int32_t v_ = (int32_t)x[(j)] * gain[(j)];                                                            \
+        if (v_ > big) big = v_;                                                                                    \
+        if (v_ < small) small = v_;                                                                                \
+    } while (0)
+    for (; i + 8 <= dim; i += 8) { /* by eight: loop control per eight elements */
+        RMSNORM_TOK_SPAN(i);
+        RMSNORM_TOK_SPAN(i + 1);
+        RMSNORM_TOK_SPAN(i + 2);
+        RMSNORM_TOK_SPAN(i + 3);
+        RMSNORM_TOK_SPAN(i + 4);
+        RMSNORM_TOK_SPAN(i + 5);
+        RMSNORM_TOK_SPAN(i + 6);
+        RMSNORM_TOK_SPAN(i + 7);
+    }
+#undef RMSNORM_TOK_SPAN
+    for (; i < dim; i++) {
+        const int32_t a = (int32_t)x[i] * gain[i];
+        if (a > big) big = a;
+        if (a < small) small = a;
+    }
+    dpl_absmax_init(&q, (uint32_t)big > 0u - (uint32_t)small ? (uint32_t)big : 0u - (uint32_t)small);
+    for (i = lo; i < hi; i++) y[i] = (int8_t)dpl_absmax_apply(&q, (int32_t)x[i] * gain[i]);
+    if (lo == 0) { /* only this core needs the rms */
+        uint32_t r = dpl_isqrt64_fast((uint64_t)(mean_square_q16(sum_squares(x, dim), dim) + eps_q)), inv;
+        if (r < RMS_MIN) r = RMS_MIN;
+        inv = r < (1u << 24) ? inv_rms(r) : (uint32_t)(((int64_t)1 << RMS_INV_SHIFT) / r);
+        dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a * inv, q.t - 31 - gain_shift, base_shift);
+    }
+}

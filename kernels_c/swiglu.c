@@ -77,3 +77,44 @@ void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p
 #undef SWIGLU_DYN_OUT
     *shift_out = (uint8_t)(base_shift - k);
 }
+
+/* per-token absmax scale (kernels.swiglu_tok): the products p[i] (|p| <= 2^22) kept between the two passes, then
+ * h = dpl_absmax of them and tok = tok_factor(a, t, base_shift). One call per token vector: the scale spans it. */
+void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
+                   const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
+                   int32_t base_shift, int32_t n) {
+    const int16_t *silu = silu_table + 128;
+    int32_t hi = 0, lo = 0, i = 0;
+    dpl_absmax q;
+#define SWIGLU_TOK_SPAN(j)                                                                                         \
+    do {                                                                                                           \
+        const int32_t p_ = p[(j)] = (int32_t)silu[gate[(j)]] * up[(j)];                                            \
+        if (p_ > hi) hi = p_;                                                                                      \
+        if (p_ < lo) lo = p_;                                                                                      \
+    } while (0)
+    for (; i + 8 <= n; i += 8) { /* by eight: loop control per eight elements */
+        SWIGLU_TOK_SPAN(i);
+        SWIGLU_TOK_SPAN(i + 1);
+        SWIGLU_TOK_SPAN(i + 2);
+        SWIGLU_TOK_SPAN(i + 3);
+        SWIGLU_TOK_SPAN(i + 4);
+        SWIGLU_TOK_SPAN(i + 5);
+        SWIGLU_TOK_SPAN(i + 6);
+        SWIGLU_TOK_SPAN(i + 7);
+    }
+    for (; i < n; i++) SWIGLU_TOK_SPAN(i);
+#undef SWIGLU_TOK_SPAN
+    dpl_absmax_init(&q, (uint32_t)(hi > -lo ? hi : -lo));
+    for (i = 0; i + 8 <= n; i += 8) { /* by eight: the vector is one core's work */
+        h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
+        h[i + 1] = (int8_t)dpl_absmax_apply(&q, p[i + 1]);
+        h[i + 2] = (int8_t)dpl_absmax_apply(&q, p[i + 2]);
+        h[i + 3] = (int8_t)dpl_absmax_apply(&q, p[i + 3]);
+        h[i + 4] = (int8_t)dpl_absmax_apply(&q, p[i + 4]);
+        h[i + 5] = (int8_t)dpl_absmax_apply(&q, p[i + 5]);
+        h[i + 6] = (int8_t)dpl_absmax_apply(&q, p[i + 6]);
+        h[i + 7] = (int8_t)dpl_absmax_apply(&q, p[i + 7]);
+    }
+    for (; i < n; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
+    dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
+}

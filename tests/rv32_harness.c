@@ -65,12 +65,16 @@
     X(dma_counters, "")                                                                                               \
     X(linear_tile_load, "pppppppiii")                                                                                 \
     X(kv_tile_load, "pppiiii")                                                                                        \
-    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                 \
+    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                   \
+    X(rmsnorm_tok_i8_part, "ppppiiiiii")                                                                              \
+    X(swiglu_tok_i8, "ppppppii")                                                                             \
     X(sample_top_p_i32, "ppiiipp")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X)                                                                                                        \
     FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii") X(gemv_q4_i8, "pppppiii")          \
-    X(gemv_q4_i16, "pppppiii") X(gemv_q4_i32, "pppppiii")
+    X(gemv_q4_i16, "pppppiii") X(gemv_q4_i32, "pppppiii") X(gemv_tok_i8, "pppppii") X(gemv_tok_i16, "pppppii")      \
+    X(gemv_tok_i32, "pppppii") X(gemv_q4_tok_i8, "pppppiii") X(gemv_q4_tok_i16, "pppppiii")                          \
+    X(gemv_q4_tok_i32, "pppppiii")
 #else
 #define FNS(X) FNS_BASE(X)
 #endif
@@ -291,7 +295,17 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         attention_tiled(p[0], p[1], p[2], p[3], p[4], I(5), p[6], p[7], p[8], p[9], p[10], I(11), I(12), I(13), I(14),
                         I(15), I(16), I(17), I(18), I(19), p[20], I(21), I(22), I(23), I(24));
         return 0;
+    case FN_rmsnorm_tok_i8_part:
+        rmsnorm_tok_i8_part(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7), I(8), I(9));
+        return 0;
+    case FN_swiglu_tok_i8: swiglu_tok_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
 #ifdef DPL_HAVE_GEMV
+    case FN_gemv_tok_i8: gemv_tok_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
+    case FN_gemv_tok_i16: gemv_tok_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
+    case FN_gemv_tok_i32: gemv_tok_i32(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
+    case FN_gemv_q4_tok_i8: gemv_q4_tok_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7)); return 0;
+    case FN_gemv_q4_tok_i16: gemv_q4_tok_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7)); return 0;
+    case FN_gemv_q4_tok_i32: gemv_q4_tok_i32(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7)); return 0;
     case FN_gemv_i8: gemv_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
     case FN_gemv_i16: gemv_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
     case FN_gemv_i32: gemv_i32(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;

@@ -822,6 +822,60 @@ def gen_swiglu_dyn():
     return cases
 
 
+def gen_rmsnorm_tok():
+    """rmsnorm_tok_i8_part in two shares, as the cores take them (test_pertoken.py's cases)."""
+    from test_pertoken import rmsnorm_tok_cases
+    cases = []
+    for x, gain, gs, eps, base, label in rmsnorm_tok_cases():
+        dim = x.size
+        c = Case("rmsnorm_tok_i8_part", label)
+        y, tok = c.out(np.full(dim, 99, np.int8)), c.out(np.zeros(2, np.int32))
+        xp, gp, cut = c.arr(x), c.arr(gain), dim // 3
+        for lo, hi in ((cut, dim), (0, cut)) if cut else ((0, dim),):
+            c.call("rmsnorm_tok_i8_part", y, tok, xp, gp, gs, eps, base, dim, lo, hi)
+        want_y, want_tok = K.rmsnorm_tok(x, gain, gs, eps, base)
+        c.expect(y, want_y, "y")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+    return cases
+
+
+def gen_swiglu_tok():
+    from test_pertoken import swiglu_tok_cases
+    cases = []
+    for gate, up, table, base, label in swiglu_tok_cases():
+        n = gate.size
+        c = Case("swiglu_tok_i8", label)
+        h, tok = c.out(np.full(n, 99, np.int8)), c.out(np.zeros(2, np.int32))
+        c.call("swiglu_tok_i8", h, tok, c.arr(np.zeros(n, np.int32)), c.arr(gate), c.arr(up), c.arr(table), base, n)
+        want_h, want_tok = K.swiglu_tok(gate, up, table, base)
+        c.expect(h, want_h, "h")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+    return cases
+
+
+def gen_gemv_tok(bits, q4):
+    """gemv_tok_iN / gemv_q4_tok_iN (test_pertoken.py's cases): the integers of kernels.linear_tok."""
+    from test_pertoken import gemv_tok_cases, q4_weights
+    dt, lim = LINEAR_DTYPES[bits]
+    fn = f"gemv{'_q4' if q4 else ''}_tok_i{bits}"
+    cases = []
+    for x, w, mult, tok, group, label in gemv_tok_cases(q4):
+        n_out, n_in = w.shape
+        c = Case(fn, label)
+        y = c.out(np.full(n_out, 99, dt))
+        if q4:
+            wq, wint = q4_weights(w, group)
+            c.call(fn, y, c.arr(x), c.arr(wq), c.arr(mult), c.arr(tok), n_in, n_out, group)
+        else:
+            wint = w
+            c.call(fn, y, c.arr(x), c.arr(np.asarray(block_rows(w)).reshape(-1)), c.arr(mult), c.arr(tok), n_in, n_out)
+        c.expect(y, K.linear_tok(x, wint, mult, tok, *lim), "y")
+        cases.append(c)
+    return cases
+
+
 # low zero bits in mult, shifts just inside / outside the 32-bit forms (dpl_rq32: |acc| <= 2^22 for swiglu)
 SWIGLU_EDGES = [(3 << 20, 44), (1 << 30, 44), (1 << 30, 30), (2**31 - 1, 25), (2**31 - 1, 24), (2**31 - 1, 62),
                 (5, 33), (2**31 - 1, 33), (1 << 24, 45)]
@@ -1058,6 +1112,8 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "attention_tiled": gen_attention_tiled,
     "swiglu_i8": gen_swiglu,
     "swiglu_dyn_i8": gen_swiglu_dyn,
+    "rmsnorm_tok_i8_part": gen_rmsnorm_tok,
+    "swiglu_tok_i8": gen_swiglu_tok,
     "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
@@ -1089,7 +1145,7 @@ class Harness:
 
 
 def build(out: Path, gemv: bool) -> subprocess.CompletedProcess:
-    srcs = SOURCES + (["gemv.c"] if gemv else [])
+    srcs = SOURCES + (["gemv.c", "gemv_tok.c"] if gemv else [])
     cmd = [GCC, *RV_CFLAGS, *(["-DDPL_HAVE_GEMV"] if gemv else []), *RV_LDFLAGS, "-o", str(out), str(HARNESS),
            *(str(KDIR / f) for f in srcs), f"-I{KDIR}"]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -1120,6 +1176,8 @@ def rv32_results(harness, tmp_path_factory) -> dict[str, list[tuple[Case, Result
         layout = gemv_layout()
         gens.update({f"gemv_i{b}": (lambda b=b: gen_gemv(b, layout)) for b in (8, 16, 32)})
         gens.update({f"gemv_q4_i{b}": (lambda b=b: gen_gemv_q4(b, layout)) for b in (8, 16, 32)})
+        gens.update({f"gemv{'_q4' if q else ''}_tok_i{b}": (lambda b=b, q=q: gen_gemv_tok(b, q))
+                     for b in (8, 16, 32) for q in (False, True)})
     cases = [c for gen in gens.values() for c in gen()]
     # balance the shards by bytes shipped (a fair proxy for the work here), heaviest cases first
     shards: list[list[int]] = [[] for _ in range(N_SHARDS)]
@@ -1153,6 +1211,7 @@ KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8"
                 "rope_i16", "attention_k16", "attn_scores_k16", "rope_q12", *WIDE_ATTENTION,
                 "attn_scores_q12", "attn_scores_q12k16", "attn_scores_q16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
+                "rmsnorm_tok_i8_part", "swiglu_tok_i8",
                 "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
@@ -1188,6 +1247,14 @@ def test_gemv_matches_twin_on_rv32(harness, rv32_results, bits):
 def test_gemv_q4_matches_twin_on_rv32(harness, rv32_results, bits):
     assert harness.gemv, f"kernels_c/gemv.c does not build for RV32:\n{harness.gemv_error}"
     check_runs(f"gemv_q4_i{bits}", rv32_results.get(f"gemv_q4_i{bits}", []))
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32])
+@pytest.mark.parametrize("q4", ["", "_q4"])
+def test_gemv_tok_matches_twin_on_rv32(harness, rv32_results, bits, q4):
+    """The consumer GEMVs of a per-token factor (test_pertoken.py)."""
+    assert harness.gemv, f"kernels_c/gemv.c does not build for RV32:\n{harness.gemv_error}"
+    check_runs(f"gemv{q4}_tok_i{bits}", rv32_results.get(f"gemv{q4}_tok_i{bits}", []))
 
 
 def test_instruction_counts_grow_with_the_work(rv32_results):

@@ -292,7 +292,10 @@ def test_every_step_records_the_rule_that_fired(base):
         | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
         | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set()) \
         | {"linear_q12_cluster", "linear_q4_q12_cluster", "rope_q12_q14", "attention_q12_gqa", "attention_q12k16_gqa",
-           "attention_q16_gqa"}
+           "attention_q16_gqa"} \
+        | ({"rmsnorm_i16_to_i8_absmax"} if "norm" not in q.dynamic else set()) \
+        | ({"swiglu_i8_absmax"} if "swiglu_absmax" not in q.dynamic else set()) \
+        | ({n for n in names if "_tok_" in n} if not {"norm", "swiglu_absmax"} & set(q.dynamic) else set())
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"} - unused
     from deeploy_dsl.compiler import compile_deployment
     q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",

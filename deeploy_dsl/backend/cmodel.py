@@ -240,6 +240,7 @@ class UnitRenderer:
                     n_out=n_out, w_row=s.spec.row_bytes(s),
                     extra="".join(f", {self.int(s, p)}" for p in s.spec.trailing),  # int4: the group size
                     dyn_shift=e["shift"] if dyn else "", shift_src="0" if dyn else e["shift"],
+                    dyn_t=f"{w} * t" if dyn and (w := self.plan.values[s.arg("shift").name].shape[-1]) > 1 else "t",
                     y=y, x=e["x"], w=e["w"], mult=e["mult"],
                     w_tile=tiles["w"][0], w_tile_at=tiles["w"][1], w_tile_next=tiles["w"][2],
                     mult_tile=tiles["mult"][0], mult_tile_at=tiles["mult"][1], mult_tile_next=tiles["mult"][2],

@@ -81,6 +81,21 @@ def linear_q4_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, p
     return Work(math.ceil(w.compute * Q4_COST), w.macs)
 
 
+TOK_ROW_CYCLES = 5  # gemv_tok.c: a row's multiplier times the token's (load, mulhu, store) and a call per 64 rows (RV32)
+
+
+def linear_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A cluster GEMV on an input with a per-token factor: the GEMV, and each row's multiplier made for the token."""
+    w = linear_work(s, plan, dep, n_tok, pos, pos0)
+    return Work(w.compute + math.ceil(s.arg("n_out").value * n_tok * TOK_ROW_CYCLES / s.cores), w.macs)
+
+
+def linear_q4_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """linear_tok_work on int4 weights."""
+    w = linear_q4_work(s, plan, dep, n_tok, pos, pos0)
+    return Work(w.compute + math.ceil(s.arg("n_out").value * n_tok * TOK_ROW_CYCLES / s.cores), w.macs)
+
+
 def npu_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
     """An NPU job for n_tok tokens, or a job per token when its input has per-token scales."""
     t = dep.target

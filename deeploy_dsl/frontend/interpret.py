@@ -448,6 +448,8 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
         if v.kind != "name" or v.value not in DYNAMIC:
             errs.add(v.pos, f"no per-token scale for '{v.text}'", f"supported: {', '.join(DYNAMIC)}")
         elif v.value != "none" and v.value not in dynamic:
+            if {v.value, *dynamic} >= {"swiglu", "swiglu_absmax"}:
+                errs.add(v.pos, "'swiglu' and 'swiglu_absmax' are two scales for the same output", "choose one")
             dynamic += (v.value,)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
@@ -470,7 +472,9 @@ def _check_queries(queries: str, keys: str, head_size: int, pos: Pos, errs: Coll
              f"{fits})", hint)
 
 
-DYNAMIC = ("swiglu", "none")  # activations that can have per-token scales (the SwiGLU output: the largest gain)
+# activations that can have per-token scales: swiglu (a power of two), swiglu_absmax, norm (the attention and MLP
+# norms' outputs) and final_norm (an absmax scale: an integer multiplier and shift)
+DYNAMIC = ("swiglu", "swiglu_absmax", "norm", "final_norm", "none")
 
 
 def _weight_override(m: Mapping, weights: str, group: int, errs: Collector) -> WeightOverride | None:

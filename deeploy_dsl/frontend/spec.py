@@ -79,7 +79,7 @@ class QuantSpec:
     weights_pos: Pos | None = None  # the `weights` setting, for errors about the weight format
     rounding: str = "nearest"  # "nearest" or "gptq": how weights are rounded onto their grid
     overrides: tuple[WeightOverride, ...] = ()  # per-layer weight formats, later lines win
-    dynamic: tuple[str, ...] = ()  # activations with a per-token scale computed at run time: ("swiglu",) or ()
+    dynamic: tuple[str, ...] = ()  # activations with a per-token scale computed at run time: swiglu, swiglu_absmax, norm, final_norm
     queries: str = "int8"  # "int8", "int12" (stored in int16, +-2047) or "int16": the q projection, RoPE on q, scores
 
 

@@ -64,7 +64,9 @@ LINEAR_KINDS = ("linear",)
 def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8") -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
-    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads.
+    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads; "norm"
+    (the attention and MLP norms), "final_norm" and "swiglu_absmax" give the producer a second output, the token's
+    factor {m, s} (int32 [2]), which its consumers read.
     queries: the dtype of q ("int8", "int12" or "int16", the quantize block's `queries`), which the q projection
     writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads."""
     vals: dict[str, Value] = {}
@@ -84,12 +86,13 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), quer
         kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind=ValueKind.KV)
         vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind=ValueKind.KV)
         xb = v(p + "attn_norm", "int8", d.dim)
-        op(p + "attn_norm", "rmsnorm", [x], [xb])
+        xt = [v(p + "attn_norm_tok", "int32", 2)] if "norm" in dynamic else []
+        op(p + "attn_norm", "rmsnorm", [x], [xb] + xt)
         q = v(p + "attn.q", queries, d.dim)
         k = v(p + "attn.k", keys, d.kv_dim)
-        op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
-        op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)
-        op(p + "attn.v", "linear", [xb], [vc], d.dim * d.kv_dim, row="pos")
+        op(p + "attn.q", "linear", [xb] + xt, [q], d.dim * d.dim)
+        op(p + "attn.k", "linear", [xb] + xt, [k], d.dim * d.kv_dim)
+        op(p + "attn.v", "linear", [xb] + xt, [vc], d.dim * d.kv_dim, row="pos")
         op(p + "attn.rope_q", "rope", [q], [q])
         op(p + "attn.rope_k", "rope", [k], [kc], row="pos")
         att = v(p + "attn.attention", "int8", d.dim)
@@ -101,13 +104,15 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), quer
         op(p + "attn.o", "linear", [att], [o], d.dim * d.dim)
         op(p + "attn.residual", "residual_add", [x, o], [x])
         hb = v(p + "mlp_norm", "int8", d.dim)
-        op(p + "mlp_norm", "rmsnorm", [x], [hb])
+        ht = [v(p + "mlp_norm_tok", "int32", 2)] if "norm" in dynamic else []
+        op(p + "mlp_norm", "rmsnorm", [x], [hb] + ht)
         g = v(p + "mlp.gate", "int8", d.hidden)
         u = v(p + "mlp.up", "int8", d.hidden)
-        op(p + "mlp.gate", "linear", [hb], [g], d.dim * d.hidden)
-        op(p + "mlp.up", "linear", [hb], [u], d.dim * d.hidden)
+        op(p + "mlp.gate", "linear", [hb] + ht, [g], d.dim * d.hidden)
+        op(p + "mlp.up", "linear", [hb] + ht, [u], d.dim * d.hidden)
         h = v(p + "mlp.swiglu", "int8", d.hidden)
-        hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else []
+        hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else \
+            [v(p + "mlp.swiglu_tok", "int32", 2)] if "swiglu_absmax" in dynamic else []
         # a per-token scale keeps the products between its two passes
         sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind=ValueKind.SCRATCH)] if hs else []
         op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs + sp)
@@ -115,9 +120,10 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), quer
         op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
         op(p + "mlp.residual", "residual_add", [x, dn], [x])
     xf = v("final_norm", "int8", d.dim)
-    op("final_norm", "rmsnorm", [x], [xf])
+    xft = [v("final_norm_tok", "int32", 2)] if "final_norm" in dynamic else []
+    op("final_norm", "rmsnorm", [x], [xf] + xft)
     logits = v("logits", "int32", d.vocab)
-    op("lm_head", "linear", [xf], [logits], d.dim * d.vocab)
+    op("lm_head", "linear", [xf] + xft, [logits], d.dim * d.vocab)
     return Graph(tuple(ops), vals)
 
 

@@ -11,7 +11,8 @@ one spec here, one rule in rules.py.
 """
 from __future__ import annotations
 
-from ..engines.cost import attention_work, elementwise_work, linear_q4_work, linear_work, npu_work
+from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work, linear_q4_work, linear_tok_work,
+                            linear_work, npu_work)
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import q4_row_bytes, q4_unpack, unblock_rows
@@ -100,6 +101,43 @@ def npu_linear(out: str) -> KernelSpec:
                       resident=("w", "mult", "shift"), prefill="gemm", fragment="npu")
 
 
+def _tok_params(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    """A GEMV's parameters with the shift taken from the token's factor (gemv_tok.c)."""
+    return tuple(Param("shift", "const int32_t *", "[2] this token's factor {m, s}: the multipliers times m / 2^32, "
+                       "shift s (kernels.tok_multipliers)") if p.name == "shift" else p for p in params)
+
+
+def _gemv_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.linear_tok(x, unblock_rows(w, n_out), mult, shift, *bounds)
+    return twin
+
+
+def _gemv_q4_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group):
+        q, e = q4_unpack(w, n_out, n_in, group)
+        m2, s = K.tok_multipliers(mult, shift)
+        y[:] = K.linear_q4(x, q, e, group, m2, s, *bounds)
+    return twin
+
+
+def gemv_tok(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_tok_i{out[3:]}", "gemv_tok.c", _tok_params(_linear_params(ctype, False)),
+                      _gemv_tok_twin(bounds), linear_tok_work,
+                      f"gemv_i{out[3:]} on an input with a per-token factor: the row multipliers times the token's "
+                      "(one high multiply per row), its shift (gemv.h)", bounds=bounds, tiling="rows",
+                      row_bytes=_int8_row, prefill="gemm", fragment="rows")
+
+
+def gemv_q4_tok(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_q4_tok_i{out[3:]}", "gemv_tok.c", _tok_params(_linear_params(ctype, True)),
+                      _gemv_q4_tok_twin(bounds), linear_q4_tok_work,
+                      f"gemv_q4_i{out[3:]} on an input with a per-token factor (gemv.h)", bounds=bounds,
+                      tiling="rows", row_bytes=_q4_row, prefill="gemm", fragment="rows")
+
+
 # ---- the rest ---------------------------------------------------------------------------------------------------
 
 def _embed(x, row, mult, shift, dim):
@@ -122,6 +160,15 @@ def _swiglu(h, gate, up, silu_table, mult, shift, n):
 
 def _swiglu_dyn(h, shift_out, p, gate, up, silu_table, base_shift, n):
     h[:], shift_out[0] = K.swiglu_dyn(gate, up, silu_table, base_shift)
+
+
+def _rmsnorm_tok(y, tok, x, gain, gain_shift, eps_q, base_shift, dim, lo, hi):
+    out, tok[:] = K.rmsnorm_tok(x, gain, gain_shift, eps_q, base_shift)
+    y[lo:hi] = out[lo:hi]
+
+
+def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
+    h[:], tok[:] = K.swiglu_tok(gate, up, silu_table, base_shift)
 
 
 def _residual_add(y, a, b, n):
@@ -152,6 +199,21 @@ RMSNORM = KernelSpec("rmsnorm_i8_part", "rmsnorm.c", _p("""
 # RoPE's output type: (kernel, C type, the range it saturates to); int12 queries are int16 values within +-2047
 ROPE = {"int8": ("rope_i8", "int8_t", K.I8), "int16": ("rope_i16", "int16_t", K.I16),
         "int12": ("rope_q12", "int16_t", K.Q12)}
+
+# every core finds the row's largest |x * gain| and writes its share; the core with lo == 0 the token's factor
+RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8_part", "rmsnorm.c", _p("""
+    y          | int8_t *        | [dim] output
+    tok        | int32_t *       | [2] the token's factor {m, s} for the consumers
+    x          | const int16_t * | [dim] the residual stream
+    gain       | const int32_t * | [dim] gains
+    gain_shift | int32_t         | the gains' shift
+    eps_q      | int64_t         | epsilon in x's units squared, times 2^16
+    base_shift | int32_t         | the consumers' shift at factor 1
+    dim        | int32_t         | model dimension
+    lo         | int32_t         | first element written
+    hi         | int32_t         | one past the last element written"""), _rmsnorm_tok, elementwise_work,
+    "y[lo:hi] = x * gain * 127 / max|x * gain| (an integer multiplier), the token's factor a * 2^t / rms for the "
+    "consumers", bounds=K.I8, split=Split((), "dim", bounds=("lo", "hi")), fragment="split")
 
 
 def rope(out: str) -> KernelSpec:
@@ -235,6 +297,18 @@ SWIGLU_DYN = KernelSpec("swiglu_dyn_i8", "swiglu.c", _p("""
     "h = silu(gate) * up / 2^k rounded half up, k per token the smallest that fits int8; shift_out = base_shift - k",
     bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
 
+SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
+    h          | int8_t *        | [n] output
+    tok        | int32_t *       | [2] the token's factor {m, s} for the down projection
+    p          | int32_t *       | [n] scratch: the products
+    gate       | const int8_t *  | [n] gate projection
+    up         | const int8_t *  | [n] up projection
+    silu_table | const int16_t * | [256] silu over int8
+    base_shift | int32_t         | the down projection's shift at factor 1
+    n          | int32_t         | hidden units"""), _swiglu_tok, elementwise_work,
+    "h = silu(gate) * up * 127 / max|silu(gate) * up| (an integer multiplier); the token's factor for the down "
+    "projection", bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
+
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
     a | const int16_t * | [n] the residual stream
@@ -244,7 +318,8 @@ RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD)}
+    *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD,
+    RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

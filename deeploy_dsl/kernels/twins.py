@@ -305,6 +305,86 @@ def swiglu_dyn(gate, up, silu_table, base_shift: int):
     return (p + ((1 << k) >> 1)) >> k, base_shift - k
 
 
+# ---- per-token absmax scales (`dynamic norm`, `dynamic swiglu_absmax`): int8 outputs at their full range ------------
+# A producer finds A = max |v| of the token's int32 values v and writes y = round(v * 127 / A) through an integer
+# multiplier (absmax_i8); it hands its consumers the token's factor as tok = {m, s}: m a 32-bit mantissa (uint32 bits
+# in an int32) and s the consumer's shift for this token, and the consumer GEMV (linear_tok) requantizes each row
+# with floor(mult[o] * m / 2^32) and s: one high multiply per row, the inner loops unchanged.
+TOK_A_BITS = 15  # the absmax's mantissa a: A <= a * 2^t, a in [2^14, 2^15)
+TOK_FWD_SHIFT = 23  # the forward multiplier fm = floor(127 * 2^23 / a) (< 2^16)
+
+
+def tok_mantissa(amax: int) -> tuple[int, int]:
+    """(a, t) with a in [2^14, 2^15) and a * 2^t >= amax, the smallest such: a = ceil(amax / 2^t) (amax >= 1)."""
+    amax = max(int(amax), 1)
+    t = amax.bit_length() - TOK_A_BITS
+    a = (amax + (1 << t) - 1) >> t if t > 0 else amax << -t
+    if a == 1 << TOK_A_BITS:
+        a, t = a >> 1, t + 1
+    return a, t
+
+
+def absmax_i8(v):
+    """y = floor(v * fm / 2^(23 + t) + 1/2), fm = floor(127 * 2^23 / a), (a, t) = tok_mantissa(max |v|): |y| <= 127
+    (no saturation: |v| <= a * 2^t). v int32 (|v| < 2^31). Returns (y, a, t); the output's unit is a * 2^t / 127 of v's."""
+    v = np.asarray(v, dtype=np.int64)
+    a, t = tok_mantissa(int(np.abs(v).max()) if v.size else 0)
+    fm = (127 << TOK_FWD_SHIFT) // a
+    s = TOK_FWD_SHIFT + t
+    return (v * fm + (1 << (s - 1))) >> s, a, t
+
+
+def tok_factor(p: int, e: int, base_shift: int) -> tuple[int, int]:
+    """The token's factor p * 2^e (p >= 1) as {m, s} for a consumer whose multipliers are made for factor 1 and shift
+    base_shift: m = p's top 32 bits (truncated), in [2^31, 2^32), as int32 bits, so that p ~ m * 2^(n - 32) with
+    n = bitlen(p), and s = base_shift - e - n, the shift that goes with floor(mult * m / 2^32)."""
+    n = int(p).bit_length()
+    m = p >> (n - 32) if n >= 32 else p << (32 - n)
+    return m - (1 << 32), base_shift - e - n
+
+
+def rmsnorm_tok(x, gain, gain_shift: int, eps_q: int, base_shift: int):
+    """RMSNorm with a per-token absmax scale (`dynamic norm`): y = absmax_i8(x * gain) (the rms is common to the
+    row, so it only enters the token's factor), tok = tok_factor(a * inv, t - 31 - gain_shift): the output's unit,
+    a * 2^t * inv / 2^(31 + gain_shift) / 127 of the calibrated scale's, inv = 2^39 // r as in rmsnorm."""
+    x = np.asarray(x, dtype=np.int64)
+    ss = int(np.dot(x, x))
+    r = max(isqrt64((ss << 16) // x.shape[0] + eps_q), RMS_MIN)
+    inv = (1 << RMS_INV_SHIFT) // r
+    y, a, t = absmax_i8(x * np.asarray(gain, dtype=np.int64))
+    return y, tok_factor(a * inv, t - 31 - gain_shift, base_shift)
+
+
+def swiglu_tok(gate, up, silu_table, base_shift: int):
+    """SwiGLU with a per-token absmax scale (`dynamic swiglu_absmax`): y = absmax_i8(silu(gate) * up) (|p| <= 2^22),
+    tok = tok_factor(a, t): the output's unit a * 2^t / 127 of the products'."""
+    g = np.asarray(gate, dtype=np.int64) + 128
+    y, a, t = absmax_i8(np.asarray(silu_table, dtype=np.int64)[g] * np.asarray(up, dtype=np.int64))
+    return y, tok_factor(a, t, base_shift)
+
+
+TOK_SHIFT_MAX = 62  # a token shift above it drops the multipliers' low bits instead
+
+
+def tok_multipliers(mult, tok) -> tuple[np.ndarray, int]:
+    """The consumer's multipliers and shift for this token: floor(mult[o] * m / 2^32) and s; a shift s > 62 (a token
+    of tiny values) becomes 62 with the multipliers shifted right by s - 62."""
+    m = int(tok[0]) & 0xFFFFFFFF
+    s = int(tok[1])
+    m2 = (np.asarray(mult, dtype=np.int64) * m) >> 32
+    if s > TOK_SHIFT_MAX:
+        m2, s = m2 >> (s - TOK_SHIFT_MAX), TOK_SHIFT_MAX
+    return m2, s
+
+
+def linear_tok(x, w, mult, tok, lo: int, hi: int):
+    """`linear` on an input with a per-token factor tok (gemv_tok_*): the multipliers and shift of tok_multipliers."""
+    m2, s = tok_multipliers(mult, tok)
+    if s < 0:
+        raise ValueError(f"a token's shift {s} is negative: the compiler's bound on the token factor does not hold")
+    return linear(x, w, m2, s, lo, hi)
+
+
 def residual_add(x, y):
     """Residual add: sat16(x + y)."""
     return np.clip(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), *I16)

@@ -118,6 +118,11 @@ def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int, group: i
     return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
 
 
+def token_factor_input(op: Op, graph: Graph) -> bool:
+    """A linear layer whose input has a per-token factor (quantize `dynamic norm`, `swiglu_absmax`): its second input."""
+    return op.kind == "linear" and len(op.inputs) > 1 and graph.values[op.inputs[1]].dtype == "int32"
+
+
 def place_ops(graph: Graph, dep: Deployment) -> Mapping:
     """Engine per op from the hints: later lines override earlier ones. The NPU takes only linear layers
     whose packed weights fit its weight memory; a hint it cannot honour is an error in strict mode, else a
@@ -150,6 +155,17 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
                      + ("" if dep.strict else f"; {'they run' if len(q4) > 1 else 'it runs'} on the cluster"),
                      severity=severity, hint="give them int8 weights in the quantize block to map them to the NPU")
             matched = [m for m in matched if not groups.get(m)]
+            if not matched:
+                continue
+        if h.engine == Engine.NPU and (tok := [m for m in matched if token_factor_input(ops[m], graph)]):
+            # the NPU's job takes one multiplier per row: an input with a per-token factor needs the token's too
+            errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU's job takes no per-token factor and the input of "
+                     f"{tok[0]}{f' and {len(tok) - 1} more' if len(tok) > 1 else ''} has a per-token scale "
+                     "(quantize dynamic)" + ("" if dep.strict else f"; {'they run' if len(tok) > 1 else 'it runs'} "
+                                                                 "on the cluster"),
+                     severity=severity, hint="drop 'norm', 'final_norm' and 'swiglu_absmax' from the quantize block's dynamic line "
+                                             "to map them to the NPU")
+            matched = [m for m in matched if m not in tok]
             if not matched:
                 continue
         if h.engine == Engine.NPU:
@@ -212,9 +228,11 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
     for name, h in auto.items():
         op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
         cores = h.cores if h.cores is not None else t.cores
-        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name):
+        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name) \
+                or token_factor_input(op, graph):
             why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
-                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
+                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4" \
+                if groups.get(name) else "the NPU's job takes no per-token factor"
             placed[name] = Placement(Engine.CLUSTER, cores, f"{where}: cluster, {why}", h.pos)
             continue
         on_cluster, on_npu = linear_estimates(op, graph, dep, cores, groups.get(name, 0))

@@ -25,7 +25,7 @@ from .arena import Allocation, allocate
 from .forks import group_forks
 from .tiling import Tiler, align
 
-LAST_ONLY = ("final_norm", "logits")  # values only the last token needs
+LAST_ONLY = ("final_norm", "final_norm_tok", "logits")  # values only the last token needs
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Lowering: rules turn each op, on the engine the mapping chose, into a call of one kernel (registry.py).
 
 A rule is a pattern and a kernel. The pattern states every condition that decides the rule: the op's kind, its
-engine, its output dtype, a linear layer's weight format, attention's K cache and query dtypes, whether the SwiGLU's
-scale is per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
+engine, its output dtype, a linear layer's weight format and its input's scale, attention's K cache and query
+dtypes, the SwiGLU's and the norms' output scale (calibrated, a power of two or an absmax per token); the first
+rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
 A rule's builder gives the kernel's arguments by parameter name, and a line of math for the plan and the C.
 The rule set is passed in: `rules_for(target)` is the cluster's rules, and the NPU's on targets that have one.
 `deeploy rules` prints them (`rules_text`).
@@ -36,11 +37,15 @@ def facts(op: Op, c: Ctx) -> dict:
     f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
     if op.kind == OpKind.LINEAR:
         f["weights"] = "int4" if p.get("group") else "int8"
+        f["in_scale"] = "calibrated" if len(op.inputs) < 2 else \
+            "factor" if c.graph.values[op.inputs[1]].dtype == "int32" else "shift"
     if op.kind == OpKind.ATTENTION:
         f["keys"] = c.graph.values[op.inputs[1]].dtype
         f["queries"] = c.graph.values[op.inputs[0]].dtype
     if op.kind == OpKind.SWIGLU:
-        f["scale"] = "per_token" if p.get("dynamic") else "calibrated"
+        f["scale"] = "absmax" if p.get("absmax") else "per_token" if p.get("dynamic") else "calibrated"
+    if op.kind == OpKind.RMSNORM:
+        f["scale"] = "absmax" if p.get("absmax") else "calibrated"
     return f
 
 
@@ -55,7 +60,8 @@ class Pattern:
     weights: str | None = None  # a linear layer's weight format: int8 | int4
     keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
     queries: str | None = None  # attention: q's dtype (quantize `queries`)
-    scale: str | None = None  # swiglu: the output's scale, calibrated | per_token (quantize `dynamic swiglu`)
+    scale: str | None = None  # swiglu, rmsnorm: the output's scale, calibrated | per_token (a power of two) | absmax
+    in_scale: str | None = None  # linear: its input's scale, calibrated | shift (a power of two per token) | factor
     when: Callable | None = None
 
     def __post_init__(self):  # a misspelt op kind, engine or dtype fails where the rule is declared
@@ -65,7 +71,7 @@ class Pattern:
             object.__setattr__(self, "out", DType(self.out))
 
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
-        for key in ("kind", "out", "weights", "keys", "queries", "scale"):
+        for key in ("kind", "out", "weights", "keys", "queries", "scale", "in_scale"):
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
@@ -74,7 +80,7 @@ class Pattern:
     @property
     def text(self) -> str:
         parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}"
-                                                     for k in ("out", "weights", "keys", "queries", "scale")
+                                                     for k in ("out", "weights", "keys", "queries", "scale", "in_scale")
                                                      if getattr(self, k) is not None]
         if self.when is not None:
             parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
@@ -148,6 +154,13 @@ def build_npu_q12(op: Op, c: Ctx, k: KernelSpec):
     return build_npu(op, c, k)
 
 
+def build_linear_tok(op: Op, c: Ctx, k: KernelSpec):
+    """The GEMV of an activation with a per-token factor: each row's multiplier times the token's (one high multiply per
+    row, once per token), the token's shift; the inner loops and the requantization are the GEMV's."""
+    args, math = build_linear(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
 def build_npu(op: Op, c: Ctx, k: KernelSpec):
     """One NPU job; the weights packed in the NPU's layout in its own memory."""
     p = c.q.params[op.name]
@@ -210,6 +223,27 @@ def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
         f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = base_shift - k, [{n}]"
 
 
+def build_rmsnorm_tok(op: Op, c: Ctx, k: KernelSpec):
+    """RMSNorm into int8 with a per-token absmax scale: x * gain scaled so the token's largest is 127 by an integer
+    multiplier; the token's factor (its rms and that scale) goes to the consumers, which fold it into their
+    requantization. The cores share out the elements, each finding the row's largest."""
+    p, dim = c.q.params[op.name], c.dep.model.dims.dim
+    return dict(y=_buf(op.outputs[0]), tok=_buf(op.outputs[1]), x=_buf(op.inputs[0]), gain=_const(op.name + ".gain"),
+                gain_shift=_int(p["gain_shift"]), eps_q=_int(p["eps_q"]), base_shift=_int(p["base_shift"]),
+                dim=_int(dim), lo=_int(0), hi=_int(dim)), \
+        f"{op.outputs[0]} = int8(x * gain * 127 / max|x * gain|), tok = its factor with 1 / rms(x), x int16[{dim}]"
+
+
+def build_swiglu_tok(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up with a per-token absmax scale: the products scaled so the token's largest is 127 by an integer
+    multiplier, whose inverse goes to the down projection as the token's factor; the vector is one unit of work."""
+    p, n = c.q.params[op.name], c.graph.values[op.outputs[0]].shape[0]
+    return dict(h=_buf(op.outputs[0]), tok=_buf(op.outputs[1]), p=_buf(op.outputs[2]), gate=_buf(op.inputs[0]),
+                up=_buf(op.inputs[1]), silu_table=_const(op.name + ".silu"), base_shift=_int(p["base_shift"]),
+                n=_int(n)), \
+        f"h = int8(silu(gate) * up * 127 / max|silu(gate) * up|), tok = its factor for the down projection, [{n}]"
+
+
 def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
     """The residual add, saturating to int16, in place."""
     n = c.graph.values[op.outputs[0]].shape[0]
@@ -220,13 +254,20 @@ def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
 K = R.KERNELS
 CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("embed_i16", Pattern("embed"), R.EMBED, build_embed),
+    Rule("rmsnorm_i16_to_i8_absmax", Pattern("rmsnorm", scale="absmax"), R.RMSNORM_TOK, build_rmsnorm_tok),
     Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
+    *(Rule(f"linear{q}_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights=w, in_scale="factor"),
+           K[f"gemv{q}_tok_i{b}"], build_linear_tok) for q, w in (("", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
     Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
     Rule("linear_q4_i8_cluster", Pattern("linear", out="int8", weights="int4"), K["gemv_q4_i8"], build_linear),
     Rule("linear_q4_i16_cluster", Pattern("linear", out="int16", weights="int4"), K["gemv_q4_i16"], build_linear),
     Rule("linear_q4_i32_cluster", Pattern("linear", out="int32", weights="int4"), K["gemv_q4_i32"], build_linear),
     Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_i16"], build_linear),
     Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_i32"], build_linear),
+    Rule("linear_q12_tok_cluster", Pattern("linear", out="int12", weights="int8", in_scale="factor"), K["gemv_tok_i16"],
+         build_linear_tok),
+    Rule("linear_q4_q12_tok_cluster", Pattern("linear", out="int12", weights="int4", in_scale="factor"),
+         K["gemv_q4_tok_i16"], build_linear_tok),
     Rule("linear_q12_cluster", Pattern("linear", out="int12", weights="int8"), K["gemv_i16"], build_linear_q12),
     Rule("linear_q4_q12_cluster", Pattern("linear", out="int12", weights="int4"), K["gemv_q4_i16"], build_linear_q12),
     Rule("rope_i8_q14", Pattern("rope", out="int8"), K["rope_i8"], build_rope),
@@ -240,6 +281,7 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("attention_q16_gqa", Pattern("attention", keys="int8", queries="int16"), K["attention_q16"], build_attention),
     Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
     Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
+    Rule("swiglu_i8_absmax", Pattern("swiglu", scale="absmax"), R.SWIGLU_TOK, build_swiglu_tok),
     Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(

@@ -27,6 +27,10 @@ CALIB_SEQ_LEN = 256
 # a calibration text is read and tokenized whole: 8 MiB is ~2 M tokens, more than the bounded pass takes
 CALIB_TEXT_MAX_BYTES = 8 << 20
 DYN_SHIFT_MIN = 16  # swiglu_dyn's k is at most 16 (|silu * up| <= 2^22)
+# a token's factor p * 2^e takes at most this much off its consumers' shift (kernels.tok_factor: bitlen(p) + e):
+# RMSNorm's is below 2^(31 - gain_shift) (|x * gain| <= 2^30, 2^39 / r <= 2^31), SwiGLU's below 2^22 (|silu * up|)
+TOK_NORM_ROOM = 32
+TOK_SWIGLU_ROOM = 23
 LOGIT_BITS = 24  # logits are int32 with the largest calibrated logit at about 2^24
 
 
@@ -219,7 +223,9 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
     stays int8 (a table, one row read per token). dynamic ("swiglu"): the SwiGLU output has a per-token power-of-two
     scale (kernels.swiglu_dyn); the down projection's multipliers are made for the unit of silu * up, and the
-    SwiGLU kernel hands it its shift minus the token's.
+    SwiGLU kernel hands it its shift minus the token's. dynamic "norm" / "final_norm" / "swiglu_absmax": the attention
+    and MLP norms' / the final norm's / the SwiGLU's output has a per-token absmax scale (kernels.rmsnorm_tok, swiglu_tok); their consumers' multipliers
+    are made for 1/127 of the calibrated (products') unit, with one shift for all of a producer's consumers.
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
     multiplier takes back. queries "int12" | "int16": the q projection's output is calibrated for 12 (+-2047) or 16
@@ -298,12 +304,32 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     consts["rope.sin"] = np.round(sin * (1 << K.ROPE_FRAC)).astype(np.int16)
     exp_bits = K.exp_bits(d.context)
     consts["exp2"] = K.exp2_table(exp_bits)
+    def share_shift(producer: str, ops: tuple[str, ...], need: int, hint: str) -> None:
+        # a per-token producer hands all its consumers one shift: each keeps its multipliers, rescaled to the smallest
+        base = min(int(consts[o + ".shift"][0]) for o in ops)
+        for o in ops:
+            drop = int(consts[o + ".shift"][0]) - base
+            if drop:
+                consts[o + ".mult"] = np.maximum(K.rshift_round(consts[o + ".mult"], drop), 1).astype(np.int32)
+                consts[o + ".shift"] = np.full(consts[o + ".shift"].shape, base, np.uint8)
+        if base < need:  # the token's factor may bring the shift down by `need`: it must stay >= 0
+            raise _numeric_error(fm, f"tensor {tensor_name(ops[0], d)}: its requantization shift {base} leaves no room "
+                                 f"for the per-token scale of {producer} (needs {need})", hint)
+        params[producer].update(absmax=True, base_shift=base)
+
+    tok_norm = "norm" in dynamic
     for li, lw in enumerate(w.layers):
         p = f"layers.{li}."
         norm(p + "attn_norm", lw.att_norm)
+        # a per-token scale: the consumers' multipliers are made for 1/127 of the calibrated scale, the token's
+        # factor (kernels.rmsnorm_tok) says how many of those one step of its output is
+        s_in = sc[p + "attn_norm"] / 127.0 if tok_norm else sc[p + "attn_norm"]
         for name, wf in (("q", lw.wq), ("k", lw.wk), ("v", lw.wv)):
             sc[p + "attn." + name] = act_scale(p + "attn." + name, {"q": q_bits, "k": k_bits}.get(name, 8))
-            linear(p + "attn." + name, p + "attn_norm", wf, sc[p + "attn_norm"], sc[p + "attn." + name])
+            linear(p + "attn." + name, p + "attn_norm", wf, s_in, sc[p + "attn." + name])
+        if tok_norm:
+            share_shift(p + "attn_norm", (p + "attn.q", p + "attn.k", p + "attn.v"),
+                        TOK_NORM_ROOM - params[p + "attn_norm"]["gain_shift"], "try without 'dynamic norm'")
         s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
         unit = 1 << K.score_shift(q_bits, k_bits)  # q.k units in a score: 2^8 with int16 keys, 2^4 with int12 q, ...
         score = sc[p + "attn.q"] * sc[p + "attn.k"] * unit / math.sqrt(d.head_size) * math.log2(math.e) * (1 << K.EXP_FRAC)
@@ -324,16 +350,24 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
                                         "out_shift": os_ + exp_bits}
         linear(p + "attn.o", p + "attn.attention", lw.wo, s_att, sc["residual"])
         norm(p + "mlp_norm", lw.ffn_norm)
+        s_in = sc[p + "mlp_norm"] / 127.0 if tok_norm else sc[p + "mlp_norm"]
         for name, wf in (("gate", lw.w1), ("up", lw.w3)):
             sc[p + "mlp." + name] = act_scale(p + "mlp." + name)
-            linear(p + "mlp." + name, p + "mlp_norm", wf, sc[p + "mlp_norm"], sc[p + "mlp." + name])
+            linear(p + "mlp." + name, p + "mlp_norm", wf, s_in, sc[p + "mlp." + name])
+        if tok_norm:
+            share_shift(p + "mlp_norm", (p + "mlp.gate", p + "mlp.up"),
+                        TOK_NORM_ROOM - params[p + "mlp_norm"]["gain_shift"], "try without 'dynamic norm'")
         # SiLU is exact as a table: the gate is int8, so there are only 256 inputs
         xs = (np.arange(256) - 128) * sc[p + "mlp.gate"]
         silu = xs / (1.0 + np.exp(-xs))
         s_t = float(np.abs(silu).max()) / 32767.0 or 1.0
         consts[p + "mlp.swiglu.silu"] = np.round(silu / s_t).astype(np.int16)
         s_h = sc[p + "mlp.swiglu"] = act_scale(p + "mlp.swiglu")
-        if "swiglu" in dynamic:
+        if "swiglu_absmax" in dynamic:  # the multipliers for 1/127 of the products' unit (kernels.swiglu_tok)
+            linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_t * sc[p + "mlp.up"] / 127.0, sc["residual"])
+            params[p + "mlp.swiglu"] = {}
+            share_shift(p + "mlp.swiglu", (p + "mlp.down",), TOK_SWIGLU_ROOM, "try without 'dynamic swiglu_absmax'")
+        elif "swiglu" in dynamic:
             s_p = s_t * sc[p + "mlp.up"]  # the unit of the products; a token's scale is s_p * 2^k
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_p, sc["residual"])
             base = int(consts[p + "mlp.down.shift"][0])
@@ -349,7 +383,12 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_h, sc["residual"])
     norm("final_norm", w.final_norm)
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
-    linear("lm_head", "final_norm", w.lm_head, sc["final_norm"], sc["lm_head"])
+    tok_final = "final_norm" in dynamic
+    linear("lm_head", "final_norm", w.lm_head, sc["final_norm"] / 127.0 if tok_final else sc["final_norm"],
+           sc["lm_head"])
+    if tok_final:
+        share_shift("final_norm", ("lm_head",), TOK_NORM_ROOM - params["final_norm"]["gain_shift"],
+                    "try without 'dynamic final_norm'")
     return QuantModel(consts, params, sc)
 
 

@@ -1,0 +1,104 @@
+/* gemv_tok.c: the GEMV of an input with a per-token factor (`dynamic norm`, `dynamic swiglu_absmax`).
+ *
+ * The producer hands the token's factor as tok = {m, s} (kernels.tok_factor): the row multipliers made for factor 1
+ * become floor(mult[o] * m / 2^32), one high multiply per row (mulhu on RV32), and s is the call's shift. They are
+ * made GEMV_TOK_ROWS rows at a time on the stack, and gemv.c's kernels run on them as they are: the inner loops and the
+ * requantization are the calibrated layers', the cost is ~4 instructions per row and a call per GEMV_TOK_ROWS rows. */
+#include "gemv.h"
+
+#include "deeploy_kernels.h"
+
+#define GEMV_TOK_ROWS 64 /* a multiple of 2R: gemv's pairs of blocks stay whole */
+
+/* inlined with constant q4 and bits: each entry point calls only its own kernel, so a link that drops unused
+ * sections keeps only the GEMVs a model uses */
+#if defined(__GNUC__)
+#define TOK_INLINE static inline __attribute__((always_inline))
+#else
+#define TOK_INLINE static inline
+#endif
+
+/* which of gemv.c's kernels: int8 or int4 weights, output bits */
+TOK_INLINE void gemv_call(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
+                      const uint8_t *shift, int32_t n_in, int32_t n_out, int32_t group) {
+    if (q4) {
+        if (bits == 8)
+            gemv_q4_i8((int8_t *)y, x, w, mult, shift, n_in, n_out, group);
+        else if (bits == 16)
+            gemv_q4_i16((int16_t *)y, x, w, mult, shift, n_in, n_out, group);
+        else
+            gemv_q4_i32((int32_t *)y, x, w, mult, shift, n_in, n_out, group);
+    } else if (bits == 8) {
+        gemv_i8((int8_t *)y, x, w, mult, shift, n_in, n_out);
+    } else if (bits == 16) {
+        gemv_i16((int16_t *)y, x, w, mult, shift, n_in, n_out);
+    } else {
+        gemv_i32((int32_t *)y, x, w, mult, shift, n_in, n_out);
+    }
+}
+
+/* m2[i] = floor(mult[i] * m / 2^32) >> drop, i < rows: inlined twice so that the usual drop == 0 loses the shift */
+TOK_INLINE void tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t drop, int32_t rows) {
+    int32_t i = 0;
+    for (; i + 4 <= rows; i += 4) { /* by four: loop control per four rows */
+        m2[i] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i] * m) >> 32) >> drop);
+        m2[i + 1] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 1] * m) >> 32) >> drop);
+        m2[i + 2] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 2] * m) >> 32) >> drop);
+        m2[i + 3] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 3] * m) >> 32) >> drop);
+    }
+    for (; i < rows; i++) m2[i] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i] * m) >> 32) >> drop);
+}
+
+/* kernels.linear_tok; w_row: bytes of one weight row in the blocked layout (a block of R rows is R times it) */
+TOK_INLINE void gemv_tok(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
+                     const int32_t *tok, int32_t n_in, int32_t n_out, int32_t group, int32_t w_row) {
+    const uint32_t m = (uint32_t)tok[0];
+    int32_t s = tok[1], drop = 0, r0;
+    int32_t m2[GEMV_TOK_ROWS];
+    uint8_t sh;
+    if (s > 62) drop = s - 62, s = 62; /* a token of tiny values: give up the multipliers' low bits */
+    sh = (uint8_t)s;
+    for (r0 = 0; r0 < n_out; r0 += GEMV_TOK_ROWS) {
+        const int32_t rows = n_out - r0 < GEMV_TOK_ROWS ? n_out - r0 : GEMV_TOK_ROWS;
+        if (drop == 0)
+            tok_mults(m2, mult + r0, m, 0, rows);
+        else
+            tok_mults(m2, mult + r0, m, drop, rows);
+        gemv_call(q4, bits, (char *)y + r0 * (bits / 8), x, w + r0 * w_row, m2, &sh, n_in, rows, group);
+    }
+}
+
+void gemv_tok_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift, int32_t n_in,
+                 int32_t n_out) {
+    gemv_tok(0, 8, y, x, w, mult, shift, n_in, n_out, 0, n_in);
+}
+
+void gemv_tok_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                  int32_t n_in, int32_t n_out) {
+    gemv_tok(0, 16, y, x, w, mult, shift, n_in, n_out, 0, n_in);
+}
+
+void gemv_tok_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                  int32_t n_in, int32_t n_out) {
+    gemv_tok(0, 32, y, x, w, mult, shift, n_in, n_out, 0, n_in);
+}
+
+/* the q4 layout's bytes per row: the group scales and the nibbles (layout.q4_row_bytes) */
+static int32_t q4_row(int32_t n_in, int32_t group) {
+    return (n_in + group - 1) / group + n_in / 2;
+}
+
+void gemv_q4_tok_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                    int32_t n_in, int32_t n_out, int32_t group) {
+    gemv_tok(1, 8, y, x, w, mult, shift, n_in, n_out, group, q4_row(n_in, group));
+}
+
+void gemv_q4_tok_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                     int32_t n_in, int32_t n_out, int32_t group) {
+    gemv_tok(1, 16, y, x, w, mult, shift, n_in, n_out, group, q4_row(n_in, group));
+}
+
+void gemv_q4_tok_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                     int32_t n_in, int32_t n_out, int32_t group) {
+    gemv_tok(1, 32, y, x, w, mult, shift, n_in, n_out, group, q4_row(n_in, group));
+}
