@@ -60,6 +60,12 @@ def unblock_rows(wb: np.ndarray, n_out: int) -> np.ndarray:
     return np.ascontiguousarray(wb.transpose(0, 2, 1).reshape(wb.shape[0] * ROWS_PER_BLOCK, n_in)[:n_out])
 
 
+def host_rows(wb: np.ndarray, p: dict) -> np.ndarray:
+    """The host GEMV's layout (kernels_c/host.c, gemv_rows_*): the layer's int8 weights row-major [n_out, n_in], each
+    output's row contiguous, from the quantizer's blocks."""
+    return unblock_rows(wb, p["n_out"])
+
+
 # ------------------------------------------------------------------------------------------------- NPU
 # The NPU's weight layout (kernels_c/npu.h): W [n_out, n_in] int8 row-major, each row zero-padded to a whole number
 # of NPU_K-channel blocks, [n_out, ceil(n_in / NPU_K) * NPU_K], stored as `wp.tobytes()` in the NPU's weight memory.
@@ -96,6 +102,11 @@ def npu_unpack(wp: np.ndarray, n_in: int) -> np.ndarray:
         raise ValueError(f"npu_unpack wants int8 [n_out, {npu_k_blocks(n_in) * NPU_K}] for n_in={n_in}, "
                          f"got {wp.dtype} {wp.shape}")
     return np.ascontiguousarray(wp[:, : int(n_in)])
+
+
+def npu_weights(wb: np.ndarray, p: dict) -> np.ndarray:
+    """A linear layer's weights for the NPU, from the quantizer's GEMV blocks: npu_pack of its rows."""
+    return npu_pack(unblock_rows(wb, p["n_out"]))
 
 
 # ------------------------------------------------------------------------------------------- int4 (q4)

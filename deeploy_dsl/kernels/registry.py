@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..engines.cost import attention_work, elementwise_work, linear_q4_work, linear_work, npu_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
-from .layout import q4_row_bytes, q4_unpack, unblock_rows
+from .layout import host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -53,6 +53,12 @@ def _gemv_q4_twin(bounds):
     def twin(y, x, w, mult, shift, n_in, n_out, group):
         q, e = q4_unpack(w, n_out, n_in, group)
         y[:] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def _rows_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.linear(x, w, mult, int(shift[0]) if n_out else 0, *bounds)
     return twin
 
 
@@ -97,7 +103,18 @@ def npu_linear(out: str) -> KernelSpec:
     return KernelSpec(f"npu_linear_i{out[3:]}", "npu.c", params, _npu_twin(bounds), npu_work,
                       f"one NPU job: int8 weights x int8 input -> {out} (npu.h)", calls=("npu_submit", "npu_wait"),
                       bounds=bounds,
-                      resident=("w", "mult", "shift"), prefill="gemm", fragment="npu")
+                      resident=("w", "mult", "shift"), prefill="gemm", fragment="npu", weights=(".wn", npu_weights))
+
+
+def gemv_rows(out: str) -> KernelSpec:
+    """The host's GEMV (host.c): rows contiguous, read where they are; a prefill runs it token by token (the weights
+    stay in the host's caches)."""
+    ctype, bounds = OUT[out]
+    params = tuple(Param("w", p.ctype, "[n_out, n_in] int8 weights, row-major (layout.host_rows)")
+                   if p.name == "w" else p for p in _linear_params(ctype, False))
+    return KernelSpec(f"gemv_rows_i{out[3:]}", "host.c", params, _rows_twin(bounds), linear_work,
+                      f"int8 weights x int8 input -> {out}, contiguous rows that gcc vectorizes (host.h)",
+                      bounds=bounds, resident=("w", "mult", "shift"), prefill="token", weights=(".wr", host_rows))
 
 
 # ---- the rest ---------------------------------------------------------------------------------------------------
@@ -168,12 +185,9 @@ def rope(out: str) -> KernelSpec:
         split=Split(("y", "x"), "n", "head_size"), fragment="split")
 
 
-def attention(keys: str) -> KernelSpec:
-    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache; the tiled step calls the scores kernel of
-    its K type and attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
+def _attention_params(keys: str) -> tuple[Param, ...]:
     kt = OUT[keys][0]
-    name = "attention_i8" if keys == "int8" else "attention_k16"
-    return KernelSpec(name, "attention.c", _p(f"""
+    return _p(f"""
         out         | int8_t *         | [n_heads*head_size] output
         q           | const int8_t *   | [n_heads*head_size] queries
         k_cache     | const {kt} *     | [context, n_kv_heads*head_size] K cache
@@ -188,10 +202,26 @@ def attention(keys: str) -> KernelSpec:
         score_cut   | int32_t          | the largest score distance whose exp is not 0
         out_mult    | int32_t          | the output's multiplier
         out_shift   | int32_t          | its shift
-        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)"""), _attention, attention_work,
+        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)""")
+
+
+def attention(keys: str) -> KernelSpec:
+    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache; the tiled step calls the scores kernel of
+    its K type and attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
+    name = "attention_i8" if keys == "int8" else "attention_k16"
+    return KernelSpec(name, "attention.c", _attention_params(keys), _attention, attention_work,
         "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, integer exp2, one division per head",
         calls=("attn_scores_i8" if keys == "int8" else "attn_scores_k16", "attn_exp_av_i8"), bounds=K.I8,
         tiling="positions", chunk_cost=True, fragment="positions")
+
+
+def attention_host(keys: str) -> KernelSpec:
+    """The host's attention (host.c): the same integers, K and V read in place in the caches (nothing streamed), one
+    head at a time in loops that gcc vectorizes."""
+    return KernelSpec("attention_host_i8" if keys == "int8" else "attention_host_k16", "host.c",
+                      _attention_params(keys), _attention, attention_work,
+                      "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, K and V in place (host.h)",
+                      bounds=K.I8, resident=("exp_table",), chunk_cost=True)
 
 
 SWIGLU = KernelSpec("swiglu_i8", "swiglu.c", _p("""
@@ -227,7 +257,10 @@ ADD = KernelSpec("add_sat_i16", "residual.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
+    *(gemv_rows(o) for o in OUT), attention_host("int8"), attention_host("int16"),
     rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, ADD)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
 # attention.c's pieces, the NPU driver
+# headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
+SOURCE_HEADERS = {"host.c": "host.h"}
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "tiles.c")

@@ -17,7 +17,6 @@ from ..frontend.spec import Deployment, Target
 from ..ir.graph import Arg, Graph, Op, Plan, Step
 from ..kernels import registry as R
 from ..kernels.kernelspec import KernelSpec
-from ..kernels.layout import npu_pack, unblock_rows
 from ..quant.quantize import QuantModel
 from .mapping import Mapping, Placement
 
@@ -110,6 +109,12 @@ def _shift_arg(op: Op) -> Arg:
     return _buf(op.inputs[1]) if len(op.inputs) > 1 else _const(op.name + ".shift")
 
 
+def _weights(op: Op, p: dict, k: KernelSpec) -> Arg:
+    """A linear layer's weights: as the quantizer stores them (GEMV blocks), or the kernel's own layout
+    (_step_consts makes that constant)."""
+    return _const(op.name + k.weights[0]) if k.weights else _const(p["weight"])
+
+
 # ---- builders: (op, ctx, kernel) -> ({parameter: Arg}, math) --------------------------------------------------------
 
 def build_linear(op: Op, c: Ctx, k: KernelSpec):
@@ -117,7 +122,7 @@ def build_linear(op: Op, c: Ctx, k: KernelSpec):
     their group scales and the group size too)."""
     p = c.q.params[op.name]
     n_out, n_in = p["n_out"], p["n_in"]
-    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(p["weight"]),
+    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
                 mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
     w = f"W[{n_out},{n_in}]"
     if k.has_param("group"):
@@ -130,7 +135,7 @@ def build_npu(op: Op, c: Ctx, k: KernelSpec):
     """One NPU job; the weights packed in the NPU's layout in its own memory."""
     p = c.q.params[op.name]
     n_out, n_in = p["n_out"], p["n_in"]
-    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(op.name + ".wn"),
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
                 mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
         f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
 
@@ -216,12 +221,36 @@ CLUSTER_RULES: tuple[Rule, ...] = (
 NPU_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
     for b in (8, 16, 32))
-RULES = CLUSTER_RULES + NPU_RULES  # every rule deeploy has, for `deeploy rules` and the tests
+
+def build_linear_rows(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV over contiguous weight rows read where they are, which gcc vectorizes; requantized with a multiplier
+    per row and one shift."""
+    p = c.q.params[op.name]
+    n_out, n_in = p["n_out"], p["n_in"]
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
+                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
+        f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), rows in place"
+
+
+def build_attention_host(op: Op, c: Ctx, k: KernelSpec):
+    """Grouped-query attention over the cache, K and V read in place: per head its scores, their exps and the
+    exp-weighted V, one division per head at the end."""
+    return build_attention(op, c, k)
+
+
+# the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
+HOST_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_i{b}_host", Pattern("linear", out=f"int{b}", weights="int8"), K[f"gemv_rows_i{b}"],
+         build_linear_rows) for b in (8, 16, 32)) + (
+    Rule("attention_i8_host", Pattern("attention", keys="int8"), K["attention_host_i8"], build_attention_host),
+    Rule("attention_k16_host", Pattern("attention", keys="int16"), K["attention_host_k16"], build_attention_host),
+)
+RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
 def rules_for(target: Target) -> tuple[Rule, ...]:
-    """The rules a target offers: the cluster's everywhere, the NPU's where it has one."""
-    return CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
+    """The rules a target offers: the host's first on the host, the cluster's everywhere, the NPU's where it has one."""
+    return (HOST_RULES if target.isa == "host" else ()) + CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
 
 
 def rules_text(rules: tuple[Rule, ...] = RULES) -> str:
@@ -280,11 +309,13 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
 
 
 def _step_consts(steps: list[Step], q: QuantModel) -> dict:
-    """The constants the steps read: NPU layers' weights packed in the NPU's layout, nothing unused."""
+    """The constants the steps read: weights in the layout of a kernel that has its own (the NPU's, the host's),
+    nothing unused."""
     consts = dict(q.consts)
     for s in steps:
-        if s.engine == "npu":
+        if s.spec.weights:
             p = q.params[s.op]
-            consts[s.op + ".wn"] = npu_pack(unblock_rows(q.consts[p["weight"]], p["n_out"]))
+            suffix, layout = s.spec.weights
+            consts[s.op + suffix] = layout(q.consts[p["weight"]], p)
     used = {a.name for s in steps for a in s.args if a.kind == "const"}
     return {k: v for k, v in consts.items() if k in used}

@@ -170,7 +170,7 @@ class Tiler:
         t = self.dep.target
         cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
         macs = s.macs
-        if s.spec.tiling == "positions":  # attention: restate at the report position
+        if s.spec.has_param("k_cache"):  # attention: restate at the report position
             d = self.dep.model.dims
             macs = 2 * d.heads * d.head_size * (self.P + 1)
         return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
@@ -222,7 +222,10 @@ class Tiler:
                     arr = self.plan.consts[a.name]
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
         kb = ITEMSIZE[self.values["kv.k.0"].dtype] if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
-        kv = d.layers * (kb + 1) * ((self.P + 1) * d.kv_dim + d.kv_dim) if self.kv_far else 0
+        # the cache rows attention reads, when it streams them (a kernel that reads them in place does not), and the
+        # row each layer writes
+        read = (self.P + 1) * d.kv_dim if any(s.spec.tiling == "positions" for s in self.plan.steps) else 0
+        kv = d.layers * (kb + 1) * (read + d.kv_dim) if self.kv_far else 0
         return sum(seen.values()) + kv
 
 

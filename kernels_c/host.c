@@ -1,0 +1,168 @@
+/* host.c: see host.h. Kernels for a host CPU with SIMD, written for gcc's auto-vectorizer rather than for RV32's
+ * registers (gemv.c, attention.c): contiguous rows, int32 accumulators, one reduction per loop.
+ *
+ * GEMV: the dot product of an int8 row with x is a sum of 16-bit products (|w * x| <= 2^14) into 32-bit lanes, the
+ * shape of SSE2's pmaddwd / AVX2's vpmaddwd. gcc recognizes it (a dot-product reduction) when both operands are 16-bit
+ * in memory: x is widened to int16 once per call (HOST_X_MAX columns on the stack; a longer x takes the same loop on
+ * int8 x, which gcc vectorizes with 16-bit multiplies instead). The requantization is the definition in 64 bits
+ * (kernels.requant_half_up): once per row, a small part of a row's work.
+ */
+#include "host.h"
+
+#include "deeploy_kernels.h"
+
+#define HOST_X_MAX 4096 /* columns widened on the stack: 8 KiB */
+
+/* floor(acc * mult / 2^s + 1/2) clamped to [lo, hi], 0 <= s <= 62 (|acc * mult| < 2^62: the sum fits int64) */
+static inline int32_t requant_half_up(int32_t acc, int32_t mult, int32_t s, int32_t lo, int32_t hi) {
+    int64_t v = (int64_t)acc * mult;
+    if (s > 0) v = (v + ((int64_t)1 << (s - 1))) >> s;
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
+/* sum_i w[i] * x[i], x widened: the loop gcc turns into vpmovsxbw + vpmaddwd + vpaddd */
+static inline int32_t dot_i16(const int8_t *w, const int16_t *x, int32_t n) {
+    int32_t acc = 0;
+    for (int32_t i = 0; i < n; i++) acc += (int16_t)w[i] * x[i];
+    return acc;
+}
+
+/* the same on int8 x (n_in > HOST_X_MAX) */
+static inline int32_t dot_i8(const int8_t *w, const int8_t *x, int32_t n) {
+    int32_t acc = 0;
+    for (int32_t i = 0; i < n; i++) acc += w[i] * x[i];
+    return acc;
+}
+
+/* y[o] = requant(W[o] . x) for every row; bits is a constant after inlining */
+static inline __attribute__((always_inline)) void gemv_rows(void *y, int bits, int32_t lo, int32_t hi,
+                                                            const int8_t *x, const int8_t *w, const int32_t *mult,
+                                                            const uint8_t *shift, int32_t n_in, int32_t n_out) {
+    int16_t xs[HOST_X_MAX];
+    const int32_t s = n_out > 0 ? shift[0] : 0, wide = n_in <= HOST_X_MAX;
+    if (wide)
+        for (int32_t i = 0; i < n_in; i++) xs[i] = x[i];
+    for (int32_t o = 0; o < n_out; o++, w += n_in) {
+        const int32_t acc = wide ? dot_i16(w, xs, n_in) : dot_i8(w, x, n_in);
+        const int32_t q = requant_half_up(acc, mult[o], s, lo, hi);
+        if (bits == 8)
+            ((int8_t *)y)[o] = (int8_t)q;
+        else if (bits == 16)
+            ((int16_t *)y)[o] = (int16_t)q;
+        else
+            ((int32_t *)y)[o] = q;
+    }
+}
+
+void gemv_rows_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                  int32_t n_in, int32_t n_out) {
+    gemv_rows(y, 8, INT8_MIN, INT8_MAX, x, w, mult, shift, n_in, n_out);
+}
+
+void gemv_rows_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                   int32_t n_in, int32_t n_out) {
+    gemv_rows(y, 16, INT16_MIN, INT16_MAX, x, w, mult, shift, n_in, n_out);
+}
+
+void gemv_rows_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                   int32_t n_in, int32_t n_out) {
+    gemv_rows(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out);
+}
+
+/* ---- attention ---------------------------------------------------------------------------------------------------
+ * One query head at a time over positions 0..n-1 (kernels.attention is the definition), in three loops that each
+ * vectorize on their own: the scores of every position (a dot product of hs elements per position, a row of the
+ * cache), their max, the exps in place of the scores with their sum (the table lookups), then sum_t e_t v_t into hs
+ * int32 accumulators (each position's hs values of v in one vector). K and V are read where they are. A head size of
+ * 8 (every TinyStories model) is a constant in its own copy of the loops, so that gcc unrolls and vectorizes them. */
+
+#define HOST_HS_MAX 256 /* the largest head size deeploy accepts */
+
+/* s[t] = round(q . k_t) (ROUND: as is for int8 keys, (v + 128) >> 8 for int16 keys); returns max_t s[t]. q is
+ * copied: as int8 it could alias s, and gcc would load it again after every store */
+#define DEFINE_HOST_SCORES(NAME, KT, ROUND)                                                                         \
+    static inline __attribute__((always_inline)) int32_t NAME(int32_t *s, const int8_t *q, const KT *k,           \
+                                                              int32_t k_stride, int32_t n, int32_t hs) {          \
+        int32_t max = INT32_MIN, qv[HOST_HS_MAX];                                                                   \
+        for (int32_t d = 0; d < hs; d++) qv[d] = q[d];                                                              \
+        int32_t t = 0;                                                                                              \
+        for (; t + 4 <= n; t += 4) { /* four positions: four independent sums in flight */                         \
+            const KT *k0 = k + (size_t)t * (size_t)k_stride, *k1 = k0 + k_stride, *k2 = k1 + k_stride,             \
+                     *k3 = k2 + k_stride;                                                                           \
+            int32_t y0 = 0, y1 = 0, y2 = 0, y3 = 0;                                                                 \
+            for (int32_t d = 0; d < hs; d++)                                                                        \
+                y0 += qv[d] * k0[d], y1 += qv[d] * k1[d], y2 += qv[d] * k2[d], y3 += qv[d] * k3[d];                 \
+            s[t] = ROUND(y0), s[t + 1] = ROUND(y1), s[t + 2] = ROUND(y2), s[t + 3] = ROUND(y3);                     \
+        }                                                                                                           \
+        for (; t < n; t++) {                                                                                        \
+            const KT *kt = k + (size_t)t * (size_t)k_stride;                                                        \
+            int32_t y = 0;                                                                                          \
+            for (int32_t d = 0; d < hs; d++) y += qv[d] * kt[d];                                                    \
+            s[t] = ROUND(y);                                                                                        \
+        }                                                                                                           \
+        for (int32_t t = 0; t < n; t++) max = s[t] > max ? s[t] : max;                                              \
+        return max;                                                                                                 \
+    }
+#define HOST_AS_IS(v) (v)
+#define HOST_SHIFT8(v) (((v) + 128) >> 8)
+DEFINE_HOST_SCORES(host_scores_i8, int8_t, HOST_AS_IS)
+DEFINE_HOST_SCORES(host_scores_k16, int16_t, HOST_SHIFT8)
+
+/* s[t] = e_t = 2^(-z_t / 2^9) from the table, z_t = floor(((max - s[t]) * mult + 2^(shift-1)) / 2^shift), 0 beyond
+ * cut (z = 16 * 2^9 stands for any z past the table: its entries are below 2^16); returns sum_t e_t (attention.c's
+ * exp_row, without its branch). Two loops: the z, which vectorizes, then the table lookups, which do not */
+static inline int32_t host_exps(int32_t *s, int32_t n, int32_t max, uint32_t mult, int32_t shift, uint32_t cut,
+                                const uint16_t *table) {
+    const uint32_t half = 1u << (shift - 1);
+    uint32_t *z = (uint32_t *)s;
+    int32_t sum = 0;
+    for (int32_t t = 0; t < n; t++) {
+        const uint32_t d = (uint32_t)(max - s[t]);
+        z[t] = d <= cut ? (d * mult + half) >> shift : 16u << 9;
+    }
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t e = table[z[t] & 511u] >> (z[t] >> 9);
+        s[t] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/* acc[d] = sum_t e[t] * v[t*v_stride + d], d < hs */
+static inline __attribute__((always_inline)) void host_av(int32_t *acc, const int32_t *e, const int8_t *v,
+                                                          int32_t v_stride, int32_t n, int32_t hs) {
+    for (int32_t d = 0; d < hs; d++) acc[d] = 0;
+    for (int32_t t = 0; t < n; t++) {
+        const int8_t *vt = v + (size_t)t * (size_t)v_stride;
+        const int32_t et = e[t];
+        for (int32_t d = 0; d < hs; d++) acc[d] += et * vt[d];
+    }
+}
+
+/* one head: its scores, exps and exp-weighted sum of V into out [hs] (hs a constant where it is inlined) */
+#define HOST_HEAD(SCORES, hs)                                                                                        \
+    do {                                                                                                             \
+        const int32_t max = SCORES(scratch, q + h * (hs), k + ko, kv_dim, n, (hs));                                  \
+        int32_t sum = host_exps(scratch, n, max, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, exp_table); \
+        host_av(acc, scratch, v_cache + ko, kv_dim, n, (hs));                                                        \
+        attn_out_i8(out + h * (hs), acc, &sum, 1, (hs), out_mult, out_shift, bits);                                  \
+    } while (0)
+
+#define DEFINE_HOST_ATTENTION(NAME, KT, SCORES)                                                                     \
+    void NAME(int8_t *out, const int8_t *q, const KT *k, const int8_t *v_cache, int32_t *scratch, int32_t pos,      \
+              int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult, int32_t score_shift,     \
+              int32_t score_cut, int32_t out_mult, int32_t out_shift, const uint16_t *exp_table) {                \
+        const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;                 \
+        int32_t bits = 0, acc[HOST_HS_MAX];                                                                         \
+        while ((1 << (bits + 1)) <= exp_table[0]) bits++;                                                          \
+        for (int32_t h = 0; h < n_heads; h++) {                                                                     \
+            const int32_t ko = (h / group) * head_size;                                                            \
+            if (head_size == 8)                                                                                     \
+                HOST_HEAD(SCORES, 8);                                                                               \
+            else                                                                                                    \
+                HOST_HEAD(SCORES, head_size);                                                                       \
+        }                                                                                                           \
+    }
+
+DEFINE_HOST_ATTENTION(attention_host_i8, int8_t, host_scores_i8)
+DEFINE_HOST_ATTENTION(attention_host_k16, int16_t, host_scores_k16)

@@ -1,0 +1,41 @@
+/* host.h: kernel variants for `target host` (host.c), which the host's rules (passes/rules.py HOST_RULES) emit in
+ * place of the RV32-shaped ones. Same integers as their numpy twins (deeploy_dsl/kernels/twins.py); shaped so that
+ * gcc vectorizes them at -O3 (and uses AVX2 or whatever the machine has at -O3 -march=native): weights row-major,
+ * one contiguous int8 row per output (layout.host_rows), read where they are (no copies into L1 on a machine whose
+ * memory is all one), int32 accumulators, no loop-carried tricks.
+ */
+#ifndef DEEPLOY_HOST_H
+#define DEEPLOY_HOST_H
+
+#include <stdint.h>
+
+/* y[o] = sat8(floor(sum_i W[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)), W row-major [n_out, n_in] */
+void gemv_rows_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
+                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
+                  int32_t n_out);
+/* the same with sat16 */
+void gemv_rows_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
+                   const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
+                   int32_t n_out);
+/* the same with sat32 */
+void gemv_rows_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* [n_out, n_in] */,
+                   const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
+                   int32_t n_out);
+
+/* attention_i8's integers (attention.c, kernels.attention) with K and V read where they are in the caches, one head
+ * at a time: scratch holds that head's scores, then its exps; head_size <= 256 */
+void attention_host_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
+                       const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                       const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                       int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                       int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                       const uint16_t *exp_table /* [512] */);
+/* the same with int16 keys (attention_k16): scores = (q . k + 128) >> 8 */
+void attention_host_k16(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
+                        const int16_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                        const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                        int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                        int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                        const uint16_t *exp_table /* [512] */);
+
+#endif /* DEEPLOY_HOST_H */
