@@ -24,8 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deeploy_dsl.engines.program_io import parse_program_output
-
 REPO = Path(__file__).resolve().parents[1]
 BENCH_C = REPO / "bench" / "host_bench.c"
 FLAG_SETS = ("-O3", "-O3 -march=native")
@@ -62,7 +60,8 @@ def prompt_ids(build_dir: Path, prompt: str) -> list[int]:
     exe = build_dir / name
     out = subprocess.run([str(exe), "--prompt", prompt, "--tokens", "1", "--print-ids"], capture_output=True,
                          text=True, check=True).stdout
-    return parse_program_output(out)[1]
+    line = next(ln for ln in out.splitlines() if ln.startswith("prompt_ids:"))
+    return [int(t) for t in line.split()[1:]]
 
 
 def run(exe: Path, tokens: int, ids: list[int]) -> tuple[float, str]:

@@ -27,6 +27,19 @@ static inline int32_t dot_i16(const int8_t *w, const int16_t *x, int32_t n) {
     return acc;
 }
 
+/* the four dot products of rows w, w + n, w + 2n, w + 3n with x in one pass: x loaded once for the four */
+static inline void dot4_i16(int32_t *acc, const int8_t *w, const int16_t *x, int32_t n) {
+    const int8_t *w1 = w + n, *w2 = w1 + n, *w3 = w2 + n;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int32_t i = 0; i < n; i++) {
+        a0 += (int16_t)w[i] * x[i];
+        a1 += (int16_t)w1[i] * x[i];
+        a2 += (int16_t)w2[i] * x[i];
+        a3 += (int16_t)w3[i] * x[i];
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 /* the same on int8 x (n_in > HOST_X_MAX) */
 static inline int32_t dot_i8(const int8_t *w, const int8_t *x, int32_t n) {
     int32_t acc = 0;
@@ -34,23 +47,46 @@ static inline int32_t dot_i8(const int8_t *w, const int8_t *x, int32_t n) {
     return acc;
 }
 
-/* y[o] = requant(W[o] . x) for every row; bits is a constant after inlining */
+/* y[r] = q, the r-th of a block's results, as int8/int16/int32 (bits a constant after inlining) */
+static inline __attribute__((always_inline)) void store(void *y, int bits, int32_t r, int32_t q) {
+    if (bits == 8)
+        ((int8_t *)y)[r] = (int8_t)q;
+    else if (bits == 16)
+        ((int16_t *)y)[r] = (int16_t)q;
+    else
+        ((int32_t *)y)[r] = q;
+}
+
+#define HOST_BLOCK 8 /* rows whose dot products are requantized together, in one vector */
+
+/* y[o] = requant(W[o] . x) for every row: the dot products of a block of rows, then their requantization. For
+ * 33 <= s <= 62 (most layers) the requantization is gemv.c's fast form, the same integers: with h the high word of
+ * acc * mult, floor((acc * mult + 2^(s-1)) / 2^s) = (h + 2^(s-33)) >> (s-32); a loop over the block's rows that gcc
+ * vectorizes. Other shifts, and a last partial block, take the definition row by row. */
 static inline __attribute__((always_inline)) void gemv_rows(void *y, int bits, int32_t lo, int32_t hi,
                                                             const int8_t *x, const int8_t *w, const int32_t *mult,
                                                             const uint8_t *shift, int32_t n_in, int32_t n_out) {
     int16_t xs[HOST_X_MAX];
-    const int32_t s = n_out > 0 ? shift[0] : 0, wide = n_in <= HOST_X_MAX;
+    const int32_t s = n_out > 0 ? shift[0] : 0, wide = n_in <= HOST_X_MAX, fast = s >= 33 && s <= 62;
+    const int32_t t = s - 32, c = fast ? (int32_t)1 << (s - 33) : 0;
+    const int32_t size = bits / 8;
     if (wide)
         for (int32_t i = 0; i < n_in; i++) xs[i] = x[i];
-    for (int32_t o = 0; o < n_out; o++, w += n_in) {
-        const int32_t acc = wide ? dot_i16(w, xs, n_in) : dot_i8(w, x, n_in);
-        const int32_t q = requant_half_up(acc, mult[o], s, lo, hi);
-        if (bits == 8)
-            ((int8_t *)y)[o] = (int8_t)q;
-        else if (bits == 16)
-            ((int16_t *)y)[o] = (int16_t)q;
-        else
-            ((int32_t *)y)[o] = q;
+    for (int32_t o = 0; o < n_out; o += HOST_BLOCK, w += HOST_BLOCK * n_in, y = (char *)y + HOST_BLOCK * size) {
+        const int32_t rows = n_out - o < HOST_BLOCK ? n_out - o : HOST_BLOCK;
+        int32_t acc[HOST_BLOCK];
+        int32_t r = 0;
+        if (wide)
+            for (; r + 4 <= rows; r += 4) dot4_i16(acc + r, w + r * n_in, xs, n_in);
+        for (; r < rows; r++) acc[r] = wide ? dot_i16(w + r * n_in, xs, n_in) : dot_i8(w + r * n_in, x, n_in);
+        if (fast && rows == HOST_BLOCK) {
+            for (int32_t r = 0; r < HOST_BLOCK; r++) {
+                const int32_t h = (int32_t)(((int64_t)acc[r] * mult[o + r]) >> 32), q = (h + c) >> t;
+                store(y, bits, r, q < lo ? lo : q > hi ? hi : q);
+            }
+        } else {
+            for (int32_t r = 0; r < rows; r++) store(y, bits, r, requant_half_up(acc[r], mult[o + r], s, lo, hi));
+        }
     }
 }
 
