@@ -80,12 +80,12 @@ static inline __attribute__((always_inline)) void gemv_rows(void *y, int bits, i
             for (; r + 4 <= rows; r += 4) dot4_i16(acc + r, w + r * n_in, xs, n_in);
         for (; r < rows; r++) acc[r] = wide ? dot_i16(w + r * n_in, xs, n_in) : dot_i8(w + r * n_in, x, n_in);
         if (fast && rows == HOST_BLOCK) {
-            for (int32_t r = 0; r < HOST_BLOCK; r++) {
-                const int32_t h = (int32_t)(((int64_t)acc[r] * mult[o + r]) >> 32), q = (h + c) >> t;
-                store(y, bits, r, q < lo ? lo : q > hi ? hi : q);
+            for (int32_t b = 0; b < HOST_BLOCK; b++) {
+                const int32_t h = (int32_t)(((int64_t)acc[b] * mult[o + b]) >> 32), q = (h + c) >> t;
+                store(y, bits, b, q < lo ? lo : q > hi ? hi : q);
             }
         } else {
-            for (int32_t r = 0; r < rows; r++) store(y, bits, r, requant_half_up(acc[r], mult[o + r], s, lo, hi));
+            for (int32_t b = 0; b < rows; b++) store(y, bits, b, requant_half_up(acc[b], mult[o + b], s, lo, hi));
         }
     }
 }
@@ -136,7 +136,7 @@ void gemv_rows_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *
             for (int32_t d = 0; d < hs; d++) y += qv[d] * kt[d];                                                    \
             s[t] = ROUND(y);                                                                                        \
         }                                                                                                           \
-        for (int32_t t = 0; t < n; t++) max = s[t] > max ? s[t] : max;                                              \
+        for (t = 0; t < n; t++) max = s[t] > max ? s[t] : max;                                                      \
         return max;                                                                                                 \
     }
 #define HOST_AS_IS(v) (v)
