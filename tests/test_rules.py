@@ -15,7 +15,7 @@ from deeploy_dsl.errors import SpecError
 from deeploy_dsl.ir.graph import build_graph
 from deeploy_dsl.frontend.interpret import load_deployment
 from deeploy_dsl.passes.mapping import hint_matches, place_ops
-from deeploy_dsl.passes.rules import RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.passes.rules import HOST_RULES, RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
 from deeploy_dsl.kernels.registry import ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,7 +288,8 @@ def test_every_step_records_the_rule_that_fired(base):
     unused = ({"rope_i16_q14", "attention_k16_gqa"} if q.keys != "int16" else {"attention_i8_gqa"}) \
         | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
         | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set())
-    assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"} - unused
+    assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
+                                                 if r.engine == "cluster" and r not in HOST_RULES} - unused
     from deeploy_dsl.compiler import compile_deployment
     q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",
                                                                     "quantize.dynamic=none"])
@@ -322,3 +323,13 @@ def test_the_first_matching_rule_wins(base, tmp_path):
 def test_an_op_no_rule_lowers_is_an_error(base, tmp_path):
     with pytest.raises(SpecError, match="no rule lowers swiglu layers.0.mlp.swiglu"):
         plan_for(base, write_dply(tmp_path), rules=tuple(r for r in RULES if r.kind != "swiglu"))
+
+
+def test_host_rules_only_on_the_host():
+    """rules_for: the host's rules come first on `target host` (so they win), and no other target has them."""
+    from deeploy_dsl.errors import BUILTIN
+    from deeploy_dsl.frontend.interpret import load_target
+    host = rules_for(load_target("host", BUILTIN))
+    assert host[:len(HOST_RULES)] == HOST_RULES
+    for name in ("siracusa", "generic-rv32"):
+        assert not set(HOST_RULES) & set(rules_for(load_target(name, BUILTIN)))
