@@ -202,3 +202,66 @@ static inline __attribute__((always_inline)) void host_av(int32_t *acc, const in
 
 DEFINE_HOST_ATTENTION(attention_host_i8, int8_t, host_scores_i8)
 DEFINE_HOST_ATTENTION(attention_host_k16, int16_t, host_scores_k16)
+
+/* ---- int4 weights --------------------------------------------------------------------------------------------------
+ * Row-major too (layout.host_q4_rows): per row, group after group, the group's scale e (a byte), then for its L
+ * columns (L = G, or what the last group has left; even) L/2 bytes, byte j holding column j in its low nibble plus 8
+ * and column j + L/2 in its high nibble, signed: (b & 15) - 8 and b >> 4 are the two weights, and the two halves of the
+ * group's x are contiguous, so the group's sum is one loop that gcc vectorizes like the int8 rows. acc = sum_g e_g *
+ * sum_{i in g} q_i x_i, the integers of kernels.linear_q4 (|acc| < 2^31 for n_in <= 8192). */
+
+/* sum_j ((b_j & 15) - 8) * xa_j + (b_j >> 4) * xb_j over the m bytes of one group */
+static inline int32_t q4_group_dot(const int8_t *b, const int16_t *xa, const int16_t *xb, int32_t m) {
+    int32_t acc = 0;
+    for (int32_t j = 0; j < m; j++) {
+        const int16_t lo = (int16_t)((b[j] & 15) - 8), hi = (int16_t)(b[j] >> 4);
+        acc += lo * xa[j] + hi * xb[j];
+    }
+    return acc;
+}
+
+/* acc = W[o] . x for one row at w; xs holds x widened, or (n_in > HOST_X_MAX) is the scratch of one group */
+static inline int32_t q4_row_dot(const int8_t *w, const int8_t *x, int16_t *xs, int32_t wide, int32_t n_in,
+                                 int32_t group) {
+    int32_t acc = 0;
+    for (int32_t c0 = 0; c0 < n_in; c0 += group) {
+        const int32_t len = n_in - c0 < group ? n_in - c0 : group, m = len / 2;
+        const int32_t e = (uint8_t)w[0];
+        const int16_t *xg = xs + c0;
+        if (!wide) {
+            for (int32_t i = 0; i < len; i++) xs[i] = x[c0 + i];
+            xg = xs;
+        }
+        acc += e * q4_group_dot(w + 1, xg, xg + m, m);
+        w += 1 + m;
+    }
+    return acc;
+}
+
+static inline __attribute__((always_inline)) void gemv_q4_rows(void *y, int bits, int32_t lo, int32_t hi,
+                                                               const int8_t *x, const int8_t *w, const int32_t *mult,
+                                                               const uint8_t *shift, int32_t n_in, int32_t n_out,
+                                                               int32_t group) {
+    int16_t xs[HOST_X_MAX];
+    const int32_t s = n_out > 0 ? shift[0] : 0, wide = n_in <= HOST_X_MAX;
+    const int32_t row = (n_in + group - 1) / group + n_in / 2; /* bytes of a row: its group scales and nibbles */
+    if (wide)
+        for (int32_t i = 0; i < n_in; i++) xs[i] = x[i];
+    for (int32_t o = 0; o < n_out; o++, w += row)
+        store(y, bits, o, requant_half_up(q4_row_dot(w, x, xs, wide, n_in, group), mult[o], s, lo, hi));
+}
+
+void gemv_q4_rows_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                     int32_t n_in, int32_t n_out, int32_t group) {
+    gemv_q4_rows(y, 8, INT8_MIN, INT8_MAX, x, w, mult, shift, n_in, n_out, group);
+}
+
+void gemv_q4_rows_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                      int32_t n_in, int32_t n_out, int32_t group) {
+    gemv_q4_rows(y, 16, INT16_MIN, INT16_MAX, x, w, mult, shift, n_in, n_out, group);
+}
+
+void gemv_q4_rows_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                      int32_t n_in, int32_t n_out, int32_t group) {
+    gemv_q4_rows(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out, group);
+}

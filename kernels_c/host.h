@@ -22,6 +22,21 @@ void gemv_rows_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const
                    const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
                    int32_t n_out);
 
+/* int4 weights with a scale per group of `group` input channels, row-major (layout.host_q4_rows; kernels.linear_q4):
+ * y[o] = sat8(floor(sum_i q[o,i] * e[o, i/group] * x[i] * mult[o] / 2^shift[0] + 1/2)); n_in even, <= 8192, group a
+ * multiple of 8 */
+void gemv_q4_rows_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* host q4 rows */,
+                     const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
+                     int32_t n_out, int32_t group);
+/* the same with sat16 */
+void gemv_q4_rows_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* host q4 rows */,
+                      const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
+                      int32_t n_out, int32_t group);
+/* the same with sat32 */
+void gemv_q4_rows_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* host q4 rows */,
+                      const int32_t *mult /* [n_out] */, const uint8_t *shift /* shift[0] read */, int32_t n_in,
+                      int32_t n_out, int32_t group);
+
 /* attention_i8's integers (attention.c, kernels.attention) with K and V read where they are in the caches, one head
  * at a time: scratch holds that head's scores, then its exps; head_size <= 256 */
 void attention_host_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl.kernels import twins as K  # noqa: E402
-from deeploy_dsl.kernels.layout import block_rows, host_rows  # noqa: E402
+from deeploy_dsl.kernels.layout import (block_rows, host_q4_rows, host_q4_unrows, host_rows, q4_pack,  # noqa: E402
+                                        q4_row_bytes)
 from attention_cases import attention_edge, random_attention, random_attention_k16  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
@@ -44,6 +45,9 @@ def lib(request, tmp_path_factory):
     for bits, (dt, _) in OUT.items():
         f = getattr(so, f"gemv_rows_i{bits}")
         f.argtypes, f.restype = [arr(dt), i8, i8, i32, u8, c32, c32], None
+    for bits, (dt, _) in OUT.items():
+        f = getattr(so, f"gemv_q4_rows_i{bits}")
+        f.argtypes, f.restype = [arr(dt), i8, i8, i32, u8, c32, c32, c32], None
     so.attention_host_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.attention_host_k16.argtypes = [i8, i8, i16, i8, i32] + [c32] * 9 + [u16]
     so.attention_host_i8.restype = so.attention_host_k16.restype = None
@@ -98,6 +102,43 @@ def test_host_rows_layout():
     """layout.host_rows: the quantizer's GEMV blocks back to row-major rows, padding dropped."""
     w = np.random.default_rng(0).integers(-128, 128, (21, 13), dtype=np.int8)
     np.testing.assert_array_equal(host_rows(block_rows(w), {"n_out": 21}), w)
+
+
+def q4_case(seed: int):
+    """int4 weights (q in [-8, 7], group scales 1..255) of a random shape: groups of 8 to 64, a shorter last group,
+    x longer than the kernel widens on the stack now and then."""
+    rng = np.random.default_rng(500 + seed)
+    group = int(rng.choice([8, 16, 32, 64]))
+    n_in = 2 * int(rng.integers(1, 200)) if seed % 7 else 4100
+    n_out = int(rng.integers(1, 30))
+    q = rng.integers(-8, 8, (n_out, n_in), dtype=np.int8)
+    e = rng.integers(1, 256, (n_out, -(-n_in // group)), dtype=np.uint8)
+    x = rng.integers(-128, 128, n_in, dtype=np.int8)
+    if seed % 5 == 0:  # the largest products: q -8, e 255, x -128
+        q[:], e[:], x[:] = -8, 255, -128
+    mult, shift = K.layer_multipliers(10 ** rng.uniform(-6, -2, n_out))
+    return x, q, e, group, mult, np.full(n_out, shift, np.uint8), shift
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_gemv_q4_rows(lib, seed):
+    """gemv_q4_rows_iN on the host's int4 layout (made from the quantizer's q4 blocks): kernels.linear_q4."""
+    x, q, e, group, mult, shifts, shift = q4_case(seed)
+    n_out, n_in = q.shape
+    w = host_q4_rows(q4_pack(q, e, group), {"n_out": n_out, "n_in": n_in, "group": group})
+    assert w.shape == (n_out, q4_row_bytes(n_in, group))
+    for bits, (dt, bounds) in OUT.items():
+        y = np.zeros(n_out, dt)
+        getattr(lib, f"gemv_q4_rows_i{bits}")(y, x, w, mult, shifts, n_in, n_out, group)
+        np.testing.assert_array_equal(y, K.linear_q4(x, q, e, group, mult, shift, *bounds), err_msg=f"i{bits}")
+
+
+def test_host_q4_rows_round_trip():
+    x, q, e, group, *_ = q4_case(3)
+    w = host_q4_rows(q4_pack(q, e, group), {"n_out": q.shape[0], "n_in": q.shape[1], "group": group})
+    q2, e2 = host_q4_unrows(w, q.shape[1], group)
+    np.testing.assert_array_equal(q2, q)
+    np.testing.assert_array_equal(e2, e)
 
 
 def c_attention(lib, fn, c):
@@ -160,6 +201,26 @@ def test_host_build_c_equals_golden(host_compiled, tmp_path):
     g_ids, g_logits = run_golden_compiled(host_compiled, pids, 40, stop=False)
     t_ids, t_logits = run_exe(exe, pids, 40, tmp_path / "t.bin", vocab, prefill=False)
     p_ids, p_logits = run_exe(exe, pids, 40, tmp_path / "p.bin", vocab, prefill=True)
+    assert t_ids == p_ids == g_ids
+    np.testing.assert_array_equal(t_logits, g_logits)
+    np.testing.assert_array_equal(p_logits, g_logits[len(pids) - 1:])
+
+
+@pytest.mark.slow
+def test_host_build_int4_c_equals_golden(tmp_path):
+    """int4 weights on the host lower to gemv_q4_rows_*; the program equals golden on every logit (12 new tokens,
+    token by token and after a prefill)."""
+    from test_prefill import run_exe
+    from deeploy_dsl.compiler import compile_deployment
+    from deeploy_dsl.engines.runner import build_c, run_golden_compiled
+    if not (shutil.which("make") and (shutil.which("cc") or shutil.which("gcc"))):
+        pytest.skip("needs make and a C compiler")
+    c = compile_deployment(ROOT / "deployments/stories260k.dply", ["target=host", "quantize.weights=int4 per_group(32)"])
+    assert {"linear_q4_i8_host", "linear_q4_i16_host", "linear_q4_i32_host"} <= {s.rule for s in c.plan.steps}
+    exe, pids, vocab = build_c(c, tmp_path / "build"), [1, 403, 407, 261, 378], c.dep.model.dims.vocab
+    g_ids, g_logits = run_golden_compiled(c, pids, 12, stop=False)
+    t_ids, t_logits = run_exe(exe, pids, 12, tmp_path / "t.bin", vocab, prefill=False)
+    p_ids, p_logits = run_exe(exe, pids, 12, tmp_path / "p.bin", vocab, prefill=True)
     assert t_ids == p_ids == g_ids
     np.testing.assert_array_equal(t_logits, g_logits)
     np.testing.assert_array_equal(p_logits, g_logits[len(pids) - 1:])

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..engines.cost import attention_work, elementwise_work, linear_q4_work, linear_work, npu_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
-from .layout import host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
+from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -59,6 +59,13 @@ def _gemv_q4_twin(bounds):
 def _rows_twin(bounds):
     def twin(y, x, w, mult, shift, n_in, n_out):
         y[:] = K.linear(x, w, mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def _q4_rows_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group):
+        q, e = host_q4_unrows(w, n_in, group)
+        y[:] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)
     return twin
 
 
@@ -115,6 +122,16 @@ def gemv_rows(out: str) -> KernelSpec:
     return KernelSpec(f"gemv_rows_i{out[3:]}", "host.c", params, _rows_twin(bounds), linear_work,
                       f"int8 weights x int8 input -> {out}, contiguous rows that gcc vectorizes (host.h)",
                       bounds=bounds, resident=("w", "mult", "shift"), prefill="token", weights=(".wr", host_rows))
+
+
+def gemv_q4_rows(out: str) -> KernelSpec:
+    """The host's int4 GEMV (host.c): rows contiguous, each group's nibbles in two halves that gcc vectorizes."""
+    ctype, bounds = OUT[out]
+    params = tuple(Param("w", p.ctype, "int4 weights with their group scales, rows contiguous (layout.host_q4_rows)")
+                   if p.name == "w" else p for p in _linear_params(ctype, True))
+    return KernelSpec(f"gemv_q4_rows_i{out[3:]}", "host.c", params, _q4_rows_twin(bounds), linear_q4_work,
+                      f"int4 weights with group scales x int8 input -> {out}, contiguous rows (host.h)",
+                      bounds=bounds, resident=("w", "mult", "shift"), prefill="token", weights=(".wr", host_q4_rows))
 
 
 # ---- the rest ---------------------------------------------------------------------------------------------------
@@ -257,7 +274,7 @@ ADD = KernelSpec("add_sat_i16", "residual.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    *(gemv_rows(o) for o in OUT), attention_host("int8"), attention_host("int16"),
+    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), attention_host("int16"),
     rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, ADD)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
 # attention.c's pieces, the NPU driver

@@ -224,12 +224,16 @@ NPU_RULES: tuple[Rule, ...] = tuple(
 
 def build_linear_rows(op: Op, c: Ctx, k: KernelSpec):
     """A GEMV over contiguous weight rows read where they are, which gcc vectorizes; requantized with a multiplier
-    per row and one shift."""
+    per row and one shift (int4 weights: their group scales and the group size too)."""
     p = c.q.params[op.name]
     n_out, n_in = p["n_out"], p["n_in"]
-    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
-                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
-        f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), rows in place"
+    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
+                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
+    w = f"W[{n_out},{n_in}]"
+    if k.has_param("group"):
+        args["group"] = _int(p["group"])
+        w += f" (int4, a scale per {p['group']} columns)"
+    return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}]), rows in place"
 
 
 def build_attention_host(op: Op, c: Ctx, k: KernelSpec):
@@ -241,6 +245,8 @@ def build_attention_host(op: Op, c: Ctx, k: KernelSpec):
 # the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
 HOST_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_host", Pattern("linear", out=f"int{b}", weights="int8"), K[f"gemv_rows_i{b}"],
+         build_linear_rows) for b in (8, 16, 32)) + tuple(
+    Rule(f"linear_q4_i{b}_host", Pattern("linear", out=f"int{b}", weights="int4"), K[f"gemv_q4_rows_i{b}"],
          build_linear_rows) for b in (8, 16, 32)) + (
     Rule("attention_i8_host", Pattern("attention", keys="int8"), K["attention_host_i8"], build_attention_host),
     Rule("attention_k16_host", Pattern("attention", keys="int16"), K["attention_host_k16"], build_attention_host),
