@@ -4,7 +4,8 @@
 
 The deployment is built for `target host` (-D target=host), compiled with each flag set and bench/host_bench.c in
 place of main.c, and run `--runs` times per flag set: each run prefills the prompt, then times `--tokens` greedy
-decode steps (forward() calls) and prints their tokens/s; the figure is the median over the runs.
+decode steps (forward() calls) and prints their tokens/s by the CPU time the process used (what other work on a shared
+machine disturbs least) and by the wall clock; the figures are medians over the runs.
 
 --baseline builds a second program from another tree, a git commit of this repository (checked out with
 `git worktree add` into a temporary folder, its own compiler building the same .dply) or a folder holding one, and
@@ -27,7 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH_C = REPO / "bench" / "host_bench.c"
 FLAG_SETS = ("-O3", "-O3 -march=native")
-LINE = re.compile(r"decode_tokens (\d+) seconds (\S+) tokens_per_s (\S+) ids_hash (\w+)")
+LINE = re.compile(r"decode_tokens (\d+) seconds (\S+) cpu_seconds (\S+) tokens_per_s (\S+) cpu_tokens_per_s (\S+) "
+                  r"ids_hash (\w+)")
+CLOCKS = ("cpu", "wall")
 
 
 def build(tree: Path, dply: Path, out: Path) -> Path:
@@ -64,13 +67,13 @@ def prompt_ids(build_dir: Path, prompt: str) -> list[int]:
     return [int(t) for t in line.split()[1:]]
 
 
-def run(exe: Path, tokens: int, ids: list[int]) -> tuple[float, str]:
-    """One run: (decode tokens/s, hash of the generated ids)."""
+def run(exe: Path, tokens: int, ids: list[int]) -> tuple[dict[str, float], str]:
+    """One run: ({clock: decode tokens/s}, hash of the generated ids)."""
     out = subprocess.run([str(exe), str(tokens), *map(str, ids)], capture_output=True, text=True, check=True).stdout
     m = LINE.search(out)
     if not m:
         sys.exit(f"{exe} printed no timing line: {out!r}")
-    return float(m.group(3)), m.group(4)
+    return {"cpu": float(m.group(5)), "wall": float(m.group(4))}, m.group(6)
 
 
 def baseline_tree(spec: str, tmp: Path) -> Path:
@@ -87,13 +90,14 @@ def baseline_tree(spec: str, tmp: Path) -> Path:
 
 def measure(exes: dict[str, Path], tokens: int, ids: list[int], runs: int) -> dict:
     """Runs every program `runs` times, alternating them (and who goes first) so that they share the machine's load."""
-    speeds: dict[str, list[float]] = {k: [] for k in exes}
+    speeds: dict[str, dict[str, list[float]]] = {k: {c: [] for c in CLOCKS} for k in exes}
     hashes: dict[str, set[str]] = {k: set() for k in exes}
     names = list(exes)
     for i in range(runs):
         for name in (names if i % 2 == 0 else names[::-1]):
             tps, h = run(exes[name], tokens, ids)
-            speeds[name].append(tps)
+            for c in CLOCKS:
+                speeds[name][c].append(tps[c])
             hashes[name].add(h)
     return {"speeds": speeds, "hashes": hashes}
 
@@ -125,11 +129,13 @@ def main() -> None:
             for flags in args.flags or FLAG_SETS:
                 exes = {k: compile_bench(d, flags, tmp / f"{k}-{len(report['flag_sets'])}") for k, d in dirs.items()}
                 m = measure(exes, args.tokens, ids, args.runs)
-                entry = {k: {"median_tokens_per_s": statistics.median(v), "runs": v} for k, v in m["speeds"].items()}
+                entry = {k: {c: {"median_tokens_per_s": statistics.median(v[c]), "runs": v[c]} for c in CLOCKS}
+                         for k, v in m["speeds"].items()}
                 if "baseline" in exes:
-                    ratios = [a / b for a, b in zip(m["speeds"]["new"], m["speeds"]["baseline"])]
-                    entry["ratio_median"] = statistics.median(ratios)
-                    entry["ratios"] = ratios
+                    entry["ratio"] = {}
+                    for c in CLOCKS:
+                        ratios = [a / b for a, b in zip(m["speeds"]["new"][c], m["speeds"]["baseline"][c])]
+                        entry["ratio"][c] = {"median": statistics.median(ratios), "pairs": ratios}
                     entry["same_ids"] = m["hashes"]["new"] == m["hashes"]["baseline"] and len(m["hashes"]["new"]) == 1
                 report["flag_sets"][flags] = entry
         finally:
@@ -141,12 +147,15 @@ def main() -> None:
         print(json.dumps(report, indent=1))
         return
     print(f"{dply.name} on the host, decode tokens/s over {args.tokens} tokens after the prompt "
-          f"({len(ids)} ids), median of {args.runs} runs")
+          f"({len(ids)} ids), median of {args.runs} runs, by CPU time (wall clock)")
     for flags, e in report["flag_sets"].items():
-        line = f"  {flags:<22} {e['new']['median_tokens_per_s']:>10,.0f} tokens/s"
+        med = {k: {c: e[k][c]["median_tokens_per_s"] for c in CLOCKS} for k in dirs}
+        line = f"  {flags:<20} {med['new']['cpu']:>8,.0f} ({med['new']['wall']:,.0f}) tokens/s"
         if "baseline" in e:
-            line += (f"   baseline {e['baseline']['median_tokens_per_s']:>9,.0f}   new / baseline, median of the "
-                     f"{args.runs} interleaved pairs: {e['ratio_median']:.2f}x"
+            r = e["ratio"]
+            line += (f"   baseline {med['baseline']['cpu']:>7,.0f} ({med['baseline']['wall']:,.0f})   new / baseline, "
+                     f"median of the {args.runs} interleaved pairs: {r['cpu']['median']:.2f}x "
+                     f"({r['wall']['median']:.2f}x)"
                      + ("" if e["same_ids"] else "   (THE TWO PROGRAMS GENERATE DIFFERENT IDS)"))
         print(line)
 

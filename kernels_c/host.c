@@ -146,9 +146,10 @@ DEFINE_HOST_SCORES(host_scores_k16, int16_t, HOST_SHIFT8)
 
 /* s[t] = e_t = 2^(-z_t / 2^9) from the table, z_t = floor(((max - s[t]) * mult + 2^(shift-1)) / 2^shift), 0 beyond
  * cut (z = 16 * 2^9 stands for any z past the table: its entries are below 2^16); returns sum_t e_t (attention.c's
- * exp_row, without its branch). Two loops: the z, which vectorizes, then the table lookups, which do not */
+ * exp_row, without its branch). Two loops: the z, then the table lookups (table widened to 32 bits: gathers where the
+ * machine has them, AVX2's vpgatherdd) */
 static inline int32_t host_exps(int32_t *s, int32_t n, int32_t max, uint32_t mult, int32_t shift, uint32_t cut,
-                                const uint16_t *table) {
+                                const uint32_t *table) {
     const uint32_t half = 1u << (shift - 1);
     uint32_t *z = (uint32_t *)s;
     int32_t sum = 0;
@@ -157,7 +158,7 @@ static inline int32_t host_exps(int32_t *s, int32_t n, int32_t max, uint32_t mul
         z[t] = d <= cut ? (d * mult + half) >> shift : 16u << 9;
     }
     for (int32_t t = 0; t < n; t++) {
-        const int32_t e = table[z[t] & 511u] >> (z[t] >> 9);
+        const int32_t e = (int32_t)(table[z[t] & 511u] >> (z[t] >> 9));
         s[t] = e;
         sum += e;
     }
@@ -179,7 +180,7 @@ static inline __attribute__((always_inline)) void host_av(int32_t *acc, const in
 #define HOST_HEAD(SCORES, hs)                                                                                        \
     do {                                                                                                             \
         const int32_t max = SCORES(scratch, q + h * (hs), k + ko, kv_dim, n, (hs));                                  \
-        int32_t sum = host_exps(scratch, n, max, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, exp_table); \
+        int32_t sum = host_exps(scratch, n, max, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, table);     \
         host_av(acc, scratch, v_cache + ko, kv_dim, n, (hs));                                                        \
         attn_out_i8(out + h * (hs), acc, &sum, 1, (hs), out_mult, out_shift, bits);                                  \
     } while (0)
@@ -190,7 +191,9 @@ static inline __attribute__((always_inline)) void host_av(int32_t *acc, const in
               int32_t score_cut, int32_t out_mult, int32_t out_shift, const uint16_t *exp_table) {                \
         const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;                 \
         int32_t bits = 0, acc[HOST_HS_MAX];                                                                         \
+        uint32_t table[512];                                                                                        \
         while ((1 << (bits + 1)) <= exp_table[0]) bits++;                                                          \
+        for (int32_t i = 0; i < 512; i++) table[i] = exp_table[i];                                                  \
         for (int32_t h = 0; h < n_heads; h++) {                                                                     \
             const int32_t ko = (h / group) * head_size;                                                            \
             if (head_size == 8)                                                                                     \
