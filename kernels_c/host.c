@@ -40,6 +40,23 @@ static inline void dot4_i16(int32_t *acc, const int8_t *w, const int16_t *x, int
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
+/* the eight dot products of rows w, w + n, ..., w + 7n with x in one pass */
+static inline void dot8_i16(int32_t *acc, const int8_t *w, const int16_t *x, int32_t n) {
+    const int8_t *w1 = w + n, *w2 = w1 + n, *w3 = w2 + n, *w4 = w3 + n, *w5 = w4 + n, *w6 = w5 + n, *w7 = w6 + n;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    for (int32_t i = 0; i < n; i++) {
+        a0 += (int16_t)w[i] * x[i];
+        a1 += (int16_t)w1[i] * x[i];
+        a2 += (int16_t)w2[i] * x[i];
+        a3 += (int16_t)w3[i] * x[i];
+        a4 += (int16_t)w4[i] * x[i];
+        a5 += (int16_t)w5[i] * x[i];
+        a6 += (int16_t)w6[i] * x[i];
+        a7 += (int16_t)w7[i] * x[i];
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+}
+
 /* the same on int8 x (n_in > HOST_X_MAX) */
 static inline int32_t dot_i8(const int8_t *w, const int8_t *x, int32_t n) {
     int32_t acc = 0;
@@ -76,6 +93,8 @@ static inline __attribute__((always_inline)) void gemv_rows(void *y, int bits, i
         const int32_t rows = n_out - o < HOST_BLOCK ? n_out - o : HOST_BLOCK;
         int32_t acc[HOST_BLOCK];
         int32_t r = 0;
+        if (wide && rows == HOST_BLOCK)
+            dot8_i16(acc, w, xs, n_in), r = HOST_BLOCK;
         if (wide)
             for (; r + 4 <= rows; r += 4) dot4_i16(acc + r, w + r * n_in, xs, n_in);
         for (; r < rows; r++) acc[r] = wide ? dot_i16(w + r * n_in, xs, n_in) : dot_i8(w + r * n_in, x, n_in);
