@@ -159,9 +159,7 @@ void gemv_rows_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *
         return max;                                                                                                 \
     }
 #define HOST_AS_IS(v) (v)
-#define HOST_SHIFT8(v) (((v) + 128) >> 8)
 DEFINE_HOST_SCORES(host_scores_i8, int8_t, HOST_AS_IS)
-DEFINE_HOST_SCORES(host_scores_k16, int16_t, HOST_SHIFT8)
 
 /* s[t] = e_t = 2^(-z_t / 2^9) from the table, z_t = floor(((max - s[t]) * mult + 2^(shift-1)) / 2^shift), 0 beyond
  * cut (z = 16 * 2^9 stands for any z past the table: its entries are below 2^16); returns sum_t e_t (attention.c's
@@ -187,21 +185,42 @@ static inline int32_t host_exps(int32_t *s, int32_t n, int32_t max, uint32_t mul
 /* acc[d] = sum_t e[t] * v[t*v_stride + d], d < hs */
 static inline __attribute__((always_inline)) void host_av(int32_t *acc, const int32_t *e, const int8_t *v,
                                                           int32_t v_stride, int32_t n, int32_t hs) {
-    for (int32_t d = 0; d < hs; d++) acc[d] = 0;
+    int32_t a[HOST_HS_MAX]; /* its own: acc could be any int8 v's alias, and gcc would store it at every position */
+    for (int32_t d = 0; d < hs; d++) a[d] = 0;
     for (int32_t t = 0; t < n; t++) {
         const int8_t *vt = v + (size_t)t * (size_t)v_stride;
         const int32_t et = e[t];
-        for (int32_t d = 0; d < hs; d++) acc[d] += et * vt[d];
+        for (int32_t d = 0; d < hs; d++) a[d] += et * vt[d];
     }
+    for (int32_t d = 0; d < hs; d++) acc[d] = a[d];
 }
 
-/* one head: its scores, exps and exp-weighted sum of V into out [hs] (hs a constant where it is inlined) */
+/* one head whose scores are in s [n]: their exps (in place), the exp-weighted sum of its V into out [hs] (hs a
+ * constant where it is inlined) */
+static inline __attribute__((always_inline)) void host_finish(int8_t *out, int32_t *s, int32_t n, int32_t max,
+                                                              const int8_t *v, int32_t v_stride, int32_t hs,
+                                                              const int32_t *prm, const uint32_t *table) {
+    int32_t acc[HOST_HS_MAX];
+    int32_t sum = host_exps(s, n, max, (uint32_t)prm[0], prm[1], (uint32_t)prm[2], table);
+    host_av(acc, s, v, v_stride, n, hs);
+    attn_out_i8(out, acc, &sum, 1, hs, prm[3], prm[4], prm[5]);
+}
+
+/* prm = {score_mult, score_shift, score_cut, out_mult, out_shift, exp bits}; table = the exp table widened */
+static inline void host_setup(int32_t *prm, uint32_t *table, int32_t score_mult, int32_t score_shift,
+                              int32_t score_cut, int32_t out_mult, int32_t out_shift, const uint16_t *exp_table) {
+    int32_t bits = 0;
+    while ((1 << (bits + 1)) <= exp_table[0]) bits++;
+    prm[0] = score_mult, prm[1] = score_shift, prm[2] = score_cut, prm[3] = out_mult, prm[4] = out_shift;
+    prm[5] = bits;
+    for (int32_t i = 0; i < 512; i++) table[i] = exp_table[i];
+}
+
+/* one head with K in rows (k: its first row's slice) */
 #define HOST_HEAD(SCORES, hs)                                                                                        \
     do {                                                                                                             \
         const int32_t max = SCORES(scratch, q + h * (hs), k + ko, kv_dim, n, (hs));                                  \
-        int32_t sum = host_exps(scratch, n, max, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, table);     \
-        host_av(acc, scratch, v_cache + ko, kv_dim, n, (hs));                                                        \
-        attn_out_i8(out + h * (hs), acc, &sum, 1, (hs), out_mult, out_shift, bits);                                  \
+        host_finish(out + h * (hs), scratch, n, max, v_cache + ko, kv_dim, (hs), prm, table);                       \
     } while (0)
 
 #define DEFINE_HOST_ATTENTION(NAME, KT, SCORES)                                                                     \
@@ -209,10 +228,9 @@ static inline __attribute__((always_inline)) void host_av(int32_t *acc, const in
               int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult, int32_t score_shift,     \
               int32_t score_cut, int32_t out_mult, int32_t out_shift, const uint16_t *exp_table) {                \
         const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;                 \
-        int32_t bits = 0, acc[HOST_HS_MAX];                                                                         \
+        int32_t prm[6];                                                                                             \
         uint32_t table[512];                                                                                        \
-        while ((1 << (bits + 1)) <= exp_table[0]) bits++;                                                          \
-        for (int32_t i = 0; i < 512; i++) table[i] = exp_table[i];                                                  \
+        host_setup(prm, table, score_mult, score_shift, score_cut, out_mult, out_shift, exp_table);                \
         for (int32_t h = 0; h < n_heads; h++) {                                                                     \
             const int32_t ko = (h / group) * head_size;                                                            \
             if (head_size == 8)                                                                                     \
@@ -223,7 +241,61 @@ static inline __attribute__((always_inline)) void host_av(int32_t *acc, const in
     }
 
 DEFINE_HOST_ATTENTION(attention_host_i8, int8_t, host_scores_i8)
-DEFINE_HOST_ATTENTION(attention_host_k16, int16_t, host_scores_k16)
+
+/* ---- int16 keys, transposed: the K cache as [kv_dim, context], a row per head dimension ---------------------------
+ * rope_k16_cols writes the token's keys into column pos; attention_host_k16t then scores every position of a head in
+ * hs passes over contiguous rows, s[t] += q[d] * K[d][t]: a loop over positions that gcc vectorizes (8 positions per
+ * AVX2 vector), where the row layout leaves one dot product of hs elements per position. */
+
+/* kt[i * context + pos] = sat16(round((x0*c - x1*s, x0*s + x1*c) / 2^14)) for pair (i, i+1) of every head: rope_i16's
+ * integers (rope.c, kernels.rope), written down a column */
+void rope_k16_cols(int16_t *kt, const int16_t *x, const int16_t *cos_row, const int16_t *sin_row, int32_t n,
+                   int32_t head_size, int32_t pos, int32_t context) {
+    for (int32_t i = 0; i + 1 < n; i += 2) {
+        const int64_t c = cos_row[(i % head_size) / 2], sn = sin_row[(i % head_size) / 2], x0 = x[i], x1 = x[i + 1];
+        kt[(size_t)i * (size_t)context + (size_t)pos] = dpl_sat16(dpl_rshift_round(x0 * c - x1 * sn, 14));
+        kt[(size_t)(i + 1) * (size_t)context + (size_t)pos] = dpl_sat16(dpl_rshift_round(x0 * sn + x1 * c, 14));
+    }
+}
+
+/* s[t] = (q . k_t + 128) >> 8 over the hs rows of one head (kt: its first, rows context apart); returns the max */
+static inline __attribute__((always_inline)) int32_t host_scores_k16t(int32_t *s, const int8_t *q, const int16_t *kt,
+                                                                      int32_t context, int32_t n, int32_t hs) {
+    int32_t max = INT32_MIN, qv[HOST_HS_MAX];
+    for (int32_t d = 0; d < hs; d++) qv[d] = q[d]; /* as int8, q could alias s */
+    for (int32_t t = 0; t < n; t++) s[t] = 128;
+    for (int32_t d = 0; d < hs; d++) {
+        const int16_t *row = kt + (size_t)d * (size_t)context;
+        const int32_t qd = qv[d];
+        for (int32_t t = 0; t < n; t++) s[t] += qd * row[t];
+    }
+    for (int32_t t = 0; t < n; t++) {
+        s[t] >>= 8;
+        max = s[t] > max ? s[t] : max;
+    }
+    return max;
+}
+
+void attention_host_k16t(int8_t *out, const int8_t *q, const int16_t *k_cache, const int8_t *v_cache, int32_t *scratch,
+                         int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                         int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                         const uint16_t *exp_table, int32_t context) {
+    const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;
+    int32_t prm[6];
+    uint32_t table[512];
+    host_setup(prm, table, score_mult, score_shift, score_cut, out_mult, out_shift, exp_table);
+    for (int32_t h = 0; h < n_heads; h++) {
+        const int32_t ko = (h / group) * head_size;
+        const int16_t *kt = k_cache + (size_t)ko * (size_t)context;
+        if (head_size == 8) {
+            const int32_t max = host_scores_k16t(scratch, q + h * 8, kt, context, n, 8);
+            host_finish(out + h * 8, scratch, n, max, v_cache + ko, kv_dim, 8, prm, table);
+        } else {
+            const int32_t max = host_scores_k16t(scratch, q + h * head_size, kt, context, n, head_size);
+            host_finish(out + h * head_size, scratch, n, max, v_cache + ko, kv_dim, head_size, prm, table);
+        }
+    }
+}
 
 /* ---- int4 weights --------------------------------------------------------------------------------------------------
  * Row-major too (layout.host_q4_rows): per row, group after group, the group's scale e (a byte), then for its L

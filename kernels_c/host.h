@@ -45,12 +45,16 @@ void attention_host_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /*
                        int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
                        int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
                        const uint16_t *exp_table /* [512] */);
-/* the same with int16 keys (attention_k16): scores = (q . k + 128) >> 8 */
-void attention_host_k16(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
-                        const int16_t *k_cache /* [ctx, n_kv_heads*head_size] */,
-                        const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
-                        int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
-                        int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
-                        const uint16_t *exp_table /* [512] */);
+/* int16 keys in a transposed cache, k_cache [n_kv_heads*head_size, context] (a row per head dimension):
+ * rope_k16_cols writes this token's rotated keys into column pos (rope_i16's integers), attention_host_k16t reads them
+ * (attention_k16's integers) */
+void rope_k16_cols(int16_t *kt /* [n, context] */, const int16_t *x /* [n] */, const int16_t *cos_row /* [hs/2] */,
+                   const int16_t *sin_row /* [hs/2] */, int32_t n, int32_t head_size, int32_t pos, int32_t context);
+void attention_host_k16t(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
+                         const int16_t *k_cache /* [n_kv_heads*head_size, context] */,
+                         const int8_t *v_cache /* [context, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                         int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                         int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                         const uint16_t *exp_table /* [512] */, int32_t context);
 
 #endif /* DEEPLOY_HOST_H */

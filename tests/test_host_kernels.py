@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from deeploy_dsl.kernels import twins as K  # noqa: E402
 from deeploy_dsl.kernels.layout import (block_rows, host_q4_rows, host_q4_unrows, host_rows, q4_pack,  # noqa: E402
                                         q4_row_bytes)
-from attention_cases import attention_edge, random_attention, random_attention_k16  # noqa: E402
+from attention_cases import attention_edge, random_attention, random_attention_k16, random_rope_i16  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
 CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
@@ -49,8 +49,9 @@ def lib(request, tmp_path_factory):
         f = getattr(so, f"gemv_q4_rows_i{bits}")
         f.argtypes, f.restype = [arr(dt), i8, i8, i32, u8, c32, c32, c32], None
     so.attention_host_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
-    so.attention_host_k16.argtypes = [i8, i8, i16, i8, i32] + [c32] * 9 + [u16]
-    so.attention_host_i8.restype = so.attention_host_k16.restype = None
+    so.attention_host_k16t.argtypes = [i8, i8, i16, i8, i32] + [c32] * 9 + [u16, c32]
+    so.rope_k16_cols.argtypes = [i16, i16, i16, i16, c32, c32, c32, c32]
+    so.attention_host_i8.restype = so.attention_host_k16t.restype = so.rope_k16_cols.restype = None
     return so
 
 
@@ -141,25 +142,40 @@ def test_host_q4_rows_round_trip():
     np.testing.assert_array_equal(e2, e)
 
 
-def c_attention(lib, fn, c):
-    """fn (attention_host_i8 / _k16) on the kwargs of kernels.attention; scratch poisoned past two rows of pos + 1."""
+def c_attention(lib, c):
+    """attention_host_i8, or with an int16 K cache attention_host_k16t on it transposed, on the kwargs of
+    kernels.attention; scratch poisoned past pos + 1."""
     n = c["pos"] + 1
-    scratch = np.full(2 * n + 8, -12345, np.int32)
+    scratch = np.full(n + 8, -12345, np.int32)
     out = np.zeros(c["n_heads"] * c["head_size"], np.int8)
-    getattr(lib, fn)(out, c["q"], c["k_cache"], c["v_cache"], scratch, c["pos"], c["n_heads"], c["n_kv_heads"],
-                     c["head_size"], c["score_mult"], c["score_shift"], c["score_cut"], c["out_mult"], c["out_shift"],
-                     c["table"])
-    assert (scratch[2 * n:] == -12345).all(), "scratch written past its rows"
+    args = (c["v_cache"], scratch, c["pos"], c["n_heads"], c["n_kv_heads"], c["head_size"], c["score_mult"],
+            c["score_shift"], c["score_cut"], c["out_mult"], c["out_shift"], c["table"])
+    if c["k_cache"].dtype == np.int16:
+        kt = np.ascontiguousarray(c["k_cache"].T)  # [kv_dim, context]
+        lib.attention_host_k16t(out, c["q"], kt, *args, kt.shape[1])
+    else:
+        lib.attention_host_i8(out, c["q"], c["k_cache"], *args)
+    assert (scratch[n:] == -12345).all(), "scratch written past pos"
     return out
 
 
 @pytest.mark.parametrize("seed", range(30))
 def test_attention_host(lib, seed):
-    """attention_host_i8 and _k16: kernels.attention on random cases (group sizes 1..8, head sizes 8 and 16)."""
-    c = random_attention(seed)
-    np.testing.assert_array_equal(c_attention(lib, "attention_host_i8", c), K.attention(**c))
-    c = random_attention_k16(seed)
-    np.testing.assert_array_equal(c_attention(lib, "attention_host_k16", c), K.attention(**c))
+    """attention_host_i8 and _k16t: kernels.attention on random cases (group sizes 1..8, head sizes 8 and 16)."""
+    for c in (random_attention(seed), random_attention_k16(seed)):
+        np.testing.assert_array_equal(c_attention(lib, c), K.attention(**c))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rope_k16_cols(lib, seed):
+    """rope_k16_cols: kernels.rope_i16 of the token's keys, down column pos of the transposed cache, nothing else."""
+    x, pos, cos_t, sin_t, head_size = random_rope_i16(seed)
+    ctx = cos_t.shape[0]
+    kt = np.full((x.size, ctx), 7, np.int16)
+    lib.rope_k16_cols(kt, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), x.size, head_size,
+                      pos, ctx)
+    np.testing.assert_array_equal(kt[:, pos], K.rope_i16(x, pos, cos_t, sin_t, head_size))
+    assert (np.delete(kt, pos, axis=1) == 7).all()
 
 
 @pytest.mark.parametrize("name", ["pos0", "pos511", "equal_scores", "extreme", "exp_cutoff", "mult_min", "saturate",
@@ -167,7 +183,7 @@ def test_attention_host(lib, seed):
 def test_attention_host_edges(lib, name):
     """The edge cases of attention_i8 (tests/attention_cases.py) on the host kernel."""
     c = attention_edge(name)
-    np.testing.assert_array_equal(c_attention(lib, "attention_host_i8", c), K.attention(**c))
+    np.testing.assert_array_equal(c_attention(lib, c), K.attention(**c))
 
 
 # ------------------------------------------------------------------------------------- host builds, end to end
@@ -182,7 +198,8 @@ def test_host_build_lowers_to_host_kernels(host_compiled):
     """On the host the linear layers and attention take the host rules: weights and the caches read in place."""
     from deeploy_dsl.backend.codegen import render
     rules = {s.rule for s in host_compiled.plan.steps}
-    assert {"linear_i8_host", "linear_i16_host", "linear_i32_host", "attention_k16_host"} <= rules
+    assert {"linear_i8_host", "linear_i16_host", "linear_i32_host", "rope_k16_cols_host",
+            "attention_k16t_host"} <= rules
     assert not any(r.startswith(("linear_i8_cluster", "attention_k16_gqa")) for r in rules)
     files = render(host_compiled)
     assert "host.h" in files and '#include "host.h"' in files["model.c"]

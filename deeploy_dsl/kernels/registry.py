@@ -232,11 +232,42 @@ def attention(keys: str) -> KernelSpec:
         tiling="positions", chunk_cost=True, fragment="positions")
 
 
+def _attention_k16t(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+                    score_cut, out_mult, out_shift, exp_table, context):
+    kt = k_cache.reshape(n_kv_heads * head_size, context)  # the cache holds a row per head dimension
+    out[:] = K.attention(q, kt.T, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift, score_cut,
+                         out_mult, out_shift, exp_table)
+
+
+def _rope_k16_cols(kt, x, cos_row, sin_row, n, head_size, pos, context):
+    kt.reshape(n, context)[:, pos] = K.rope(x, 0, cos_row[None], sin_row[None], head_size, K.I16)
+
+
+# int16 keys on the host: the K cache transposed, [kv_dim, context], so that attention scores positions in vectors
+ROPE_K16_COLS = KernelSpec("rope_k16_cols", "host.c", _p("""
+    kt        | int16_t *       | [kv_dim, context] the K cache, transposed (a row per head dimension): column pos
+    x         | const int16_t * | [n] this token's keys
+    cos_row   | const int16_t * | [head_size/2] Q14 cosines of this position
+    sin_row   | const int16_t * | [head_size/2] Q14 sines of this position
+    n         | int32_t         | elements (whole heads)
+    head_size | int32_t         | elements per head
+    pos       | int32_t         | this token's position: the column written
+    context   | int32_t         | positions of the cache (its rows' length)"""), _rope_k16_cols, elementwise_work,
+    "rope_i16's rotation of this token's keys, written into column pos of the transposed K cache (host.h)",
+    bounds=K.I16)
+
+ATTENTION_HOST_K16T = KernelSpec("attention_host_k16t", "host.c", tuple(
+    Param("k_cache", p.ctype, "[kv_dim, context] K cache, transposed (rope_k16_cols writes it)")
+    if p.name == "k_cache" else p for p in _attention_params("int16")) + _p("""
+    context     | int32_t          | positions of the cache (the K rows' length)"""), _attention_k16t, attention_work,
+    "out = softmax(q . K / sqrt(hs)) . V, int16 keys in a transposed cache scored a row of positions at a time "
+    "(host.h)", bounds=K.I8, resident=("exp_table",), chunk_cost=True)
+
+
 def attention_host(keys: str) -> KernelSpec:
-    """The host's attention (host.c): the same integers, K and V read in place in the caches (nothing streamed), one
-    head at a time in loops that gcc vectorizes."""
-    return KernelSpec("attention_host_i8" if keys == "int8" else "attention_host_k16", "host.c",
-                      _attention_params(keys), _attention, attention_work,
+    """The host's attention (host.c) with int8 keys: the same integers, K and V read in place in the caches (nothing
+    streamed), one head at a time in loops that gcc unrolls or vectorizes."""
+    return KernelSpec("attention_host_i8", "host.c", _attention_params(keys), _attention, attention_work,
                       "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, K and V in place (host.h)",
                       bounds=K.I8, resident=("exp_table",), chunk_cost=True)
 
@@ -274,7 +305,8 @@ ADD = KernelSpec("add_sat_i16", "residual.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), attention_host("int16"),
+    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"),
+    ROPE_K16_COLS, ATTENTION_HOST_K16T,
     rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, ADD)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
 # attention.c's pieces, the NPU driver

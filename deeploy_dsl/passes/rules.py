@@ -242,6 +242,29 @@ def build_attention_host(op: Op, c: Ctx, k: KernelSpec):
     return build_attention(op, c, k)
 
 
+def build_rope_cols(op: Op, c: Ctx, k: KernelSpec):
+    """RoPE on this token's int16 keys with Q14 sin/cos tables, written into column pos of the K cache, which the
+    host keeps transposed (a row per head dimension)."""
+    d = c.dep.model.dims
+    n = c.graph.values[op.inputs[0]].shape[0]
+    return dict(kt=_buf(op.outputs[0]), x=_buf(op.inputs[0]), cos_row=_const("rope.cos", "pos"),
+                sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(d.head_size), pos=Arg("pos"),
+                context=_int(d.context)), \
+        f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables) into column pos of {op.outputs[0]}"
+
+
+def build_attention_cols(op: Op, c: Ctx, k: KernelSpec):
+    """Grouped-query attention over the cache, int16 keys kept transposed and read in place: per head its scores a
+    row of positions at a time, their exps and the exp-weighted V, one division per head at the end."""
+    args, math = build_attention(op, c, k)
+    return dict(args, context=_int(c.dep.model.dims.context)), math + ", K transposed"
+
+
+def _writes_k_cache(op: Op, c: Ctx) -> bool:
+    """it writes the K cache"""
+    return c.graph.values[op.outputs[0]].kind == "kv"
+
+
 # the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
 HOST_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_host", Pattern("linear", out=f"int{b}", weights="int8"), K[f"gemv_rows_i{b}"],
@@ -249,7 +272,8 @@ HOST_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_q4_i{b}_host", Pattern("linear", out=f"int{b}", weights="int4"), K[f"gemv_q4_rows_i{b}"],
          build_linear_rows) for b in (8, 16, 32)) + (
     Rule("attention_i8_host", Pattern("attention", keys="int8"), K["attention_host_i8"], build_attention_host),
-    Rule("attention_k16_host", Pattern("attention", keys="int16"), K["attention_host_k16"], build_attention_host),
+    Rule("rope_k16_cols_host", Pattern("rope", out="int16", when=_writes_k_cache), R.ROPE_K16_COLS, build_rope_cols),
+    Rule("attention_k16t_host", Pattern("attention", keys="int16"), R.ATTENTION_HOST_K16T, build_attention_cols),
 )
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 

@@ -223,9 +223,12 @@ class Tiler:
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
         kb = ITEMSIZE[self.values["kv.k.0"].dtype] if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
         # the cache rows attention reads, when it streams them (a kernel that reads them in place does not), and the
-        # row each layer writes
-        read = (self.P + 1) * d.kv_dim if any(s.spec.tiling == "positions" for s in self.plan.steps) else 0
-        kv = d.layers * (kb + 1) * (read + d.kv_dim) if self.kv_far else 0
+        # rows the token writes through L1 (a kernel that writes its cache in place moves none)
+        read = d.layers * (kb + 1) * (self.P + 1) * d.kv_dim if any(s.spec.tiling == "positions" for s in self.plan.steps) \
+            else 0
+        written = sum(self.values[a.name].nbytes // self.values[a.name].shape[0] for s in self.plan.steps for a in s.args
+                      if a.kind == "buf" and a.row == "pos" and self.values[a.name].kind == "kv")
+        kv = read + written if self.kv_far else 0
         return sum(seen.values()) + kv
 
 
