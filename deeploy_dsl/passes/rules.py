@@ -222,18 +222,12 @@ NPU_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
     for b in (8, 16, 32))
 
+
 def build_linear_rows(op: Op, c: Ctx, k: KernelSpec):
     """A GEMV over contiguous weight rows read where they are, which gcc vectorizes; requantized with a multiplier
     per row and one shift (int4 weights: their group scales and the group size too)."""
-    p = c.q.params[op.name]
-    n_out, n_in = p["n_out"], p["n_in"]
-    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
-                mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
-    w = f"W[{n_out},{n_in}]"
-    if k.has_param("group"):
-        args["group"] = _int(p["group"])
-        w += f" (int4, a scale per {p['group']} columns)"
-    return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}]), rows in place"
+    args, math = build_linear(op, c, k)
+    return args, math + ", rows in place"
 
 
 def build_attention_host(op: Op, c: Ctx, k: KernelSpec):
