@@ -35,11 +35,11 @@ def main() -> None:
                 write_build(files, Path(tmp) / "out")
             times.append(time.perf_counter() - t0)
         a, p = c.alloc, c.plan
-        dma = sum(s.dma_bytes for s in p.steps)
+        dma = sum(s.staging.dma_bytes for s in p.steps)
         lm = next(s for s in p.steps if s.op == "lm_head")
         print(f"{budget:>7} | {a.arena_bytes['L1']:>9,} {a.aligned_lower_bound['L1']:>9,} {'yes' if a.optimal['L1'] else 'no':>4} | "
               f"{a.arena_bytes['L2']:>9,} {a.aligned_lower_bound['L2']:>9,} {'yes' if a.optimal['L2'] else 'no':>4} | "
-              f"{dma:>11,} {p.dma_lower_bound:>10,} {dma / p.dma_lower_bound:>6.3f} | {lm.tiles:>13} | "
+              f"{dma:>11,} {p.dma_lower_bound:>10,} {dma / p.dma_lower_bound:>6.3f} | {lm.staging.tiles:>13} | "
               f"{statistics.median(times):>7.2f}")
     print(f"(bounds: max bytes live at once with aligned sizes; DMA at decode position {p.report_pos}; "
           f"build = compile + render + write, median of {args.builds})")

@@ -2,6 +2,7 @@
 (linear layers by name, attention, norms, ...) on 1 core and on each hart of N, from a PROFILE=1 build.
 
     python bench/rv32_profile.py [deployments/stories260k.dply] [--prompt TEXT] [--tokens 64] [--cores 8] [--steps]
+                                  [-D KEY=VALUE]
 
 The counts are what each core retired doing the step (core 0 less its waiting and the emulated DMA
 engine's copies), averaged over the decode tokens. MACs per step come from the plan, so linear layers
@@ -15,7 +16,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from deeploy_dsl.backend.codegen import unit_name
+from deeploy_dsl.backend.cmodel import unit_name
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.engines.qemu import build_rv32, run_elf
 
@@ -34,8 +35,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--cores", type=int, default=8)
     ap.add_argument("--steps", action="store_true", help="one row per step instead of per step kind")
+    ap.add_argument("-D", "--define", action="append", default=[], help="override a .dply setting, as deeploy's -D")
     args = ap.parse_args()
-    c = compile_deployment(Path(args.dply))
+    c = compile_deployment(Path(args.dply), args.define)
     pids = c.tokenizer.encode(args.prompt)
     macs = {s.op: s.macs for s in c.plan.steps}
     for s in c.plan.steps:  # a fork group's row counts all its members' MACs

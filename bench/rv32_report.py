@@ -1,7 +1,7 @@
 """RV32 figures under QEMU (-icount shift=0, so exact): instructions per decode token on 1 core and per
 hart on N cores, and the image's code size and static RAM.
 
-    python bench/rv32_report.py [deployments/stories260k.dply] [--prompt TEXT] [--tokens 64] [--cores 8]
+    python bench/rv32_report.py [deployments/stories260k.dply] [--prompt TEXT] [--tokens 64] [--cores 8] [-D KEY=VALUE]
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def main() -> None:
     ap.add_argument("--prompt", default="Once upon a time")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--cores", type=int, default=8)
+    ap.add_argument("-D", "--define", action="append", default=[], help="override a .dply setting, as deeploy's -D")
     args = ap.parse_args()
-    c = compile_deployment(Path(args.dply))
+    c = compile_deployment(Path(args.dply), args.define)
     pids = c.tokenizer.encode(args.prompt)
     golden, _ = run_golden_compiled(c, pids, args.tokens)
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,20 +33,12 @@ def _summary(c, out: Path, seconds: float) -> str:
     return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
-def _inputs(dep) -> list[Path]:
-    """The files a deployment reads, which no build may replace (nor a folder holding them)."""
-    paths = [dep.source, dep.model.weights, dep.model.weights.parent / "config.json"]
-    paths += [dep.model.tokenizer] if dep.model.tokenizer else []
-    src = dep.quant.calibration.source
-    return paths + ([Path(src)] if src != "samples" else [])
-
-
-def _guard(fn):
+def _guard(fn, error_code: int = 1):
     try:
         return fn()
     except DeeployError as e:
         typer.echo(e.render(), err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(error_code)
     except KeyboardInterrupt:
         raise typer.Exit(130)
 
@@ -66,9 +58,20 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
         c = compile_deployment(file, define or [], strict)
         files = render(c)
         dest = out or Path("build") / c.dep.name
-        write_build(files, dest, _inputs(c.dep))
+        write_build(files, dest, c.dep.inputs)
         _warn(c.warnings)
         typer.echo(_summary(c, dest, time.perf_counter() - t0))
+    _guard(go)
+
+
+@app.command()
+def new(dest: Path = typer.Argument(..., help="a new or empty folder for the project")):
+    """Start a project: a commented deployment and the demo story model beside it, ready for `deeploy run`."""
+    def go():
+        from .demo.starter import new_project
+        dply = new_project(dest)
+        typer.echo(f"deeploy: made {dply} (and the demo model in {dest / 'model'}); next:\n"
+                   f"  deeploy run {dply}\n  deeploy build {dply} -o {dest / 'out'}")
     _guard(go)
 
 
@@ -122,6 +125,16 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
     _guard(go)
 
 
+def sampling_overrides(temperature: float | None, top_p: float | None, seed: int | None) -> list[str]:
+    """--temperature/--top-p/--seed as the -D settings they stand for (checked, and reported, like the .dply's)."""
+    out = []
+    if top_p is not None:
+        out.append(f"generate.sampler=top_p({top_p!r}, temperature = {1.0 if temperature is None else temperature!r})")
+    elif temperature is not None:
+        out.append(f"generate.sampler=temperature({temperature!r})")
+    return out + ([f"generate.seed={seed}"] if seed is not None else [])
+
+
 @app.command()
 def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),
@@ -129,19 +142,26 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
                                              help="new tokens at most (no more than the context leaves after the prompt)"),
         engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float | qemu (RV32 under QEMU)"),
         cores: int = typer.Option(1, "--cores", min=1, help="harts for the qemu engine"),
-        as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line'),
+        as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line; with '
+                                     '--engine qemu also instructions_per_token (the sum over harts, per decode '
+                                     'token), its _per_core list and _busiest_core'),
         no_stop: bool = typer.Option(False, "--no-stop", help="do not stop at BOS/EOS"),
         no_prefill: bool = typer.Option(False, "--no-prefill", help="run the prompt token by token, not as a prefill"),
+        temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="sample at this temperature "
+                                                    "(0: greedy); the .dply's generate.sampler otherwise"),
+        top_p: Optional[float] = typer.Option(None, "--top-p", help="keep this much probability mass (0 < P <= 1)"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="the sampler's seed, 0 to 4294967295"),
         define: Optional[List[str]] = DEFINE):
-    """Generate text greedily with one of the three engines."""
+    """Generate text with one of the engines: greedy, or sampled (integer-only on the device, the same ids from
+    golden, c and qemu for a seed)."""
     if engine not in ("c", "golden", "float", "qemu"):
         typer.echo(f"error: unknown engine '{engine}' (expected c, golden, float or qemu)", err=True)
         raise typer.Exit(1)
 
     def go():
         from .engines.runner import run as run_engine
-        g = run_engine(file, prompt, tokens, engine, define or [], stop=not no_stop, cores=cores,
-                       prefill=not no_prefill)
+        g = run_engine(file, prompt, tokens, engine, (define or []) + sampling_overrides(temperature, top_p, seed),
+                       stop=not no_stop, cores=cores, prefill=not no_prefill)
         _warn(g.warnings)
         if as_json:
             typer.echo(json.dumps({"prompt_ids": g.prompt_ids, "ids": g.ids, "text": g.text, **g.stats},
@@ -154,12 +174,18 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
 @app.command()
 def diff(a: Path = typer.Argument(..., help="a build directory, a plan.yaml, or a .dply (built first)"),
          b: Path = typer.Argument(..., help="the same for the other side"),
-         define: Optional[List[str]] = DEFINE):
-    """Show what changed between two plans: steps, rules, engines, tiles, arenas."""
+         define: Optional[List[str]] = DEFINE,
+         every: bool = typer.Option(False, "--all", help="every change, not a few examples per summary"),
+         as_json: bool = typer.Option(False, "--json", help='{"equal": ..., "changes": [...]} for tools')):
+    """Show what changed between two plans: steps, rules, engines, tiles, arenas (decode, then prefill).
+
+    Exit code 0 when the plans agree, 1 when they differ, 2 on an error (as diff and git diff --exit-code)."""
     def go():
-        from .backend.plandiff import diff_plans, format_diff
-        typer.echo(format_diff(diff_plans(_plan_of(a, define or []), _plan_of(b, define or []))))
-    _guard(go)
+        from .backend.plandiff import FEW, diff_plans, format_diff
+        lines = diff_plans(_plan_of(a, define or []), _plan_of(b, define or []), None if every else FEW)
+        typer.echo(json.dumps({"equal": not lines, "changes": lines}, indent=1) if as_json else format_diff(lines))
+        return 1 if lines else 0
+    raise typer.Exit(_guard(go, error_code=2))
 
 
 def _plan_of(path: Path, define: list[str]) -> dict:
@@ -173,20 +199,22 @@ def _plan_of(path: Path, define: list[str]) -> dict:
         return load_plan(path)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 @import_app.command("llama2c")
 def import_llama2c(model: Path = typer.Argument(..., help="llama2.c checkpoint (.bin)"),
-                   out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json")):
-    """Convert a llama2.c checkpoint to Hugging Face Llama safetensors + config.json."""
+                   out: Path = typer.Option(..., "-o", "--out", help="directory for model.safetensors + config.json"),
+                   tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="its llama2.c tokenizer (tok*.bin), "
+                                                            "checked and copied beside the weights")):
+    """Convert a llama2.c checkpoint to Hugging Face Llama safetensors + config.json (and its tokenizer beside them)."""
     from .model.llama2c import import_llama2c as convert
     try:
-        convert(model, out)
+        written = convert(model, out, tokenizer)
     except (ValueError, OSError) as e:
         typer.echo(f"{model}: error: {e}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
+    typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
 
 
 @app.command("rules")

@@ -118,9 +118,9 @@ def _compile(dep: Deployment) -> Compiled:
     # quant and ir
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
-    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic)
+    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic, dep.quant.queries)
     quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
-                     dynamic=dep.quant.dynamic)
+                     dynamic=dep.quant.dynamic, queries=dep.quant.queries)
     # passes
     mapping = place_ops(graph, dep)
     lowered = check_plan(lower(graph, quant, dep, mapping, rules_for(dep.target)), "lowering")

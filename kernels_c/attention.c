@@ -92,13 +92,31 @@ void attn_out_i8(int8_t *out /* [g, hs] */, const int32_t *acc /* [g, hs] */, co
     }
 }
 
-/* the whole computation for n_heads heads, untiled: the reference the tiled pieces are tested against. K is int8
- * (k8) or int16 (k16, scores / 2^8: attn_scores_k16); the other is NULL */
-static void attention_ref(int8_t *out, const int8_t *q, const int8_t *k8, const int16_t *k16, const int8_t *v_cache,
+/* the scores kernel the untiled reference calls, by the widths of q and K: int8 q with K int8 (attn_scores_i8) or
+ * int16 (attn_scores_k16); int16 q (int12 or int16 queries) with K int8 (attn_scores_q12, attn_scores_q16) or int16
+ * (attn_scores_q12k16) */
+typedef enum { QK_I8, QK_K16, QK_Q12, QK_Q12K16, QK_Q16 } qk_form;
+
+/* one head's scores over positions 0..n-1 and their max, by the kernel of form f (kv_dim: K's row stride) */
+static void ref_scores(qk_form f, int32_t *s, int32_t n, int32_t *max, const void *q, const void *k, int32_t kv_dim,
+                       int32_t hs) {
+    switch (f) {
+    case QK_I8: attn_scores_i8(s, n, max, q, k, kv_dim, 0, n, 1, hs); break;
+    case QK_K16: attn_scores_k16(s, n, max, q, k, kv_dim, 0, n, 1, hs); break;
+    case QK_Q12: attn_scores_q12(s, n, max, q, k, kv_dim, 0, n, 1, hs); break;
+    case QK_Q12K16: attn_scores_q12k16(s, n, max, q, k, kv_dim, 0, n, 1, hs); break;
+    case QK_Q16: attn_scores_q16(s, n, max, q, k, kv_dim, 0, n, 1, hs); break;
+    }
+}
+
+/* the whole computation for n_heads heads, untiled: the reference the tiled pieces are tested against. q and K of
+ * form f: int8 or int16 elements (qb, kb bytes) */
+static void attention_ref(qk_form f, int8_t *out, const void *q, const void *k_cache, const int8_t *v_cache,
                           int32_t *scratch, int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size,
                           int32_t score_mult, int32_t score_shift, int32_t score_cut, int32_t out_mult,
                           int32_t out_shift, const uint16_t *exp_table) {
     const int32_t kv_dim = n_kv_heads * head_size, group = n_heads / n_kv_heads, n = pos + 1;
+    const size_t qb = f == QK_I8 || f == QK_K16 ? 1 : 2, kb = f == QK_K16 || f == QK_Q12K16 ? 2 : 1;
     int32_t bits = 0, acc[64], max;
     while ((1 << (bits + 1)) <= exp_table[0]) bits++;
     for (int32_t h = 0; h < n_heads; h++) {
@@ -107,10 +125,8 @@ static void attention_ref(int8_t *out, const int8_t *q, const int8_t *k8, const 
         for (int32_t d0 = 0; d0 < head_size; d0 += 64) { /* acc[] holds 64 of the head's dims at a time */
             const int32_t nd = head_size - d0 < 64 ? head_size - d0 : 64;
             int32_t sum;
-            if (k16)
-                attn_scores_k16(scratch, n, &max, q + h * head_size, k16 + ko, kv_dim, 0, n, 1, head_size);
-            else
-                attn_scores_i8(scratch, n, &max, q + h * head_size, k8 + ko, kv_dim, 0, n, 1, head_size);
+            ref_scores(f, scratch, n, &max, (const char *)q + (size_t)(h * head_size) * qb,
+                       (const char *)k_cache + (size_t)ko * kb, kv_dim, head_size);
             sum = exp_row(scratch, n, (uint32_t)score_mult, score_shift, (uint32_t)score_cut, exp_table);
             for (int32_t d = 0; d < nd; d++) {
                 int32_t a = 0;
@@ -122,45 +138,50 @@ static void attention_ref(int8_t *out, const int8_t *q, const int8_t *k8, const 
     }
 }
 
-void attention_i8(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
-                  const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
-                  const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
-                  int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
-                  int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
-                  const uint16_t *exp_table /* [512] */) {
-    attention_ref(out, q, k_cache, (const int16_t *)0, v_cache, scratch, pos, n_heads, n_kv_heads, head_size,
-                  score_mult, score_shift, score_cut, out_mult, out_shift, exp_table);
-}
-
-void attention_k16(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_heads*head_size] */,
-                   const int16_t *k_cache /* [ctx, n_kv_heads*head_size] */,
-                   const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
-                   int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
-                   int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
-                   const uint16_t *exp_table /* [512] */) {
-    attention_ref(out, q, (const int8_t *)0, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size,
-                  score_mult, score_shift, score_cut, out_mult, out_shift, exp_table);
-}
+/* the untiled kernels, one per form: attention_i8 (int8 q and K), attention_k16 (int16 K), attention_q12 (int12
+ * queries in int16), attention_q12k16 (both), attention_q16 (int16 queries) */
+#define DEFINE_ATTENTION(NAME, QT, KT, FORM)                                                                       \
+    void NAME(int8_t *out /* [n_heads*head_size] */, const QT *q /* [n_heads*head_size] */,                        \
+              const KT *k_cache /* [ctx, n_kv_heads*head_size] */,                                                 \
+              const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */, int32_t pos, \
+              int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult, int32_t score_shift,     \
+              int32_t score_cut, int32_t out_mult, int32_t out_shift, const uint16_t *exp_table /* [512] */) {     \
+        attention_ref(FORM, out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult,    \
+                      score_shift, score_cut, out_mult, out_shift, exp_table);                                     \
+    }
+DEFINE_ATTENTION(attention_i8, int8_t, int8_t, QK_I8)
+DEFINE_ATTENTION(attention_k16, int8_t, int16_t, QK_K16)
+DEFINE_ATTENTION(attention_q12, int16_t, int8_t, QK_Q12)
+DEFINE_ATTENTION(attention_q12k16, int16_t, int16_t, QK_Q12K16)
+DEFINE_ATTENTION(attention_q16, int16_t, int8_t, QK_Q16)
 
 /* running max of a row: t0 == 0 starts a new one */
 #define MAX_INIT(m, h) ((t0 == 0) ? INT32_MIN : (m)[h])
 
-/* round_half_up(v / 2^8) = floor(v / 2^8 + 1/2): |q . k| <= hs * 2^22 < 2^31 for hs < 2^9, so no overflow */
+/* round_half_up(v / 2^s) = floor(v / 2^s + 1/2) for the scores' shift s = (q bits - 8) + (k bits - 8)
+ * (kernels.score_shift), which keeps every width's scores in int8 x int8 units: |s| <= hs * 2^14 */
+#define SHIFT4(v) (((v) + 8) >> 4)
 #define SHIFT8(v) (((v) + 128) >> 8)
+#define SHIFT12(v) (((v) + 2048) >> 12)
 #define AS_IS(v) (v)
 
-/* One body, two kernels (K int8: attn_scores_i8, ROUND as is; K int16: attn_scores_k16, ROUND = SHIFT8):
+/* One body, the scores kernels of every q and K width (int8 q: K int8, attn_scores_i8, ROUND as is; K int16,
+ * attn_scores_k16, SHIFT8; int16 q (the int12 and int16 queries), the same with q read as int16, below):
  * scores[h*stride + t0 + t] = ROUND(sum_d q[h*hs + d] * k[t*k_stride + d]) for g query heads sharing one kv head,
  * and max[h] = the largest of scores[h*stride + 0 .. t0+n_t): this tile's if t0 == 0, else max[h] updated by it.
- * The sums stay below 2^31: |q . k| <= hs * 2^14 with int8 keys, hs * 2^22 with int16 keys (hs < 2^9). */
-#define DEFINE_ATTN_SCORES(NAME, KT, ROUND)                                                                        \
+ * The sums, and the rounding's 2^(s-1) added to them, stay within int32: |q . k| <= hs * max|q| * max|k| with
+ * max|q| = 128, 2047 (int12: rope_q12 saturates to +-2047) or 32768 and max|k| = 128 or 32768, and every partial sum
+ * within the same bound, for the head sizes the compiler admits (kernels.qk_head_size_max: 511 for int8 q with
+ * int16 K and for int16 q with int8 K, 8,196 for int12 q with int8 K, 32 for int12 q with int16 K; int16 q with
+ * int16 K is refused). */
+#define DEFINE_ATTN_SCORES(NAME, QT, KT, ROUND)                                                                    \
 NO_SCHED void NAME(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,                      \
-                   const int8_t *q /* [g, hs] */, const KT *k /* [n_t, k_stride] */, int32_t k_stride,            \
+                   const QT *q /* [g, hs] */, const KT *k /* [n_t, k_stride] */, int32_t k_stride,                \
                    int32_t t0, int32_t n_t, int32_t g, int32_t hs) {                                              \
     int32_t h = 0;                                                                                                 \
     if (hs == 8) /* the common head size: two heads at a time, each k row loaded once for both */                  \
         for (; h + 2 <= g; h += 2) {                                                                               \
-            const int8_t *qa = q + h * 8, *qb = qa + 8;                                                            \
+            const QT *qa = q + h * 8, *qb = qa + 8;                                                                \
             const int32_t a0 = qa[0], a1 = qa[1], a2 = qa[2], a3 = qa[3], a4 = qa[4], a5 = qa[5], a6 = qa[6],      \
                           a7 = qa[7];                                                                              \
             const int32_t b0 = qb[0], b1 = qb[1], b2 = qb[2], b3 = qb[3], b4 = qb[4], b5 = qb[5], b6 = qb[6],      \
@@ -185,7 +206,7 @@ NO_SCHED void NAME(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *m
             max[h] = ma, max[h + 1] = mb;                                                                          \
         }                                                                                                          \
     for (; h < g; h++) {                                                                                           \
-        const int8_t *qh = q + (size_t)h * (size_t)hs;                                                             \
+        const QT *qh = q + (size_t)h * (size_t)hs;                                                                 \
         int32_t *sh = scores + (size_t)h * (size_t)stride + (size_t)t0, *const end = sh + n_t;                    \
         int32_t m = MAX_INIT(max, h);                                                                              \
         const KT *kt = k;                                                                                          \
@@ -211,8 +232,11 @@ NO_SCHED void NAME(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *m
     }                                                                                                              \
 }
 
-DEFINE_ATTN_SCORES(attn_scores_i8, int8_t, AS_IS)
-DEFINE_ATTN_SCORES(attn_scores_k16, int16_t, SHIFT8)
+DEFINE_ATTN_SCORES(attn_scores_i8, int8_t, int8_t, AS_IS)
+DEFINE_ATTN_SCORES(attn_scores_k16, int8_t, int16_t, SHIFT8)
+DEFINE_ATTN_SCORES(attn_scores_q12, int16_t, int8_t, SHIFT4)
+DEFINE_ATTN_SCORES(attn_scores_q12k16, int16_t, int16_t, SHIFT12)
+DEFINE_ATTN_SCORES(attn_scores_q16, int16_t, int8_t, SHIFT8)
 
 /* The exp of a score s of a head whose scores are at most `max`, as exp_row computes it from d = max - s:
  * 0 if d > cut, i.e. s < smin = max - cut (INT32_MIN if that is below); else with c = max*mult + 2^(shift-1),

@@ -1,6 +1,6 @@
 /* deeploy_kernels.h: integer-only kernels for small Llama models (C99, no malloc, no float).
  *
- * Every kernel computes exactly the integers of its numpy twin in deeploy_dsl/kernels.py.
+ * Every kernel computes exactly the integers of its numpy twin in deeploy_dsl/kernels/twins.py.
  * Assumptions (hold for gcc/clang on x86-64 and RV32):
  *   - `>>` on a negative signed value is an arithmetic shift (gcc documents this as its
  *     implementation-defined behaviour), and signed <-> unsigned conversions are two's complement;
@@ -157,6 +157,9 @@ void rope_i8(int8_t *y /* [n] */, const int8_t *x /* [n] */, const int16_t *cos_
 /* rope.c: rope_i8's formula on int16 values (the int16 keys), saturating to int16; y may equal x */
 void rope_i16(int16_t *y /* [n] */, const int16_t *x /* [n] */, const int16_t *cos_row /* [head_size/2] */,
               const int16_t *sin_row /* [head_size/2] */, int32_t n, int32_t head_size);
+/* rope.c: rope_i16 saturating to +-2047, the int12 queries (`queries int12`); y may equal x */
+void rope_q12(int16_t *y /* [n] */, const int16_t *x /* [n] */, const int16_t *cos_row /* [head_size/2] */,
+              const int16_t *sin_row /* [head_size/2] */, int32_t n, int32_t head_size);
 
 /* attention.c: causal GQA attention of one query over cache rows 0..pos (kernels.attention); scratch holds one
  * head's scores, then exps. exp_table[0] = 2^bits fixes the exps' Q format */
@@ -176,6 +179,28 @@ void attention_k16(int8_t *out /* [n_heads*head_size] */, const int8_t *q /* [n_
                    int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
                    const uint16_t *exp_table /* [512] */);
 
+/* attention_i8 with wider queries (the `queries` knob), stored in int16: int12 (+-2047, attention_q12: scores =
+ * round_half_up(q . k / 2^4); with int16 keys attention_q12k16: / 2^12) or int16 (attention_q16: / 2^8); the head
+ * sizes kernels.qk_head_size_max admits (32 for attention_q12k16) */
+void attention_q12(int8_t *out /* [n_heads*head_size] */, const int16_t *q /* [n_heads*head_size] */,
+                   const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                   const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                   int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                   int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                   const uint16_t *exp_table /* [512] */);
+void attention_q12k16(int8_t *out /* [n_heads*head_size] */, const int16_t *q /* [n_heads*head_size] */,
+                      const int16_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                      const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                      int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                      int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                      const uint16_t *exp_table /* [512] */);
+void attention_q16(int8_t *out /* [n_heads*head_size] */, const int16_t *q /* [n_heads*head_size] */,
+                   const int8_t *k_cache /* [ctx, n_kv_heads*head_size] */,
+                   const int8_t *v_cache /* [ctx, n_kv_heads*head_size] */, int32_t *scratch /* [pos+1] */,
+                   int32_t pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_size, int32_t score_mult,
+                   int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
+                   const uint16_t *exp_table /* [512] */);
+
 /* attention.c, tiled: the same integers as attention_i8, K and V visited in tiles of positions, in order. For g
  * query heads sharing kv head kh (q, out offset to the first of them) over n = pos+1 positions:
  *   attn_scores_i8 for each tile of K (t0, n_t) leaves the scores and each head's max over them,
@@ -190,6 +215,18 @@ void attn_scores_i8(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *
 /* attn_scores_i8 with int16 keys: scores = round_half_up(q . k / 2^8) = (q . k + 128) >> 8 (hs < 2^9) */
 void attn_scores_k16(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
                      const int8_t *q /* [g, hs] */, const int16_t *k /* [n_t, k_stride] */, int32_t k_stride,
+                     int32_t t0, int32_t n_t, int32_t g, int32_t hs);
+/* attn_scores_i8 with int12 queries (int16 storage): scores = round_half_up(q . k / 2^4) = (q . k + 8) >> 4 */
+void attn_scores_q12(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
+                     const int16_t *q /* [g, hs] */, const int8_t *k /* [n_t, k_stride] */, int32_t k_stride,
+                     int32_t t0, int32_t n_t, int32_t g, int32_t hs);
+/* int12 queries, int16 keys: scores = (q . k + 2^11) >> 12 (hs <= 32) */
+void attn_scores_q12k16(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
+                        const int16_t *q /* [g, hs] */, const int16_t *k /* [n_t, k_stride] */, int32_t k_stride,
+                        int32_t t0, int32_t n_t, int32_t g, int32_t hs);
+/* int16 queries: scores = (q . k + 128) >> 8 (hs < 2^9) */
+void attn_scores_q16(int32_t *scores /* [g, stride] */, int32_t stride, int32_t *max /* [g] */,
+                     const int16_t *q /* [g, hs] */, const int8_t *k /* [n_t, k_stride] */, int32_t k_stride,
                      int32_t t0, int32_t n_t, int32_t g, int32_t hs);
 /* e_t = the exp of scores[h*stride + t] against max[h] >= the row's scores (softmax_exp's, 0 for max - s > cut):
  * acc[h*hs + d] += sum_t e_t * v[(t-t0)*v_stride + d], sums[h] += sum_t e_t, t in [t0, t0+n_t); from 0 if t0 == 0.
@@ -215,8 +252,8 @@ void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n);
 
-/* residual.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
-void add_sat_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);
+/* residual_add.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
+void residual_add_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);
 
 /* embed.c: x = sat16(round(row * mult[0] / 2^shift[0])); row = table[token], mult = &mult[token], shift = &shift[token],
  * so only the token's row needs to be in reach (e.g. DMA'd into L1) */
@@ -225,5 +262,11 @@ void embed_i16(int16_t *x /* [dim] */, const int8_t *row /* [dim] */, const int3
 
 /* argmax.c: index of the largest value, lowest index on ties (n >= 1) */
 int32_t argmax_i32(const int32_t *x /* [n] */, int32_t n);
+
+/* sampler.c: the next token at a temperature with top-p, in integers (kernels/sampling.py); mult 0 is argmax;
+ * n <= 65536 (a token index fits 16 bits of the scratch) */
+uint32_t dpl_xorshift32(uint32_t *state);
+int32_t sample_top_p_i32(uint32_t *ei /* [n] */, const int32_t *x /* [n] */, int32_t n, int32_t mult, int32_t p_q16,
+                         const uint16_t *exp2 /* [512] Q15 */, uint32_t *state);
 
 #endif /* DEEPLOY_KERNELS_H */

@@ -1,7 +1,7 @@
 /* gemv.c: int8 matrix-vector product with per-row requantization over row-blocked weights.
  *
  * Layout, and why it is fast: W [n_out, n_in] is stored in blocks of R = 8 output rows, column by column,
- * wb[b][i][r] = W[b*R + r][i] (deeploy_dsl/layout.py; the last block is padded with zero rows). One pass
+ * wb[b][i][r] = W[b*R + r][i] (deeploy_dsl/kernels/layout.py; the last block is padded with zero rows). One pass
  * over x then computes the dot products of TWO blocks (2R = 16 rows) at once: x[i] is loaded once per pass
  * and multiplied into 16 int32 accumulators that stay in registers, and the R weights of column i of a block
  * are R adjacent bytes, so the column loop unrolled by U = 8 is 8 x-loads + 128 weight loads at immediate
@@ -324,7 +324,7 @@ void gemv_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult,
     gemv(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out);
 }
 
-/* ---- int4 weights with a scale per group of G input channels (deeploy_dsl/layout.py: q4_pack) ------------------------
+/* ---- int4 weights with a scale per group of G input channels (deeploy_dsl/kernels/layout.py: q4_pack) --------------------
  * A block of R rows is, group by group, the rows' R group scales e (uint8), then per column R/2 bytes, byte j holding
  * rows 2j and 2j+1 as b = 16 q_hi + (q_lo + 8) (q in [-8, 7]). With b sign-extended and v = x[i]:
  *     b * v = 16 q_hi v + (q_lo + 8) v        (b >> 4) * v = q_hi v

@@ -1,6 +1,6 @@
 /* linear.c: int8 x int8 matrix-vector product with requantization, row by row: the reference for gemv.c.
  * One shift for the whole call (shift[0]; the array is per row for the tiles' DMA, all entries equal), per-row mult,
- * rounding half up: y[o] = sat(floor(acc[o] * mult[o] / 2^shift[0] + 1/2)) (kernels.linear). */
+ * rounding half up: y[o] = sat(floor(acc[o] * mult[o] / 2^shift[0] + 1/2)) (twins.linear). */
 #include "deeploy_kernels.h"
 
 /* acc = sum_i w[i]*x[i]; |acc| <= n_in * 2^14 fits int32 for n_in < 2^17 */

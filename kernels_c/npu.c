@@ -6,7 +6,7 @@
  * int32 and added to the channel's int32 accumulator; then the NPU_COLS accumulators are requantized (64-bit
  * product, rounding half up, one shift) and clamped to out_bits. Only the n_in real input channels of the last
  * block are multiplied: the padding weights are zeros and x has no elements there (the hardware masks them), so
- * nothing past x's row is read. The integers are those of the cluster's linear layers (kernels.linear, gemv.c).
+ * nothing past x's row is read. The integers are those of the cluster's linear layers (twins.linear, gemv.c).
  *
  * On RV32 the instructions of the engine's work (the job, its counter updates included, as those stand for the
  * hardware's own counters) are measured with minstret into npu_engine_instret[hart], so a caller can subtract them

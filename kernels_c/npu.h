@@ -1,14 +1,14 @@
 /* npu.h: driver API of the int8 pointwise-layer accelerator (the NPU, standing in for Siracusa's N-EUREKA), and
  * its functional model (npu.c).
  *
- * One job is a linear layer over n_tok tokens, the same integers as the cluster's linear layers (kernels.linear /
+ * One job is a linear layer over n_tok tokens, the same integers as the cluster's linear layers (twins.linear /
  * gemv_i8/i16/i32; the numpy twin is kernels.npu_linear):
  *     y[t][o] = clamp(floor(sum_i W[o][i] * x[t][i] * mult[o] / 2^shift + 1/2))   t < n_tok, o < n_out
  * int8 x int8 products are accumulated in int32 per block of NPU_K input channels and the blocks summed in int32
  * (n_in < 2^17, as in gemv.h, so no sum can overflow), then requantized in 64 bits with rounding half up and
  * clamped to the out_bits range.
  *
- * Weights live in the NPU's own weight memory in its layout (deeploy_dsl/layout.py npu_pack): row o of W is
+ * Weights live in the NPU's own weight memory in its layout (deeploy_dsl/kernels/layout.py npu_pack): row o of W is
  * n_in bytes followed by zeros up to k_blocks * NPU_K bytes, k_blocks = ceil(n_in / NPU_K), rows back to back.
  * The engine reads nothing outside x's n_tok rows of n_in, the packed rows, mult[0 .. n_out) and writes only
  * y's n_tok rows of n_out: the bytes between rows (strides) are neither read nor written.
@@ -36,7 +36,7 @@ typedef struct {
     int32_t out_bits;
 } npu_job;
 
-#define NPU_K 32             /* input channels per weight block; must equal deeploy_dsl.layout.NPU_K */
+#define NPU_K 32             /* input channels per weight block; must equal deeploy_dsl.kernels.layout.NPU_K */
 /* The timing model (kernels.npu_cycles is its twin, the compiler's cost model): an array of NPU_COLS output
  * channels x NPU_K input channels does one block of NPU_COLS x NPU_K MACs per cycle, after NPU_SETUP_CYCLES per
  * job. Both figures are ASSUMPTIONS standing in for N-EUREKA's real ones, which are not modelled here. */

@@ -1,5 +1,5 @@
 /* llama2.c BPE tokenizer without malloc or float: see tokenizer.h. Mirrors run.c's encode()
- * step for step; float scores are replaced by integer ranks from deeploy_dsl/tokenizer.py. */
+ * step for step; float scores are replaced by integer ranks from deeploy_dsl/model/tokenizer.py. */
 #include "tokenizer.h"
 
 #include <string.h>

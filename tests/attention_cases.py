@@ -53,8 +53,8 @@ def last_head_exps(c: dict):
     hs, last, n = c["head_size"], c["n_heads"] - 1, c["pos"] + 1
     kh = last // (c["n_heads"] // c["n_kv_heads"])
     k = np.asarray(c["k_cache"]).reshape(-1, c["n_kv_heads"] * hs)[:n, kh * hs:(kh + 1) * hs]
-    e, sums = K.softmax_exp_rows(K.attn_scores(c["q"][last * hs:(last + 1) * hs], k), c["score_mult"],
-                                 c["score_shift"], c["table"])
+    scores = K.attn_scores(c["q"][last * hs:(last + 1) * hs], k, c.get("qk_shift"))
+    e, sums = K.softmax_exp_rows(scores, c["score_mult"], c["score_shift"], c["table"])
     return e[0], int(sums[0])
 
 
@@ -178,9 +178,10 @@ def check_edge(name: str, c: dict, want) -> None:
         assert list(e) == [1 << 15, 1 << 15]
 
 
-def twin_scores_max(q, k, prev_max=None):
-    """attn_scores_i8's twin: (scores [g, n_t], max [g]) of one tile of K, the max running on from prev_max."""
-    scores = K.attn_scores(q, k)
+def twin_scores_max(q, k, prev_max=None, shift=None):
+    """attn_scores_i8's twin: (scores [g, n_t], max [g]) of one tile of K, the max running on from prev_max; the
+    scores' shift from k's dtype, or `shift` (wider queries: SCORE_FORMS)."""
+    scores = K.attn_scores(q, k, shift)
     m = scores.max(axis=1)
     return scores, m if prev_max is None else np.maximum(m, prev_max)
 
@@ -422,4 +423,49 @@ def random_attention_k16(seed: int) -> dict:
     sq, sk = 10 ** rng.uniform(-3, -1), 10 ** rng.uniform(-5, -3)
     c.update(k_cache=k, **score_params(sq * sk * (1 << K.K16_SCORE_SHIFT) / math.sqrt(c["head_size"])
                                        * math.log2(math.e) * K.EXP_ONE))
+    return c
+
+
+# the scores kernels by the widths of q and K: name -> (q bits, k bits); the wider queries are stored in int16
+SCORE_FORMS = {"attn_scores_i8": (8, 8), "attn_scores_k16": (8, 16), "attn_scores_q12": (12, 8),
+               "attn_scores_q12k16": (12, 16), "attn_scores_q16": (16, 8)}
+# the untiled attention kernel of each wider-query form
+WIDE_ATTENTION = {"attention_q12": (12, 8), "attention_q12k16": (12, 16), "attention_q16": (16, 8)}
+
+
+def rand_width(rng, bits: int, shape):
+    """Random q or K values of a width: int8, or int12 (+-2047) and int16 stored in int16."""
+    if bits == 8:
+        return rand_i8(rng, shape)
+    if bits == 16:
+        return rand_i16(rng, shape)
+    lo, hi = extremes(bits)
+    return rng.integers(lo, hi + 1, shape).astype(np.int16)
+
+
+def extremes(bits: int) -> tuple[int, int]:
+    """The most negative and most positive value of a width (int12: +-2047)."""
+    return (-2047, 2047) if bits == 12 else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def random_attention_wide(seed: int, q_bits: int, k_bits: int) -> dict:
+    """random_attention with wider queries (int12 or int16, stored in int16) and int8 or int16 keys: the score
+    multiplier takes the scores' 2^score_shift back, as quantize.py does, and qk_shift names it for the twin. Every
+    5th seed the largest products of both signs (q at its most negative, k at both ends); head sizes within the
+    int32 bound (int12 q with int16 K: 8, 16 or 32)."""
+    c = random_attention(seed)
+    rng = np.random.default_rng(2000 + seed)
+    if K.qk_head_size_max(q_bits, k_bits) < 64 and seed % 4 == 1:  # the largest head size the bound admits
+        hs = K.qk_head_size_max(q_bits, k_bits)
+        c.update(head_size=hs, q=rand_i8(rng, c["n_heads"] * hs),
+                 k_cache=rand_i8(rng, (CTX, c["n_kv_heads"] * hs)), v_cache=rand_i8(rng, (CTX, c["n_kv_heads"] * hs)))
+    q = rand_width(rng, q_bits, c["q"].shape)
+    k = rand_width(rng, k_bits, c["k_cache"].shape)
+    if seed % 5 == 3:
+        q[:] = extremes(q_bits)[0]
+        k[::2], k[1::2] = extremes(k_bits)
+    sq, sk = 10 ** rng.uniform(-3, -1) / (1 << (q_bits - 8)), 10 ** rng.uniform(-3, -1) / (1 << (k_bits - 8))
+    shift = K.score_shift(q_bits, k_bits)
+    c.update(q=q, k_cache=k, qk_shift=shift, **score_params(sq * sk * (1 << shift) / math.sqrt(c["head_size"])
+                                                              * math.log2(math.e) * K.EXP_ONE))
     return c

@@ -43,12 +43,19 @@
     X(rope_i16, "ppppii")                                                                                             \
     X(attention_k16, "pppppiiiiiiiiip")                                                                               \
     X(attn_scores_k16, "pipppiiiii")                                                                                  \
+    X(rope_q12, "ppppii")                                                                                             \
+    X(attention_q12, "pppppiiiiiiiiip")                                                                               \
+    X(attention_q12k16, "pppppiiiiiiiiip")                                                                            \
+    X(attention_q16, "pppppiiiiiiiiip")                                                                               \
+    X(attn_scores_q12, "pipppiiiii")                                                                                  \
+    X(attn_scores_q12k16, "pipppiiiii")                                                                               \
+    X(attn_scores_q16, "pipppiiiii")                                                                                  \
     X(attn_exp_av_i8, "pppippiiiiippo")                                                                              \
     X(attn_out_i8, "pppiiiii")                                                                                        \
     X(zero_i32, "pi")                                                                                                 \
     X(swiglu_i8, "ppppiii")                                                                                           \
     X(swiglu_dyn_i8, "ppppppii")                                                                                       \
-    X(add_sat_i16, "pppi")                                                                                            \
+    X(residual_add_i16, "pppi")                                                                                            \
     X(embed_i16, "ppppi")                                                                                             \
     X(argmax_i32, "pi")                                                                                               \
     X(dma_reset_counters, "")                                                                                         \
@@ -58,7 +65,8 @@
     X(dma_counters, "")                                                                                               \
     X(linear_tile_load, "pppppppiii")                                                                                 \
     X(kv_tile_load, "pppiiii")                                                                                        \
-    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")
+    X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                 \
+    X(sample_top_p_i32, "ppiiipp")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X)                                                                                                        \
     FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii") X(gemv_q4_i8, "pppppiii")          \
@@ -242,6 +250,21 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         attention_k16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
         return 0;
     case FN_attn_scores_k16: attn_scores_k16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
+    case FN_rope_q12: rope_q12(p[0], p[1], p[2], p[3], I(4), I(5)); return 0;
+    case FN_attention_q12:
+        attention_q12(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attention_q12k16:
+        attention_q12k16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attention_q16:
+        attention_q16(p[0], p[1], p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9), I(10), I(11), I(12), I(13), p[14]);
+        return 0;
+    case FN_attn_scores_q12: attn_scores_q12(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
+    case FN_attn_scores_q12k16:
+        attn_scores_q12k16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9));
+        return 0;
+    case FN_attn_scores_q16: attn_scores_q16(p[0], I(1), p[2], p[3], p[4], I(5), I(6), I(7), I(8), I(9)); return 0;
     case FN_attn_exp_av_i8:
         attn_exp_av_i8(p[0], p[1], p[2], I(3), p[4], p[5], I(6), I(7), I(8), I(9), I(10), p[11], p[12], p[13]);
         return 0;
@@ -249,9 +272,10 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_zero_i32: zero_i32(p[0], I(1)); return 0;
     case FN_swiglu_i8: swiglu_i8(p[0], p[1], p[2], p[3], I(4), I(5), I(6)); return 0;
     case FN_swiglu_dyn_i8: swiglu_dyn_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
-    case FN_add_sat_i16: add_sat_i16(p[0], p[1], p[2], I(3)); return 0;
+    case FN_residual_add_i16: residual_add_i16(p[0], p[1], p[2], I(3)); return 0;
     case FN_embed_i16: embed_i16(p[0], p[1], p[2], p[3], I(4)); return 0;
     case FN_argmax_i32: return argmax_i32(p[0], I(1));
+    case FN_sample_top_p_i32: return sample_top_p_i32(p[0], p[1], I(2), I(3), I(4), p[5], p[6]);
     case FN_dma_reset_counters: dma_reset_counters(); return 0;
     case FN_dma_start: dma_start(p[0], p[1], p[2], U(3)); return ((dma_job *)p[0])->pending;
     case FN_dma_start_2d:

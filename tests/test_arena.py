@@ -196,7 +196,7 @@ def test_plan_yaml_rechecked_alone(build_dirs, defines):
     plan = load_plan_yaml((build_dirs(*defines) / "plan.yaml").read_text())
     memory, buffers, steps = plan["memory"], plan["buffers"], plan["steps"]
     if defines:
-        assert memory["L1"]["size_bytes"] == 16 * 1024
+        assert memory["L1"]["budget_bytes"] == 16 * 1024
     assert buffers and {b["level"] for b in buffers} <= set(memory)
 
     assert clashes(buffers) == []
@@ -204,11 +204,11 @@ def test_plan_yaml_rechecked_alone(build_dirs, defines):
         lvl = memory[b["level"]]
         assert b["size"] > 0 and 0 <= b["offset"], b
         assert b["offset"] % lvl["alignment"] == 0, b
-        assert b["offset"] + b["size"] <= lvl["arena_bytes"] <= lvl["size_bytes"], b
+        assert b["offset"] + b["size"] <= lvl["arena_bytes"] <= lvl["budget_bytes"], b
         assert 0 <= b["first_step"] <= b["last_step"] < len(steps), b
     for name, lvl in memory.items():
         assert lvl["lower_bound_bytes"] <= lvl["arena_bytes"], name
-        assert lvl["arena_bytes"] + lvl["weight_bytes"] <= lvl["size_bytes"] <= lvl["capacity_bytes"], name
+        assert lvl["arena_bytes"] + lvl["weight_bytes"] <= lvl["budget_bytes"] <= lvl["capacity_bytes"], name
         # the reported bound is no weaker than the bytes this plan really has live at once
         assert max_live_bytes(buffers, name) <= lvl["lower_bound_bytes"], name
 

@@ -183,6 +183,18 @@ def test_import_llama2c(tmp_path):
 
 
 @needs_model
+def test_import_llama2c_with_its_tokenizer(tmp_path):
+    out = tmp_path / "x"
+    res = invoke("import", "llama2c", MODEL_DIR / "stories260K.bin", "--tokenizer", MODEL_DIR / "tok512.bin", "-o", out)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "tok512.bin"]
+    assert (out / "tok512.bin").read_bytes() == (MODEL_DIR / "tok512.bin").read_bytes()
+    stderr = assert_user_error(invoke("import", "llama2c", MODEL_DIR / "stories260K.bin", "--tokenizer",
+                                      MODEL_DIR / "config.json", "-o", tmp_path / "y"))
+    assert "not a tokenizer" in stderr and not (tmp_path / "y").exists()
+
+
+@needs_model
 def test_import_a_truncated_checkpoint(tmp_path):
     data = (MODEL_DIR / "stories260K.bin").read_bytes()
     bad = tmp_path / "cut.bin"

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT, needs_cc
 from deeploy_dsl.demo import bpe, corpus
+from deeploy_dsl.demo.card import CARD_FILES, model_card
 from deeploy_dsl.model.tokenizer import Tokenizer
 
 MODEL = ROOT / "models/tinystories-demo"
@@ -98,9 +99,10 @@ def test_shipped_tokenizer(shipped_tok):
 
 
 def test_shipped_model_files():
-    files = sorted(p.name for p in MODEL.iterdir())
-    assert files == ["README.md", "config.json", "model.safetensors", "tok512.bin", "train.json"]
-    assert sum(p.stat().st_size for p in MODEL.iterdir()) <= 1_500_000
+    files = sorted(p.name for p in MODEL.iterdir() if p.name != "__pycache__")
+    # __init__.py (empty): the folder ships in the package as deeploy_dsl.demo_model, for `deeploy new`
+    assert files == ["README.md", "__init__.py", "config.json", "model.safetensors", "tok512.bin", "train.json"]
+    assert sum(p.stat().st_size for p in MODEL.iterdir() if p.is_file()) <= 1_500_000
     cfg = json.loads((MODEL / "config.json").read_text())
     ref_keys = ["architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                 "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",
@@ -108,6 +110,8 @@ def test_shipped_model_files():
     assert list(cfg) == ref_keys
     run = json.loads((MODEL / "train.json").read_text())
     card = (MODEL / "README.md").read_text()
+    # the card is the run's own (train.py writes it): it agrees with train.json, whatever torch version made them
+    assert card == model_card(run, {f: (MODEL / f).stat().st_size for f in CARD_FILES})
     assert f"{run['val_loss']:.4f}" in card and f"{run['params']:,}" in card
 
 

@@ -30,7 +30,7 @@ def test_the_swiglu_hands_the_down_projection_its_shift(dyn):
     sw, down = steps["layers.0.mlp.swiglu"], steps["layers.0.mlp.down"]
     assert sw.kernel == "swiglu_dyn_i8" and sw.rule == "swiglu_i8_per_token" and sw.split.unit == sw.split.count
     assert sw.args[1].name == down.args[4].name == "layers.0.mlp.swiglu_shift" and down.args[4].kind == "buf"
-    assert down.tiling.buffers["shift"] == ()  # no shift tiles: the kernel reads the token's
+    assert down.staging.tiling.buffers["shift"] == ()  # no shift tiles: the kernel reads the token's
     base = dyn.quant.params["layers.0.mlp.swiglu"]["base_shift"]
     assert base == int(dyn.quant.consts["layers.0.mlp.down.shift"][0]) >= 16
     assert "per_token_scales:\n  - swiglu" in plan_yaml(dyn)

@@ -31,14 +31,14 @@ def float_model(compiled):
 @pytest.fixture(scope="session")
 def float_ids(float_model, compiled):
     """Case index -> the first N_CHECK greedy ids of the float engine (no stop at BOS/EOS)."""
-    from deeploy_dsl.engines.runner import greedy
+    from deeploy_dsl.engines.runner import decode
     memo: dict[int, list[int]] = {}
 
     def get(i: int, pids: list[int]) -> list[int]:
         if i not in memo:
             cache = float_model.new_cache(1)
             step = lambda t, p: float_model.forward(np.array([[t]]), p, cache)[0, -1]  # noqa: E731
-            memo[i], _ = greedy(step, pids, N_CHECK, compiled.dep.model.dims.context, stop=False)
+            memo[i], _ = decode(step, pids, N_CHECK, compiled.dep.model.dims.context, stop=False)
         return memo[i]
     return get
 

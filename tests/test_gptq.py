@@ -11,7 +11,7 @@ import pytest
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.quant.gptq import Hessians, gptq_int8, gptq_q4
 from deeploy_dsl.backend.plan_yaml import plan_yaml
-from deeploy_dsl.quant.quantize import _weights_i8, weights_q4
+from deeploy_dsl.quant.quantize import weights_i8, weights_q4
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -44,7 +44,7 @@ def test_gptq_int8_keeps_the_grid_and_cuts_the_output_error():
     w, x = rng.standard_normal((48, 64)), correlated(rng, 2000, 64)
     h = x.T @ x / len(x)
     q, s = gptq_int8(w, h)
-    qn, sn = _weights_i8(w)
+    qn, sn = weights_i8(w)
     np.testing.assert_array_equal(s, sn)  # the same scales: only the integers differ
     assert q.dtype == np.int8 and np.abs(q.astype(int)).max() <= 127
     assert output_error(w, q * s[:, None], x) < 0.5 * output_error(w, qn * sn[:, None], x)

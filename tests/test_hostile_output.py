@@ -153,9 +153,8 @@ def test_a_build_from_before_the_marker(tree, extra, accepted):
 
 
 def test_a_previous_build_holding_the_model_is_not_replaced(compiled, tmp_path):
-    """`deeploy build` protects the files the deployment reads (cli._inputs), not only the .dply."""
-    from deeploy_dsl.cli import _inputs
-    inputs = _inputs(compiled.dep)
+    """`deeploy build` protects the files the deployment reads (Deployment.inputs), not only the .dply."""
+    inputs = compiled.dep.inputs
     assert {compiled.dep.source, compiled.dep.model.weights, compiled.dep.model.tokenizer} <= set(inputs)
     out = tmp_path / "out"
     write_build(FILES, out)
@@ -163,7 +162,7 @@ def test_a_previous_build_holding_the_model_is_not_replaced(compiled, tmp_path):
     dep = dataclasses.replace(compiled.dep, model=dataclasses.replace(compiled.dep.model,
                                                                       weights=out / "model.safetensors"))
     with pytest.raises(OutputError) as e:
-        write_build(FILES, out, _inputs(dep))
+        write_build(FILES, out, dep.inputs)
     assert f"holds {out / 'model.safetensors'}, which the build reads" in e.value.render()
     assert (out / "model.safetensors").read_bytes() == b"weights someone keeps here"
 

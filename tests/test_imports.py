@@ -90,3 +90,40 @@ def test_no_private_name_imported_from_another_module():
     private = sorted(f"{n} imports {name} from {m}" for n, deps in graph().items()
                      for m, name in deps if name and name.startswith("_") and m != n)
     assert private == []
+
+
+def outside_uses(path: Path, known: dict[str, Path]) -> list[str]:
+    """`_private` names a test or benchmark file takes from deeploy_dsl: imported by name, or read off an imported
+    module (`K._x` after `import deeploy_dsl.kernels.twins as K`)."""
+    tree = ast.parse(path.read_text(), str(path))
+    aliases, found = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({a.asname or a.name: a.name for a in node.names if a.name in known})
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deeploy_dsl"):
+            for a in node.names:
+                if f"{node.module}.{a.name}" in known:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+                elif a.name.startswith("_"):
+                    found.append(f"{path.name} imports {a.name} from {node.module}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                and node.attr.startswith("_") and not node.attr.startswith("__"):
+            found.append(f"{path.name} reads {node.attr} of {aliases[node.value.id]}")
+    return found
+
+
+def test_tests_and_benchmarks_use_only_public_names():
+    known = modules()
+    root = PKG.parent
+    files = sorted((root / "tests").glob("*.py")) + sorted((root / "bench").glob("*.py"))
+    assert files, "tests/ and bench/ beside the package"
+    assert sorted(u for f in files for u in outside_uses(f, known)) == []
+
+
+def test_outside_uses_sees_a_private_import(tmp_path):
+    f = tmp_path / "t.py"
+    f.write_text("from deeploy_dsl.cli import _x\nimport deeploy_dsl.kernels.twins as K\nK._y\n"
+                 "from deeploy_dsl.kernels import twins\ntwins._z\n")
+    assert outside_uses(f, modules()) == ["t.py imports _x from deeploy_dsl.cli", "t.py reads _y of deeploy_dsl.kernels.twins",
+                                          "t.py reads _z of deeploy_dsl.kernels.twins"]

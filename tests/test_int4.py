@@ -189,9 +189,9 @@ def test_int4_c_matches_golden(model_dir, tmp_path, overrides):
     from test_keys16 import check_host
     c = compile_deployment(DPLY, [INT4] + overrides)
     tiled = [s for s in c.plan.steps if s.kernel.startswith("gemv_q4")]
-    assert tiled and all(s.tiling is not None and s.tiling.kind == "rows" for s in tiled)
+    assert tiled and all(s.staging.tiling is not None and s.staging.tiling.kind == "rows" for s in tiled)
     if "memory.L1=6KiB" in overrides:
-        assert any(s.tiles > 1 for s in tiled)
+        assert any(s.staging.tiles > 1 for s in tiled)
     check_host(c, tmp_path, n_new=24)
 
 

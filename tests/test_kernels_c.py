@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deeploy_dsl.kernels import twins as K  # noqa: E402
-from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
+from attention_cases import random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
+from attention_cases import SCORE_FORMS, WIDE_ATTENTION, extremes, rand_width, random_attention_wide  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_case,  # noqa: E402
                              attention_edge, attn_out_edges, attn_out_input, check_edge, exp_av_extremes,
                              exp_av_input, exp_av_out_params, exp_cut_edges, last_head_exps, prm_array,
@@ -27,7 +28,7 @@ from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, 
 
 KDIR = ROOT / "kernels_c"
 HEADER = KDIR / "deeploy_kernels.h"
-KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c",
+KERNEL_SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c",
                   "dma.c"]
 HEADERS = [HEADER.name, "dma.h"]
 CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
@@ -67,14 +68,17 @@ def lib(tmp_path_factory):
     so.rmsnorm_i8_part.argtypes = [i8, i16, i32, c32, c64, c32, c32, c32]
     so.rope_i8.argtypes = [i8, i8, i16, i16, c32, c32]
     so.rope_i16.argtypes = [i16, i16, i16, i16, c32, c32]
+    so.rope_q12.argtypes = [i16, i16, i16, i16, c32, c32]
+    for name, (qb, kb) in WIDE_ATTENTION.items():
+        getattr(so, name).argtypes = [i8, i16, i16 if kb == 16 else i8, i8, i32] + [c32] * 9 + [u16]
+    for name, (qb, kb) in SCORE_FORMS.items():
+        getattr(so, name).argtypes = [i32, c32, i32, i8 if qb == 8 else i16, i8 if kb == 8 else i16] + [c32] * 5
     so.attention_k16.argtypes = [i8, i8, i16, i8, i32] + [c32] * 9 + [u16]
-    so.attn_scores_k16.argtypes = [i32, c32, i32, i8, i16, c32, c32, c32, c32, c32]
     so.attention_i8.argtypes = [i8, i8, i8, i8, i32] + [c32] * 9 + [u16]
     so.swiglu_i8.argtypes = [i8, i8, i8, i16, c32, c32, c32]
     so.swiglu_dyn_i8.argtypes = [i8, u8, i32, i8, i8, i16, c32, c32]
-    so.add_sat_i16.argtypes = [i16, i16, i16, c32]
+    so.residual_add_i16.argtypes = [i16, i16, i16, c32]
     so.embed_i16.argtypes = [i16, i8, i32, u8, c32]
-    so.attn_scores_i8.argtypes = [i32, c32, i32, i8, i8, c32, c32, c32, c32, c32]
     so.attn_exp_av_i8.argtypes = [i32, i32, i32, c32, i32, i8] + [c32] * 5 + [i32, u16, ctypes.c_void_p]
     so.attn_out_i8.argtypes = [i8, i32, i32, c32, c32, c32, c32, c32]
     so.zero_i32.argtypes = [i32, c32]
@@ -85,7 +89,7 @@ def lib(tmp_path_factory):
     so.dma_wait.argtypes = [job_p]
     so.argmax_i32.argtypes = [i32, c32]
     so.argmax_i32.restype = c32
-    for name in ("rope_i16", "attention_k16", "attn_scores_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "swiglu_dyn_i8", "add_sat_i16", "embed_i16", "attn_scores_i8",
+    for name in ("rope_i16", "rope_q12", *WIDE_ATTENTION, *SCORE_FORMS, "attention_k16", "rmsnorm_i8", "rope_i8", "attention_i8", "swiglu_i8", "swiglu_dyn_i8", "residual_add_i16", "embed_i16", "attn_scores_i8",
                  "attn_exp_av_i8", "attn_out_i8", "zero_i32", "dma_reset_counters", "dma_start",
                  "dma_start_2d", "dma_wait"):
         getattr(so, name).restype = None
@@ -506,31 +510,82 @@ def _kv_rows(cache_flat, kv_dim, kh, hs, t0, n_t, tile):
 
 
 @pytest.mark.parametrize("seed", range(60))
-@pytest.mark.parametrize("keys", [8, 16])
-def test_attn_scores(lib, seed, keys):
-    """attn_scores_i8 / attn_scores_k16 (int16 keys: the scores / 2^8, rounded half up) against the twin and the
-    definition: the two-head and one-head hs 8 paths, the generic one, tiles and strides, the running max, the
-    largest products of both signs."""
-    rng = np.random.default_rng(seed if keys == 8 else 700 + seed)
+@pytest.mark.parametrize("kernel", list(SCORE_FORMS))
+def test_attn_scores(lib, seed, kernel):
+    """attn_scores_i8 and its wider forms (int16 keys, int12 or int16 queries: the scores / 2^score_shift, rounded half
+    up) against the twin and the definition: the two-head and one-head hs 8 paths, the generic one, tiles and strides,
+    the running max, the largest products of both signs."""
+    qb, kb = SCORE_FORMS[kernel]
+    shift = K.score_shift(qb, kb)
+    rng = np.random.default_rng(seed + 700 * list(SCORE_FORMS).index(kernel))
     g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-    q, cache = rand_i8(rng, g * hs), (rand_i8 if keys == 8 else rand_i16)(rng, 80 * n_kv * hs)
+    hs = min(hs, K.qk_head_size_max(qb, kb))
+    q, cache = rand_width(rng, qb, g * hs), rand_width(rng, kb, 80 * n_kv * hs)
     if seed % 10 == 3:  # largest products of both signs
-        q[:], cache[::2], cache[1::2] = -128, *((-128, 127) if keys == 8 else (-32768, 32767))
+        q[:], (cache[::2], cache[1::2]) = extremes(qb)[0], extremes(kb)
     k, k_stride, rows = _kv_rows(cache, n_kv * hs, kh, hs, t0, n_t, tile)
     scores = np.full((g, stride), -777, np.int32)
     # the max so far (t0 > 0): above, below or within this tile's scores; poison at t0 = 0
     prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
     max_ = np.concatenate([prev, np.full(4, -555, np.int32)])
-    (lib.attn_scores_i8 if keys == 8 else lib.attn_scores_k16)(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
-    want, want_max = twin_scores_max(q, rows, prev if t0 else None)
+    getattr(lib, kernel)(scores, stride, max_, q, k, k_stride, t0, n_t, g, hs)
+    want, want_max = twin_scores_max(q, rows, prev if t0 else None, shift)
     assert want.shape == (g, n_t)
-    dots = [[int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) for r in rows] for h in range(g)]
-    np.testing.assert_array_equal(want, dots if keys == 8 else (np.array(dots, np.int64).reshape(g, n_t) + 128) >> 8)
+    dots = np.array([[int(np.dot(q[h * hs:(h + 1) * hs].astype(np.int64), r)) for r in rows] for h in range(g)],
+                    np.int64).reshape(g, n_t)
+    np.testing.assert_array_equal(want, (dots + ((1 << shift) >> 1)) >> shift)
     np.testing.assert_array_equal(scores[:, t0:t0 + n_t], want)
     np.testing.assert_array_equal(max_[:g], want_max)
     assert (max_[g:] == -555).all(), "attn_scores wrote past g maxima"
     scores[:, t0:t0 + n_t] = -777
     assert (scores == -777).all(), "scores written outside [t0, t0 + n_t)"
+
+
+def test_wide_scores_reach_the_int32_bound(lib):
+    """int12 queries with int16 keys at head size 32, every product at its largest (-2047 * -32768): q . k =
+    2,146,435,072, 2^20 - 1 below 2^31, and the score (+ 2^11) >> 12 = 524,032 = 32 * 2047 * 8; the other sign too."""
+    hs = 32
+    q = np.full(hs, -2047, np.int16)
+    k = np.array([[-32768] * hs, [32767] * hs, [-32768, 32767] * (hs // 2)], np.int16)
+    scores, max_ = np.zeros((1, 3), np.int32), np.zeros(1, np.int32)
+    lib.attn_scores_q12k16(scores, 3, max_, q, k.reshape(-1), hs, 0, 3, 1, hs)
+    assert scores.tolist() == [[524032, -524016, 8]] == K.attn_scores(q, k, 12).tolist()
+    assert max_[0] == 524032
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rope_q12(lib, seed):
+    """rope_q12 (int16 values into int12 queries) against kernels.rope_q12: saturating to +-2047 both ways (from int16
+    inputs, and from inputs within +-2047 that the rotation takes out); in place too."""
+    x, pos, cos_t, sin_t, head_size = random_rope_i16(seed)
+    if seed % 2:  # queries the q projection left within 12 bits: only the rotation (up to sqrt 2) takes them out
+        x = np.clip(x // 16, -2047, 2047).astype(np.int16)
+    n = x.size
+    want = K.rope_q12(x, pos, cos_t, sin_t, head_size)
+    assert want.min() >= -2047 and want.max() <= 2047
+    if seed % 4 == 0:  # random_rope_i16's extremes
+        assert np.abs(want).max() == 2047
+    y = np.zeros(n, np.int16)
+    lib.rope_q12(y, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), n, head_size)
+    np.testing.assert_array_equal(y, want)
+    lib.rope_q12(x, x, np.ascontiguousarray(cos_t[pos]), np.ascontiguousarray(sin_t[pos]), n, head_size)
+    np.testing.assert_array_equal(x, want)
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("kernel", list(WIDE_ATTENTION))
+def test_attention_wide_queries(lib, seed, kernel):
+    """attention_q12, _q12k16, _q16 (int16 q, int8 or int16 K) against kernels.attention with their score shift."""
+    c = random_attention_wide(seed, *WIDE_ATTENTION[kernel])
+    want = K.attention(**c)
+    scratch = np.full(c["pos"] + 1 + 8, -12345, np.int32)
+    out = np.zeros(c["n_heads"] * c["head_size"], np.int8)
+    getattr(lib, kernel)(out, c["q"], c["k_cache"], c["v_cache"], scratch, c["pos"], c["n_heads"], c["n_kv_heads"],
+                         c["head_size"], c["score_mult"], c["score_shift"], c["score_cut"], c["out_mult"],
+                         c["out_shift"], c["table"])
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(scratch[:c["pos"] + 1], last_head_exps(c)[0])
+    assert (scratch[c["pos"] + 1:] == -12345).all(), "scratch written past pos"
 
 
 def c_exp_av(lib, scores, max_, v, tiles, acc0, sums0, p, table, o=None):
@@ -752,16 +807,16 @@ def test_swiglu_dyn(lib):
 
 
 @pytest.mark.parametrize("seed", range(50))
-def test_add_sat_i16(lib, seed):
+def test_residual_add_i16(lib, seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 2000))
     a, b = (rng.integers(-32768, 32768, n, dtype=np.int16) for _ in range(2))
     a[:4], b[:4] = [32767, -32768, 32767, -32768], [32767, -32768, -32768, 1]
-    want = K.add_sat16(a, b)
+    want = K.residual_add(a, b)
     y = np.zeros(n, np.int16)
-    lib.add_sat_i16(y, a, b, n)
+    lib.residual_add_i16(y, a, b, n)
     np.testing.assert_array_equal(y, want)
-    lib.add_sat_i16(a, a, b, n)  # in place
+    lib.residual_add_i16(a, a, b, n)  # in place
     np.testing.assert_array_equal(a, want)
 
 

@@ -26,9 +26,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deeploy_dsl.kernels import sampling as S  # noqa: E402
 from deeploy_dsl.kernels import twins as K  # noqa: E402
 from deeploy_dsl.kernels.layout import ROWS_PER_BLOCK, block_rows, n_blocks  # noqa: E402
-from attention_cases import rand_i16, random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
+from attention_cases import random_attention_k16, random_rope_i16, rope_tables  # noqa: E402
+from attention_cases import SCORE_FORMS, WIDE_ATTENTION, extremes, rand_width, random_attention_wide  # noqa: E402
 from attention_cases import (ATTN_EDGES, CTX, TILED_POS, TILED_SHAPES, TILED_T, attention_edge,  # noqa: E402
                              attn_out_edges, attn_out_input, check_edge, exp_av_extremes, exp_av_input,
                              exp_av_out_params, exp_cut_edges, last_head_exps, prm_array, random_attention,
@@ -43,8 +45,8 @@ if _missing:
 
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
-SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual.c", "embed.c", "argmax.c", "dma.c",
-           "tiles.c"]
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c", "dma.c",
+           "tiles.c", "sampler.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
              "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
 RV_LDFLAGS = ["--specs=picolibc.specs", "--oslib=semihost", "--crt0=semihost",
@@ -528,24 +530,51 @@ def gen_rope_i16():
 
 def gen_attention_k16():
     """attention_k16 (int16 K cache, scores (q . k + 128) >> 8) on the random cases with int16 keys."""
+    return [attention_wide_case("attention_k16", random_attention_k16(seed), seed) for seed in seeds(40)]
+
+
+def gen_attention_wide(kernel):
+    """attention_q12, _q12k16, _q16 (int12 or int16 queries in int16, int8 or int16 K) on the random cases."""
+    return [attention_wide_case(kernel, random_attention_wide(seed, *WIDE_ATTENTION[kernel]), seed)
+            for seed in seeds(30)]
+
+
+def attention_wide_case(kernel, a, seed):
+    """An untiled attention kernel of a wider q or K on the kwargs a of kernels.attention: out, and the last head's
+    exps left in scratch."""
+    pos, hs, nh, nkv = a["pos"], a["head_size"], a["n_heads"], a["n_kv_heads"]
+    want = K.attention(**a)
+    kc, vc = a["k_cache"][: pos + 1], a["v_cache"][: pos + 1]
+    c = Case(kernel, f"seed={seed} heads={nh} kv={nkv} hs={hs} pos={pos}")
+    out, scratch = c.out(np.full(nh * hs, 99, np.int8)), c.out(np.full(pos + 9, -12345, np.int32))
+    c.call(kernel, out, c.arr(a["q"]), c.arr(kc), c.arr(vc), scratch, pos, nh, nkv, hs, a["score_mult"],
+           a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"], c.arr(a["table"]))
+    c.expect(out, want, "out")
+    c.expect(scratch, np.concatenate([last_head_exps(a)[0], np.full(8, -12345)]), "scratch (last head's exps)")
+    return c
+
+
+def gen_rope_q12():
+    """rope_q12 (int16 values into int12 queries, saturating to +-2047): random_rope_i16's cases, every other one
+    scaled into 12 bits first (only the rotation takes those out); in place too."""
     cases = []
     for seed in seeds(40):
-        a = random_attention_k16(seed)
-        pos, hs, nh, nkv = a["pos"], a["head_size"], a["n_heads"], a["n_kv_heads"]
-        want = K.attention(**a)
-        kc, vc = a["k_cache"][: pos + 1], a["v_cache"][: pos + 1]
-        c = Case("attention_k16", f"seed={seed} heads={nh} kv={nkv} hs={hs} pos={pos}")
-        out, scratch = c.out(np.full(nh * hs, 99, np.int8)), c.out(np.full(pos + 9, -12345, np.int32))
-        c.call("attention_k16", out, c.arr(a["q"]), c.arr(kc), c.arr(vc), scratch, pos, nh, nkv, hs, a["score_mult"],
-               a["score_shift"], a["score_cut"], a["out_mult"], a["out_shift"], c.arr(a["table"]))
-        c.expect(out, want, "out")
-        c.expect(scratch, np.concatenate([last_head_exps(a)[0], np.full(8, -12345)]), "scratch (last head's exps)")
+        x, pos, cos_t, sin_t, hs = random_rope_i16(seed)
+        if seed % 2:
+            x = np.clip(x // 16, -2047, 2047).astype(np.int16)
+        n = x.size
+        c = Case("rope_q12", f"seed={seed} hs={hs} n={n} pos={pos}")
+        want = K.rope_q12(x, pos, cos_t, sin_t, hs)
+        cos_p, sin_p = c.arr(cos_t[pos]), c.arr(sin_t[pos])
+        y, xin = c.out(np.full(n, 99, np.int16)), c.out(x)
+        c.call("rope_q12", y, xin, cos_p, sin_p, n, hs)
+        c.call("rope_q12", xin, xin, cos_p, sin_p, n, hs)
+        c.expect(y, want, "y")
+        c.expect(xin, want, "y (in place)")
         cases.append(c)
     return cases
 
 
-def gen_attn_scores_k16():
-    return _gen_scores("attn_scores_k16", 40, 700, rand_i16, (-32768, 32767))
 
 
 def attention_i8_case(a, label, check=None):
@@ -586,20 +615,18 @@ def _kv_operand(c, cache, kv_dim, kh, hs, t0, n_t, tile):
     return c.arr(cache) + (t0 * kv_dim + kh * hs), kv_dim, rows
 
 
-def gen_attn_scores():
-    return _gen_scores("attn_scores_i8", 60, 0, rand_i8, (-128, 127))
-
-
-def _gen_scores(kernel, n_seeds, seed0, rand_k, k_extremes):
-    """attn_scores_i8 / attn_scores_k16 (K int8 or int16) over tiles or the cache in place, scores and running max
-    against the twin; every 10th seed the largest products of both signs."""
+def gen_attn_scores(kernel, n_seeds, seed0):
+    """attn_scores_i8 and its wider forms (K int16, q int12 or int16: SCORE_FORMS) over tiles or the cache in place,
+    scores and running max against the twin; every 10th seed the largest products of both signs."""
+    qb, kb = SCORE_FORMS[kernel]
     cases = []
     for seed in seeds(n_seeds):
         rng = np.random.default_rng(seed0 + seed)
         g, hs, n_kv, n_t, t0, stride, kh, tile = tile_case(rng, seed)
-        q, cache = rand_i8(rng, g * hs), rand_k(rng, 80 * n_kv * hs)
+        hs = min(hs, K.qk_head_size_max(qb, kb))
+        q, cache = rand_width(rng, qb, g * hs), rand_width(rng, kb, 80 * n_kv * hs)
         if seed % 10 == 3:
-            q[:], cache[::2], cache[1::2] = -128, *k_extremes
+            q[:], (cache[::2], cache[1::2]) = extremes(qb)[0], extremes(kb)
         prev = rng.integers(-(2**17), 2**17, g).astype(np.int32) if t0 else np.full(g, 2**30, np.int32)
         c = Case(kernel, f"seed={seed} g={g} hs={hs} t0={t0} n_t={n_t} tile={tile}")
         k, k_stride, rows = _kv_operand(c, cache, n_kv * hs, kh, hs, t0, n_t, tile)
@@ -607,7 +634,7 @@ def _gen_scores(kernel, n_seeds, seed0, rand_k, k_extremes):
         max_ = c.out(np.concatenate([prev, np.full(4, -555, np.int32)]))
         c.call(kernel, scores, stride, max_, c.arr(q), k, k_stride, t0, n_t, g, hs)
         want = np.full((g, stride), POISON32, np.int64)
-        want[:, t0:t0 + n_t], want_max = twin_scores_max(q, rows, prev if t0 else None)
+        want[:, t0:t0 + n_t], want_max = twin_scores_max(q, rows, prev if t0 else None, K.score_shift(qb, kb))
         c.expect(scores, want, "scores (poison outside [t0, t0 + n_t))")
         c.expect(max_, np.concatenate([want_max, np.full(4, -555)]), "max (poison past g)")
         cases.append(c)
@@ -802,18 +829,18 @@ EMBED_EDGES = [(1 << 30, 31), (3 << 26, 33), (2**31 - 1, 8), (2**31 - 1, 10), (5
                (1 << 30, 12)]
 
 
-def gen_add_sat():
+def gen_residual_add():
     cases = []
     for seed in seeds(50):
         rng = np.random.default_rng(seed)
         n = int(rng.integers(1, 2000))
         a, b = (rng.integers(-32768, 32768, n, dtype=np.int16) for _ in range(2))
         a[:4], b[:4] = [32767, -32768, 32767, -32768], [32767, -32768, -32768, 1]
-        want = K.add_sat16(a, b)
-        c = Case("add_sat_i16", f"seed={seed} n={n}")
+        want = K.residual_add(a, b)
+        c = Case("residual_add_i16", f"seed={seed} n={n}")
         y, ap, bp = c.out(np.zeros(n, np.int16)), c.out(a), c.arr(b)
-        c.call("add_sat_i16", y, ap, bp, n)
-        c.call("add_sat_i16", ap, ap, bp, n)  # in place
+        c.call("residual_add_i16", y, ap, bp, n)
+        c.call("residual_add_i16", ap, ap, bp, n)  # in place
         c.expect(y, want, "y")
         c.expect(ap, want, "y (in place)")
         cases.append(c)
@@ -865,6 +892,42 @@ def argmax_case(x, label):
     want = K.argmax(x)
     assert want == int(np.flatnonzero(x == x.max())[0])
     c.expect_ret(i, want, "argmax")
+    return c
+
+
+def gen_sample():
+    """The sampler over logit vectors like the model's (int32 near 2^24) and the edges: one huge logit, all equal,
+    p = 1 (temperature only), a tiny p (the top token), mult 0 (argmax); several draws on one state each."""
+    cases = []
+    for seed in seeds(40):
+        rng = np.random.default_rng(seed)
+        n = int(rng.choice([2, 7, 512, 513, 2048]))
+        x = (rng.standard_normal(n) * float(rng.choice([1e3, 1e5, 1e6, 4e6]))).astype(np.int32)
+        if seed % 5 == 0:
+            x[rng.integers(n)] = 2**31 - 1
+        if seed % 7 == 0:
+            x[:] = int(x[0])
+        mult = int(rng.choice([0, 1, 37, 15_000, 250_000, 2**31 - 1]))
+        p = int(rng.choice([1, 3000, 58_982, 65_535, 65_536]))
+        cases.append(sample_case(x, mult, p, int(rng.integers(0, 2**32)), f"seed={seed} n={n} mult={mult} p={p}"))
+    cases.append(sample_case(np.array([-(2**31), 2**31 - 1], np.int32), 2**31 - 1, 65_536, 1, "extremes"))
+    return cases
+
+
+def sample_case(x, mult, p, seed, label, draws: int = 3):
+    c = Case("sample_top_p_i32", label)
+    xs, table = c.arr(x), c.arr(S.exp2_q15())
+    e, state = c.out(np.zeros(x.size, np.uint32)), c.out(np.array([S.rng_seed(seed)], np.uint32))
+    st = S.rng_seed(seed)
+    for _ in range(draws):
+        want, st = S.sample(x, mult, p, st)
+        c.expect_ret(c.call("sample_top_p_i32", e, xs, x.size, mult, p, table, state), want, "token")
+    c.expect(state, np.array([st], np.uint32), "xorshift state")
+    kept = np.zeros(x.size, np.uint32)
+    if mult:
+        pk = S.packed(x, mult)
+        kept[:len(pk)] = pk
+    c.expect(e, kept, "packed exps")
     return c
 
 
@@ -981,19 +1044,24 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "rmsnorm_i8": gen_rmsnorm,
     "rope_i8": gen_rope,
     "attention_i8": gen_attention,
-    "attn_scores_i8": gen_attn_scores,
+    "attn_scores_i8": lambda: gen_attn_scores("attn_scores_i8", 60, 0),
     "rope_i16": gen_rope_i16,
     "attention_k16": gen_attention_k16,
-    "attn_scores_k16": gen_attn_scores_k16,
+    "attn_scores_k16": lambda: gen_attn_scores("attn_scores_k16", 40, 700),
+    "rope_q12": gen_rope_q12,
+    **{k: (lambda k=k: gen_attention_wide(k)) for k in WIDE_ATTENTION},
+    **{k: (lambda k=k, i=i: gen_attn_scores(k, 30, 1400 + 100 * i)) for i, k in enumerate(SCORE_FORMS)
+       if k not in ("attn_scores_i8", "attn_scores_k16")},
     "attn_exp_av_i8": gen_attn_exp_av,
     "attn_out_i8": gen_attn_out,
     "zero_i32": gen_zero,
     "attention_tiled": gen_attention_tiled,
     "swiglu_i8": gen_swiglu,
     "swiglu_dyn_i8": gen_swiglu_dyn,
-    "add_sat_i16": gen_add_sat,
+    "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
+    "sample_top_p_i32": gen_sample,
     "dma": gen_dma,
     "tiles": gen_tiles,
 }
@@ -1082,9 +1150,10 @@ def test_harness_has_no_soft_float(harness):
 
 
 KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8", "attention_i8", "attn_scores_i8",
-                "rope_i16", "attention_k16", "attn_scores_k16",
+                "rope_i16", "attention_k16", "attn_scores_k16", "rope_q12", *WIDE_ATTENTION,
+                "attn_scores_q12", "attn_scores_q12k16", "attn_scores_q16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
-                "add_sat_i16", "embed_i16", "argmax_i32", "dma", "linear_tile_load", "kv_tile_load"]
+                "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
 def check_runs(kernel, runs):

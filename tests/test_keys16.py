@@ -90,11 +90,11 @@ def test_keys16_c_matches_golden(keys16, tmp_path):
 def test_keys16_streams_int16_k_tiles_through_a_small_l1(tmp_path):
     c = compile_deployment(DPLY, [KEYS16, "memory.L1=16KiB"])
     att = next(s for s in c.plan.steps if s.kernel == "attention_k16")
-    assert att.tiling.kind == "positions" and "k" in att.tiling.buffers and att.tiling.tile < c.dep.model.dims.context
-    assert {c.plan.values[b].dtype for b in att.tiling.buffers["k"]} == {"int16"}
-    assert {c.plan.values[b].dtype for b in att.tiling.buffers["v"]} == {"int8"}
+    assert att.staging.tiling.kind == "positions" and "k" in att.staging.tiling.buffers and att.staging.tiling.tile < c.dep.model.dims.context
+    assert {c.plan.values[b].dtype for b in att.staging.tiling.buffers["k"]} == {"int16"}
+    assert {c.plan.values[b].dtype for b in att.staging.tiling.buffers["v"]} == {"int8"}
     d, p = c.dep.model.dims, c.plan.report_pos
-    assert att.dma_bytes - sum(x.nbytes for x in att.xfers) == 3 * (p + 1) * d.kv_dim  # K 2 B, V 1 B a position
+    assert att.staging.dma_bytes - sum(x.nbytes for x in att.staging.xfers) == 3 * (p + 1) * d.kv_dim  # K 2 B, V 1 B a position
     check_host(c, tmp_path)
     assert "attn_scores_k16" in (tmp_path / "build" / "model.c").read_text()
 

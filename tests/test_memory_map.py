@@ -36,9 +36,9 @@ def toy_plan() -> dict:
             {"name": "kv.k.0", "level": "L2", "offset": 0, "size": 4096, "first_step": 0, "last_step": 9,
              "persistent": True, "dtype": "int8", "shape": [64, 64]},
             {"name": "odd<&>", "level": "L1", "offset": 576, "size": 8, "first_step": 3, "last_step": 4}]
-    mem = {"L1": {"size_bytes": 8192, "arena_bytes": 640, "lower_bound_bytes": 584},
-           "L2": {"size_bytes": 65536, "arena_bytes": 4096, "lower_bound_bytes": 4096},
-           "L3": {"size_bytes": 1 << 20, "arena_bytes": 0, "lower_bound_bytes": 0}}
+    mem = {"L1": {"budget_bytes": 8192, "arena_bytes": 640, "lower_bound_bytes": 584},
+           "L2": {"budget_bytes": 65536, "arena_bytes": 4096, "lower_bound_bytes": 4096},
+           "L3": {"budget_bytes": 1 << 20, "arena_bytes": 0, "lower_bound_bytes": 0}}
     return {"deployment": "toy", "memory": mem, "steps": [{"op": f"s{i}"} for i in range(10)], "buffers": bufs}
 
 

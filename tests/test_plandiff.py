@@ -56,7 +56,7 @@ def test_one_line_map_change(built):
 @needs_model
 def test_one_line_memory_change(built):
     text = format_diff(diff_plans(load_plan(built["base"]), load_plan(built["l1"])))
-    assert len(text.splitlines()) < 10 and "L1 size 262,144 B -> 131,072 B (-131,072 B)" in text, text
+    assert len(text.splitlines()) < 10 and "L1 budget 262,144 B -> 131,072 B (-131,072 B)" in text, text
     assert "L2" not in text and "step" not in text
 
 
@@ -90,7 +90,7 @@ def plan(layers: int = 5) -> dict:
              "last_step": 2 + 5 * i + j, "dtype": "int8", "shape": [64]} for i in range(layers) for j, o in enumerate(OPS)]
     return {"deployment": "toy", "target": "siracusa", "model": {"layers": layers, "dim": 64},
             "quantization": {"weights": "int8 per_channel symmetric"},
-            "memory": {"L1": {"size_bytes": 262144, "capacity_bytes": 262144, "arena_bytes": 2304,
+            "memory": {"L1": {"budget_bytes": 262144, "capacity_bytes": 262144, "arena_bytes": 2304,
                               "lower_bound_bytes": 2304, "weight_bytes": 0, "alignment": 4, "holds": ["activations"]}},
             "scales": {f"s{i}": 0.1 * (i + 1) for i in range(20)}, "steps": steps, "buffers": bufs,
             "constants": [{"name": "embed.w", "dtype": "int8", "shape": [512, 64], "bytes": 32768}]}
@@ -149,7 +149,7 @@ def test_header_and_memory_lines():
     b["target"] = "host"
     b["quantization"]["weights"] = "int8 per_tensor symmetric"
     b["memory"]["L1"].update(arena_bytes=1792, lower_bound_bytes=1536, alignment=8)
-    b["memory"]["L3"] = {"size_bytes": 1 << 20}
+    b["memory"]["L3"] = {"budget_bytes": 1 << 20}
     assert diff_plans(a, b) == [
         "target: siracusa -> host",
         "quantization.weights: int8 per_channel symmetric -> int8 per_tensor symmetric",
@@ -210,3 +210,53 @@ def test_reorder_partial_fold_and_args():
         "20 steps: rule linear_i8_cluster -> x (layers[*].attn.q, layers[*].attn_norm, layers[*].attn.k, ...)",
         "lm_head: args changed",
     ]
+
+
+def with_prefill(p: dict) -> dict:
+    p = copy.deepcopy(p)
+    p["prefill"] = {"chunk": 16, "arena_bytes": {"L1": 4096}, "steps": [dict(s, mode="gemm") for s in p["steps"]],
+                    "buffers": copy.deepcopy(p["buffers"])}
+    return p
+
+
+def test_prefill_is_summarised_like_the_decode_plan():
+    a = with_prefill(plan())
+    b = copy.deepcopy(a)
+    b["prefill"]["arena_bytes"] = {"L1": 2048}
+    for s in b["prefill"]["steps"]:
+        if s["op"].endswith("attn.q"):
+            s["cores"] = 4
+    b["prefill"]["buffers"][0]["offset"] = 640
+    assert diff_plans(a, b) == ["prefill arena_bytes: {L1: 4,096} -> {L1: 2,048}", "prefill layers[*].attn.q: cores 8 -> 4",
+                                "prefill buffers moved/resized: 1", "  layers.0.attn_norm: offset 0 -> 640 (+640)"]
+    assert diff_plans(plan(), a) == ["prefill plan added"] and diff_plans(a, a) == []
+
+
+def test_all_shows_every_example_and_lines_fit_a_terminal():
+    a, b = plan(layers=40), plan(layers=40)
+    for i, buf in enumerate(b["buffers"]):
+        buf["offset"] += i          # a different change on every buffer: nothing folds
+    few, every = diff_plans(a, b), diff_plans(a, b, few=None)
+    assert len(few) == 5 and few[-1] == "  ... and 196 more (deeploy diff --all shows them)"
+    assert len(every) == 200 and not any("more" in x for x in every)  # the first buffer does not move
+    b["quantization"]["weights"] = "w" * 500
+    text = format_diff(diff_plans(a, b))
+    assert max(map(len, text.splitlines())) <= 160 and "chars)" in text.splitlines()[0]
+
+
+def test_cli_diff_exit_codes_and_json(tmp_path):
+    import json
+    import yaml
+    from conftest import invoke
+    for name, p in (("a", plan()), ("b", plan())):
+        (tmp_path / name).mkdir()
+        if name == "b":
+            step(p, "lm_head")["cores"] = 1
+        (tmp_path / name / "plan.yaml").write_text(yaml.safe_dump(p))
+    same, differ = invoke("diff", tmp_path / "a", tmp_path / "a"), invoke("diff", tmp_path / "a", tmp_path / "b")
+    assert (same.returncode, same.stdout) == (0, "no changes\n")
+    assert (differ.returncode, differ.stdout) == (1, "lm_head: cores 8 -> 1\n")
+    js = invoke("diff", tmp_path / "a", tmp_path / "b", "--json")
+    assert js.returncode == 1 and json.loads(js.stdout) == {"equal": False, "changes": ["lm_head: cores 8 -> 1"]}
+    missing = invoke("diff", tmp_path / "a", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no plan found" in missing.stderr

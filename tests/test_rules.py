@@ -6,6 +6,7 @@ and QuantModel that every deployment here is lowered against.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from deeploy_dsl.errors import SpecError
 from deeploy_dsl.ir.graph import build_graph
 from deeploy_dsl.frontend.interpret import load_deployment
 from deeploy_dsl.passes.mapping import hint_matches, place_ops
-from deeploy_dsl.passes.rules import HOST_RULES, RULES, Pattern, Rule, build_add, build_rmsnorm, lower, rules_for
-from deeploy_dsl.kernels.registry import ADD, RMSNORM
+from deeploy_dsl.passes.rules import HOST_RULES, RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.kernels.registry import RESIDUAL_ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
@@ -283,11 +284,15 @@ def test_every_step_records_the_rule_that_fired(base):
     assert steps["layers.0.attn.v"].rule == "linear_i8_cluster"  # writes the int8 KV cache row
     assert steps["layers.0.attn.o"].rule == "linear_i16_cluster" and steps["lm_head"].rule == "linear_i32_cluster"
     # every cluster rule fires but the other variant of each quantize knob: RoPE on int16 values only with int16 keys,
-    # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting
+    # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting, the wider queries' rules only
+    # with `queries int12 | int16`
     q = base.dep.quant
+    assert q.queries == "int8"
     unused = ({"rope_i16_q14", "attention_k16_gqa"} if q.keys != "int16" else {"attention_i8_gqa"}) \
         | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
-        | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set())
+        | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set()) \
+        | {"linear_q12_cluster", "linear_q4_q12_cluster", "rope_q12_q14", "attention_q12_gqa", "attention_q12k16_gqa",
+           "attention_q16_gqa"}
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
                                                  if r.engine == "cluster" and r not in HOST_RULES} - unused
     from deeploy_dsl.compiler import compile_deployment
@@ -313,16 +318,30 @@ def test_a_rule_that_declines_passes_to_the_next(base, tmp_path):
 
 
 def test_the_first_matching_rule_wins(base, tmp_path):
-    late = RULES + (Rule("late_add", Pattern("add"), ADD, build_add),)
+    late = RULES + (Rule("late_add", Pattern("residual_add"), RESIDUAL_ADD, build_residual_add),)
     assert "late_add" not in {s.rule for s in plan_for(base, write_dply(tmp_path), rules=late).steps}
-    early = (Rule("early_add", Pattern("add"), ADD, build_add),) + RULES
-    adds = [s for s in plan_for(base, write_dply(tmp_path), rules=early).steps if s.kernel == "add_sat_i16"]
+    early = (Rule("early_add", Pattern("residual_add"), RESIDUAL_ADD, build_residual_add),) + RULES
+    adds = [s for s in plan_for(base, write_dply(tmp_path), rules=early).steps if s.kernel == "residual_add_i16"]
     assert len(adds) == 10 and {s.rule for s in adds} == {"early_add"}
 
 
 def test_an_op_no_rule_lowers_is_an_error(base, tmp_path):
     with pytest.raises(SpecError, match="no rule lowers swiglu layers.0.mlp.swiglu"):
         plan_for(base, write_dply(tmp_path), rules=tuple(r for r in RULES if r.kind != "swiglu"))
+
+
+def test_vocabularies_are_checked_where_records_are_made():
+    """A misspelt op kind, engine, dtype, value kind or prefill mode fails at once instead of never matching."""
+    from deeploy_dsl.ir.graph import Arg, Value
+    from deeploy_dsl.kinds import DType, OpKind
+    for bad in (lambda: Pattern("linaer"), lambda: Pattern("linear", "npuu"), lambda: Pattern("linear", out="int9"),
+                lambda: Value("x", "int9", (4,), "act"), lambda: Value("x", "int8", (4,), "actv"), lambda: Arg("buff"),
+                lambda: dataclasses.replace(RMSNORM, prefill="gemv")):
+        with pytest.raises(ValueError):
+            bad()
+    p = Pattern("linear", out="int8")
+    assert p.kind is OpKind.LINEAR and p.out is DType.INT8 and p.out == "int8" and f"{p.out}" == "int8"
+    assert Value("x", "int16", (3,), "act").nbytes == 6 and DType.INT16.ctype == "int16_t"
 
 
 def test_host_rules_only_on_the_host():

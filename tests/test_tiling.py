@@ -39,15 +39,15 @@ def test_tiles_shrink_with_the_budget(model_dir):
     for budget in ("6KiB", "16KiB", "256KiB"):
         c = compile_deployment(DPLY, [f"memory.L1={budget}"])
         lm = next(s for s in c.plan.steps if s.op == "lm_head")
-        rows[budget] = (lm.tiling.tile, lm.tiles)
-        assert sum(s.dma_bytes for s in c.plan.steps) >= c.plan.dma_lower_bound
+        rows[budget] = (lm.staging.tiling.tile, lm.staging.tiles)
+        assert sum(s.staging.dma_bytes for s in c.plan.steps) >= c.plan.dma_lower_bound
     assert rows["6KiB"][0] < rows["16KiB"][0] < rows["256KiB"][0] == 512
     assert rows["256KiB"][1] == 1  # fits whole: not tiled
 
 
 def test_dma_is_within_ten_percent_of_its_lower_bound_at_64kib(model_dir):
     c = compile_deployment(DPLY, ["memory.L1=64KiB"])
-    moved = sum(s.dma_bytes for s in c.plan.steps)
+    moved = sum(s.staging.dma_bytes for s in c.plan.steps)
     assert c.plan.dma_lower_bound <= moved <= 1.10 * c.plan.dma_lower_bound
 
 
@@ -81,7 +81,7 @@ def test_the_c_program_moves_what_the_plan_says(model_dir, tmp_path):
     res = subprocess.run([str(exe), "--ids", "1", "--tokens", str(p + 1), "--print-ids", "--no-stop", "--dma", "--no-prefill"],
                          capture_output=True, text=True, check=True)
     per_pos = parse_program_output(res.stdout + res.stderr)[2]
-    assert per_pos[p] == sum(s.dma_bytes for s in c.plan.steps)
+    assert per_pos[p] == sum(s.staging.dma_bytes for s in c.plan.steps)
 
 
 @pytest.mark.parametrize("cores", [2, 3, 8])

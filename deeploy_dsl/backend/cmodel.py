@@ -20,8 +20,9 @@ from dataclasses import dataclass, field, replace
 
 import jinja2
 
-from ..ir.graph import C_TYPE, ITEMSIZE, Plan, Step
+from ..ir.graph import Plan, Step
 from ..kernels.layout import ROWS_PER_BLOCK, n_blocks
+from ..kinds import ArgKind, Engine, Mode, TileScheme
 from ..passes.prefill import mode
 
 PLACEHOLDER = re.compile(r"@\{(\w+):([^}]*)\}")
@@ -119,7 +120,7 @@ class UnitRenderer:
 
     def _buf_value(self, name: str) -> str:
         b, v = self.where[name], self.plan.values[name]
-        return f"({C_TYPE[v.dtype]} *)(arena_{b.level} + {b.offset})"
+        return f"({v.dtype.ctype} *)(arena_{b.level} + {b.offset})"
 
     def _buf_doc(self, name: str) -> str:
         v = self.plan.values[name]
@@ -127,11 +128,11 @@ class UnitRenderer:
 
     def buf(self, name: str) -> str:
         v = self.plan.values[name]
-        return self._put("B", rel(name), self._buf_value(name), C_TYPE[v.dtype] + " *", self._buf_doc(name))
+        return self._put("B", rel(name), self._buf_value(name), v.dtype.ctype + " *", self._buf_doc(name))
 
     def bufs(self, key: str, names) -> str:
         v = self.plan.values[names[0]]
-        return self._put("BA", key, tuple(self._buf_value(n) for n in names), C_TYPE[v.dtype] + " *",
+        return self._put("BA", key, tuple(self._buf_value(n) for n in names), v.dtype.ctype + " *",
                          f"{_shape(v.shape)} {v.dtype} each", len(names))
 
     def const(self, name: str) -> str:
@@ -154,12 +155,12 @@ class UnitRenderer:
         return math.prod(shape)
 
     def arg(self, s: Step, a, md: str) -> str:
-        tok_rows = md not in ("gemm", "flat")
-        if a.kind == "int":
+        tok_rows = md not in (Mode.GEMM, Mode.FLAT)
+        if a.kind == ArgKind.INT:
             return self.int(s, a.label)
-        if a.kind in ("pos", "token"):
+        if a.kind in (ArgKind.POS, ArgKind.TOKEN):
             return f"c->{a.kind}"
-        if a.kind == "buf":
+        if a.kind == ArgKind.BUF:
             b = self.buf(a.name)
             if a.row == "pos":
                 return f"{b} + c->{'pos0' if not tok_rows else 'pos'} * {self.row(a.name)}"
@@ -174,7 +175,7 @@ class UnitRenderer:
     def view(self, s: Step) -> dict:
         md = self.modes[s.op]
         exprs = [self.arg(s, a, md) for a in s.args]
-        staged = {x.arg: x for x in s.xfers}
+        staged = {x.arg: x for x in s.staging.xfers}
         l1 = self.c.dep.memory[0].name
         local, stage_in, stage_out = [], [], []  # local: what the kernel reads, staging applied
         for i, e in enumerate(exprs):
@@ -184,16 +185,16 @@ class UnitRenderer:
                 continue
             b = self.buf(x.buf)
             local.append(b)
-            item = {"buf": b, "far": e, "nbytes": f"c->n * {x.nbytes}" if md == "gemm" and x.out else x.nbytes,
+            item = {"buf": b, "far": e, "nbytes": f"c->n * {x.nbytes}" if md == Mode.GEMM and x.out else x.nbytes,
                     "what": rel(s.args[i].name), "level": l1}
             (stage_out if x.out else stage_in).append(item)
         at = {a.label: i for i, a in enumerate(s.args)}
         e = {a.label: exprs[i] for i, a in enumerate(s.args)}
         v = {"title": "@{T:}", "role": rel(s.op), "rule": s.rule, "math": rel_text(s.math), "kernel": s.kernel,
-             "engine": f"{s.engine} x{s.cores}" if s.engine == "cluster" else s.engine, "stage_in": stage_in,
-             "stage_out": stage_out, "tiles_note": "", "body": "plain", "tok_loop": md == "gemm",
+             "engine": f"{s.engine} x{s.cores}" if s.engine == Engine.CLUSTER else s.engine, "stage_in": stage_in,
+             "stage_out": stage_out, "tiles_note": "", "body": "plain", "tok_loop": md == Mode.GEMM,
              "args": ", ".join(local)}
-        if s.split is not None and s.tiling is None:
+        if s.split is not None and s.staging.tiling is None:
             sp = s.split
             unit = sp.unit if isinstance(sp.unit, int) else s.arg(sp.unit).value
             count = s.arg(sp.count).value
@@ -207,15 +208,15 @@ class UnitRenderer:
                     text = "hi - lo"
                 args.append(text)
             v.update(body="split", split_args=", ".join(args), unit=unit,
-                     units=f"c->n * {count // unit}" if md == "flat" else str(count // unit))
-        if s.engine == "npu":
+                     units=f"c->n * {count // unit}" if md == Mode.FLAT else str(count // unit))
+        if s.engine == Engine.NPU:
             v.update(body="npu", y=local[at["y"]], x=local[at["x"]], w=e["w"], mult=e["mult"], shift=e["shift"],
                      n_in=s.arg("n_in").value, n_out=s.arg("n_out").value, bits=s.spec.out_bits,
-                     dyn_shift=s.arg("shift").kind == "buf", n_tok="c->n" if md == "gemm" else "1")
-        t = s.tiling
-        if t is not None and t.kind == "rows":
+                     dyn_shift=s.arg("shift").kind == ArgKind.BUF, n_tok="c->n" if md == Mode.GEMM else "1")
+        t = s.staging.tiling
+        if t is not None and t.kind == TileScheme.ROWS:
             v.update(self.rows_view(s, t, e, local[at["y"]], md))
-        elif t is not None and t.kind == "positions":
+        elif t is not None and t.kind == TileScheme.POSITIONS:
             v.update(self.positions_view(s, t, e, local, at))
         return v
 
@@ -234,7 +235,7 @@ class UnitRenderer:
             else:
                 b = self.buf(names[0])
                 tiles[role] = ([b], b, b)
-        dyn = s.arg("shift").kind == "buf"  # per-token scales: the kernel reads this token's shift, no shift tiles
+        dyn = s.arg("shift").kind == ArgKind.BUF  # per-token scales: the kernel reads this token's shift, no shift tiles
         return dict(body="rows", nbuf=nbuf, tile=t.tile, n_tiles=n_tiles, blocks=n_blocks(n_out), n_in=n_in,
                     n_out=n_out, w_row=s.spec.row_bytes(s),
                     extra="".join(f", {self.int(s, p)}" for p in s.spec.trailing),  # int4: the group size
@@ -245,7 +246,7 @@ class UnitRenderer:
                     shift_tile=tiles["shift"][0], shift_tile_at=tiles["shift"][1], shift_tile_next=tiles["shift"][2],
                     tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
                                + (", double-buffered" if t.double_buffer else "")
-                               + (", each tile applied to every token of the chunk" if md == "gemm" else ""))
+                               + (", each tile applied to every token of the chunk" if md == Mode.GEMM else ""))
 
     def positions_view(self, s: Step, t, e: dict, local: list, at: dict) -> dict:
         d = self.c.dep.model.dims
@@ -259,7 +260,7 @@ class UnitRenderer:
         passes = {}
         for which in ("k", "v"):
             # a tile load moves bytes: a cache wider than int8 (int16 keys) is cast, its rows eb times as long
-            eb = ITEMSIZE[self.plan.values[s.arg(which + "_cache").name].dtype]
+            eb = self.plan.values[s.arg(which + "_cache").name].dtype.itemsize
             cache = e[which + "_cache"]
             h0 = "" if one_group else f" + j.h0 * {hs}"
             src = f"(const int8_t *){cache}" if eb > 1 and one_group else \
@@ -314,7 +315,7 @@ class UnitRenderer:
         """tasks: a GEMM step's per-core tasks, for one token (one), for a chunk's tokens (chunk) or both."""
         name = unit_name([s.op for s in steps])
         md = self.modes[steps[0].op]
-        self.out = Rendering(self.plan_name, layer_of(steps[0].op), rel(name), name, md == "last", md == "token",
+        self.out = Rendering(self.plan_name, layer_of(steps[0].op), rel(name), name, md == Mode.LAST, md == Mode.TOKEN,
                              steps)
         v = self.fork_view(steps) if len(steps) > 1 else self.view(steps[0])
         v["tasks"] = tasks

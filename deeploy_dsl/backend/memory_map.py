@@ -87,8 +87,9 @@ def memory_map_svg(plan: dict, level: str) -> str:
 
     name = plan.get("deployment") or "plan"
     title = f"{name}: {level} arena {_bytes(arena)}, lower bound {_bytes(lower)}"
-    if mem.get("size_bytes") is not None:
-        title += f", budget {_bytes(_int(mem.get('size_bytes')))}"
+    budget = mem.get("budget_bytes", mem.get("size_bytes"))  # size_bytes: plans before the rename
+    if budget is not None:
+        title += f", budget {_bytes(_int(budget))}"
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" {FONT}>',
            f"<title>{escape(title)}</title>", "<defs>"]
     persistent = sorted({colour(b.get("name", "")) for b in bufs if b.get("persistent")})

@@ -12,16 +12,17 @@ import json
 import yaml
 
 from ..ir.graph import Arg
+from ..kinds import ArgKind
 from ..passes.prefill import mode
 from .report import tile_text
 
 
 def _arg(a: Arg) -> str:
-    if a.kind == "int":
+    if a.kind == ArgKind.INT:
         return f"{a.label}={a.value}"
-    if a.kind in ("pos", "token"):
+    if a.kind in (ArgKind.POS, ArgKind.TOKEN):
         return f"{a.label}={a.kind}"
-    if a.kind == "buf":
+    if a.kind == ArgKind.BUF:
         row = "[pos]" if a.row == "pos" else ""
         return f"{a.label}={a.name}{row}"
     row = "[pos]" if a.row == "pos" else ""
@@ -67,16 +68,18 @@ def plan_yaml(c) -> str:
                            f"stat {dep.quant.calibration.stat}"
                            + (f"({dep.quant.calibration.percentile:g})" if dep.quant.calibration.stat == "percentile" else ""),
             "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys,
+            **({"queries": dep.quant.queries + (" (in int16, +-2047)" if dep.quant.queries == "int12" else "")}
+               if dep.quant.queries != "int8" else {}),
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
-        "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
+        "memory": {lvl.name: {"budget_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,
                               "arena_bytes": alloc.arena_bytes[lvl.name], "lower_bound_bytes": alloc.lower_bound[lvl.name],
                               "aligned_lower_bound_bytes": alloc.aligned_lower_bound[lvl.name],
                               "optimal": alloc.optimal[lvl.name],
                               "weight_bytes": alloc.weight_bytes[lvl.name], "alignment": lvl.alignment,
                               "double_buffer": lvl.double_buffer, "holds": list(lvl.holds)} for lvl in dep.memory},
-        "dma": {"report_position": plan.report_pos, "bytes_per_token": sum(s.dma_bytes for s in plan.steps),
+        "dma": {"report_position": plan.report_pos, "bytes_per_token": sum(s.staging.dma_bytes for s in plan.steps),
                 "lower_bound_bytes": plan.dma_lower_bound},
     }
     out = [yaml.safe_dump(head, sort_keys=False, width=120).rstrip()]
@@ -86,10 +89,10 @@ def plan_yaml(c) -> str:
     out.append("steps:  # one flow mapping per step: what runs, on which engine, with which arguments, and why")
     for s in plan.steps:
         out.append(f"  - {{index: {s.index}, op: {s.op}, rule: {s.rule}, kernel: {c_functions(s)}, engine: {s.engine}, "
-                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
+                   f"cores: {s.cores}, macs: {s.macs}, tiles: {s.staging.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.staging.dma_bytes},"
                    + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else ""))
         out.append(f"     args: [{', '.join(json.dumps(_arg(a)) for a in s.args)}],")
-        staging = [x.buf for x in s.xfers] + [b for bs in (s.tiling.buffers.values() if s.tiling else ()) for b in bs]
+        staging = [x.buf for x in s.staging.xfers] + [b for bs in (s.staging.tiling.buffers.values() if s.staging.tiling else ()) for b in bs]
         if staging:  # L1 buffers this step alone uses: DMA staging and tiles
             out.append(f"     staging: [{', '.join(json.dumps(b) for b in staging)}],")
         out.append(f"     why: {json.dumps(s.reason)}}}")
@@ -104,9 +107,9 @@ def plan_yaml(c) -> str:
         out.append("  steps:")
         for s in pre.plan.steps:
             shapes = [f"{a.label}={_flow(pre.plan.values[a.name].shape)}" for a in s.args
-                      if a.kind == "buf" and a.name in pre.plan.scaled]
+                      if a.kind == ArgKind.BUF and a.name in pre.plan.scaled]
             out.append(f"    - {{index: {s.index}, op: {s.op}, kernel: {c_functions(s)}, engine: {s.engine}, mode: {mode(s, pre.plan)}, "
-                       f"tiles: {s.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.dma_bytes},"
+                       f"tiles: {s.staging.tiles}, tile: {json.dumps(tile_text(s))}, dma_bytes: {s.staging.dma_bytes},"
                        + (f" fork: [{s.fork[0]}, {s.fork[1]}]," if s.fork else "")
                        + f" chunk_shapes: [{', '.join(json.dumps(x) for x in shapes)}]}}")
         out.append("  buffers:")

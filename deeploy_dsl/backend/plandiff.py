@@ -3,9 +3,10 @@
 `diff_plans(a, b)` compares two parsed plans and returns a short list of lines in a fixed order:
 header and model/quantization keys, memory levels (with signed byte deltas), steps added/removed
 (matched by op name, never by index), per-step field changes, then one-paragraph summaries of
-buffers, scales and constants. Changes that repeat across layers print once, as `layers[*].attn.q`
-(every layer) or `layers[0..2,4].attn.q`. Unknown keys are diffed generically; missing ones are
-treated as absent, so older and newer plans can be compared.
+buffers, scales and constants; then the prefill plan's, summarised the same way on lines that start
+with `prefill`. Changes that repeat across layers print once, as `layers[*].attn.q` (every layer) or
+`layers[0..2,4].attn.q`; summaries show `few` examples (None: all). Unknown keys are diffed generically;
+missing ones are treated as absent, so older and newer plans can be compared.
 """
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import yaml
 
 STEP_KEYS = ("engine", "cores", "rule", "kernel", "tiles", "dma_bytes", "macs")
 STEP_SKIP = {"index", "op", "args", "why", "staging"}  # lists named per layer: summarised, not printed
-MEM_KEYS = (("size_bytes", "size"), ("capacity_bytes", "capacity"), ("arena_bytes", "arena"),
+MEM_KEYS = (("budget_bytes", "budget"), ("size_bytes", "size"), ("capacity_bytes", "capacity"), ("arena_bytes", "arena"),
             ("lower_bound_bytes", "lower bound"), ("weight_bytes", "weights"))
 BUF_KEYS = ("level", "offset", "size")
 DELTA_KEYS = {"dma_bytes", "macs", "size", "offset"}   # numeric fields where the signed change reads well
 SCALE_TOL = 0.01   # relative change below this is calibration noise
-FEW = 3            # examples shown per summary
+FEW = 3            # examples shown per summary (deeploy diff --all: every one)
+WIDTH = 160        # format_diff's longest line: what a terminal shows
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _LAYERED = re.compile(r"^(.*?)\.(\d+)(\..*)?$")
 
@@ -116,7 +118,7 @@ def _memory(a: dict, b: dict) -> list[str]:
         la, lb = a.get(lvl), b.get(lvl)
         if la is None or lb is None:
             what = "added" if la is None else "removed"
-            size = (lb or la or {}).get("size_bytes")
+            size = (lb or la or {}).get("budget_bytes", (lb or la or {}).get("size_bytes"))  # size_bytes: older plans
             out.append(f"memory level {lvl} {what}" + (f" ({_fmt(size)} B)" if size is not None else ""))
             continue
         out += [_change(f"{lvl} {lbl}", la.get(k), lb.get(k), " B") for k, lbl in MEM_KEYS if la.get(k) != lb.get(k)]
@@ -125,7 +127,7 @@ def _memory(a: dict, b: dict) -> list[str]:
     return out
 
 
-def _steps(a: list, b: list, n_layers) -> list[str]:
+def _steps(a: list, b: list, n_layers, few: int | None = FEW) -> list[str]:
     sa = {s.get("op"): s for s in a if isinstance(s, dict)}
     sb = {s.get("op"): s for s in b if isinstance(s, dict)}
     out = [f"step removed: {x}" for x in group([(op, "") for op in sa if op not in sb], n_layers)]
@@ -151,27 +153,27 @@ def _steps(a: list, b: list, n_layers) -> list[str]:
     per_desc = {d: sum(1 for _, x in pairs if x == d) for _, d in pairs}
     done = set()
     for label, d in pairs:       # one change on many different ops (a target switch): one line
-        if per_desc[d] <= FEW:
+        if few is None or per_desc[d] <= few:
             out.append(f"{label}: {d}")
         elif d not in done:
             done.add(d)
             n, eg = sum(1 for _, x in changed if x == d), [lb for lb, x in pairs if x == d]
             out.append(f"all {n} steps: {d}" if n == len(common_b) else
-                       f"{n} steps: {d} ({', '.join(eg[:FEW])}, ...)")
+                       f"{n} steps: {d} ({', '.join(eg[:few])}, ...)")
     return out
 
 
-def _summary(title: str, items: list[tuple[str, str]], n_layers) -> list[str]:
+def _summary(title: str, items: list[tuple[str, str]], n_layers, few: int | None) -> list[str]:
     if not items:
         return []
     lines = group(items, n_layers)
-    out = [f"{title}: {len(items)}"] + [f"  {x}" for x in lines[:FEW]]
-    if len(lines) > FEW:
-        out.append(f"  ... and {len(lines) - FEW} more")
+    out = [f"{title}: {len(items)}"] + [f"  {x}" for x in lines[:few]]
+    if few is not None and len(lines) > few:
+        out.append(f"  ... and {len(lines) - few} more (deeploy diff --all shows them)")
     return out
 
 
-def _buffers(a: list, b: list, n_layers) -> list[str]:
+def _buffers(a: list, b: list, n_layers, few: int | None = FEW, title: str = "buffers") -> list[str]:
     ba = {x.get("name"): x for x in a if isinstance(x, dict)}
     bb = {x.get("name"): x for x in b if isinstance(x, dict)}
     moved = []
@@ -184,11 +186,11 @@ def _buffers(a: list, b: list, n_layers) -> list[str]:
     gone = [(n, "") for n in ba if n not in bb]
     new = [(n, f"{y.get('level')} @ {_fmt(y.get('offset'))}, {_fmt(y.get('size'))} B")
            for n, y in bb.items() if n not in ba]
-    return (_summary("buffers moved/resized", moved, n_layers) + _summary("buffers removed", gone, n_layers)
-            + _summary("buffers added", new, n_layers))
+    return (_summary(f"{title} moved/resized", moved, n_layers, few) + _summary(f"{title} removed", gone, n_layers, few)
+            + _summary(f"{title} added", new, n_layers, few))
 
 
-def _scales(a: dict, b: dict) -> list[str]:
+def _scales(a: dict, b: dict, few: int | None = FEW) -> list[str]:
     a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
     rel = []
     for k in sorted(set(a) & set(b)):
@@ -202,11 +204,12 @@ def _scales(a: dict, b: dict) -> list[str]:
     if rel:
         rel.sort()
         top = ", ".join(f"{k} {x:.6g} -> {y:.6g} ({(y - x) / abs(x):+.1%})" if x else f"{k} {x:.6g} -> {y:.6g}"
-                        for _, k, x, y in rel[:FEW])
+                        for _, k, x, y in rel[:few])
         out.append(f"scales: {len(rel)} changed by >{SCALE_TOL:.0%}; largest: {top}")
     for what, names in (("added", sorted(set(b) - set(a))), ("removed", sorted(set(a) - set(b)))):
         if names:
-            out.append(f"scales {what}: {len(names)} ({', '.join(names[:FEW])}{', ...' if len(names) > FEW else ''})")
+            more = ", ..." if few is not None and len(names) > few else ""
+            out.append(f"scales {what}: {len(names)} ({', '.join(names[:few])}{more})")
     return out
 
 
@@ -222,12 +225,24 @@ def _constants(a: list, b: list) -> list[str]:
     return [f"constants: {', '.join(parts)} ({int(total):+,} B)"]
 
 
-def diff_plans(a: dict, b: dict) -> list[str]:
-    """What changed from plan `a` to plan `b`, as short lines in a fixed order; [] when equivalent."""
+def _prefill(a, b, n_layers, few: int | None) -> list[str]:
+    """The prompt's plan, summarised as the decode plan is (its steps carry a mode; its buffers live beside them)."""
+    a, b = a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}
+    if not a or not b:
+        return [] if a == b else [f"prefill plan {'added' if not a else 'removed'}"]
+    out = [_change(f"prefill {k}:", a.get(k), b.get(k)) for k in _keys(a, b)
+           if k not in ("steps", "buffers") and a.get(k) != b.get(k)]
+    out += [f"prefill {x}" for x in _steps(a.get("steps") or [], b.get("steps") or [], n_layers, few)]
+    return out + _buffers(a.get("buffers") or [], b.get("buffers") or [], n_layers, few, "prefill buffers")
+
+
+def diff_plans(a: dict, b: dict, few: int | None = FEW) -> list[str]:
+    """What changed from plan `a` to plan `b`, as lines in a fixed order; [] when equivalent. Summaries show `few`
+    examples each (None: every change)."""
     a, b = a or {}, b or {}
     n_layers = (b.get("model") or {}).get("layers") or (a.get("model") or {}).get("layers")
     n_layers = n_layers if isinstance(n_layers, int) else None
-    known = ("memory", "scales", "steps", "buffers", "constants")
+    known = ("memory", "scales", "steps", "buffers", "constants", "prefill")
     out = []
     for k in _keys(a, b):
         if k in known:
@@ -238,12 +253,17 @@ def diff_plans(a: dict, b: dict) -> list[str]:
         elif x != y:
             out.append(_change(f"{k}:", x, y))
     out += _memory(a.get("memory") or {}, b.get("memory") or {})
-    out += _steps(a.get("steps") or [], b.get("steps") or [], n_layers)
-    out += _buffers(a.get("buffers") or [], b.get("buffers") or [], n_layers)
-    out += _scales(a.get("scales") or {}, b.get("scales") or {})
+    out += _steps(a.get("steps") or [], b.get("steps") or [], n_layers, few)
+    out += _buffers(a.get("buffers") or [], b.get("buffers") or [], n_layers, few)
+    out += _scales(a.get("scales") or {}, b.get("scales") or {}, few)
     out += _constants(a.get("constants") or [], b.get("constants") or [])
-    return out
+    return out + _prefill(a.get("prefill"), b.get("prefill"), n_layers, few)
 
 
-def format_diff(lines: list[str]) -> str:
-    return "\n".join(lines) if lines else "no changes"
+def _clip(line: str, width: int) -> str:
+    return line if len(line) <= width else f"{line[:width - 24]}... (+{len(line) - width + 24:,} chars)"
+
+
+def format_diff(lines: list[str], width: int = WIDTH) -> str:
+    """The lines for a terminal: none longer than `width` (a long value is cut, saying how much is left out)."""
+    return "\n".join(_clip(x, width) for x in lines) if lines else "no changes"

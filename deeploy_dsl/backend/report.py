@@ -8,15 +8,16 @@ import json
 import re
 
 from ..engines.cost import summary
+from ..kinds import TileScheme
 
 DEFAULT_PREFILL = 16  # prompt tokens the summary's prefill assumes when the deployment has no tokenizer
 
 
 def tile_text(s) -> str:
-    t = s.tiling
-    if t is None or (t.kind == "positions" and "k" not in t.buffers):
+    t = s.staging.tiling
+    if t is None or (t.kind == TileScheme.POSITIONS and "k" not in t.buffers):
         return "-"
-    unit = "rows" if t.kind == "rows" else "positions"
+    unit = "rows" if t.kind == TileScheme.ROWS else "positions"
     return f"{t.tile} {unit}" + (" x2" if t.double_buffer else "")
 
 
@@ -25,7 +26,11 @@ def report_dict(c) -> dict:
     memory = {}
     for lvl in dep.memory:
         n = lvl.name
-        memory[n] = {"size_bytes": alloc.arena_bytes[n] + alloc.weight_bytes[n], "arena_bytes": alloc.arena_bytes[n],
+        # names as in plan.yaml; used_bytes: what the level holds (the C's arena and the weights)
+        c_arena = max(alloc.arena_bytes[n], c.prefill.alloc.arena_bytes[n] if c.prefill is not None else 0)
+        memory[n] = {"used_bytes": c_arena + alloc.weight_bytes[n], "c_arena_bytes": c_arena,
+                     "c_arena_from": "decode" if c_arena == alloc.arena_bytes[n] else "prefill",
+                     "arena_bytes": alloc.arena_bytes[n],
                      "lower_bound_bytes": alloc.lower_bound[n], "aligned_lower_bound_bytes": alloc.aligned_lower_bound[n],
                      "weight_bytes": alloc.weight_bytes[n], "budget_bytes": lvl.size_bytes,
                      "capacity_bytes": lvl.capacity_bytes, "optimal": alloc.optimal[n],
@@ -33,9 +38,9 @@ def report_dict(c) -> dict:
         if c.prefill is not None:  # the C's arena is the larger of both plans': they never run at once
             memory[n]["prefill_arena_bytes"] = c.prefill.alloc.arena_bytes[n]
     steps = [{"index": s.index, "op": s.op, "rule": s.rule, "kernel": s.kernel, "engine": s.engine, "cores": s.cores,
-              "tiles": s.tiles, "tile": tile_text(s), "dma_bytes": s.dma_bytes, "dma_cycles": s.dma_cycles, "macs": s.macs}
+              "tiles": s.staging.tiles, "tile": tile_text(s), "dma_bytes": s.staging.dma_bytes, "dma_cycles": s.staging.dma_cycles, "macs": s.macs}
              for s in plan.steps]
-    dma = sum(s.dma_bytes for s in plan.steps)
+    dma = sum(s.staging.dma_bytes for s in plan.steps)
     n_pre = len(c.tokenizer.encode(dep.generate.prompt)) if c.tokenizer is not None else DEFAULT_PREFILL
     perf = summary(plan, dep, max(n_pre, 1), c.prefill)
     if c.prefill is not None and c.prefill.note:
@@ -47,7 +52,7 @@ def report_dict(c) -> dict:
         "memory": memory, "performance": perf, "steps": steps,
         "totals": {"dma_bytes_per_token": dma, "dma_lower_bound_bytes": plan.dma_lower_bound,
                    "dma_over_lower_bound": round(dma / plan.dma_lower_bound, 4) if plan.dma_lower_bound else 1.0,
-                   "dma_cycles_per_token": sum(s.dma_cycles for s in plan.steps),
+                   "dma_cycles_per_token": sum(s.staging.dma_cycles for s in plan.steps),
                    "macs_per_token": sum(s.macs for s in plan.steps)},
     }
 
@@ -82,32 +87,43 @@ def _fold(rows: list[dict]) -> list[tuple[str, dict]]:
     return out
 
 
+def _serial_dma_note(steps: list[dict]) -> list[str]:
+    """Why a smaller L1 can be estimated faster: an operand copied whole is not overlapped with compute."""
+    whole = [s for s in steps if s["tiles"] == 1 and s["dma_cycles"] > 0 and s["engine"] != "npu"]
+    if not whole:
+        return []
+    cyc = sum(s["dma_cycles"] for s in whole)
+    return [f"  note: {len(whole)} steps copy operands whole, then compute: {cyc:,} DMA cycles/token not overlapped "
+            f"(streamed tiles overlap: a smaller L1 can be faster)"]
+
+
 def summary_text(r: dict) -> list[str]:
     p = r["performance"]
     dec, pre = p["decode"], p["prefill"]
     shares = ", ".join(f"{name} {e['ops']} ops, {e['mac_share']:.1%} of MACs" for name, e in sorted(p["engines"].items()))
     wm = p["npu_weight_memory"]
-    npu_mem = f"; NPU weight memory {wm['used_bytes']:,} of {wm['size_bytes']:,} B" if wm else ""
+    npu_mem = f"; NPU weight memory {wm['used_bytes']:,} of {wm['capacity_bytes']:,} B" if wm else ""
     return [f"  clock {p['clock_hz'] / 1e6:g} MHz; {shares}{npu_mem}",
             f"  decode at position {dec['position']}: {dec['cycles_per_token']:,} cycles/token, "
             f"{dec['tokens_per_s']:,.1f} tokens/s, {dec['uj_per_token']:,.2f} uJ/token (estimates)",
             f"  prefill of {pre['tokens']} tokens in chunks of {pre.get('chunk', pre['tokens'])}: {pre['cycles']:,} cycles "
             f"({pre['cycles_per_token']:,} per token), {pre['uj']:,.2f} uJ"] \
         + ([f"  note: {pre['note']}"] if pre.get("note") else []) \
-        + ([("  prefill arenas (the C's are the larger of decode and prefill): "
-             + ", ".join(f"{k} {m['prefill_arena_bytes']:,} B" for k, m in r["memory"].items() if "prefill_arena_bytes" in m))]
-           if any("prefill_arena_bytes" in m for m in r.get("memory", {}).values()) else [])
+        + _serial_dma_note(r.get("steps", []))
 
 
 def report_text(c) -> str:
     r = report_dict(c)
     lines = summary_text(r) + [""]
-    lines.append(f"  {'level':<6}{'arena':>11}{'lower bound':>13}{'weights':>11}{'budget':>12}{'capacity':>12}  allocation")
+    # the C's arena is the larger of the decode and prefill plans' (they never run at once); the bound is decode's
+    lines.append(f"  {'level':<6}{'C arena':>11}{'from':>8}{'decode':>11}{'lower bound':>13}{'weights':>11}{'budget':>12}"
+                 f"{'capacity':>12}  decode allocation")
     for name, m in r["memory"].items():
         state = "optimal" if m["optimal"] and m["gap_bytes"] == 0 else \
             (f"optimal, +{m['gap_bytes']} B over the bound" if m["optimal"] else f"{m['gap_bytes']} B over the bound, not proven")
-        lines.append(f"  {name:<6}{m['arena_bytes']:>11,}{m['lower_bound_bytes']:>13,}{m['weight_bytes']:>11,}"
-                     f"{m['budget_bytes']:>12,}{m['capacity_bytes']:>12,}  {state}")
+        lines.append(f"  {name:<6}{m['c_arena_bytes']:>11,}{m['c_arena_from']:>8}{m['arena_bytes']:>11,}"
+                     f"{m['lower_bound_bytes']:>13,}{m['weight_bytes']:>11,}{m['budget_bytes']:>12,}{m['capacity_bytes']:>12,}"
+                     f"  {state}")
     lines.append("")
     lines.append(f"  {'step':<28}{'rule':<26}{'engine':<12}{'tiles':>6}  {'tile':<18}{'dma B':>8}{'MACs':>8}"
                  f"{'cycles':>9}{'share':>7}{'util':>6}")

@@ -28,6 +28,7 @@ from torch import nn
 from ..model.llama2c import permute_rotary, write_safetensors
 from . import bpe
 from . import corpus
+from .card import write_card
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ def export(m: Llama, tok, out: Path, run: dict) -> None:
     (out / "config.json").write_text(json.dumps(hf_config(m.s), indent=2) + "\n")
     bpe.write(tok, out / "tok512.bin")
     (out / "train.json").write_text(json.dumps(run, indent=2) + "\n")
+    write_card(out, run)  # the card states this run's figures, whatever torch rounded to
 
 
 # ---- data -----------------------------------------------------------------------------------------

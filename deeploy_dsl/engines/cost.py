@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..frontend.spec import Deployment, Target
 from ..ir.graph import Plan, Step
 from ..kernels.layout import npu_packed_bytes
+from ..kinds import ArgKind, Engine, Mode
 from ..passes.prefill import mode
 
 
@@ -86,7 +87,7 @@ def npu_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: i
     """An NPU job for n_tok tokens, or a job per token when its input has per-token scales."""
     t = dep.target
     n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
-    per_token = s.arg("shift").kind == "buf"  # its input has per-token scales: a job per token
+    per_token = s.arg("shift").kind == ArgKind.BUF  # its input has per-token scales: a job per token
     compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
     return Work(compute, s.macs * n_tok)
 
@@ -120,19 +121,19 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
     a prefill chunk: n_tok tokens at positions pos0 ..): the kernel's cost function, then DMA and energy."""
     t, e = dep.target, dep.target.energy
     pos = plan.report_pos if pos is None else pos
-    dma = s.dma_cycles
+    dma = s.staging.dma_cycles
     w = s.spec.cost(s, plan, dep, n_tok, pos, pos0)
     macs = w.macs
-    if s.engine == "npu":
+    if s.engine == Engine.NPU:
         cycles = w.compute + dma
         peak = t.npu.k_block * t.npu.cols
         wbytes = npu_packed_bytes(s.arg("n_out").value, s.arg("n_in").value)
-        dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.dma_bytes * e.dma_pj_per_byte
+        dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.staging.dma_bytes * e.dma_pj_per_byte
     else:
-        overlapped = s.tiling is not None and s.tiling.double_buffer and s.tiles > 1
-        cycles = max(w.compute, dma) + math.ceil(dma / s.tiles) if overlapped else w.compute + dma
+        overlapped = s.staging.tiling is not None and s.staging.tiling.double_buffer and s.staging.tiles > 1
+        cycles = max(w.compute, dma) + math.ceil(dma / s.staging.tiles) if overlapped else w.compute + dma
         peak = s.cores * t.macs_per_cycle_per_core
-        dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.dma_bytes * e.dma_pj_per_byte
+        dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.staging.dma_bytes * e.dma_pj_per_byte
     util = macs / (cycles * peak) if macs and cycles else 0.0
     idle = e.idle_mw * 1e-3 * cycles / t.clock_hz * 1e12  # pJ
     return StepCost(s.op, s.engine, macs, cycles, w.compute, dma, util, dyn + idle)
@@ -151,15 +152,15 @@ def prefill_costs(pre, dep: Deployment, n: int) -> list[StepCost]:
         m = min(pre.chunk, n - pos0)
         for s in plan.steps:
             md = mode(s, plan)
-            if md == "last":
+            if md == Mode.LAST:
                 continue
-            if md == "token" and not s.spec.chunk_cost:
+            if md == Mode.TOKEN and not s.spec.chunk_cost:
                 one = step_cost(s, plan, dep)
                 out.append(StepCost(s.op, s.engine, one.macs * m, one.cycles * m, one.compute_cycles * m,
                                     one.dma_cycles * m, one.utilisation, one.energy_pj * m))
             else:
                 out.append(step_cost(s, plan, dep, m, pos0=pos0))
-    out += [step_cost(s, plan, dep, pos=n - 1) for s in plan.steps if mode(s, plan) == "last"]
+    out += [step_cost(s, plan, dep, pos=n - 1) for s in plan.steps if mode(s, plan) == Mode.LAST]
     return out
 
 
@@ -181,11 +182,11 @@ def summary(plan: Plan, dep: Deployment, prefill_tokens: int, prefill=None) -> d
     for e in engines.values():
         e["mac_share"] = round(e["macs"] / macs, 4)
     pre_cycles = sum(c.cycles for c in pre)
-    npu_consts = {a.name for s in plan.steps if s.engine == "npu" for a in s.args if a.kind == "const"}
+    npu_consts = {a.name for s in plan.steps if s.engine == Engine.NPU for a in s.args if a.kind == ArgKind.CONST}
     return {
         "clock_hz": t.clock_hz,
         "npu_weight_memory": {"used_bytes": sum(int(plan.consts[k].nbytes) for k in sorted(npu_consts)),
-                              "size_bytes": t.npu.weight_memory_bytes} if t.npu else None,
+                              "capacity_bytes": t.npu.weight_memory_bytes} if t.npu else None,
         "decode": {"position": plan.report_pos, "cycles_per_token": cycles,
                    "tokens_per_s": round(t.clock_hz / cycles, 1) if cycles else 0.0,
                    "uj_per_token": round(energy / 1e6, 3), "macs_per_token": sum(c.macs for c in dec)},

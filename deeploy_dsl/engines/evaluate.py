@@ -19,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..compiler import Compiled
+from ..kernels.twins import QK_BITS
 from ..quant.quantize import weights_q4
 from .golden import Golden
 from .runner import run_golden_compiled
@@ -125,8 +126,9 @@ def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0
 
         def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
             s = c.quant.scales.get(name)
-            wide = name.endswith(".attn.k") and q.keys == "int16"  # its scale is for 16 bits
-            return _fake_quant(x, s, 16 if wide else 8) if s and name.startswith(prefix) else x
+            # k's and q's scales are for their widths (keys, queries)
+            bits = QK_BITS[q.keys] if name.endswith(".attn.k") else QK_BITS[q.queries] if name.endswith(".attn.q") else 8
+            return _fake_quant(x, s, bits) if s and name.startswith(prefix) else x
 
         lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(sequences), transform=act)
         rows.append({"layer": unit, **compare(ref, lg, seqs[:, 1:])})

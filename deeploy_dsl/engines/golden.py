@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Plan
+from ..kinds import ArgKind, Mode
 from ..passes.arena import Allocation
 from ..passes.prefill import mode
 
-NP_DTYPE = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}
+NP_DTYPE = {"int8": np.int8, "int12": np.int16, "int16": np.int16, "int32": np.int32, "uint8": np.uint8}
 
 
 class Golden:
@@ -39,15 +40,15 @@ class Golden:
         """One step: the kernel's numpy twin on its arguments, by parameter name."""
         args = {}
         for a in s.args:
-            if a.kind == "buf":
+            if a.kind == ArgKind.BUF:
                 args[a.label] = self._view(a.name, a.row, pos, plan, where, t)
-            elif a.kind == "const":
+            elif a.kind == ArgKind.CONST:
                 c = plan.consts[a.name]
                 args[a.label] = c[pos] if a.row == "pos" else c[token] if a.row == "token" else c
-            elif a.kind == "int":
+            elif a.kind == ArgKind.INT:
                 args[a.label] = a.value
             else:
-                args[a.label] = pos if a.kind == "pos" else token
+                args[a.label] = pos if a.kind == ArgKind.POS else token
         s.spec.twin(**args)
 
     def forward(self, token: int, pos: int) -> np.ndarray:
@@ -69,12 +70,12 @@ class Golden:
         for c0 in range(0, n, pre.chunk):
             m = min(pre.chunk, n - c0)
             for s, md in zip(plan.steps, modes):
-                if md == "last":
+                if md == Mode.LAST:
                     continue
                 for t in range(m):
                     self._run(s, tokens[c0 + t], pos0 + c0 + t, plan, self.pwhere, t)
         t = (n - 1) % pre.chunk
         for s, md in zip(plan.steps, modes):
-            if md == "last":
+            if md == Mode.LAST:
                 self._run(s, tokens[-1], pos0 + n - 1, plan, self.pwhere, t)
         return self._view("logits", None, 0, plan, self.pwhere).copy()

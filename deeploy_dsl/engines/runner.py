@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.builddir import write_build
-from ..backend.codegen import render
+from ..backend.codegen import render, sampler_multiplier
 from ..compiler import Compiled, compile_deployment, load_tokenizer, prompt_ids
 from ..errors import COMMAND_LINE, Diagnostic, Pos, ToolError
 from ..frontend.interpret import load_deployment
+from ..kernels import sampling as S
 from ..model.float_model import FloatModel
 from ..model.weights import load_weights
 from .golden import Golden
 from .program_io import parse_program_output, write_ids
+from .qemu import build_rv32, decode_instret, run_elf
 
 BOS, EOS = 1, 2
 
@@ -35,10 +37,53 @@ class Generation:
     warnings: tuple = ()  # Diagnostics for the user, e.g. --tokens clamped to the context
 
 
-def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True, prefill=None):
+def argmax(logits) -> int:
+    return int(np.argmax(logits))
+
+
+class IntSampler:
+    """The device's sampler (kernels/sampling.py, sampler.c): the same ids as the C for the same seed."""
+
+    def __init__(self, mult: int, top_p: float, seed: int):
+        self.mult, self.p, self.state = mult, S.top_p_q16(top_p), S.rng_seed(seed)
+
+    def __call__(self, logits) -> int:
+        token, self.state = S.sample(logits, self.mult, self.p, self.state)
+        return token
+
+
+class FloatSampler:
+    """The float engine's: softmax(logits / T), the smallest most-likely set holding p of the mass, the same
+    xorshift32 coin (its ids differ from the integer engines', whose logits do)."""
+
+    def __init__(self, temperature: float, top_p: float, seed: int):
+        self.t, self.p, self.state = temperature, top_p, S.rng_seed(seed)
+
+    def __call__(self, logits) -> int:
+        z = np.asarray(logits, np.float64) / self.t
+        pr = np.exp(z - z.max())
+        pr /= pr.sum()
+        order = np.argsort(-pr, kind="stable")
+        keep = order[: int(np.searchsorted(np.cumsum(pr[order]), self.p * (1 - 1e-12))) + 1]
+        self.state = S.xorshift32(self.state)
+        cum = np.cumsum(pr[keep])
+        return int(keep[min(int(np.searchsorted(cum, self.state / 2**32 * cum[-1], side="right")), len(keep) - 1)])
+
+
+def picker(dep, c: Compiled | None = None):
+    """How the next token is chosen: argmax, or the deployment's sampler (integer with `c`, else float)."""
+    gen = dep.generate
+    if gen.sampler == "greedy":
+        return argmax
+    if c is None:
+        return FloatSampler(gen.temperature, gen.top_p, gen.seed)
+    return IntSampler(sampler_multiplier(c), gen.top_p, gen.seed)
+
+
+def decode(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = True, prefill=None, pick=argmax):
     """Drive `step(token, pos) -> logits` exactly as the generated main.c does; with `prefill(tokens) -> logits`,
     the prompt runs through it at once and gives one row of logits, its last token's (as main.c without
-    --no-prefill)."""
+    --no-prefill). `pick(logits)` chooses each new token (argmax: greedy)."""
     ids, logits = list(prompt_ids), []
     pos = 0
     while pos < len(ids) and len(ids) - len(prompt_ids) < n_new and pos < context:
@@ -51,7 +96,7 @@ def greedy(step, prompt_ids: list[int], n_new: int, context: int, stop: bool = T
         pos += 1
         if pos < len(ids):
             continue
-        nxt = int(np.argmax(lg))
+        nxt = pick(lg)
         if (stop and nxt in (BOS, EOS)) or len(ids) >= context:
             break
         ids.append(nxt)
@@ -99,16 +144,16 @@ def run_float(path: Path, prompt: str | None, n_new: int | None, overrides=None,
     req = request(dep, tok, prompt, n_new)
     fm = FloatModel(load_weights(dep.model), dep.model.dims)
     cache = fm.new_cache(1)
-    ids, logits = greedy(lambda t, p: fm.forward(np.array([[t]]), p, cache)[0, -1], req.ids, req.n_new,
-                         dep.model.dims.context, stop)
+    ids, logits = decode(lambda t, p: fm.forward(np.array([[t]]), p, cache)[0, -1], req.ids, req.n_new,
+                         dep.model.dims.context, stop, pick=picker(dep))
     return Generation(req.prompt, req.ids, ids, continuation_text(tok, req.ids, ids), logits, warnings=req.warnings)
 
 
 def run_golden_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, prefill: bool = False):
     """Token by token by default; prefill=True runs the prompt through the prefill plan (logits from its last token on)."""
     g = Golden(c.plan, c.alloc, c.prefill)
-    return greedy(g.forward, prompt_ids, n_new, c.dep.model.dims.context, stop,
-                  g.prefill if prefill and c.prefill is not None else None)
+    return decode(g.forward, prompt_ids, n_new, c.dep.model.dims.context, stop,
+                  g.prefill if prefill and c.prefill is not None else None, picker(c.dep, c))
 
 
 def build_c(c: Compiled, out: Path) -> Path:
@@ -153,13 +198,14 @@ def run(path: Path, prompt: str | None, n_new: int | None, engine: str, override
     pids, n_new = req.ids, req.n_new
     stats: dict = {}
     if engine == "qemu":
-        from .qemu import build_rv32, decode_instret, run_elf
         with tempfile.TemporaryDirectory(prefix="deeploy-qemu-") as tmp:
             r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores,
                         prefill=prefill)
         ids, logits = r.ids, r.logits
         per_core = decode_instret(r, len(pids))
-        stats = {"instructions_per_token": sum(per_core), "instructions_per_token_per_core": per_core}
+        # the sum over harts is the work (what 1 core would retire); the busiest hart is the time a token takes
+        stats = {"instructions_per_token": sum(per_core), "instructions_per_token_per_core": per_core,
+                 "instructions_per_token_busiest_core": max(per_core)}
         if r.prefill_instret is not None:
             stats.update(prefill_tokens=len(pids), prefill_instructions=sum(r.prefill_instret),
                          prefill_instructions_per_core=list(r.prefill_instret), prefill_chunk=c.prefill.chunk)

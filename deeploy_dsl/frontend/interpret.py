@@ -16,6 +16,8 @@ import yaml
 from ..errors import Collector, Pos
 from ..model.hfconfig import HFConfig, read_config
 from ..kernels.layout import NPU_K
+from ..kinds import Engine
+from ..kernels.twins import QK_BITS, QK_MAX, qk_head_size_max, score_shift
 from ..quant.quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
@@ -417,7 +419,8 @@ def _fmt(v) -> str:
 
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims: Dims | None) -> QuantSpec:
-    r = _Reader(b.entries if b else (), "quantize", ("weights", "activations", "kv_cache", "residual", "keys", "dynamic"),
+    r = _Reader(b.entries if b else (), "quantize",
+                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic"),
                 errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
@@ -436,6 +439,9 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
     kv = r.choice("kv_cache", ("int8",), "int8")
     residual = r.choice("residual", ("int16",), "int16")
     keys = r.choice("keys", ("int8", "int16"), "int8")
+    queries = r.choice("queries", ("int8", "int12", "int16"), "int8")
+    if dims is not None and dims.heads > 0:
+        _check_queries(queries, keys, dims.dim // dims.heads, r.pos("queries"), errs)
     overrides = tuple(o for m in r.mappings if (o := _weight_override(m, weights, group, errs)) is not None)
     dynamic: tuple[str, ...] = ()
     for v in r.values("dynamic") or ():
@@ -444,7 +450,24 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
         elif v.value != "none" and v.value not in dynamic:
             dynamic += (v.value,)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
-                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic)
+                     vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
+                     queries)
+
+
+def _check_queries(queries: str, keys: str, head_size: int, pos: Pos, errs: Collector) -> None:
+    """The score kernels add a head's q[d] * k[d] in int32: the head size must keep that sum, and the rounding's
+    2^(shift-1), within 2^31 - 1 (kernels.qk_head_size_max: 32 for int12 queries with int16 keys, none for int16 with
+    int16). int8 queries hold for every head size the model bounds admit."""
+    qb, kb = QK_BITS[queries], QK_BITS[keys]
+    top = qk_head_size_max(qb, kb)
+    if head_size <= top:
+        return
+    reach = head_size * QK_MAX[qb] * QK_MAX[kb] + ((1 << score_shift(qb, kb)) >> 1)
+    fits = f"for head sizes up to {top}" if top > 1 else "for no head size of a Llama"
+    hint = "use 'keys int8' or 'queries int12'" if queries == "int16" else "use 'keys int8' (or 'queries int8')"
+    errs.add(pos, f"queries {queries} with keys {keys}: a score sums head size {head_size} products of up to "
+             f"{QK_MAX[qb]:,} x {QK_MAX[kb]:,}, up to {reach:,}, beyond the int32 the score kernels add in (it holds "
+             f"{fits})", hint)
 
 
 DYNAMIC = ("swiglu", "none")  # activations that can have per-token scales (the SwiGLU output: the largest gain)
@@ -619,13 +642,13 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
             if rng is not None and rng[0] > rng[1]:
                 errs.add(e.pos, f"empty range {name}[{rng[0]}..{rng[1]}] in '{e.pattern.text}'",
                          f"write {name}[{rng[1]}..{rng[0]}]")
-        if e.engine not in ("cluster", "npu", "auto"):
+        if e.engine not in tuple(Engine):
             errs.add(e.engine_pos, f"unknown engine '{e.engine}'", "expected cluster, cluster(cores = N), npu or auto")
             continue
         for i, (key, a) in enumerate(e.args):
             if key is not None and key in (k for k, _ in e.args[:i]):
                 errs.add(a.pos, f"{e.engine} {key} is given twice")
-            elif e.engine == "cluster" and key == "cores" and a.kind == "number" and isinstance(a.value, int):
+            elif e.engine == Engine.CLUSTER and key == "cores" and a.kind == "number" and isinstance(a.value, int):
                 cores = a.value
                 if cores < 1:
                     errs.add(a.pos, f"cores = {cores} must be at least 1")
@@ -636,9 +659,9 @@ def _hints(b: Block | None, target: Target | None, errs: Collector, strict: bool
                     cores = target.cores
             else:
                 errs.add(a.pos, f"unexpected argument '{a.text}' for {e.engine}",
-                         "write cluster(cores = N)" if e.engine == "cluster" else
+                         "write cluster(cores = N)" if e.engine == Engine.CLUSTER else
                          "only cluster takes an argument: cluster(cores = N)")
-        if e.engine == "npu" and target and not target.has_npu:
+        if e.engine == Engine.NPU and target and not target.has_npu:
             errs.add(e.engine_pos, f"target {target.name} has no NPU")
         out.append(MapHint(e.pattern, e.engine, cores, e.pos))
     return tuple(out)
@@ -722,7 +745,8 @@ def _size(n: int) -> str:
 
 
 def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec | None) -> GenSpec:
-    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "prompt", "prefill"), errs, b.pos if b else file_pos)
+    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "seed", "prompt", "prefill"), errs,
+                b.pos if b else file_pos)
     tokens = r.one("tokens", ("number",), "a whole number of tokens", 128)
     context = model.dims.context if model is not None and getattr(model, "dims", None) is not None else None
     if not isinstance(tokens, int) or tokens < 1:
@@ -733,7 +757,11 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
                  f"can count ({INT32_MAX:,})", "generation stops when the context is full anyway"
                  + (f" ({context} tokens)" if context is not None else ""))
         tokens = 1
-    sampler = r.choice("sampler", ("greedy",), "greedy")
+    sampler, temperature, top_p = _sampler(r, errs)
+    seed = r.one("seed", ("number",), "a whole number from 0 to 4294967295", 0)
+    if not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        errs.add(r.pos("seed"), f"'seed' must be a whole number from 0 to {SEED_MAX}, got {seed}")
+        seed = 0
     prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', "Once upon a time")
     if "\0" in prompt:  # the generated program holds it as a C string, which would end there
         errs.add(r.settings["prompt"].values[0].pos, "the prompt cannot contain a NUL character (\\u0000)")
@@ -744,7 +772,45 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
                  "the prompt runs in chunks of this many tokens; 1 runs it token by token")
         prefill = 1
     return GenSpec(tokens, sampler, prompt, r.block_pos, prefill, r.settings["prompt"].values[0].pos
-                   if "prompt" in r.settings and r.settings["prompt"].values else r.block_pos)
+                   if "prompt" in r.settings and r.settings["prompt"].values else r.block_pos, temperature, top_p, seed)
+
+
+SEED_MAX = (1 << 32) - 1  # the device's xorshift32 state
+TEMPERATURE_MAX = 100.0
+SAMPLERS = "'greedy', 'temperature(T)' or 'top_p(P, temperature = T)', T from 0 to 100, P in (0, 1]"
+
+
+def _number(v: Value | None, lo: float, hi: float, lo_open: bool = False) -> float | None:
+    if v is None or v.kind != "number" or not (lo < v.value <= hi if lo_open else lo <= v.value <= hi):
+        return None
+    return float(v.value)
+
+
+def _sampler(r: _Reader, errs: Collector) -> tuple[str, float, float]:
+    """`sampler greedy | temperature(T) | top_p(P, temperature = T)`: (kind, T, P); temperature 0 is greedy."""
+    vals = r.values("sampler")
+    if vals is None or (len(vals) == 1 and vals[0].kind == "name" and vals[0].value == "greedy"):
+        return "greedy", 0.0, 1.0
+    v = vals[0]
+    if len(vals) != 1 or v.kind != "call" or v.value not in ("temperature", "top_p"):
+        errs.add(v.pos if len(vals) == 1 else vals[1].pos, f"'sampler' expects {SAMPLERS}")
+        return "greedy", 0.0, 1.0
+    pos = [a for k, a in v.args if k is None]
+    kw = {k: a for k, a in v.args if k is not None}
+    if v.value == "temperature":
+        t = _number(pos[0], 0.0, TEMPERATURE_MAX) if len(pos) == 1 and not kw else None
+        if t is None:
+            errs.add(v.pos, f"'temperature' takes one number from 0 to {TEMPERATURE_MAX:g}, e.g. temperature(0.8)",
+                     "0 is greedy; 1 samples the model's own distribution")
+            return "greedy", 0.0, 1.0
+        return ("temperature" if t > 0 else "greedy"), t, 1.0
+    p = _number(pos[0], 0.0, 1.0, lo_open=True) if len(pos) == 1 else None
+    t = _number(kw["temperature"], 0.0, TEMPERATURE_MAX, lo_open=True) if "temperature" in kw else 1.0
+    if p is None or t is None or set(kw) - {"temperature"}:
+        errs.add(v.pos, "'top_p' takes the mass to keep, in (0, 1], and optionally temperature = T (T > 0), "
+                 "e.g. top_p(0.9, temperature = 0.8)")
+        return "greedy", 0.0, 1.0
+    return "top_p", t, p
 
 
 INT32_MAX = (1 << 31) - 1

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Pos
+from ..kinds import Engine
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class QuantSpec:
     rounding: str = "nearest"  # "nearest" or "gptq": how weights are rounded onto their grid
     overrides: tuple[WeightOverride, ...] = ()  # per-layer weight formats, later lines win
     dynamic: tuple[str, ...] = ()  # activations with a per-token scale computed at run time: ("swiglu",) or ()
+    queries: str = "int8"  # "int8", "int12" (stored in int16, +-2047) or "int16": the q projection, RoPE on q, scores
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,12 @@ class PathPattern:
 @dataclass(frozen=True)
 class MapHint:
     pattern: PathPattern
-    engine: str  # "cluster", "npu" or "auto"
+    engine: Engine
     cores: int | None
     pos: Pos
+
+    def __post_init__(self):
+        object.__setattr__(self, "engine", Engine(self.engine))
 
 
 @dataclass(frozen=True)
@@ -111,11 +116,14 @@ class MemLevel:
 @dataclass(frozen=True)
 class GenSpec:
     tokens: int
-    sampler: str  # "greedy"
+    sampler: str  # "greedy", "temperature" or "top_p"
     prompt: str
     pos: Pos
     prefill: int = 16  # prompt tokens one prefill chunk runs at once (MODEL_PREFILL); smaller if L1 cannot hold it
     prompt_pos: Pos | None = None  # the prompt's text, for errors about encoding it
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0  # the probability mass kept (1: all tokens)
+    seed: int = 0  # the device's xorshift32 seed (the program's --seed replaces it)
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,14 @@ class Deployment:
     strict: bool
     pos: Pos
     warnings: tuple = ()  # Diagnostics that did not stop the build
+
+    @property
+    def inputs(self) -> list[Path]:
+        """The files the deployment reads, which no build may replace (nor a folder holding them)."""
+        paths = [self.source, self.model.weights, self.model.weights.parent / "config.json"]
+        paths += [self.model.tokenizer] if self.model.tokenizer else []
+        src = self.quant.calibration.source
+        return paths + ([Path(src)] if src != "samples" else [])
 
     def level_holding(self, what: str) -> MemLevel:
         for lvl in self.memory:

@@ -6,26 +6,30 @@ cache rows are written in place at the runtime position `pos`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ..errors import Pos
 from ..frontend.spec import Dims
 from ..kernels.kernelspec import KernelSpec, Split
-
-ITEMSIZE = {"int8": 1, "int16": 2, "int32": 4, "uint8": 1, "uint16": 2}
-C_TYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
+from ..kinds import ArgKind, DType, Engine, OpKind, TileScheme, ValueKind
 
 
 @dataclass(frozen=True)
 class Value:
     name: str
-    dtype: str
+    dtype: DType
     shape: tuple[int, ...]
-    kind: str  # "act" (per step), "kv" (persistent cache), "scratch" (one op's workspace), "tile" (DMA staging)
+    kind: ValueKind
+
+    def __post_init__(self):  # a misspelt dtype or kind fails here, where the value is made
+        object.__setattr__(self, "dtype", DType(self.dtype))
+        object.__setattr__(self, "kind", ValueKind(self.kind))
 
     @property
     def nbytes(self) -> int:
-        n = ITEMSIZE[self.dtype]
+        n = self.dtype.itemsize
         for s in self.shape:
             n *= s
         return n
@@ -34,27 +38,35 @@ class Value:
 @dataclass(frozen=True)
 class Op:
     name: str  # hierarchical, e.g. layers.3.attn.q: what map hints match
-    kind: str  # embed | rmsnorm | linear | rope | attention | swiglu | add
+    kind: OpKind
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     macs: int
     row: str | None = None  # "pos" when the first output is the cache row at the runtime position
 
+    def __post_init__(self):
+        object.__setattr__(self, "kind", OpKind(self.kind))
+
 
 @dataclass(frozen=True)
 class Graph:
     ops: tuple[Op, ...]
-    values: dict  # name -> Value
+    values: Mapping[str, Value]
+
+    def __post_init__(self):  # read-only: a later phase makes a new graph rather than editing this one
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
 
 # NPU-capable op kinds; everything else needs the cluster
 LINEAR_KINDS = ("linear",)
 
 
-def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> Graph:
+def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8") -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
-    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads."""
+    "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads.
+    queries: the dtype of q ("int8", "int12" or "int16", the quantize block's `queries`), which the q projection
+    writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -69,11 +81,11 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
     op("embed", "embed", [], [x])
     for i in range(d.layers):
         p = f"layers.{i}."
-        kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind="kv")
-        vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind="kv")
+        kc = v(f"kv.k.{i}", keys, d.context, d.kv_dim, kind=ValueKind.KV)
+        vc = v(f"kv.v.{i}", "int8", d.context, d.kv_dim, kind=ValueKind.KV)
         xb = v(p + "attn_norm", "int8", d.dim)
         op(p + "attn_norm", "rmsnorm", [x], [xb])
-        q = v(p + "attn.q", "int8", d.dim)
+        q = v(p + "attn.q", queries, d.dim)
         k = v(p + "attn.k", keys, d.kv_dim)
         op(p + "attn.q", "linear", [xb], [q], d.dim * d.dim)
         op(p + "attn.k", "linear", [xb], [k], d.dim * d.kv_dim)
@@ -82,12 +94,12 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         op(p + "attn.rope_k", "rope", [k], [kc], row="pos")
         att = v(p + "attn.attention", "int8", d.dim)
         # the scores of the query heads that share one kv head, then their probabilities
-        scratch = v(p + "attn.scratch", "int32", d.heads // d.kv_heads, d.context, kind="scratch")
+        scratch = v(p + "attn.scratch", "int32", d.heads // d.kv_heads, d.context, kind=ValueKind.SCRATCH)
         # MACs at a full cache; the tiler restates them at the report position
         op(p + "attn.attention", "attention", [q, kc, vc], [att, scratch], 2 * d.heads * d.head_size * d.context)
         o = v(p + "attn.o", "int16", d.dim)
         op(p + "attn.o", "linear", [att], [o], d.dim * d.dim)
-        op(p + "attn.residual", "add", [x, o], [x])
+        op(p + "attn.residual", "residual_add", [x, o], [x])
         hb = v(p + "mlp_norm", "int8", d.dim)
         op(p + "mlp_norm", "rmsnorm", [x], [hb])
         g = v(p + "mlp.gate", "int8", d.hidden)
@@ -97,11 +109,11 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
         h = v(p + "mlp.swiglu", "int8", d.hidden)
         hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else []
         # a per-token scale keeps the products between its two passes
-        sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind="scratch")] if hs else []
+        sp = [v(p + "mlp.swiglu_products", "int32", d.hidden, kind=ValueKind.SCRATCH)] if hs else []
         op(p + "mlp.swiglu", "swiglu", [g, u], [h] + hs + sp)
         dn = v(p + "mlp.down", "int16", d.dim)
         op(p + "mlp.down", "linear", [h] + hs, [dn], d.dim * d.hidden)
-        op(p + "mlp.residual", "add", [x, dn], [x])
+        op(p + "mlp.residual", "residual_add", [x, dn], [x])
     xf = v("final_norm", "int8", d.dim)
     op("final_norm", "rmsnorm", [x], [xf])
     logits = v("logits", "int32", d.vocab)
@@ -115,11 +127,14 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = ()) -> G
 class Arg:
     """One kernel argument: a buffer, a constant, an integer, or the runtime pos/token."""
 
-    kind: str  # buf | const | int | pos | token
+    kind: ArgKind
     name: str = ""  # value or constant name
     value: int = 0  # for int
     row: str | None = None  # "pos": the row of a [rows, n] tensor at the runtime position
     label: str = ""  # the kernel parameter it is passed as (registry.Param.name)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", ArgKind(self.kind))
 
 
 @dataclass(frozen=True)
@@ -140,10 +155,26 @@ class Tiling:
     positions: attention's K and V cache rows, `tile` positions at a time, one kv head after another.
     """
 
-    kind: str
+    kind: TileScheme
     tile: int
     double_buffer: bool
-    buffers: dict  # role -> tuple of buffer names (two when double-buffered)
+    buffers: Mapping[str, tuple[str, ...]]  # role -> buffer names (two when double-buffered)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", TileScheme(self.kind))
+        object.__setattr__(self, "buffers", MappingProxyType(dict(self.buffers)))
+
+
+@dataclass(frozen=True)
+class Staging:
+    """What the tiling phase decides for a step: how its big operand streams, what crosses levels, at what cost
+    (per call, at the plan's report position). A step fresh from lowering has the default: nothing staged."""
+
+    tiling: Tiling | None = None
+    xfers: tuple[Xfer, ...] = ()  # operands staged through the compute level
+    tiles: int = 1  # tiles per call
+    dma_bytes: int = 0  # bytes moved between levels per call
+    dma_cycles: int = 0  # their estimated cost on the target's DMA
 
 
 @dataclass(frozen=True)
@@ -152,19 +183,18 @@ class Step:
     op: str
     rule: str
     spec: KernelSpec  # the kernel it calls (registry.py)
-    engine: str
+    engine: Engine
     cores: int
     args: tuple[Arg, ...]  # one per spec parameter, in its order: read them by name, step.arg("n_in")
     macs: int
     math: str  # one line, printed above the call in C
     reason: str  # why this engine (the hint line, or the default)
     pos: Pos
-    tiling: "Tiling | None" = None
-    xfers: tuple = ()  # Xfer: operands staged through the compute level
-    tiles: int = 1  # tiles per call at the report position
-    dma_bytes: int = 0  # bytes moved between levels per call at the report position
-    dma_cycles: int = 0  # their estimated cost on the target's DMA
+    staging: Staging = Staging()  # the tiling phase's decision (tiling.py)
     fork: tuple[int, int] | None = None  # (first, last) step of the fork group that runs this step (forks.py)
+
+    def __post_init__(self):
+        object.__setattr__(self, "engine", Engine(self.engine))
 
     @property
     def kernel(self) -> str:
@@ -194,10 +224,14 @@ class Step:
 @dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
-    values: dict  # name -> Value
-    consts: dict  # name -> numpy array
+    values: Mapping[str, Value]
+    consts: Mapping[str, object]  # name -> numpy array
     warnings: tuple = ()
     report_pos: int = 0  # the decode position that per-token figures are stated at
     dma_lower_bound: int = 0  # bytes that must cross levels per token at report_pos
     chunk: int = 0  # a prefill plan (prefill.py): tokens per chunk; 0 for the decode plan
     scaled: frozenset = frozenset()  # a prefill plan: activations with one row per token of the chunk, [chunk, ...]
+
+    def __post_init__(self):  # read-only: each phase returns a new plan
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "consts", MappingProxyType(dict(self.consts)))

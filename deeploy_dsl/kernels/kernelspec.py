@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..kinds import Mode, TileScheme
+
 
 @dataclass(frozen=True)
 class Param:
@@ -40,16 +42,20 @@ class KernelSpec:
     doc: str
     calls: tuple[str, ...] = ()  # the C functions a step of this kernel calls; () means (name,)
     bounds: tuple[int, int] | None = None  # the range the output saturates to, when the kernel has one
-    tiling: str = "staged"  # rows: weight rows stream in tiles | positions: K/V positions stream | staged: copied whole
+    tiling: TileScheme = TileScheme.STAGED  # rows: weight rows stream in tiles | positions: K/V positions stream | staged: copied whole
     row_bytes: Callable | None = None  # rows: the bytes of one weight row, from the step's arguments
     resident: tuple[str, ...] = ()  # parameters the engine keeps in its own memory: never staged (the NPU's weights)
     split: Split | None = None  # how the cores share one call (rows and positions tile instead)
-    prefill: str = "token"  # a prefill chunk: gemm (weights once, every token) | flat (all elements) | token (per token)
+    prefill: Mode = Mode.TOKEN  # a prefill chunk: gemm (weights once, every token) | flat (all elements) | token (per token)
     chunk_cost: bool = False  # its cost function prices a whole chunk of tokens (else a token step costs n calls)
     fragment: str = "plain"  # the steps.c.j2 macro that prints a step: plain | split | rows | positions | npu
     # a linear layer's weights in a layout of its own: (the suffix of the constant's name after the op's, a function
     # (the layer's weights as the quantizer stores them, its quantization params) -> that layout); None: as stored
     weights: tuple[str, Callable] | None = None
+
+    def __post_init__(self):  # a misspelt scheme or mode fails where the kernel is declared
+        object.__setattr__(self, "tiling", TileScheme(self.tiling))
+        object.__setattr__(self, "prefill", Mode(self.prefill))
 
     @property
     def functions(self) -> tuple[str, ...]:

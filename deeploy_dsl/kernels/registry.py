@@ -150,12 +150,6 @@ def _rope(bounds):
     return twin
 
 
-def _attention(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
-               score_cut, out_mult, out_shift, exp_table):
-    out[:] = K.attention(q, k_cache, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
-                         score_cut, out_mult, out_shift, exp_table)
-
-
 def _swiglu(h, gate, up, silu_table, mult, shift, n):
     h[:] = K.swiglu(gate, up, silu_table, mult, shift)
 
@@ -164,8 +158,8 @@ def _swiglu_dyn(h, shift_out, p, gate, up, silu_table, base_shift, n):
     h[:], shift_out[0] = K.swiglu_dyn(gate, up, silu_table, base_shift)
 
 
-def _add(y, a, b, n):
-    y[:] = K.add_sat16(a, b)
+def _residual_add(y, a, b, n):
+    y[:] = K.residual_add(a, b)
 
 
 EMBED = KernelSpec("embed_i16", "embed.c", _p("""
@@ -189,9 +183,14 @@ RMSNORM = KernelSpec("rmsnorm_i8_part", "rmsnorm.c", _p("""
     split=Split((), "dim", bounds=("lo", "hi")), fragment="split")
 
 
+# RoPE's output type: (kernel, C type, the range it saturates to); int12 queries are int16 values within +-2047
+ROPE = {"int8": ("rope_i8", "int8_t", K.I8), "int16": ("rope_i16", "int16_t", K.I16),
+        "int12": ("rope_q12", "int16_t", K.Q12)}
+
+
 def rope(out: str) -> KernelSpec:
-    ctype, bounds = OUT[out]
-    return KernelSpec(f"rope_i{out[3:]}", "rope.c", _p(f"""
+    name, ctype, bounds = ROPE[out]
+    return KernelSpec(name, "rope.c", _p(f"""
         y         | {ctype} *        | [n] output (may equal x)
         x         | const {ctype} *  | [n] input
         cos_row   | const int16_t *  | [head_size/2] Q14 cosines of this position
@@ -202,11 +201,28 @@ def rope(out: str) -> KernelSpec:
         split=Split(("y", "x"), "n", "head_size"), fragment="split")
 
 
-def _attention_params(keys: str) -> tuple[Param, ...]:
-    kt = OUT[keys][0]
+# (queries, keys) -> the untiled attention kernel and the scores kernel a tiled step calls; int16 queries with int16
+# keys have none: q . k would not fit int32 (kernels.qk_head_size_max)
+ATTENTION = {("int8", "int8"): ("attention_i8", "attn_scores_i8"), ("int8", "int16"): ("attention_k16", "attn_scores_k16"),
+             ("int12", "int8"): ("attention_q12", "attn_scores_q12"),
+             ("int12", "int16"): ("attention_q12k16", "attn_scores_q12k16"),
+             ("int16", "int8"): ("attention_q16", "attn_scores_q16")}
+
+
+def _attention(qk_shift: int):
+    def twin(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+             score_cut, out_mult, out_shift, exp_table):
+        out[:] = K.attention(q, k_cache, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+                             score_cut, out_mult, out_shift, exp_table, qk_shift)
+    return twin
+
+
+def _attention_params(keys: str, queries: str = "int8") -> tuple[Param, ...]:
+    kt, qt = OUT[keys][0], OUT["int8" if queries == "int8" else "int16"][0]
+    qdoc = "queries" if queries == "int8" else f"queries, {queries} in int16"
     return _p(f"""
         out         | int8_t *         | [n_heads*head_size] output
-        q           | const int8_t *   | [n_heads*head_size] queries
+        q           | const {qt} *     | [n_heads*head_size] {qdoc}
         k_cache     | const {kt} *     | [context, n_kv_heads*head_size] K cache
         v_cache     | const int8_t *   | [context, n_kv_heads*head_size] V cache
         scratch     | int32_t *        | [heads per kv head, context] scores
@@ -222,14 +238,15 @@ def _attention_params(keys: str) -> tuple[Param, ...]:
         exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)""")
 
 
-def attention(keys: str) -> KernelSpec:
-    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache; the tiled step calls the scores kernel of
-    its K type and attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
-    name = "attention_i8" if keys == "int8" else "attention_k16"
-    return KernelSpec(name, "attention.c", _attention_params(keys), _attention, attention_work,
+def attention(keys: str, queries: str = "int8") -> KernelSpec:
+    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache and int8, int12 or int16 queries
+    (`queries`, the wider ones in int16); the tiled step calls the scores kernel of its q and K types and
+    attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
+    name, scores = ATTENTION[queries, keys]
+    shift = K.score_shift(K.QK_BITS[queries], K.QK_BITS[keys])
+    return KernelSpec(name, "attention.c", _attention_params(keys, queries), _attention(shift), attention_work,
         "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, integer exp2, one division per head",
-        calls=("attn_scores_i8" if keys == "int8" else "attn_scores_k16", "attn_exp_av_i8"), bounds=K.I8,
-        tiling="positions", chunk_cost=True, fragment="positions")
+        calls=(scores, "attn_exp_av_i8"), bounds=K.I8, tiling="positions", chunk_cost=True, fragment="positions")
 
 
 def _attention_k16t(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
@@ -267,7 +284,8 @@ ATTENTION_HOST_K16T = KernelSpec("attention_host_k16t", "host.c", tuple(
 def attention_host(keys: str) -> KernelSpec:
     """The host's attention (host.c) with int8 keys: the same integers, K and V read in place in the caches (nothing
     streamed), one head at a time in loops that gcc unrolls or vectorizes."""
-    return KernelSpec("attention_host_i8", "host.c", _attention_params(keys), _attention, attention_work,
+    return KernelSpec("attention_host_i8", "host.c", _attention_params(keys),
+                      _attention(K.score_shift(K.QK_BITS["int8"], K.QK_BITS[keys])), attention_work,
                       "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, K and V in place (host.h)",
                       bounds=K.I8, resident=("exp_table",), chunk_cost=True)
 
@@ -296,20 +314,20 @@ SWIGLU_DYN = KernelSpec("swiglu_dyn_i8", "swiglu.c", _p("""
     "h = silu(gate) * up / 2^k rounded half up, k per token the smallest that fits int8; shift_out = base_shift - k",
     bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
 
-ADD = KernelSpec("add_sat_i16", "residual.c", _p("""
+RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
     a | const int16_t * | [n] the residual stream
     b | const int16_t * | [n] what is added
-    n | int32_t         | elements"""), _add, elementwise_work, "y = sat16(a + b)", bounds=K.I16,
+    n | int32_t         | elements"""), _residual_add, elementwise_work, "y = sat16(a + b)", bounds=K.I16,
     split=Split(("y", "a", "b"), "n"), prefill="flat", fragment="split")
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"),
-    ROPE_K16_COLS, ATTENTION_HOST_K16T,
-    rope("int8"), rope("int16"), attention("int8"), attention("int16"), SWIGLU, SWIGLU_DYN, ADD)}
-# what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax for sampling,
-# attention.c's pieces, the NPU driver
+    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
+    ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
+    RESIDUAL_ADD)}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h"}
-RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "tiles.c")
+# what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
+# attention.c's pieces, the NPU driver
+RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

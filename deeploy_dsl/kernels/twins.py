@@ -21,14 +21,19 @@ import math
 
 import numpy as np
 
+from .layout import NPU_K, npu_k_blocks
+
 I8 = (-128, 127)
 I16 = (-32768, 32767)
 I32 = (-(2**31), 2**31 - 1)
+Q12 = (-2047, 2047)  # int12 queries (stored in int16): RoPE on q saturates to 12 bits, symmetric (qk_head_size_max)
 
 ROPE_FRAC = 14  # sin/cos tables are Q14
 EXP_FRAC = 9  # softmax works on log2 distances in Q9
 EXP_ONE = 1 << EXP_FRAC  # entries of the exp table: one per 1/512 of an octave (1 KiB of uint16)
 K16_SCORE_SHIFT = 8  # int16 keys: scores are round_half_up(q . k / 2^8), the int8 keys' score domain
+QK_BITS = {"int8": 8, "int12": 12, "int16": 16}  # the widths of q (quantize `queries`) and k (`keys`)
+QK_MAX = {8: 128, 12: 2047, 16: 32768}  # the largest |q| or |k| of a width (int12: Q12, symmetric)
 EXP_SHIFT_MAX = 19  # score multipliers' shift: keeps the C's z computation within 32 bits
 RMS_MIN = 256  # rmsnorm clamps rms*256 from below so the 64-bit product cannot overflow
 RMS_INV_SHIFT = 39
@@ -146,7 +151,7 @@ def rmsnorm(x, gain, gain_shift: int, eps_q: int):
 
 def rope(x, pos: int, cos_t, sin_t, head_size: int, bounds=I8):
     """Rotate interleaved pairs (2i, 2i+1) of every head by pos*theta_i; Q14 tables [ctx, hs/2]. Saturates to
-    `bounds`: int8 (rope_i8) or I16 (rope_i16, the int16 keys)."""
+    `bounds`: int8 (rope_i8), I16 (rope_i16, the int16 keys and queries) or Q12 (rope_q12, the int12 queries)."""
     x = np.asarray(x, dtype=np.int64).reshape(-1, head_size // 2, 2)
     c = np.asarray(cos_t[pos], dtype=np.int64)
     s = np.asarray(sin_t[pos], dtype=np.int64)
@@ -159,6 +164,11 @@ def rope(x, pos: int, cos_t, sin_t, head_size: int, bounds=I8):
 def rope_i16(x, pos: int, cos_t, sin_t, head_size: int):
     """rope on int16 values (the int16 keys): the same formula, int16 saturation."""
     return rope(x, pos, cos_t, sin_t, head_size, I16)
+
+
+def rope_q12(x, pos: int, cos_t, sin_t, head_size: int):
+    """rope on int16 values into int12 queries: the same formula, saturating to Q12 (+-2047)."""
+    return rope(x, pos, cos_t, sin_t, head_size, Q12)
 
 
 def exp_bits(context: int) -> int:
@@ -200,14 +210,32 @@ def softmax_exp(scores, mult: int, shift: int, table):
 
 
 def k_shift(k) -> int:
-    """The scores' shift for keys of k's dtype: K16_SCORE_SHIFT for int16 keys, 0 for int8."""
+    """The scores' shift for keys of k's dtype and int8 queries: K16_SCORE_SHIFT for int16 keys, 0 for int8."""
     return K16_SCORE_SHIFT if np.asarray(k).dtype == np.int16 else 0
+
+
+def score_shift(q_bits: int, k_bits: int) -> int:
+    """The scores' shift for q and k of these widths: the bits both carry beyond int8, so that every width gives
+    scores in int8 x int8 units (|s| <= hs * 2^14: the exp's 32-bit z computation holds, kernels.score_multiplier)."""
+    return q_bits + k_bits - 16
+
+
+def qk_head_size_max(q_bits: int, k_bits: int) -> int:
+    """The largest head size whose q . k sums, plus the rounding's 2^(shift-1), stay within int32 (the score kernels
+    add hs products in 32 bits before they shift): hs * max|q| * max|k| + 2^(shift-1) <= 2^31 - 1, with max|q|,
+    max|k| = 128 (int8: -128 * -128), 2047 (int12 queries: RoPE saturates them to +-2047) and 32768 (int16). Every
+    partial sum is within the same bound, so no intermediate overflows either. int8 q, int8 k: 131,071; int8 q,
+    int16 k: 511 (as int16 q, int8 k); int12 q, int8 k: 8,196; int12 q, int16 k: 32 (2047 rather than 2048 is what
+    admits 32); int16 q, int16 k: 1, no Llama head."""
+    sh = score_shift(q_bits, k_bits)
+    return (I32[1] - ((1 << sh) >> 1)) // (QK_MAX[q_bits] * QK_MAX[k_bits])
 
 
 def attn_scores(q, k, shift: int | None = None):
     """scores[h, t] = q[h] . k[t] for the g query heads sharing one kv head; q [g*hs], k [n_t, hs] -> [g, n_t].
     int16 keys (shift None: from k's dtype, k_shift): round_half_up(q[h] . k[t] / 2^8), floor(v / 2^8 + 1/2),
-    so that the scores keep int8 keys' range (|s| <= hs * 2^14) and the exp's 32-bit z computation holds."""
+    so that the scores keep int8 keys' range (|s| <= hs * 2^14) and the exp's 32-bit z computation holds; wider
+    queries: round_half_up(q[h] . k[t] / 2^shift), shift = score_shift(q bits, k bits)."""
     sh = k_shift(k) if shift is None else shift
     k = np.asarray(k, dtype=np.int64)
     s = np.asarray(q, dtype=np.int64).reshape(-1, k.shape[1]) @ k.T
@@ -234,16 +262,18 @@ def attn_out(acc, sums, mult: int, shift: int, bits: int):
 
 
 def attention(q, k_cache, v_cache, pos: int, n_heads: int, n_kv_heads: int, head_size: int,
-              score_mult: int, score_shift: int, score_cut: int, out_mult: int, out_shift: int, table):
-    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 in/out; the K cache
-    int8 (attention_i8) or int16 (attention_k16: scores / 2^8, attn_scores), from its dtype.
+              score_mult: int, score_shift: int, score_cut: int, out_mult: int, out_shift: int, table,
+              qk_shift: int | None = None):
+    """Causal grouped-query attention of one query position over cache rows 0..pos, int8 out; the K cache
+    int8 (attention_i8) or int16 (attention_k16: scores / 2^8, attn_scores), from its dtype, int8 queries. Wider
+    queries (attention_q12, _q12k16, _q16: int16 storage) give the scores' shift `qk_shift` (score_shift).
 
     Query heads h in [kh*g, (kh+1)*g), g = n_heads / n_kv_heads, share kv head kh. `score_cut` only lets
     the C skip exps that are zero; the integers do not depend on it. The table's Q format is its first entry.
     """
     del score_cut
     bits = int(table[0]).bit_length() - 1
-    ks = k_shift(k_cache)
+    ks = k_shift(k_cache) if qk_shift is None else qk_shift
     q = np.asarray(q, dtype=np.int64).reshape(n_kv_heads, -1)  # row kh: the g query heads of kv head kh
     kv_dim = n_kv_heads * head_size
     k = np.asarray(k_cache, dtype=np.int64).reshape(-1, kv_dim)[: pos + 1].reshape(pos + 1, n_kv_heads, head_size)
@@ -275,7 +305,7 @@ def swiglu_dyn(gate, up, silu_table, base_shift: int):
     return (p + ((1 << k) >> 1)) >> k, base_shift - k
 
 
-def add_sat16(x, y):
+def residual_add(x, y):
     """Residual add: sat16(x + y)."""
     return np.clip(np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64), *I16)
 
@@ -305,7 +335,6 @@ def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
     [n_out, ceil(n_in / NPU_K) * NPU_K]; mult [n_out]; one shift, 0..62. Walks the packed rows block by block as the
     engine does (int32 block sums added up; the same integers as one dot product), the padding never used.
     """
-    from .layout import NPU_K, npu_k_blocks
 
     if np.ndim(shift) != 0 or not 0 <= int(shift) <= 62:
         raise ValueError(f"npu_linear takes the layer's one shift in 0..62, got {shift!r}")
@@ -330,6 +359,5 @@ def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
 
 def npu_cycles(n_in: int, n_out: int, n_tok: int = 1) -> int:
     """Modelled NPU cycles of one job: NPU_SETUP_CYCLES + ceil(n_in / NPU_K) * ceil(n_out / NPU_COLS) * n_tok."""
-    from .layout import npu_k_blocks
 
     return NPU_SETUP_CYCLES + npu_k_blocks(n_in) * (-(-int(n_out) // NPU_COLS)) * int(n_tok)

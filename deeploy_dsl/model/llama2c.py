@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .modelfiles import FileProblem, open_regular, read_exact
+from .tokenizer import Tokenizer
 
 MAGIC = 0x616B3432  # "ak42": versioned llama2.c export (export.py --version N)
 V1_HEADER_BYTES = 256
@@ -207,15 +208,29 @@ def write_safetensors(tensors: dict[str, np.ndarray], path: Path) -> None:
             f.write(blob)
 
 
-def import_llama2c(bin_path: Path, out_dir: Path) -> None:
-    """Convert a llama2.c `.bin` into `out_dir/model.safetensors` + `out_dir/config.json`."""
+def import_llama2c(bin_path: Path, out_dir: Path, tokenizer: Path | None = None) -> list[Path]:
+    """Convert a llama2.c `.bin` into `out_dir/model.safetensors` + `out_dir/config.json`, and copy its tokenizer
+    (a llama2.c tok*.bin, checked against the model's vocabulary) beside them under its own name. Returns the files."""
     header, tensors = read_llama2c(bin_path)
     config, hf = to_hf(header, tensors)
+    tok_bytes = None
+    if tokenizer is not None:
+        tok = Tokenizer.load(tokenizer)  # ValueError for a file that is not a tokenizer
+        if tok.vocab_size != config["vocab_size"]:
+            raise ValueError(f"{tokenizer}: {tok.vocab_size} tokens, the checkpoint's vocabulary is {config['vocab_size']}")
+        tok_bytes = Path(tokenizer).read_bytes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # write-then-rename so an interrupted import never leaves a half-written model behind
     tmp_st, tmp_cfg = out_dir / ".model.safetensors.tmp", out_dir / ".config.json.tmp"
     write_safetensors(hf, tmp_st)
     tmp_cfg.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp_st, out_dir / "model.safetensors")
-    os.replace(tmp_cfg, out_dir / "config.json")
+    written = [out_dir / "model.safetensors", out_dir / "config.json"]
+    os.replace(tmp_st, written[0])
+    os.replace(tmp_cfg, written[1])
+    if tok_bytes is not None:
+        tmp_tok = out_dir / f".{Path(tokenizer).name}.tmp"
+        tmp_tok.write_bytes(tok_bytes)
+        written.append(out_dir / Path(tokenizer).name)
+        os.replace(tmp_tok, written[-1])
+    return written

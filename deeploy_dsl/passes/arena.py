@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..errors import Collector, MemoryBudgetError
 from ..frontend.spec import Deployment
 from ..ir.graph import Plan
+from ..kinds import ArgKind, Engine, ValueKind
 from . import exact_alloc
 
 
@@ -57,11 +58,11 @@ def lifetimes(plan: Plan) -> dict[str, tuple[int, int]]:
 
     for s in plan.steps:
         for a in s.args:
-            if a.kind == "buf":
+            if a.kind == ArgKind.BUF:
                 use(a.name, s)
-        for x in s.xfers:
+        for x in s.staging.xfers:
             use(x.buf, s)
-        for names in (s.tiling.buffers.values() if s.tiling else ()):
+        for names in (s.staging.tiling.buffers.values() if s.staging.tiling else ()):
             for n in names:
                 use(n, s)
     return spans
@@ -91,18 +92,18 @@ def allocate(plan: Plan, dep: Deployment) -> Allocation:
         mine = sorted((v for v in plan.values.values() if level_of[v.kind] == lvl.name and v.name in spans),
                       key=lambda v: v.name)
         top = 0
-        for v in (v for v in mine if v.kind == "kv"):
+        for v in (v for v in mine if v.kind == ValueKind.KV):
             buffers.append(Buffer(v.name, lvl.name, top, v.nbytes, 0, last, True))
             top = _align(top + v.nbytes, lvl.alignment)
         persistent = top
-        temps = [v for v in mine if v.kind != "kv"]
+        temps = [v for v in mine if v.kind != ValueKind.KV]
         items = [exact_alloc.Item(v.name, v.nbytes, *spans[v.name]) for v in temps]
         res = exact_alloc.solve(items, lvl.alignment, budget_s=float("inf"), max_nodes=SEARCH_NODES)
         for v in temps:
             buffers.append(Buffer(v.name, lvl.name, persistent + res.offsets[v.name], v.nbytes, *spans[v.name], False))
         ends = [b.offset + b.size for b in buffers if b.level == lvl.name]
         arena[lvl.name] = _align(max(ends, default=0), lvl.alignment)
-        lower[lvl.name] = sum(v.nbytes for v in mine if v.kind == "kv") + exact_alloc.lower_bound(items, 1)
+        lower[lvl.name] = sum(v.nbytes for v in mine if v.kind == ValueKind.KV) + exact_alloc.lower_bound(items, 1)
         aligned[lvl.name] = persistent + res.lower_bound
         optimal[lvl.name] = res.optimal
         nodes[lvl.name] = res.nodes
@@ -120,8 +121,8 @@ def allocate(plan: Plan, dep: Deployment) -> Allocation:
 
 def npu_only_consts(plan: Plan) -> set[str]:
     """Constants that only NPU steps read: they live in the NPU's weight memory, not in a memory level."""
-    npu = {a.name for s in plan.steps if s.engine == "npu" for a in s.args if a.kind == "const"}
-    return npu - {a.name for s in plan.steps if s.engine != "npu" for a in s.args if a.kind == "const"}
+    npu = {a.name for s in plan.steps if s.engine == Engine.NPU for a in s.args if a.kind == ArgKind.CONST}
+    return npu - {a.name for s in plan.steps if s.engine != Engine.NPU for a in s.args if a.kind == ArgKind.CONST}
 
 
 def _check_budgets(alloc: Allocation, dep: Deployment) -> None:

@@ -16,22 +16,23 @@ from dataclasses import replace
 
 from ..frontend.spec import Deployment
 from ..ir.graph import Plan, Step
+from ..kinds import ArgKind, Engine, TileScheme, ValueKind
 from .arena import lifetimes
 from .tiling import align
 
 
 def fits_in_a_fork(s: Step) -> bool:
     """A linear layer on the cluster whose weights arrive as one tile (nothing to stream between forks)."""
-    return s.spec.tiling == "rows" and s.engine == "cluster" and s.tiling is not None \
-        and s.tiling.kind == "rows" and s.tiles == 1
+    return s.spec.tiling == TileScheme.ROWS and s.engine == Engine.CLUSTER and s.staging.tiling is not None \
+        and s.staging.tiling.kind == TileScheme.ROWS and s.staging.tiles == 1
 
 
 def _writes(s: Step) -> set[str]:
-    return {a.name for a in s.args if a.kind == "buf" and a.label == "y"}
+    return {a.name for a in s.args if a.kind == ArgKind.BUF and a.label == "y"}
 
 
 def _reads(s: Step) -> set[str]:
-    return {a.name for a in s.args if a.kind == "buf" and a.label != "y"}
+    return {a.name for a in s.args if a.kind == ArgKind.BUF and a.label != "y"}
 
 
 def candidate_runs(plan: Plan) -> list[tuple[int, int]]:
@@ -60,10 +61,10 @@ def _peak(plan: Plan, level: str, dep: Deployment, span: tuple[int, int]) -> int
     live = [0] * len(plan.steps)
     for name, (lo, hi) in lifetimes(plan).items():
         v = plan.values[name]
-        where = kv_level if v.kind == "kv" else compute
+        where = kv_level if v.kind == ValueKind.KV else compute
         if where != level:
             continue
-        for t in range(0, len(live)) if v.kind == "kv" else range(lo, hi + 1):
+        for t in range(0, len(live)) if v.kind == ValueKind.KV else range(lo, hi + 1):
             live[t] += align(v.nbytes, alignment)
     return max(live[span[0]:span[1] + 1], default=0)
 

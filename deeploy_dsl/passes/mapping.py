@@ -16,6 +16,7 @@ from ..errors import COMMAND_LINE, Collector, Pos, SpecError
 from ..frontend.spec import Deployment, MapHint, PathPattern
 from ..ir.graph import LINEAR_KINDS, Graph, Op
 from ..kernels.layout import npu_packed_bytes, padded_rows, weight_row_bytes
+from ..kinds import Engine
 
 # names a hint may use for an op besides its own last segment
 ALIASES = {"qkv": ("q", "k", "v"), "softmax": ("attention",), "rope": ("rope_q", "rope_k"),
@@ -85,10 +86,13 @@ def weight_groups(graph: Graph, dep: Deployment) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Placement:
-    engine: str
+    engine: Engine
     cores: int
     reason: str  # why this engine: the hint line, or the default
     pos: Pos  # the hint's place in the .dply (the deployment's for the default)
+
+    def __post_init__(self):
+        object.__setattr__(self, "engine", Engine(self.engine))
 
 
 class Mapping(NamedTuple):
@@ -121,7 +125,7 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
     errs = Collector()
     t = dep.target
     groups = weight_groups(graph, dep)
-    default = Placement("cluster", t.cores, "default: cluster, all cores", dep.pos)
+    default = Placement(Engine.CLUSTER, t.cores, "default: cluster, all cores", dep.pos)
     placed = {op.name: default for op in graph.ops}
     ops = {op.name: op for op in graph.ops}
     auto: dict[str, MapHint] = {}
@@ -139,7 +143,7 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
             continue
         for m in matched:
             auto.pop(m, None)
-        if h.engine == "npu" and (q4 := [m for m in matched if groups.get(m)]):
+        if h.engine == Engine.NPU and (q4 := [m for m in matched if groups.get(m)]):
             # the NPU's array multiplies int8 weights
             errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU takes int8 weights and {q4[0]}"
                      f"{f' and {len(q4) - 1} more' if len(q4) > 1 else ''} have int4 weights (quantize block)"
@@ -148,7 +152,7 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
             matched = [m for m in matched if not groups.get(m)]
             if not matched:
                 continue
-        if h.engine == "npu":
+        if h.engine == Engine.NPU:
             non_linear = [m for m in matched if ops[m].kind not in LINEAR_KINDS]
             # a '*' in the op name (or 'default') selects ops of several kinds: the NPU takes the linear ones.
             # A named op (a layer range like layers[*] does not change which op) must be linear.
@@ -164,7 +168,7 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
                     errs.add(h.pos, f"'{h.pattern.text}' matches no linear layer: the NPU runs only linear layers",
                              severity=severity)
                 continue
-        cores = h.cores if h.cores is not None else (t.cores if h.engine == "cluster" else 1)
+        cores = h.cores if h.cores is not None else (t.cores if h.engine == Engine.CLUSTER else 1)
         for m in matched:
             placed[m] = Placement(h.engine, cores, f"{h.pattern.text} -> {h.engine} ({_where(h.pos)})", h.pos)
     _fit_npu_memory(graph, dep, placed, errs, severity)
@@ -180,14 +184,14 @@ def _fit_npu_memory(graph: Graph, dep: Deployment, placed: dict, errs: Collector
     cap, used, over = dep.target.npu.weight_memory_bytes, 0, {}
     for op in graph.ops:
         pl = placed[op.name]
-        if pl.engine != "npu":
+        if pl.engine != Engine.NPU:
             continue
         need = npu_weight_bytes(op, graph, dep)
         if used + need <= cap:
             used += need
             continue
         over.setdefault(pl.pos, []).append((op.name, need))
-        placed[op.name] = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: NPU weight memory full",
+        placed[op.name] = Placement(Engine.CLUSTER, dep.target.cores, pl.reason + ", fell back to cluster: NPU weight memory full",
                                     pl.pos)
     for pos, names in over.items():
         first, need = names[0]
@@ -203,7 +207,7 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
     t = dep.target
     ops = {op.name: op for op in graph.ops}
     free = t.npu.weight_memory_bytes - sum(npu_weight_bytes(ops[n], graph, dep) for n, pl in placed.items()
-                                           if pl.engine == "npu") if t.npu else 0
+                                           if pl.engine == Engine.NPU) if t.npu else 0
     wants = []
     for name, h in auto.items():
         op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
@@ -211,10 +215,10 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
         if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name):
             why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
                 if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
-            placed[name] = Placement("cluster", cores, f"{where}: cluster, {why}", h.pos)
+            placed[name] = Placement(Engine.CLUSTER, cores, f"{where}: cluster, {why}", h.pos)
             continue
         on_cluster, on_npu = linear_estimates(op, graph, dep, cores, groups.get(name, 0))
-        placed[name] = Placement("cluster", cores, f"{where}: cluster, ~{on_cluster:,} cycles against ~{on_npu:,} "
+        placed[name] = Placement(Engine.CLUSTER, cores, f"{where}: cluster, ~{on_cluster:,} cycles against ~{on_npu:,} "
                                                     f"on the NPU", h.pos)
         if on_npu < on_cluster:
             wants.append(((on_cluster - on_npu) / npu_weight_bytes(op, graph, dep), name, on_cluster, on_npu, h))
@@ -223,8 +227,8 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
         where = f"{h.pattern.text} -> auto ({_where(h.pos)})"
         if need <= free:
             free -= need
-            placed[name] = Placement("npu", 1, f"{where}: npu, ~{on_npu:,} cycles against ~{on_cluster:,} on the "
+            placed[name] = Placement(Engine.NPU, 1, f"{where}: npu, ~{on_npu:,} cycles against ~{on_cluster:,} on the "
                                                f"cluster", h.pos)
         else:
-            placed[name] = Placement("cluster", placed[name].cores, f"{where}: cluster, the NPU would take ~{on_npu:,} "
+            placed[name] = Placement(Engine.CLUSTER, placed[name].cores, f"{where}: cluster, the NPU would take ~{on_npu:,} "
                                      f"cycles against ~{on_cluster:,} but its weight memory is full", h.pos)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from ..errors import DeeployError, MemoryBudgetError
 from ..frontend.spec import Deployment
 from ..ir.graph import Plan, Step, Value
+from ..kinds import ArgKind, Mode, ValueKind
 from .arena import Allocation, allocate
 from .forks import group_forks
 from .tiling import Tiler, align
@@ -40,7 +41,7 @@ def derive(plan: Plan, chunk: int) -> Plan:
     """The untiled prefill plan of an untiled decode plan."""
     values, scaled = {}, set()
     for name, v in plan.values.items():
-        if v.kind == "act" and name not in LAST_ONLY:
+        if v.kind == ValueKind.ACT and name not in LAST_ONLY:
             values[name] = Value(name, v.dtype, (chunk,) + v.shape, v.kind)
             scaled.add(name)
         else:
@@ -51,10 +52,10 @@ def derive(plan: Plan, chunk: int) -> Plan:
 def mode(s: Step, plan: Plan) -> str:
     """How a step of a prefill plan runs over the chunk: gemm, flat, token or last (see the module doc)."""
     out = s.output
-    if out.kind == "buf" and plan.values[out.name].kind == "act" and out.name not in plan.scaled:
+    if out.kind == ArgKind.BUF and plan.values[out.name].kind == ValueKind.ACT and out.name not in plan.scaled:
         return "last"
-    if s.spec.prefill == "flat" and (any(a.row for a in s.args)
-                                     or not all(a.name in plan.scaled for a in s.args if a.kind == "buf")):
+    if s.spec.prefill == Mode.FLAT and (any(a.row for a in s.args)
+                                     or not all(a.name in plan.scaled for a in s.args if a.kind == ArgKind.BUF)):
         return "token"  # an element-wise kernel that reads a cache row or an unscaled buffer runs per token
     return s.spec.prefill
 
@@ -65,7 +66,7 @@ class PrefillTiler(Tiler):
 
     def stage(self, s: Step, skip: tuple[str, ...] = ()):
         xfers, used = super().stage(s, skip)
-        if mode(s, self.plan) != "gemm":
+        if mode(s, self.plan) != Mode.GEMM:
             return xfers, used
         for x in xfers:
             if x.out:

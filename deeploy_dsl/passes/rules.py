@@ -1,8 +1,8 @@
 """Lowering: rules turn each op, on the engine the mapping chose, into a call of one kernel (registry.py).
 
 A rule is a pattern and a kernel. The pattern states every condition that decides the rule: the op's kind, its
-engine, its output dtype, a linear layer's weight format, attention's K cache dtype, whether the SwiGLU's scale is
-per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
+engine, its output dtype, a linear layer's weight format, attention's K cache and query dtypes, whether the SwiGLU's
+scale is per token; the first rule (in the order given) whose pattern holds lowers the op, and the plan records its name.
 A rule's builder gives the kernel's arguments by parameter name, and a line of math for the plan and the C.
 The rule set is passed in: `rules_for(target)` is the cluster's rules, and the NPU's on targets that have one.
 `deeploy rules` prints them (`rules_text`).
@@ -17,6 +17,7 @@ from ..frontend.spec import Deployment, Target
 from ..ir.graph import Arg, Graph, Op, Plan, Step
 from ..kernels import registry as R
 from ..kernels.kernelspec import KernelSpec
+from ..kinds import ArgKind, DType, Engine, OpKind, ValueKind
 from ..quant.quantize import QuantModel
 from .mapping import Mapping, Placement
 
@@ -32,11 +33,12 @@ def facts(op: Op, c: Ctx) -> dict:
     """What a pattern can ask of an op, besides its engine."""
     p = c.q.params.get(op.name, {})
     f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
-    if op.kind == "linear":
+    if op.kind == OpKind.LINEAR:
         f["weights"] = "int4" if p.get("group") else "int8"
-    if op.kind == "attention":
+    if op.kind == OpKind.ATTENTION:
         f["keys"] = c.graph.values[op.inputs[1]].dtype
-    if op.kind == "swiglu":
+        f["queries"] = c.graph.values[op.inputs[0]].dtype
+    if op.kind == OpKind.SWIGLU:
         f["scale"] = "per_token" if p.get("dynamic") else "calibrated"
     return f
 
@@ -46,16 +48,23 @@ class Pattern:
     """The ops a rule lowers: every field that is set must hold. `when`, a last resort for a condition the fields
     cannot state, is a predicate (op, ctx) -> bool whose docstring says what it asks."""
 
-    kind: str
-    engine: str = "cluster"
-    out: str | None = None  # the output's dtype
+    kind: OpKind
+    engine: Engine = Engine.CLUSTER
+    out: DType | None = None  # the output's dtype
     weights: str | None = None  # a linear layer's weight format: int8 | int4
     keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
+    queries: str | None = None  # attention: q's dtype (quantize `queries`)
     scale: str | None = None  # swiglu: the output's scale, calibrated | per_token (quantize `dynamic swiglu`)
     when: Callable | None = None
 
+    def __post_init__(self):  # a misspelt op kind, engine or dtype fails where the rule is declared
+        object.__setattr__(self, "kind", OpKind(self.kind))
+        object.__setattr__(self, "engine", Engine(self.engine))
+        if self.out is not None:
+            object.__setattr__(self, "out", DType(self.out))
+
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
-        for key in ("kind", "out", "weights", "keys", "scale"):
+        for key in ("kind", "out", "weights", "keys", "queries", "scale"):
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
@@ -63,7 +72,8 @@ class Pattern:
 
     @property
     def text(self) -> str:
-        parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}" for k in ("out", "weights", "keys", "scale")
+        parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}"
+                                                     for k in ("out", "weights", "keys", "queries", "scale")
                                                      if getattr(self, k) is not None]
         if self.when is not None:
             parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
@@ -93,15 +103,15 @@ class Rule:
 # ---- arguments ---------------------------------------------------------------------------------------------------
 
 def _buf(name: str, row: str | None = None) -> Arg:
-    return Arg("buf", name, row=row)
+    return Arg(ArgKind.BUF, name, row=row)
 
 
 def _const(name: str, row: str | None = None) -> Arg:
-    return Arg("const", name, row=row)
+    return Arg(ArgKind.CONST, name, row=row)
 
 
 def _int(v: int) -> Arg:
-    return Arg("int", value=int(v))
+    return Arg(ArgKind.INT, value=int(v))
 
 
 def _shift_arg(op: Op) -> Arg:
@@ -129,6 +139,18 @@ def build_linear(op: Op, c: Ctx, k: KernelSpec):
         args["group"] = _int(p["group"])
         w += f" (int4, a scale per {p['group']} columns)"
     return args, f"{op.outputs[0]}[{n_out}] = requant({w} @ {op.inputs[0]}[{n_in}])"
+
+
+def build_linear_q12(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries: the int16 GEMV (int16 saturation) at the queries' 12-bit scale; RoPE on q
+    then saturates them to +-2047."""
+    return build_linear(op, c, k)
+
+
+def build_npu_q12(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries as an NPU job with int16 output at the queries' 12-bit scale; RoPE on q
+    then saturates them to +-2047."""
+    return build_npu(op, c, k)
 
 
 def build_npu(op: Op, c: Ctx, k: KernelSpec):
@@ -169,7 +191,7 @@ def build_attention(op: Op, c: Ctx, k: KernelSpec):
     d, p = c.dep.model.dims, c.q.params[op.name]
     q, kc, vc = op.inputs
     return dict(out=_buf(op.outputs[0]), q=_buf(q), k_cache=_buf(kc), v_cache=_buf(vc), scratch=_buf(op.outputs[1]),
-                pos=Arg("pos"), n_heads=_int(d.heads), n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size),
+                pos=Arg(ArgKind.POS), n_heads=_int(d.heads), n_kv_heads=_int(d.kv_heads), head_size=_int(d.head_size),
                 score_mult=_int(p["score_mult"]), score_shift=_int(p["score_shift"]), score_cut=_int(p["score_cut"]),
                 out_mult=_int(p["out_mult"]), out_shift=_int(p["out_shift"]), exp_table=_const("exp2")), \
         "out = softmax(q . K[0..pos] / sqrt(hs)) . V[0..pos], integer exp2, one division per head"
@@ -193,7 +215,7 @@ def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
         f"h = int8(silu(gate) * up / 2^k), k per token from max |silu(gate) * up|; shift_out = base_shift - k, [{n}]"
 
 
-def build_add(op: Op, c: Ctx, k: KernelSpec):
+def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
     """The residual add, saturating to int16, in place."""
     n = c.graph.values[op.outputs[0]].shape[0]
     return dict(y=_buf(op.outputs[0]), a=_buf(op.inputs[0]), b=_buf(op.inputs[1]), n=_int(n)), \
@@ -210,17 +232,25 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("linear_q4_i32_cluster", Pattern("linear", out="int32", weights="int4"), K["gemv_q4_i32"], build_linear),
     Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_i16"], build_linear),
     Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_i32"], build_linear),
+    Rule("linear_q12_cluster", Pattern("linear", out="int12", weights="int8"), K["gemv_i16"], build_linear_q12),
+    Rule("linear_q4_q12_cluster", Pattern("linear", out="int12", weights="int4"), K["gemv_q4_i16"], build_linear_q12),
     Rule("rope_i8_q14", Pattern("rope", out="int8"), K["rope_i8"], build_rope),
     Rule("rope_i16_q14", Pattern("rope", out="int16"), K["rope_i16"], build_rope),
-    Rule("attention_i8_gqa", Pattern("attention", keys="int8"), K["attention_i8"], build_attention),
-    Rule("attention_k16_gqa", Pattern("attention", keys="int16"), K["attention_k16"], build_attention),
+    Rule("rope_q12_q14", Pattern("rope", out="int12"), K["rope_q12"], build_rope),
+    Rule("attention_i8_gqa", Pattern("attention", keys="int8", queries="int8"), K["attention_i8"], build_attention),
+    Rule("attention_k16_gqa", Pattern("attention", keys="int16", queries="int8"), K["attention_k16"], build_attention),
+    Rule("attention_q12_gqa", Pattern("attention", keys="int8", queries="int12"), K["attention_q12"], build_attention),
+    Rule("attention_q12k16_gqa", Pattern("attention", keys="int16", queries="int12"), K["attention_q12k16"],
+         build_attention),
+    Rule("attention_q16_gqa", Pattern("attention", keys="int8", queries="int16"), K["attention_q16"], build_attention),
     Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
     Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
-    Rule("residual_add_i16_inplace", Pattern("add"), R.ADD, build_add),
+    Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
-    for b in (8, 16, 32))
+    for b in (8, 16, 32)) + (
+    Rule("linear_q12_npu", Pattern("linear", "npu", out="int12", weights="int8"), K["npu_linear_i16"], build_npu_q12),)
 
 
 def build_linear_rows(op: Op, c: Ctx, k: KernelSpec):
@@ -242,7 +272,7 @@ def build_rope_cols(op: Op, c: Ctx, k: KernelSpec):
     d = c.dep.model.dims
     n = c.graph.values[op.inputs[0]].shape[0]
     return dict(kt=_buf(op.outputs[0]), x=_buf(op.inputs[0]), cos_row=_const("rope.cos", "pos"),
-                sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(d.head_size), pos=Arg("pos"),
+                sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(d.head_size), pos=Arg(ArgKind.POS),
                 context=_int(d.context)), \
         f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables) into column pos of {op.outputs[0]}"
 
@@ -256,7 +286,7 @@ def build_attention_cols(op: Op, c: Ctx, k: KernelSpec):
 
 def _writes_k_cache(op: Op, c: Ctx) -> bool:
     """it writes the K cache"""
-    return c.graph.values[op.outputs[0]].kind == "kv"
+    return c.graph.values[op.outputs[0]].kind == ValueKind.KV
 
 
 # the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
@@ -265,9 +295,9 @@ HOST_RULES: tuple[Rule, ...] = tuple(
          build_linear_rows) for b in (8, 16, 32)) + tuple(
     Rule(f"linear_q4_i{b}_host", Pattern("linear", out=f"int{b}", weights="int4"), K[f"gemv_q4_rows_i{b}"],
          build_linear_rows) for b in (8, 16, 32)) + (
-    Rule("attention_i8_host", Pattern("attention", keys="int8"), K["attention_host_i8"], build_attention_host),
+    Rule("attention_i8_host", Pattern("attention", keys="int8", queries="int8"), K["attention_host_i8"], build_attention_host),
     Rule("rope_k16_cols_host", Pattern("rope", out="int16", when=_writes_k_cache), R.ROPE_K16_COLS, build_rope_cols),
-    Rule("attention_k16t_host", Pattern("attention", keys="int16"), R.ATTENTION_HOST_K16T, build_attention_cols),
+    Rule("attention_k16t_host", Pattern("attention", keys="int16", queries="int8"), R.ATTENTION_HOST_K16T, build_attention_cols),
 )
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
@@ -311,9 +341,9 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
     for op in graph.ops:
         pl = mapping.placed[op.name]
         rule = _first_match(op, pl.engine, ctx, rules)
-        if rule is None and pl.engine != "cluster":
+        if rule is None and pl.engine != Engine.CLUSTER:
             fell_back.setdefault(pl.pos, []).append(op)
-            pl = Placement("cluster", dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
+            pl = Placement(Engine.CLUSTER, dep.target.cores, pl.reason + ", fell back to cluster: no kernel", pl.pos)
             rule = _first_match(op, "cluster", ctx, rules)
         if rule is None:
             errs.add(pl.pos, f"no rule lowers {op.kind} {op.name}")
@@ -341,5 +371,5 @@ def _step_consts(steps: list[Step], q: QuantModel) -> dict:
             p = q.params[s.op]
             suffix, layout = s.spec.weights
             consts[s.op + suffix] = layout(q.consts[p["weight"]], p)
-    used = {a.name for s in steps for a in s.args if a.kind == "const"}
+    used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
     return {k: v for k, v in consts.items() if k in used}

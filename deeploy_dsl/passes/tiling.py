@@ -21,8 +21,9 @@ from dataclasses import replace
 
 from ..errors import Collector, MemoryBudgetError
 from ..frontend.spec import Deployment
-from ..ir.graph import ITEMSIZE, Plan, Step, Tiling, Value, Xfer
+from ..ir.graph import Plan, Staging, Step, Tiling, Value, Xfer
 from ..kernels.layout import ROWS_PER_BLOCK, n_blocks, padded_rows
+from ..kinds import ArgKind, TileScheme, ValueKind
 from .arena import lifetimes
 
 
@@ -54,10 +55,10 @@ class Tiler:
         live = [0] * len(self.plan.steps)
         for name, (lo, hi) in lifetimes(self.plan).items():
             v = self.values[name]
-            if v.kind == "kv" and self.kv_far:
+            if v.kind == ValueKind.KV and self.kv_far:
                 continue
             size = align(v.nbytes, self.align)
-            for t in range(lo, hi + 1) if v.kind != "kv" else range(len(live)):
+            for t in range(lo, hi + 1) if v.kind != ValueKind.KV else range(len(live)):
                 live[t] += size
         return live
 
@@ -72,7 +73,7 @@ class Tiler:
         for i, a in enumerate(s.args):
             if a.label in skip:
                 continue
-            if a.kind == "const" and self.weights_far:
+            if a.kind == ArgKind.CONST and self.weights_far:
                 arr = self.plan.consts[a.name]
                 n = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
                 shape = arr.shape[1:] if a.row else arr.shape
@@ -80,7 +81,7 @@ class Tiler:
                 buf = self.new_buf(f"{s.op}.{a.label}", dtype, *(shape or (1,)))
                 xfers.append(Xfer(i, buf, n))
                 used += align(n, self.align)
-            elif a.kind == "buf" and a.row == "pos" and self.kv_far:
+            elif a.kind == ArgKind.BUF and a.row == "pos" and self.kv_far:
                 v = self.values[a.name]
                 n = v.nbytes // v.shape[0]
                 buf = self.new_buf(f"{s.op}.{a.label}_out", v.dtype, *v.shape[1:])
@@ -95,7 +96,7 @@ class Tiler:
         n_out = s.arg("n_out").value
         wrow = s.spec.row_bytes(s)  # int4: its group scales and nibbles
         # a shift per row from the weights, or (an input with per-token scales) this token's shift from a buffer
-        per_row = (wrow, 4, 1) if s.arg("shift").kind == "const" else (wrow, 4)
+        per_row = (wrow, 4, 1) if s.arg("shift").kind == ArgKind.CONST else (wrow, 4)
         xfers, used = self.stage(s, skip=("w", "mult", "shift"))
         if not self.weights_far:
             return self.finish(s, None, xfers, 1, 0)
@@ -130,7 +131,7 @@ class Tiler:
         exp sums and score maxima; the cores share out the group's query heads and read the lanes' tiles in common."""
         d = self.dep.model.dims
         group, hs = d.heads // d.kv_heads, d.head_size
-        kb = ITEMSIZE[self.values[s.arg("k_cache").name].dtype]  # bytes per K element: 2 with int16 keys; V int8
+        kb = self.values[s.arg("k_cache").name].dtype.itemsize  # bytes per K element: 2 with int16 keys; V int8
         xfers, used = self.stage(s, skip=("k_cache", "v_cache"))
         acc_b = align(group * hs * 4, self.align) + 2 * align(group * 4, self.align)  # acc, sums, max
         scores_b = align(group * d.context * 4, self.align)
@@ -170,10 +171,10 @@ class Tiler:
         t = self.dep.target
         cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
         macs = s.macs
-        if s.spec.has_param("k_cache"):  # attention: restate at the report position
+        if s.spec.has_param("k_cache"):  # attention (streamed or read in place): restate at the report position
             d = self.dep.model.dims
             macs = 2 * d.heads * d.head_size * (self.P + 1)
-        return replace(s, tiling=tiling, xfers=tuple(xfers), tiles=tiles, dma_bytes=moved, dma_cycles=cycles, macs=macs)
+        return replace(s, staging=Staging(tiling, tuple(xfers), tiles, moved, cycles), macs=macs)
 
     def no_fit(self, s: Step, room: int, smallest: int, what: str) -> Step:
         self.no_fits.append((s.op, max(room, 0), smallest, what))
@@ -197,9 +198,9 @@ class Tiler:
         steps = []
         for s in self.plan.steps:
             avail = self.l1.size_bytes - live[s.index]
-            if s.spec.tiling == "rows":
+            if s.spec.tiling == TileScheme.ROWS:
                 steps.append(self.tile_linear(s, avail))
-            elif s.spec.tiling == "positions":
+            elif s.spec.tiling == TileScheme.POSITIONS:
                 steps.append(self.tile_attention(s, avail))
             else:  # staged whole, but for what the engine keeps in its own memory (the NPU's weights)
                 xfers, used = self.stage(s, skip=s.spec.resident)
@@ -218,16 +219,16 @@ class Tiler:
         d = self.dep.model.dims
         for s in self.plan.steps:
             for a in s.args:
-                if a.kind == "const" and self.weights_far and a.label not in s.spec.resident:  # e.g. the NPU's
+                if a.kind == ArgKind.CONST and self.weights_far and a.label not in s.spec.resident:  # e.g. the NPU's
                     arr = self.plan.consts[a.name]
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
-        kb = ITEMSIZE[self.values["kv.k.0"].dtype] if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
+        kb = self.values["kv.k.0"].dtype.itemsize if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
         # the cache rows attention reads, when it streams them (a kernel that reads them in place does not), and the
         # rows the token writes through L1 (a kernel that writes its cache in place moves none)
-        read = d.layers * (kb + 1) * (self.P + 1) * d.kv_dim if any(s.spec.tiling == "positions" for s in self.plan.steps) \
-            else 0
+        streams = any(s.spec.tiling == TileScheme.POSITIONS for s in self.plan.steps)
+        read = d.layers * (kb + 1) * (self.P + 1) * d.kv_dim if streams else 0
         written = sum(self.values[a.name].nbytes // self.values[a.name].shape[0] for s in self.plan.steps for a in s.args
-                      if a.kind == "buf" and a.row == "pos" and self.values[a.name].kind == "kv")
+                      if a.kind == ArgKind.BUF and a.row == "pos" and self.values[a.name].kind == ValueKind.KV)
         kv = read + written if self.kv_far else 0
         return sum(seen.values()) + kv
 

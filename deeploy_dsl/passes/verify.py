@@ -13,6 +13,7 @@ compiler bug, reported as such with the phase and the step, before a later phase
 from __future__ import annotations
 
 from ..ir.graph import Plan
+from ..kinds import ArgKind, ValueKind
 
 
 class PlanInvariantError(AssertionError):
@@ -31,45 +32,45 @@ def _check_args(plan: Plan, after: str) -> None:
         if tuple(a.label for a in s.args) != s.spec.names:
             _fail(after, where, f"passes {[a.label for a in s.args]}, {s.kernel} takes {list(s.spec.names)}")
         for a, p in zip(s.args, s.spec.params):
-            if a.kind == "buf" and a.name not in plan.values:
+            if a.kind == ArgKind.BUF and a.name not in plan.values:
                 _fail(after, where, f"{p.name} names {a.name!r}, which is no value of the plan")
-            elif a.kind == "const" and a.name not in plan.consts:
+            elif a.kind == ArgKind.CONST and a.name not in plan.consts:
                 _fail(after, where, f"{p.name} names {a.name!r}, which is no constant of the plan")
-            elif a.kind == "int" and (p.pointer or not isinstance(a.value, int)):
+            elif a.kind == ArgKind.INT and (p.pointer or not isinstance(a.value, int)):
                 _fail(after, where, f"{p.name} ({p.ctype}) gets the integer {a.value!r}")
-            elif a.kind in ("buf", "const") and not p.pointer:
+            elif a.kind in (ArgKind.BUF, ArgKind.CONST) and not p.pointer:
                 _fail(after, where, f"{p.name} ({p.ctype}) gets the array {a.name!r}")
             elif a.kind not in ("buf", "const", "int", "pos", "token"):
                 _fail(after, where, f"{p.name} has an argument of kind {a.kind!r}")
-            if a.row not in (None, "pos", "token") or (a.row == "token" and a.kind != "const"):
+            if a.row not in (None, "pos", "token") or (a.row == "token" and a.kind != ArgKind.CONST):
                 _fail(after, where, f"{p.name} reads row {a.row!r} of {a.name!r}")
-        if s.output.kind != "buf":
+        if s.output.kind != ArgKind.BUF:
             _fail(after, where, f"writes its output {s.spec.output} to a {s.output.kind}")
 
 
 def _check_dataflow(plan: Plan, after: str) -> None:
     """Reads follow writes: a pointer parameter without const is written; the KV cache persists between tokens."""
-    written = {n for n, v in plan.values.items() if v.kind == "kv"}
+    written = {n for n, v in plan.values.items() if v.kind == ValueKind.KV}
     for s in plan.steps:
         for a, p in zip(s.args, s.spec.params):
-            if a.kind == "buf" and p.ctype.startswith("const") and a.name not in written:
+            if a.kind == ArgKind.BUF and p.ctype.startswith("const") and a.name not in written:
                 _fail(after, f"step {s.index} ({s.op})", f"reads {a.name!r} ({p.name}) before any step writes it")
-        written |= {a.name for a, p in zip(s.args, s.spec.params) if a.kind == "buf" and not p.ctype.startswith("const")}
+        written |= {a.name for a, p in zip(s.args, s.spec.params) if a.kind == ArgKind.BUF and not p.ctype.startswith("const")}
 
 
 def _check_staging(plan: Plan, after: str) -> None:
     for s in plan.steps:
         where = f"step {s.index} ({s.op})"
-        for x in s.xfers:
+        for x in s.staging.xfers:
             if not 0 <= x.arg < len(s.args) or s.args[x.arg].kind not in ("buf", "const"):
                 _fail(after, where, f"stages argument {x.arg}, which is no array argument")
-        names = [x.buf for x in s.xfers] + [b for bs in (s.tiling.buffers.values() if s.tiling else ()) for b in bs]
-        own = {a.name for a in s.args if a.kind == "buf"}  # attention's first lane scores into its scratch argument
+        names = [x.buf for x in s.staging.xfers] + [b for bs in (s.staging.tiling.buffers.values() if s.staging.tiling else ()) for b in bs]
+        own = {a.name for a in s.args if a.kind == ArgKind.BUF}  # attention's first lane scores into its scratch argument
         for n in names:
-            if n not in plan.values or (plan.values[n].kind != "tile" and n not in own):
+            if n not in plan.values or (plan.values[n].kind != ValueKind.TILE and n not in own):
                 _fail(after, where, f"stages through {n!r}, which is no tile buffer of the plan")
-        if s.tiling is not None and s.tiling.kind != s.spec.tiling:
-            _fail(after, where, f"is tiled by {s.tiling.kind}, its kernel by {s.spec.tiling}")
+        if s.staging.tiling is not None and s.staging.tiling.kind != s.spec.tiling:
+            _fail(after, where, f"is tiled by {s.staging.tiling.kind}, its kernel by {s.spec.tiling}")
         if s.fork is not None:
             first, last = s.fork
             members = plan.steps[first:last + 1] if 0 <= first <= s.index <= last < len(plan.steps) else ()
@@ -84,9 +85,9 @@ def check_plan(plan: Plan, after: str, alloc=None) -> Plan:
     _check_staging(plan, after)
     if alloc is not None:
         placed = {b.name for b in alloc.buffers}
-        used = {a.name for s in plan.steps for a in s.args if a.kind == "buf"} \
-            | {x.buf for s in plan.steps for x in s.xfers} \
-            | {b for s in plan.steps if s.tiling for bs in s.tiling.buffers.values() for b in bs}
+        used = {a.name for s in plan.steps for a in s.args if a.kind == ArgKind.BUF} \
+            | {x.buf for s in plan.steps for x in s.staging.xfers} \
+            | {b for s in plan.steps if s.staging.tiling for bs in s.staging.tiling.buffers.values() for b in bs}
         if used - placed:
             _fail(after, "the allocation", f"places no {sorted(used - placed)[:3]}")
     return plan

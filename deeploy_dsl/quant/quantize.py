@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ class QuantModel:
     consts: dict  # name -> typed numpy array (weights, multipliers, tables)
     params: dict  # op name -> {param: int}
     scales: dict  # value name -> float scale (real = int * scale), for reports and dequantization
+
+    def __post_init__(self):  # read-only: lowering reads these, nothing edits them
+        for f in ("consts", "params", "scales"):
+            object.__setattr__(self, f, MappingProxyType(dict(getattr(self, f))))
 
 
 MSE_SAMPLES = 1 << 18  # values per tensor the MSE search looks at (a fixed-seed subsample beyond that)
@@ -177,7 +182,7 @@ def input_hessians(d: Dims) -> Hessians:
     return Hessians({f"layers.{i}.{n}" for i in range(d.layers) for n in LINEAR_INPUTS} | {"final_norm"})
 
 
-def _weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-row int8: (q [rows, cols], scale [rows])."""
     s = np.abs(w).max(axis=1).astype(np.float64) / 127.0
     s[s == 0] = 1.0
@@ -208,7 +213,7 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
-             hessians: Hessians | None = None, dynamic: tuple[str, ...] = ()) -> QuantModel:
+             hessians: Hessians | None = None, dynamic: tuple[str, ...] = (), queries: str = "int8") -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
     groups[op] > 0 (mapping.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
     channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
@@ -217,9 +222,10 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     SwiGLU kernel hands it its shift minus the token's.
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
-    multiplier takes back."""
+    multiplier takes back. queries "int12" | "int16": the q projection's output is calibrated for 12 (+-2047) or 16
+    bits, and the scores are q . k / 2^score_shift(q bits, k bits), which the score multiplier takes back too."""
     d: Dims = fm.d
-    k_bits = 16 if keys == "int16" else 8
+    k_bits, q_bits = K.QK_BITS[keys], K.QK_BITS[queries]
     w = fm.w
     consts: dict[str, np.ndarray] = {}
     params: dict[str, dict] = {}
@@ -242,7 +248,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
                 q, e, sw = weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
                 consts[op + ".wq4"] = q4_pack(q, e, group)
             else:
-                q, sw = _weights_i8(wf) if h is None else gptq_int8(wf, h)
+                q, sw = weights_i8(wf) if h is None else gptq_int8(wf, h)
                 consts[op + ".wb"] = block_rows(q)
         except np.linalg.LinAlgError:  # GPTQ's Cholesky factor of the inputs' statistics
             raise _numeric_error(fm, f"tensor {tensor_name(op, d)}: GPTQ cannot factor the statistics of its inputs",
@@ -279,7 +285,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         params[op] = {"gain_shift": gshift, "eps_q": eps_q}
 
     # embedding rows go straight into the int16 residual scale
-    emb_q, emb_s = _weights_i8(w.embed)
+    emb_q, emb_s = weights_i8(w.embed)
     consts["embed.w"] = emb_q
     try:
         consts["embed.mult"], consts["embed.shift"] = _mults(emb_s / sc["residual"])
@@ -296,11 +302,11 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         p = f"layers.{li}."
         norm(p + "attn_norm", lw.att_norm)
         for name, wf in (("q", lw.wq), ("k", lw.wk), ("v", lw.wv)):
-            sc[p + "attn." + name] = act_scale(p + "attn." + name, k_bits if name == "k" else 8)
+            sc[p + "attn." + name] = act_scale(p + "attn." + name, {"q": q_bits, "k": k_bits}.get(name, 8))
             linear(p + "attn." + name, p + "attn_norm", wf, sc[p + "attn_norm"], sc[p + "attn." + name])
         s_att = sc[p + "attn.attention"] = act_scale(p + "attn.attention")
-        k_unit = (1 << K.K16_SCORE_SHIFT) if k_bits == 16 else 1  # a score unit is 2^8 q.k units with int16 keys
-        score = sc[p + "attn.q"] * sc[p + "attn.k"] * k_unit / math.sqrt(d.head_size) * math.log2(math.e) * (1 << K.EXP_FRAC)
+        unit = 1 << K.score_shift(q_bits, k_bits)  # q.k units in a score: 2^8 with int16 keys, 2^4 with int12 q, ...
+        score = sc[p + "attn.q"] * sc[p + "attn.k"] * unit / math.sqrt(d.head_size) * math.log2(math.e) * (1 << K.EXP_FRAC)
         try:
             sm, ss, cut = K.score_multiplier(score)
         except ValueError:
