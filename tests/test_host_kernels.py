@@ -241,3 +241,22 @@ def test_host_build_int4_c_equals_golden(tmp_path):
     assert t_ids == p_ids == g_ids
     np.testing.assert_array_equal(t_logits, g_logits)
     np.testing.assert_array_equal(p_logits, g_logits[len(pids) - 1:])
+
+
+@pytest.mark.slow
+def test_host_build_wider_queries_keeps_k_in_rows(tmp_path):
+    """With int12 queries the host has no attention of its own: K stays in rows (the cluster's RoPE and attention)
+    and the program still equals golden on every logit."""
+    from test_prefill import run_exe
+    from deeploy_dsl.compiler import compile_deployment
+    from deeploy_dsl.engines.runner import build_c, run_golden_compiled
+    c = compile_deployment(ROOT / "deployments/stories260k.dply", ["target=host", "quantize.queries=int12"])
+    rules = {s.rule for s in c.plan.steps}
+    assert "rope_k16_cols_host" not in rules and {"rope_i16_q14", "attention_q12k16_gqa", "linear_i8_host"} <= rules
+    if not (shutil.which("make") and (shutil.which("cc") or shutil.which("gcc"))):
+        pytest.skip("needs make and a C compiler")
+    exe, pids, vocab = build_c(c, tmp_path / "build"), [1, 403, 407, 261, 378], c.dep.model.dims.vocab
+    g_ids, g_logits = run_golden_compiled(c, pids, 12, stop=False)
+    t_ids, t_logits = run_exe(exe, pids, 12, tmp_path / "t.bin", vocab, prefill=False)
+    assert t_ids == g_ids
+    np.testing.assert_array_equal(t_logits, g_logits)

@@ -285,8 +285,11 @@ def build_attention_cols(op: Op, c: Ctx, k: KernelSpec):
 
 
 def _writes_k_cache(op: Op, c: Ctx) -> bool:
-    """it writes the K cache"""
-    return c.graph.values[op.outputs[0]].kind == ValueKind.KV
+    """it writes the K cache of an attention with int8 queries (attention_k16t_host's, which reads it transposed)"""
+    out = op.outputs[0]
+    return c.graph.values[out].kind == ValueKind.KV and all(
+        c.graph.values[a.inputs[0]].dtype == DType.INT8 for a in c.graph.ops
+        if a.kind == OpKind.ATTENTION and a.inputs[1] == out)
 
 
 # the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
