@@ -33,13 +33,33 @@ LINE = re.compile(r"decode_tokens (\d+) seconds (\S+) cpu_seconds (\S+) tokens_p
 CLOCKS = ("cpu", "wall")
 
 
+# runs `deeploy` from the tree in argv[1]: its deeploy_dsl package, and the data packages that live at the top of a
+# tree (kernels_c/, grammar/; pyproject's package-dir) from that tree too, not from the installed one
+BUILD_WITH_TREE = """
+import importlib.util, sys
+from pathlib import Path
+tree = Path(sys.argv[1])
+sys.path.insert(0, str(tree))
+import deeploy_dsl
+assert deeploy_dsl.__file__.startswith(str(tree)), deeploy_dsl.__file__
+for sub in ("kernels_c", "grammar"):
+    top = tree / sub
+    if not (tree / "deeploy_dsl" / sub).is_dir() and (top / "__init__.py").is_file():
+        spec = importlib.util.spec_from_file_location("deeploy_dsl." + sub, top / "__init__.py",
+                                                      submodule_search_locations=[str(top)])
+        sys.modules["deeploy_dsl." + sub] = mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+from deeploy_dsl.cli import main
+sys.argv = ["deeploy"] + sys.argv[2:]
+main()
+"""
+
+
 def build(tree: Path, dply: Path, out: Path) -> Path:
-    """`deeploy build DPLY -D target=host -o OUT` with the compiler of `tree` (its own deeploy_dsl package)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import deeploy_dsl; "
-            "assert deeploy_dsl.__file__.startswith(sys.argv[1]), deeploy_dsl.__file__; "
-            "from deeploy_dsl.cli import main; sys.argv = ['deeploy'] + sys.argv[2:]; main()")
-    res = subprocess.run([sys.executable, "-c", code, str(tree.resolve()), "build", str(dply), "-D", "target=host",
-                          "-o", str(out)], capture_output=True, text=True)
+    """`deeploy build DPLY -D target=host -o OUT` with the compiler of `tree` (its own deeploy_dsl package, kernels and
+    grammar)."""
+    res = subprocess.run([sys.executable, "-c", BUILD_WITH_TREE, str(tree.resolve()), "build", str(dply), "-D",
+                          "target=host", "-o", str(out)], capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"building {dply} with the compiler in {tree} failed:\n{res.stderr[-3000:]}")
     return out
