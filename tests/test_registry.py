@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from deeploy_dsl.kernels.registry import KERNELS, RUNTIME_FILES
+from deeploy_dsl.kernels.registry import KERNELS, RUNTIME_FILES, SOURCE_HEADERS
 
 KERNELS_C = Path(__file__).resolve().parents[1] / "kernels_c"
 
 
 def prototypes() -> dict[str, list[tuple[str, str]]]:
     """name -> [(C type, parameter name)] of every function declared in the kernels' headers."""
-    text = "\n".join((KERNELS_C / h).read_text() for h in ("deeploy_kernels.h", "gemv.h", "npu.h"))
+    text = "\n".join((KERNELS_C / h).read_text() for h in ("deeploy_kernels.h", "gemv.h", "npu.h",
+                                                                      *SOURCE_HEADERS.values()))
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     out = {}
     for m in re.finditer(r"^(?:static inline )?\w+\s+\*?(\w+)\(([^)]*)\)\s*[;{]", text, re.M):

@@ -16,7 +16,7 @@ from deeploy_dsl.errors import SpecError
 from deeploy_dsl.ir.graph import build_graph
 from deeploy_dsl.frontend.interpret import load_deployment
 from deeploy_dsl.passes.mapping import hint_matches, place_ops
-from deeploy_dsl.passes.rules import RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.passes.rules import HOST_RULES, RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower, rules_for
 from deeploy_dsl.kernels.registry import RESIDUAL_ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,7 +296,8 @@ def test_every_step_records_the_rule_that_fired(base):
         | ({"rmsnorm_i16_to_i8_absmax"} if "norm" not in q.dynamic else set()) \
         | ({"swiglu_i8_absmax"} if "swiglu_absmax" not in q.dynamic else set()) \
         | ({n for n in names if "_tok_" in n} if not {"norm", "swiglu_absmax"} & set(q.dynamic) else set())
-    assert {s.rule for s in base.plan.steps} == {n for n, r in names.items() if r.engine == "cluster"} - unused
+    assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
+                                                 if r.engine == "cluster" and r not in HOST_RULES} - unused
     from deeploy_dsl.compiler import compile_deployment
     q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",
                                                                     "quantize.dynamic=none"])
@@ -344,3 +345,13 @@ def test_vocabularies_are_checked_where_records_are_made():
     p = Pattern("linear", out="int8")
     assert p.kind is OpKind.LINEAR and p.out is DType.INT8 and p.out == "int8" and f"{p.out}" == "int8"
     assert Value("x", "int16", (3,), "act").nbytes == 6 and DType.INT16.ctype == "int16_t"
+
+
+def test_host_rules_only_on_the_host():
+    """rules_for: the host's rules come first on `target host` (so they win), and no other target has them."""
+    from deeploy_dsl.errors import BUILTIN
+    from deeploy_dsl.frontend.interpret import load_target
+    host = rules_for(load_target("host", BUILTIN))
+    assert host[:len(HOST_RULES)] == HOST_RULES
+    for name in ("siracusa", "generic-rv32"):
+        assert not set(HOST_RULES) & set(rules_for(load_target(name, BUILTIN)))

@@ -51,11 +51,13 @@ def cluster_linear_cycles(t: Target, cores: int, macs: int) -> int:
 
 
 def _elements(s: Step, plan: Plan) -> int:
-    """Elements an element-wise step produces: its output argument (a cache row counts one row)."""
+    """Elements an element-wise step produces: its output argument (a cache row counts one row, and so does a
+    token's column of a transposed cache)."""
     a = s.output
     v = plan.values[a.name]
     n = int(math.prod(v.shape))
-    return n // v.shape[0] if a.row or a.name in plan.scaled else n  # a prefill plan's activations: per token
+    # a prefill plan's activations: per token
+    return n // v.shape[0] if a.row or a.name in plan.scaled or v.kind == "kv" else n
 
 
 @dataclass(frozen=True)

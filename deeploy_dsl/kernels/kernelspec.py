@@ -49,6 +49,9 @@ class KernelSpec:
     prefill: Mode = Mode.TOKEN  # a prefill chunk: gemm (weights once, every token) | flat (all elements) | token (per token)
     chunk_cost: bool = False  # its cost function prices a whole chunk of tokens (else a token step costs n calls)
     fragment: str = "plain"  # the steps.c.j2 macro that prints a step: plain | split | rows | positions | npu
+    # a linear layer's weights in a layout of its own: (the suffix of the constant's name after the op's, a function
+    # (the layer's weights as the quantizer stores them, its quantization params) -> that layout); None: as stored
+    weights: tuple[str, Callable] | None = None
 
     def __post_init__(self):  # a misspelt scheme or mode fails where the kernel is declared
         object.__setattr__(self, "tiling", TileScheme(self.tiling))

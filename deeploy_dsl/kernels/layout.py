@@ -60,6 +60,12 @@ def unblock_rows(wb: np.ndarray, n_out: int) -> np.ndarray:
     return np.ascontiguousarray(wb.transpose(0, 2, 1).reshape(wb.shape[0] * ROWS_PER_BLOCK, n_in)[:n_out])
 
 
+def host_rows(wb: np.ndarray, p: dict) -> np.ndarray:
+    """The host GEMV's layout (kernels_c/host.c, gemv_rows_*): the layer's int8 weights row-major [n_out, n_in], each
+    output's row contiguous, from the quantizer's blocks."""
+    return unblock_rows(wb, p["n_out"])
+
+
 # ------------------------------------------------------------------------------------------------- NPU
 # The NPU's weight layout (kernels_c/npu.h): W [n_out, n_in] int8 row-major, each row zero-padded to a whole number
 # of NPU_K-channel blocks, [n_out, ceil(n_in / NPU_K) * NPU_K], stored as `wp.tobytes()` in the NPU's weight memory.
@@ -96,6 +102,11 @@ def npu_unpack(wp: np.ndarray, n_in: int) -> np.ndarray:
         raise ValueError(f"npu_unpack wants int8 [n_out, {npu_k_blocks(n_in) * NPU_K}] for n_in={n_in}, "
                          f"got {wp.dtype} {wp.shape}")
     return np.ascontiguousarray(wp[:, : int(n_in)])
+
+
+def npu_weights(wb: np.ndarray, p: dict) -> np.ndarray:
+    """A linear layer's weights for the NPU, from the quantizer's GEMV blocks: npu_pack of its rows."""
+    return npu_pack(unblock_rows(wb, p["n_out"]))
 
 
 # ------------------------------------------------------------------------------------------- int4 (q4)
@@ -185,3 +196,36 @@ def q4_unpack(wq: np.ndarray, n_out: int, n_in: int, group: int) -> tuple[np.nda
 def q4_effective(q: np.ndarray, e: np.ndarray, group: int) -> np.ndarray:
     """The integer weights the q4 kernels multiply by: W[o, i] = q[o, i] * e[o, i // G] (int32)."""
     return np.asarray(q, np.int32) * np.repeat(np.asarray(e, np.int32), group, axis=1)[:, : q.shape[1]]
+
+
+def host_q4_rows(wq: np.ndarray, p: dict) -> np.ndarray:
+    """The host int4 GEMV's layout (kernels_c/host.c, gemv_q4_rows_*), from the quantizer's q4 blocks: per row, group
+    after group, the group's scale (a byte), then for its L columns (L even) L/2 bytes, byte j = 16 * q[c0 + L/2 + j]
+    + (q[c0 + j] + 8) as a signed byte: int8 [n_out, q4_row_bytes]."""
+    n_out, n_in, group = p["n_out"], p["n_in"], p["group"]
+    q, e = q4_unpack(wq, n_out, n_in, group)
+    q16 = q.astype(np.int16)
+    parts = []
+    for g in range(q4_groups(n_in, group)):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        m = (c1 - c0) // 2
+        parts += [e[:, g:g + 1].view(np.int8), (16 * q16[:, c0 + m:c1] + q16[:, c0:c0 + m] + 8).astype(np.int8)]
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))
+
+
+def host_q4_unrows(w: np.ndarray, n_in: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of host_q4_rows: (q int8 [n_out, n_in], e uint8 [n_out, ceil(n_in / G)])."""
+    w = np.asarray(w)
+    if w.dtype != np.int8 or w.ndim != 2 or w.shape[1] != q4_row_bytes(n_in, group):
+        raise ValueError(f"host_q4_unrows wants int8 [n_out, {q4_row_bytes(n_in, group)}], got {w.dtype} {w.shape}")
+    q = np.zeros((w.shape[0], n_in), np.int8)
+    e = np.zeros((w.shape[0], q4_groups(n_in, group)), np.uint8)
+    off = 0
+    for g in range(e.shape[1]):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        m = (c1 - c0) // 2
+        e[:, g] = w[:, off].view(np.uint8)
+        b = w[:, off + 1:off + 1 + m].astype(np.int16)
+        q[:, c0:c0 + m], q[:, c0 + m:c1] = (b & 15) - 8, b >> 4
+        off += 1 + m
+    return q, e

@@ -15,7 +15,7 @@ from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work
                             linear_work, npu_work)
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
-from .layout import q4_row_bytes, q4_unpack, unblock_rows
+from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -53,6 +53,19 @@ def _gemv_twin(bounds):
 def _gemv_q4_twin(bounds):
     def twin(y, x, w, mult, shift, n_in, n_out, group):
         q, e = q4_unpack(w, n_out, n_in, group)
+        y[:] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def _rows_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.linear(x, w, mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def _q4_rows_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group):
+        q, e = host_q4_unrows(w, n_in, group)
         y[:] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)
     return twin
 
@@ -98,7 +111,28 @@ def npu_linear(out: str) -> KernelSpec:
     return KernelSpec(f"npu_linear_i{out[3:]}", "npu.c", params, _npu_twin(bounds), npu_work,
                       f"one NPU job: int8 weights x int8 input -> {out} (npu.h)", calls=("npu_submit", "npu_wait"),
                       bounds=bounds,
-                      resident=("w", "mult", "shift"), prefill="gemm", fragment="npu")
+                      resident=("w", "mult", "shift"), prefill="gemm", fragment="npu", weights=(".wn", npu_weights))
+
+
+def gemv_rows(out: str) -> KernelSpec:
+    """The host's GEMV (host.c): rows contiguous, read where they are; a prefill runs it token by token (the weights
+    stay in the host's caches)."""
+    ctype, bounds = OUT[out]
+    params = tuple(Param("w", p.ctype, "[n_out, n_in] int8 weights, row-major (layout.host_rows)")
+                   if p.name == "w" else p for p in _linear_params(ctype, False))
+    return KernelSpec(f"gemv_rows_i{out[3:]}", "host.c", params, _rows_twin(bounds), linear_work,
+                      f"int8 weights x int8 input -> {out}, contiguous rows that gcc vectorizes (host.h)",
+                      bounds=bounds, resident=("w", "mult", "shift"), prefill="token", weights=(".wr", host_rows))
+
+
+def gemv_q4_rows(out: str) -> KernelSpec:
+    """The host's int4 GEMV (host.c): rows contiguous, each group's nibbles in two halves that gcc vectorizes."""
+    ctype, bounds = OUT[out]
+    params = tuple(Param("w", p.ctype, "int4 weights with their group scales, rows contiguous (layout.host_q4_rows)")
+                   if p.name == "w" else p for p in _linear_params(ctype, True))
+    return KernelSpec(f"gemv_q4_rows_i{out[3:]}", "host.c", params, _q4_rows_twin(bounds), linear_q4_work,
+                      f"int4 weights with group scales x int8 input -> {out}, contiguous rows (host.h)",
+                      bounds=bounds, resident=("w", "mult", "shift"), prefill="token", weights=(".wr", host_q4_rows))
 
 
 def _tok_params(params: tuple[Param, ...]) -> tuple[Param, ...]:
@@ -245,15 +279,10 @@ def _attention(qk_shift: int):
     return twin
 
 
-def attention(keys: str, queries: str = "int8") -> KernelSpec:
-    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache and int8, int12 or int16 queries
-    (`queries`, the wider ones in int16); the tiled step calls the scores kernel of its q and K types and
-    attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
-    name, scores = ATTENTION[queries, keys]
+def _attention_params(keys: str, queries: str = "int8") -> tuple[Param, ...]:
     kt, qt = OUT[keys][0], OUT["int8" if queries == "int8" else "int16"][0]
     qdoc = "queries" if queries == "int8" else f"queries, {queries} in int16"
-    shift = K.score_shift(K.QK_BITS[queries], K.QK_BITS[keys])
-    return KernelSpec(name, "attention.c", _p(f"""
+    return _p(f"""
         out         | int8_t *         | [n_heads*head_size] output
         q           | const {qt} *     | [n_heads*head_size] {qdoc}
         k_cache     | const {kt} *     | [context, n_kv_heads*head_size] K cache
@@ -268,9 +297,59 @@ def attention(keys: str, queries: str = "int8") -> KernelSpec:
         score_cut   | int32_t          | the largest score distance whose exp is not 0
         out_mult    | int32_t          | the output's multiplier
         out_shift   | int32_t          | its shift
-        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)"""), _attention(shift), attention_work,
+        exp_table   | const uint16_t * | [512] 2^(-k/512) in Q(bits)""")
+
+
+def attention(keys: str, queries: str = "int8") -> KernelSpec:
+    """Causal GQA attention with an int8 or (`keys int16`) int16 K cache and int8, int12 or int16 queries
+    (`queries`, the wider ones in int16); the tiled step calls the scores kernel of its q and K types and
+    attn_exp_av_i8, whose integers are those of the untiled reference named by the spec."""
+    name, scores = ATTENTION[queries, keys]
+    shift = K.score_shift(K.QK_BITS[queries], K.QK_BITS[keys])
+    return KernelSpec(name, "attention.c", _attention_params(keys, queries), _attention(shift), attention_work,
         "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, integer exp2, one division per head",
         calls=(scores, "attn_exp_av_i8"), bounds=K.I8, tiling="positions", chunk_cost=True, fragment="positions")
+
+
+def _attention_k16t(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+                    score_cut, out_mult, out_shift, exp_table, context):
+    kt = k_cache.reshape(n_kv_heads * head_size, context)  # the cache holds a row per head dimension
+    out[:] = K.attention(q, kt.T, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift, score_cut,
+                         out_mult, out_shift, exp_table)
+
+
+def _rope_k16_cols(kt, x, cos_row, sin_row, n, head_size, pos, context):
+    kt.reshape(n, context)[:, pos] = K.rope(x, 0, cos_row[None], sin_row[None], head_size, K.I16)
+
+
+# int16 keys on the host: the K cache transposed, [kv_dim, context], so that attention scores positions in vectors
+ROPE_K16_COLS = KernelSpec("rope_k16_cols", "host.c", _p("""
+    kt        | int16_t *       | [kv_dim, context] the K cache, transposed (a row per head dimension): column pos
+    x         | const int16_t * | [n] this token's keys
+    cos_row   | const int16_t * | [head_size/2] Q14 cosines of this position
+    sin_row   | const int16_t * | [head_size/2] Q14 sines of this position
+    n         | int32_t         | elements (whole heads)
+    head_size | int32_t         | elements per head
+    pos       | int32_t         | this token's position: the column written
+    context   | int32_t         | positions of the cache (its rows' length)"""), _rope_k16_cols, elementwise_work,
+    "rope_i16's rotation of this token's keys, written into column pos of the transposed K cache (host.h)",
+    bounds=K.I16)
+
+ATTENTION_HOST_K16T = KernelSpec("attention_host_k16t", "host.c", tuple(
+    Param("k_cache", p.ctype, "[kv_dim, context] K cache, transposed (rope_k16_cols writes it)")
+    if p.name == "k_cache" else p for p in _attention_params("int16")) + _p("""
+    context     | int32_t          | positions of the cache (the K rows' length)"""), _attention_k16t, attention_work,
+    "out = softmax(q . K / sqrt(hs)) . V, int16 keys in a transposed cache scored a row of positions at a time "
+    "(host.h)", bounds=K.I8, resident=("exp_table",), chunk_cost=True)
+
+
+def attention_host(keys: str) -> KernelSpec:
+    """The host's attention (host.c) with int8 keys: the same integers, K and V read in place in the caches (nothing
+    streamed), one head at a time in loops that gcc unrolls or vectorizes."""
+    return KernelSpec("attention_host_i8", "host.c", _attention_params(keys),
+                      _attention(K.score_shift(K.QK_BITS["int8"], K.QK_BITS[keys])), attention_work,
+                      "out = softmax(q . K / sqrt(hs)) . V over positions 0..pos, K and V in place (host.h)",
+                      bounds=K.I8, resident=("exp_table",), chunk_cost=True)
 
 
 SWIGLU = KernelSpec("swiglu_i8", "swiglu.c", _p("""
@@ -318,8 +397,11 @@ RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN, RESIDUAL_ADD,
-    RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
+    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
+    ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
+    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
+# headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
+SOURCE_HEADERS = {"host.c": "host.h"}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

@@ -18,8 +18,7 @@ from ..frontend.spec import Deployment, Target
 from ..ir.graph import Arg, Graph, Op, Plan, Step
 from ..kernels import registry as R
 from ..kernels.kernelspec import KernelSpec
-from ..kernels.layout import npu_pack, unblock_rows
-from ..kinds import ArgKind, DType, Engine, OpKind
+from ..kinds import ArgKind, DType, Engine, OpKind, ValueKind
 from ..quant.quantize import QuantModel
 from .mapping import Mapping, Placement
 
@@ -126,6 +125,12 @@ def _shift_arg(op: Op) -> Arg:
     return _buf(op.inputs[1]) if len(op.inputs) > 1 else _const(op.name + ".shift")
 
 
+def _weights(op: Op, p: dict, k: KernelSpec) -> Arg:
+    """A linear layer's weights: as the quantizer stores them (GEMV blocks), or the kernel's own layout
+    (_step_consts makes that constant)."""
+    return _const(op.name + k.weights[0]) if k.weights else _const(p["weight"])
+
+
 # ---- builders: (op, ctx, kernel) -> ({parameter: Arg}, math) --------------------------------------------------------
 
 def build_linear(op: Op, c: Ctx, k: KernelSpec):
@@ -133,7 +138,7 @@ def build_linear(op: Op, c: Ctx, k: KernelSpec):
     their group scales and the group size too)."""
     p = c.q.params[op.name]
     n_out, n_in = p["n_out"], p["n_in"]
-    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(p["weight"]),
+    args = dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
                 mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out))
     w = f"W[{n_out},{n_in}]"
     if k.has_param("group"):
@@ -165,7 +170,7 @@ def build_npu(op: Op, c: Ctx, k: KernelSpec):
     """One NPU job; the weights packed in the NPU's layout in its own memory."""
     p = c.q.params[op.name]
     n_out, n_in = p["n_out"], p["n_in"]
-    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_const(op.name + ".wn"),
+    return dict(y=_buf(op.outputs[0], op.row), x=_buf(op.inputs[0]), w=_weights(op, p, k),
                 mult=_const(op.name + ".mult"), shift=_shift_arg(op), n_in=_int(n_in), n_out=_int(n_out)), \
         f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
 
@@ -288,12 +293,68 @@ NPU_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
     for b in (8, 16, 32)) + (
     Rule("linear_q12_npu", Pattern("linear", "npu", out="int12", weights="int8"), K["npu_linear_i16"], build_npu_q12),)
-RULES = CLUSTER_RULES + NPU_RULES  # every rule deeploy has, for `deeploy rules` and the tests
+
+
+def build_linear_rows(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV over contiguous weight rows read where they are, which gcc vectorizes; requantized with a multiplier
+    per row and one shift (int4 weights: their group scales and the group size too)."""
+    args, math = build_linear(op, c, k)
+    return args, math + ", rows in place"
+
+
+def build_attention_host(op: Op, c: Ctx, k: KernelSpec):
+    """Grouped-query attention over the cache, K and V read in place: per head its scores, their exps and the
+    exp-weighted V, one division per head at the end."""
+    return build_attention(op, c, k)
+
+
+def build_rope_cols(op: Op, c: Ctx, k: KernelSpec):
+    """RoPE on this token's int16 keys with Q14 sin/cos tables, written into column pos of the K cache, which the
+    host keeps transposed (a row per head dimension)."""
+    d = c.dep.model.dims
+    n = c.graph.values[op.inputs[0]].shape[0]
+    return dict(kt=_buf(op.outputs[0]), x=_buf(op.inputs[0]), cos_row=_const("rope.cos", "pos"),
+                sin_row=_const("rope.sin", "pos"), n=_int(n), head_size=_int(d.head_size), pos=Arg(ArgKind.POS),
+                context=_int(d.context)), \
+        f"rotate pairs of {op.inputs[0]}[{n}] by pos * theta_i (Q14 tables) into column pos of {op.outputs[0]}"
+
+
+def build_attention_cols(op: Op, c: Ctx, k: KernelSpec):
+    """Grouped-query attention over the cache, int16 keys kept transposed and read in place: per head its scores a
+    row of positions at a time, their exps and the exp-weighted V, one division per head at the end."""
+    args, math = build_attention(op, c, k)
+    return dict(args, context=_int(c.dep.model.dims.context)), math + ", K transposed"
+
+
+def _writes_k_cache(op: Op, c: Ctx) -> bool:
+    """it writes the K cache of an attention with int8 queries (attention_k16t_host's, which reads it transposed)"""
+    out = op.outputs[0]
+    return c.graph.values[out].kind == ValueKind.KV and all(
+        c.graph.values[a.inputs[0]].dtype == DType.INT8 for a in c.graph.ops
+        if a.kind == OpKind.ATTENTION and a.inputs[1] == out)
+
+
+# the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
+def _no_token_factor(op: Op, c: Ctx) -> bool:
+    """its input has no per-token factor (quantize dynamic norm, final_norm, swiglu_absmax: the token GEMV takes it)"""
+    return facts(op, c).get("in_scale") != "factor"
+
+
+HOST_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_i{b}_host", Pattern("linear", out=f"int{b}", weights="int8", when=_no_token_factor),
+         K[f"gemv_rows_i{b}"], build_linear_rows) for b in (8, 16, 32)) + tuple(
+    Rule(f"linear_q4_i{b}_host", Pattern("linear", out=f"int{b}", weights="int4", when=_no_token_factor),
+         K[f"gemv_q4_rows_i{b}"], build_linear_rows) for b in (8, 16, 32)) + (
+    Rule("attention_i8_host", Pattern("attention", keys="int8", queries="int8"), K["attention_host_i8"], build_attention_host),
+    Rule("rope_k16_cols_host", Pattern("rope", out="int16", when=_writes_k_cache), R.ROPE_K16_COLS, build_rope_cols),
+    Rule("attention_k16t_host", Pattern("attention", keys="int16", queries="int8"), R.ATTENTION_HOST_K16T, build_attention_cols),
+)
+RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
 def rules_for(target: Target) -> tuple[Rule, ...]:
-    """The rules a target offers: the cluster's everywhere, the NPU's where it has one."""
-    return CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
+    """The rules a target offers: the host's first on the host, the cluster's everywhere, the NPU's where it has one."""
+    return (HOST_RULES if target.isa == "host" else ()) + CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
 
 
 def rules_text(rules: tuple[Rule, ...] = RULES) -> str:
@@ -352,11 +413,13 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
 
 
 def _step_consts(steps: list[Step], q: QuantModel) -> dict:
-    """The constants the steps read: NPU layers' weights packed in the NPU's layout, nothing unused."""
+    """The constants the steps read: weights in the layout of a kernel that has its own (the NPU's, the host's),
+    nothing unused."""
     consts = dict(q.consts)
     for s in steps:
-        if s.engine == Engine.NPU:
+        if s.spec.weights:
             p = q.params[s.op]
-            consts[s.op + ".wn"] = npu_pack(unblock_rows(q.consts[p["weight"]], p["n_out"]))
+            suffix, layout = s.spec.weights
+            consts[s.op + suffix] = layout(q.consts[p["weight"]], p)
     used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
     return {k: v for k, v in consts.items() if k in used}

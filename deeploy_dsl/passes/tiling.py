@@ -171,7 +171,7 @@ class Tiler:
         t = self.dep.target
         cycles = math.ceil(moved / t.dma_bytes_per_cycle) + transfers * t.dma_setup_cycles if moved else 0
         macs = s.macs
-        if s.spec.tiling == TileScheme.POSITIONS:  # attention: restate at the report position
+        if s.spec.has_param("k_cache"):  # attention (streamed or read in place): restate at the report position
             d = self.dep.model.dims
             macs = 2 * d.heads * d.head_size * (self.P + 1)
         return replace(s, staging=Staging(tiling, tuple(xfers), tiles, moved, cycles), macs=macs)
@@ -223,7 +223,13 @@ class Tiler:
                     arr = self.plan.consts[a.name]
                     seen[(a.name, a.row)] = arr.nbytes // arr.shape[0] if a.row else arr.nbytes
         kb = self.values["kv.k.0"].dtype.itemsize if "kv.k.0" in self.values else 1  # int16 keys: 2 B a K element
-        kv = d.layers * (kb + 1) * ((self.P + 1) * d.kv_dim + d.kv_dim) if self.kv_far else 0
+        # the cache rows attention reads, when it streams them (a kernel that reads them in place does not), and the
+        # rows the token writes through L1 (a kernel that writes its cache in place moves none)
+        streams = any(s.spec.tiling == TileScheme.POSITIONS for s in self.plan.steps)
+        read = d.layers * (kb + 1) * (self.P + 1) * d.kv_dim if streams else 0
+        written = sum(self.values[a.name].nbytes // self.values[a.name].shape[0] for s in self.plan.steps for a in s.args
+                      if a.kind == ArgKind.BUF and a.row == "pos" and self.values[a.name].kind == ValueKind.KV)
+        kv = read + written if self.kv_far else 0
         return sum(seen.values()) + kv
 
 
