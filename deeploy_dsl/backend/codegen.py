@@ -14,7 +14,7 @@ import yaml
 
 from ..compiler import Compiled
 from ..kernels import sampling as S
-from ..kernels.registry import RUNTIME_FILES, SOURCE_HEADERS
+from ..kernels.registry import RUNTIME_FILES, SOURCE_HEADERS, SOURCE_NEEDS
 from ..kinds import Engine
 from ..model.tokenizer import c_string_literal, c_table_source, utf8
 from .cmodel import ModelC, c_ident, const_ident
@@ -109,7 +109,8 @@ def render(c: Compiled) -> dict[str, str]:
         arr = plan.consts[cname]
         consts.append({"name": cname, "ident": const_ident(cname), "ctype": NP_TO_C[arr.dtype], "size": arr.size,
                        "shape": f"{_shape(arr.shape)} {cname}", "arr": arr})
-    kernels = sorted({s.spec.source for s in plan.steps} | set(RUNTIME_FILES))
+    used = {s.spec.source for s in plan.steps} | set(RUNTIME_FILES)
+    kernels = sorted(used | {n for k in used for n in SOURCE_NEEDS.get(k, ())})
     kernel_headers = [SOURCE_HEADERS[k] for k in kernels if k in SOURCE_HEADERS]  # e.g. host.h, only where used
     files: dict[str, str] = {}
     model = ModelC(c, env).context()

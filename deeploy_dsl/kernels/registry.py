@@ -402,6 +402,8 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h"}
+# kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
+SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")
