@@ -336,7 +336,7 @@ def _writes_k_cache(op: Op, c: Ctx) -> bool:
 
 # the host CPU (target isa host): kernels shaped for its SIMD and caches, tried before the cluster's
 def _no_token_factor(op: Op, c: Ctx) -> bool:
-    """its input has no per-token factor (quantize dynamic norm, final_norm, swiglu_absmax: the token GEMV takes it)"""
+    """its activations carry no per-token factor (quantize dynamic norm, final_norm, swiglu_absmax: the token GEMV)"""
     return facts(op, c).get("in_scale") != "factor"
 
 
