@@ -68,6 +68,8 @@ def plan_yaml(c) -> str:
                            + (f"({dep.quant.calibration.percentile:g})" if dep.quant.calibration.stat == "percentile" else ""),
             "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys,
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
+            **({"smoothing": f"SmoothQuant alpha {dep.quant.smooth:g} into q/k/v and gate/up; the final norm's gain "
+                             "folded into the classifier (its own copy of the weights)"} if dep.quant.smooth is not None else {}),
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
         "memory": {lvl.name: {"size_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,

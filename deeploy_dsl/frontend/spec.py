@@ -79,6 +79,8 @@ class QuantSpec:
     rounding: str = "nearest"  # "nearest" or "gptq": how weights are rounded onto their grid
     overrides: tuple[WeightOverride, ...] = ()  # per-layer weight formats, later lines win
     dynamic: tuple[str, ...] = ()  # activations with a per-token scale computed at run time: ("swiglu",) or ()
+    smooth: float | None = None  # SmoothQuant's alpha (quant/smooth.py), or None: no smoothing
+    smooth_pos: Pos | None = None  # the `smooth` setting
 
 
 @dataclass(frozen=True)

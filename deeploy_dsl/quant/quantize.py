@@ -106,19 +106,24 @@ def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None, hessians: Hessia
         ranges(name, a)
         if hessians is not None:
             hessians(name, a)
-    length = min(CALIB_SEQ_LEN, fm.d.context)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by the value it starts at
-        if cal.source == "samples":
-            fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=obs)
-        else:
-            for chunk in _text_chunks(fm, cal, tokenizer):
-                fm.forward(chunk[None], 0, fm.new_cache(1, len(chunk)), obs)
+        calibration_pass(fm, cal, tokenizer, obs)
     if ranges.overflow:
         name = ranges.overflow[0]
         raise _numeric_error(fm, f"the float model overflows float32 at {name} on the calibration tokens "
                              f"(NaN or infinity): its weights are too large to quantize",
                              f"{name} is computed from {', '.join(_sources(name, fm.d))}")
     return ranges.result()
+
+
+def calibration_pass(fm: FloatModel, cal: Calibration, tokenizer, observe) -> None:
+    """The float model over the calibration tokens, every named activation to `observe`."""
+    if cal.source == "samples":
+        length = min(CALIB_SEQ_LEN, fm.d.context)
+        fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=observe)
+    else:
+        for chunk in _text_chunks(fm, cal, tokenizer):
+            fm.forward(chunk[None], 0, fm.new_cache(1, len(chunk)), observe)
 
 
 def _text_chunks(fm: FloatModel, cal: Calibration, tokenizer) -> list[np.ndarray]:
