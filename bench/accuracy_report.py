@@ -2,7 +2,7 @@
 --length 256 --seed 1 --json` prints for each, as one table (and, with --json, one JSON object per line).
 
     python bench/accuracy_report.py                          # the README's quantize-knob variants of stories260k
-    python bench/accuracy_report.py --only smooth            # the variants whose name holds "smooth"
+    python bench/accuracy_report.py --only smooth            # the variants whose name matches (a regex)
     python bench/accuracy_report.py deployments/tinystories.dply --only example
 
 A variant is -D overrides plus, optionally, lines spliced into the quantize block (per-layer weight formats such as
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -44,7 +45,6 @@ VARIANTS = [  # (name, -D overrides, extra quantize lines)
     ("smooth 0.5", ["quantize.smooth=0.5"], []),
     ("smooth 0.3", ["quantize.smooth=0.3"], []),
     ("smooth 0.7", ["quantize.smooth=0.7"], []),
-    ("example, calibrated swiglu", ["quantize.dynamic=none"], []),
 ]
 PER_LAYER = {"int4 G32 per-layer": ["quantize.weights=int4 per_group(32)"]}  # --per-layer variants
 
@@ -76,13 +76,13 @@ def measure(dply: Path, defines: list[str], lines: list[str], layers: bool = Fal
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dply", nargs="?", default=str(ROOT / "deployments/stories260k.dply"))
-    ap.add_argument("--only", default="", help="the variants whose name holds this text")
-    ap.add_argument("--skip", default=None, help="not the variants whose name holds this text")
+    ap.add_argument("--only", default="", help="the variants whose name matches this regex")
+    ap.add_argument("--skip", default=None, help="not the variants whose name matches this regex")
     ap.add_argument("--per-layer", action="store_true", help="also the --per-layer ranking of int4 G32")
     ap.add_argument("--json", action="store_true", help="one JSON object per variant")
     a = ap.parse_args()
     for name, defines, lines in VARIANTS:
-        if a.only not in name or (a.skip is not None and a.skip in name):
+        if not re.search(a.only, name) or (a.skip is not None and re.search(a.skip, name)):
             continue
         r = measure(Path(a.dply), defines, lines)
         ci = r["top1_ci95"]

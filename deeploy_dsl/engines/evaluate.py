@@ -47,7 +47,11 @@ def per_position(float_logits: np.ndarray, int_logits: np.ndarray, targets: np.n
 
 def compare(float_logits: np.ndarray, int_logits: np.ndarray, targets: np.ndarray) -> dict:
     """The metrics over positions: logits [..., vocab] (real-valued, both), targets [...] (the next tokens)."""
-    p = per_position(float_logits, int_logits, targets)
+    return summary(per_position(float_logits, int_logits, targets))
+
+
+def summary(p: dict[str, np.ndarray]) -> dict:
+    """per_position's figures as means (and the perplexities)."""
     nll_f, nll_i = p["nll_f"].mean(), p["nll_i"].mean()
     return {"top1_agreement": float(p["top1"].mean()),
             "ppl_float": float(np.exp(nll_f)), "ppl_int": float(np.exp(nll_i)),
@@ -107,8 +111,8 @@ def evaluate(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0,
     seqs = ev.ids
     fl = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(len(seqs)))
     il = np.stack([_int_logits(c, s) for s in seqs])
-    out = compare(fl, il, seqs[:, 1:])
     pp = per_position(fl, il, seqs[:, 1:])
+    out = summary(pp)
     out.update(top1_ci95=bootstrap_ci(pp["top1"]), kl_ci95=bootstrap_ci(pp["kl"]))
     out["greedy_divergence"] = {p: greedy_divergence(c, p) for p in prompts} if c.tokenizer else {}
     out.update(sequences=int(seqs.shape[0]), length=int(seqs.shape[1]), seed=ev.source.get("seed"),
