@@ -89,32 +89,42 @@ def check(file: Path = typer.Argument(..., help="the .dply deployment"),
 
 @app.command("eval")
 def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
-          sequences: int = typer.Option(16, "--sequences", min=1, help="sequences sampled from the float model"),
+          sequences: int = typer.Option(16, "--sequences", min=1, help="sequences to read (at most, with --text)"),
           length: int = typer.Option(256, "--length", min=2, help="tokens per sequence (at most the context)"),
-          seed: int = typer.Option(0, "--seed", help="the sampling seed"),
+          seed: int = typer.Option(0, "--seed", min=0, max=(1 << 64) - 1,
+                                   help="the sampling seed, in an eval stream apart from calibration's"),
+          text: Optional[Path] = typer.Option(None, "--text", help="read this text (tokenized, cut into sequences) "
+                                              "instead of the float model's samples"),
           per_layer: bool = typer.Option(False, "--per-layer", help="also rank layers quantized one at a time"),
           as_json: bool = typer.Option(False, "--json", help="print the metrics as one JSON object"),
           define: Optional[List[str]] = DEFINE):
-    """Measure the integer model against the float one: top-1 agreement, perplexities, KL, greedy divergence."""
+    """Measure the integer model against the float one on held-out sequences: top-1 agreement (with a bootstrap 95%
+    interval), perplexities, KL, greedy divergence. Sequences that repeat the calibration's are refused."""
     def go():
         from .compiler import compile_deployment
         from .errors import Diagnostic, Pos, SpecError
-        from .engines.evaluate import evaluate, per_layer as rank_layers
+        from .engines.evaluate import eval_set, evaluate, per_layer as rank_layers
         c = compile_deployment(file, define or [])
         if length > c.dep.model.dims.context:
             raise SpecError([Diagnostic(Pos("<command line>"), f"--length {length} is longer than the context "
                                         f"({c.dep.model.dims.context} tokens)")])
         _warn(c.warnings)
-        r = evaluate(c, sequences, length, seed)
+        ev = eval_set(c, sequences, length, seed, text)
+        r = evaluate(c, ev=ev)
         if per_layer:
-            r["per_layer"] = rank_layers(c, sequences, length, seed)
+            r["per_layer"] = rank_layers(c, ev=ev)
         if as_json:
             typer.echo(json.dumps(r))
             return
-        typer.echo(f"{c.dep.name}: {r['sequences']} sequences x {r['length']} tokens (seed {seed}), "
+        typer.echo(f"{c.dep.name}: {r['sequences']} sequences x {r['length']} tokens {ev.describe()}, "
                    f"{r['positions']:,} positions teacher-forced")
-        typer.echo(f"  top-1 agreement {r['top1_agreement']:.4f}   perplexity float {r['ppl_float']:.4f}, "
-                   f"int {r['ppl_int']:.4f} (ratio {r['ppl_ratio']:.4f})   mean KL {r['kl_mean']:.5f}")
+        if r["calibration_overlap"]:
+            typer.echo(f"  {r['calibration_overlap']} of them repeat a calibration sequence's first {r['length']} "
+                       "tokens (by chance: a common opening); longer sequences tell")
+        ci = r["top1_ci95"]
+        typer.echo(f"  top-1 agreement {r['top1_agreement']:.4f}" + (f" (95% {ci[0]:.4f}..{ci[1]:.4f})" if ci else "")
+                   + f"   perplexity float {r['ppl_float']:.4f}, int {r['ppl_int']:.4f} (ratio {r['ppl_ratio']:.4f})"
+                   f"   mean KL {r['kl_mean']:.5f}")
         typer.echo(f"  linear-layer weights {r['linear_weight_bytes']:,} B, all constants {r['const_bytes']:,} B")
         for p, at in r["greedy_divergence"].items():
             typer.echo(f"  greedy {p!r}: " + ("identical" if at is None else f"diverges at token {at}"))

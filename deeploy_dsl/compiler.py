@@ -3,7 +3,8 @@ every phase that makes or changes a plan (verify.py).
 
     frontend   parse, interpret       .dply -> Deployment                       interpret.load_deployment
     model      weights, tokenizer     -> Weights, Tokenizer, FloatModel         weights.load_weights, load_tokenizer
-    quant      calibrate, quantize    -> ranges, QuantModel                     quantize.calibrate, quantize.quantize
+    quant      smooth (if asked)      -> Weights, FloatModel (exact rewrites)   smooth.smooth
+               calibrate, quantize    -> ranges, QuantModel                     quantize.calibrate, quantize.quantize
     ir         graph                  -> Graph (one decode step's ops)          graph.build_graph
     passes     mapping                -> Mapping (an engine per op)             mapping.place_ops
                lowering               -> Plan (a kernel call per op)            rules.lower with rules_for(target)
@@ -36,6 +37,7 @@ from .passes.rules import lower, rules_for
 from .passes.tiling import tile
 from .passes.verify import check_plan
 from .quant.quantize import QuantModel, calibrate, input_hessians, quantize
+from .quant.smooth import smooth
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ def _compile(dep: Deployment) -> Compiled:
     if tok is not None:  # without one the program takes token ids, and the prompt is not used
         check_prompt(dep, tok)
     fm = FloatModel(weights, dep.model.dims)
+    if dep.quant.smooth is not None:  # an exact rewrite: the float model the rest compiles and is measured against
+        weights = smooth(fm, dep.quant.calibration, dep.quant.smooth, tok)
+        fm = FloatModel(weights, dep.model.dims)
     # quant and ir
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)

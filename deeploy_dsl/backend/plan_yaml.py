@@ -71,6 +71,8 @@ def plan_yaml(c) -> str:
             **({"queries": dep.quant.queries + (" (in int16, +-2047)" if dep.quant.queries == "int12" else "")}
                if dep.quant.queries != "int8" else {}),
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
+            **({"smoothing": f"SmoothQuant alpha {dep.quant.smooth:g} into q/k/v and gate/up; the final norm's gain "
+                             "folded into the classifier (its own copy of the weights)"} if dep.quant.smooth is not None else {}),
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
         "memory": {lvl.name: {"budget_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,

@@ -1,13 +1,14 @@
 """`deeploy eval`: how closely the integer model (golden, which is the generated C bit for bit) follows
-the float model it was quantized from.
+the float model it was quantized from, on sequences the calibration never read (heldout.py: the float model's
+samples in an eval stream of their own, or a text file).
 
-N sequences of L tokens are sampled from the float model (temperature 1, a fixed seed), then both
-models read them teacher-forced, and at every position but the last:
+Both models read the N sequences of L tokens teacher-forced, and at every position but the last:
   * top-1 agreement: the share of positions where both models' most likely next token is the same;
-  * perplexity of each on the sampled next tokens (the integer logits times their scale), and their ratio;
+  * perplexity of each on the next tokens (the integer logits times their scale), and their ratio;
   * mean KL(float || int8) of the next-token distributions;
-and for a few fixed prompts, the first generated position where greedy decoding diverges (None: never,
-within `GREEDY_TOKENS`). `--per-layer` quantizes one layer (or the classifier) at a time, the rest float, and
+with bootstrap 95% intervals for top-1 and KL (bootstrap_ci: sequences resampled, not positions), and for a few
+fixed prompts, the first generated position where greedy decoding diverges (None: never, within `GREEDY_TOKENS`).
+`--per-layer` quantizes one layer (or the classifier) at a time, the rest float, and
 ranks them by the damage they do (a float simulation: that layer's weights in the deployment's format, int8 per
 channel or int4 per group with nearest rounding, its activations rounded to their calibrated int8 scales; the integer norms, softmax and tables are not
 simulated, so the figures rank layers rather than reproduce the integer model).
@@ -15,6 +16,7 @@ simulated, so the figures rank layers rather than reproduce the integer model).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from ..compiler import Compiled
 from ..kernels.twins import QK_BITS
 from ..quant.quantize import weights_q4
 from .golden import Golden
+from .heldout import EvalSet, check_held_out, from_text, sampled
 from .runner import run_golden_compiled
 
 PROMPTS = ("", "Once upon a time", "Lily and Tom went to the park.", 'The big dog was happy. He said, "Hello!"')
@@ -34,16 +37,45 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def compare(float_logits: np.ndarray, int_logits: np.ndarray, targets: np.ndarray) -> dict:
-    """The metrics over positions: logits [..., vocab] (real-valued, both), targets [...] (the next tokens)."""
+def per_position(float_logits: np.ndarray, int_logits: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Per position: top-1 agreement (0/1), each model's NLL of the target, and KL(float || int)."""
     lf, li = _log_softmax(float_logits), _log_softmax(int_logits)
     t = np.asarray(targets)[..., None]
-    nll_f = -np.take_along_axis(lf, t, axis=-1).mean()
-    nll_i = -np.take_along_axis(li, t, axis=-1).mean()
-    kl = (np.exp(lf) * (lf - li)).sum(axis=-1).mean()
-    return {"top1_agreement": float(np.mean(np.argmax(float_logits, -1) == np.argmax(int_logits, -1))),
+    return {"top1": (np.argmax(float_logits, -1) == np.argmax(int_logits, -1)).astype(np.float64),
+            "nll_f": -np.take_along_axis(lf, t, axis=-1)[..., 0], "nll_i": -np.take_along_axis(li, t, axis=-1)[..., 0],
+            "kl": (np.exp(lf) * (lf - li)).sum(axis=-1)}
+
+
+def compare(float_logits: np.ndarray, int_logits: np.ndarray, targets: np.ndarray) -> dict:
+    """The metrics over positions: logits [..., vocab] (real-valued, both), targets [...] (the next tokens)."""
+    return summary(per_position(float_logits, int_logits, targets))
+
+
+def summary(p: dict[str, np.ndarray]) -> dict:
+    """per_position's figures as means (and the perplexities)."""
+    nll_f, nll_i = p["nll_f"].mean(), p["nll_i"].mean()
+    return {"top1_agreement": float(p["top1"].mean()),
             "ppl_float": float(np.exp(nll_f)), "ppl_int": float(np.exp(nll_i)),
-            "ppl_ratio": float(np.exp(nll_i - nll_f)), "kl_mean": float(kl)}
+            "ppl_ratio": float(np.exp(nll_i - nll_f)), "kl_mean": float(p["kl"].mean())}
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(per_seq: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
+    """The 95% percentile-bootstrap interval of a mean over positions, from per_seq [sequences, positions]:
+    whole sequences are resampled with replacement (positions of one sequence are not independent: one wrong token
+    changes the context of all that follow), with a fixed seed, so the interval is deterministic. None for one
+    sequence (nothing to resample)."""
+    n = per_seq.shape[0]
+    if n < 2:
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    sums = per_seq.sum(axis=1)
+    means = sums[rng.integers(0, n, (resamples, n))].sum(axis=1) / per_seq.size
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return [float(lo), float(hi)]
 
 
 def greedy_divergence(c: Compiled, prompt: str, n: int = GREEDY_TOKENS) -> int | None:
@@ -68,14 +100,24 @@ def _int_logits(c: Compiled, seq: np.ndarray) -> np.ndarray:
     return np.stack([g.forward(int(tok), pos) for pos, tok in enumerate(seq[:-1])]).astype(np.float64) * scale
 
 
+def eval_set(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0, text: Path | None = None) -> EvalSet:
+    """The held-out sequences (heldout.py), checked against the calibration's."""
+    ev = from_text(c, text, sequences, length) if text is not None else sampled(c, sequences, length, seed)
+    return replace(ev, overlap=check_held_out(c, ev))
+
+
 def evaluate(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0,
-             prompts: tuple[str, ...] = PROMPTS) -> dict:
-    seqs = c.fm.sample(sequences, length, seed)
-    fl = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(sequences))
+             prompts: tuple[str, ...] = PROMPTS, text: Path | None = None, ev: EvalSet | None = None) -> dict:
+    ev = ev or eval_set(c, sequences, length, seed, text)
+    seqs = ev.ids
+    fl = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(len(seqs)))
     il = np.stack([_int_logits(c, s) for s in seqs])
-    out = compare(fl, il, seqs[:, 1:])
+    pp = per_position(fl, il, seqs[:, 1:])
+    out = summary(pp)
+    out.update(top1_ci95=bootstrap_ci(pp["top1"]), kl_ci95=bootstrap_ci(pp["kl"]))
     out["greedy_divergence"] = {p: greedy_divergence(c, p) for p in prompts} if c.tokenizer else {}
-    out.update(sequences=sequences, length=length, seed=seed, positions=int(seqs[:, 1:].size))
+    out.update(sequences=int(seqs.shape[0]), length=int(seqs.shape[1]), seed=ev.source.get("seed"),
+               positions=int(seqs[:, 1:].size), source=ev.source, calibration_overlap=ev.overlap)
     out.update(weight_bytes(c))
     return out
 
@@ -102,10 +144,11 @@ LINEAR = {"wq": "attn.q", "wk": "attn.k", "wv": "attn.v", "wo": "attn.o", "w1": 
           "w3": "mlp.up"}  # weights field: op name in the layer
 
 
-def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0) -> list[dict]:
+def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0, ev: EvalSet | None = None) -> list[dict]:
     """Each transformer layer, and the classifier, quantized alone (weights in the deployment's format, activations),
-    ranked by KL, most damaging first. Rows name `layer` (an index, or "lm_head")."""
-    seqs = c.fm.sample(sequences, length, seed)
+    ranked by KL, most damaging first, on the eval's held-out sequences. Rows name `layer` (an index, or "lm_head")."""
+    seqs = (ev or eval_set(c, sequences, length, seed)).ids
+    sequences = len(seqs)
     ref = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(sequences))
     q = c.dep.quant
 

@@ -420,7 +420,7 @@ def _fmt(v) -> str:
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims: Dims | None) -> QuantSpec:
     r = _Reader(b.entries if b else (), "quantize",
-                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic"),
+                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic", "smooth"),
                 errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
@@ -453,7 +453,32 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
             dynamic += (v.value,)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
-                     queries)
+                     queries, _smooth(r, errs), r.pos("smooth"))
+
+
+SMOOTH_FORMS = "'smooth alpha = A', A from 0 to 1 (0.5 is SmoothQuant's; 'smooth A' for short), or 'smooth none'"
+
+
+def _smooth(r: _Reader, errs: Collector) -> float | None:
+    """`smooth alpha = 0.5` (or `smooth 0.5`): SmoothQuant's migration strength; `smooth none` or no line: None."""
+    vals = r.values("smooth")
+    if vals is None or (len(vals) == 1 and vals[0].kind == "name" and vals[0].value == "none"):
+        return None
+    if len(vals) != 1 or vals[0].kind not in ("assign", "number"):
+        errs.add(vals[1].pos if len(vals) > 1 else vals[0].pos if vals else r.pos("smooth"),
+                 f"'smooth' expects {SMOOTH_FORMS}")
+        return None
+    v = vals[0]
+    if v.kind == "assign":
+        if v.value != "alpha":
+            errs.add(v.pos, f"unknown smooth parameter '{v.value}'", f"expected {SMOOTH_FORMS}")
+            return None
+        v = v.args[0][1]
+    if v.kind != "number" or not 0 <= v.value <= 1:
+        errs.add(v.pos, f"smooth alpha must be a number from 0 to 1, got {v.text}",
+                 "alpha is how much of each channel's range moves into the weights (0.5: half)")
+        return None
+    return float(v.value)
 
 
 def _check_queries(queries: str, keys: str, head_size: int, pos: Pos, errs: Collector) -> None:

@@ -22,10 +22,10 @@ from .spec import PathPattern
 
 @dataclass(frozen=True)
 class Value:
-    kind: str  # string | number | size | name | call
-    value: object  # str, int/float, bytes count, name, or call name
+    kind: str  # string | number | size | name | call | assign
+    value: object  # str, int/float, bytes count, name, call name, or the name an assignment sets
     pos: Pos
-    args: tuple = ()  # for calls: ((key or None, Value), ...)
+    args: tuple = ()  # for calls: ((key or None, Value), ...); for `name = value`: ((name, Value),)
     text: str = ""
 
 
@@ -300,6 +300,9 @@ class _ToRaw:
         if kind == "call":
             args = self.args(ch[1]) if len(ch) > 1 else ()
             return Value("call", str(ch[0]), pos, args, text=str(ch[0]))
+        if kind == "assign":
+            inner = self.value(ch[1])
+            return Value("assign", str(ch[0]), pos, ((str(ch[0]), inner),), text=f"{ch[0]} = {inner.text}")
         raise AssertionError(kind)
 
     def number_text(self, tok) -> str:

@@ -81,6 +81,8 @@ class QuantSpec:
     overrides: tuple[WeightOverride, ...] = ()  # per-layer weight formats, later lines win
     dynamic: tuple[str, ...] = ()  # activations with a per-token scale computed at run time: swiglu, swiglu_absmax, norm, final_norm
     queries: str = "int8"  # "int8", "int12" (stored in int16, +-2047) or "int16": the q projection, RoPE on q, scores
+    smooth: float | None = None  # SmoothQuant's alpha (quant/smooth.py), or None: no smoothing
+    smooth_pos: Pos | None = None  # the `smooth` setting
 
 
 @dataclass(frozen=True)

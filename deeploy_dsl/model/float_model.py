@@ -88,9 +88,10 @@ class FloatModel:
         xf = obs("final_norm", self._norm(x, w.final_norm))
         return obs("lm_head", xf @ w.lm_head.T)
 
-    def sample(self, n_seq: int, length: int, seed: int, temperature: float = 1.0,
+    def sample(self, n_seq: int, length: int, seed: int | np.random.SeedSequence, temperature: float = 1.0,
                observe: Observer | None = None) -> np.ndarray:
-        """n_seq sequences of `length` ids sampled from BOS (seeded, so calibration is reproducible)."""
+        """n_seq sequences of `length` ids sampled from BOS (seeded, so calibration is reproducible; `deeploy eval`
+        passes a SeedSequence of its own stream)."""
         rng = np.random.default_rng(seed)
         ids = np.ones((n_seq, 1), dtype=np.int64)
         cache = self.new_cache(n_seq, length)

@@ -115,27 +115,47 @@ def calibrate(fm: FloatModel, cal: Calibration, tokenizer=None, hessians: Hessia
         ranges(name, a)
         if hessians is not None:
             hessians(name, a)
-    length = min(CALIB_SEQ_LEN, fm.d.context)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by the value it starts at
-        if cal.source == "samples":
-            fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=obs)
-        else:
-            if tokenizer is None:
-                raise SpecError([Diagnostic(cal.pos, "calibrating on a text file needs a tokenizer in the model block")])
-            try:
-                text = read_regular(Path(cal.source), CALIB_TEXT_MAX_BYTES, "calibration text")
-            except FileProblem as e:  # changed since the .dply was checked
-                raise SpecError([Diagnostic(cal.pos, f"calibration text {cal.source} {e}")]) from None
-            ids = tokenizer.encode(text.decode("utf-8", errors="replace"), bos=True)[: cal.tokens]
-            for s in range(0, len(ids), length):
-                chunk = np.array([ids[s:s + length]])
-                fm.forward(chunk, 0, fm.new_cache(1, len(chunk[0])), obs)
+        calibration_pass(fm, cal, tokenizer, obs)
     if ranges.overflow:
         name = ranges.overflow[0]
         raise _numeric_error(fm, f"the float model overflows float32 at {name} on the calibration tokens "
                              f"(NaN or infinity): its weights are too large to quantize",
                              f"{name} is computed from {', '.join(_sources(name, fm.d))}")
     return ranges.result()
+
+
+def calibration_pass(fm: FloatModel, cal: Calibration, tokenizer, observe) -> None:
+    """The float model over the calibration tokens, every named activation to `observe`."""
+    if cal.source == "samples":
+        length = min(CALIB_SEQ_LEN, fm.d.context)
+        fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=observe)
+    else:
+        for chunk in _text_chunks(fm, cal, tokenizer):
+            fm.forward(chunk[None], 0, fm.new_cache(1, len(chunk)), observe)
+
+
+def _text_chunks(fm: FloatModel, cal: Calibration, tokenizer) -> list[np.ndarray]:
+    """A calibration text's first `cal.tokens` ids (BOS first), cut into sequences of CALIB_SEQ_LEN, each read from
+    position 0."""
+    if tokenizer is None:
+        raise SpecError([Diagnostic(cal.pos, "calibrating on a text file needs a tokenizer in the model block")])
+    try:
+        text = read_regular(Path(cal.source), CALIB_TEXT_MAX_BYTES, "calibration text")
+    except FileProblem as e:  # changed since the .dply was checked
+        raise SpecError([Diagnostic(cal.pos, f"calibration text {cal.source} {e}")]) from None
+    ids = tokenizer.encode(text.decode("utf-8", errors="replace"), bos=True)[: cal.tokens]
+    length = min(CALIB_SEQ_LEN, fm.d.context)
+    return [np.array(ids[s:s + length]) for s in range(0, len(ids), length)]
+
+
+def calibration_ids(fm: FloatModel, cal: Calibration, tokenizer=None, length: int | None = None) -> list[np.ndarray]:
+    """The token sequences calibrate() reads, each from position 0, cut to their first `length` tokens (sampling
+    stops there: a sample's first tokens do not depend on how long it runs)."""
+    if cal.source != "samples":
+        return [c[:length] for c in _text_chunks(fm, cal, tokenizer)]
+    full = min(CALIB_SEQ_LEN, fm.d.context)
+    return list(fm.sample(max(1, math.ceil(cal.tokens / full)), min(full, length or full), cal.seed))
 
 
 def _sources(value: str, d: Dims) -> list[str]:
