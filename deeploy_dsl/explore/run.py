@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .store import Store, eval_key, point_key
 from .sweep import EVAL_METRICS, Sweep

@@ -46,8 +46,11 @@ class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.records: dict[str, dict] = {}
+        self._cut = False  # the last line was cut short: the next record starts on a new line
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
+            text = self.path.read_text()
+            self._cut = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:  # a line cut short by a kill: that point is computed again
@@ -62,4 +65,5 @@ class Store:
         self.records[rec["key"]] = rec
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
+            f.write("\n" * self._cut + json.dumps(rec, sort_keys=True) + "\n")
+        self._cut = False
