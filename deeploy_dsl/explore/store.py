@@ -13,7 +13,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .. import __version__
+import deeploy_dsl
 
 
 @lru_cache(maxsize=64)
@@ -31,12 +31,12 @@ def file_digest(path: str) -> str:
 def point_key(dply_text: str, overrides: tuple[str, ...], inputs: tuple[str, ...]) -> str:
     """The cost record's key: `inputs` are the paths of the files the deployment reads (weights, tokenizer)."""
     blob = json.dumps({"deployment": dply_text, "overrides": list(overrides),
-                       "inputs": [file_digest(p) for p in inputs], "version": __version__}, sort_keys=True)
+                       "inputs": [file_digest(p) for p in inputs], "version": deeploy_dsl.__version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def eval_key(numerics: str, settings: dict) -> str:
-    blob = json.dumps({"numerics": numerics, "eval": settings, "version": __version__}, sort_keys=True)
+    blob = json.dumps({"numerics": numerics, "eval": settings, "version": deeploy_dsl.__version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
