@@ -72,24 +72,25 @@ def front_table(res: dict) -> str:
     return "\n".join(out)
 
 
-def _scatter(res: dict, mx: str, my: str, size: int = 300) -> str:
-    pad = 46
+def _scatter(res: dict, mx: str, my: str, size: int = 320) -> str:
+    left, bottom, top, right, inset = 70, 40, 10, 12, 10  # margins; points kept `inset` px off the frame
     pts = [p for p in res["points"] if p["figures"].get(mx) is not None and p["figures"].get(my) is not None]
     if not pts:
         return ""
     xs, ys = [p["figures"][mx] for p in pts], [p["figures"][my] for p in pts]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx = lambda v: pad + (v - x0) / ((x1 - x0) or 1) * (size - pad - 10)  # noqa: E731
-    sy = lambda v: size - pad - (v - y0) / ((y1 - y0) or 1) * (size - pad - 10)  # noqa: E731
+    w, h = size - left - right, size - top - bottom
+    sx = lambda v: left + inset + (v - x0) / ((x1 - x0) or 1) * (w - 2 * inset)  # noqa: E731
+    sy = lambda v: top + h - inset - (v - y0) / ((y1 - y0) or 1) * (h - 2 * inset)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" class="plot">',
-           f'<rect x="{pad}" y="10" width="{size - pad - 10}" height="{size - pad - 10}" fill="#fafafa" stroke="#bbb"/>',
-           f'<text x="{size / 2 + pad / 2:.0f}" y="{size - 8}" text-anchor="middle">{html.escape(mx)}</text>',
-           f'<text x="12" y="{size / 2 - pad / 2:.0f}" text-anchor="middle" transform="rotate(-90 12 {size / 2 - pad / 2:.0f})">'
+           f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fafafa" stroke="#bbb"/>',
+           f'<text x="{left + w / 2:.0f}" y="{size - 6}" text-anchor="middle">{html.escape(mx)}</text>',
+           f'<text x="12" y="{top + h / 2:.0f}" text-anchor="middle" transform="rotate(-90 12 {top + h / 2:.0f})">'
            f'{html.escape(my)}</text>',
-           f'<text x="{pad}" y="{size - pad + 14}" class="tick">{_fmt(mx, x0)}</text>',
-           f'<text x="{size - 10}" y="{size - pad + 14}" class="tick" text-anchor="end">{_fmt(mx, x1)}</text>',
-           f'<text x="{pad - 4}" y="{size - pad}" class="tick" text-anchor="end" transform="rotate(-90 {pad - 4} {size - pad})">'
-           f'{_fmt(my, y0)}</text>']
+           f'<text x="{sx(x0):.0f}" y="{top + h + 14}" class="tick" text-anchor="middle">{_fmt(mx, x0)}</text>',
+           f'<text x="{sx(x1):.0f}" y="{top + h + 14}" class="tick" text-anchor="middle">{_fmt(mx, x1)}</text>',
+           f'<text x="{left - 4}" y="{sy(y0) + 3:.0f}" class="tick" text-anchor="end">{_fmt(my, y0)}</text>',
+           f'<text x="{left - 4}" y="{sy(y1) + 3:.0f}" class="tick" text-anchor="end">{_fmt(my, y1)}</text>']
     for p in sorted(pts, key=lambda p: p["pareto"]):  # the front drawn last, on top
         cls = "front" if p["pareto"] else ("ok" if p["status"] == "ok" else "infeasible")
         tip = html.escape(f"#{p['index']} " + ", ".join(f"{k}={v}" for k, v in p["settings"].items())
