@@ -131,7 +131,7 @@ def test_store_resumes_records_failures_and_shares_evals(tmp_path):
     assert 'class="front"' in (tmp_path / "out/explore.html").read_text()
 
 
-@pytest.mark.slow  # 94 s measured on the shared 2-core machine under load: 4 builds twice, a LocalCluster, 2 builds for --write
+@pytest.mark.slow  # 22 s at load 6 on the shared 2-core machine (94 s at load 12): 4 builds twice, a LocalCluster, 2 builds for --write
 def test_pool_and_dask_give_the_same_explore_json_and_write_reproduces_the_best(tmp_path):
     pytest.importorskip("dask.distributed")
     sweep = sweep_file(tmp_path, FAST + "axis memory.L1 = 32KiB, 256KiB\naxis map.layers[*].mlp.* = cluster, npu\n"

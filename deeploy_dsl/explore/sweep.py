@@ -59,7 +59,8 @@ class Constraint:
         return {"<=": v <= self.bound, ">=": v >= self.bound, "<": v < self.bound, ">": v > self.bound}[self.op]
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+        bound = str(int(self.bound)) if self.bound.is_integer() else f"{self.bound:g}"
+        return f"{self.metric} {self.op} {bound}"
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,31 @@ def _edit(lines: list[str], ov: str) -> bool:
         return False
     s, e = span
     if block == "map":  # later map lines override earlier ones, as -D does
-        lines.insert(e, f"    {name:<16} -> {value}    # deeploy explore")
+        if not re.match(rf"\s*{re.escape(name)}\s*->\s*{re.escape(value)}\s*(#.*)?$", lines[e - 1]):
+            lines.insert(e, f"    {name:<16} -> {value}    # deeploy explore")
         return True
     for i in range(s + 1, e):
         m = re.match(rf"(\s*){re.escape(name)}(\s+)(.*)$", lines[i])
         if not m:
             continue
+        if " ".join(_uncommented(m.group(3)).split()) == " ".join(value.split()):
+            return True  # already so: the line and its comment stay
         if block == "memory" and re.fullmatch(SIZE, value.strip()):  # the size only: what it holds stays
             lines[i] = re.sub(SIZE, value.strip(), lines[i], count=1)
         else:
             lines[i] = f"{m.group(1)}{name}{m.group(2)}{value}"
         return True
     return False
+
+
+def _uncommented(text: str) -> str:
+    """A setting's values without a trailing comment (a `#` outside double quotes)."""
+    inside = False
+    for i, ch in enumerate(text):
+        inside ^= ch == '"'
+        if ch == "#" and not inside:
+            return text[:i]
+    return text
 
 
 def _reanchor(lines: list[str], src: Path, dest: Path) -> None:
