@@ -131,11 +131,12 @@ def explore(sweep: Path = typer.Argument(..., help="the .sweep file (axes, const
             jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="local worker processes (default: cores)"),
             dask: Optional[str] = typer.Option(None, "--dask", help="local:N or tcp://HOST:8786 (pip install -e '.[cluster]')"),
             write: Optional[Path] = typer.Option(None, "--write", help="write the best front point as a .dply"),
-            max_points: Optional[int] = typer.Option(None, "--max-points", min=0, help="compute at most N new results")):
+            max_points: Optional[int] = typer.Option(None, "--max-points", min=0, help="compute at most N new results"),
+            measure: Optional[List[str]] = typer.Option(None, "--measure", help="qemu: exact RV32 instructions per token of the feasible points")):
     """Explore a deployment's design space: build every point, rank by the objectives, report the Pareto front."""
     def go():
         from .explore import explore_command
-        typer.echo("\n".join(explore_command(sweep, out, jobs, dask, write, max_points)))
+        typer.echo("\n".join(explore_command(sweep, out, jobs, dask, write, max_points, measure=tuple(measure or ()))))
     _guard(go)
 
 

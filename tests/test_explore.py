@@ -157,3 +157,23 @@ def test_dask_missing_is_a_clean_error(tmp_path, monkeypatch):
     sweep = sweep_file(tmp_path, "axis memory.L1 = 32KiB\nmaximise tokens_per_s\n")
     res = invoke("explore", sweep, "-o", tmp_path / "out", "--dask", "local:1")
     assert res.returncode == 1 and "pip install -e '.[cluster]'" in res.stderr, res.stderr
+
+
+@pytest.mark.slow  # one build, one RV32 build and a QEMU run: 17 s on the shared 2-core machine
+def test_measure_qemu_adds_exact_instruction_counts(tmp_path):
+    from deeploy_dsl.engines.qemu import missing_tools
+    if missing_tools():
+        pytest.skip(f"needs {', '.join(missing_tools())}")
+    sweep = sweep_file(tmp_path, FAST + "axis map.default = cluster(cores = 2)\nminimise instructions_busiest\n")
+    out, r = _explore(tmp_path, sweep, "--jobs", "1")
+    assert "1 QEMU runs" in out, out
+    f = r["points"][0]["figures"]
+    assert 0 < f["instructions_busiest"] < f["instructions"] and r["front"] == [0]
+    out, r2 = _explore(tmp_path, sweep, "--jobs", "1", "--measure", "qemu")
+    assert "computed 0 builds and 0 evals (" in out and r2 == r  # cached
+
+
+def test_measure_takes_qemu_only(tmp_path):
+    sweep = sweep_file(tmp_path, "axis memory.L1 = 32KiB\nmaximise tokens_per_s\n")
+    res = invoke("explore", sweep, "-o", tmp_path / "out", "--measure", "fpga")
+    assert res.returncode == 1 and "--measure takes qemu, not fpga" in res.stderr, res.stderr

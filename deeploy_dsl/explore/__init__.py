@@ -7,26 +7,30 @@ from pathlib import Path
 
 
 def explore_command(sweep_file: Path, out: Path | None, jobs: int | None, dask: str | None, write: Path | None,
-                    max_points: int | None, quiet: bool = False) -> list[str]:
+                    max_points: int | None, quiet: bool = False, measure: tuple[str, ...] = ()) -> list[str]:
     """Run a sweep and write explore.json and explore.html into `out` (default explore/NAME); the lines to print."""
     from .backends import make_backend
     from .report import explore_html, explore_json, front_table, result
     from .run import explore
     from .store import Store
     from .sweep import load_sweep
+    if set(measure) - {"qemu"}:
+        from ..errors import Diagnostic, Pos, SpecError
+        raise SpecError([Diagnostic(Pos("<command line>"), f"--measure takes qemu, not {', '.join(sorted(set(measure) - {'qemu'}))}")])
     sweep = load_sweep(sweep_file)
     out = out or Path("explore") / sweep.name
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     backend = make_backend(jobs, dask)
     try:
-        ran = explore(sweep, backend, Store(out / "results.jsonl"), max_points, quiet)
+        ran = explore(sweep, backend, Store(out / "results.jsonl"), max_points, quiet, qemu="qemu" in measure)
     finally:
         backend.close()
     res = result(sweep, ran["points"])
     (out / "explore.json").write_text(explore_json(res))
     (out / "explore.html").write_text(explore_html(res))
-    lines = [front_table(res), f"explore: computed {ran['computed']['cost']} builds and {ran['computed']['eval']} evals "
+    lines = [front_table(res), f"explore: computed {ran['computed']['cost']} builds and {ran['computed']['eval']} evals"
+             + (f" and {ran['computed']['qemu']} QEMU runs" if ran["computed"]["qemu"] else "") + " "
              f"({backend.name}) in {time.perf_counter() - t0:.1f} s; wrote {out / 'explore.json'} and {out / 'explore.html'}"]
     if write is not None and res["best"] is not None:
         from .tasks import cost_task

@@ -7,7 +7,7 @@ import itertools
 import json
 
 from .pareto import best, feasible, front
-from .sweep import EVAL_METRICS, Sweep
+from .sweep import EVAL_METRICS, QEMU_METRICS, Sweep
 
 
 def status(sweep: Sweep, p) -> str:
@@ -53,10 +53,16 @@ def _fmt(metric: str, v) -> str:
     return f"{v:,}"
 
 
+def shown_metrics(res: dict) -> list[str]:
+    """The objectives' and constraints' figures, then QEMU's where measured."""
+    named = [o.split(" ", 1)[1] for o in res["objectives"]] + [c.split(" ", 1)[0] for c in res["constraints"]]
+    measured = [m for m in QEMU_METRICS if any(m in p["figures"] for p in res["points"])]
+    return list(dict.fromkeys(named + measured))
+
+
 def front_table(res: dict) -> str:
     """The front as an aligned table: each point's axis values and its objective and constraint figures."""
-    metrics = list(dict.fromkeys([o.split(" ", 1)[1] for o in res["objectives"]] +
-                                 [c.split(" ", 1)[0] for c in res["constraints"]]))
+    metrics = shown_metrics(res)
     keys = list(res["axes"])
     head = ["#"] + keys + metrics
     body = [[str(i) + ("*" if i == res["best"] else "")] + [res["points"][i]["settings"][k] for k in keys]
@@ -109,8 +115,7 @@ td.s,th.s{text-align:left} tr.front{background:#fde8e8} .legend span{margin-righ
 
 
 def explore_html(res: dict) -> str:
-    metrics = list(dict.fromkeys([o.split(" ", 1)[1] for o in res["objectives"]] +
-                                 [c.split(" ", 1)[0] for c in res["constraints"]]))
+    metrics = shown_metrics(res)
     objs = [o.split(" ", 1)[1] for o in res["objectives"]]
     plots = [_scatter(res, a, b) for a, b in itertools.combinations(objs, 2)]
     keys = list(res["axes"])

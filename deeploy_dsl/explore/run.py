@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 
 from .store import Store, eval_key, point_key
-from .sweep import EVAL_METRICS, Sweep
-from .tasks import cost_task, eval_task
+from .sweep import EVAL_METRICS, QEMU_METRICS, Sweep
+from .tasks import QEMU_TOKENS, cost_task, eval_task, qemu_task
 
 
 @dataclass
@@ -19,11 +19,12 @@ class Point:
     key: str
     cost: dict | None = None  # the store's record
     eval: dict | None = None
+    qemu: dict | None = None
     figures: dict = field(default_factory=dict)
 
     @property
     def error(self) -> str | None:
-        return (self.cost or {}).get("error") or (self.eval or {}).get("error")
+        return next((r["error"] for r in (self.cost, self.eval, self.qemu) if r and "error" in r), None)
 
 
 class Progress:
@@ -73,7 +74,8 @@ def _stage(backend, store: Store, todo: list[tuple[str, object, tuple]], label: 
     return len(todo)
 
 
-def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, quiet: bool = False) -> dict:
+def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, quiet: bool = False,
+            qemu: bool = False) -> dict:
     """Run what the store lacks; return the points (with figures) and what was computed."""
     pts = make_points(sweep)
     budget = [max_points]
@@ -95,4 +97,14 @@ def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, 
             if p.figures and all(c.holds(p.figures) for c in cheap):
                 p.eval = store.get(eval_key(p.cost["numerics"], sweep.eval))
                 p.figures.update((p.eval or {}).get("figures", {}))
-    return {"points": pts, "computed": {"cost": n_cost, "eval": n_eval}}
+    n_qemu = 0
+    if qemu or sweep.uses_qemu:
+        others = [c for c in sweep.constraints if c.metric not in QEMU_METRICS]
+        measured = [p for p in pts if p.figures and (not sweep.needs_eval or p.eval) and all(c.holds(p.figures) for c in others)]
+        qkey = lambda p: f"{p.key}:qemu:{QEMU_TOKENS}"  # noqa: E731
+        n_qemu = _stage(backend, store, [(qkey(p), qemu_task, (dply, p.overrides, QEMU_TOKENS)) for p in measured],
+                        "qemu", budget, quiet)
+        for p in measured:
+            p.qemu = store.get(qkey(p))
+            p.figures.update((p.qemu or {}).get("figures", {}))
+    return {"points": pts, "computed": {"cost": n_cost, "eval": n_eval, "qemu": n_qemu}}

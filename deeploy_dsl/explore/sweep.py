@@ -34,6 +34,8 @@ from ..errors import DeeployError, Diagnostic, Pos, SpecError, SyntaxErr
 COST_METRICS = ("cycles_per_token", "tokens_per_s", "uj_per_token", "dma_bytes", "macs")
 # figures of the held-out eval, expensive: computed only for points that meet every cost constraint
 EVAL_METRICS = ("top1", "kl", "ppl_ratio")
+# exact RV32 instructions per decode token under QEMU (--measure qemu), the most expensive: feasible points only
+QEMU_METRICS = ("instructions", "instructions_busiest")
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024, "%": 0.01}
 DEFAULT_EVAL = {"sequences": 8, "length": 128, "seed": 1}
 
@@ -87,6 +89,10 @@ class Sweep:
     def needs_eval(self) -> bool:
         used = [c.metric for c in self.constraints] + [o.metric for o in self.objectives]
         return any(m in EVAL_METRICS for m in used)
+
+    @property
+    def uses_qemu(self) -> bool:
+        return any(m in QEMU_METRICS for m in [c.metric for c in self.constraints] + [o.metric for o in self.objectives])
 
     def points(self) -> list[tuple[str, ...]]:
         """The grid: each point's -D list (the shared settings, then one value per axis)."""
@@ -185,7 +191,7 @@ def load_sweep(path: Path) -> Sweep:
     if not fields["objectives"]:
         errs.append(Diagnostic(Pos(name, 1, 1, text), "the sweep has no objective", hint="e.g. maximise tokens_per_s"))
     levels = _check_values(dply, fields["sets"], value_pos, errs)
-    known = COST_METRICS + EVAL_METRICS + tuple(f"{lv}{s}" for lv in levels for s in ("", "_weights", "_arena"))
+    known = COST_METRICS + EVAL_METRICS + QEMU_METRICS + tuple(f"{lv}{s}" for lv in levels for s in ("", "_weights", "_arena"))
     for metric, where in [(c.metric, c.pos) for c in fields["constraints"]] + [(o.metric, p) for o, p in fields["objectives"]]:
         if metric not in known:
             errs.append(Diagnostic(where, f"unknown figure {metric!r}", hint="one of " + ", ".join(known)))

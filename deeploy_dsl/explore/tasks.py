@@ -62,3 +62,22 @@ def eval_task(dply: str, overrides: tuple[str, ...], sequences: int, length: int
         r = evaluate(c, sequences=sequences, length=length, seed=seed, prompts=())
         return {"figures": {"top1": r["top1_agreement"], "kl": r["kl_mean"], "ppl_ratio": r["ppl_ratio"]}}
     return _guarded(go)
+
+
+QEMU_TOKENS = 16  # decode tokens measured per point: instruction counts per token are the same at every position step
+
+
+def qemu_task(dply: str, overrides: tuple[str, ...], tokens: int) -> dict:
+    """Exact RV32 instructions per decode token under QEMU: the sum over harts (the work) and the busiest hart (the time)."""
+    def go():
+        import tempfile
+        from ..compiler import check_prompt, compile_deployment
+        from ..engines.qemu import build_rv32, decode_instret, run_elf
+        c = compile_deployment(Path(dply), list(overrides))
+        ids = check_prompt(c.dep, c.tokenizer)
+        cores = max([s.cores for s in c.plan.steps if s.engine == "cluster"] or [1])
+        with tempfile.TemporaryDirectory(prefix="deeploy-explore-") as tmp:
+            run = run_elf(build_rv32(c, Path(tmp) / "build"), ids, tokens, c.dep.model.dims.vocab, stop=False, cores=cores)
+        per_core = decode_instret(run, len(ids))
+        return {"figures": {"instructions": sum(per_core), "instructions_busiest": max(per_core)}}
+    return _guarded(go)
