@@ -177,3 +177,29 @@ def test_measure_takes_qemu_only(tmp_path):
     sweep = sweep_file(tmp_path, "axis memory.L1 = 32KiB\nmaximise tokens_per_s\n")
     res = invoke("explore", sweep, "-o", tmp_path / "out", "--measure", "fpga")
     assert res.returncode == 1 and "--measure takes qemu, not fpga" in res.stderr, res.stderr
+
+
+def test_random_search_is_a_seeded_subset_of_the_grid_in_grid_order(tmp_path):
+    body = "axis memory.L1 = 16KiB, 32KiB, 64KiB, 128KiB\naxis map.default = cluster(cores = 1|2|4|8)\nmaximise tokens_per_s\n"
+    grid = load_sweep(sweep_file(tmp_path, body)).points()
+    a = load_sweep(sweep_file(tmp_path, body + "search random 5 seed 3\n", "a.sweep")).points()
+    b = load_sweep(sweep_file(tmp_path, body + "search random 5 seed 3\n", "b.sweep")).points()
+    c = load_sweep(sweep_file(tmp_path, body + "search random 5 seed 4\n", "c.sweep")).points()
+    assert a == b != c and len(a) == 5 and a == [p for p in grid if p in a]
+    assert load_sweep(sweep_file(tmp_path, body + "search random 99\n", "d.sweep")).points() == grid
+
+
+def test_write_edits_settings_or_falls_back_to_comments(tmp_path):
+    from deeploy_dsl.explore.write import edited_text, write_best
+    dest = tmp_path / "best.dply"
+    text = edited_text(DPLY, ["memory.L1=32KiB", "map.layers[*].mlp.*=npu", "quantize.weights=int8 per_channel"], dest)
+    assert "    L1 32KiB  holds activations  double_buffer\n" in text
+    assert "layers[*].mlp.*  -> npu    # deeploy explore\n}" in text
+    assert "int8 per_channel                         # symmetric" in text  # unchanged: its comment stays
+    assert edited_text(DPLY, ["nosuchblock.x=1"], dest) is None
+    how = write_best(DPLY, ["nosuchblock.x=1"], dest, lambda path, ovs: None)
+    assert how == "commented" and dest.read_text().startswith("# deeploy explore: the chosen point is this deployment with\n"
+                                                             "#   -D 'nosuchblock.x=1'\n")
+    # an edit whose rebuild disagrees with the point is not kept either
+    how = write_best(DPLY, ["memory.L1=32KiB"], dest, lambda path, ovs: str(path))
+    assert how == "commented"

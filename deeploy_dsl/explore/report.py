@@ -37,6 +37,7 @@ def result(sweep: Sweep, points: list) -> dict:
             "axes": {a.key: list(a.values) for a in sweep.axes},
             "constraints": [str(c) for c in sweep.constraints], "objectives": [str(o) for o in sweep.objectives],
             "eval": sweep.eval if sweep.needs_eval else None,
+            "search": {"random": sweep.sample[0], "seed": sweep.sample[1]} if sweep.sample else "grid",
             "counts": {s: sum(r["status"] == s for r in rows) for s in ("ok", "infeasible", "failed", "pending")},
             "front": on_front, "best": chosen, "points": rows}
 

@@ -13,13 +13,15 @@ the constraints a point must meet and the objectives that rank the feasible poin
     maximise tokens_per_s
     minimise uj_per_token
     eval sequences 8 length 128 seed 1           # the held-out eval behind top1, kl and ppl_ratio
+    search random 40 seed 1                      # optional: 40 points of the grid drawn with seed 1, not all
 
-The grid is every combination of the axes, the first axis varying slowest; each point is a list of `-D`
-settings applied after the `set` lines.
+The grid is every combination of the axes, the first axis varying slowest (or a seeded random sample of it, kept
+in grid order); each point is a list of `-D` settings applied after the `set` lines.
 """
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -84,6 +86,7 @@ class Sweep:
     constraints: tuple[Constraint, ...]
     objectives: tuple[Objective, ...]
     eval: dict  # sequences, length, seed
+    sample: tuple[int, int] | None = None  # (points, seed) of `search random`
 
     @property
     def needs_eval(self) -> bool:
@@ -96,8 +99,11 @@ class Sweep:
 
     def points(self) -> list[tuple[str, ...]]:
         """The grid: each point's -D list (the shared settings, then one value per axis)."""
-        return [self.sets + tuple(f"{a.key}={v}" for a, v in zip(self.axes, combo))
+        grid = [self.sets + tuple(f"{a.key}={v}" for a, v in zip(self.axes, combo))
                 for combo in itertools.product(*(a.values for a in self.axes))]
+        if self.sample is None or self.sample[0] >= len(grid):
+            return grid
+        return [grid[i] for i in sorted(random.Random(self.sample[1]).sample(range(len(grid)), self.sample[0]))]
 
     def settings(self, point: tuple[str, ...]) -> dict:
         """A point's axis values by key (what tells the points apart)."""
@@ -118,7 +124,7 @@ def _tree(text: str, name: str) -> lark.Tree:
         found = "end of file" if tok.type == "$END" else ("end of line" if tok.type == "_NL" else repr(str(tok)))
         line, col = (e.line, max(e.column, 1)) if e.line >= 1 else (text.count("\n") + 1, 1)
         raise SyntaxErr([Diagnostic(Pos(name, line, col, text), f"unexpected {found}",
-                                    hint="statements: sweep, deployment, set, axis, constraint, maximise, minimise, eval")]) from None
+                                    hint="statements: sweep, deployment, set, axis, constraint, maximise, minimise, eval, search")]) from None
     except lark.exceptions.UnexpectedCharacters as e:
         raise SyntaxErr([Diagnostic(Pos(name, e.line, e.column, text), f"unexpected character {text[e.pos_in_stream]!r}",
                                     hint='a value with a comma or "#" goes in double quotes')]) from None
@@ -150,7 +156,7 @@ def load_sweep(path: Path) -> Sweep:
     name = str(path)
     at = lambda node: Pos(name, node.line, node.column, text)  # noqa: E731
     fields: dict = {"name": Path(path).stem, "deployment": None, "sets": [], "axes": [], "constraints": [],
-                    "objectives": [], "eval": dict(DEFAULT_EVAL)}
+                    "objectives": [], "eval": dict(DEFAULT_EVAL), "sample": None}
     value_pos: list[tuple[str, str, Pos]] = []  # (key, value, where) for every value, checked below
     errs: list[Diagnostic] = []
     for st in _tree(text, name).children:
@@ -177,6 +183,10 @@ def load_sweep(path: Path) -> Sweep:
             fields["constraints"].append(Constraint(str(ch[0]), str(ch[1]), float(ch[2]) * unit, at(ch[0])))
         elif kind == "objective":
             fields["objectives"].append((Objective(str(ch[1]), str(ch[0]).startswith("maxim")), at(ch[1])))
+        elif kind == "search":
+            fields["sample"] = (int(ch[0]), int(ch[1]) if len(ch) > 1 else 0)
+            if fields["sample"][0] < 1:
+                errs.append(Diagnostic(at(ch[0]), "a random search needs at least 1 point"))
         elif kind == "eval":
             for arg in ch:
                 fields["eval"][str(arg.children[0])] = int(arg.children[1])
@@ -198,7 +208,7 @@ def load_sweep(path: Path) -> Sweep:
     if errs:
         raise SpecError(errs)
     return Sweep(fields["name"], Path(path), dply, tuple(fields["sets"]), tuple(fields["axes"]),
-                 tuple(fields["constraints"]), tuple(o for o, _ in fields["objectives"]), fields["eval"])
+                 tuple(fields["constraints"]), tuple(o for o, _ in fields["objectives"]), fields["eval"], fields["sample"])
 
 
 def _check_values(dply: Path, sets: list[str], values: list[tuple[str, str, Pos]], errs: list[Diagnostic]) -> tuple:
