@@ -32,6 +32,8 @@ class Pool:
         self._ex: ProcessPoolExecutor | None = None
 
     def run(self, calls: list[Call]) -> Iterator[tuple[int, dict]]:
+        if not calls:  # nothing to compute: no worker processes started
+            return
         if self._ex is None:
             self._ex = ProcessPoolExecutor(max_workers=self.jobs)
         futures = {self._ex.submit(fn, *args): i for i, (fn, args) in enumerate(calls)}
