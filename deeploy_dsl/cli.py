@@ -146,6 +146,21 @@ def sampling_overrides(temperature: float | None, top_p: float | None, seed: int
 
 
 @app.command()
+def explore(sweep: Path = typer.Argument(..., help="the .sweep file (axes, constraints, objectives)"),
+            out: Optional[Path] = typer.Option(None, "-o", "--out", help="report folder (default: explore/NAME)"),
+            jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="local worker processes (default: cores)"),
+            dask: Optional[str] = typer.Option(None, "--dask", help="local:N or tcp://HOST:8786 (pip install -e '.[cluster]')"),
+            write: Optional[Path] = typer.Option(None, "--write", help="write the best front point as a .dply"),
+            max_points: Optional[int] = typer.Option(None, "--max-points", min=0, help="compute at most N new results"),
+            measure: Optional[List[str]] = typer.Option(None, "--measure", help="qemu: exact RV32 instructions per token of the feasible points")):
+    """Explore a deployment's design space: build every point, rank by the objectives, report the Pareto front."""
+    def go():
+        from .explore import explore_command
+        typer.echo("\n".join(explore_command(sweep, out, jobs, dask, write, max_points, measure=tuple(measure or ()))))
+    _guard(go)
+
+
+@app.command()
 def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),
         tokens: Optional[int] = typer.Option(None, "--tokens", "-n", min=0,

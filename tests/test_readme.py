@@ -19,6 +19,7 @@ SKIPPED = {  # what is not run here, and where it is checked instead
     "python -m pytest": "the tests themselves",
     "deeploy_dsl.demo.train": "20 minutes of training: tests/test_demo.py trains a few steps",
     "--engine qemu": "QEMU runs: tests/test_rv32.py",
+    "deeploy explore": "a sweep of minutes: tests/test_explore.py runs small ones",
 }
 
 
