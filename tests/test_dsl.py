@@ -188,9 +188,9 @@ def test_unknown_target_points_at_the_word(ws):
 def test_unknown_setting_lists_valid_ones(ws):
     text = edit("tokens  128", "tokenz 128")
     d = only(ws.error(text), "unknown setting 'tokenz' in generate")
-    assert d.hint == "expected one of: tokens, sampler, prompt, prefill"
+    assert d.hint == "expected one of: tokens, sampler, seed, prompt, prefill"
     assert_points(d, text, line_of(text, "tokenz"), "tokenz")
-    assert "hint: expected one of: tokens, sampler, prompt, prefill" in d.render()
+    assert "hint: expected one of: tokens, sampler, seed, prompt, prefill" in d.render()
 
 
 def test_duplicate_settings(ws):

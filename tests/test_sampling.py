@@ -88,7 +88,8 @@ def test_temperature_sharpens_and_top_p_narrows():
     ("top_p(0)", "'top_p' takes the mass to keep, in (0, 1]"),
     ("top_p(0.9, temp = 1)", "'top_p' takes the mass to keep"),
     ("temperature(-1)", "'temperature' takes one number from 0 to 100"),
-    ("nucleus", "'sampler' expects 'greedy', 'temperature(T)' or 'top_p(P, temperature = T)'"),
+    ("nucleus", "unsupported sampler 'nucleus'"),
+    ("temperature", "'sampler' expects 'greedy', 'temperature(T)' or 'top_p(P, temperature = T)'"),
 ])
 def test_sampler_setting_errors(setting, message):
     r = invoke("check", TINY, "-D", f"generate.sampler={setting}")
