@@ -216,18 +216,25 @@ class UnitRenderer:
         t = s.staging.tiling
         if t is not None and t.kind == TileScheme.ROWS:
             v.update(self.rows_view(s, t, e, local[at["y"]], md))
+        elif t is None and s.spec.fragment == "rows" and s.engine != Engine.NPU:  # the weights live where it computes
+            v.update(self.rows_view(s, None, e, local[at["y"]], md))
         elif t is not None and t.kind == TileScheme.POSITIONS:
             v.update(self.positions_view(s, t, e, local, at))
         return v
 
     def rows_view(self, s: Step, t, e: dict, y: str, md: str) -> dict:
+        """A GEMV's rows shared out over the cores (and, in a prefill chunk, applied to every token), from L1 tiles that
+        the DMA fills, or (t None: the weights already sit in the level it computes from) read where they are."""
         n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
-        n_tiles = -(-n_out // t.tile)
-        nbuf = len(t.buffers["w"])
+        dyn = s.arg("shift").kind == ArgKind.BUF  # per-token scales: the kernel reads this token's shift, no shift tiles
+        n_tiles = -(-n_out // t.tile) if t is not None else 1
+        nbuf = len(t.buffers["w"]) if t is not None else 1
         tiles = {}
         for role in ("w", "mult", "shift"):
-            names = t.buffers.get(role, ())
-            if not names:
+            names = t.buffers.get(role, ()) if t is not None else ()
+            if t is None:
+                tiles[role] = ([], "", "") if role == "shift" and dyn else ([e[role]], e[role], e[role])
+            elif not names:
                 tiles[role] = ([], "", "")
             elif nbuf == 2:
                 arr = self.bufs(f"{rel(s.op)}.{role}_tile", names)
@@ -235,8 +242,8 @@ class UnitRenderer:
             else:
                 b = self.buf(names[0])
                 tiles[role] = ([b], b, b)
-        dyn = s.arg("shift").kind == ArgKind.BUF  # per-token scales: the kernel reads this token's shift, no shift tiles
-        return dict(body="rows", nbuf=nbuf, tile=t.tile, n_tiles=n_tiles, blocks=n_blocks(n_out), n_in=n_in,
+        return dict(body="rows", resident=t is None, nbuf=nbuf, tile=t.tile if t is not None else n_out, n_tiles=n_tiles,
+                    blocks=n_blocks(n_out), n_in=n_in,
                     n_out=n_out, w_row=s.spec.row_bytes(s),
                     extra="".join(f", {self.int(s, p)}" for p in s.spec.trailing),  # int4: the group size
                     dyn_shift=e["shift"] if dyn else "", shift_src="0" if dyn else e["shift"],
@@ -245,8 +252,9 @@ class UnitRenderer:
                     w_tile=tiles["w"][0], w_tile_at=tiles["w"][1], w_tile_next=tiles["w"][2],
                     mult_tile=tiles["mult"][0], mult_tile_at=tiles["mult"][1], mult_tile_next=tiles["mult"][2],
                     shift_tile=tiles["shift"][0], shift_tile_at=tiles["shift"][1], shift_tile_next=tiles["shift"][2],
-                    tiles_note=f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
-                               + (", double-buffered" if t.double_buffer else "")
+                    tiles_note=("W read where it lives" if t is None else
+                                f"W streams in {n_tiles} tile{'s' if n_tiles > 1 else ''} of {t.tile} rows"
+                                + (", double-buffered" if t.double_buffer else ""))
                                + (", each tile applied to every token of the chunk" if md == Mode.GEMM else ""))
 
     def positions_view(self, s: Step, t, e: dict, local: list, at: dict) -> dict:
