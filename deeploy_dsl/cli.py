@@ -23,6 +23,19 @@ DEFINE = typer.Option(None, "-D", "--define", help="override a .dply setting, e.
 STRICT = typer.Option(None, "--strict/--no-strict", help="treat mapping fall-backs and clamps as errors")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+        typer.echo(f"deeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print deeploy's version and exit")):
+    """Compile TinyStories-class Llama models to integer-only C for microcontrollers."""
+
+
 def _warn(diags) -> None:
     for d in diags:
         typer.echo(d.render(), err=True)
@@ -46,7 +59,8 @@ def _guard(fn, error_code: int = 1):
 @app.command()
 def build(file: Path = typer.Argument(..., help="the .dply deployment"),
           out: Optional[Path] = typer.Option(None, "-o", "--out", help="output directory (default: build/NAME)"),
-          define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
+          define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT,
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="print errors and warnings only, not the summary")):
     """Compile a deployment into a self-contained C project."""
     def go():
         from .backend.builddir import check_output, write_build
@@ -60,7 +74,8 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
         dest = out or Path("build") / c.dep.name
         write_build(files, dest, c.dep.inputs)
         _warn(c.warnings)
-        typer.echo(_summary(c, dest, time.perf_counter() - t0))
+        if not quiet:
+            typer.echo(_summary(c, dest, time.perf_counter() - t0))
     _guard(go)
 
 

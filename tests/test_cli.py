@@ -219,3 +219,19 @@ def test_qemu_engine_names_the_debian_packages_when_tools_are_missing(monkeypatc
     text = e.value.render()
     assert text.startswith("<environment>: error: the qemu engine needs riscv64-unknown-elf-gcc")
     assert "hint: on Debian: apt-get install -y gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc" in text
+
+
+def test_version_agrees_with_the_package():
+    import tomllib
+    import deeploy_dsl
+    want = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    res = invoke("--version")
+    assert res.returncode == 0 and res.stdout == f"deeploy {want}\n" and deeploy_dsl.__version__ == want
+
+
+def test_build_quiet_prints_warnings_only(tmp_path):
+    res = invoke("build", DPLY, "--quiet", "-o", tmp_path / "q", "-D", "map.default=cluster(cores = 16)")
+    assert res.returncode == 0 and res.stdout == "" and (tmp_path / "q" / "model.c").is_file()
+    assert "warning: cores = 16" in res.stderr  # warnings still reach the user
+    loud = invoke("build", DPLY, "-o", tmp_path / "l")
+    assert loud.returncode == 0 and "built" in loud.stdout
