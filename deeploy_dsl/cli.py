@@ -90,6 +90,20 @@ def new(dest: Path = typer.Argument(..., help="a new or empty folder for the pro
     _guard(go)
 
 
+@app.command("fmt")
+def fmt_(files: List[Path] = typer.Argument(..., help=".dply files to rewrite in the canonical layout"),
+         check: bool = typer.Option(False, "--check", help="change nothing: print a diff and exit 1 if any file "
+                                                           "is not formatted")):
+    """Rewrite .dply files in one canonical layout (indentation, aligned values, comments kept)."""
+    def go():
+        from .frontend.fmt import format_files
+        changed = format_files(files, check)
+        for f, diff in changed:
+            typer.echo(diff if check else f"reformatted {f}", nl=not check)
+        return 1 if check and changed else 0
+    raise typer.Exit(_guard(go))
+
+
 @app.command()
 def check(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):

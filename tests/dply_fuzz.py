@@ -234,7 +234,9 @@ def many_errors(rng, text):
     if how < 0.4:  # many bad values, wrapped onto lines short enough to be read
         per_line = max(1, 4000 // (len(bad) + 1))
         lines = [f"    dynamic {' '.join([bad] * min(per_line, k - i))}" for i in range(0, k, per_line)]
-        return text.replace("    dynamic     swiglu", "\n".join(lines), 1) if "dynamic" in text else text + "\n".join(lines)
+        if re.search(r"^    dynamic .*$", text, re.M):  # the deployment's own dynamic line makes room for them
+            return re.sub(r"^    dynamic .*$", lambda m: "\n".join(lines), text, count=1, flags=re.M)
+        return text + "\n".join(lines)
     if how < 0.7:  # many unknown settings in a block
         return text.replace("generate {", "generate {\n" + f"    {bad}x 1\n" * k, 1)
     return text + "\n" + "".join(f"unknown{i} {{\n}}\n" for i in range(k))  # many unknown blocks

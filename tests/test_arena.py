@@ -277,17 +277,17 @@ def test_budget_error_names_level_need_bound_and_budget_from_the_command_line(c2
 
 def test_budget_error_points_at_the_level_line(c260k, tmp_path):
     from deeploy_dsl.frontend.interpret import load_deployment
-    text = DPLY.read_text().replace("L1 256 KiB  holds activations", "L1 1 KiB    holds activations")
-    assert "L1 1 KiB    holds activations" in text
+    text = DPLY.read_text().replace("L1 256 KiB holds activations", "L1 1 KiB   holds activations")
+    assert "L1 1 KiB   holds activations" in text
     text = text.replace('"../../shared/models/', f'"{MODEL_DIR.parent}/')
     path = tmp_path / "tight.dply"
     path.write_text(text)
-    line = next(i for i, ln in enumerate(text.split("\n"), 1) if ln.startswith("    L1 1 KiB    holds activations"))
+    line = next(i for i, ln in enumerate(text.split("\n"), 1) if ln.startswith("    L1 1 KiB   holds activations"))
     with pytest.raises(MemoryBudgetError) as e:
         allocate(c260k.plan, load_deployment(path))
     (d,) = e.value.diagnostics
     assert (d.pos.line, d.pos.col) == (line, 5)
     assert f"needs {c260k.alloc.arena_bytes['L1']} B" in d.message and "but has 1024 B" in d.message
     rendered = e.value.render()
-    assert f":{line}:5: error: L1 needs" in rendered and "L1 1 KiB    holds activations" in rendered
+    assert f":{line}:5: error: L1 needs" in rendered and "L1 1 KiB   holds activations" in rendered
     assert "raise L1's size" in rendered

@@ -72,7 +72,7 @@ def test_check_the_shipped_deployment():
 
 BAD_FILES = {
     # id: (old text, new text, the offending line after the edit, col, message)
-    "syntax": ("lm_head          -> cluster", "lm_head          -> (", "    lm_head          -> (", 25,
+    "syntax": ("lm_head -> cluster", "lm_head -> (", "    lm_head -> (", 16,
                "unexpected '('; expected a name"),
     "unknown target": ("target siracusa", "target stm32", "target stm32", 8, "unknown target 'stm32'"),
     "bad setting": ("sampler greedy", "sampler nucleus", "    sampler nucleus", 13, "unsupported sampler 'nucleus'"),

@@ -297,18 +297,18 @@ def test_calibrate_variants(ws):
 
 
 def test_map_errors(ws):
-    text = edit("lm_head          -> cluster", "lm_head -> gpu")
+    text = edit("lm_head -> cluster", "lm_head -> gpu")
     d = only(ws.error(text), "unknown engine 'gpu'")
     assert "cluster" in d.hint and "npu" in d.hint
     assert_points(d, text, line_of(text, "gpu"), "gpu")
 
-    text = edit("lm_head          -> cluster", "layers[3..1].mlp -> cluster")
+    text = edit("lm_head -> cluster", "layers[3..1].mlp -> cluster")
     assert_points(only(ws.error(text), r"empty range layers\[3\.\.1\]"), text, line_of(text, "3..1"), "layers")
 
-    text = edit("lm_head          -> cluster", "lm_head cluster")
+    text = edit("lm_head -> cluster", "lm_head cluster")
     assert_points(only(ws.error(text), "expected 'PATTERN -> ENGINE' in map"), text, line_of(text, "lm_head"), "lm_head")
 
-    hints = ws.load(edit("lm_head          -> cluster", "layers[0..2].mlp.* -> auto\n    layers[*].attn -> cluster")).hints
+    hints = ws.load(edit("lm_head -> cluster", "layers[0..2].mlp.* -> auto\n    layers[*].attn -> cluster")).hints
     assert [(h.pattern.segments, h.engine) for h in hints[1:]] == \
         [((("layers", (0, 2)), ("mlp", None), ("*", None)), "auto"), ((("layers", (0, 1 << 30)), ("attn", None)), "cluster")]
 
@@ -329,13 +329,13 @@ def test_too_many_cores_warns_unless_strict(ws):
 
 
 def test_npu_on_a_target_without_one(ws):
-    text = edit("target siracusa", "target host", edit("lm_head          -> cluster", "lm_head -> npu"))
+    text = edit("target siracusa", "target host", edit("lm_head -> cluster", "lm_head -> npu"))
     text = edit("cores = 8", "cores = 1", text)
     text = edit("L1 256 KiB", "L1 1 MiB", edit("L2 2 MiB", "L2 64 MiB", text))
     d = only(ws.error(text), "no NPU")
     assert d.message == "target host has no NPU"
     assert_points(d, text, line_of(text, "-> npu"), "npu")
-    assert ws.load(edit("lm_head          -> cluster", "lm_head -> npu")).hints[1].engine == "npu"
+    assert ws.load(edit("lm_head -> cluster", "lm_head -> npu")).hints[1].engine == "npu"
 
 
 def test_independent_errors_are_reported_together(ws):
@@ -394,8 +394,8 @@ def test_missing_closing_brace(ws):
     ("target siracusa", "target = siracusa", "=", "a name"),
     ("prompt  \"Once upon a time\"", "prompt  \"Once upon a time\" }", "}", "end of line"),
     ("cores = 8)", "cores = 8", "\n", "')'"),  # missing ')': the caret sits at the end of the line
-    ("default          ->", "default          =>", "=", "'->'"),
-    ("lm_head          -> cluster", "lm_head -> ", "\n", "a name"),
+    ("default ->", "default =>", "=", "'->'"),
+    ("lm_head -> cluster", "lm_head -> ", "\n", "a name"),
     ("deployment stories260k", "deployment stories260k @", "@", "end of line"),
 ])
 def test_unexpected_tokens(ws, old, new, word, expected):

@@ -193,9 +193,9 @@ def test_write_edits_settings_or_falls_back_to_comments(tmp_path):
     from deeploy_dsl.explore.write import edited_text, write_best
     dest = tmp_path / "best.dply"
     text = edited_text(DPLY, ["memory.L1=32KiB", "map.layers[*].mlp.*=npu", "quantize.weights=int8 per_channel"], dest)
-    assert "    L1 32KiB  holds activations  double_buffer\n" in text
+    assert "    L1 32KiB holds activations double_buffer\n" in text
     assert "layers[*].mlp.*  -> npu    # deeploy explore\n}" in text
-    assert "int8 per_channel                         # symmetric" in text  # unchanged: its comment stays
+    assert "int8 per_channel # symmetric" in text  # unchanged: its comment stays
     assert edited_text(DPLY, ["nosuchblock.x=1"], dest) is None
     how = write_best(DPLY, ["nosuchblock.x=1"], dest, lambda path, ovs: None)
     assert how == "commented" and dest.read_text().startswith("# deeploy explore: the chosen point is this deployment with\n"

@@ -72,7 +72,7 @@ def test_long_numbers_are_errors_at_the_number(ws, digits):
     # beyond the line limit the line's length is the message, else the number's
     at(err.diagnostics[0], line, col_of(text, line, "9") if digits <= MAX_LINE_CHARS - 12 else MAX_LINE_CHARS + 1)
     # a layer index in a mapping too
-    text = edit("lm_head          -> cluster", "layers[" + "1" * 50 + "].mlp.* -> cluster")
+    text = edit("lm_head -> cluster", "layers[" + "1" * 50 + "].mlp.* -> cluster")
     d = ws.error(text, cls=SyntaxErr).diagnostics[0]
     assert d.message.startswith(f"number of 50 characters; at most {MAX_NUMBER_CHARS} are read")
     line = line_of(text, "layers[1")
@@ -115,7 +115,7 @@ def test_files_over_the_size_limit_are_errors(ws, extra):
 
 
 def test_many_errors_stop_at_twenty_and_say_how_many_more(ws):
-    text = edit("dynamic     swiglu", "dynamic" + " zz" * 1300)
+    text = edit("dynamic     final_norm, swiglu_absmax", "dynamic" + " zz" * 1300)
     err = ws.error(text)
     assert len(err.diagnostics) == MAX_ERRORS and err.omitted == 1300 - MAX_ERRORS
     assert err.render().endswith(f"\nand {1300 - MAX_ERRORS} more errors")
@@ -254,7 +254,7 @@ def test_defines_get_the_same_checks_at_the_command_line(ws, define, word, messa
     ("int8 per_channel", "int8 per_channel nearest gptq", "nearest", "unexpected 'nearest' after per_channel"),
     ("int8 per_channel", '"int8" per_channel', '"int8"', "unsupported weight type 'int8'"),
     ("activations int8", "activations int8(2)", "int8(2)", "unsupported activation type"),
-    ("L2 2 MiB    holds weights, kv_cache", "L2 2 MiB    holds", "holds", "'holds' names nothing"),
+    ("L2 2 MiB   holds weights, kv_cache", "L2 2 MiB   holds", "holds", "'holds' names nothing"),
     ("deployment stories260k", "deployment clean", "clean", "would name the program like the Makefile's target 'clean'"),
     ("deployment stories260k", "deployment DEEPLOY_BUILD", "DEEPLOY", "like the build's marker file 'DEEPLOY_BUILD'"),
     ("deployment stories260k", "deployment " + "n" * 65, "nnn", "deployment name of 65 characters; at most 64"),

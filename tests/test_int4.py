@@ -242,7 +242,7 @@ def test_per_layer_formats_later_lines_win(model_dir, tmp_path):
 
 def test_int8_layers_of_a_mixed_model_still_go_to_the_npu(model_dir, tmp_path):
     path = with_quantize_lines(tmp_path, "mlp4", "layers[*].mlp.* -> int4(32)", weights="int8 per_channel")
-    text = path.read_text().replace("lm_head          -> cluster", "lm_head -> cluster\n    layers[*].* -> npu")
+    text = path.read_text().replace("lm_head -> cluster", "lm_head -> cluster\n    layers[*].* -> npu")
     path.write_text(text)
     c = compile_deployment(path)
     e = {s.op: (s.engine, s.kernel) for s in c.plan.steps}
