@@ -89,6 +89,7 @@ def test_temperature_sharpens_and_top_p_narrows():
     ("top_p(0.9, temp = 1)", "'top_p' takes the mass to keep"),
     ("temperature(-1)", "'temperature' takes one number from 0 to 100"),
     ("nucleus", "unsupported sampler 'nucleus'"),
+    ("", "'sampler' expects 'greedy', 'temperature(T)' or 'top_p(P, temperature = T)'"),
     ("temperature", "'sampler' expects 'greedy', 'temperature(T)' or 'top_p(P, temperature = T)'"),
 ])
 def test_sampler_setting_errors(setting, message):

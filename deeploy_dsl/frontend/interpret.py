@@ -820,6 +820,9 @@ def _sampler(r: _Reader, errs: Collector) -> tuple[str, float, float]:
     vals = r.values("sampler")
     if vals is None or (len(vals) == 1 and vals[0].kind == "name" and vals[0].value == "greedy"):
         return "greedy", 0.0, 1.0
+    if not vals:  # `sampler` and nothing after it
+        errs.add(r.pos("sampler"), f"'sampler' expects {SAMPLERS}")
+        return "greedy", 0.0, 1.0
     v = vals[0]
     if len(vals) == 1 and v.kind in ("name", "call") and v.value not in ("greedy", "temperature", "top_p"):
         errs.add(v.pos, f"unsupported sampler '{v.value}'", f"supported: {SAMPLERS}")
