@@ -66,4 +66,22 @@ void gemv_q4_tok_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, con
                      const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
                      int32_t n_in, int32_t n_out, int32_t group);
 
+/* the multipliers of an input with a per-token factor, rows at a time (gemv_tok.c, and the NPU driver's npu_run_tok):
+ * m2[i] = floor(mult[i] * m / 2^32) >> drop, i < rows (kernels.tok_multipliers). Inlined where used, so that a call with
+ * drop == 0 loses the shift. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void gemv_tok_mults(int32_t *m2 /* [rows] */, const int32_t *mult /* [rows] */, uint32_t m, int32_t drop,
+                                  int32_t rows) {
+    int32_t i = 0;
+    for (; i + 4 <= rows; i += 4) { /* by four: loop control per four rows */
+        m2[i] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i] * m) >> 32) >> drop);
+        m2[i + 1] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 1] * m) >> 32) >> drop);
+        m2[i + 2] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 2] * m) >> 32) >> drop);
+        m2[i + 3] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 3] * m) >> 32) >> drop);
+    }
+    for (; i < rows; i++) m2[i] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i] * m) >> 32) >> drop);
+}
+
 #endif /* DEEPLOY_GEMV_H */

@@ -37,18 +37,6 @@ TOK_INLINE void gemv_call(int q4, int bits, void *y, const int8_t *x, const int8
     }
 }
 
-/* m2[i] = floor(mult[i] * m / 2^32) >> drop, i < rows: inlined twice so that the usual drop == 0 loses the shift */
-TOK_INLINE void tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t drop, int32_t rows) {
-    int32_t i = 0;
-    for (; i + 4 <= rows; i += 4) { /* by four: loop control per four rows */
-        m2[i] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i] * m) >> 32) >> drop);
-        m2[i + 1] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 1] * m) >> 32) >> drop);
-        m2[i + 2] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 2] * m) >> 32) >> drop);
-        m2[i + 3] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i + 3] * m) >> 32) >> drop);
-    }
-    for (; i < rows; i++) m2[i] = (int32_t)((uint32_t)(((uint64_t)(uint32_t)mult[i] * m) >> 32) >> drop);
-}
-
 /* kernels.linear_tok; w_row: bytes of one weight row in the blocked layout (a block of R rows is R times it) */
 TOK_INLINE void gemv_tok(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
                      const int32_t *tok, int32_t n_in, int32_t n_out, int32_t group, int32_t w_row) {
@@ -60,10 +48,10 @@ TOK_INLINE void gemv_tok(int q4, int bits, void *y, const int8_t *x, const int8_
     sh = (uint8_t)s;
     for (r0 = 0; r0 < n_out; r0 += GEMV_TOK_ROWS) {
         const int32_t rows = n_out - r0 < GEMV_TOK_ROWS ? n_out - r0 : GEMV_TOK_ROWS;
-        if (drop == 0)
-            tok_mults(m2, mult + r0, m, 0, rows);
+        if (drop == 0) /* inlined twice: the usual drop == 0 loses the shift */
+            gemv_tok_mults(m2, mult + r0, m, 0, rows);
         else
-            tok_mults(m2, mult + r0, m, drop, rows);
+            gemv_tok_mults(m2, mult + r0, m, drop, rows);
         gemv_call(q4, bits, (char *)y + r0 * (bits / 8), x, w + r0 * w_row, m2, &sh, n_in, rows, group);
     }
 }

@@ -13,6 +13,7 @@
  * and count what the core executes. The accelerator's time is modelled in npu_cycles instead (npu.h). */
 #include <stddef.h>
 
+#include "gemv.h"
 #include "npu.h"
 #include "perf.h"
 
@@ -112,5 +113,33 @@ int npu_wait(void) {
     run(&queued);
     queued_valid = 0;
     npu_engine_instret[dpl_hart_id() % DPL_MAX_HARTS] += dpl_instret() - t0;
+    return NPU_OK;
+}
+
+int npu_run_tok(const npu_job *job, const int32_t *tok) {
+    const uint32_t m = (uint32_t)tok[0];
+    int32_t s = tok[1], drop = 0, r0;
+    int32_t m2[NPU_TOK_ROWS];
+    npu_job part;
+    if (job == NULL || job->w == NULL || job->mult == NULL || job->y == NULL) return NPU_ERR_NULL;
+    if (job->n_tok != 1) return NPU_ERR_SIZE;
+    if (job->out_bits != 8 && job->out_bits != 16 && job->out_bits != 32) return NPU_ERR_BITS;
+    if (s < 0) return NPU_ERR_SHIFT;
+    if (s > 62) drop = s - 62, s = 62; /* a token of tiny values: give up the multipliers' low bits */
+    part = *job;
+    part.shift = s;
+    part.mult = m2;
+    for (r0 = 0; r0 < job->n_out; r0 += NPU_TOK_ROWS) {
+        const int32_t rows = job->n_out - r0 < NPU_TOK_ROWS ? job->n_out - r0 : NPU_TOK_ROWS;
+        int status;
+        gemv_tok_mults(m2, job->mult + r0, m, drop, rows);
+        part.w = job->w + (size_t)r0 * (size_t)ceil_div(job->n_in, NPU_K) * NPU_K;
+        part.y = (char *)job->y + (size_t)r0 * (size_t)(job->out_bits / 8);
+        part.n_out = rows;
+        part.y_stride = job->y_stride - r0;
+        status = npu_submit(&part);
+        if (status == NPU_OK) status = npu_wait();
+        if (status != NPU_OK) return status;
+    }
     return NPU_OK;
 }

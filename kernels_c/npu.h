@@ -58,6 +58,14 @@ typedef struct {
 int npu_submit(const npu_job *job); /* queue a job (depth 1); returns NPU_OK or NPU_ERR_* for a malformed job */
 int npu_wait(void);                 /* run the queued job to completion (functional model); returns its status */
 
+/* A one-token job whose input has a per-token factor tok = {m (uint32 bits), s} (quantize dynamic norm, final_norm,
+ * swiglu_absmax; kernels.linear_tok): job->mult are the multipliers made for factor 1, job->shift is not read. The core
+ * makes the multipliers floor(mult[o] * m / 2^32) (s above 62: 62, and the multipliers shifted right by s - 62) for
+ * NPU_TOK_ROWS rows at a time on its stack and runs a job per chunk of rows with shift s (submit, wait): the same integers
+ * as the cluster's gemv_tok_*. Returns NPU_OK or the first failing job's status (its chunk and the rest not run). */
+#define NPU_TOK_ROWS 128 /* rows per job: 512 B of multipliers on the stack */
+int npu_run_tok(const npu_job *job, const int32_t *tok /* [2] */);
+
 /* RV32: instructions the functional model retired, per hart (the one that called npu_wait), to subtract from core
  * counts (like dma_engine_instret in dma.c): the job's execution and counter updates; validation at submit counts
  * as the core's. 0 on hosts without a counter. */

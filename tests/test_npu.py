@@ -67,6 +67,8 @@ def lib(tmp_path_factory):
     so.npu_submit.restype = ctypes.c_int
     so.npu_wait.argtypes = []
     so.npu_wait.restype = ctypes.c_int
+    so.npu_run_tok.argtypes = [ctypes.POINTER(NpuJob), ctypes.c_void_p]
+    so.npu_run_tok.restype = ctypes.c_int
     so.npu_reset_counters.argtypes = []
     so.npu_reset_counters.restype = None
     arr = lambda dt: np.ctypeslib.ndpointer(dtype=dt, flags="C_CONTIGUOUS")  # noqa: E731
@@ -163,6 +165,52 @@ def layer(rng, n_in, n_out, kind: int):
 # ---------------------------------------------------------------------------------------------- source
 
 
+def c_npu_tok(lib, x, w, mult, tok, bits: int) -> tuple[int, np.ndarray]:
+    """npu_run_tok on one token: (status, y); y's guard past n_out must stay, and the counters move by a job per
+    NPU_TOK_ROWS rows."""
+    n_out, n_in = w.shape
+    wp, guard = L.npu_pack(w), np.iinfo(DTYPES[bits]).max - 3
+    yb = np.full(n_out + 3, guard, DTYPES[bits])
+    x, mult, tokb = (np.ascontiguousarray(x, np.int8), np.ascontiguousarray(mult, np.int32),
+                     np.array(tok, np.int64).astype(np.int32))
+    before = counters(lib)
+    status = lib.npu_run_tok(ctypes.byref(make_job(x, wp, mult, yb, 99, n_in, n_out, 1, n_in, n_out, bits)), ptr(tokb))
+    if status == NPU_OK:
+        assert counters(lib)[0] - before[0] == -(-n_out // K.NPU_TOK_ROWS)
+        assert (yb[n_out:] == guard).all(), "npu_run_tok wrote past y"
+    return status, yb[:n_out]
+
+
+def test_npu_run_tok_matches_the_cluster_token_gemv(lib):
+    """The per-token factor's jobs: the integers of linear_tok (the cluster's gemv_tok), chunks of NPU_TOK_ROWS rows
+    (odd counts across the boundaries), every output width, token shifts above 62 (the multipliers' low bits given up)."""
+    assert header_define("NPU_TOK_ROWS") == K.NPU_TOK_ROWS
+    for i, n_out in enumerate((1, 7, 127, 128, 129, 300, 512)):
+        for bits in (8, 16, 32):
+            rng = np.random.default_rng(700 + 10 * i + bits)
+            n_in = int(rng.integers(1, 200))
+            x, w = rand_i8(rng, n_in), rand_i8(rng, (n_out, n_in))
+            mult, base = K.layer_multipliers(10 ** rng.uniform(-3, -1, n_out) / np.sqrt(n_in))
+            tok = K.tok_factor(int(rng.integers(1, 1 << 16)), int(rng.integers(-8, 1)), base + 40 * (i == 3))
+            assert tok[1] >= 0 and (tok[1] > 62) == (i == 3)
+            lo, hi = RANGES[bits]
+            want = K.linear_tok(x, w, mult, tok, lo, hi)
+            np.testing.assert_array_equal(K.npu_linear_tok(x, L.npu_pack(w), mult, tok, lo, hi), want)
+            status, got = c_npu_tok(lib, x, w, mult, tok, bits)
+            assert status == NPU_OK
+            np.testing.assert_array_equal(got, want, err_msg=f"n_out={n_out} bits={bits} tok={tok}")
+
+
+def test_npu_run_tok_refuses_what_it_cannot_run(lib):
+    rng = np.random.default_rng(3)
+    x, w, mult = rand_i8(rng, 10), rand_i8(rng, (5, 10)), np.ones(5, np.int32)
+    assert c_npu_tok(lib, x, w, mult, (-(1 << 31), -1), 8)[0] == ERR["SHIFT"]
+    wp, y, tok = L.npu_pack(w), np.zeros(10, np.int32), np.array([0, 3], np.int32)
+    for n_tok, bits, err in ((2, 8, "SIZE"), (1, 12, "BITS")):
+        job = make_job(x, wp, mult, y, 0, 10, 5, n_tok, 10, 5, bits)
+        assert lib.npu_run_tok(ctypes.byref(job), ptr(tok)) == ERR[err]
+
+
 def test_compiles_strict_host_and_32_bit(tmp_path):
     r = subprocess.run([CC, *CFLAGS, *STRICT, "-c", "-o", str(tmp_path / "n.o"), str(SRC)], capture_output=True,
                        text=True)
@@ -185,7 +233,7 @@ def test_no_float_no_malloc_no_exit():
         bad = re.findall(r"\b(float|double|malloc|calloc|realloc|free|exit|abort)\b", code)
         assert not bad, f"{f.name} uses {bad}"
         for inc in re.findall(r"#\s*include\s*([<\"][^>\"]+[>\"])", code):
-            assert inc in ("<stdint.h>", "<stddef.h>", '"npu.h"', '"perf.h"'), f"{f.name} includes {inc}"
+            assert inc in ("<stdint.h>", "<stddef.h>", '"npu.h"', '"perf.h"', '"gemv.h"'), f"{f.name} includes {inc}"
 
 
 def test_constants_match_python():

@@ -209,20 +209,31 @@ def test_qemu_is_bit_exact(model_dir, tmp_path, cores):
     check_qemu(compile_deployment(DPLY, ["quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path, cores=cores)
 
 
-def test_the_npu_takes_no_per_token_factor(model_dir, tmp_path):
-    """A hint to the NPU for a layer whose input has a per-token factor: a warning, and the layer runs on the cluster;
-    an error with --strict."""
+def test_the_npu_takes_the_per_token_factor(model_dir, tmp_path):
+    """A layer whose input has a per-token factor runs on the NPU: the core makes the token's multipliers, a job per
+    NPU_TOK_ROWS rows (npu_run_tok); golden == C, prefill and decode; `auto` weighs the multipliers on both engines."""
+    from test_keys16 import check_host
     from test_npu_mapping import HINTS, variant
-    path = variant(tmp_path, "hinted", *HINTS)
-    c = compile_deployment(path, ["quantize.dynamic=norm,swiglu_absmax"])
+    c = compile_deployment(variant(tmp_path, "hinted", *HINTS, "lm_head -> npu"),
+                           ["quantize.dynamic=norm,final_norm,swiglu_absmax", "quantize.queries=int12"])
     steps = {s.op: s for s in c.plan.steps}
-    assert steps["layers.0.mlp.down"].engine == "cluster" and steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
-    assert any("takes no per-token factor" in w.message for w in c.warnings)
-    with pytest.raises(SpecError, match="takes no per-token factor"):
-        compile_deployment(path, ["quantize.dynamic=norm,swiglu_absmax", "strict=yes"])
+    assert not c.warnings
+    assert (steps["layers.0.mlp.down"].engine, steps["layers.0.mlp.down"].kernel) == ("npu", "npu_linear_tok_i16")
+    assert steps["layers.0.attn.q"].rule == "linear_q12_tok_npu" and steps["lm_head"].kernel == "npu_linear_tok_i32"
+    check_host(c, tmp_path, n_new=12)
+    model = (tmp_path / "build" / "model.c").read_text()
+    assert "npu_run_tok(&job, " in model and "each token's input has its own factor" in model
     auto = compile_deployment(variant(tmp_path, "auto", "layers[*].* -> auto"), ["quantize.dynamic=norm"])
     q = {s.op: s for s in auto.plan.steps}["layers.0.attn.q"]
-    assert q.engine == "cluster" and "the NPU's job takes no per-token factor" in q.reason
+    assert "cycles" in q.reason and "per-token factor" not in q.reason
+
+
+@pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
+def test_the_npu_per_token_factor_under_qemu(model_dir, tmp_path):
+    from test_keys16 import check_qemu
+    from test_npu_mapping import HINTS, variant
+    check_qemu(compile_deployment(variant(tmp_path, "hinted", *HINTS, "lm_head -> npu"),
+                                  ["quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path)
 
 
 def test_dynamic_values(model_dir):

@@ -212,7 +212,8 @@ class UnitRenderer:
         if s.engine == Engine.NPU:
             v.update(body="npu", y=local[at["y"]], x=local[at["x"]], w=e["w"], mult=e["mult"], shift=e["shift"],
                      n_in=s.arg("n_in").value, n_out=s.arg("n_out").value, bits=s.spec.out_bits,
-                     dyn_shift=s.arg("shift").kind == ArgKind.BUF, n_tok="c->n" if md == Mode.GEMM else "1")
+                     dyn_shift=s.arg("shift").kind == ArgKind.BUF, tok=s.spec.functions == ("npu_run_tok",),
+                     n_tok="c->n" if md == Mode.GEMM else "1")
         t = s.staging.tiling
         if t is not None and t.kind == TileScheme.ROWS:
             v.update(self.rows_view(s, t, e, local[at["y"]], md))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..frontend.spec import Deployment, Target
 from ..ir.graph import Plan, Step
 from ..kernels.layout import npu_packed_bytes
+from ..kernels.twins import NPU_TOK_ROWS
 from ..kinds import ArgKind, Engine, Mode
 from ..passes.prefill import mode
 
@@ -105,6 +106,19 @@ def npu_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: i
     per_token = s.arg("shift").kind == ArgKind.BUF  # its input has per-token scales: a job per token
     compute = n_tok * npu_linear_cycles(t, n_in, n_out) if per_token else npu_linear_cycles(t, n_in, n_out, n_tok)
     return Work(compute, s.macs * n_tok)
+
+
+def npu_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """NPU jobs on an input with a per-token factor: per token, a job per NPU_TOK_ROWS rows, each after the core has
+    made its rows' multipliers (npu_run_tok)."""
+    return Work(n_tok * npu_tok_cycles(dep.target, s.arg("n_in").value, s.arg("n_out").value), s.macs * n_tok)
+
+
+def npu_tok_cycles(t: Target, n_in: int, n_out: int) -> int:
+    """A token's NPU jobs on an input with a per-token factor: a job per NPU_TOK_ROWS rows, each after the core has
+    made its rows' multipliers (npu_run_tok)."""
+    return sum(npu_linear_cycles(t, n_in, rows) + rows * TOK_ROW_CYCLES
+               for rows in (min(NPU_TOK_ROWS, n_out - r0) for r0 in range(0, n_out, NPU_TOK_ROWS)))
 
 
 def attention_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:

@@ -12,7 +12,7 @@ one spec here, one rule in rules.py.
 from __future__ import annotations
 
 from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work, linear_q4_work, linear_tok_work,
-                            linear_work, npu_work)
+                            linear_work, npu_tok_work, npu_work)
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
@@ -112,6 +112,22 @@ def npu_linear(out: str) -> KernelSpec:
                       f"one NPU job: int8 weights x int8 input -> {out} (npu.h)", calls=("npu_submit", "npu_wait"),
                       bounds=bounds,
                       resident=("w", "mult", "shift"), prefill="gemm", fragment="npu", weights=(".wn", npu_weights))
+
+
+def _npu_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.npu_linear_tok(x, w, mult, shift, *bounds)
+    return twin
+
+
+def npu_linear_tok(out: str) -> KernelSpec:
+    """npu_linear on an input with a per-token factor: the core makes the token's multipliers, a job per NPU_TOK_ROWS
+    rows (npu_run_tok)."""
+    base = npu_linear(out)
+    return KernelSpec(f"npu_linear_tok_i{out[3:]}", "npu.c", _tok_params(base.params), _npu_tok_twin(base.bounds),
+                      npu_tok_work, f"NPU jobs on an input with a per-token factor: int8 weights x int8 input -> {out}, "
+                      "the row multipliers times the token's, made by the core (npu.h)", calls=("npu_run_tok",),
+                      bounds=base.bounds, resident=base.resident, prefill="gemm", fragment="npu", weights=base.weights)
 
 
 def gemv_rows(out: str) -> KernelSpec:
@@ -397,7 +413,7 @@ RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
 
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
-    *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
+    *(npu_linear_tok(o) for o in OUT), *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them

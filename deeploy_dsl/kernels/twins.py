@@ -406,6 +406,7 @@ def argmax(x) -> int:
 # N-EUREKA's real ones: an array of NPU_COLS output x NPU_K input channels per cycle, NPU_SETUP_CYCLES per job.
 NPU_COLS = 32  # must equal NPU_COLS in kernels_c/npu.h
 NPU_SETUP_CYCLES = 100  # must equal NPU_SETUP_CYCLES in kernels_c/npu.h
+NPU_TOK_ROWS = 128  # rows per job of npu_run_tok; must equal NPU_TOK_ROWS in kernels_c/npu.h
 
 
 def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
@@ -435,6 +436,15 @@ def npu_linear(x, w_packed, mult, shift: int, lo: int, hi: int):
         acc += x2[:, i0:i1] @ wp[:, i0:i1].T
     y = requant_half_up(acc, np.asarray(mult, np.int64)[None, :], int(shift), lo, hi)
     return y[0] if one else y
+
+
+def npu_linear_tok(x, w_packed, mult, tok, lo: int, hi: int):
+    """npu_run_tok: a token's job on an input with a per-token factor tok = {m, s}, the multipliers and shift of
+    tok_multipliers (made by the core, NPU_TOK_ROWS rows a job): the integers of linear_tok."""
+    m2, s = tok_multipliers(mult, tok)
+    if s < 0:
+        raise ValueError(f"a token's shift {s} is negative: the compiler's bound on the token factor does not hold")
+    return npu_linear(x, w_packed, m2, s, lo, hi)
 
 
 def npu_cycles(n_in: int, n_out: int, n_tok: int = 1) -> int:

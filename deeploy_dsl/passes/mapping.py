@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..engines.cost import cluster_linear_cycles, npu_linear_cycles
+from ..engines.cost import TOK_ROW_CYCLES, cluster_linear_cycles, npu_linear_cycles, npu_tok_cycles
 from ..errors import COMMAND_LINE, Collector, Pos, SpecError
 from ..frontend.spec import Deployment, MapHint, PathPattern
 from ..ir.graph import LINEAR_KINDS, Graph, Op
@@ -110,12 +110,16 @@ def npu_weight_bytes(op: Op, graph: Graph, dep: Deployment) -> int:
 
 
 def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int, group: int = 0) -> tuple[int, int]:
-    """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU."""
+    """Estimated cycles of a decode step of a linear layer on the cluster (with its weights' DMA) and on the NPU; an
+    input with a per-token factor adds the token's multipliers on either."""
     t = dep.target
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
     wbytes = padded_rows(n_out) * weight_row_bytes(n_in, group)  # group: int4 weights' (weight_groups), 0 for int8
     dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
-    return cluster_linear_cycles(t, cores, op.macs) + dma, npu_linear_cycles(t, n_in, n_out)
+    cluster = cluster_linear_cycles(t, cores, op.macs) + dma
+    if token_factor_input(op, graph):
+        return cluster + -(-n_out * TOK_ROW_CYCLES // cores), npu_tok_cycles(t, n_in, n_out)
+    return cluster, npu_linear_cycles(t, n_in, n_out)
 
 
 def token_factor_input(op: Op, graph: Graph) -> bool:
@@ -155,17 +159,6 @@ def place_ops(graph: Graph, dep: Deployment) -> Mapping:
                      + ("" if dep.strict else f"; {'they run' if len(q4) > 1 else 'it runs'} on the cluster"),
                      severity=severity, hint="give them int8 weights in the quantize block to map them to the NPU")
             matched = [m for m in matched if not groups.get(m)]
-            if not matched:
-                continue
-        if h.engine == Engine.NPU and (tok := [m for m in matched if token_factor_input(ops[m], graph)]):
-            # the NPU's job takes one multiplier per row: an input with a per-token factor needs the token's too
-            errs.add(h.pos, f"{h.pattern.text} -> npu: the NPU's job takes no per-token factor and the input of "
-                     f"{tok[0]}{f' and {len(tok) - 1} more' if len(tok) > 1 else ''} has a per-token scale "
-                     "(quantize dynamic)" + ("" if dep.strict else f"; {'they run' if len(tok) > 1 else 'it runs'} "
-                                                                 "on the cluster"),
-                     severity=severity, hint="drop 'norm', 'final_norm' and 'swiglu_absmax' from the quantize block's dynamic line "
-                                             "to map them to the NPU")
-            matched = [m for m in matched if m not in tok]
             if not matched:
                 continue
         if h.engine == Engine.NPU:
@@ -228,11 +221,9 @@ def _choose_auto(graph: Graph, dep: Deployment, placed: dict, auto: dict, groups
     for name, h in auto.items():
         op, where = ops[name], f"{h.pattern.text} -> auto ({_where(h.pos)})"
         cores = h.cores if h.cores is not None else t.cores
-        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name) \
-                or token_factor_input(op, graph):
+        if op.kind not in LINEAR_KINDS or t.npu is None or op.kind not in t.npu.ops or groups.get(name):
             why = f"{t.name} has no NPU" if t.npu is None else "the NPU runs only linear layers" \
-                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4" \
-                if groups.get(name) else "the NPU's job takes no per-token factor"
+                if op.kind not in LINEAR_KINDS or op.kind not in t.npu.ops else "the NPU takes int8 weights, these are int4"
             placed[name] = Placement(Engine.CLUSTER, cores, f"{where}: cluster, {why}", h.pos)
             continue
         on_cluster, on_npu = linear_estimates(op, graph, dep, cores, groups.get(name, 0))

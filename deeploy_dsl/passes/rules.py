@@ -18,6 +18,7 @@ from ..frontend.spec import Deployment, Target
 from ..ir.graph import Arg, Graph, Op, Plan, Step
 from ..kernels import registry as R
 from ..kernels.kernelspec import KernelSpec
+from ..kernels.twins import NPU_TOK_ROWS
 from ..kinds import ArgKind, DType, Engine, OpKind, ValueKind
 from ..quant.quantize import QuantModel
 from .mapping import Mapping, Placement
@@ -175,6 +176,13 @@ def build_npu(op: Op, c: Ctx, k: KernelSpec):
         f"{op.outputs[0]}[{n_out}] = requant(W[{n_out},{n_in}] @ {op.inputs[0]}[{n_in}]), one NPU job"
 
 
+def build_npu_tok(op: Op, c: Ctx, k: KernelSpec):
+    """NPU jobs on an input with a per-token factor: the core makes the rows' multipliers times the token's, a job per
+    NPU_TOK_ROWS rows with the token's shift (int12 queries: the int16 output at their 12-bit scale)."""
+    args, math = build_npu(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1).replace("one NPU job", f"NPU jobs of {NPU_TOK_ROWS} rows")
+
+
 def build_rmsnorm(op: Op, c: Ctx, k: KernelSpec):
     """RMSNorm of the int16 residual stream into int8; the cores share out the elements, each computing the rms."""
     p, dim = c.q.params[op.name], c.dep.model.dims.dim
@@ -290,6 +298,10 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_tok_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8", in_scale="factor"),
+         K[f"npu_linear_tok_i{b}"], build_npu_tok) for b in (8, 16, 32)) + (
+    Rule("linear_q12_tok_npu", Pattern("linear", "npu", out="int12", weights="int8", in_scale="factor"),
+         K["npu_linear_tok_i16"], build_npu_tok),) + tuple(
     Rule(f"linear_i{b}_npu", Pattern("linear", "npu", out=f"int{b}", weights="int8"), K[f"npu_linear_i{b}"], build_npu)
     for b in (8, 16, 32)) + (
     Rule("linear_q12_npu", Pattern("linear", "npu", out="int12", weights="int8"), K["npu_linear_i16"], build_npu_q12),)
