@@ -105,6 +105,17 @@ def fmt_(files: List[Path] = typer.Argument(..., help=".dply files to rewrite in
 
 
 @app.command()
+def docs(out: Path = typer.Option(Path("docs"), "-o", "--out", help="the folder for dply.md and targets.md"),
+         check: bool = typer.Option(False, "--check", help="write nothing; exit 1 if a file is missing or stale")):
+    """Write the language reference (dply.md, targets.md) from the checker's own tables."""
+    from .docs import write
+    stale = write(out, check)
+    for name in stale:
+        typer.echo(f"{out / name}: " + ("stale; run deeploy docs" if check else "written"))
+    raise typer.Exit(1 if check and stale else 0)
+
+
+@app.command()
 def check(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
     """Validate a deployment (syntax, dims, weights, mapping, memory) without writing anything."""
