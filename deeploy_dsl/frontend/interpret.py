@@ -19,8 +19,8 @@ from ..kernels.layout import NPU_K
 from ..kinds import Engine
 from ..kernels.twins import QK_BITS, QK_MAX, qk_head_size_max, score_shift
 from ..quant.quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
-from .language import (CALIBRATE, HOLDABLE, OPTIONAL_SECTIONS, SAMPLERS, SMOOTH_FORMS, TARGET_FIELDS, WEIGHT_FORMATS,
-                       block_names, choices, default, dim_keys, field_path, keys, target_field)
+from .language import (CALIBRATE, HOLDABLE, SAMPLERS, SMOOTH_FORMS, WEIGHT_FORMATS, block_names,
+                       check_target_fields, choices, default, dim_keys, keys, target_field)
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
                    Target, WeightOverride)
@@ -164,35 +164,6 @@ def load_target(name: str, pos: Pos) -> Target:
                   npu_spec.ops if npu_spec else (), levels, pos, f("dma.bytes_per_cycle"), f("dma.setup_cycles"),
                   f("cluster.macs_per_cycle_per_core"), f("cluster.cycles_per_element"), f("cluster.fork_cycles"),
                   npu_spec, energy)
-
-
-def _leaves(node, parts: tuple[str, ...] = ()):
-    """The (path parts, value) of every leaf of a parsed YAML mapping."""
-    for k, v in node.items():
-        yield from _leaves(v, parts + (str(k),)) if isinstance(v, dict) else (((parts + (str(k),)), v),)
-
-
-def check_target_fields(name: str, data) -> None:
-    """Every field of a target description is one TARGET_FIELDS names (docs/targets.md), and every required one of
-    each section present is there: a new field is a row of that table, or an error."""
-    if not isinstance(data, dict) or not isinstance(data.get("memory"), dict) or not data["memory"]:
-        raise ValueError(f"target {name}: a target description is a mapping with at least one memory level")
-    known = {f.path for f in TARGET_FIELDS}
-    given = {field_path(parts) for parts, _ in _leaves(data)}
-    if unknown := sorted(given - known):
-        raise ValueError(f"target {name}: unknown field {unknown[0]!r}; docs/targets.md lists the fields "
-                         "(deeploy_dsl/frontend/language.py, TARGET_FIELDS)")
-    for level, spec in data["memory"].items():
-        given |= {f"memory.<level>.{k}" for k in (spec or {})} if isinstance(spec, dict) else set()
-        missing = [p for p in ("memory.<level>.size_bytes", "memory.<level>.alignment")
-                   if not isinstance(spec, dict) or p.rsplit(".", 1)[1] not in spec]
-        if missing:
-            raise ValueError(f"target {name}: memory level {level} needs {missing[0].rsplit('.', 1)[1]}")
-    for fl in TARGET_FIELDS:
-        section = fl.path.split(".")[0]
-        if fl.default is None and "<level>" not in fl.path and fl.path not in given \
-                and (section not in OPTIONAL_SECTIONS or section in data):
-            raise ValueError(f"target {name}: missing field {fl.path!r}")
 
 
 # ---- the interpreter -----------------------------------------------------------------------------

@@ -304,3 +304,32 @@ def target_field(path: str) -> Field:
 def field_path(parts: tuple[str, ...]) -> str:
     """A YAML leaf's path as TARGET_FIELDS names it (a memory level's name is `<level>`)."""
     return ".".join("<level>" if parts[0] == "memory" and i == 1 else p for i, p in enumerate(parts))
+
+
+def _leaves(node, parts: tuple[str, ...] = ()):
+    """The (path parts, value) of every leaf of a parsed YAML mapping."""
+    for k, v in node.items():
+        yield from _leaves(v, parts + (str(k),)) if isinstance(v, dict) else (((parts + (str(k),)), v),)
+
+
+def check_target_fields(name: str, data) -> None:
+    """Every field of a target description is one TARGET_FIELDS names (docs/targets.md), and every required one of
+    each section present is there: a new field is a row of that table, or an error."""
+    if not isinstance(data, dict) or not isinstance(data.get("memory"), dict) or not data["memory"]:
+        raise ValueError(f"target {name}: a target description is a mapping with at least one memory level")
+    known = {f.path for f in TARGET_FIELDS}
+    given = {field_path(parts) for parts, _ in _leaves(data)}
+    if unknown := sorted(given - known):
+        raise ValueError(f"target {name}: unknown field {unknown[0]!r}; docs/targets.md lists the fields "
+                         "(deeploy_dsl/frontend/language.py, TARGET_FIELDS)")
+    for level, spec in data["memory"].items():
+        missing = [p for p in ("memory.<level>.size_bytes", "memory.<level>.alignment")
+                   if not isinstance(spec, dict) or p.rsplit(".", 1)[1] not in spec]
+        if missing:
+            raise ValueError(f"target {name}: memory level {level} needs {missing[0].rsplit('.', 1)[1]}")
+    for fl in TARGET_FIELDS:
+        section = fl.path.split(".")[0]
+        if fl.default is None and "<level>" not in fl.path and fl.path not in given \
+                and (section not in OPTIONAL_SECTIONS or section in data):
+            raise ValueError(f"target {name}: missing field {fl.path!r}")
+
