@@ -89,7 +89,7 @@ def dply_md() -> str:
                           [(_code(e.name), _code(e.form), e.meaning, _code(e.example)) for e in ENGINES.values()])
             out += ["Patterns name ops (they also select layers in `quantize`'s weight-format lines):", ""]
             out += _table(("pattern", "form", "meaning", "example"),
-                          [(d.name, d.form, d.meaning, _code(d.example)) for d in PATTERNS])
+                          [(d.name, _code(d.form), d.meaning, _code(d.example)) for d in PATTERNS])
         if b.name == "memory":
             levels = sorted({lvl for t in targets().values() for lvl in t["memory"]})
             out += [f"Each line names a memory level of the target ({', '.join(levels)} on the shipped targets; "

@@ -149,7 +149,7 @@ KEYS = (
 )
 
 ENGINES = {
-    Engine.CLUSTER: Doc("cluster", "cluster or cluster(cores = N)", "The RV32 cluster, on N cores (default: all "
+    Engine.CLUSTER: Doc("cluster", "cluster | cluster(cores = N)", "The RV32 cluster, on N cores (default: all "
                         "the target has; more than it has is a warning and all of them).",
                         "layers[*].attn.* -> cluster(cores = 4)"),
     Engine.NPU: Doc("npu", "npu", "The NPU, on targets with one: linear layers with int8 weights and no per-token "
