@@ -21,6 +21,7 @@ app.add_typer(import_app, name="import")
 
 DEFINE = typer.Option(None, "-D", "--define", help="override a .dply setting, e.g. -D target=host -D memory.L1=16KiB")
 STRICT = typer.Option(None, "--strict/--no-strict", help="treat mapping fall-backs and clamps as errors")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress line (on a terminal, long steps show one on stderr)")
 
 
 def _version(value: bool) -> None:
@@ -46,9 +47,15 @@ def _summary(c, out: Path, seconds: float) -> str:
     return f"deeploy: built {c.dep.name} for {c.dep.target.name} -> {out} in {seconds:.1f} s\n" + report_text(c)
 
 
-def _guard(fn, error_code: int = 1):
+def _guard(fn, error_code: int = 1, quiet: bool | None = None):
+    """Run a command's body: errors printed, exit 1 (or `error_code`); with `quiet` given, long steps show a progress
+    line on a terminal unless it is True."""
     try:
-        return fn()
+        if quiet is None:
+            return fn()
+        from .progress import shown
+        with shown(quiet):
+            return fn()
     except DeeployError as e:
         typer.echo(e.render(), err=True)
         raise typer.Exit(error_code)
@@ -76,7 +83,7 @@ def build(file: Path = typer.Argument(..., help="the .dply deployment"),
         _warn(c.warnings)
         if not quiet:
             typer.echo(_summary(c, dest, time.perf_counter() - t0))
-    _guard(go)
+    _guard(go, quiet=quiet)
 
 
 @app.command()
@@ -105,6 +112,17 @@ def fmt_(files: List[Path] = typer.Argument(..., help=".dply files to rewrite in
 
 
 @app.command()
+def docs(out: Path = typer.Option(Path("docs"), "-o", "--out", help="the folder for dply.md and targets.md"),
+         check: bool = typer.Option(False, "--check", help="write nothing; exit 1 if a file is missing or stale")):
+    """Write the language reference (dply.md, targets.md) from the checker's own tables."""
+    from .docs import write
+    stale = write(out, check)
+    for name in stale:
+        typer.echo(f"{out / name}: " + ("stale; run deeploy docs" if check else "written"))
+    raise typer.Exit(1 if check and stale else 0)
+
+
+@app.command()
 def check(file: Path = typer.Argument(..., help="the .dply deployment"),
           define: Optional[List[str]] = DEFINE, strict: Optional[bool] = STRICT):
     """Validate a deployment (syntax, dims, weights, mapping, memory) without writing anything."""
@@ -113,7 +131,7 @@ def check(file: Path = typer.Argument(..., help="the .dply deployment"),
         c = compile_deployment(file, define or [], strict)
         _warn(c.warnings)
         typer.echo(f"{file}: ok ({c.dep.name}, target {c.dep.target.name}, {len(c.plan.steps)} steps)")
-    _guard(go)
+    _guard(go, quiet=False)
 
 
 @app.command("eval")
@@ -126,7 +144,7 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
                                               "instead of the float model's samples"),
           per_layer: bool = typer.Option(False, "--per-layer", help="also rank layers quantized one at a time"),
           as_json: bool = typer.Option(False, "--json", help="print the metrics as one JSON object"),
-          define: Optional[List[str]] = DEFINE):
+          define: Optional[List[str]] = DEFINE, quiet: bool = QUIET):
     """Measure the integer model against the float one on held-out sequences: top-1 agreement (with a bootstrap 95%
     interval), perplexities, KL, greedy divergence. Sequences that repeat the calibration's are refused."""
     def go():
@@ -161,7 +179,7 @@ def eval_(file: Path = typer.Argument(..., help="the .dply deployment"),
             unit = row["layer"] if row["layer"] == "lm_head" else f"layer {row['layer']}"
             typer.echo(f"  {unit} alone: KL {row['kl_mean']:.5f}, top-1 {row['top1_agreement']:.4f}, "
                        f"ppl ratio {row['ppl_ratio']:.4f}")
-    _guard(go)
+    _guard(go, quiet=quiet)
 
 
 def sampling_overrides(temperature: float | None, top_p: float | None, seed: int | None) -> list[str]:
@@ -205,7 +223,7 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
                                                     "(0: greedy); the .dply's generate.sampler otherwise"),
         top_p: Optional[float] = typer.Option(None, "--top-p", help="keep this much probability mass (0 < P <= 1)"),
         seed: Optional[int] = typer.Option(None, "--seed", help="the sampler's seed, 0 to 4294967295"),
-        define: Optional[List[str]] = DEFINE):
+        define: Optional[List[str]] = DEFINE, quiet: bool = QUIET):
     """Generate text with one of the engines: greedy, or sampled (integer-only on the device, the same ids from
     golden, c and qemu for a seed)."""
     if engine not in ("c", "golden", "float", "qemu"):
@@ -222,7 +240,7 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
                                   ensure_ascii=False))
         else:
             typer.echo(g.prompt + g.text)
-    _guard(go)
+    _guard(go, quiet=quiet)
 
 
 @app.command()

@@ -68,6 +68,7 @@ def test_check_the_shipped_deployment():
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "deployments/stories260k.dply: ok (stories260k, target siracusa, 78 steps)"
     assert "error" not in res.stderr
+    assert "\r" not in res.stderr  # no progress line when stderr is a pipe (deeploy_dsl/progress.py)
 
 
 BAD_FILES = {

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..compiler import Compiled
 from ..kernels.twins import QK_BITS
 from ..quant.quantize import weights_q4
@@ -111,7 +112,12 @@ def evaluate(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0,
     ev = ev or eval_set(c, sequences, length, seed, text)
     seqs = ev.ids
     fl = c.fm.forward(seqs[:, :-1], 0, c.fm.new_cache(len(seqs)))
-    il = np.stack([_int_logits(c, s) for s in seqs])
+    with progress.task("eval: the integer model", len(seqs)) as tick:
+        il = []
+        for s in seqs:
+            il.append(_int_logits(c, s))
+            tick()
+    il = np.stack(il)
     pp = per_position(fl, il, seqs[:, 1:])
     out = summary(pp)
     out.update(top1_ci95=bootstrap_ci(pp["top1"]), kl_ci95=bootstrap_ci(pp["kl"]))
@@ -157,22 +163,29 @@ def per_layer(c: Compiled, sequences: int = 16, length: int = 256, seed: int = 0
         return _int4_groups(w, group) if group else _int8_rows(w)
     units = [(li, f"layers.{li}.") for li in range(len(c.weights.layers))] + [("lm_head", "final_norm")]
     rows = []
-    for unit, prefix in units:
-        if unit == "lm_head":
-            weights = replace(c.weights, lm_head=deq(c.weights.lm_head, "lm_head"))
-        else:
-            layers = list(c.weights.layers)
-            layers[unit] = replace(layers[unit], **{k: deq(getattr(layers[unit], k), f"layers.{unit}.{op}")
-                                                    for k, op in LINEAR.items()})
-            weights = replace(c.weights, layers=tuple(layers))
-        fm = type(c.fm)(weights, c.fm.d)
-
-        def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
-            s = c.quant.scales.get(name)
-            # k's and q's scales are for their widths (keys, queries)
-            bits = QK_BITS[q.keys] if name.endswith(".attn.k") else QK_BITS[q.queries] if name.endswith(".attn.q") else 8
-            return _fake_quant(x, s, bits) if s and name.startswith(prefix) else x
-
-        lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(sequences), transform=act)
-        rows.append({"layer": unit, **compare(ref, lg, seqs[:, 1:])})
+    with progress.task("eval: layers one at a time", len(units)) as tick:
+        for unit, prefix in units:
+            rows.append(_one_unit(c, seqs, ref, unit, prefix, deq, q))
+            tick()
     return sorted(rows, key=lambda r: -r["kl_mean"])
+
+
+def _one_unit(c: Compiled, seqs: np.ndarray, ref: np.ndarray, unit, prefix: str, deq, q) -> dict:
+    """The float model with one layer's (or lm_head's) weights and outputs quantized, against `ref`."""
+    if unit == "lm_head":
+        weights = replace(c.weights, lm_head=deq(c.weights.lm_head, "lm_head"))
+    else:
+        layers = list(c.weights.layers)
+        layers[unit] = replace(layers[unit], **{k: deq(getattr(layers[unit], k), f"layers.{unit}.{op}")
+                                                for k, op in LINEAR.items()})
+        weights = replace(c.weights, layers=tuple(layers))
+    fm = type(c.fm)(weights, c.fm.d)
+
+    def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
+        s = c.quant.scales.get(name)
+        # k's and q's scales are for their widths (keys, queries)
+        bits = QK_BITS[q.keys] if name.endswith(".attn.k") else QK_BITS[q.queries] if name.endswith(".attn.q") else 8
+        return _fake_quant(x, s, bits) if s and name.startswith(prefix) else x
+
+    lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(len(seqs)), transform=act)
+    return {"layer": unit, **compare(ref, lg, seqs[:, 1:])}

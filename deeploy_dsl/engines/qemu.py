@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..backend.builddir import write_build
+from ..backend.cmodel import c_ident
 from ..backend.codegen import render
 from ..compiler import Compiled
 from ..errors import Diagnostic, Pos, ToolError
@@ -49,11 +51,12 @@ def build_rv32(c: Compiled, out: Path, profile: bool = False) -> Path:
     returns the ELF's path."""
     require_tools()
     write_build(render(c), out)
-    res = subprocess.run(["make", "-s", "-C", str(out), "rv32"] + (["PROFILE=1"] if profile else []),
-                         capture_output=True, text=True)
+    with progress.task("compiling the RV32 image"):
+        res = subprocess.run(["make", "-s", "-C", str(out), "rv32"] + (["PROFILE=1"] if profile else []),
+                             capture_output=True, text=True)
     if res.returncode != 0:
         raise ToolError([Diagnostic(Pos(str(out)), "building the RV32 image failed:\n" + (res.stderr + res.stdout)[-4000:])])
-    return out / f"{c.dep.name}.elf"
+    return out / f"{c_ident(c.dep.name)}.elf"  # the Makefile names the program as C does (a - becomes _)
 
 
 def _semihosting_args(args: list[str]) -> str:
@@ -76,7 +79,8 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
            "-kernel", str(elf)]
     (work / "logits.bin").unlink(missing_ok=True)
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout)
+        with progress.task(f"QEMU, {cores} hart{'s' if cores > 1 else ''}"):
+            res = subprocess.run(cmd, capture_output=True, text=True, cwd=work, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ToolError([Diagnostic(Pos(str(elf)), f"QEMU did not finish within {timeout:.0f} s")]) from None
     text = res.stdout + res.stderr

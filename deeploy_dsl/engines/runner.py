@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..backend.builddir import write_build
+from ..backend.cmodel import c_ident
 from ..backend.codegen import render, sampler_multiplier
 from ..compiler import Compiled, compile_deployment, load_tokenizer, prompt_ids
 from ..errors import COMMAND_LINE, Diagnostic, Pos, ToolError
@@ -164,10 +166,11 @@ def build_c(c: Compiled, out: Path) -> Path:
     if not make or not cc:
         raise ToolError([Diagnostic(Pos("<environment>"), "the c engine needs 'make' and a C compiler ('cc')",
                                     hint="on Debian: apt-get install -y build-essential")])
-    res = subprocess.run([make, "-s", "-C", str(out)], capture_output=True, text=True)
+    with progress.task("compiling the C"):
+        res = subprocess.run([make, "-s", "-C", str(out)], capture_output=True, text=True)
     if res.returncode != 0:
         raise ToolError([Diagnostic(Pos(str(out)), "building the generated C failed:\n" + res.stderr[-4000:])])
-    return out / c.dep.name
+    return out / c_ident(c.dep.name)  # the Makefile names the program as C does (a - becomes _)
 
 
 def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = True, build_dir: Path | None = None,

@@ -19,20 +19,17 @@ from ..kernels.layout import NPU_K
 from ..kinds import Engine
 from ..kernels.twins import QK_BITS, QK_MAX, qk_head_size_max, score_shift
 from ..quant.quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
+from .language import (CALIBRATE, HOLDABLE, SAMPLERS, SMOOTH_FORMS, WEIGHT_FORMATS, block_names,
+                       check_target_fields, choices, default, dim_keys, keys, target_field)
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
                    Target, WeightOverride)
 
-TOP_SETTINGS = ("deployment", "target", "strict")
-BLOCKS = ("model", "quantize", "map", "memory", "generate")
-DIM_KEYS = {  # .dply name -> HF config.json name
-    "dim": "hidden_size", "layers": "num_hidden_layers", "heads": "num_attention_heads",
-    "kv_heads": "num_key_value_heads", "hidden": "intermediate_size", "vocab": "vocab_size",
-    "context": "max_position_embeddings", "norm_eps": "rms_norm_eps", "rope_theta": "rope_theta",
-    "tied": "tie_word_embeddings",
-}
+# the language's words come from its reference tables (language.py), which docs/dply.md is generated from
+TOP_SETTINGS = keys("")
+BLOCKS = block_names()
+DIM_KEYS = dim_keys()  # .dply name -> HF config.json name
 FLOAT_DIMS = ("norm_eps", "rope_theta")
-HOLDABLE = ("weights", "kv_cache", "activations")
 
 
 # ---- constraints on the model's dimensions: the docstring is the message -----------------------
@@ -147,21 +144,26 @@ def known_targets() -> list[str]:
 
 def load_target(name: str, pos: Pos) -> Target:
     data = yaml.safe_load(resources.files("deeploy_dsl.targets").joinpath(f"{name}.yaml").read_text())
-    npu = data.get("npu") or {}
+    check_target_fields(name, data)
+
+    def f(path: str):  # a field by its TARGET_FIELDS path, converted to its type, or its default
+        node = data
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return target_field(path).default if node is None else target_field(path).type(node)
+
     levels = tuple((k, int(v["size_bytes"]), int(v["alignment"])) for k, v in data["memory"].items())
-    dma, cl, en = data.get("dma", {}), data["cluster"], data.get("energy")
-    npu_spec = Npu(npu["name"], tuple(npu["ops"]), int(npu["k_block"]), int(npu["cols"]), int(npu["setup_cycles"]),
-                   int(npu["weight_memory"]["size_bytes"]), int(npu["weight_memory"]["bytes_per_cycle"]),
-                   float(npu["energy"]["pj_per_mac"]), float(npu["energy"]["pj_per_weight_byte"])) if npu else None
+    npu_spec = Npu(f("npu.name"), tuple(f("npu.ops")), f("npu.k_block"), f("npu.cols"), f("npu.setup_cycles"),
+                   f("npu.weight_memory.size_bytes"), f("npu.weight_memory.bytes_per_cycle"),
+                   f("npu.energy.pj_per_mac"), f("npu.energy.pj_per_weight_byte")) if "npu" in data else None
     if npu_spec and npu_spec.k_block != NPU_K:  # the packing (layout.npu_pack) and the C model fix the block
         raise ValueError(f"target {name}: npu k_block {npu_spec.k_block} is not the NPU layout's {NPU_K}")
-    energy = Energy(float(en["cluster_pj_per_mac"]), float(en["cluster_pj_per_op"]), float(en["dma_pj_per_byte"]),
-                    float(en["idle_mw"])) if en else None
-    return Target(data["name"], data["description"], int(data["clock_hz"]), int(cl["cores"]),
-                  cl["isa"], tuple(npu.get("ops", ())), levels, pos,
-                  int(dma.get("bytes_per_cycle", 8)), int(dma.get("setup_cycles", 0)),
-                  float(cl.get("macs_per_cycle_per_core", 1.0)), float(cl.get("cycles_per_element", 4.0)),
-                  int(cl.get("fork_cycles", 0)), npu_spec, energy)
+    energy = Energy(f("energy.cluster_pj_per_mac"), f("energy.cluster_pj_per_op"), f("energy.dma_pj_per_byte"),
+                    f("energy.idle_mw")) if "energy" in data else None
+    return Target(f("name"), f("description"), f("clock_hz"), f("cluster.cores"), f("cluster.isa"),
+                  npu_spec.ops if npu_spec else (), levels, pos, f("dma.bytes_per_cycle"), f("dma.setup_cycles"),
+                  f("cluster.macs_per_cycle_per_core"), f("cluster.cycles_per_element"), f("cluster.fork_cycles"),
+                  npu_spec, energy)
 
 
 # ---- the interpreter -----------------------------------------------------------------------------
@@ -234,7 +236,7 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     elif name is not None:
         _check_name(name, r.settings["deployment"].values[0].pos, errs)
     target = _target(r, errs, file_pos)
-    strict_v = r.choice("strict", ("yes", "no"), "no")
+    strict_v = r.choice("strict", choices("", "strict"), default("", "strict"))
     if strict is not None:  # --strict / --no-strict win over the file
         strict_v = "yes" if strict else "no"
     base = doc.path.parent
@@ -308,7 +310,7 @@ def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Model
         errs.add(b.pos, "the model block needs an architecture", "write 'model llama {'")
     elif b.label != "llama":
         errs.add(b.pos, f"unsupported architecture '{b.label}'", "supported: llama (write 'model llama {')")
-    r = _Reader(b.entries, "model", ("weights", "tokenizer") + tuple(DIM_KEYS), errs, b.pos)
+    r = _Reader(b.entries, "model", keys("model"), errs, b.pos)
     weights = _path(r, "weights", base, True)
     tokenizer = _path(r, "tokenizer", base, False)
     given: dict[str, object] = {}
@@ -316,7 +318,7 @@ def _model(b: Block | None, base: Path, errs: Collector, file_pos: Pos) -> Model
         if key == "tied":
             v = r.one(key, ("name",), "yes or no")
             if v is not None:
-                if v not in ("yes", "no", "true", "false"):
+                if v not in choices("model", "tied"):
                     errs.add(r.settings[key].values[0].pos, f"'tied' expects yes or no, got '{v}'")
                 else:
                     given[key] = v in ("yes", "true")
@@ -419,9 +421,7 @@ def _fmt(v) -> str:
 
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims: Dims | None) -> QuantSpec:
-    r = _Reader(b.entries if b else (), "quantize",
-                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic", "smooth"),
-                errs, b.pos if b else file_pos, mappings=True)
+    r = _Reader(b.entries if b else (), "quantize", keys("quantize"), errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
         if vals and vals[-1].kind == "name" and vals[-1].value in ROUNDINGS:
@@ -436,12 +436,10 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
         if len(vals) > 2:
             errs.add(vals[2].pos, f"unexpected '{vals[2].text}' after {vals[1].text}(...)",
                      "write 'activations int8 calibrate(...)'")
-    kv = r.choice("kv_cache", ("int8",), "int8")
-    residual = r.choice("residual", ("int16",), "int16")
-    keys = r.choice("keys", ("int8", "int16"), "int8")
-    queries = r.choice("queries", ("int8", "int12", "int16"), "int8")
+    kv, residual, k_type, queries = (r.choice(k, choices("quantize", k), default("quantize", k))
+                                     for k in ("kv_cache", "residual", "keys", "queries"))
     if dims is not None and dims.heads > 0:
-        _check_queries(queries, keys, dims.dim // dims.heads, r.pos("queries"), errs)
+        _check_queries(queries, k_type, dims.dim // dims.heads, r.pos("queries"), errs)
     overrides = tuple(o for m in r.mappings if (o := _weight_override(m, weights, group, errs)) is not None)
     dynamic: tuple[str, ...] = ()
     for v in r.values("dynamic") or ():
@@ -451,12 +449,9 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
             if {v.value, *dynamic} >= {"swiglu", "swiglu_absmax"}:
                 errs.add(v.pos, "'swiglu' and 'swiglu_absmax' are two scales for the same output", "choose one")
             dynamic += (v.value,)
-    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
+    return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, k_type, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
                      queries, _smooth(r, errs), r.pos("smooth"))
-
-
-SMOOTH_FORMS = "'smooth alpha = A', A from 0 to 1 (0.5 is SmoothQuant's; 'smooth A' for short), or 'smooth none'"
 
 
 def _smooth(r: _Reader, errs: Collector) -> float | None:
@@ -497,9 +492,7 @@ def _check_queries(queries: str, keys: str, head_size: int, pos: Pos, errs: Coll
              f"{fits})", hint)
 
 
-# activations that can have per-token scales: swiglu (a power of two), swiglu_absmax, norm (the attention and MLP
-# norms' outputs) and final_norm (an absmax scale: an integer multiplier and shift)
-DYNAMIC = ("swiglu", "swiglu_absmax", "norm", "final_norm", "none")
+DYNAMIC = choices("quantize", "dynamic")  # activations that can have per-token scales (language.py says each)
 
 
 def _weight_override(m: Mapping, weights: str, group: int, errs: Collector) -> WeightOverride | None:
@@ -530,8 +523,6 @@ def _check_int4(d, quant: QuantSpec, errs: Collector) -> None:
                      f"{Q4_MAX_IN:,} per linear layer; {what} is {n}", "use 'weights int8 per_channel'")
 
 
-WEIGHT_FORMATS = ("'int8 per_channel' or 'int4 per_group(G)', G a multiple of 8 from 8 to 256, "
-                  "then optionally the rounding: nearest (default) or gptq")
 ROUNDINGS = ("nearest", "gptq")
 
 
@@ -594,7 +585,7 @@ def _calibration(v: Value, base: Path, errs: Collector, dims: Dims | None) -> Ca
             stat, pct = "percentile", float(a.args[0][1].value)
         else:
             errs.add(a.pos, f"unexpected calibrate argument '{a.text}'",
-                     "calibrate(samples | \"file.txt\", tokens = N, seed = N, stat = max | percentile(P) | mse)")
+                     CALIBRATE)
             return None
     if source != "samples" and (why := _not_a_file(source)):
         errs.add(seen["source"].pos, f"calibration text {source} {why}")
@@ -774,9 +765,8 @@ def _size(n: int) -> str:
 
 
 def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec | None) -> GenSpec:
-    r = _Reader(b.entries if b else (), "generate", ("tokens", "sampler", "seed", "prompt", "prefill"), errs,
-                b.pos if b else file_pos)
-    tokens = r.one("tokens", ("number",), "a whole number of tokens", 128)
+    r = _Reader(b.entries if b else (), "generate", keys("generate"), errs, b.pos if b else file_pos)
+    tokens = r.one("tokens", ("number",), "a whole number of tokens", default("generate", "tokens"))
     context = model.dims.context if model is not None and getattr(model, "dims", None) is not None else None
     if not isinstance(tokens, int) or tokens < 1:
         errs.add(r.pos("tokens"), f"'tokens' must be a positive whole number, got {tokens}")
@@ -787,14 +777,14 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
                  + (f" ({context} tokens)" if context is not None else ""))
         tokens = 1
     sampler, temperature, top_p = _sampler(r, errs)
-    seed = r.one("seed", ("number",), "a whole number from 0 to 4294967295", 0)
+    seed = r.one("seed", ("number",), "a whole number from 0 to 4294967295", default("generate", "seed"))
     if not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
         errs.add(r.pos("seed"), f"'seed' must be a whole number from 0 to {SEED_MAX}, got {seed}")
         seed = 0
-    prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', "Once upon a time")
+    prompt = r.one("prompt", ("string",), 'a "prompt" in double quotes', default("generate", "prompt"))
     if "\0" in prompt:  # the generated program holds it as a C string, which would end there
         errs.add(r.settings["prompt"].values[0].pos, "the prompt cannot contain a NUL character (\\u0000)")
-    prefill = r.one("prefill", ("number",), "a whole number of tokens per prefill chunk", 16)
+    prefill = r.one("prefill", ("number",), "a whole number of tokens per prefill chunk", default("generate", "prefill"))
     if not isinstance(prefill, int) or prefill < 1 or (context is not None and prefill > context):
         errs.add(r.pos("prefill"), f"'prefill' must be a whole number of tokens from 1 to "
                  f"{context if context is not None else 'the context'}, got {prefill}",
@@ -806,7 +796,6 @@ def _generate(b: Block | None, errs: Collector, file_pos: Pos, model: ModelSpec 
 
 SEED_MAX = (1 << 32) - 1  # the device's xorshift32 state
 TEMPERATURE_MAX = 100.0
-SAMPLERS = "'greedy', 'temperature(T)' or 'top_p(P, temperature = T)', T from 0 to 100, P in (0, 1]"
 
 
 def _number(v: Value | None, lo: float, hi: float, lo_open: bool = False) -> float | None:

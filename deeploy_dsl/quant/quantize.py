@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..errors import BUILTIN, Diagnostic, SpecError, WeightsError
 from ..frontend.spec import Calibration, Dims
 from ..kernels import twins as K
@@ -129,10 +130,18 @@ def calibration_pass(fm: FloatModel, cal: Calibration, tokenizer, observe) -> No
     """The float model over the calibration tokens, every named activation to `observe`."""
     if cal.source == "samples":
         length = min(CALIB_SEQ_LEN, fm.d.context)
-        fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=observe)
+        with progress.task("calibration", length - 1) as tick:
+            def counted(name: str, a: np.ndarray) -> None:
+                observe(name, a)
+                if name == "lm_head":  # the last activation of a forward step: one position of every sequence
+                    tick()
+            fm.sample(max(1, math.ceil(cal.tokens / length)), length, cal.seed, observe=counted)
     else:
-        for chunk in _text_chunks(fm, cal, tokenizer):
-            fm.forward(chunk[None], 0, fm.new_cache(1, len(chunk)), observe)
+        chunks = _text_chunks(fm, cal, tokenizer)
+        with progress.task("calibration", len(chunks)) as tick:
+            for chunk in chunks:
+                fm.forward(chunk[None], 0, fm.new_cache(1, len(chunk)), observe)
+                tick()
 
 
 def _text_chunks(fm: FloatModel, cal: Calibration, tokenizer) -> list[np.ndarray]:
@@ -237,7 +246,8 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
-             hessians: Hessians | None = None, dynamic: tuple[str, ...] = (), queries: str = "int8") -> QuantModel:
+             hessians: Hessians | None = None, dynamic: tuple[str, ...] = (), queries: str = "int8",
+             on_gptq_layer=None) -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
     groups[op] > 0 (mapping.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
     channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
@@ -249,7 +259,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     keys "int16": the k projection's output (and so RoPE on k and the K cache) is int16, calibrated for 16
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
     multiplier takes back. queries "int12" | "int16": the q projection's output is calibrated for 12 (+-2047) or 16
-    bits, and the scores are q . k / 2^score_shift(q bits, k bits), which the score multiplier takes back too."""
+    bits, and the scores are q . k / 2^score_shift(q bits, k bits), which the score multiplier takes back too.
+    on_gptq_layer() is called after each linear layer GPTQ has rounded (a progress count)."""
     d: Dims = fm.d
     k_bits, q_bits = K.QK_BITS[keys], K.QK_BITS[queries]
     w = fm.w
@@ -279,6 +290,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         except np.linalg.LinAlgError:  # GPTQ's Cholesky factor of the inputs' statistics
             raise _numeric_error(fm, f"tensor {tensor_name(op, d)}: GPTQ cannot factor the statistics of its inputs",
                                  "the calibration inputs are degenerate; round to nearest (drop 'gptq')") from None
+        if h is not None and on_gptq_layer is not None:
+            on_gptq_layer()
         live = q.any(axis=1)
         # one shift for the layer, a multiplier per row (kernels.layer_multipliers); the shift stays a per-row
         # array (all entries equal) that the tiles' DMA slices with the rows. An all-zero row's factor is
