@@ -2,12 +2,12 @@
  *
  * Spike watches the `tohost` word: a value with bit 0 set ends the simulation with exit code value >> 1; a pointer
  * to a block {64, fd, buf, len} is a write(2) syscall that Spike performs and acknowledges through `fromhost`.
- * Both words live in their own section (.tohost), where Spike finds them by their symbols.
+ * Spike finds both words by their symbols (in .bss: zero until the program writes them).
  */
 #include "spike_htif.h"
 
-volatile uint64_t tohost __attribute__((section(".tohost"), aligned(64)));
-volatile uint64_t fromhost __attribute__((section(".tohost"), aligned(64)));
+volatile uint64_t tohost __attribute__((aligned(64)));
+volatile uint64_t fromhost __attribute__((aligned(64)));
 
 static volatile uint64_t htif_block[8] __attribute__((aligned(64)));
 
