@@ -44,23 +44,29 @@ static uint32_t x_quad(const int8_t *x, int32_t j, int32_t n_in)
 /* vd += dot4(vs2 lanes, rs1 bytes): vqdot.vx vd, vs2, rs1 (vm = 1; the register numbers stand for v registers) */
 #define VQDOT_VX(vd, vs2, rs1) ".insn r 0x57, 0x6, 0x59, x" #vd ", " rs1 ", x" #vs2 "\n"
 
-/* v0[0..rows) = the block's dot products: quads of the block from w, x as words (aligned) or byte by byte */
+/* v0[0..rows) = the dot products of `rows` rows of a block (w: their first row's weights in the block's first quad;
+ * quads RVV_QUAD_BYTES apart) with x: x read as words when aligned (4 quads per iteration), else byte by byte */
 static void block_dot(const int8_t *w, const int8_t *x, int32_t n_in, int32_t rows)
 {
-    const int32_t quads = (n_in + 3) / 4, full = n_in / 4;
-    __asm__ volatile("vsetvli zero, %0, e32, m8, ta, ma\n\tvmv.v.i v0, 0" : : "r"(rows));
+    const int32_t quads = (n_in + 3) / 4;
     int32_t j = 0;
-    if (((uintptr_t)x & 3) == 0) {
-        const int32_t *xw = (const int32_t *)(const void *)x;
-        for (; j + 1 < full; j += 2, w += 2 * RVV_QUAD_BYTES) {
-            __asm__ volatile("lw t0, 0(%1)\n\tlw t1, 4(%1)\n\t"
-                             "vle32.v v8, (%0)\n\t" VQDOT_VX(0, 8, "t0")
-                             "vle32.v v16, (%2)\n\t" VQDOT_VX(0, 16, "t1")
-                             : : "r"(w), "r"(xw + j), "r"(w + RVV_QUAD_BYTES) : "t0", "t1", "memory");
-        }
+    __asm__ volatile("vsetvli zero, %0, e32, m8, ta, ma\n\tvmv.v.i v0, 0" : : "r"(rows));
+    if (((uintptr_t)x & 3) == 0 && n_in >= 16) {
+        const int8_t *xe = x + (n_in / 16) * 16;
+        const int8_t *xp = x;
+        __asm__ volatile("1:\n\t"
+                         "lw t0, 0(%1)\n\tlw t1, 4(%1)\n\tlw t2, 8(%1)\n\tlw t3, 12(%1)\n\t"
+                         "vle32.v v8, (%0)\n\taddi %0, %0, 128\n\t" VQDOT_VX(0, 8, "t0")
+                         "vle32.v v16, (%0)\n\taddi %0, %0, 128\n\t" VQDOT_VX(0, 16, "t1")
+                         "vle32.v v24, (%0)\n\taddi %0, %0, 128\n\t" VQDOT_VX(0, 24, "t2")
+                         "vle32.v v8, (%0)\n\taddi %0, %0, 128\n\t" VQDOT_VX(0, 8, "t3")
+                         "addi %1, %1, 16\n\tbne %1, %2, 1b"
+                         : "+r"(w), "+r"(xp) : "r"(xe) : "t0", "t1", "t2", "t3", "memory");
+        j = n_in / 16 * 4;
     }
     for (; j < quads; j++, w += RVV_QUAD_BYTES) {
-        const uint32_t q = x_quad(x, j, n_in);
+        const uint32_t q = ((uintptr_t)x & 3) == 0 && 4 * j + 4 <= n_in ? *(const uint32_t *)(const void *)(x + 4 * j)
+                                                                          : x_quad(x, j, n_in);
         __asm__ volatile("vle32.v v8, (%0)\n\t" VQDOT_VX(0, 8, "%1") : : "r"(w), "r"(q) : "memory");
     }
 }
@@ -93,13 +99,15 @@ static void store_i8(int8_t *y, int32_t rows)
                      : : "r"(y), "r"(rows) : "memory");
 }
 
-/* one GEMV of any output type: OUT the C type, STORE its narrowing store */
+/* rows [lo, hi) of one GEMV of any output type (OUT the C type, STORE its narrowing store), a block's rows at a time;
+ * a share that starts inside a block loads its rows from their lane's offset */
 #define GEMV_RVV_BODY(OUT, STORE, LO, HI)                                                                         \
     const int s = shift[0];                                                                                       \
     const int32_t block_bytes = (n_in + 3) / 4 * RVV_QUAD_BYTES;                                                  \
-    for (int32_t o = 0; o < n_out; o += RVV_ROWS, w += block_bytes) {                                            \
-        const int32_t rows = n_out - o < RVV_ROWS ? n_out - o : RVV_ROWS;                                         \
-        block_dot(w, x, n_in, rows);                                                                              \
+    for (int32_t o = lo; o < hi;) {                                                                              \
+        const int32_t lane = o % RVV_ROWS, left = hi - o;                                                         \
+        const int32_t rows = left < RVV_ROWS - lane ? left : RVV_ROWS - lane;                                     \
+        block_dot(w + o / RVV_ROWS * block_bytes + 4 * lane, x, n_in, rows);                                      \
         if (s >= 33) {                                                                                            \
             block_requant_high(mult + o, s, LO, HI);                                                              \
             STORE(y + o, rows);                                                                                   \
@@ -109,6 +117,7 @@ static void store_i8(int8_t *y, int32_t rows)
             for (int32_t r = 0; r < rows; r++)                                                                    \
                 y[o + r] = (OUT)requant_row(acc[r], mult[o + r], s, LO, HI);                                      \
         }                                                                                                         \
+        o += rows;                                                                                                \
     }
 #else
 /* plain C over the same layout: the block's dot products row by row */
@@ -127,29 +136,34 @@ static void block_dot_c(int32_t *acc, const int8_t *w, const int8_t *x, int32_t 
 #define GEMV_RVV_BODY(OUT, STORE, LO, HI)                                                                         \
     const int s = shift[0];                                                                                       \
     const int32_t block_bytes = (n_in + 3) / 4 * RVV_QUAD_BYTES;                                                  \
-    for (int32_t o = 0; o < n_out; o += RVV_ROWS, w += block_bytes) {                                            \
-        const int32_t rows = n_out - o < RVV_ROWS ? n_out - o : RVV_ROWS;                                         \
+    for (int32_t o = lo; o < hi;) {                                                                              \
+        const int32_t lane = o % RVV_ROWS, left = hi - o;                                                         \
+        const int32_t rows = left < RVV_ROWS - lane ? left : RVV_ROWS - lane;                                     \
         int32_t acc[RVV_ROWS];                                                                                    \
-        block_dot_c(acc, w, x, n_in, rows);                                                                       \
+        block_dot_c(acc, w + o / RVV_ROWS * block_bytes + 4 * lane, x, n_in, rows);                               \
         for (int32_t r = 0; r < rows; r++)                                                                        \
             y[o + r] = (OUT)requant_row(acc[r], mult[o + r], s, LO, HI);                                          \
+        o += rows;                                                                                                \
     }
 #endif
 
 void gemv_rvv_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
-                 int32_t n_in, int32_t n_out)
+                 int32_t n_in, int32_t n_out, int32_t lo, int32_t hi)
 {
+    (void)n_out;
     GEMV_RVV_BODY(int8_t, store_i8, -128, 127)
 }
 
 void gemv_rvv_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
-                  int32_t n_in, int32_t n_out)
+                  int32_t n_in, int32_t n_out, int32_t lo, int32_t hi)
 {
+    (void)n_out;
     GEMV_RVV_BODY(int16_t, store_i16, -32768, 32767)
 }
 
 void gemv_rvv_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
-                  int32_t n_in, int32_t n_out)
+                  int32_t n_in, int32_t n_out, int32_t lo, int32_t hi)
 {
+    (void)n_out;
     GEMV_RVV_BODY(int32_t, store_i32, INT32_MIN, INT32_MAX)
 }

@@ -22,16 +22,22 @@ from deeploy_dsl.kernels import rvv  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
 RV_CC = "riscv64-unknown-elf-gcc"
-RV_FLAGS = ["-march=rv32imac_zicsr_zve32x", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
-            "--specs=picolibc.specs", "-nostartfiles", "-nostdlib", "-T", str(KDIR / "spike.ld")]
+RV_FLAGS = ["-march=rv32imac_zicsr_zve32x", "-mabi=ilp32", "-O2", "-fno-tree-loop-distribute-patterns", "-std=c99",
+            "-Wall", "-Wextra", "-Werror", "--specs=picolibc.specs"]
+# linked against the rv32imac multilib's libgcc: gcc has none for the vector ISA
+RV_LINK = ["-march=rv32imac", "-mabi=ilp32", "-nostartfiles", "-nostdlib", "-T", str(KDIR / "spike.ld"),
+           "-Wl,--no-warn-rwx-segments"]
 HOST_FLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion", "-Wsign-conversion",
               "-Wshadow"]
 ISA = S.isa_string(("zve32x", "zvqdotq"), 128)
 CTYPE = {8: "int8_t", 16: "int16_t", 32: "int32_t"}
-# (n_in, n_out, out bits, shift, x offset): odd sizes, one lane short and over, several blocks, unaligned x
+# (n_in, n_out, out bits, shift, x offset[, lo, hi]): odd sizes, one lane short and over, several blocks, unaligned x,
+# both requantization forms; a core's share of rows that starts and ends inside blocks
 CASES = [(1, 1, 8, 40, 0), (3, 5, 8, 38, 0), (7, 33, 16, 36, 1), (64, 64, 8, 40, 0), (66, 31, 32, 45, 0),
          (172, 64, 8, 42, 2), (64, 172, 16, 35, 0), (13, 97, 8, 20, 0), (64, 32, 32, 0, 3), (257, 65, 16, 33, 0),
-         (100, 40, 8, 32, 0), (9, 64, 32, 62, 1)]
+         (100, 40, 8, 32, 0), (9, 64, 32, 62, 1), (64, 172, 8, 40, 0, 13, 150), (35, 70, 16, 20, 0, 31, 33),
+         (64, 512, 32, 44, 0, 448, 512)]
+SENTINEL = 77  # rows outside the share keep it
 
 
 def _case(seed: int, n_in: int, n_out: int, bits: int, shift: int):
@@ -52,7 +58,9 @@ def _carr(ctype: str, name: str, a) -> str:
 def harness(spike: bool) -> tuple[str, list]:
     """A C program that runs every case and prints each output (and, on RV32, the instructions retired) as text."""
     src = ['#include <stdint.h>\n#include "gemv_rvv.h"\n']
-    src.append('#include "spike_htif.h"\n#define EMIT(s, n) htif_write(1, s, n)\n' if spike else
+    src.append('#include <stddef.h>\n#include "spike_htif.h"\n#define EMIT(s, n) htif_write(1, s, n)\n'
+               # no libc on Spike: gcc turns the sentinel loops into memset
+               'void *memset(void *d, int c, size_t n) { char *p = d; while (n--) *p++ = (char)c; return d; }\n' if spike else
                '#include <stdio.h>\n#define EMIT(s, n) fwrite(s, 1, n, stdout)\n')
     src.append("""
 static char line[16];
@@ -66,7 +74,7 @@ static void put_int(int64_t v)
     if (neg) line[n--] = '-';
     EMIT(line + n + 1, (uint32_t)(15 - n));
 }
-static uint32_t instret(void)
+static __attribute__((unused)) uint32_t instret(void)
 {
 #ifdef __riscv
     uint32_t v;
@@ -78,15 +86,17 @@ static uint32_t instret(void)
 }
 """)
     cases, body = [], []
-    for i, (n_in, n_out, bits, shift, off) in enumerate(CASES):
+    for i, (n_in, n_out, bits, shift, off, *bounds) in enumerate(CASES):
+        lo, hi = bounds or (0, n_out)
         w, x, mult = _case(i, n_in, n_out, bits, shift)
-        cases.append((w, x, mult, bits, shift))
+        cases.append((w, x, mult, bits, shift, lo, hi))
         src.append(_carr("int8_t", f"w{i}", rvv.rvv_pack(w)))
         src.append(_carr("int8_t", f"x{i}", np.concatenate([np.zeros(off, np.int8), x])))
         src.append(_carr("int32_t", f"m{i}", mult))
         src.append(_carr("uint8_t", f"s{i}", np.full(n_out, shift)))
         src.append(f"static {CTYPE[bits]} y{i}[{n_out}];\n")
-        body.append(f"    t = instret(); gemv_rvv_i{bits}(y{i}, x{i} + {off}, w{i}, m{i}, s{i}, {n_in}, {n_out}); "
+        body.append(f"    for (int k = 0; k < {n_out}; k++) y{i}[k] = {SENTINEL};\n"
+                    f"    t = instret(); gemv_rvv_i{bits}(y{i}, x{i} + {off}, w{i}, m{i}, s{i}, {n_in}, {n_out}, {lo}, {hi}); "
                     f"t = instret() - t;\n    for (int k = 0; k < {n_out}; k++) put_int(y{i}[k]);\n"
                     f'    put_int(t); EMIT("\\n", 1);\n')
     src.append("int main(void)\n{\n    uint32_t t;\n" + "".join(body) + "    return 0;\n}\n")
@@ -97,11 +107,11 @@ def _check(text: str, cases: list) -> list[int]:
     lines = text.strip().splitlines()
     assert len(lines) == len(cases)
     counts = []
-    for (w, x, mult, bits, shift), ln, spec in zip(cases, lines, CASES):
+    for (w, x, mult, bits, shift, lo, hi), ln, spec in zip(cases, lines, CASES):
         got = [int(v) for v in ln.split()]
         want = rvv.KERNELS[f"gemv_rvv_i{bits}"]
-        y = np.zeros(len(mult), np.int64)
-        want.twin(y, x, rvv.rvv_pack(w), mult, np.full(len(mult), shift, np.uint8), len(x), len(mult))
+        y = np.full(len(mult), SENTINEL, np.int64)
+        want.twin(y, x, rvv.rvv_pack(w), mult, np.full(len(mult), shift, np.uint8), len(x), len(mult), lo, hi)
         assert got[:-1] == y.tolist(), f"case {spec}"
         counts.append(got[-1])
     return counts
@@ -132,10 +142,16 @@ def test_host_matches_twin(tmp_path):
 
 
 def build_spike(tmp_path: Path, src: str, sources: list[str], name: str = "k") -> Path:
+    """The harness and kernel sources compiled for the vector ISA, linked by spike.ld with spike_start.S."""
     (tmp_path / f"{name}.c").write_text(src)
+    objs = []
+    for f in [tmp_path / f"{name}.c"] + [KDIR / f for f in sources]:
+        objs.append(tmp_path / (f.name + ".o"))
+        r = subprocess.run([RV_CC, *RV_FLAGS, "-I", str(KDIR), "-c", "-o", str(objs[-1]), str(f)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
     elf = tmp_path / f"{name}.elf"
-    r = subprocess.run([RV_CC, *RV_FLAGS, "-I", str(KDIR), "-o", str(elf), str(tmp_path / f"{name}.c"),
-                        *(str(KDIR / f) for f in sources), "-lgcc"], capture_output=True, text=True)
+    r = subprocess.run([RV_CC, *RV_LINK, "-o", str(elf), *map(str, objs), "-lgcc"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return elf
 
@@ -149,3 +165,66 @@ def test_spike_matches_twin(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     counts = _check(r.stdout.decode(), cases)
     assert counts[3] < 0.15 * 64 * 64, counts  # (64, 64, int8): 1 vle32 + 1 vqdot per 128 MACs and the loop
+
+
+# (g heads, hs, n_t positions, k_stride, t0): odd heads and sizes, more positions than one vector (32 lanes), a tile
+# after the first (t0 > 0: the running max continues)
+SCORE_CASES = [(2, 8, 1, 32, 0), (2, 8, 37, 32, 0), (3, 5, 70, 13, 0), (1, 8, 33, 8, 0), (2, 8, 65, 32, 40)]
+
+
+def scores_harness(spike: bool) -> tuple[str, list]:
+    """A program that runs attn_scores_k16_rvv on each case and prints the scores rows and the maxima."""
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0]  # the printing helpers only
+    src += '#include "attention_rvv.h"\n'
+    cases, body = [], []
+    for i, (g, hs, n_t, ks, t0) in enumerate(SCORE_CASES):
+        rng = np.random.default_rng(100 + i)
+        q = rng.integers(-128, 128, (g, hs)).astype(np.int8)
+        k = rng.integers(-32768, 32768, (n_t, ks)).astype(np.int16)
+        k[0, :hs] = -32768
+        prev = rng.integers(-2**20, 2**20, g).astype(np.int32)
+        stride = t0 + n_t + 3
+        cases.append((q, k, prev, t0, n_t, stride))
+        src += _carr("int8_t", f"q{i}", q) + _carr("int16_t", f"k{i}", k) + _carr("int32_t", f"m{i}", prev)
+        src += f"static int32_t s{i}[{g * stride}];\n"
+        body.append(f"    attn_scores_k16_rvv(s{i}, {stride}, m{i}, q{i}, k{i}, {ks}, {t0}, {n_t}, {g}, {hs});\n"
+                    f"    for (int k = 0; k < {g * stride}; k++) put_int(s{i}[k]);\n"
+                    f"    for (int k = 0; k < {g}; k++) put_int(m{i}[k]);\n"
+                    '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_scores(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (q, k, prev, t0, n_t, stride), ln, spec in zip(cases, lines, SCORE_CASES):
+        g, hs = q.shape
+        want = np.zeros((g, stride), np.int64)
+        y = (q.astype(np.int64) @ k[:, :hs].astype(np.int64).T + 128) >> 8  # attn_scores_k16's integers
+        want[:, t0:t0 + n_t] = y
+        mx = y.max(axis=1) if t0 == 0 else np.maximum(prev, y.max(axis=1))
+        assert [int(v) for v in ln.split()] == want.ravel().tolist() + mx.tolist(), f"case {spec}"
+
+
+def test_scores_host_matches_twin(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    src, cases = scores_harness(spike=False)
+    (tmp_path / "s.c").write_text(src)
+    exe = tmp_path / "s"
+    r = subprocess.run([cc, *HOST_FLAGS, "-I", str(KDIR), "-o", str(exe), str(tmp_path / "s.c"),
+                        str(KDIR / "attention_rvv.c"), str(KDIR / "attention.c")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    _check_scores(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout, cases)
+
+
+@pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
+def test_scores_spike_matches_twin(tmp_path):
+    """vlse16.v + vwmacc.vx (int16 keys) on Spike give attn_scores_k16's integers and maxima."""
+    src, cases = scores_harness(spike=True)
+    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", "attention_rvv.c", "attention.c"], "s")
+    r = S.run_spike(elf, ISA, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    _check_scores(r.stdout.decode(), cases)

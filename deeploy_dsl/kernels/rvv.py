@@ -11,11 +11,14 @@ activations broadcast from a scalar register: no reduction per row. The integers
 """
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 
 from ..engines.cost import linear_work
 from . import twins as K
-from .kernelspec import KernelSpec, Param
+from .kernelspec import KernelSpec, Param, Split
 from .layout import unblock_rows
 
 RVV_ROWS = 32  # output rows per block; must equal GEMV_RVV_ROWS in kernels_c/gemv_rvv.h
@@ -54,8 +57,8 @@ def rvv_weights(wb: np.ndarray, p: dict) -> np.ndarray:
 
 
 def _twin(bounds):
-    def twin(y, x, w, mult, shift, n_in, n_out):
-        y[:] = K.linear(x, rvv_unpack(w, n_out, n_in), mult, int(shift[0]) if n_out else 0, *bounds)
+    def twin(y, x, w, mult, shift, n_in, n_out, lo, hi):
+        y[lo:hi] = K.linear(x, rvv_unpack(w, n_out, n_in), mult, int(shift[0]) if n_out else 0, *bounds)[lo:hi]
     return twin
 
 
@@ -68,7 +71,9 @@ def _params(ctype: str) -> tuple[Param, ...]:
                                          "vector layout (kernels.rvv.rvv_pack)"),
             Param("mult", "const int32_t *", "[n_out] requantization multiplier per row"),
             Param("shift", "const uint8_t *", "[n_out] the layer's shift (shift[0] is read)"),
-            Param("n_in", "int32_t", "input features"), Param("n_out", "int32_t", "output features"))
+            Param("n_in", "int32_t", "input features"), Param("n_out", "int32_t", "output features"),
+            Param("lo", "int32_t", "first row written (a core's share)"),
+            Param("hi", "int32_t", "one past the last row written"))
 
 
 def gemv_rvv(out: str) -> KernelSpec:
@@ -77,7 +82,67 @@ def gemv_rvv(out: str) -> KernelSpec:
     return KernelSpec(f"gemv_rvv_i{out[3:]}", "gemv_rvv.c", _params(ctype), _twin(bounds), linear_work,
                       f"int8 weights x int8 input -> {out} on Zve32x + Zvqdotq: {RVV_ROWS} rows across the lanes, "
                       "vqdot.vx broadcasting 4 activations (gemv_rvv.h)", bounds=bounds,
-                      resident=("w", "mult", "shift"), prefill="token", weights=(".wv", rvv_weights))
+                      resident=("w", "mult", "shift"), prefill="token", weights=(".wv", rvv_weights),
+                      split=Split((), "n_out", bounds=("lo", "hi")), fragment="split")
+
+
+def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
+    """The int16-key attention (base: attention_k16's spec) with its scores on the vector unit (attention_rvv.c): the
+    same integers, the same tiles of positions, attn_exp_av_i8 for the exps and V."""
+    return replace(base, name="attention_k16_rvv", source="attention_rvv.c",
+                   calls=("attn_scores_k16_rvv", "attn_exp_av_i8"),
+                   doc=base.doc + "; the scores on Zve32x: positions across the lanes, int16 keys by widening MACs")
 
 
 KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
+
+
+# ---- estimated cycles: the vector instructions of gemv_rvv.c, by its loop structure --------------------------------
+
+def vector_ops(n_in: int, rows: int, out_bits: int, shift: int) -> list[tuple[int, int, int]]:
+    """(count, vl, SEW) of the vector instructions one block segment of `rows` rows executes (gemv_rvv.c): vmv, per
+    quad a vle32.v and a vqdot.vx, then the requantization and the narrowing store (shift >= 33) or a vse32.v of the
+    accumulators (the scalar requantization below)."""
+    ops = [(1, rows, 32), (2 * rvv_quads(n_in), rows, 32)]
+    if shift >= 33:
+        ops += [(6, rows, 32)] + {8: [(2, rows, 32), (1, rows, 8)], 16: [(1, rows, 32), (1, rows, 16)],
+                                  32: [(1, rows, 32)]}[out_bits]
+    else:
+        ops += [(1, rows, 32)]
+    return ops
+
+
+def segments(lo: int, hi: int) -> list[int]:
+    """The rows of each block segment the kernel runs for rows [lo, hi)."""
+    out, o = [], lo
+    while o < hi:
+        rows = min(hi - o, RVV_ROWS - o % RVV_ROWS)
+        out.append(rows)
+        o += rows
+    return out
+
+
+def share(n: int, core: int, n_cores: int) -> tuple[int, int]:
+    """cluster_share's contiguous share of n units for `core` of `n_cores` (kernels_c/cluster.h): the last n % n_cores
+    cores take one more."""
+    base, first_big = n // n_cores, n_cores - n % n_cores
+    lo = core * base + (core - first_big if core > first_big else 0)
+    return lo, lo + base + (1 if core >= first_big else 0)
+
+
+def step_vector_cycles(step, target, n_cores: int, core: int) -> int:
+    """The cycles beyond one per instruction that the vector instructions of a step take on `core` of `n_cores`: each
+    vector instruction ceil(vl * SEW / datapath_bits) cycles (at least 1) under the target's datapath model, where the
+    exact count (minstret) charged it one. 0 for steps without vector instructions or targets without a model. The
+    requantization is counted in its vector form (shifts >= 33, stories260k's layers; a smaller shift runs it in
+    scalar instructions, which minstret counts exactly, and makes this a slight overestimate)."""
+    if target.vector is None or step.spec.name not in KERNELS:
+        return 0
+    n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
+    bits = int(step.spec.name.rsplit("_i", 1)[1])
+    lo, hi = share(n_out, core, n_cores) if n_cores > 1 else (0, n_out)
+    extra = 0
+    for rows in segments(lo, hi):
+        for count, vl, sew in vector_ops(n_in, rows, bits, shift):
+            extra += count * (max(1, math.ceil(vl * sew / target.vector.datapath_bits)) - 1)
+    return extra

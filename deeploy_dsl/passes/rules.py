@@ -368,6 +368,7 @@ def build_linear_rvv(op: Op, c: Ctx, k: KernelSpec):
     every row at once (no reduction per row), weights in the vector layout chosen at compile time (.wv:
     kernels.rvv.rvv_pack); requantized with a multiplier per row and one shift."""
     args, math = build_linear(op, c, k)
+    args.update(lo=_int(0), hi=_int(args["n_out"].value))
     return args, math + f", vector layout .wv ({RVV.RVV_ROWS} rows across the lanes, quads of 4 columns)"
 
 
@@ -375,7 +376,9 @@ def build_linear_rvv(op: Op, c: Ctx, k: KernelSpec):
 RVV_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
                                      when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
-    for b in (8, 16, 32))
+    for b in (8, 16, 32)) + (
+    Rule("attention_k16_rvv", Pattern("attention", keys="int16", queries="int8", isa=("zve32x",), vlen=RVV.VLEN_MIN),
+         K["attention_k16_rvv"], build_attention),)
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES + RVV_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
