@@ -8,8 +8,9 @@
  * quads and blocks). Output rows lie across the lanes: one vle32.v loads a quad's 128 bytes and one vqdot.vx
  * adds to every row the dot product of its 4 weights with the 4 activations x[4j..4j+3] broadcast from one
  * scalar register, so no row ever needs a reduction. Per quad: lw, vle32.v, vqdot.vx and the pointer steps,
- * ~4.5 instructions per 128 MACs. The requantization is vector too for shifts >= 33 (vmulh's high word decides
- * it, as in gemv.c); smaller shifts take the scalar 64-bit form per row.
+ * ~4.5 instructions per 128 MACs. The requantization is vector too: for shifts >= 33 vmulh's high word decides it
+ * (as in gemv.c), for 1..32 the whole 64-bit product (vmulh and vmul with the rounding's carry); shift 0 takes the
+ * scalar 64-bit form per row.
  *
  * Without the vector unit (a host build of the same project) the file compiles to plain C over the same layout.
  * gcc 12 has no RVV intrinsics and no Zvqdotq mnemonics: vector code is inline asm, vqdot.vx is emitted by .insn
@@ -80,6 +81,23 @@ static void block_requant_high(const int32_t *mult, int s, int32_t lo, int32_t h
                      : : "r"(mult), "r"((int32_t)1 << (s - 33)), "r"(s - 32), "r"(lo), "r"(hi) : "memory");
 }
 
+/* the same for 1 <= s <= 32, from the whole 64-bit product: lo + 2^(s-1) with its carry into hi, then (hi:lo) >> s;
+ * a result beyond int32 (hi >> (s-1) neither 0 nor -1) saturates by its sign; then clamped to [lo, hi]. The
+ * accumulators move out of v0, which holds the masks */
+static void block_requant_low(const int32_t *mult, int s, int32_t lo, int32_t hi, int32_t rows)
+{
+    __asm__ volatile("vsetvli zero, %1, e32, m8, ta, mu\n\t"
+                     "vmv.v.v v16, v0\n\tvle32.v v8, (%0)\n\tvmulh.vv v24, v16, v8\n\tvmul.vv v16, v16, v8\n\t"
+                     "vadd.vx v8, v16, %2\n\tvmsltu.vv v0, v8, v16\n\tvadd.vi v24, v24, 1, v0.t"
+                     : : "r"(mult), "r"(rows), "r"((uint32_t)1 << (s - 1)) : "memory");
+    if (s < 32)
+        __asm__ volatile("vsra.vx v16, v24, %0\n\tvsll.vx v24, v24, %1\n\tvsrl.vx v8, v8, %2\n\tvor.vv v24, v24, v8\n\t"
+                         "vmsgt.vx v0, v16, zero\n\tvmerge.vxm v24, v24, %3, v0\n\t"
+                         "vmslt.vx v0, v16, %5\n\tvmerge.vxm v24, v24, %4, v0"
+                         : : "r"(s - 1), "r"(32 - s), "r"(s), "r"(INT32_MAX), "r"(INT32_MIN), "r"(-1));
+    __asm__ volatile("vmax.vx v24, v24, %0\n\tvmin.vx v24, v24, %1\n\tvmv.v.v v0, v24" : : "r"(lo), "r"(hi));
+}
+
 /* the int32 lanes of v0, already in range, narrowed and stored: 4 bytes per lane to int32 (v0), int16, int8 */
 static void store_i32(int32_t *y, int32_t rows)
 {
@@ -110,6 +128,9 @@ static void store_i8(int8_t *y, int32_t rows)
         block_dot(w + o / RVV_ROWS * block_bytes + 4 * lane, x, n_in, rows);                                      \
         if (s >= 33) {                                                                                            \
             block_requant_high(mult + o, s, LO, HI);                                                              \
+            STORE(y + o, rows);                                                                                   \
+        } else if (s >= 1) {                                                                                      \
+            block_requant_low(mult + o, s, LO, HI, rows);                                                         \
             STORE(y + o, rows);                                                                                   \
         } else {                                                                                                  \
             int32_t acc[RVV_ROWS];                                                                                \
