@@ -229,3 +229,58 @@ def test_scores_spike_matches_twin(tmp_path):
     r = S.run_spike(elf, ISA, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
     _check_scores(r.stdout.decode(), cases)
+
+
+SWIGLU_N = [1, 31, 33, 172, 100]  # vector lengths: under, over and several vectors of 32
+
+
+def swiglu_harness(spike: bool) -> tuple[str, list]:
+    """A program that runs swiglu_dyn_i8_rvv on each case and prints h and the shift."""
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "swiglu_rvv.h"\n'
+    cases, body = [], []
+    silu = np.random.default_rng(7).integers(-300, 2000, 256).astype(np.int16)
+    src += _carr("int16_t", "silu", silu)
+    for i, n in enumerate(SWIGLU_N):
+        rng = np.random.default_rng(200 + i)
+        gate, up = (rng.integers(-128, 128, n).astype(np.int8) for _ in range(2))
+        up[0] = -128 if i % 2 else 127
+        cases.append((gate, up, silu))
+        src += _carr("int8_t", f"g{i}", gate) + _carr("int8_t", f"u{i}", up)
+        src += f"static int8_t h{i}[{n}];\nstatic int32_t p{i}[{n}];\nstatic uint8_t o{i}[1];\n"
+        body.append(f"    swiglu_dyn_i8_rvv(h{i}, o{i}, p{i}, g{i}, u{i}, silu, 40, {n});\n"
+                    f"    for (int k = 0; k < {n}; k++) put_int(h{i}[k]);\n    put_int(o{i}[0]);\n"
+                    '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_swiglu(text: str, cases: list) -> None:
+    from deeploy_dsl.kernels import twins as K
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (gate, up, silu), ln in zip(cases, lines):
+        h, shift = K.swiglu_dyn(gate, up, silu, 40)
+        assert [int(v) for v in ln.split()] == h.tolist() + [shift]
+
+
+def test_swiglu_host_matches_twin(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    src, cases = swiglu_harness(spike=False)
+    (tmp_path / "w.c").write_text(src)
+    exe = tmp_path / "w"
+    r = subprocess.run([cc, *HOST_FLAGS, "-I", str(KDIR), "-o", str(exe), str(tmp_path / "w.c"),
+                        str(KDIR / "swiglu_rvv.c"), str(KDIR / "swiglu.c")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    _check_swiglu(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout, cases)
+
+
+@pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
+def test_swiglu_spike_matches_twin(tmp_path):
+    """vluxei16.v (the silu table) + vwmul.vv + reductions on Spike give swiglu_dyn_i8's integers and shift."""
+    src, cases = swiglu_harness(spike=True)
+    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", "swiglu_rvv.c", "swiglu.c"], "w")
+    r = S.run_spike(elf, ISA, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    _check_swiglu(r.stdout.decode(), cases)

@@ -94,6 +94,13 @@ def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
                    doc=base.doc + "; the scores on Zve32x: positions across the lanes, int16 keys by widening MACs")
 
 
+def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
+    """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
+    integers, still one unit of work per token (its scale spans the vector)."""
+    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c",
+                   doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
+
+
 KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
 
 

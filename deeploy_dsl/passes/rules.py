@@ -378,7 +378,9 @@ RVV_RULES: tuple[Rule, ...] = tuple(
                                      when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
     for b in (8, 16, 32)) + (
     Rule("attention_k16_rvv", Pattern("attention", keys="int16", queries="int8", isa=("zve32x",), vlen=RVV.VLEN_MIN),
-         K["attention_k16_rvv"], build_attention),)
+         K["attention_k16_rvv"], build_attention),
+    Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
+         K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),)
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES + RVV_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
