@@ -284,3 +284,47 @@ def test_swiglu_spike_matches_twin(tmp_path):
     r = S.run_spike(elf, ISA, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
     _check_swiglu(r.stdout.decode(), cases)
+
+
+EXP_AV_SEEDS = range(12)  # attention_cases.exp_av_input: group and head sizes, tiles from 0 and one inside a row
+
+
+def exp_av_harness(spike: bool) -> tuple[str, list]:
+    """A program that runs attn_exp_av_i8_rvv over each case's tiles (no out) and prints acc and sums."""
+    from attention_cases import exp_av_input, prm_array
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "attention_rvv.h"\n'
+    cases, body = [], []
+    for i in EXP_AV_SEEDS:
+        scores, max_, v, tiles, acc0, sums0, p, table = exp_av_input(i)
+        g, hs = acc0.shape
+        cases.append((scores, max_, v, tiles, acc0, sums0, p, table))
+        src += (_carr("int32_t", f"sc{i}", scores) + _carr("int32_t", f"mx{i}", max_) + _carr("int8_t", f"v{i}", v)
+                + _carr("int32_t", f"a{i}", acc0) + _carr("int32_t", f"su{i}", sums0)
+                + _carr("int32_t", f"pr{i}", prm_array(p)) + _carr("uint16_t", f"tb{i}", table))
+        calls = "".join(f"    attn_exp_av_i8_rvv(a{i}, su{i}, sc{i}, {scores.shape[1]}, mx{i}, v{i} + {t0 * hs}, {hs}, "
+                        f"{t0}, {n_t}, {g}, {hs}, pr{i}, tb{i}, 0);\n" for t0, n_t in tiles)
+        body.append(calls + f"    for (int k = 0; k < {g * hs}; k++) put_int(a{i}[k]);\n"
+                    f"    for (int k = 0; k < {g}; k++) put_int(su{i}[k]);\n" '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_exp_av(text: str, cases: list) -> None:
+    from attention_cases import want_exp_av
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for i, ((scores, max_, v, tiles, acc0, sums0, p, table), ln) in enumerate(zip(cases, lines)):
+        acc, sums = want_exp_av(scores, max_, v, tiles, acc0, sums0, p, table)
+        want = (acc.astype(np.int64).astype(np.int32).ravel().tolist() + sums.astype(np.int64).astype(np.int32).tolist())
+        assert [int(x) for x in ln.split()] == want, f"seed {i}"
+
+
+@pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
+def test_exp_av_spike_matches_twin(tmp_path):
+    """The exps (vluxei32 gather of the table) and e * V (strided V columns, vredsum) on Spike give attn_exp_av_i8's
+    integers over tiles of positions, from 0 and added to earlier tiles'."""
+    src, cases = exp_av_harness(spike=True)
+    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", "attention_rvv.c", "attention.c"], "e")
+    r = S.run_spike(elf, ISA, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    _check_exp_av(r.stdout.decode(), cases)

@@ -87,11 +87,12 @@ def gemv_rvv(out: str) -> KernelSpec:
 
 
 def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
-    """The int16-key attention (base: attention_k16's spec) with its scores on the vector unit (attention_rvv.c): the
-    same integers, the same tiles of positions, attn_exp_av_i8 for the exps and V."""
+    """The int16-key attention (base: attention_k16's spec) on the vector unit (attention_rvv.c): the same integers,
+    the same tiles of positions."""
     return replace(base, name="attention_k16_rvv", source="attention_rvv.c",
-                   calls=("attn_scores_k16_rvv", "attn_exp_av_i8"),
-                   doc=base.doc + "; the scores on Zve32x: positions across the lanes, int16 keys by widening MACs")
+                   calls=("attn_scores_k16_rvv", "attn_exp_av_i8_rvv"),
+                   doc=base.doc + "; on Zve32x: positions across the lanes, int16 keys by widening MACs, the exps' "
+                                  "table gathered, V's columns by strided loads")
 
 
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
