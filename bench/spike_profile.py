@@ -5,9 +5,9 @@ estimated cycles from the target's vector datapath model: bench/rv32_profile.py'
                                   [--steps] [-D KEY=VALUE]
 
 Instructions are exact (what each hart retired doing the step, averaged over the decode tokens). Cycles are an
-estimate (kernels.rvv.estimated_cycles): scalar instructions one cycle, a vector instruction of vl elements of SEW
-bits ceil(vl * SEW / datapath_bits) (the target's `vector` model, its source stated there), the vector instructions
-of the vector GEMV counted from its loop structure. For a scalar deployment (-D isa=rv32imac on Spike is not
+estimate (kernels.rvv.step_vector_cycles): scalar instructions one cycle, a vector instruction of vl elements of SEW
+bits ceil(vl * SEW / datapath_bits) (the target's `vector` model, its source stated there), strided and indexed
+loads one element per cycle; the vector instructions of each vector kernel counted from its loop structure. For a scalar deployment (-D isa=rv32imac on Spike is not
 possible: use bench/rv32_profile.py) cycles equal instructions under the same model.
 """
 from __future__ import annotations
@@ -54,13 +54,14 @@ def main() -> None:
     for n in dict.fromkeys((1, args.cores)):
         with tempfile.TemporaryDirectory() as tmp:
             run = run_spike_compiled(c, Path(tmp) / "build", pids, args.tokens, cores=n, profile=True)
+        positions = tuple(range(len(pids) + 1, len(pids) + 1 + run.decoded))  # n = pos + 1 of each decode step
         rows: dict[str, list[float]] = defaultdict(lambda: [0.0] * n)
         cyc: dict[str, list[float]] = defaultdict(lambda: [0.0] * n)
         rmacs: dict[str, int] = defaultdict(int)
         for op, counts in run.profile.items():
             key = op if args.steps else kind(op)
             members = groups.get(op, [steps[op]] if op in steps else [])
-            extra = [sum(step_vector_cycles(m, c.dep.target, n, k) for m in members) for k in range(n)]
+            extra = [sum(step_vector_cycles(m, c.dep.target, n, k, positions) for m in members) for k in range(n)]
             rows[key] = [a + b / run.decoded for a, b in zip(rows[key], counts)]
             cyc[key] = [a + b / run.decoded + e for a, b, e in zip(cyc[key], counts, extra)]
             rmacs[key] += sum(m.macs for m in members)

@@ -138,13 +138,56 @@ def share(n: int, core: int, n_cores: int) -> tuple[int, int]:
     return lo, lo + base + (1 if core >= first_big else 0)
 
 
-def step_vector_cycles(step, target, n_cores: int, core: int) -> int:
+def _c(vl: int, sew: int, dp: int) -> int:
+    """Cycles beyond the first of a vector instruction on vl elements of SEW bits (arithmetic, unit-stride memory)."""
+    return max(1, math.ceil(vl * sew / dp)) - 1
+
+
+def _lanes(n: int) -> list[int]:
+    """The vl of each vector of positions over n of them (32 lanes of e32 at LMUL 8, VLEN 128)."""
+    return [min(RVV_ROWS, n - t) for t in range(0, n, RVV_ROWS)]
+
+
+def attention_extra(n: int, g: int, hs: int, dp: int) -> int:
+    """attention_rvv.c on one kv head's g query heads over n positions: the scores' vectors (vmv, per dimension a
+    strided vlse16 and the widening MACs, the rounding, store and running max), then per head the exps (7 e32
+    operations, the table's indexed gather, 4 more) and per dimension a strided vlse8, vsext, vmul, vredsum. Strided
+    and indexed loads take one element per cycle (assumption: a single-ported lane memory interface)."""
+    extra = 0
+    for vl in _lanes(n):
+        c32, mem = _c(vl, 32, dp), vl - 1
+        for pair in range(0, g, 2):
+            heads = min(2, g - pair)
+            extra += 2 * c32 + hs * (mem + 2 * c32) + heads * 4 * c32
+        extra += g * (11 * c32 + mem + hs * (mem + 3 * c32))
+    return extra
+
+
+def swiglu_extra(n: int, dp: int) -> int:
+    """swiglu_rvv.c over n elements: per vector two vle8, the index arithmetic (e16), the table's indexed gather, the
+    widening product, store and two reductions (e32); then vle32, the rounding shift, two narrowings and vse8."""
+    return sum(2 * _c(vl, 8, dp) + 4 * _c(vl, 16, dp) + (vl - 1) + 4 * _c(vl, 32, dp)
+               + 5 * _c(vl, 32, dp) + _c(vl, 8, dp) for vl in _lanes(n))
+
+
+def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[int, ...] = ()) -> float:
     """The cycles beyond one per instruction that the vector instructions of a step take on `core` of `n_cores`: each
     vector instruction ceil(vl * SEW / datapath_bits) cycles (at least 1) under the target's datapath model, where the
-    exact count (minstret) charged it one. 0 for steps without vector instructions or targets without a model. The
+    exact count (minstret) charged it one; attention averaged over the decode `positions` (its n = pos + 1). 0 for
+    steps without vector instructions or targets without a model. The
     requantization is counted in its vector form (shifts >= 33, stories260k's layers; a smaller shift runs it in
     scalar instructions, which minstret counts exactly, and makes this a slight overestimate)."""
-    if target.vector is None or step.spec.name not in KERNELS:
+    dp = target.vector.datapath_bits if target.vector is not None else 0
+    if not dp:
+        return 0
+    if step.spec.name == "swiglu_dyn_i8_rvv":  # one unit of work, the last core's
+        return swiglu_extra(step.arg("n").value, dp) if core == n_cores - 1 else 0
+    if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
+        nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
+        lo, hi = share(nh, core, n_cores)
+        groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
+        return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
+    if step.spec.name not in KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
     bits = int(step.spec.name.rsplit("_i", 1)[1])
@@ -152,5 +195,5 @@ def step_vector_cycles(step, target, n_cores: int, core: int) -> int:
     extra = 0
     for rows in segments(lo, hi):
         for count, vl, sew in vector_ops(n_in, rows, bits, shift):
-            extra += count * (max(1, math.ceil(vl * sew / target.vector.datapath_bits)) - 1)
+            extra += count * _c(vl, sew, dp)
     return extra
