@@ -72,3 +72,27 @@ def test_spike_is_bit_exact_with_golden(rvv, tmp_path):
     ids8, logits8 = run_golden_compiled(rvv, PROMPT, 16, stop=False, prefill=True)
     assert run8.ids == ids8 and run8.prefill_instret is not None
     np.testing.assert_array_equal(run8.logits, logits8)
+
+
+def test_estimated_cycles_follow_the_datapath(rvv):
+    """Vector steps cost more than their instructions under the datapath model, more on a narrower datapath; scalar
+    steps and targets without a model cost their instructions."""
+    import dataclasses
+    from deeploy_dsl.kernels.rvv import step_vector_cycles
+    t = rvv.dep.target
+    narrow = dataclasses.replace(t, vector=dataclasses.replace(t.vector, datapath_bits=32))
+    by_rule = {s.rule: s for s in rvv.plan.steps}
+    for rule in ("linear_i8_rvv", "attention_k16_rvv", "swiglu_i8_per_token_rvv"):
+        s = by_rule[rule]
+        wide = step_vector_cycles(s, t, 1, 0, (6, 40))
+        assert 0 < wide < step_vector_cycles(s, narrow, 1, 0, (6, 40))
+    assert step_vector_cycles(by_rule["residual_add_i16"], t, 1, 0, (6,)) == 0
+    assert step_vector_cycles(by_rule["linear_i8_rvv"], dataclasses.replace(t, vector=None), 1, 0) == 0
+
+
+@needs_spike
+def test_a_scalar_target_is_not_for_spike(compiled, tmp_path):
+    from deeploy_dsl.errors import ToolError
+    with pytest.raises(ToolError) as e:
+        run_spike_compiled(compiled, tmp_path / "b", PROMPT, 1)
+    assert "--engine qemu" in e.value.diagnostics[0].hint
