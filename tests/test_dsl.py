@@ -181,7 +181,7 @@ def test_bad_config_json_points_at_weights_line(ws, content, message):
 def test_unknown_target_points_at_the_word(ws):
     text = edit("target siracusa", "target siracusaa")
     d = only(ws.error(text), "unknown target")
-    assert d.message == "unknown target 'siracusaa' (known: generic-rv32, host, siracusa)"
+    assert d.message == "unknown target 'siracusaa' (known: generic-rv32, host, rvv-cluster, siracusa)"
     assert_points(d, text, 3, "siracusaa")
 
 
@@ -463,7 +463,7 @@ def test_overrides_replace_and_add_settings(ws):
 
 
 @pytest.mark.parametrize("ov, word, message", [
-    ("target=siracusaa", "siracusaa", "unknown target 'siracusaa' (known: generic-rv32, host, siracusa)"),
+    ("target=siracusaa", "siracusaa", "unknown target 'siracusaa' (known: generic-rv32, host, rvv-cluster, siracusa)"),
     ("model.dim=32", "dim", "dim 32 disagrees with hidden_size = 64 in config.json"),
     ("memory.L1=16 KB", "KB", "unknown size unit 'KB'"),
     ("memory.L1=1 GiB", "1 GiB", "L1 1 GiB exceeds what target siracusa has (256 KiB)"),

@@ -16,7 +16,8 @@ from deeploy_dsl.errors import SpecError
 from deeploy_dsl.ir.graph import build_graph
 from deeploy_dsl.frontend.interpret import load_deployment
 from deeploy_dsl.passes.mapping import hint_matches, place_ops
-from deeploy_dsl.passes.rules import HOST_RULES, RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower, rules_for
+from deeploy_dsl.passes.rules import (HOST_RULES, RULES, RVV_RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower,
+                                      rules_for)
 from deeploy_dsl.kernels.registry import RESIDUAL_ADD, RMSNORM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,7 +298,7 @@ def test_every_step_records_the_rule_that_fired(base):
         | ({"swiglu_i8_absmax"} if "swiglu_absmax" not in q.dynamic else set()) \
         | ({n for n in names if "_tok_" in n} if not {"norm", "swiglu_absmax"} & set(q.dynamic) else set())
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
-                                                 if r.engine == "cluster" and r not in HOST_RULES} - unused
+                                                 if r.engine == "cluster" and r not in HOST_RULES + RVV_RULES} - unused
     from deeploy_dsl.compiler import compile_deployment
     q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",
                                                                     "quantize.dynamic=none"])

@@ -12,6 +12,7 @@ import json
 import yaml
 
 from ..ir.graph import Arg
+from ..kernels.rvv import RVV_ROWS
 from ..kinds import ArgKind
 from ..passes.prefill import mode
 from .report import tile_text
@@ -51,6 +52,10 @@ def plan_yaml(c) -> str:
         "deployment": dep.name,
         "source": dep.source.name,
         "target": dep.target.name,
+        **({"cores": {"isa": dep.target.isa, "vlen": dep.target.vlen,
+                      "weight_layout": f"w .wv: the vector GEMV's, blocks of {RVV_ROWS} rows across the lanes, per quad "
+                                       "of 4 input columns each row's 4 weights (kernels.rvv.rvv_pack)"}}
+           if dep.target.vlen else {}),
         "model": {"arch": "llama", "weights": dep.model.weights.name, "weights_sha256": wsha,
                   "dim": d.dim, "layers": d.layers, "heads": d.heads, "kv_heads": d.kv_heads, "hidden": d.hidden,
                   "vocab": d.vocab, "context": d.context, "norm_eps": d.norm_eps, "rope_theta": d.rope_theta,

@@ -88,6 +88,13 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
         raise ToolError([Diagnostic(Pos(str(elf)), f"the RV32 program failed under QEMU ({res.returncode}):\n{text[-2000:]}")])
     ids, instret, _ = parse_program_output(text)
     logits = np.fromfile(work / "logits.bin", dtype="<i4").reshape(-1, vocab)
+    prof, decoded = parse_profile(text)
+    pf = parse_prefill_instret(text)
+    return QemuRun(ids, logits, instret, prof if profile else None, decoded, pf[1] if pf else None)
+
+
+def parse_profile(text: str) -> tuple[dict, int]:
+    """A PROFILE=1 run's lines: step op -> [instructions per core over the decode steps], and how many steps."""
     prof, decoded = {}, 0
     for ln in text.splitlines():
         if ln.startswith("profile: decode steps "):
@@ -95,8 +102,7 @@ def run_elf(elf: Path, prompt_ids: list[int], n_new: int, vocab: int, stop: bool
         elif ln.startswith("profile: "):
             op, *counts = ln.split()[1:]
             prof[op] = [int(v) for v in counts]
-    pf = parse_prefill_instret(text)
-    return QemuRun(ids, logits, instret, prof if profile else None, decoded, pf[1] if pf else None)
+    return prof, decoded
 
 
 def decode_instret(run: QemuRun, n_prompt: int) -> list[int]:

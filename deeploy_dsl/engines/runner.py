@@ -191,19 +191,32 @@ def run_c_compiled(c: Compiled, prompt_ids: list[int], n_new: int, stop: bool = 
     return ids, logits
 
 
+def run_spike_compiled(c: Compiled, out: Path, prompt_ids: list[int], n_new: int, stop: bool = True, cores: int = 1,
+                       prefill: bool = False, profile: bool = False):
+    """The RV32 image of a target with a vector unit, built into `out` and run on `cores` harts under Spike."""
+    from .spike import build_spike, isa_string, run_spike_elf
+    elf = build_spike(c, out, profile)
+    return run_spike_elf(elf, isa_string(c.dep.target.extensions, c.dep.target.vlen), prompt_ids, n_new,
+                         c.dep.model.dims.vocab, stop, cores, profile=profile, prefill=prefill)
+
+
 def run(path: Path, prompt: str | None, n_new: int | None, engine: str, overrides=None,
         stop: bool = True, cores: int = 1, prefill: bool = True) -> Generation:
     if engine == "float":
         return run_float(path, prompt, n_new, overrides, stop)
+    if engine == "spike":  # before any work: without Spike, say how to install it
+        from .spike import require_spike
+        require_spike()
     dep = load_deployment(path, overrides)
     req = request(dep, load_tokenizer(dep), prompt, n_new)  # before compiling: a bad prompt fails at once
     c = compile_deployment(path, overrides)
     pids, n_new = req.ids, req.n_new
     stats: dict = {}
-    if engine == "qemu":
-        with tempfile.TemporaryDirectory(prefix="deeploy-qemu-") as tmp:
+    if engine in ("qemu", "spike"):
+        with tempfile.TemporaryDirectory(prefix=f"deeploy-{engine}-") as tmp:
             r = run_elf(build_rv32(c, Path(tmp) / "build"), pids, n_new, c.dep.model.dims.vocab, stop, cores,
-                        prefill=prefill)
+                        prefill=prefill) if engine == "qemu" else run_spike_compiled(c, Path(tmp) / "build", pids,
+                                                                                     n_new, stop, cores, prefill)
         ids, logits = r.ids, r.logits
         per_core = decode_instret(r, len(pids))
         # the sum over harts is the work (what 1 core would retire); the busiest hart is the time a token takes

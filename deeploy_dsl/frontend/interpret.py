@@ -23,7 +23,7 @@ from .language import (CALIBRATE, HOLDABLE, SAMPLERS, SMOOTH_FORMS, WEIGHT_FORMA
                        check_target_fields, choices, default, dim_keys, keys, target_field)
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
-                   Target, WeightOverride)
+                   Target, Vector, WeightOverride)
 
 # the language's words come from its reference tables (language.py), which docs/dply.md is generated from
 TOP_SETTINGS = keys("")
@@ -163,7 +163,39 @@ def load_target(name: str, pos: Pos) -> Target:
     return Target(f("name"), f("description"), f("clock_hz"), f("cluster.cores"), f("cluster.isa"),
                   npu_spec.ops if npu_spec else (), levels, pos, f("dma.bytes_per_cycle"), f("dma.setup_cycles"),
                   f("cluster.macs_per_cycle_per_core"), f("cluster.cycles_per_element"), f("cluster.fork_cycles"),
-                  npu_spec, energy)
+                  npu_spec, energy, f("cluster.vlen"),
+                  Vector(f("cluster.vector.datapath_bits"), f("cluster.vector.source"))
+                  if "vector" in data["cluster"] else None)
+
+
+# the RV32 ISA extensions a target's `isa` may name beyond rv32imac (kernels.rvv needs zve32x and zvqdotq)
+EXTENSIONS = ("zve32x", "zvqdotq")
+VLENS = (32, 64, 128, 256, 512, 1024)  # Zve32x: VLEN a power of two, at least 32
+
+
+def _isa(r: _Reader, target: Target, errs: Collector) -> Target:
+    """`isa rv32imac_zve32x_zvqdotq` and `vlen 128` override the platform's cores' ISA and vector length (-D isa=...,
+    -D vlen=...): the rules pick kernels by the extensions it names. An isa without a vector unit has no vlen (a
+    `vlen` line is then moot, so that -D isa=rv32imac gives the scalar kernels)."""
+    isa = r.one("isa", ("name",), "an ISA such as rv32imac or rv32imac_zve32x_zvqdotq", target.isa)
+    vlen = r.one("vlen", ("number",), "the vector registers' bits, e.g. 128", target.vlen)
+    if "isa" in r.settings and isa != target.isa:
+        base, *ext = str(isa).split("_")
+        bad = [e for e in ext if e not in EXTENSIONS]
+        if target.isa == "host":
+            errs.add(r.pos("isa"), f"target {target.name} is the host: it has no RV32 ISA to choose")
+        elif base != "rv32imac" or bad or len(set(ext)) != len(ext):
+            errs.add(r.pos("isa"), f"unsupported isa '{isa}'",
+                     f"rv32imac, then any of _{', _'.join(EXTENSIONS)} (zvqdotq needs zve32x)")
+        elif "zvqdotq" in ext and "zve32x" not in ext:
+            errs.add(r.pos("isa"), "zvqdotq extends the vector unit: the isa needs zve32x too")
+    ext = str(isa).split("_")[1:]
+    if "vlen" in r.settings and (not isinstance(vlen, int) or vlen not in VLENS):
+        errs.add(r.pos("vlen"), f"vlen {vlen} is not one of {', '.join(map(str, VLENS))}")
+        vlen = target.vlen
+    if "zve32x" in ext and not vlen:
+        errs.add(r.pos("isa"), "an isa with zve32x needs the vector length: vlen 128 (or more)")
+    return replace(target, isa=str(isa), vlen=int(vlen) if "zve32x" in ext else 0)
 
 
 # ---- the interpreter -----------------------------------------------------------------------------
@@ -280,7 +312,7 @@ def _target(r: _Reader, errs: Collector, file_pos: Pos) -> Target | None:
     if name not in known_targets():
         errs.add(r.settings["target"].values[0].pos, f"unknown target '{name}' (known: {', '.join(known_targets())})")
         return None
-    return load_target(name, r.pos("target"))
+    return _isa(r, load_target(name, r.pos("target")), errs)
 
 
 def _path(r: _Reader, key: str, base: Path, required: bool) -> Path | None:

@@ -83,6 +83,12 @@ KEYS = (
     Key("", "strict", "yes or no", "With yes, a map hint the NPU cannot honour or a core count the target lacks is an "
         "error instead of a warning (and a fall-back). `--strict` / `--no-strict` override it.", "strict yes",
         default="no", choices=("yes", "no")),
+    Key("", "isa", "an RV32 ISA: rv32imac, then any of _zve32x, _zvqdotq (zvqdotq needs zve32x)",
+        "Overrides the cores' instruction set of the target: the rules pick vector kernels (RVV for embedded cores, "
+        "Zvqdotq's int8 dot products) where the isa has what they need; `--engine spike` runs such builds.",
+        "isa rv32imac_zve32x_zvqdotq", default_text="the target's (cluster.isa)"),
+    Key("", "vlen", "one of 32, 64, 128, 256, 512, 1024", "Overrides the vector registers' bits (VLEN) of a target "
+        "whose isa has zve32x; moot without it.", "vlen 128", default_text="the target's (cluster.vlen)"),
     # ---- model: the files, then the dims in the order of spec.Dims
     Key("model", "weights", 'a "path" in double quotes, relative to the .dply file',
         "The model's weights: Hugging Face safetensors, with its config.json in the same folder.",
@@ -239,6 +245,12 @@ TARGET_FIELDS = (
     Field("clock_hz", int, "The clock, for estimates of tokens/s and energy.", "360000000"),
     Field("cluster.cores", int, "Cores of the cluster (harts); `cluster(cores = N)` may use fewer.", "8"),
     Field("cluster.isa", str, "The cores' instruction set (rv32imac, or host for the build machine).", "rv32imac"),
+    Field("cluster.vlen", int, "The vector registers' bits (VLEN) of cores whose isa has the vector extension "
+          "(zve32x); 0 without one. `vlen N` in a .dply overrides it.", "128", 0),
+    Field("cluster.vector.datapath_bits", int, "The vector unit's datapath: a vector instruction of vl elements of "
+          "SEW bits takes ceil(vl * SEW / datapath_bits) cycles (estimates only; Spike counts instructions).", "128", 0),
+    Field("cluster.vector.source", str, "Where the datapath figure comes from (a paper, a datasheet, or "
+          "'assumption: ...'), printed with the estimates.", "assumption: 4 x 32-bit lanes (Spatz)", ""),
     Field("cluster.macs_per_cycle_per_core", float, "Sustained int8 MACs per cycle of one core in a linear layer "
           "(cost model).", "2.0", 1.0),
     Field("cluster.cycles_per_element", float, "Cycles of one element of an element-wise kernel (norm, RoPE, "

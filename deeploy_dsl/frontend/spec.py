@@ -154,6 +154,15 @@ class Energy:
 
 
 @dataclass(frozen=True)
+class Vector:
+    """A vector unit's datapath, for estimated cycles (instructions retired are exact, cycles are not): a vector
+    instruction of vl elements of SEW bits takes ceil(vl * SEW / datapath_bits) cycles, at least one."""
+
+    datapath_bits: int  # bits of elements the unit processes per cycle (all lanes together)
+    source: str  # where the figure comes from, or that it is an assumption
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -170,10 +179,17 @@ class Target:
     fork_cycles: int = 0  # one fork and join of the cluster (waking the cores, the barrier)
     npu: Npu | None = None
     energy: Energy | None = None
+    vlen: int = 0  # the vector registers' bits (RVV's VLEN) when the ISA has a vector extension, else 0
+    vector: Vector | None = None  # the vector unit's datapath (cost.py's estimated cycles), when it has one
 
     @property
     def has_npu(self) -> bool:
         return bool(self.npu_ops)
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The ISA's extensions beyond its base (rv32imac_zve32x_zvqdotq -> zve32x, zvqdotq)."""
+        return tuple(self.isa.split("_")[1:])
 
 
 @dataclass(frozen=True)

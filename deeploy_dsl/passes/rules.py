@@ -17,6 +17,7 @@ from ..errors import Collector, Pos, SpecError
 from ..frontend.spec import Deployment, Target
 from ..ir.graph import Arg, Graph, Op, Plan, Step
 from ..kernels import registry as R
+from ..kernels import rvv as RVV
 from ..kernels.kernelspec import KernelSpec
 from ..kernels.twins import NPU_TOK_ROWS
 from ..kinds import ArgKind, DType, Engine, OpKind, ValueKind
@@ -62,6 +63,8 @@ class Pattern:
     queries: str | None = None  # attention: q's dtype (quantize `queries`)
     scale: str | None = None  # swiglu, rmsnorm: the output's scale, calibrated | per_token (a power of two) | absmax
     in_scale: str | None = None  # linear: its input's scale, calibrated | shift (a power of two per token) | factor
+    isa: tuple[str, ...] = ()  # the ISA extensions the kernel needs on the target's cores (its `isa`)
+    vlen: int = 0  # and the vector length it needs at least (the target's `vlen`)
     when: Callable | None = None
 
     def __post_init__(self):  # a misspelt op kind, engine or dtype fails where the rule is declared
@@ -75,13 +78,22 @@ class Pattern:
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
+        if self.isa and not (set(self.isa) <= set(c.dep.target.extensions) and c.dep.target.vlen >= self.vlen):
+            return False
         return engine == self.engine and (self.when is None or bool(self.when(op, c)))
+
+    @property
+    def isa_text(self) -> str:
+        """What the pattern needs of the cores' ISA, for the plan's why and `deeploy rules`."""
+        return f"isa has {' + '.join(self.isa)}" + (f", vlen >= {self.vlen}" if self.vlen else "") if self.isa else ""
 
     @property
     def text(self) -> str:
         parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}"
                                                      for k in ("out", "weights", "keys", "queries", "scale", "in_scale")
                                                      if getattr(self, k) is not None]
+        if self.isa:
+            parts.append(self.isa_text)
         if self.when is not None:
             parts.append(f"when {(self.when.__doc__ or self.when.__name__).strip()}")
         return ", ".join(parts)
@@ -361,12 +373,34 @@ HOST_RULES: tuple[Rule, ...] = tuple(
     Rule("rope_k16_cols_host", Pattern("rope", out="int16", when=_writes_k_cache), R.ROPE_K16_COLS, build_rope_cols),
     Rule("attention_k16t_host", Pattern("attention", keys="int16", queries="int8"), R.ATTENTION_HOST_K16T, build_attention_cols),
 )
-RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES  # every rule deeploy has, for `deeploy rules` and the tests
+
+
+def build_linear_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV on the cores' vector unit: 32 output rows across the lanes, vqdot.vx adding 4 activations' products to
+    every row at once (no reduction per row), weights in the vector layout chosen at compile time (.wv:
+    kernels.rvv.rvv_pack); requantized with a multiplier per row and one shift."""
+    args, math = build_linear(op, c, k)
+    args.update(lo=_int(0), hi=_int(args["n_out"].value))
+    return args, math + f", vector layout .wv ({RVV.RVV_ROWS} rows across the lanes, quads of 4 columns)"
+
+
+# cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
+RVV_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
+                                     when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
+    for b in (8, 16, 32)) + (
+    Rule("attention_k16_rvv", Pattern("attention", keys="int16", queries="int8", isa=("zve32x",), vlen=RVV.VLEN_MIN),
+         K["attention_k16_rvv"], build_attention),
+    Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
+         K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),)
+RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES + RVV_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
 def rules_for(target: Target) -> tuple[Rule, ...]:
-    """The rules a target offers: the host's first on the host, the cluster's everywhere, the NPU's where it has one."""
-    return (HOST_RULES if target.isa == "host" else ()) + CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
+    """The rules a target offers: the host's first on the host, the vector kernels first on cores with the extensions
+    they need, the cluster's everywhere, the NPU's where it has one."""
+    rvv = tuple(r for r in RVV_RULES if set(r.pattern.isa) <= set(target.extensions) and target.vlen >= r.pattern.vlen)
+    return (HOST_RULES if target.isa == "host" else ()) + rvv + CLUSTER_RULES + (NPU_RULES if target.npu is not None else ())
 
 
 def rules_text(rules: tuple[Rule, ...] = RULES) -> str:
@@ -411,8 +445,9 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
             errs.add(pl.pos, f"no rule lowers {op.kind} {op.name}")
             continue
         named, math = rule.build(op, ctx, rule.kernel)
+        why = pl.reason + (f"; rule {rule.name}: the cores' {rule.pattern.isa_text}" if rule.pattern.isa else "")
         steps.append(Step(len(steps), op.name, rule.name, rule.kernel, pl.engine, pl.cores, _call(rule.kernel, named),
-                          op.macs, math, pl.reason, pl.pos))
+                          op.macs, math, why, pl.pos))
     for pos, ops in fell_back.items():
         # no kernel for this engine yet: one message per hint line, an error in strict mode
         engine, names = mapping.placed[ops[0].name].engine, ", ".join(o.name for o in ops[:3])

@@ -1,0 +1,199 @@
+"""Kernels for cores with the RISC-V vector extension for embedded cores (Zve32x) and Zvqdotq (kernels_c/gemv_rvv.c).
+
+The vector GEMV's weight layout is decided at compile time and recorded in the plan (the step's `w` constant, suffix
+`.wv`): blocks of RVV_ROWS output rows (the e32 lanes of one LMUL-8 register group at VLEN 128), and within a block,
+per quad of 4 input columns, each row's 4 weights,
+
+    wv[b, j, r, k] = W[RVV_ROWS*b + r, 4j + k]        zero padded to whole quads and blocks,
+
+so that one vle32.v loads a quad and one vqdot.vx adds to every row (a lane) the dot product of its 4 weights with 4
+activations broadcast from a scalar register: no reduction per row. The integers are the scalar GEMV's (twins.linear).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from ..engines.cost import linear_work
+from . import twins as K
+from .kernelspec import KernelSpec, Param, Split
+from .layout import unblock_rows
+
+RVV_ROWS = 32  # output rows per block; must equal GEMV_RVV_ROWS in kernels_c/gemv_rvv.h
+VLEN_MIN = RVV_ROWS * 32 // 8  # bits: RVV_ROWS e32 lanes in a register group of LMUL 8
+ISA = ("zve32x", "zvqdotq")  # the extensions these kernels need
+
+
+def rvv_quads(n_in: int) -> int:
+    """ceil(n_in / 4): the quads of 4 input columns."""
+    return -(-int(n_in) // 4)
+
+
+def rvv_pack(w: np.ndarray) -> np.ndarray:
+    """W int8 [n_out, n_in] -> wv int8 [n_blocks, quads, RVV_ROWS, 4] (see the module's docstring)."""
+    w = np.asarray(w)
+    if w.dtype != np.int8 or w.ndim != 2:
+        raise ValueError(f"rvv_pack wants an int8 [n_out, n_in] matrix, got {w.dtype} {w.shape}")
+    n_out, n_in = w.shape
+    blocks, quads = -(-n_out // RVV_ROWS), rvv_quads(n_in)
+    padded = np.zeros((blocks * RVV_ROWS, quads * 4), np.int8)
+    padded[:n_out, :n_in] = w
+    return np.ascontiguousarray(padded.reshape(blocks, RVV_ROWS, quads, 4).transpose(0, 2, 1, 3))
+
+
+def rvv_unpack(wv: np.ndarray, n_out: int, n_in: int) -> np.ndarray:
+    """The inverse of rvv_pack: W int8 [n_out, n_in], the padding dropped."""
+    wv = np.asarray(wv, np.int8)
+    blocks, quads = -(-int(n_out) // RVV_ROWS), rvv_quads(n_in)
+    w = wv.reshape(blocks, quads, RVV_ROWS, 4).transpose(0, 2, 1, 3).reshape(blocks * RVV_ROWS, quads * 4)
+    return np.ascontiguousarray(w[:n_out, :n_in])
+
+
+def rvv_weights(wb: np.ndarray, p: dict) -> np.ndarray:
+    """The vector GEMV's layout from the quantizer's GEMV blocks (layout.block_rows)."""
+    return rvv_pack(unblock_rows(wb, p["n_out"]))
+
+
+def _twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, lo, hi):
+        y[lo:hi] = K.linear(x, rvv_unpack(w, n_out, n_in), mult, int(shift[0]) if n_out else 0, *bounds)[lo:hi]
+    return twin
+
+
+OUT = {"int8": ("int8_t", K.I8), "int16": ("int16_t", K.I16), "int32": ("int32_t", K.I32)}
+
+
+def _params(ctype: str) -> tuple[Param, ...]:
+    return (Param("y", f"{ctype} *", "[n_out] output"), Param("x", "const int8_t *", "[n_in] input"),
+            Param("w", "const int8_t *", f"[ceil(n_out/{RVV_ROWS}), ceil(n_in/4), {RVV_ROWS}, 4] int8 weights in the "
+                                         "vector layout (kernels.rvv.rvv_pack)"),
+            Param("mult", "const int32_t *", "[n_out] requantization multiplier per row"),
+            Param("shift", "const uint8_t *", "[n_out] the layer's shift (shift[0] is read)"),
+            Param("n_in", "int32_t", "input features"), Param("n_out", "int32_t", "output features"),
+            Param("lo", "int32_t", "first row written (a core's share)"),
+            Param("hi", "int32_t", "one past the last row written"))
+
+
+def gemv_rvv(out: str) -> KernelSpec:
+    """vqdot.vx over output rows across the lanes; the weights read in place in the vector layout."""
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_rvv_i{out[3:]}", "gemv_rvv.c", _params(ctype), _twin(bounds), linear_work,
+                      f"int8 weights x int8 input -> {out} on Zve32x + Zvqdotq: {RVV_ROWS} rows across the lanes, "
+                      "vqdot.vx broadcasting 4 activations (gemv_rvv.h)", bounds=bounds,
+                      resident=("w", "mult", "shift"), prefill="token", weights=(".wv", rvv_weights),
+                      split=Split((), "n_out", bounds=("lo", "hi")), fragment="split")
+
+
+def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
+    """The int16-key attention (base: attention_k16's spec) on the vector unit (attention_rvv.c): the same integers,
+    the same tiles of positions."""
+    return replace(base, name="attention_k16_rvv", source="attention_rvv.c",
+                   calls=("attn_scores_k16_rvv", "attn_exp_av_i8_rvv"),
+                   doc=base.doc + "; on Zve32x: positions across the lanes, int16 keys by widening MACs, the exps' "
+                                  "table gathered, V's columns by strided loads")
+
+
+def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
+    """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
+    integers, still one unit of work per token (its scale spans the vector)."""
+    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c",
+                   doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
+
+
+KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
+
+
+# ---- estimated cycles: the vector instructions of gemv_rvv.c, by its loop structure --------------------------------
+
+def vector_ops(n_in: int, rows: int, out_bits: int, shift: int) -> list[tuple[int, int, int]]:
+    """(count, vl, SEW) of the vector instructions one block segment of `rows` rows executes (gemv_rvv.c): vmv, per
+    quad a vle32.v and a vqdot.vx, then the requantization and the narrowing store (shift >= 33) or a vse32.v of the
+    accumulators (the scalar requantization below)."""
+    ops = [(1, rows, 32), (2 * rvv_quads(n_in), rows, 32)]
+    if shift >= 33:
+        ops += [(6, rows, 32)] + {8: [(2, rows, 32), (1, rows, 8)], 16: [(1, rows, 32), (1, rows, 16)],
+                                  32: [(1, rows, 32)]}[out_bits]
+    else:
+        ops += [(1, rows, 32)]
+    return ops
+
+
+def segments(lo: int, hi: int) -> list[int]:
+    """The rows of each block segment the kernel runs for rows [lo, hi)."""
+    out, o = [], lo
+    while o < hi:
+        rows = min(hi - o, RVV_ROWS - o % RVV_ROWS)
+        out.append(rows)
+        o += rows
+    return out
+
+
+def share(n: int, core: int, n_cores: int) -> tuple[int, int]:
+    """cluster_share's contiguous share of n units for `core` of `n_cores` (kernels_c/cluster.h): the last n % n_cores
+    cores take one more."""
+    base, first_big = n // n_cores, n_cores - n % n_cores
+    lo = core * base + (core - first_big if core > first_big else 0)
+    return lo, lo + base + (1 if core >= first_big else 0)
+
+
+def _c(vl: int, sew: int, dp: int) -> int:
+    """Cycles beyond the first of a vector instruction on vl elements of SEW bits (arithmetic, unit-stride memory)."""
+    return max(1, math.ceil(vl * sew / dp)) - 1
+
+
+def _lanes(n: int) -> list[int]:
+    """The vl of each vector of positions over n of them (32 lanes of e32 at LMUL 8, VLEN 128)."""
+    return [min(RVV_ROWS, n - t) for t in range(0, n, RVV_ROWS)]
+
+
+def attention_extra(n: int, g: int, hs: int, dp: int) -> int:
+    """attention_rvv.c on one kv head's g query heads over n positions: the scores' vectors (vmv, per dimension a
+    strided vlse16 and the widening MACs, the rounding, store and running max), then per head the exps (7 e32
+    operations, the table's indexed gather, 4 more) and per dimension a strided vlse8, vsext, vmul, vredsum. Strided
+    and indexed loads take one element per cycle (assumption: a single-ported lane memory interface)."""
+    extra = 0
+    for vl in _lanes(n):
+        c32, mem = _c(vl, 32, dp), vl - 1
+        for pair in range(0, g, 2):
+            heads = min(2, g - pair)
+            extra += 2 * c32 + hs * (mem + 2 * c32) + heads * 4 * c32
+        extra += g * (11 * c32 + mem + hs * (mem + 3 * c32))
+    return extra
+
+
+def swiglu_extra(n: int, dp: int) -> int:
+    """swiglu_rvv.c over n elements: per vector two vle8, the index arithmetic (e16), the table's indexed gather, the
+    widening product, store and two reductions (e32); then vle32, the rounding shift, two narrowings and vse8."""
+    return sum(2 * _c(vl, 8, dp) + 4 * _c(vl, 16, dp) + (vl - 1) + 4 * _c(vl, 32, dp)
+               + 5 * _c(vl, 32, dp) + _c(vl, 8, dp) for vl in _lanes(n))
+
+
+def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[int, ...] = ()) -> float:
+    """The cycles beyond one per instruction that the vector instructions of a step take on `core` of `n_cores`: each
+    vector instruction ceil(vl * SEW / datapath_bits) cycles (at least 1) under the target's datapath model, where the
+    exact count (minstret) charged it one; attention averaged over the decode `positions` (its n = pos + 1). 0 for
+    steps without vector instructions or targets without a model. The
+    requantization is counted in its vector form (shifts >= 33, stories260k's layers; a smaller shift runs it in
+    scalar instructions, which minstret counts exactly, and makes this a slight overestimate)."""
+    dp = target.vector.datapath_bits if target.vector is not None else 0
+    if not dp:
+        return 0
+    if step.spec.name == "swiglu_dyn_i8_rvv":  # one unit of work, the last core's
+        return swiglu_extra(step.arg("n").value, dp) if core == n_cores - 1 else 0
+    if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
+        nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
+        lo, hi = share(nh, core, n_cores)
+        groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
+        return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
+    if step.spec.name not in KERNELS:
+        return 0
+    n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
+    bits = int(step.spec.name.rsplit("_i", 1)[1])
+    lo, hi = share(n_out, core, n_cores) if n_cores > 1 else (0, n_out)
+    extra = 0
+    for rows in segments(lo, hi):
+        for count, vl, sew in vector_ops(n_in, rows, bits, shift):
+            extra += count * _c(vl, sew, dp)
+    return extra

@@ -1,0 +1,26 @@
+/* gemv_rvv.h: the int8 GEMV for Zve32x + Zvqdotq cores (gemv_rvv.c), the same integers as gemv_i8/i16/i32.
+ *
+ * Weights in the vector layout (deeploy_dsl/kernels/rvv.py: rvv_pack): blocks of GEMV_RVV_ROWS output rows, per quad
+ * of 4 input columns the block's rows' 4 weights, wv[b][j][r][k] = W[GEMV_RVV_ROWS*b + r][4j + k], zero padded.
+ * y[o] = sat(floor(sum_i W[o,i]*x[i] * mult[o] / 2^shift[0] + 1/2)) for the rows o in [lo, hi) (a core's share; any
+ * bounds within [0, n_out)); n_in < 2^17, 0 <= shift[0] <= 62.
+ * The vector form needs VLEN >= 128 (GEMV_RVV_ROWS e32 lanes at LMUL 8).
+ */
+#ifndef DEEPLOY_GEMV_RVV_H
+#define DEEPLOY_GEMV_RVV_H
+
+#include <stdint.h>
+
+#define GEMV_RVV_ROWS 32 /* must equal deeploy_dsl.kernels.rvv.RVV_ROWS */
+
+void gemv_rvv_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wv */,
+                 const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+                 int32_t n_in, int32_t n_out, int32_t lo, int32_t hi);
+void gemv_rvv_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wv */,
+                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+                  int32_t n_in, int32_t n_out, int32_t lo, int32_t hi);
+void gemv_rvv_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wv */,
+                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
+                  int32_t n_in, int32_t n_out, int32_t lo, int32_t hi);
+
+#endif /* DEEPLOY_GEMV_RVV_H */
