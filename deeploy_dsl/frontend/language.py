@@ -85,8 +85,8 @@ KEYS = (
         default="no", choices=("yes", "no")),
     Key("", "isa", "an RV32 ISA: rv32imac, then any of _zve32x, _zvqdotq (zvqdotq needs zve32x)",
         "Overrides the cores' instruction set of the target: the rules pick vector kernels (RVV for embedded cores, "
-        "Zvqdotq's int8 dot products) where the isa has what they need; `--engine spike` runs such builds.",
-        "isa rv32imac_zve32x_zvqdotq", default_text="the target's (cluster.isa)"),
+        "Zvqdotq's int8 dot products) where the isa has what they need (with `vlen`, e.g. `isa rv32imac_zve32x_zvqdotq` "
+        "and `vlen 128`); `--engine spike` runs such builds.", "isa rv32imac", default_text="the target's (cluster.isa)"),
     Key("", "vlen", "one of 32, 64, 128, 256, 512, 1024", "Overrides the vector registers' bits (VLEN) of a target "
         "whose isa has zve32x; moot without it.", "vlen 128", default_text="the target's (cluster.vlen)"),
     # ---- model: the files, then the dims in the order of spec.Dims
