@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 KDIR = REPO / "kernels_c"
 sys.path.insert(0, str(REPO))
 
-from deeploy_dsl import layout  # noqa: E402
+from deeploy_dsl.kernels import layout  # noqa: E402
 
 CC = "riscv64-unknown-elf-gcc"
 BUILD = [CC, "-march=rv32imac", "-mabi=ilp32", "--specs=picolibc.specs", "--oslib=semihost", "--crt0=semihost",
