@@ -48,7 +48,7 @@ void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *
  * spans[2 * core], and, after the barrier, _out combines the n_cores spans (the same hi and lo as one pass over the
  * vector: the integers do not depend on the cores) and writes h[lo..hi); the core whose share starts at 0 writes the
  * token's scale. */
-static void swiglu_span(int32_t *spans /* [2 * n_cores] */, int32_t *p /* [n] scratch */, const int8_t *gate,
+SWIGLU_INLINE void swiglu_span(int32_t *spans /* [2 * n_cores] */, int32_t *p /* [n] scratch */, const int8_t *gate,
                         const int8_t *up, const int16_t *silu_table, int32_t core, int32_t i, int32_t end) {
     const int16_t *silu = silu_table + 128;
     int32_t hi = 0, lo = 0;
@@ -70,7 +70,7 @@ static void swiglu_span(int32_t *spans /* [2 * n_cores] */, int32_t *p /* [n] sc
 }
 
 /* the largest hi and smallest lo of the n_cores spans */
-static void swiglu_spans(const int32_t *spans, int32_t n_cores, int32_t *hi, int32_t *lo) {
+SWIGLU_INLINE void swiglu_spans(const int32_t *spans, int32_t n_cores, int32_t *hi, int32_t *lo) {
     int32_t c;
     *hi = spans[0], *lo = spans[1];
     for (c = 1; c < n_cores; c++) {
@@ -90,11 +90,9 @@ void swiglu_dyn_i8_span(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t 
 /* its second: k the smallest shift that brings the products into int8 rounding half up, that is
  * (hi + 2^(k-1)) >> k <= 127 and (lo + 2^(k-1)) >> k >= -128 for their largest hi and smallest lo (k <= 16, as
  * |p| <= 2^22); h[i] = (p[i] + 2^(k-1)) >> k; *shift_out = base_shift - k */
-void swiglu_dyn_i8_out(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *gate, const int8_t *up,
-                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
-                       int32_t n_cores, int32_t lo, int32_t hi) {
+SWIGLU_INLINE void swiglu_dyn_out(int8_t *h, uint8_t *shift_out, const int32_t *p, int32_t base_shift,
+                                  const int32_t *spans, int32_t n_cores, int32_t lo, int32_t hi) {
     int32_t big, small, k = 0, half = 0, i = lo;
-    (void)gate, (void)up, (void)silu_table, (void)n, (void)core;
     swiglu_spans(spans, n_cores, &big, &small);
     while (((big + half) >> k) > INT8_MAX || ((small + half) >> k) < INT8_MIN) half = (int32_t)1 << k++;
     if (lo == 0) *shift_out = (uint8_t)(base_shift - k);
@@ -108,6 +106,12 @@ void swiglu_dyn_i8_out(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *
     for (; i < hi; i++) SWIGLU_DYN_OUT(i);
 #undef SWIGLU_DYN_OUT
 }
+void swiglu_dyn_i8_out(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *gate, const int8_t *up,
+                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                       int32_t n_cores, int32_t lo, int32_t hi) {
+    (void)gate, (void)up, (void)silu_table, (void)n, (void)core;
+    swiglu_dyn_out(h, shift_out, p, base_shift, spans, n_cores, lo, hi);
+}
 
 /* The same products with a per-token scale (kernels.swiglu_dyn), both passes on one core: one call per token
  * vector, the scale spans it. */
@@ -115,8 +119,8 @@ void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n) {
     int32_t spans[2];
-    swiglu_dyn_i8_span(h, shift_out, p, gate, up, silu_table, base_shift, n, spans, 0, 1, 0, n);
-    swiglu_dyn_i8_out(h, shift_out, p, gate, up, silu_table, base_shift, n, spans, 0, 1, 0, n);
+    swiglu_span(spans, p, gate, up, silu_table, 0, 0, n);
+    swiglu_dyn_out(h, shift_out, p, base_shift, spans, 1, 0, n);
 }
 
 /* swiglu_tok_i8's first pass, a core's share */
@@ -129,12 +133,10 @@ void swiglu_tok_i8_span(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate,
 
 /* its second: h[lo..hi) = dpl_absmax of the products (every core derives the same q from the spans), and the token's
  * factor tok = tok_factor(a, t, base_shift) */
-void swiglu_tok_i8_out(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, const int8_t *up,
-                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
-                       int32_t n_cores, int32_t lo, int32_t hi) {
+SWIGLU_INLINE void swiglu_tok_out(int8_t *h, int32_t *tok, const int32_t *p, int32_t base_shift,
+                                  const int32_t *spans, int32_t n_cores, int32_t lo, int32_t hi) {
     int32_t big, small, i = lo;
     dpl_absmax q;
-    (void)gate, (void)up, (void)silu_table, (void)n, (void)core;
     swiglu_spans(spans, n_cores, &big, &small);
     dpl_absmax_init(&q, (uint32_t)(big > -small ? big : -small));
     if (lo == 0) dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
@@ -150,12 +152,18 @@ void swiglu_tok_i8_out(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, 
     }
     for (; i < hi; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
 }
+void swiglu_tok_i8_out(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, const int8_t *up,
+                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                       int32_t n_cores, int32_t lo, int32_t hi) {
+    (void)gate, (void)up, (void)silu_table, (void)n, (void)core;
+    swiglu_tok_out(h, tok, p, base_shift, spans, n_cores, lo, hi);
+}
 
 /* per-token absmax scale (kernels.swiglu_tok), both passes on one core: one call per token vector */
 void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n) {
     int32_t spans[2];
-    swiglu_tok_i8_span(h, tok, p, gate, up, silu_table, base_shift, n, spans, 0, 1, 0, n);
-    swiglu_tok_i8_out(h, tok, p, gate, up, silu_table, base_shift, n, spans, 0, 1, 0, n);
+    swiglu_span(spans, p, gate, up, silu_table, 0, 0, n);
+    swiglu_tok_out(h, tok, p, base_shift, spans, 1, 0, n);
 }
