@@ -20,10 +20,21 @@ int32_t cluster_cores(void);
 /* run task(arg, core, n) on every core, return when all are done */
 void cluster_run(dpl_task task, const void *arg);
 /* [lo, hi) of n items for `core` of `n_cores`: contiguous, sizes differ by at most one. The larger shares
- * go to the last cores: core 0 also runs forward() itself (DMA setup, forking), so it gets the smaller one */
+ * go to the last cores: core 0 also runs forward() (DMA setup, forking), so it gets the smaller one; and when the
+ * items do not divide evenly it takes one item fewer still, the others sharing out the rest (8 cores, the 44 blocks
+ * of gate and up: 4 on core 0, 5 or 6 on the others, instead of 5 on core 0 as on three others and 6 on four) */
 static inline void cluster_share(int32_t n, int32_t core, int32_t n_cores, int32_t *lo, int32_t *hi) {
-    const int32_t base = n / n_cores, first_big = n_cores - n % n_cores;
-    *lo = core * base + (core > first_big ? core - first_big : 0);
+    int32_t base, first_big, off = 0;
+    if (n_cores > 2 && n > n_cores && n % n_cores != 0) {
+        const int32_t own = n / n_cores - 1;
+        if (core == 0) {
+            *lo = 0, *hi = own;
+            return;
+        }
+        off = own, n -= own, core -= 1, n_cores -= 1;
+    }
+    base = n / n_cores, first_big = n_cores - n % n_cores;
+    *lo = off + core * base + (core > first_big ? core - first_big : 0);
     *hi = *lo + base + (core >= first_big ? 1 : 0);
 }
 /* instructions each core retired doing work (waiting excluded, emulated DMA copies excluded; RV32 only) */

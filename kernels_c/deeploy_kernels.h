@@ -309,6 +309,22 @@ void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n);
 
+/* the two passes of swiglu_dyn_i8 and swiglu_tok_i8 for N cores, one fork each (swiglu.c): its arguments, then
+ * spans [2 * n_cores] (each core's {largest, smallest} product, written by _span, read by _out), the core, the
+ * cores, and the core's share [lo, hi) of the n elements (the share with lo == 0 writes the token's scale) */
+void swiglu_dyn_i8_span(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *gate, const int8_t *up,
+                        const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                        int32_t n_cores, int32_t lo, int32_t hi);
+void swiglu_dyn_i8_out(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *gate, const int8_t *up,
+                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                       int32_t n_cores, int32_t lo, int32_t hi);
+void swiglu_tok_i8_span(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, const int8_t *up,
+                        const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                        int32_t n_cores, int32_t lo, int32_t hi);
+void swiglu_tok_i8_out(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, const int8_t *up,
+                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                       int32_t n_cores, int32_t lo, int32_t hi);
+
 /* residual_add.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
 void residual_add_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);
 

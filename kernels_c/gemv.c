@@ -99,6 +99,33 @@ GEMV_INLINE void block_dot(int32_t acc[R], const int8_t *x, const int8_t *x_main
     SAVE_ACC(acc, a);
 }
 
+/* the same for the first R/2 rows of a block (acc [R/2]): a last block of at most R/2 rows, or (w + R/2) the second
+ * half of one; only those R/2 bytes of each column are read */
+GEMV_INLINE void block_dot_half(int32_t acc[R / 2], const int8_t *x, const int8_t *x_main, const int8_t *x_end,
+                                const int8_t *w /* [n_in, R] */) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#define MAC_HALF(v, c)                                                                          \
+    do {                                                                                        \
+        const int32_t v_ = (v);                                                                 \
+        const int8_t *c_ = (c);                                                                 \
+        a0 += v_ * c_[0], a1 += v_ * c_[1], a2 += v_ * c_[2], a3 += v_ * c_[3];                 \
+    } while (0)
+    do {
+        MAC_HALF(x[0], w);
+        MAC_HALF(x[1], w + R);
+        MAC_HALF(x[2], w + 2 * R);
+        MAC_HALF(x[3], w + 3 * R);
+        MAC_HALF(x[4], w + 4 * R);
+        MAC_HALF(x[5], w + 5 * R);
+        MAC_HALF(x[6], w + 6 * R);
+        MAC_HALF(x[7], w + 7 * R);
+        x += U, w += U * R;
+    } while (x != x_main);
+    for (; x != x_end; x++, w += R) MAC_HALF(x[0], w);
+#undef MAC_HALF
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 /* the same for two blocks w and v in one pass over x: acc[0 .. R) from w, acc[R .. 2R) from v; 22 live registers.
  * Returns v + n_in * R, the block after v */
 GEMV_INLINE const int8_t *block_dot2(int32_t acc[2 * R], const int8_t *x, const int8_t *x_main, const int8_t *x_end,
@@ -202,7 +229,7 @@ GEMV_INLINE void requant_loop_bits(void *y, int bits, const int32_t *acc, const 
         requant_loop32(y, acc, mult, rows, s);
 }
 
-/* y[r] = requant(acc[r], mult[r]) for the first `rows` of the n rows of acc (n = R or 2R, a constant) in form `mode`
+/* y[r] = requant(acc[r], mult[r]) for the first `rows` of the n rows of acc (n = R/2, R or 2R, a constant) in form `mode`
  * (RQ_HIGH or RQ_SCALED, a constant). A full block (or pair) is unrolled, every row's test branching out to the slow
  * loop, which then does the whole block again: the unrolled rows are one extended basic block with no value to carry
  * to the exit, so y, mult, t, c stay in registers from row to row (a join after each row's clamp makes gcc reload them
@@ -235,7 +262,9 @@ slow:
 }
 
 /* the passes over x in form `mode`, n_in >= U: two blocks (2R rows) per pass over the whole pairs, each requantized
- * unrolled (no test of the rows left), then the rest of the rows, 1 .. 2R - 1, one block per pass */
+ * unrolled (no test of the rows left), then the rest of the rows, 1 .. 2R - 1, one block per pass, and a last one of
+ * at most R/2 rows half a block (its padding rows are not computed; a call may so start at the second half of a
+ * block, w + R/2, for n_out <= R/2, which a share of half blocks does) */
 GEMV_INLINE void gemv_passes(int mode, void *y, int bits, int32_t lo, int32_t hi, const int8_t *x, const int8_t *wb,
                              const int32_t *mult, int32_t n_in, int32_t n_out, int32_t k, int32_t t, int32_t c) {
     const int32_t block = n_in * R; /* bytes of one block */
@@ -248,11 +277,16 @@ GEMV_INLINE void gemv_passes(int mode, void *y, int bits, int32_t lo, int32_t hi
         requant_rows(mode, y, bits, lo, hi, acc, 2 * R, mult, 2 * R, k, t, c);
         y = (char *)y + 2 * R * size, mult += 2 * R;
     }
-    for (n_out %= 2 * R; n_out > 0; n_out -= R, y = (char *)y + R * size, mult += R) {
+    for (n_out %= 2 * R; n_out > R / 2; n_out -= R, y = (char *)y + R * size, mult += R) {
         int32_t acc[R];
         block_dot(acc, x, x_main, x_end, wb);
         wb += block;
         requant_rows(mode, y, bits, lo, hi, acc, R, mult, n_out, k, t, c);
+    }
+    if (n_out > 0) {
+        int32_t acc[R / 2];
+        block_dot_half(acc, x, x_main, x_end, wb);
+        requant_rows(mode, y, bits, lo, hi, acc, R / 2, mult, n_out, k, t, c);
     }
 }
 

@@ -42,70 +42,105 @@ void swiglu_i8(int8_t *h /* [n] */, const int8_t *gate /* [n] */, const int8_t *
     }
 }
 
-/* The same products with a per-token scale: k the smallest shift that brings them into int8 rounding half up, that is
- * (hi + 2^(k-1)) >> k <= 127 and (lo + 2^(k-1)) >> k >= -128 for their largest hi and smallest lo (k <= 16, as
- * |p| <= 2^22); h[i] = (p[i] + 2^(k-1)) >> k; *shift_out = base_shift - k. The products are kept in p between the
- * two passes (hi and lo kept apart, so no absolute value is needed). One call per token vector: the scale spans it. */
-void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p /* [n] scratch */,
-                   const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
-                   int32_t base_shift, int32_t n) {
+/* The per-token scales below span the whole vector, so a call is two passes, each shared out over the cores (the
+ * caller gives each its [lo, hi) of the n elements; one fork each, so each pass is ~1/N of the vector on every core, not the whole of it on one):
+ * _span keeps a core's products p[lo..hi) and writes their largest hi and smallest lo (0 included) to
+ * spans[2 * core], and, after the barrier, _out combines the n_cores spans (the same hi and lo as one pass over the
+ * vector: the integers do not depend on the cores) and writes h[lo..hi); the core whose share starts at 0 writes the
+ * token's scale. */
+SWIGLU_INLINE void swiglu_span(int32_t *spans /* [2 * n_cores] */, int32_t *p /* [n] scratch */, const int8_t *gate,
+                        const int8_t *up, const int16_t *silu_table, int32_t core, int32_t i, int32_t end) {
     const int16_t *silu = silu_table + 128;
-    int32_t hi = 0, lo = 0, k = 0, half = 0, i = 0;
-#define SWIGLU_DYN_SPAN(j)                                                                                         \
+    int32_t hi = 0, lo = 0;
+#define SWIGLU_SPAN(j)                                                                                             \
     do {                                                                                                           \
         const int32_t p_ = p[(j)] = (int32_t)silu[gate[(j)]] * up[(j)];                                            \
         if (p_ > hi) hi = p_;                                                                                      \
         if (p_ < lo) lo = p_;                                                                                      \
     } while (0)
-#define SWIGLU_DYN_OUT(j) (h[(j)] = (int8_t)((p[(j)] + half) >> k))
-    for (; i + 4 <= n; i += 4) { /* by four: loop control per four elements */
-        SWIGLU_DYN_SPAN(i);
-        SWIGLU_DYN_SPAN(i + 1);
-        SWIGLU_DYN_SPAN(i + 2);
-        SWIGLU_DYN_SPAN(i + 3);
+    for (; i + 4 <= end; i += 4) { /* by four: loop control per four elements */
+        SWIGLU_SPAN(i);
+        SWIGLU_SPAN(i + 1);
+        SWIGLU_SPAN(i + 2);
+        SWIGLU_SPAN(i + 3);
     }
-    for (; i < n; i++) SWIGLU_DYN_SPAN(i);
-    while (((hi + half) >> k) > INT8_MAX || ((lo + half) >> k) < INT8_MIN) half = (int32_t)1 << k++;
-    for (i = 0; i + 4 <= n; i += 4) {
+    for (; i < end; i++) SWIGLU_SPAN(i);
+#undef SWIGLU_SPAN
+    spans[2 * core] = hi, spans[2 * core + 1] = lo;
+}
+
+/* the largest hi and smallest lo of the n_cores spans */
+SWIGLU_INLINE void swiglu_spans(const int32_t *spans, int32_t n_cores, int32_t *hi, int32_t *lo) {
+    int32_t c;
+    *hi = spans[0], *lo = spans[1];
+    for (c = 1; c < n_cores; c++) {
+        if (spans[2 * c] > *hi) *hi = spans[2 * c];
+        if (spans[2 * c + 1] < *lo) *lo = spans[2 * c + 1];
+    }
+}
+
+/* swiglu_dyn_i8's first pass, a core's share */
+void swiglu_dyn_i8_span(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *gate, const int8_t *up,
+                        const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                        int32_t n_cores, int32_t lo, int32_t hi) {
+    (void)h, (void)shift_out, (void)base_shift, (void)n, (void)n_cores;
+    swiglu_span(spans, p, gate, up, silu_table, core, lo, hi);
+}
+
+/* its second: k the smallest shift that brings the products into int8 rounding half up, that is
+ * (hi + 2^(k-1)) >> k <= 127 and (lo + 2^(k-1)) >> k >= -128 for their largest hi and smallest lo (k <= 16, as
+ * |p| <= 2^22); h[i] = (p[i] + 2^(k-1)) >> k; *shift_out = base_shift - k */
+SWIGLU_INLINE void swiglu_dyn_out(int8_t *h, uint8_t *shift_out, const int32_t *p, int32_t base_shift,
+                                  const int32_t *spans, int32_t n_cores, int32_t lo, int32_t hi) {
+    int32_t big, small, k = 0, half = 0, i = lo;
+    swiglu_spans(spans, n_cores, &big, &small);
+    while (((big + half) >> k) > INT8_MAX || ((small + half) >> k) < INT8_MIN) half = (int32_t)1 << k++;
+    if (lo == 0) *shift_out = (uint8_t)(base_shift - k);
+#define SWIGLU_DYN_OUT(j) (h[(j)] = (int8_t)((p[(j)] + half) >> k))
+    for (; i + 4 <= hi; i += 4) {
         SWIGLU_DYN_OUT(i);
         SWIGLU_DYN_OUT(i + 1);
         SWIGLU_DYN_OUT(i + 2);
         SWIGLU_DYN_OUT(i + 3);
     }
-    for (; i < n; i++) SWIGLU_DYN_OUT(i);
-#undef SWIGLU_DYN_SPAN
+    for (; i < hi; i++) SWIGLU_DYN_OUT(i);
 #undef SWIGLU_DYN_OUT
-    *shift_out = (uint8_t)(base_shift - k);
+}
+void swiglu_dyn_i8_out(int8_t *h, uint8_t *shift_out, int32_t *p, const int8_t *gate, const int8_t *up,
+                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                       int32_t n_cores, int32_t lo, int32_t hi) {
+    (void)gate, (void)up, (void)silu_table, (void)n, (void)core;
+    swiglu_dyn_out(h, shift_out, p, base_shift, spans, n_cores, lo, hi);
 }
 
-/* per-token absmax scale (kernels.swiglu_tok): the products p[i] (|p| <= 2^22) kept between the two passes, then
- * h = dpl_absmax of them and tok = tok_factor(a, t, base_shift). One call per token vector: the scale spans it. */
-void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
+/* The same products with a per-token scale (kernels.swiglu_dyn), both passes on one core: one call per token
+ * vector, the scale spans it. */
+void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p /* [n] scratch */,
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n) {
-    const int16_t *silu = silu_table + 128;
-    int32_t hi = 0, lo = 0, i = 0;
+    int32_t spans[2];
+    swiglu_span(spans, p, gate, up, silu_table, 0, 0, n);
+    swiglu_dyn_out(h, shift_out, p, base_shift, spans, 1, 0, n);
+}
+
+/* swiglu_tok_i8's first pass, a core's share */
+void swiglu_tok_i8_span(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, const int8_t *up,
+                        const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                        int32_t n_cores, int32_t lo, int32_t hi) {
+    (void)h, (void)tok, (void)base_shift, (void)n, (void)n_cores;
+    swiglu_span(spans, p, gate, up, silu_table, core, lo, hi);
+}
+
+/* its second: h[lo..hi) = dpl_absmax of the products (every core derives the same q from the spans), and the token's
+ * factor tok = tok_factor(a, t, base_shift) */
+SWIGLU_INLINE void swiglu_tok_out(int8_t *h, int32_t *tok, const int32_t *p, int32_t base_shift,
+                                  const int32_t *spans, int32_t n_cores, int32_t lo, int32_t hi) {
+    int32_t big, small, i = lo;
     dpl_absmax q;
-#define SWIGLU_TOK_SPAN(j)                                                                                         \
-    do {                                                                                                           \
-        const int32_t p_ = p[(j)] = (int32_t)silu[gate[(j)]] * up[(j)];                                            \
-        if (p_ > hi) hi = p_;                                                                                      \
-        if (p_ < lo) lo = p_;                                                                                      \
-    } while (0)
-    for (; i + 8 <= n; i += 8) { /* by eight: loop control per eight elements */
-        SWIGLU_TOK_SPAN(i);
-        SWIGLU_TOK_SPAN(i + 1);
-        SWIGLU_TOK_SPAN(i + 2);
-        SWIGLU_TOK_SPAN(i + 3);
-        SWIGLU_TOK_SPAN(i + 4);
-        SWIGLU_TOK_SPAN(i + 5);
-        SWIGLU_TOK_SPAN(i + 6);
-        SWIGLU_TOK_SPAN(i + 7);
-    }
-    for (; i < n; i++) SWIGLU_TOK_SPAN(i);
-#undef SWIGLU_TOK_SPAN
-    dpl_absmax_init(&q, (uint32_t)(hi > -lo ? hi : -lo));
-    for (i = 0; i + 8 <= n; i += 8) { /* by eight: the vector is one core's work */
+    swiglu_spans(spans, n_cores, &big, &small);
+    dpl_absmax_init(&q, (uint32_t)(big > -small ? big : -small));
+    if (lo == 0) dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
+    for (; i + 8 <= hi; i += 8) { /* by eight */
         h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
         h[i + 1] = (int8_t)dpl_absmax_apply(&q, p[i + 1]);
         h[i + 2] = (int8_t)dpl_absmax_apply(&q, p[i + 2]);
@@ -115,6 +150,20 @@ void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n
         h[i + 6] = (int8_t)dpl_absmax_apply(&q, p[i + 6]);
         h[i + 7] = (int8_t)dpl_absmax_apply(&q, p[i + 7]);
     }
-    for (; i < n; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
-    dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
+    for (; i < hi; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
+}
+void swiglu_tok_i8_out(int8_t *h, int32_t *tok, int32_t *p, const int8_t *gate, const int8_t *up,
+                       const int16_t *silu_table, int32_t base_shift, int32_t n, int32_t *spans, int32_t core,
+                       int32_t n_cores, int32_t lo, int32_t hi) {
+    (void)gate, (void)up, (void)silu_table, (void)n, (void)core;
+    swiglu_tok_out(h, tok, p, base_shift, spans, n_cores, lo, hi);
+}
+
+/* per-token absmax scale (kernels.swiglu_tok), both passes on one core: one call per token vector */
+void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
+                   const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
+                   int32_t base_shift, int32_t n) {
+    int32_t spans[2];
+    swiglu_span(spans, p, gate, up, silu_table, 0, 0, n);
+    swiglu_tok_out(h, tok, p, base_shift, spans, 1, 0, n);
 }

@@ -68,7 +68,9 @@
     X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                   \
     X(rmsnorm_tok_i8_part, "ppppiiiiii")                                                                              \
     X(swiglu_tok_i8, "ppppppii")                                                                             \
-    X(sample_top_p_i32, "ppiiipp")
+    X(sample_top_p_i32, "ppiiipp")                                                                                   \
+    X(swiglu_dyn_i8_span, "ppppppiipiiii") X(swiglu_dyn_i8_out, "ppppppiipiiii")                                          \
+    X(swiglu_tok_i8_span, "ppppppiipiiii") X(swiglu_tok_i8_out, "ppppppiipiiii")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X)                                                                                                        \
     FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii") X(gemv_q4_i8, "pppppiii")          \
@@ -280,6 +282,10 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
     case FN_embed_i16: embed_i16(p[0], p[1], p[2], p[3], I(4)); return 0;
     case FN_argmax_i32: return argmax_i32(p[0], I(1));
     case FN_sample_top_p_i32: return sample_top_p_i32(p[0], p[1], I(2), I(3), I(4), p[5], p[6]);
+    case FN_swiglu_dyn_i8_span: swiglu_dyn_i8_span(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12)); return 0;
+    case FN_swiglu_dyn_i8_out: swiglu_dyn_i8_out(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12)); return 0;
+    case FN_swiglu_tok_i8_span: swiglu_tok_i8_span(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12)); return 0;
+    case FN_swiglu_tok_i8_out: swiglu_tok_i8_out(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12)); return 0;
     case FN_dma_reset_counters: dma_reset_counters(); return 0;
     case FN_dma_start: dma_start(p[0], p[1], p[2], U(3)); return ((dma_job *)p[0])->pending;
     case FN_dma_start_2d:

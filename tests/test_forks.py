@@ -59,3 +59,27 @@ def test_plan_yaml_names_the_group(rendered):
     lines = [ln for ln in rendered["plan.yaml"].splitlines() if ln.startswith("  - {") and "op: layers.0.attn." in ln and "fork:" in ln]
     assert len(lines) == 3 and all("fork: [2, 4]" in ln for ln in lines)
     assert "cluster_run(c->n == 1 ? attn_q_k_v_task : attn_q_k_v_tokens, c)" in rendered["model.c"]
+
+
+def test_half_block_shares_give_the_same_integers_on_any_core_count(compiled, tmp_path):
+    """gate and up share out 86 half blocks of 4 rows, so with 3, 7 or 8 cores some shares start at a block's second
+    half, and the per-token SwiGLU runs as two forks whose spans every core combines: the host program (which runs
+    the N shares one after another) gives golden's logits, with and without prefill, for every core count."""
+    import subprocess
+
+    import numpy as np
+
+    from deeploy_dsl.engines.runner import build_c, run_golden_compiled
+
+    exe = build_c(compiled, tmp_path / "build")
+    assert "cluster_share(86, core, n_cores, &lo, &hi);" in (tmp_path / "build" / "model.c").read_text()
+    pids, vocab = [1, 403, 407, 261, 378], compiled.dep.model.dims.vocab
+    _, want = run_golden_compiled(compiled, pids, 6, stop=False)
+    for cores in (3, 7, 8):
+        for prefill in (False, True):
+            out = tmp_path / f"logits{cores}{prefill}.bin"
+            subprocess.run([str(exe), "--ids", " ".join(map(str, pids)), "--tokens", "6", "--logits", str(out),
+                            "--no-stop", "--cores", str(cores)] + ([] if prefill else ["--no-prefill"]),
+                           capture_output=True, text=True, check=True)
+            got = np.fromfile(out, dtype="<i4").reshape(-1, vocab)
+            np.testing.assert_array_equal(got, want[len(pids) - 1:] if prefill else want)

@@ -819,7 +819,27 @@ def gen_swiglu_dyn():
         c.expect(h, want, "h")
         c.expect(sh, np.array([want_shift], np.uint8), "shift")
         cases.append(c)
+        cases.append(swiglu_passes_case("swiglu_dyn_i8", label, gate, up, table, 40, len(cases),
+                                        np.zeros(1, np.uint8), want, np.array([want_shift], np.uint8)))
     return cases
+
+
+def swiglu_passes_case(kernel, label, gate, up, table, base, i, side, want_h, want_side):
+    """kernel's two passes (_span, then _out) on 2..8 cores (by i), run one core after another (the outputs' core
+    order reversed) as the host runs the shares: the same integers as one call, whatever the cores."""
+    n, cores = gate.size, 2 + i % 7
+    c = Case(f"{kernel}_span", f"{label} cores={cores}")
+    h, out, spans = c.out(np.full(n, 99, np.int8)), c.out(side), c.arr(np.full(2 * cores, 12345, np.int32))
+    args = (h, out, c.arr(np.zeros(n, np.int32)), c.arr(gate), c.arr(up), c.arr(table), base, n, spans)
+    cuts = np.sort(np.random.default_rng(i).integers(0, n + 1, cores - 1)).tolist()  # any shares, empty ones too
+    shares = list(zip([0] + cuts, cuts + [n]))
+    for core in range(cores):
+        c.call(f"{kernel}_span", *args, core, cores, *shares[core])
+    for core in reversed(range(cores)):
+        c.call(f"{kernel}_out", *args, core, cores, *shares[core])
+    c.expect(h, want_h, "h")
+    c.expect(out, want_side, "shift" if kernel == "swiglu_dyn_i8" else "tok")
+    return c
 
 
 def gen_rmsnorm_tok():
@@ -852,6 +872,8 @@ def gen_swiglu_tok():
         c.expect(h, want_h, "h")
         c.expect(tok, np.array(want_tok, np.int32), "tok")
         cases.append(c)
+        cases.append(swiglu_passes_case("swiglu_tok_i8", label, gate, up, table, base, len(cases),
+                                        np.zeros(2, np.int32), want_h, np.array(want_tok, np.int32)))
     return cases
 
 
@@ -1211,7 +1233,7 @@ KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8"
                 "rope_i16", "attention_k16", "attn_scores_k16", "rope_q12", *WIDE_ATTENTION,
                 "attn_scores_q12", "attn_scores_q12k16", "attn_scores_q16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
-                "rmsnorm_tok_i8_part", "swiglu_tok_i8",
+                "rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu_dyn_i8_span", "swiglu_tok_i8_span",
                 "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 

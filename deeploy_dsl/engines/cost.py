@@ -139,9 +139,12 @@ def elementwise_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int,
     """Elements times cycles per element over the cores that share them, plus a fork."""
     t = dep.target
     ops = _elements(s, plan) * n_tok
-    # a split whose unit is the whole vector (a per-token scale) runs on one core per token
-    busy = min(s.cores, n_tok) if s.split is not None and s.split.unit == s.split.count else s.cores
-    compute = math.ceil(ops * t.cycles_per_element / busy) + (t.fork_cycles if s.cores > 1 else 0)
+    # a split whose unit is the whole vector (a per-token scale) runs on one core per token, unless it runs as two
+    # forks over all cores (Split.passes)
+    whole = s.split is not None and s.split.unit == s.split.count and not s.split.passes
+    busy = min(s.cores, n_tok) if whole else s.cores
+    forks = 2 if s.split is not None and s.split.passes else 1
+    compute = math.ceil(ops * t.cycles_per_element / busy) + (forks * t.fork_cycles if s.cores > 1 else 0)
     return Work(compute, s.macs * n_tok, ops)
 
 

@@ -30,6 +30,10 @@ class Split:
     count: str
     unit: str | int = 1  # an int, or the name of a parameter that holds it
     bounds: tuple[str, str] | None = None  # or: the kernel takes [lo, hi) itself, and count stays whole
+    # or: two forks, a scale that spans the vector between them: (first pass, second pass), each taking the kernel's
+    # arguments, then spans [2 * n_cores] (each core's {hi, lo}: the first writes its own, the second reads all), core,
+    # n_cores and the core's [lo, hi) of count
+    passes: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

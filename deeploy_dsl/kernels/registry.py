@@ -380,7 +380,8 @@ SWIGLU = KernelSpec("swiglu_i8", "swiglu.c", _p("""
     "h = sat8(round(silu(gate) * up * mult / 2^shift)), a calibrated scale", bounds=K.I8,
     split=Split(("h", "gate", "up"), "n"), prefill="flat", fragment="split")
 
-# the token's scale spans the vector: one unit, which the cluster gives its last core (core 0 also runs forward())
+# the token's scale spans the vector: two forks, the cores' spans of their shares, then the scale from them all and
+# the shares' outputs (Split.passes); one core calls the kernel itself
 SWIGLU_DYN = KernelSpec("swiglu_dyn_i8", "swiglu.c", _p("""
     h          | int8_t *        | [n] output
     shift_out  | uint8_t *       | [1] the next layer's shift for this token
@@ -391,7 +392,8 @@ SWIGLU_DYN = KernelSpec("swiglu_dyn_i8", "swiglu.c", _p("""
     base_shift | int32_t         | the next layer's shift at scale 2^0
     n          | int32_t         | hidden units"""), _swiglu_dyn, elementwise_work,
     "h = silu(gate) * up / 2^k rounded half up, k per token the smallest that fits int8; shift_out = base_shift - k",
-    bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
+    bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n", passes=("swiglu_dyn_i8_span", "swiglu_dyn_i8_out")),
+    calls=("swiglu_dyn_i8", "swiglu_dyn_i8_span", "swiglu_dyn_i8_out"), fragment="split")
 
 SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
     h          | int8_t *        | [n] output
@@ -403,7 +405,9 @@ SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
     base_shift | int32_t         | the down projection's shift at factor 1
     n          | int32_t         | hidden units"""), _swiglu_tok, elementwise_work,
     "h = silu(gate) * up * 127 / max|silu(gate) * up| (an integer multiplier); the token's factor for the down "
-    "projection", bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
+    "projection", bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n", passes=("swiglu_tok_i8_span",
+                                                                                   "swiglu_tok_i8_out")),
+    calls=("swiglu_tok_i8", "swiglu_tok_i8_span", "swiglu_tok_i8_out"), fragment="split")
 
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
