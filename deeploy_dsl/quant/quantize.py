@@ -88,8 +88,9 @@ class _Ranges:
     def result(self) -> dict[str, float]:
         if self.stat == "max":
             return dict(self.maxes)
-        if self.stat == "percentile":
-            return {n: float(np.percentile(np.concatenate(v), self.pct)) for n, v in self.samples.items()}
+        if self.stat == "percentile":  # the wide ones keep their max: clipping buys int16/int32 nothing
+            return {n: self.maxes[n] if n in WIDE else float(np.percentile(np.concatenate(v), self.pct))
+                    for n, v in self.samples.items()}
         rng = np.random.default_rng(0)
         out = {}
         for n, v in sorted(self.samples.items()):
