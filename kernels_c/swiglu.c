@@ -118,3 +118,48 @@ void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n
     for (; i < n; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
     dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
 }
+
+/* int16 gate and up (`gate_up int16`, kernels.silu16): silu of g from the 513-entry table T (an entry every 2^7 gate
+ * steps, both ends included), interpolated: j = (g + 32768) >> 7, f = its low 7 bits, T[j] + ((T[j+1] - T[j]) * f + 64)
+ * >> 7 (|T[j+1] - T[j]| * 127 < 2^23); between two int16 entries, so int16 */
+SWIGLU_INLINE int32_t silu16(const int16_t *t, int32_t g) {
+    const uint32_t u = (uint32_t)(g + 32768);
+    const int32_t j = (int32_t)(u >> 7), f = (int32_t)(u & 127u);
+    return t[j] + ((((int32_t)t[j + 1] - t[j]) * f + 64) >> 7);
+}
+
+/* swiglu_tok_i8 on int16 gate and up (kernels.swiglu_tok_g16): p[i] = silu16(gate[i]) * up[i], |p| <= 2^30
+ * (both -32768), h = dpl_absmax of them, tok = tok_factor(a, t, base_shift) (the down projection's shift needs room 31) */
+void swiglu16_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
+                     const int16_t *gate /* [n] */, const int16_t *up /* [n] */, const int16_t *silu_table /* [513] */,
+                     int32_t base_shift, int32_t n) {
+    int32_t hi = 0, lo = 0, i = 0;
+    dpl_absmax q;
+#define SWIGLU16_SPAN(j)                                                                                           \
+    do {                                                                                                           \
+        const int32_t p_ = p[(j)] = silu16(silu_table, gate[(j)]) * up[(j)];                                       \
+        if (p_ > hi) hi = p_;                                                                                      \
+        if (p_ < lo) lo = p_;                                                                                      \
+    } while (0)
+    for (; i + 4 <= n; i += 4) { /* by four: loop control per four elements */
+        SWIGLU16_SPAN(i);
+        SWIGLU16_SPAN(i + 1);
+        SWIGLU16_SPAN(i + 2);
+        SWIGLU16_SPAN(i + 3);
+    }
+    for (; i < n; i++) SWIGLU16_SPAN(i);
+#undef SWIGLU16_SPAN
+    dpl_absmax_init(&q, (uint32_t)(hi > -lo ? hi : -lo));
+    for (i = 0; i + 8 <= n; i += 8) { /* by eight: the vector is one core's work */
+        h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
+        h[i + 1] = (int8_t)dpl_absmax_apply(&q, p[i + 1]);
+        h[i + 2] = (int8_t)dpl_absmax_apply(&q, p[i + 2]);
+        h[i + 3] = (int8_t)dpl_absmax_apply(&q, p[i + 3]);
+        h[i + 4] = (int8_t)dpl_absmax_apply(&q, p[i + 4]);
+        h[i + 5] = (int8_t)dpl_absmax_apply(&q, p[i + 5]);
+        h[i + 6] = (int8_t)dpl_absmax_apply(&q, p[i + 6]);
+        h[i + 7] = (int8_t)dpl_absmax_apply(&q, p[i + 7]);
+    }
+    for (; i < n; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
+    dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
+}

@@ -420,7 +420,8 @@ def _fmt(v) -> str:
 
 def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims: Dims | None) -> QuantSpec:
     r = _Reader(b.entries if b else (), "quantize",
-                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic", "smooth"),
+                ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic", "smooth",
+                 "gate_up"),
                 errs, b.pos if b else file_pos, mappings=True)
     weights, gran, group, rounding = "int8", "per_channel", 0, "nearest"
     if (vals := r.values("weights")) is not None:
@@ -451,9 +452,14 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
             if {v.value, *dynamic} >= {"swiglu", "swiglu_absmax"}:
                 errs.add(v.pos, "'swiglu' and 'swiglu_absmax' are two scales for the same output", "choose one")
             dynamic += (v.value,)
+    gate_up = r.choice("gate_up", ("int8", "int16"), "int8")
+    if gate_up == "int16" and "swiglu_absmax" not in dynamic:
+        errs.add(r.pos("gate_up"), "gate_up int16 needs the SwiGLU's per-token absmax scale: its products reach 2^30, "
+                 "beyond what a calibrated or power-of-two int8 output takes in 32 bits",
+                 "add 'swiglu_absmax' to the quantize block's dynamic line (or use 'gate_up int8')")
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, keys, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
-                     queries, _smooth(r, errs), r.pos("smooth"))
+                     queries, _smooth(r, errs), r.pos("smooth"), gate_up)
 
 
 SMOOTH_FORMS = "'smooth alpha = A', A from 0 to 1 (0.5 is SmoothQuant's; 'smooth A' for short), or 'smooth none'"

@@ -205,6 +205,10 @@ def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
     h[:], tok[:] = K.swiglu_tok(gate, up, silu_table, base_shift)
 
 
+def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n):
+    h[:], tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
+
+
 def _residual_add(y, a, b, n):
     y[:] = K.residual_add(a, b)
 
@@ -388,6 +392,19 @@ SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
     "h = silu(gate) * up * 127 / max|silu(gate) * up| (an integer multiplier); the token's factor for the down "
     "projection", bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"), fragment="split")
 
+SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8", "swiglu.c", _p("""
+    h          | int8_t *        | [n] output
+    tok        | int32_t *       | [2] the token's factor {m, s} for the down projection
+    p          | int32_t *       | [n] scratch: the products
+    gate       | const int16_t * | [n] gate projection (int16)
+    up         | const int16_t * | [n] up projection (int16)
+    silu_table | const int16_t * | [513] silu over int16, an entry every 128 steps
+    base_shift | int32_t         | the down projection's shift at factor 1
+    n          | int32_t         | hidden units"""), _swiglu16_tok, elementwise_work,
+    "h = silu(gate) * up * 127 / max|silu(gate) * up| on int16 gate and up, silu by a 513-entry table interpolated "
+    "linearly; the token's factor for the down projection", bounds=K.I8, split=Split(("h", "gate", "up"), "n", unit="n"),
+    fragment="split")
+
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
     a | const int16_t * | [n] the residual stream
@@ -399,7 +416,7 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
     *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
-    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
+    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
