@@ -282,3 +282,24 @@ def test_the_npu_takes_no_per_token_factor(model_dir, tmp_path):
 def test_dynamic_values(model_dir):
     with pytest.raises(SpecError, match="two scales for the same output"):
         compile_deployment(DPLY, ["quantize.dynamic=swiglu,swiglu_absmax"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
+@pytest.mark.parametrize("cores", [1, 8])
+def test_qemu_gate_up_int16_is_bit_exact(model_dir, tmp_path, cores):
+    from test_keys16 import check_qemu
+    check_qemu(compile_deployment(DPLY, ["quantize.dynamic=final_norm,swiglu_absmax", "quantize.gate_up=int16",
+                                         "quantize.queries=int12", "quantize.smooth=0.5"]), tmp_path, cores=cores)
+
+
+def test_gate_up_values(model_dir):
+    """gate_up is int8 or int16; int16 needs the SwiGLU's absmax scale (its products reach 2^30), said at the line."""
+    with pytest.raises(SpecError, match="unsupported gate_up 'int12'"):
+        compile_deployment(DPLY, ["quantize.gate_up=int12", "quantize.dynamic=swiglu_absmax"])
+    for dynamic in ("swiglu", "norm"):
+        with pytest.raises(SpecError) as e:
+            compile_deployment(DPLY, ["quantize.gate_up=int16", f"quantize.dynamic={dynamic}"])
+        d = e.value.diagnostics[0]
+        assert "gate_up int16 needs the SwiGLU's per-token absmax scale" in d.message and "swiglu_absmax" in d.hint
+        assert d.pos.line == 1  # the -D line
