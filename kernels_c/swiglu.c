@@ -128,29 +128,44 @@ SWIGLU_INLINE int32_t silu16(const int16_t *t, int32_t g) {
     return t[j] + ((((int32_t)t[j + 1] - t[j]) * f + 64) >> 7);
 }
 
-/* swiglu_tok_i8 on int16 gate and up (kernels.swiglu_tok_g16): p[i] = silu16(gate[i]) * up[i], |p| <= 2^30
- * (both -32768), h = dpl_absmax of them, tok = tok_factor(a, t, base_shift) (the down projection's shift needs room 31) */
-void swiglu16_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
-                     const int16_t *gate /* [n] */, const int16_t *up /* [n] */, const int16_t *silu_table /* [513] */,
-                     int32_t base_shift, int32_t n) {
-    int32_t hi = 0, lo = 0, i = 0;
-    dpl_absmax q;
+/* the products silu16(gate[i]) * up[i] of [i, end) into the running largest *mx and smallest *mn, kept in p when
+ * `keep` (a constant where it is inlined) */
+SWIGLU_INLINE void swiglu16_span(int32_t *p, const int16_t *gate, const int16_t *up, const int16_t *t, int32_t i,
+                                 int32_t end, int32_t *mx, int32_t *mn, int keep) {
+    int32_t hi = *mx, lo = *mn;
 #define SWIGLU16_SPAN(j)                                                                                           \
     do {                                                                                                           \
-        const int32_t p_ = p[(j)] = silu16(silu_table, gate[(j)]) * up[(j)];                                       \
+        const int32_t p_ = silu16(t, gate[(j)]) * up[(j)];                                                         \
+        if (keep) p[(j)] = p_;                                                                                     \
         if (p_ > hi) hi = p_;                                                                                      \
         if (p_ < lo) lo = p_;                                                                                      \
     } while (0)
-    for (; i + 4 <= n; i += 4) { /* by four: loop control per four elements */
+    for (; i + 4 <= end; i += 4) { /* by four: loop control per four elements */
         SWIGLU16_SPAN(i);
         SWIGLU16_SPAN(i + 1);
         SWIGLU16_SPAN(i + 2);
         SWIGLU16_SPAN(i + 3);
     }
-    for (; i < n; i++) SWIGLU16_SPAN(i);
+    for (; i < end; i++) SWIGLU16_SPAN(i);
 #undef SWIGLU16_SPAN
-    dpl_absmax_init(&q, (uint32_t)(hi > -lo ? hi : -lo));
-    for (i = 0; i + 8 <= n; i += 8) { /* by eight: the vector is one core's work */
+    *mx = hi, *mn = lo;
+}
+
+/* swiglu_tok_i8 on int16 gate and up (kernels.swiglu_tok_g16), the cores sharing it out: p[i] = silu16(gate[i]) *
+ * up[i], |p| <= 2^30 (both -32768); every core finds the largest |p| of the whole vector and keeps its share [lo, hi)
+ * of the products in p, then writes h[lo..hi) = dpl_absmax of them; the core with lo == 0 writes tok = tok_factor(a,
+ * t, base_shift) (the down projection's shift needs room 31) */
+void swiglu16_tok_i8_part(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
+                          const int16_t *gate /* [n] */, const int16_t *up /* [n] */,
+                          const int16_t *silu_table /* [513] */, int32_t base_shift, int32_t n, int32_t lo,
+                          int32_t hi) {
+    int32_t mx = 0, mn = 0, i;
+    dpl_absmax q;
+    swiglu16_span(p, gate, up, silu_table, 0, lo, &mx, &mn, 0);
+    swiglu16_span(p, gate, up, silu_table, lo, hi, &mx, &mn, 1);
+    swiglu16_span(p, gate, up, silu_table, hi, n, &mx, &mn, 0);
+    dpl_absmax_init(&q, (uint32_t)(mx > -mn ? mx : -mn));
+    for (i = lo; i + 8 <= hi; i += 8) { /* by eight */
         h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
         h[i + 1] = (int8_t)dpl_absmax_apply(&q, p[i + 1]);
         h[i + 2] = (int8_t)dpl_absmax_apply(&q, p[i + 2]);
@@ -160,6 +175,6 @@ void swiglu16_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* 
         h[i + 6] = (int8_t)dpl_absmax_apply(&q, p[i + 6]);
         h[i + 7] = (int8_t)dpl_absmax_apply(&q, p[i + 7]);
     }
-    for (; i < n; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
-    dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
+    for (; i < hi; i++) h[i] = (int8_t)dpl_absmax_apply(&q, p[i]);
+    if (lo == 0) dpl_tok_factor(tok, (uint64_t)(uint32_t)q.a, q.t, base_shift);
 }

@@ -127,11 +127,11 @@ def lib(tmp_path_factory):
     i8, i16, i32, c32, c64 = arr(np.int8), arr(np.int16), arr(np.int32), ctypes.c_int32, ctypes.c_int64
     so.rmsnorm_tok_i8_part.argtypes = [i8, i32, i16, i32, c32, c64, c32, c32, c32, c32]
     so.swiglu_tok_i8.argtypes = [i8, i32, i32, i8, i8, i16, c32, c32]
-    so.swiglu16_tok_i8.argtypes = [i8, i32, i32, i16, i16, i16, c32, c32]
+    so.swiglu16_tok_i8_part.argtypes = [i8, i32, i32, i16, i16, i16, c32, c32, c32, c32]
     for bits, dt in ((8, i8), (16, i16), (32, i32)):
         getattr(so, f"gemv_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32]
         getattr(so, f"gemv_q4_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32, c32]
-    for f in ("rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu16_tok_i8", *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
+    for f in ("rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu16_tok_i8_part", *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
         getattr(so, f).restype = None
     return so
 
@@ -186,8 +186,10 @@ def test_silu16_interpolates_the_table_and_stays_int16():
 def test_swiglu16_tok(lib):
     for gate, up, table, base, label in swiglu16_tok_cases():
         n = gate.size
-        h, tok = np.full(n + 2, 77, np.int8), np.zeros(3, np.int32)
-        lib.swiglu16_tok_i8(h, tok, np.zeros(n, np.int32), gate, up, table, base, n)
+        h, tok, p = np.full(n + 2, 77, np.int8), np.zeros(3, np.int32), np.zeros(n, np.int32)
+        cut = n // 3
+        for lo, hi in ((cut, n), (0, cut)) if cut else ((0, n),):  # shares, as the cores take them
+            lib.swiglu16_tok_i8_part(h, tok, p, gate, up, table, base, n, lo, hi)
         want_h, want_tok = K.swiglu_tok_g16(gate, up, table, base)
         assert np.abs(K.silu16(gate, table) * up.astype(np.int64)).max() <= 1 << 30, label
         np.testing.assert_array_equal(h[:n], want_h, err_msg=label)
@@ -231,7 +233,7 @@ def test_gemv_tok(lib, bits, q4):
     pytest.param("final_norm", [], marks=pytest.mark.slow),
     pytest.param("swiglu_absmax", [], marks=pytest.mark.slow),
     pytest.param("norm,swiglu", ["quantize.weights=int4 per_group(32)"], marks=pytest.mark.slow),
-    ("swiglu_absmax", ["quantize.gate_up=int16"]),  # int16 gate and up, silu interpolated (swiglu16_tok_i8)
+    ("swiglu_absmax", ["quantize.gate_up=int16"]),  # int16 gate and up, silu interpolated (swiglu16_tok_i8_part)
     pytest.param("final_norm,swiglu_absmax", ["quantize.gate_up=int16", "quantize.queries=int12", "quantize.smooth=0.5"],
                  marks=pytest.mark.slow),  # the most accurate setting
     pytest.param("norm,final_norm,swiglu_absmax", ["quantize.gate_up=int16", "quantize.queries=int12",
@@ -247,7 +249,7 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
         assert steps["layers.0.attn.k"].arg("shift").name == "layers.0.attn_norm_tok"
     if "swiglu_absmax" in values:
         wide = "quantize.gate_up=int16" in overrides
-        assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8" if wide else "swiglu_tok_i8")
+        assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8_part" if wide else "swiglu_tok_i8")
         assert steps["layers.0.mlp.gate"].kernel.endswith("_i16" if wide else "_i8")
         assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
     if "final_norm" in values:
