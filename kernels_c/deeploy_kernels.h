@@ -308,13 +308,6 @@ void swiglu_dyn_i8(int8_t *h /* [n] */, uint8_t *shift_out /* [1] */, int32_t *p
 void swiglu_tok_i8(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
                    const int8_t *gate /* [n] */, const int8_t *up /* [n] */, const int16_t *silu_table /* [256] */,
                    int32_t base_shift, int32_t n);
-/* swiglu_tok_i8 on int16 gate and up (`gate_up int16`), shared out: h[lo..hi) (every core finds the vector's largest
- * product; lo == 0 writes tok); silu by a 513-entry table with linear interpolation (kernels.swiglu_tok_g16),
- * |p| <= 2^30 */
-void swiglu16_tok_i8_part(int8_t *h /* [n] */, int32_t *tok /* [2] */, int32_t *p /* [n] scratch */,
-                          const int16_t *gate /* [n] */, const int16_t *up /* [n] */,
-                          const int16_t *silu_table /* [513] */, int32_t base_shift, int32_t n, int32_t lo,
-                          int32_t hi);
 
 /* residual_add.c: y[i] = sat16(a[i] + b[i]); y may equal a (in-place residual add) */
 void residual_add_i16(int16_t *y /* [n] */, const int16_t *a /* [n] */, const int16_t *b /* [n] */, int32_t n);

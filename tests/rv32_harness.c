@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "deeploy_kernels.h"
+#include "swiglu16.h"
 #include "dma.h"
 #include "perf.h"
 #include "tiles.h"

@@ -45,8 +45,8 @@ if _missing:
 
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
-SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c", "dma.c",
-           "tiles.c", "sampler.c"]
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "swiglu16.c", "residual_add.c", "embed.c",
+           "argmax.c", "dma.c", "tiles.c", "sampler.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
              "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
 RV_LDFLAGS = ["--specs=picolibc.specs", "--oslib=semihost", "--crt0=semihost",

@@ -117,7 +117,7 @@ def test_tok_factor_and_multipliers():
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("pertoken") / "libpt.so"
-    srcs = [str(KDIR / f) for f in ("rmsnorm.c", "swiglu.c", "gemv.c", "gemv_tok.c")]
+    srcs = [str(KDIR / f) for f in ("rmsnorm.c", "swiglu.c", "swiglu16.c", "gemv.c", "gemv_tok.c")]
     r = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(out), *srcs], capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
     so = ctypes.CDLL(str(out))

@@ -395,7 +395,7 @@ SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
 
 # every core finds the vector's largest product (the products are most of the work, but the vector is no longer one
 # core's while the others wait) and writes its share
-SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8_part", "swiglu.c", _p("""
+SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8_part", "swiglu16.c", _p("""
     h          | int8_t *        | [n] output
     tok        | int32_t *       | [2] the token's factor {m, s} for the down projection
     p          | int32_t *       | [n] scratch: the products (each core its share)
@@ -423,7 +423,7 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
-SOURCE_HEADERS = {"host.c": "host.h"}
+SOURCE_HEADERS = {"host.c": "host.h", "swiglu16.c": "swiglu16.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
 SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
