@@ -124,11 +124,12 @@ def _compile(dep: Deployment) -> Compiled:
     # quant and ir
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
-    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic, dep.quant.queries)
+    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic, dep.quant.queries, dep.quant.gate_up)
     n_linear = sum(op.kind == "linear" for op in graph.ops)
     with progress.task("GPTQ rounding", n_linear, when=hessians is not None) as tick:
         quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
-                         dynamic=dep.quant.dynamic, queries=dep.quant.queries, on_gptq_layer=tick)
+                         dynamic=dep.quant.dynamic, queries=dep.quant.queries, gate_up=dep.quant.gate_up,
+                         on_gptq_layer=tick)
     # passes
     mapping = place_ops(graph, dep)
     lowered = check_plan(lower(graph, quant, dep, mapping, rules_for(dep.target)), "lowering")

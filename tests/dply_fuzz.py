@@ -29,7 +29,7 @@ CALIB_TEXT = "Once upon a time there was a little cat. She liked to play in the 
 BLOCK_SETTINGS = {
     "model": ("weights", "tokenizer", "dim", "layers", "heads", "kv_heads", "hidden", "vocab", "context", "norm_eps",
               "rope_theta", "tied"),
-    "quantize": ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic"),
+    "quantize": ("weights", "activations", "kv_cache", "residual", "keys", "queries", "dynamic", "gate_up"),
     "memory": ("L1", "L2", "L3"),
     "generate": ("tokens", "sampler", "prompt", "prefill"),
     "map": (),
@@ -53,7 +53,7 @@ INVALID_UTF8 = (b"\xff", b"\xfe", b"\x80", b"\xc0\x80", b"\xe2\x82", b"\xed\xa0\
                 b"\xf0\x9f\x98", b"\xc3")
 DEFINE_KEYS = ("target", "strict", "deployment", "memory.L1", "memory.L2", "generate.tokens", "generate.prompt",
                "generate.prefill", "generate.sampler", "quantize.weights", "quantize.activations", "quantize.keys",
-               "quantize.queries", "quantize.dynamic", "model.dim", "model.context", "model.layers", "model.weights", "model.tokenizer",
+               "quantize.queries", "quantize.dynamic", "quantize.gate_up", "model.dim", "model.context", "model.layers", "model.weights", "model.tokenizer",
                "map.lm_head", "map.layers[*].attn.*", "map.default", "nosuch.key", "generate", "map.")
 
 
@@ -286,7 +286,7 @@ KNOBS = ("target=host", "target=generic-rv32", "memory.L1=16KiB", "memory.L1=64K
          "memory.L1=1KiB", "memory.L2=512KiB", "memory.L2=1MiB", "generate.prefill=1", "generate.prefill=64",
          "generate.prefill=512", "quantize.weights=int4 per_group(32)", "quantize.weights=int4 per_group(8)",
          "quantize.weights=int8 per_channel nearest", "quantize.keys=int8", "quantize.dynamic=none",
-         "quantize.queries=int12", "quantize.queries=int16",
+         "quantize.queries=int12", "quantize.queries=int16", "quantize.gate_up=int16",
          "quantize.activations=int8 calibrate(samples, tokens = 512, stat = max)",
          "quantize.activations=int8 calibrate(\"text.txt\", tokens = 256, stat = mse)",
          "map.layers[*].attn.*=npu", "map.layers[*].mlp.*=npu", "map.layers[*].*=auto", "map.lm_head=npu",

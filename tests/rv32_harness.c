@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "deeploy_kernels.h"
+#include "swiglu16.h"
 #include "dma.h"
 #include "perf.h"
 #include "tiles.h"
@@ -68,6 +69,7 @@
     X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                   \
     X(rmsnorm_tok_i8_part, "ppppiiiiii")                                                                              \
     X(swiglu_tok_i8, "ppppppii")                                                                             \
+    X(swiglu16_tok_i8_part, "ppppppiiii")                                                                    \
     X(sample_top_p_i32, "ppiiipp")                                                                                   \
     X(swiglu_dyn_i8_span, "ppppppiipiiii") X(swiglu_dyn_i8_out, "ppppppiipiiii")                                          \
     X(swiglu_tok_i8_span, "ppppppiipiiii") X(swiglu_tok_i8_out, "ppppppiipiiii")
@@ -305,6 +307,9 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         rmsnorm_tok_i8_part(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7), I(8), I(9));
         return 0;
     case FN_swiglu_tok_i8: swiglu_tok_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
+    case FN_swiglu16_tok_i8_part:
+        swiglu16_tok_i8_part(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8), I(9));
+        return 0;
 #ifdef DPL_HAVE_GEMV
     case FN_gemv_tok_i8: gemv_tok_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
     case FN_gemv_tok_i16: gemv_tok_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;

@@ -45,8 +45,8 @@ if _missing:
 
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
-SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "residual_add.c", "embed.c", "argmax.c", "dma.c",
-           "tiles.c", "sampler.c"]
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "swiglu16.c", "residual_add.c", "embed.c",
+           "argmax.c", "dma.c", "tiles.c", "sampler.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
              "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
 RV_LDFLAGS = ["--specs=picolibc.specs", "--oslib=semihost", "--crt0=semihost",
@@ -877,6 +877,23 @@ def gen_swiglu_tok():
     return cases
 
 
+def gen_swiglu16_tok():
+    from test_pertoken import swiglu16_tok_cases
+    cases = []
+    for gate, up, table, base, label in swiglu16_tok_cases():
+        n = gate.size
+        c = Case("swiglu16_tok_i8_part", label)
+        h, tok, p = c.out(np.full(n, 99, np.int8)), c.out(np.zeros(2, np.int32)), c.arr(np.zeros(n, np.int32))
+        g, u, t, cut = c.arr(gate), c.arr(up), c.arr(table), n // 3
+        for lo, hi in ((cut, n), (0, cut)) if cut else ((0, n),):  # shares, as the cores take them
+            c.call("swiglu16_tok_i8_part", h, tok, p, g, u, t, base, n, lo, hi)
+        want_h, want_tok = K.swiglu_tok_g16(gate, up, table, base)
+        c.expect(h, want_h, "h")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+    return cases
+
+
 def gen_gemv_tok(bits, q4):
     """gemv_tok_iN / gemv_q4_tok_iN (test_pertoken.py's cases): the integers of kernels.linear_tok."""
     from test_pertoken import gemv_tok_cases, q4_weights
@@ -1136,6 +1153,7 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "swiglu_dyn_i8": gen_swiglu_dyn,
     "rmsnorm_tok_i8_part": gen_rmsnorm_tok,
     "swiglu_tok_i8": gen_swiglu_tok,
+    "swiglu16_tok_i8_part": gen_swiglu16_tok,
     "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
@@ -1234,6 +1252,7 @@ KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8"
                 "attn_scores_q12", "attn_scores_q12k16", "attn_scores_q16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
                 "rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu_dyn_i8_span", "swiglu_tok_i8_span",
+                "swiglu16_tok_i8_part",
                 "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 

@@ -117,7 +117,7 @@ def test_tok_factor_and_multipliers():
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("pertoken") / "libpt.so"
-    srcs = [str(KDIR / f) for f in ("rmsnorm.c", "swiglu.c", "gemv.c", "gemv_tok.c")]
+    srcs = [str(KDIR / f) for f in ("rmsnorm.c", "swiglu.c", "swiglu16.c", "gemv.c", "gemv_tok.c")]
     r = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(out), *srcs], capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
     so = ctypes.CDLL(str(out))
@@ -127,10 +127,11 @@ def lib(tmp_path_factory):
     i8, i16, i32, c32, c64 = arr(np.int8), arr(np.int16), arr(np.int32), ctypes.c_int32, ctypes.c_int64
     so.rmsnorm_tok_i8_part.argtypes = [i8, i32, i16, i32, c32, c64, c32, c32, c32, c32]
     so.swiglu_tok_i8.argtypes = [i8, i32, i32, i8, i8, i16, c32, c32]
+    so.swiglu16_tok_i8_part.argtypes = [i8, i32, i32, i16, i16, i16, c32, c32, c32, c32]
     for bits, dt in ((8, i8), (16, i16), (32, i32)):
         getattr(so, f"gemv_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32]
         getattr(so, f"gemv_q4_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32, c32]
-    for f in ("rmsnorm_tok_i8_part", "swiglu_tok_i8", *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
+    for f in ("rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu16_tok_i8_part", *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
         getattr(so, f).restype = None
     return so
 
@@ -146,6 +147,54 @@ def test_rmsnorm_tok(lib):
         np.testing.assert_array_equal(y[:dim], want_y, err_msg=label)
         assert (y[dim:] == 77).all() and tok[2] == 0, label
         assert (tok[0], tok[1]) == want_tok, label
+
+
+def silu16_table(rng) -> np.ndarray:
+    """A 513-entry silu table over an int16 gate at a random scale, as quantize makes it (kernels.silu16)."""
+    xs = (np.arange(K.SILU16_ENTRIES) * (1 << K.SILU16_STEP) - 32768) * 10 ** rng.uniform(-4, -2.5)
+    silu = xs / (1.0 + np.exp(-xs))
+    return np.round(silu / np.abs(silu).max() * 32767).astype(np.int16)
+
+
+def swiglu16_tok_cases():
+    """(gate, up, table, base_shift, label) for int16 gate and up: random, and the largest products."""
+    rng = np.random.default_rng(1403)
+    for seed in range(24):
+        n = int(rng.integers(1, 600))
+        table = silu16_table(rng) if seed % 2 else rng.integers(-32768, 32768, K.SILU16_ENTRIES, dtype=np.int16)
+        mag = 10 ** rng.uniform(0, 4.6)
+        gate, up = (np.clip(np.round(rng.standard_normal(n) * mag), *K.I16).astype(np.int16) for _ in range(2))
+        yield gate, up, table, 40, f"random n={n}"
+    ends = np.array([-32768, 32767, -32768, 32767, -1, 0, 127, -129], np.int16)
+    for label, table in (("+32767", np.full(K.SILU16_ENTRIES, 32767, np.int16)),
+                         ("-32768", np.full(K.SILU16_ENTRIES, -32768, np.int16)),
+                         ("alternating", np.resize(np.array([32767, -32768], np.int16), K.SILU16_ENTRIES))):
+        yield ends, np.array([-32768, -32768, 32767, 32767, 5, -3, 1, 1], np.int16), table, 31, f"edge {label}"
+
+
+def test_silu16_interpolates_the_table_and_stays_int16():
+    rng = np.random.default_rng(1404)
+    table = silu16_table(rng)
+    g = np.arange(-32768, 32768, dtype=np.int64)
+    s = K.silu16(g, table)
+    assert s.min() >= -32768 and s.max() <= 32767
+    np.testing.assert_array_equal(s[::1 << K.SILU16_STEP], table[:-1])  # exact at the entries
+    mid = (table[:-1].astype(np.int64) + table[1:]) / 2
+    assert np.abs(s[64::128] - mid).max() <= 0.5 + 1e-9  # halfway between them, rounded
+
+
+def test_swiglu16_tok(lib):
+    for gate, up, table, base, label in swiglu16_tok_cases():
+        n = gate.size
+        h, tok, p = np.full(n + 2, 77, np.int8), np.zeros(3, np.int32), np.zeros(n, np.int32)
+        cut = n // 3
+        for lo, hi in ((cut, n), (0, cut)) if cut else ((0, n),):  # shares, as the cores take them
+            lib.swiglu16_tok_i8_part(h, tok, p, gate, up, table, base, n, lo, hi)
+        want_h, want_tok = K.swiglu_tok_g16(gate, up, table, base)
+        assert np.abs(K.silu16(gate, table) * up.astype(np.int64)).max() <= 1 << 30, label
+        np.testing.assert_array_equal(h[:n], want_h, err_msg=label)
+        assert (h[n:] == 77).all() and (tok[0], tok[1]) == want_tok and tok[2] == 0, label
+        assert np.abs(want_h).max() == 127 or not (K.silu16(gate, table) * up.astype(np.int64)).any(), label
 
 
 def test_swiglu_tok(lib):
@@ -184,6 +233,11 @@ def test_gemv_tok(lib, bits, q4):
     pytest.param("final_norm", [], marks=pytest.mark.slow),
     pytest.param("swiglu_absmax", [], marks=pytest.mark.slow),
     pytest.param("norm,swiglu", ["quantize.weights=int4 per_group(32)"], marks=pytest.mark.slow),
+    ("swiglu_absmax", ["quantize.gate_up=int16"]),  # int16 gate and up, silu interpolated (swiglu16_tok_i8_part)
+    pytest.param("final_norm,swiglu_absmax", ["quantize.gate_up=int16", "quantize.queries=int12", "quantize.smooth=0.5"],
+                 marks=pytest.mark.slow),  # the most accurate setting
+    pytest.param("norm,final_norm,swiglu_absmax", ["quantize.gate_up=int16", "quantize.queries=int12",
+                                                   "quantize.smooth=0.5"], marks=pytest.mark.slow),
 ])
 def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
     """Every logit, decode token by token and with prefill (test_keys16.check_host)."""
@@ -194,7 +248,9 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
         assert steps["layers.0.attn_norm"].kernel == "rmsnorm_tok_i8_part"
         assert steps["layers.0.attn.k"].arg("shift").name == "layers.0.attn_norm_tok"
     if "swiglu_absmax" in values:
-        assert steps["layers.0.mlp.swiglu"].kernel == "swiglu_tok_i8"
+        wide = "quantize.gate_up=int16" in overrides
+        assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8_part" if wide else "swiglu_tok_i8")
+        assert steps["layers.0.mlp.gate"].kernel.endswith("_i16" if wide else "_i8")
         assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
     if "final_norm" in values:
         assert steps["final_norm"].kernel == "rmsnorm_tok_i8_part" and steps["lm_head"].kernel == "gemv_tok_i32"
@@ -239,3 +295,24 @@ def test_the_npu_per_token_factor_under_qemu(model_dir, tmp_path):
 def test_dynamic_values(model_dir):
     with pytest.raises(SpecError, match="two scales for the same output"):
         compile_deployment(DPLY, ["quantize.dynamic=swiglu,swiglu_absmax"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
+@pytest.mark.parametrize("cores", [1, 8])
+def test_qemu_gate_up_int16_is_bit_exact(model_dir, tmp_path, cores):
+    from test_keys16 import check_qemu
+    check_qemu(compile_deployment(DPLY, ["quantize.dynamic=final_norm,swiglu_absmax", "quantize.gate_up=int16",
+                                         "quantize.queries=int12", "quantize.smooth=0.5"]), tmp_path, cores=cores)
+
+
+def test_gate_up_values(model_dir):
+    """gate_up is int8 or int16; int16 needs the SwiGLU's absmax scale (its products reach 2^30), said at the line."""
+    with pytest.raises(SpecError, match="unsupported gate_up 'int12'"):
+        compile_deployment(DPLY, ["quantize.gate_up=int12", "quantize.dynamic=swiglu_absmax"])
+    for dynamic in ("swiglu", "norm"):
+        with pytest.raises(SpecError) as e:
+            compile_deployment(DPLY, ["quantize.gate_up=int16", f"quantize.dynamic={dynamic}"])
+        d = e.value.diagnostics[0]
+        assert "gate_up int16 needs the SwiGLU's per-token absmax scale" in d.message and "swiglu_absmax" in d.hint
+        assert d.pos.line == 1  # the -D line

@@ -296,6 +296,7 @@ def test_every_step_records_the_rule_that_fired(base):
            "attention_q16_gqa"} \
         | ({"rmsnorm_i16_to_i8_absmax"} if "norm" not in q.dynamic else set()) \
         | ({"swiglu_i8_absmax"} if "swiglu_absmax" not in q.dynamic else set()) \
+        | {"swiglu16_i8_absmax"} \
         | ({n for n in names if "_tok_" in n} if not {"norm", "swiglu_absmax"} & set(q.dynamic) else set())
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
                                                  if r.engine == "cluster" and r not in HOST_RULES + RVV_RULES} - unused

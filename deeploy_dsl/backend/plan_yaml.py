@@ -75,6 +75,7 @@ def plan_yaml(c) -> str:
             "kv_cache": dep.quant.kv_cache, "keys": dep.quant.keys,
             **({"queries": dep.quant.queries + (" (in int16, +-2047)" if dep.quant.queries == "int12" else "")}
                if dep.quant.queries != "int8" else {}),
+            **({"gate_up": dep.quant.gate_up} if dep.quant.gate_up != "int8" else {}),
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
             **({"smoothing": f"SmoothQuant alpha {dep.quant.smooth:g} into q/k/v and gate/up; the final norm's gain "
                              "folded into the classifier (its own copy of the weights)"} if dep.quant.smooth is not None else {}),

@@ -184,7 +184,8 @@ def _one_unit(c: Compiled, seqs: np.ndarray, ref: np.ndarray, unit, prefix: str,
     def act(name: str, x: np.ndarray, prefix=prefix) -> np.ndarray:
         s = c.quant.scales.get(name)
         # k's and q's scales are for their widths (keys, queries)
-        bits = QK_BITS[q.keys] if name.endswith(".attn.k") else QK_BITS[q.queries] if name.endswith(".attn.q") else 8
+        bits = QK_BITS[q.keys] if name.endswith(".attn.k") else QK_BITS[q.queries] if name.endswith(".attn.q") else \
+            QK_BITS[q.gate_up] if name.endswith((".mlp.gate", ".mlp.up")) else 8
         return _fake_quant(x, s, bits) if s and name.startswith(prefix) else x
 
     lg = fm.forward(seqs[:, :-1], 0, fm.new_cache(len(seqs)), transform=act)

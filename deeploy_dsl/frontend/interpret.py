@@ -481,9 +481,14 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
             if {v.value, *dynamic} >= {"swiglu", "swiglu_absmax"}:
                 errs.add(v.pos, "'swiglu' and 'swiglu_absmax' are two scales for the same output", "choose one")
             dynamic += (v.value,)
+    gate_up = r.choice("gate_up", choices("quantize", "gate_up"), default("quantize", "gate_up"))
+    if gate_up == "int16" and "swiglu_absmax" not in dynamic:
+        errs.add(r.pos("gate_up"), "gate_up int16 needs the SwiGLU's per-token absmax scale: its products reach 2^30, "
+                 "beyond what a calibrated or power-of-two int8 output takes in 32 bits",
+                 "add 'swiglu_absmax' to the quantize block's dynamic line (or use 'gate_up int8')")
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, k_type, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
-                     queries, _smooth(r, errs), r.pos("smooth"))
+                     queries, _smooth(r, errs), r.pos("smooth"), gate_up)
 
 
 def _smooth(r: _Reader, errs: Collector) -> float | None:

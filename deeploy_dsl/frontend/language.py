@@ -132,6 +132,9 @@ KEYS = (
         "(int12: stored in int16 within +-2047). The head size must keep a score's int32 sum: int12 with int16 keys "
         "up to head size 32, int16 only with int8 keys.", "queries int12",
         default="int8", choices=("int8", "int12", "int16")),
+    Key("quantize", "gate_up", "int8 or int16", "The MLP's gate and up projections' outputs, which the SwiGLU reads. "
+        "int16: calibrated for 16 bits, silu from a 513-entry table over the int16 gate interpolated in integers; needs "
+        "`dynamic swiglu_absmax` (the products reach 2^30).", "gate_up int16", default="int8", choices=("int8", "int16")),
     Key("quantize", "dynamic", "a list of: swiglu, swiglu_absmax, norm, final_norm (or none)",
         "Activations with a scale per token computed at run time instead of a calibrated one: swiglu (a power of "
         "two for the SwiGLU output), swiglu_absmax (an absmax factor for it instead), norm (the attention and MLP "

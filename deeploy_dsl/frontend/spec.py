@@ -83,6 +83,7 @@ class QuantSpec:
     queries: str = "int8"  # "int8", "int12" (stored in int16, +-2047) or "int16": the q projection, RoPE on q, scores
     smooth: float | None = None  # SmoothQuant's alpha (quant/smooth.py), or None: no smoothing
     smooth_pos: Pos | None = None  # the `smooth` setting
+    gate_up: str = "int8"  # "int8" or "int16": the MLP's gate and up projections' outputs, which the SwiGLU reads
 
 
 @dataclass(frozen=True)

@@ -61,14 +61,17 @@ class Graph:
 LINEAR_KINDS = ("linear",)
 
 
-def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8") -> Graph:
+def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8",
+                gate_up: str = "int8") -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
     "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads; "norm"
     (the attention and MLP norms), "final_norm" and "swiglu_absmax" give the producer a second output, the token's
     factor {m, s} (int32 [2]), which its consumers read.
     queries: the dtype of q ("int8", "int12" or "int16", the quantize block's `queries`), which the q projection
-    writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads."""
+    writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads.
+    gate_up: the dtype of the gate and up projections' outputs ("int8" or "int16", the quantize block's `gate_up`),
+    which the SwiGLU reads."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -106,8 +109,8 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), quer
         hb = v(p + "mlp_norm", "int8", d.dim)
         ht = [v(p + "mlp_norm_tok", "int32", 2)] if "norm" in dynamic else []
         op(p + "mlp_norm", "rmsnorm", [x], [hb] + ht)
-        g = v(p + "mlp.gate", "int8", d.hidden)
-        u = v(p + "mlp.up", "int8", d.hidden)
+        g = v(p + "mlp.gate", gate_up, d.hidden)
+        u = v(p + "mlp.up", gate_up, d.hidden)
         op(p + "mlp.gate", "linear", [hb] + ht, [g], d.dim * d.hidden)
         op(p + "mlp.up", "linear", [hb] + ht, [u], d.dim * d.hidden)
         h = v(p + "mlp.swiglu", "int8", d.hidden)

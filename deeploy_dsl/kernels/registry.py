@@ -222,6 +222,11 @@ def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
     h[:], tok[:] = K.swiglu_tok(gate, up, silu_table, base_shift)
 
 
+def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n, lo, hi):
+    out, tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
+    h[lo:hi] = out[lo:hi]
+
+
 def _residual_add(y, a, b, n):
     y[:] = K.residual_add(a, b)
 
@@ -409,6 +414,23 @@ SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
                                                                                    "swiglu_tok_i8_out")),
     calls=("swiglu_tok_i8", "swiglu_tok_i8_span", "swiglu_tok_i8_out"), fragment="split")
 
+# every core finds the vector's largest product (the products are most of the work, but the vector is no longer one
+# core's while the others wait) and writes its share
+SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8_part", "swiglu16.c", _p("""
+    h          | int8_t *        | [n] output
+    tok        | int32_t *       | [2] the token's factor {m, s} for the down projection
+    p          | int32_t *       | [n] scratch: the products (each core its share)
+    gate       | const int16_t * | [n] gate projection (int16)
+    up         | const int16_t * | [n] up projection (int16)
+    silu_table | const int16_t * | [513] silu over int16, an entry every 128 steps
+    base_shift | int32_t         | the down projection's shift at factor 1
+    n          | int32_t         | hidden units
+    lo         | int32_t         | first element written
+    hi         | int32_t         | one past the last element written"""), _swiglu16_tok, elementwise_work,
+    "h[lo:hi] = silu(gate) * up * 127 / max|silu(gate) * up| on int16 gate and up, silu by a 513-entry table "
+    "interpolated linearly; the token's factor for the down projection", bounds=K.I8,
+    split=Split((), "n", bounds=("lo", "hi")), fragment="split")
+
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
     a | const int16_t * | [n] the residual stream
@@ -420,11 +442,11 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
     *(npu_linear_tok(o) for o in OUT), *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
-    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
+    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
     *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "attention_rvv.c": "attention_rvv.h",
-                  "swiglu_rvv.c": "swiglu_rvv.h"}
+                  "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16.c": "swiglu16.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
 SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,

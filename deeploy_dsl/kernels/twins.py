@@ -363,6 +363,28 @@ def swiglu_tok(gate, up, silu_table, base_shift: int):
     return y, tok_factor(a, t, base_shift)
 
 
+# ---- int16 gate and up (`gate_up int16`): silu of an int16 gate by a table with linear interpolation ----------------
+SILU16_STEP = 7  # the table has an entry every 2^7 gate steps: 2^16 / 2^7 + 1 = 513 int16 entries, both ends included
+SILU16_ENTRIES = (1 << (16 - SILU16_STEP)) + 1
+
+
+def silu16(gate, silu_table):
+    """silu of int16 gates from the 513-entry table T over the int16 range (T[j] at gate j * 2^7 - 32768), linearly
+    interpolated in integers: j = (g + 32768) >> 7, f = (g + 32768) & 127, silu = T[j] + ((T[j+1] - T[j]) * f + 64) >> 7.
+    It lies between T[j] and T[j+1], so within int16."""
+    u = np.asarray(gate, dtype=np.int64) + 32768
+    t = np.asarray(silu_table, dtype=np.int64)
+    j, f = u >> SILU16_STEP, u & ((1 << SILU16_STEP) - 1)
+    return t[j] + (((t[j + 1] - t[j]) * f + (1 << (SILU16_STEP - 1))) >> SILU16_STEP)
+
+
+def swiglu_tok_g16(gate, up, silu_table, base_shift: int):
+    """swiglu_tok on int16 gate and up (`gate_up int16`): p = silu16(gate) * up, |p| <= 32768 * 32768 = 2^30, then
+    y = absmax_i8(p), tok = tok_factor(a, t): the output's unit a * 2^t / 127 of the products'."""
+    y, a, t = absmax_i8(silu16(gate, silu_table) * np.asarray(up, dtype=np.int64))
+    return y, tok_factor(a, t, base_shift)
+
+
 TOK_SHIFT_MAX = 62  # a token shift above it drops the multipliers' low bits instead
 
 

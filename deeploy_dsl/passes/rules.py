@@ -44,6 +44,7 @@ def facts(op: Op, c: Ctx) -> dict:
         f["keys"] = c.graph.values[op.inputs[1]].dtype
         f["queries"] = c.graph.values[op.inputs[0]].dtype
     if op.kind == OpKind.SWIGLU:
+        f["gate_up"] = c.graph.values[op.inputs[0]].dtype
         f["scale"] = "absmax" if p.get("absmax") else "per_token" if p.get("dynamic") else "calibrated"
     if op.kind == OpKind.RMSNORM:
         f["scale"] = "absmax" if p.get("absmax") else "calibrated"
@@ -61,6 +62,7 @@ class Pattern:
     weights: str | None = None  # a linear layer's weight format: int8 | int4
     keys: str | None = None  # attention: the K cache's dtype (quantize `keys`)
     queries: str | None = None  # attention: q's dtype (quantize `queries`)
+    gate_up: str | None = None  # swiglu: its gate and up inputs' dtype (quantize `gate_up`)
     scale: str | None = None  # swiglu, rmsnorm: the output's scale, calibrated | per_token (a power of two) | absmax
     in_scale: str | None = None  # linear: its input's scale, calibrated | shift (a power of two per token) | factor
     isa: tuple[str, ...] = ()  # the ISA extensions the kernel needs on the target's cores (its `isa`)
@@ -74,7 +76,7 @@ class Pattern:
             object.__setattr__(self, "out", DType(self.out))
 
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
-        for key in ("kind", "out", "weights", "keys", "queries", "scale", "in_scale"):
+        for key in ("kind", "out", "weights", "keys", "queries", "gate_up", "scale", "in_scale"):
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
@@ -90,7 +92,8 @@ class Pattern:
     @property
     def text(self) -> str:
         parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}"
-                                                     for k in ("out", "weights", "keys", "queries", "scale", "in_scale")
+                                                     for k in ("out", "weights", "keys", "queries", "gate_up", "scale",
+                                                               "in_scale")
                                                      if getattr(self, k) is not None]
         if self.isa:
             parts.append(self.isa_text)
@@ -269,6 +272,18 @@ def build_swiglu_tok(op: Op, c: Ctx, k: KernelSpec):
         f"h = int8(silu(gate) * up * 127 / max|silu(gate) * up|), tok = its factor for the down projection, [{n}]"
 
 
+def build_swiglu16_tok(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up on int16 gate and up with a per-token absmax scale: silu by a 513-entry table over the int16 range,
+    interpolated linearly in integers; the products scaled so the token's largest is 127 by an integer multiplier, whose
+    inverse goes to the down projection as the token's factor. Every core finds the largest product, each writes its
+    share."""
+    args, _ = build_swiglu_tok(op, c, k)
+    n = c.graph.values[op.outputs[0]].shape[0]
+    return {**args, "lo": _int(0), "hi": _int(n)}, \
+        (f"h = int8(silu(gate) * up * 127 / max|silu(gate) * up|), gate and up int16, silu by 513-entry table "
+         f"interpolated; tok = its factor for the down projection, [{n}]")
+
+
 def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
     """The residual add, saturating to int16, in place."""
     n = c.graph.values[op.outputs[0]].shape[0]
@@ -304,9 +319,10 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("attention_q12k16_gqa", Pattern("attention", keys="int16", queries="int12"), K["attention_q12k16"],
          build_attention),
     Rule("attention_q16_gqa", Pattern("attention", keys="int8", queries="int16"), K["attention_q16"], build_attention),
-    Rule("swiglu_i8_table", Pattern("swiglu", scale="calibrated"), R.SWIGLU, build_swiglu),
-    Rule("swiglu_i8_per_token", Pattern("swiglu", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
-    Rule("swiglu_i8_absmax", Pattern("swiglu", scale="absmax"), R.SWIGLU_TOK, build_swiglu_tok),
+    Rule("swiglu_i8_table", Pattern("swiglu", gate_up="int8", scale="calibrated"), R.SWIGLU, build_swiglu),
+    Rule("swiglu_i8_per_token", Pattern("swiglu", gate_up="int8", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
+    Rule("swiglu_i8_absmax", Pattern("swiglu", gate_up="int8", scale="absmax"), R.SWIGLU_TOK, build_swiglu_tok),
+    Rule("swiglu16_i8_absmax", Pattern("swiglu", gate_up="int16", scale="absmax"), R.SWIGLU16_TOK, build_swiglu16_tok),
     Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(

@@ -32,6 +32,7 @@ DYN_SHIFT_MIN = 16  # swiglu_dyn's k is at most 16 (|silu * up| <= 2^22)
 # RMSNorm's is below 2^(31 - gain_shift) (|x * gain| <= 2^30, 2^39 / r <= 2^31), SwiGLU's below 2^22 (|silu * up|)
 TOK_NORM_ROOM = 32
 TOK_SWIGLU_ROOM = 23
+TOK_SWIGLU16_ROOM = 31  # int16 gate and up (`gate_up int16`): |silu * up| <= 2^30, bitlen <= 31
 LOGIT_BITS = 24  # logits are int32 with the largest calibrated logit at about 2^24
 
 
@@ -89,8 +90,9 @@ class _Ranges:
     def result(self) -> dict[str, float]:
         if self.stat == "max":
             return dict(self.maxes)
-        if self.stat == "percentile":
-            return {n: float(np.percentile(np.concatenate(v), self.pct)) for n, v in self.samples.items()}
+        if self.stat == "percentile":  # the wide ones keep their max: clipping buys int16/int32 nothing
+            return {n: self.maxes[n] if n in WIDE else float(np.percentile(np.concatenate(v), self.pct))
+                    for n, v in self.samples.items()}
         rng = np.random.default_rng(0)
         out = {}
         for n, v in sorted(self.samples.items()):
@@ -247,7 +249,7 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
              hessians: Hessians | None = None, dynamic: tuple[str, ...] = (), queries: str = "int8",
-             on_gptq_layer=None) -> QuantModel:
+             on_gptq_layer=None, gate_up: str = "int8") -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
     groups[op] > 0 (mapping.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
     channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
@@ -260,6 +262,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     bits; attention's scores are then (q . k) / 2^K_SCORE_SHIFT (kernels.attn_scores), which the score
     multiplier takes back. queries "int12" | "int16": the q projection's output is calibrated for 12 (+-2047) or 16
     bits, and the scores are q . k / 2^score_shift(q bits, k bits), which the score multiplier takes back too.
+    gate_up "int16" (with dynamic "swiglu_absmax"): the gate and up projections' outputs are calibrated for 16 bits,
+    and silu is a 513-entry table over the int16 gate, interpolated linearly (kernels.silu16).
     on_gptq_layer() is called after each linear layer GPTQ has rounded (a progress count)."""
     d: Dims = fm.d
     k_bits, q_bits = K.QK_BITS[keys], K.QK_BITS[queries]
@@ -385,13 +389,15 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         norm(p + "mlp_norm", lw.ffn_norm)
         s_in = sc[p + "mlp_norm"] / 127.0 if tok_norm else sc[p + "mlp_norm"]
         for name, wf in (("gate", lw.w1), ("up", lw.w3)):
-            sc[p + "mlp." + name] = act_scale(p + "mlp." + name)
+            sc[p + "mlp." + name] = act_scale(p + "mlp." + name, 16 if gate_up == "int16" else 8)
             linear(p + "mlp." + name, p + "mlp_norm", wf, s_in, sc[p + "mlp." + name])
         if tok_norm:
             share_shift(p + "mlp_norm", (p + "mlp.gate", p + "mlp.up"),
                         TOK_NORM_ROOM - params[p + "mlp_norm"]["gain_shift"], "try without 'dynamic norm'")
-        # SiLU is exact as a table: the gate is int8, so there are only 256 inputs
-        xs = (np.arange(256) - 128) * sc[p + "mlp.gate"]
+        # SiLU is exact as a table: the gate is int8, so there are only 256 inputs; an int16 gate reads a table of
+        # 513 (an entry every 2^7 steps, kernels.silu16) between which it interpolates
+        xs = ((np.arange(256) - 128) if gate_up == "int8" else
+              np.arange(K.SILU16_ENTRIES) * (1 << K.SILU16_STEP) - 32768) * sc[p + "mlp.gate"]
         silu = xs / (1.0 + np.exp(-xs))
         s_t = float(np.abs(silu).max()) / 32767.0 or 1.0
         consts[p + "mlp.swiglu.silu"] = np.round(silu / s_t).astype(np.int16)
@@ -399,7 +405,8 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         if "swiglu_absmax" in dynamic:  # the multipliers for 1/127 of the products' unit (kernels.swiglu_tok)
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_t * sc[p + "mlp.up"] / 127.0, sc["residual"])
             params[p + "mlp.swiglu"] = {}
-            share_shift(p + "mlp.swiglu", (p + "mlp.down",), TOK_SWIGLU_ROOM, "try without 'dynamic swiglu_absmax'")
+            share_shift(p + "mlp.swiglu", (p + "mlp.down",), TOK_SWIGLU16_ROOM if gate_up == "int16" else TOK_SWIGLU_ROOM,
+                        "try without 'dynamic swiglu_absmax'" + (" and 'gate_up int16'" if gate_up == "int16" else ""))
         elif "swiglu" in dynamic:
             s_p = s_t * sc[p + "mlp.up"]  # the unit of the products; a token's scale is s_p * 2^k
             linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_p, sc["residual"])
