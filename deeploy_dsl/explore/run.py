@@ -3,10 +3,9 @@ cost-model figures; stage 2 runs the held-out eval only for points that meet eve
 distinct integer numerics. Every result goes to the store as it arrives; points already there are not computed."""
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 
+from .progress import Progress
 from .store import Store, eval_key, point_key
 from .sweep import EVAL_METRICS, QEMU_METRICS, Sweep
 from .tasks import QEMU_TOKENS, cost_task, eval_task, qemu_task
@@ -27,30 +26,6 @@ class Point:
         return next((r["error"] for r in (self.cost, self.eval, self.qemu) if r and "error" in r), None)
 
 
-class Progress:
-    """points done / failed / remaining and an ETA, on one line of stderr (a line per 10% when not a terminal)."""
-
-    def __init__(self, stage: str, total: int, quiet: bool):
-        self.stage, self.total, self.quiet = stage, total, quiet
-        self.done = self.failed = 0
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    def step(self, failed: bool) -> None:
-        self.done += 1
-        self.failed += failed
-        if self.quiet or not self.total:
-            return
-        el = time.perf_counter() - self.t0
-        eta = el / self.done * (self.total - self.done)
-        line = (f"explore: {self.stage}: {self.done}/{self.total} done, {self.failed} failed, "
-                f"{self.total - self.done} remaining, ETA {eta:.0f} s")
-        if self.tty:
-            print("\r" + line, end="\n" if self.done == self.total else "", file=sys.stderr, flush=True)
-        elif self.done == self.total or self.done % max(1, self.total // 10) == 0:
-            print(line, file=sys.stderr, flush=True)
-
-
 def make_points(sweep: Sweep) -> list[Point]:
     from ..frontend.interpret import load_deployment
     text = sweep.deployment.read_text()
@@ -68,6 +43,7 @@ def _stage(backend, store: Store, todo: list[tuple[str, object, tuple]], label: 
     if budget[0] is not None:
         todo, budget[0] = todo[:budget[0]], max(0, budget[0] - len(todo))
     prog = Progress(label, len(todo), quiet)
+    prog.start()
     for i, res in backend.run([(fn, args) for _, fn, args in todo]):
         store.add({"key": todo[i][0], "stage": label, **res})
         prog.step("error" in res)
@@ -80,7 +56,8 @@ def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, 
     pts = make_points(sweep)
     budget = [max_points]
     dply = str(sweep.deployment)
-    n_cost = _stage(backend, store, [(p.key, cost_task, (dply, p.overrides)) for p in pts], "cost model", budget, quiet)
+    cache = str(store.path.parent / "cache")  # the quant phase's results, shared by the workers (quant/cache.py)
+    n_cost = _stage(backend, store, [(p.key, cost_task, (dply, p.overrides, cache)) for p in pts], "cost model", budget, quiet)
     for p in pts:
         p.cost = store.get(p.key)
         p.figures = dict((p.cost or {}).get("figures", {}))
@@ -91,7 +68,7 @@ def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, 
         for p in pts:
             if p.figures and all(c.holds(p.figures) for c in cheap):
                 k = eval_key(p.cost["numerics"], sweep.eval)
-                calls.setdefault(k, (dply, p.overrides, sweep.eval["sequences"], sweep.eval["length"], sweep.eval["seed"]))
+                calls.setdefault(k, (dply, p.overrides, sweep.eval["sequences"], sweep.eval["length"], sweep.eval["seed"], cache))
         n_eval = _stage(backend, store, [(k, eval_task, args) for k, args in calls.items()], "eval", budget, quiet)
         for p in pts:
             if p.figures and all(c.holds(p.figures) for c in cheap):
@@ -102,7 +79,7 @@ def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, 
         others = [c for c in sweep.constraints if c.metric not in QEMU_METRICS]
         measured = [p for p in pts if p.figures and (not sweep.needs_eval or p.eval) and all(c.holds(p.figures) for c in others)]
         qkey = lambda p: f"{p.key}:qemu:{QEMU_TOKENS}"  # noqa: E731
-        n_qemu = _stage(backend, store, [(qkey(p), qemu_task, (dply, p.overrides, QEMU_TOKENS)) for p in measured],
+        n_qemu = _stage(backend, store, [(qkey(p), qemu_task, (dply, p.overrides, QEMU_TOKENS, cache)) for p in measured],
                         "qemu", budget, quiet)
         for p in measured:
             p.qemu = store.get(qkey(p))

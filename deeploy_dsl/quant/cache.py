@@ -6,7 +6,7 @@ the cores or the mapping. A sweep or a test run compiles the same model with the
 the calibration pass (the float model over 4,096 tokens) and GPTQ are most of a build, and are done once.
 
 Two levels: in this process, a bounded LRU (QUANT_LRU_ENTRIES results, QUANT_LRU_BYTES of arrays); on disk, when a
-folder is given (`use_disk`; `deeploy explore` gives DIR/cache), one `.npz` per key, written atomically (a temporary
+folder is given (`on_disk`; `deeploy explore` gives DIR/cache), one `.npz` per key, written atomically (a temporary
 file renamed), read without pickle. The key is a sha256 of all of the above and of deeploy's code (its version and
 the text of every module of the package) and numpy's version, so a changed compiler never reads an old result; a
 file that cannot be read or holds another key is a miss. The arrays handed out are read-only: one result is shared
@@ -23,6 +23,7 @@ import os
 import tempfile
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -215,6 +216,11 @@ def _unpack(meta: dict, arrays: dict) -> QuantStage:
 CACHE = QuantCache()
 
 
-def use_disk(folder: Path | None) -> None:
-    """Keep (and look for) results in `folder` too; None: this process's memory only."""
-    CACHE.disk = None if folder is None else Path(folder)
+@contextmanager
+def on_disk(folder: Path | None):
+    """Within the block, keep (and look for) results in `folder` too (None: this process's memory only)."""
+    before, CACHE.disk = CACHE.disk, None if folder is None else Path(folder)
+    try:
+        yield
+    finally:
+        CACHE.disk = before
