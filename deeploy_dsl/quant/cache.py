@@ -52,14 +52,21 @@ class QuantStage:
         return sum(a.nbytes for a in arrays)
 
 
+# explore's modules that only choose which points to compute and report them: they change no build or figure
+NOT_RESULTS = ("explore/__init__.py", "explore/backends.py", "explore/halving.py", "explore/pareto.py",
+               "explore/progress.py", "explore/report.py", "explore/run.py", "explore/sweep.py", "explore/write.py")
+
+
 @lru_cache(maxsize=1)
 def code_digest() -> str:
-    """deeploy's version, the text of every module of the package and numpy's version."""
+    """deeploy's version, the text of every module of the package (but NOT_RESULTS) and numpy's version."""
     import deeploy_dsl
     root = Path(deeploy_dsl.__file__).parent
     h = hashlib.sha256(f"deeploy {deeploy_dsl.__version__} numpy {np.__version__}".encode())
     for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        rel = path.relative_to(root).as_posix()
+        if rel not in NOT_RESULTS:
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
