@@ -131,6 +131,36 @@ def test_store_resumes_records_failures_and_shares_evals(tmp_path):
     assert 'class="front"' in (tmp_path / "out/explore.html").read_text()
 
 
+def test_a_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
+    """SIGKILL once the first results are in: the re-run computes exactly the points the store lacks."""
+    import signal
+    import subprocess
+    import time
+    from conftest import deeploy_cmd
+    sweep = sweep_file(tmp_path, FAST + "axis memory.L1 = 24KiB, 32KiB, 48KiB, 64KiB, 128KiB, 256KiB\nmaximise tokens_per_s\n")
+    store = tmp_path / "out/results.jsonl"
+    proc = subprocess.Popen(deeploy_cmd() + ["explore", str(sweep), "-o", str(tmp_path / "out"), "--jobs", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (store.exists() and store.read_text().count("\n") >= 1) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = 0
+    for ln in store.read_text().splitlines():
+        try:
+            done += "figures" in json.loads(ln)
+        except json.JSONDecodeError:  # the line the kill cut short
+            pass
+    assert 1 <= done < 6, done
+    out, r = _explore(tmp_path, sweep, "--jobs", "1")
+    assert f"computed {6 - done} builds" in out, out
+    assert r["counts"]["ok"] == 6
+
+
 @pytest.mark.slow  # 22 s at load 6 on the shared 2-core machine (94 s at load 12): 4 builds twice, a LocalCluster, 2 builds for --write
 def test_pool_and_dask_give_the_same_explore_json_and_write_reproduces_the_best(tmp_path):
     pytest.importorskip("dask.distributed")

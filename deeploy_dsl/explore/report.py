@@ -147,19 +147,23 @@ def explore_html(res: dict) -> str:
         cells += "".join(f"<td>{_fmt(m, p['figures'].get(m))}</td>" for m in metrics)
         note = p.get("error", "").splitlines()[0] if p.get("error") else ", ".join(p.get("violates", []))
         note = note or NOTES.get(p["status"], "").format(**p)
-        rows.append(f'<tr class="{"front" if p["pareto"] else ""}"><td>{p["index"]}</td>{cells}'
-                    f'<td class="s">{p["status"]}</td><td class="s">{html.escape(note)}</td></tr>')
+        rows.append(f'<tr class="{"front" if p["pareto"] else ""}"><td>{p["index"]}{"*" if p["index"] == res["best"] else ""}</td>'
+                    f'{cells}<td class="s">{p["status"]}</td><td class="s">{html.escape(note)}</td></tr>')
     c = res["counts"]
+    counts = f"{c['ok']} feasible, {c['infeasible']} infeasible, {c['failed']} failed" + "".join(
+        f", {c[s]} {s}" for s in STATUSES[3:] if c.get(s))
+    head = ("<tr><th>#</th>" + "".join(f'<th class="s">{html.escape(k)}</th>' for k in keys)
+            + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + '<th class="s">status</th><th class="s">note</th></tr>')
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>deeploy explore: {html.escape(res['sweep'])}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(res['sweep'])}</h1>",
-        f"<p>{html.escape(res['deployment'])}: {len(res['points'])} points, {c['ok']} feasible, {c['infeasible']} infeasible, "
-        f"{c['failed']} failed" + "".join(f", {c[s]} {s}" for s in STATUSES[3:] if c.get(s)) + ". Objectives: {html.escape(', '.join(res['objectives']))}. Constraints: "
-        f"{html.escape(', '.join(res['constraints']) or 'none')}.</p>",
+        f"<p>{html.escape(res['deployment'])}: {len(res['points'])} points, {counts}. Objectives: "
+        f"{html.escape(', '.join(res['objectives']))}. Constraints: {html.escape(', '.join(res['constraints']) or 'none')}.</p>",
+        f"<h2>Pareto front: {len(res['front'])} points (* best in the first objective)</h2><table>{head}",
+        *[rows[i] for i in res["front"]], "</table>",
         '<p class="legend"><span style="color:#d62728">&#9679; Pareto front</span><span style="color:#1f77b4">&#9679; feasible</span>'
         "<span>&#9675; infeasible</span> (hover a point for its settings)</p>",
         "<div>" + "".join(plots) + "</div>",
-        "<h2>Points</h2><table><tr><th>#</th>" + "".join(f'<th class="s">{html.escape(k)}</th>' for k in keys)
-        + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + '<th class="s">status</th><th class="s">note</th></tr>',
+        f"<h2>All points</h2><table>{head}",
         *rows, "</table></body></html>", ""])

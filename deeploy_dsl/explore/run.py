@@ -33,11 +33,13 @@ class Point:
 def make_points(sweep: Sweep) -> list[Point]:
     from ..frontend.interpret import load_deployment
     text = sweep.deployment.read_text()
-    out = []
+    out, inputs = [], {}
     for i, ovs in enumerate(sweep.points()):
-        m = load_deployment(sweep.deployment, list(ovs)).model  # checked by load_sweep: only reads settings
-        inputs = tuple(str(p) for p in (m.weights, m.tokenizer) if p is not None)
-        out.append(Point(i, ovs, point_key(text, ovs, inputs)))
+        model_ovs = tuple(ov for ov in ovs if ov.startswith("model"))  # only these can change the files read
+        if model_ovs not in inputs:
+            m = load_deployment(sweep.deployment, list(model_ovs)).model  # checked by load_sweep: only reads settings
+            inputs[model_ovs] = tuple(str(p) for p in (m.weights, m.tokenizer) if p is not None)
+        out.append(Point(i, ovs, point_key(text, ovs, inputs[model_ovs])))
     return out
 
 

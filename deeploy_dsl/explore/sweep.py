@@ -65,6 +65,11 @@ class Constraint:
 
     def __str__(self) -> str:
         bound = str(int(self.bound)) if self.bound.is_integer() else f"{self.bound:g}"
+        if self.metric not in COST_METRICS + EVAL_METRICS + QEMU_METRICS:  # bytes of a memory level, as written
+            for unit in ("MiB", "KiB"):
+                if self.bound and self.bound % UNITS[unit] == 0:
+                    bound = f"{int(self.bound // UNITS[unit])}{unit}"
+                    break
         return f"{self.metric} {self.op} {bound}"
 
 
