@@ -249,7 +249,7 @@ def test_stage_pruning_is_sound_and_skips_dominated_points():
     """Objectives all cheap, an eval constraint: the waves evaluate fewer points, and the front is the one a full
     evaluation gives; the waves do not depend on the order results arrive in."""
     from types import SimpleNamespace
-    from deeploy_dsl.explore.run import _waves
+    from deeploy_dsl.explore.run import run_in_waves
     rng = random.Random(3)
     cons = [Constraint("top1", ">=", 0.3, None)]
     sweep = SimpleNamespace(objectives=O, constraints=cons)
@@ -263,7 +263,7 @@ def test_stage_pruning_is_sound_and_skips_dominated_points():
                 ran.append(p.index)
                 p.figures = dict(truth[p.index])
                 p.measured = True
-        _waves(pts, list(pts), sweep, True, run_wave)
+        run_in_waves(pts, list(pts), sweep, True, run_wave)
         full = [truth[p.index] for p in pts]
         got = [p.figures if not p.pruned else None for p in pts]
         assert front(got, O, cons) == front(full, O, cons)

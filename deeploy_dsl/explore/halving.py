@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .pareto import _oriented, dominates
+from .pareto import oriented, dominates
 
 
 def rungs(sequences: int, eta: int) -> list[int]:
@@ -38,7 +38,7 @@ def pareto_layers(vectors: list[tuple]) -> list[int]:
 def promoted(points: list, objectives, keep: int) -> list:
     """The `keep` best points by (Pareto layer, grid index); a point lacking an objective's figure ranks last."""
     ok = [p for p in points if all(p.figures.get(o.metric) is not None for o in objectives)]
-    layers = pareto_layers([_oriented(p.figures, objectives) for p in ok])
+    layers = pareto_layers([oriented(p.figures, objectives) for p in ok])
     ranked = sorted(zip(layers, [p.index for p in ok], ok), key=lambda t: t[:2])
     return [p for _, _, p in ranked[:keep]]
 

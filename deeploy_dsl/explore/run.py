@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .pareto import _oriented, dominates, feasible
+from .pareto import oriented, dominates, feasible
 from .progress import Progress
 from .store import Store, eval_key, point_key
 from .sweep import EVAL_METRICS, QEMU_METRICS, Sweep
@@ -63,12 +63,12 @@ def _holds_all(p: Point, constraints) -> bool:
 def _dominated(p: Point, pts: list[Point], sweep: Sweep) -> bool:
     """Some point known to meet every constraint (all its figures measured) is at least as good as p in every
     objective and better in one: p cannot be on the front, whatever its later figures."""
-    mine = _oriented(p.figures, sweep.objectives)
+    mine = oriented(p.figures, sweep.objectives)
     return any(q is not p and feasible(q.figures, sweep.objectives, sweep.constraints)
-               and dominates(_oriented(q.figures, sweep.objectives), mine) for q in pts)
+               and dominates(oriented(q.figures, sweep.objectives), mine) for q in pts)
 
 
-def _waves(pts: list[Point], need: list[Point], sweep: Sweep, prunable: bool, run_wave) -> None:
+def run_in_waves(pts: list[Point], need: list[Point], sweep: Sweep, prunable: bool, run_wave) -> None:
     """Run a stage for `need`. With `prunable` (every objective's figure already known for them), in waves: first the
     points no other pending point dominates, then, after each wave, the pending points that no feasible point
     dominates (p.pruned says which stage skipped the others). The waves depend on the figures only, never on
@@ -78,7 +78,7 @@ def _waves(pts: list[Point], need: list[Point], sweep: Sweep, prunable: bool, ru
         return
     pending = list(need)
     while pending:
-        vec = {id(p): _oriented(p.figures, sweep.objectives) for p in pending}
+        vec = {id(p): oriented(p.figures, sweep.objectives) for p in pending}
         wave = [p for p in pending if not any(dominates(vec[id(q)], vec[id(p)]) for q in pending)]
         run_wave(wave)
         rest = [p for p in pending if p not in wave and not p.measured]
@@ -125,7 +125,7 @@ def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, 
         if sweep.halving:
             from .halving import halve
             need = halve(need, sweep, store, eval_wave)
-        _waves(pts, need, sweep, objectives.isdisjoint(EVAL_METRICS + QEMU_METRICS), eval_wave)
+        run_in_waves(pts, need, sweep, objectives.isdisjoint(EVAL_METRICS + QEMU_METRICS), eval_wave)
     for p in pts:
         p.measured = False
     if qemu or sweep.uses_qemu:
@@ -144,5 +144,5 @@ def explore(sweep: Sweep, backend, store: Store, max_points: int | None = None, 
                 p.qemu = store.get(qkey(p))
                 p.measured = p.qemu is not None
                 p.figures.update((p.qemu or {}).get("figures", {}))
-        _waves(pts, need, sweep, objectives.isdisjoint(QEMU_METRICS), qemu_wave)
+        run_in_waves(pts, need, sweep, objectives.isdisjoint(QEMU_METRICS), qemu_wave)
     return {"points": pts, "computed": computed}
