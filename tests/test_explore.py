@@ -331,3 +331,11 @@ def test_progress_line_on_a_terminal_only():
         p.start()
         p.step(False)
         assert stream.getvalue() == ""
+
+
+def test_search_halving_line(tmp_path):
+    body = "axis memory.L1 = 32KiB, 64KiB\nmaximise tokens_per_s\nmaximise top1\n"
+    s = load_sweep(sweep_file(tmp_path, body + "search halving 3\nsearch random 1 seed 2\n"))
+    assert s.halving == 3 and s.sample == (1, 2)
+    with pytest.raises(DeeployError, match=r"t.sweep:6:16: error: successive halving keeps 1/ETA"):
+        load_sweep(sweep_file(tmp_path, body + "search halving 1\n"))
