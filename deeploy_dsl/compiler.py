@@ -5,6 +5,7 @@ every phase that makes or changes a plan (verify.py).
     model      weights, tokenizer     -> Weights, Tokenizer, FloatModel         weights.load_weights, load_tokenizer
     quant      smooth (if asked)      -> Weights, FloatModel (exact rewrites)   smooth.smooth
                calibrate, quantize    -> ranges, QuantModel                     quantize.calibrate, quantize.quantize
+               (the three memoised by the weights' content and the quantize block: quant/cache.py)
     ir         graph                  -> Graph (one decode step's ops)          graph.build_graph
     passes     mapping                -> Mapping (an engine per op)             mapping.place_ops
                lowering               -> Plan (a kernel call per op)            rules.lower with rules_for(target)
@@ -19,7 +20,7 @@ every phase that makes or changes a plan (verify.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import progress
@@ -37,6 +38,7 @@ from .passes.prefill import Prefill, build as build_prefill
 from .passes.rules import lower, rules_for
 from .passes.tiling import tile
 from .passes.verify import check_plan
+from .quant.cache import CACHE as QUANT_CACHE, QuantStage, quant_key
 from .quant.quantize import QuantModel, calibrate, input_hessians, quantize
 from .quant.smooth import smooth
 
@@ -111,6 +113,23 @@ def compile_deployment(path: Path, overrides: list[str] | None = None, strict: b
         raise type(e)(list(dep.warnings) + e.diagnostics, e.omitted) from None
 
 
+def _quant_stage(dep: Deployment, fm: FloatModel, tok: Tokenizer | None, graph: Graph) -> QuantStage:
+    """smooth (if asked), calibrate, quantize: what depends on the weights and the quantize block only (quant/cache.py
+    memoises it)."""
+    smoothed = None
+    if dep.quant.smooth is not None:  # an exact rewrite of the float model
+        smoothed = replace(smooth(fm, dep.quant.calibration, dep.quant.smooth, tok), pos=None)
+        fm = FloatModel(replace(smoothed, pos=fm.w.pos), dep.model.dims)
+    hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
+    ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
+    n_linear = sum(op.kind == "linear" for op in graph.ops)
+    with progress.task("GPTQ rounding", n_linear, when=hessians is not None) as tick:
+        quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
+                         dynamic=dep.quant.dynamic, queries=dep.quant.queries, gate_up=dep.quant.gate_up,
+                         on_gptq_layer=tick)
+    return QuantStage(smoothed, ranges, quant)
+
+
 def _compile(dep: Deployment) -> Compiled:
     # model
     weights = load_weights(dep.model)
@@ -118,18 +137,14 @@ def _compile(dep: Deployment) -> Compiled:
     if tok is not None:  # without one the program takes token ids, and the prompt is not used
         check_prompt(dep, tok)
     fm = FloatModel(weights, dep.model.dims)
-    if dep.quant.smooth is not None:  # an exact rewrite: the float model the rest compiles and is measured against
-        weights = smooth(fm, dep.quant.calibration, dep.quant.smooth, tok)
-        fm = FloatModel(weights, dep.model.dims)
     # quant and ir
-    hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
-    ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
     graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic, dep.quant.queries, dep.quant.gate_up)
-    n_linear = sum(op.kind == "linear" for op in graph.ops)
-    with progress.task("GPTQ rounding", n_linear, when=hessians is not None) as tick:
-        quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
-                         dynamic=dep.quant.dynamic, queries=dep.quant.queries, gate_up=dep.quant.gate_up,
-                         on_gptq_layer=tick)
+    key = quant_key(dep, weights)
+    stage = QUANT_CACHE.get(key) or QUANT_CACHE.put(key, _quant_stage(dep, fm, tok, graph))
+    if stage.weights is not None:  # smoothed: the float model the rest compiles and is measured against
+        weights = replace(stage.weights, pos=weights.pos)
+        fm = FloatModel(weights, dep.model.dims)
+    ranges, quant = stage.ranges, stage.quant
     # passes
     mapping = place_ops(graph, dep)
     lowered = check_plan(lower(graph, quant, dep, mapping, rules_for(dep.target)), "lowering")

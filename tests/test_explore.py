@@ -131,6 +131,36 @@ def test_store_resumes_records_failures_and_shares_evals(tmp_path):
     assert 'class="front"' in (tmp_path / "out/explore.html").read_text()
 
 
+def test_a_killed_sweep_resumes_with_only_the_missing_points(tmp_path):
+    """SIGKILL once the first results are in: the re-run computes exactly the points the store lacks."""
+    import signal
+    import subprocess
+    import time
+    from conftest import deeploy_cmd
+    sweep = sweep_file(tmp_path, FAST + "axis memory.L1 = 24KiB, 32KiB, 48KiB, 64KiB, 128KiB, 256KiB\nmaximise tokens_per_s\n")
+    store = tmp_path / "out/results.jsonl"
+    proc = subprocess.Popen(deeploy_cmd() + ["explore", str(sweep), "-o", str(tmp_path / "out"), "--jobs", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (store.exists() and store.read_text().count("\n") >= 1) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = 0
+    for ln in store.read_text().splitlines():
+        try:
+            done += "figures" in json.loads(ln)
+        except json.JSONDecodeError:  # the line the kill cut short
+            pass
+    assert 1 <= done < 6, done
+    out, r = _explore(tmp_path, sweep, "--jobs", "1")
+    assert f"computed {6 - done} builds" in out, out
+    assert r["counts"]["ok"] == 6
+
+
 @pytest.mark.slow  # 22 s at load 6 on the shared 2-core machine (94 s at load 12): 4 builds twice, a LocalCluster, 2 builds for --write
 def test_pool_and_dask_give_the_same_explore_json_and_write_reproduces_the_best(tmp_path):
     pytest.importorskip("dask.distributed")
@@ -203,3 +233,109 @@ def test_write_edits_settings_or_falls_back_to_comments(tmp_path):
     # an edit whose rebuild disagrees with the point is not kept either
     how = write_best(DPLY, ["memory.L1=32KiB"], dest, lambda path, ovs: str(path))
     assert how == "commented"
+
+
+def _synthetic(rng, n):
+    from deeploy_dsl.explore.run import Point
+    pts = [Point(i, (), str(i), cost={"numerics": f"m{i % 7}"}) for i in range(n)]
+    truth = {}
+    for p in pts:
+        p.figures = {"speed": rng.randint(0, 20), "energy": rng.randint(0, 20)}
+        truth[p.index] = {**p.figures, "top1": (hash(p.cost["numerics"]) % 100) / 100 if rng.random() < 0.9 else 0.1}
+    return pts, truth
+
+
+def test_stage_pruning_is_sound_and_skips_dominated_points():
+    """Objectives all cheap, an eval constraint: the waves evaluate fewer points, and the front is the one a full
+    evaluation gives; the waves do not depend on the order results arrive in."""
+    from types import SimpleNamespace
+    from deeploy_dsl.explore.run import run_in_waves
+    rng = random.Random(3)
+    cons = [Constraint("top1", ">=", 0.3, None)]
+    sweep = SimpleNamespace(objectives=O, constraints=cons)
+    saved = 0
+    for trial in range(30):
+        pts, truth = _synthetic(rng, 30)
+        ran = []
+
+        def run_wave(wave):
+            for p in reversed(wave):  # any order
+                ran.append(p.index)
+                p.figures = dict(truth[p.index])
+                p.measured = True
+        run_in_waves(pts, list(pts), sweep, True, run_wave)
+        full = [truth[p.index] for p in pts]
+        got = [p.figures if not p.pruned else None for p in pts]
+        assert front(got, O, cons) == front(full, O, cons)
+        assert all(p.pruned != (p.index in ran) for p in pts)
+        for p in pts:  # a skipped point is dominated by a feasible evaluated one
+            if p.pruned:
+                assert any(not q.pruned and truth[q.index]["top1"] >= 0.3 and dominates(
+                    (q.figures["speed"], -q.figures["energy"]), (p.figures["speed"], -p.figures["energy"])) for q in pts)
+        saved += len(pts) - len(ran)
+    assert saved > 300  # of 900: most points are dominated by a feasible one
+
+
+def test_successive_halving_rungs_ranking_and_determinism():
+    from types import SimpleNamespace
+    from deeploy_dsl.explore.halving import halve, pareto_layers, rungs
+    assert rungs(32, 3) == [3, 10, 32] and rungs(8, 2) == [2, 4, 8] and rungs(2, 3) == [2]
+    assert pareto_layers([(3, 3), (2, 2), (1, 1), (3, 0), (0, 3)]) == [0, 1, 2, 1, 1]
+    top1 = lambda m, seqs: (int(m[1:]) * 37 % 11) / 10 + seqs / 1000  # noqa: E731 -- a figure per model and rung
+    O3 = [Objective("speed", True), Objective("top1", True)]
+
+    def run(order):
+        from deeploy_dsl.explore.store import eval_key
+        rng = random.Random(5)
+        pts, _ = _synthetic(rng, 40)
+        records, seen = {}, []
+
+        def eval_wave(wave, settings):
+            seen.append((settings["sequences"], sorted({p.cost["numerics"] for p in wave})))
+            for p in (wave if order else reversed(wave)):
+                records[eval_key(p.cost["numerics"], settings)] = {"figures": {"top1": top1(p.cost["numerics"], settings["sequences"])}}
+        store = SimpleNamespace(get=records.get)
+        sweep = SimpleNamespace(halving=3, eval={"sequences": 32, "length": 16, "seed": 1}, objectives=O3)
+        alive = halve(pts, sweep, store, eval_wave)
+        return [p.index for p in alive], [(p.index, p.stopped) for p in pts], seen
+    a, b = run(True), run(False)
+    assert a == b  # the same whatever order results arrive in
+    alive, stopped, seen = a
+    assert [s for s, _ in seen] == [3, 10] and len(seen[1][1]) < len(seen[0][1]) == 7
+    assert all((i in alive) == (r is None) for i, r in stopped) and 0 < len(alive) < 40
+
+
+def test_progress_line_on_a_terminal_only():
+    import io
+    from deeploy_dsl.explore.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    t = [100.0]
+    out = Tty()
+    p = Progress("cost model", 4, stream=out, clock=lambda: t[0])
+    p.start()
+    for dt, failed in [(10, False), (10, True), (100, False), (10, False)]:
+        t[0] += dt
+        p.step(failed)
+    lines = out.getvalue().split("\r")[1:]
+    assert lines[0] == "explore: cost model: 0/4 done, 0 failed, 4 remaining"
+    assert lines[1] == "explore: cost model: 1/4 done, 0 failed, 3 remaining, ETA 30 s"
+    assert lines[2] == "explore: cost model: 2/4 done, 1 failed, 2 remaining, ETA 20 s"
+    assert lines[3] == "explore: cost model: 3/4 done, 1 failed, 1 remaining, ETA 40 s"
+    assert lines[4].startswith("explore: cost model: 4/4 done, 1 failed, 0 remaining ") and lines[4].endswith("\n")
+    assert len(lines[4].rstrip("\n")) == len(lines[3])  # padded over the longer line before it
+    for stream, quiet in [(io.StringIO(), False), (Tty(), True)]:  # a pipe or a log, or --quiet: nothing
+        p = Progress("eval", 3, quiet=quiet, stream=stream)
+        p.start()
+        p.step(False)
+        assert stream.getvalue() == ""
+
+
+def test_search_halving_line(tmp_path):
+    body = "axis memory.L1 = 32KiB, 64KiB\nmaximise tokens_per_s\nmaximise top1\n"
+    s = load_sweep(sweep_file(tmp_path, body + "search halving 3\nsearch random 1 seed 2\n"))
+    assert s.halving == 3 and s.sample == (1, 2)
+    with pytest.raises(DeeployError, match=r"t.sweep:6:16: error: successive halving keeps 1/ETA"):
+        load_sweep(sweep_file(tmp_path, body + "search halving 1\n"))

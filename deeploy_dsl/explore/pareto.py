@@ -9,7 +9,7 @@ def feasible(figures: dict | None, objectives, constraints) -> bool:
     return all(figures.get(o.metric) is not None for o in objectives) and all(c.holds(figures) for c in constraints)
 
 
-def _oriented(figures: dict, objectives) -> tuple:
+def oriented(figures: dict, objectives) -> tuple:
     """The objective figures, each turned so that larger is better."""
     return tuple(figures[o.metric] if o.maximise else -figures[o.metric] for o in objectives)
 
@@ -20,7 +20,7 @@ def dominates(a: tuple, b: tuple) -> bool:
 
 def front(points: list[dict | None], objectives, constraints) -> list[int]:
     """Indices (ascending) of the non-dominated feasible points; points equal in every objective are all kept."""
-    cand = [(i, _oriented(p, objectives)) for i, p in enumerate(points) if feasible(p, objectives, constraints)]
+    cand = [(i, oriented(p, objectives)) for i, p in enumerate(points) if feasible(p, objectives, constraints)]
     return [i for i, v in cand if not any(dominates(w, v) for _, w in cand)]
 
 
@@ -28,4 +28,4 @@ def best(points: list[dict | None], objectives, indices: list[int]) -> int | Non
     """The front point to ship: best in the first objective, ties broken by the next ones, then by index."""
     if not indices:
         return None
-    return min(indices, key=lambda i: (tuple(-x for x in _oriented(points[i], objectives)), i))
+    return min(indices, key=lambda i: (tuple(-x for x in oriented(points[i], objectives)), i))

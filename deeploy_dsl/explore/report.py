@@ -11,8 +11,14 @@ from .sweep import EVAL_METRICS, QEMU_METRICS, Sweep
 
 
 def status(sweep: Sweep, p) -> str:
+    """ok, infeasible, failed, pending (a later stage not run yet), dominated (a later stage skipped: a feasible point
+    dominates it on the figures known before) or stopped (not promoted by `search halving`)."""
     if p.error:
         return "failed"
+    if p.pruned:
+        return "dominated"
+    if p.stopped is not None:
+        return "stopped"
     if p.cost is None or (sweep.needs_eval and p.eval is None and
                           all(c.holds(p.figures) for c in sweep.constraints if c.metric not in EVAL_METRICS)):
         return "pending"
@@ -32,14 +38,29 @@ def result(sweep: Sweep, points: list) -> dict:
             row["error"] = p.error
         elif st == "infeasible":
             row["violates"] = [str(c) for c in sweep.constraints if not c.holds(p.figures)]
+        elif st == "stopped":
+            row["stopped_at_rung"] = p.stopped
         rows.append(row)
     return {"sweep": sweep.name, "deployment": sweep.deployment.name, "set": list(sweep.sets),
             "axes": {a.key: list(a.values) for a in sweep.axes},
             "constraints": [str(c) for c in sweep.constraints], "objectives": [str(o) for o in sweep.objectives],
             "eval": sweep.eval if sweep.needs_eval else None,
-            "search": {"random": sweep.sample[0], "seed": sweep.sample[1]} if sweep.sample else "grid",
-            "counts": {s: sum(r["status"] == s for r in rows) for s in ("ok", "infeasible", "failed", "pending")},
+            "search": _search(sweep),
+            "counts": {s: sum(r["status"] == s for r in rows) for s in STATUSES if s in SHOWN or any(r["status"] == s for r in rows)},
             "front": on_front, "best": chosen, "points": rows}
+
+
+NOTES = {"dominated": "not evaluated further: a feasible point beats it in every objective",
+         "stopped": "search halving stopped it after rung {stopped_at_rung}"}
+STATUSES = ("ok", "infeasible", "failed", "pending", "dominated", "stopped")
+SHOWN = STATUSES[:4]  # always counted; the others only when some point has them
+
+
+def _search(sweep: Sweep):
+    if not sweep.sample and not sweep.halving:
+        return "grid"
+    out = {"random": sweep.sample[0], "seed": sweep.sample[1]} if sweep.sample else {}
+    return out | ({"halving": sweep.halving} if sweep.halving else {})
 
 
 def explore_json(res: dict) -> str:
@@ -73,7 +94,7 @@ def front_table(res: dict) -> str:
     line = lambda r: "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(r, widths, num)).rstrip()  # noqa: E731
     c = res["counts"]
     out = [f"{res['sweep']}: {len(res['points'])} points: {c['ok']} feasible, {c['infeasible']} infeasible, "
-           f"{c['failed']} failed" + (f", {c['pending']} pending" if c["pending"] else "")
+           f"{c['failed']} failed" + "".join(f", {c[s]} {s}" for s in STATUSES[3:] if c.get(s))
            + f"; Pareto front of {len(res['front'])} ({', '.join(res['objectives'])}; * best in the first)",
            line(head)] + [line(r) for r in body]
     return "\n".join(out)
@@ -125,19 +146,24 @@ def explore_html(res: dict) -> str:
         cells = "".join(f'<td class="s">{html.escape(p["settings"][k])}</td>' for k in keys)
         cells += "".join(f"<td>{_fmt(m, p['figures'].get(m))}</td>" for m in metrics)
         note = p.get("error", "").splitlines()[0] if p.get("error") else ", ".join(p.get("violates", []))
-        rows.append(f'<tr class="{"front" if p["pareto"] else ""}"><td>{p["index"]}</td>{cells}'
-                    f'<td class="s">{p["status"]}</td><td class="s">{html.escape(note)}</td></tr>')
+        note = note or NOTES.get(p["status"], "").format(**p)
+        rows.append(f'<tr class="{"front" if p["pareto"] else ""}"><td>{p["index"]}{"*" if p["index"] == res["best"] else ""}</td>'
+                    f'{cells}<td class="s">{p["status"]}</td><td class="s">{html.escape(note)}</td></tr>')
     c = res["counts"]
+    counts = f"{c['ok']} feasible, {c['infeasible']} infeasible, {c['failed']} failed" + "".join(
+        f", {c[s]} {s}" for s in STATUSES[3:] if c.get(s))
+    head = ("<tr><th>#</th>" + "".join(f'<th class="s">{html.escape(k)}</th>' for k in keys)
+            + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + '<th class="s">status</th><th class="s">note</th></tr>')
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>deeploy explore: {html.escape(res['sweep'])}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(res['sweep'])}</h1>",
-        f"<p>{html.escape(res['deployment'])}: {len(res['points'])} points, {c['ok']} feasible, {c['infeasible']} infeasible, "
-        f"{c['failed']} failed. Objectives: {html.escape(', '.join(res['objectives']))}. Constraints: "
-        f"{html.escape(', '.join(res['constraints']) or 'none')}.</p>",
+        f"<p>{html.escape(res['deployment'])}: {len(res['points'])} points, {counts}. Objectives: "
+        f"{html.escape(', '.join(res['objectives']))}. Constraints: {html.escape(', '.join(res['constraints']) or 'none')}.</p>",
+        f"<h2>Pareto front: {len(res['front'])} points (* best in the first objective)</h2><table>{head}",
+        *[rows[i] for i in res["front"]], "</table>",
         '<p class="legend"><span style="color:#d62728">&#9679; Pareto front</span><span style="color:#1f77b4">&#9679; feasible</span>'
         "<span>&#9675; infeasible</span> (hover a point for its settings)</p>",
         "<div>" + "".join(plots) + "</div>",
-        "<h2>Points</h2><table><tr><th>#</th>" + "".join(f'<th class="s">{html.escape(k)}</th>' for k in keys)
-        + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + '<th class="s">status</th><th class="s">note</th></tr>',
+        f"<h2>All points</h2><table>{head}",
         *rows, "</table></body></html>", ""])

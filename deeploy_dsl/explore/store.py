@@ -2,7 +2,8 @@
 interrupted sweep resumes where it stopped and a re-run computes only new points.
 
 A cost record's key is a sha256 of what decides the build: the deployment's text, the -D list, the digests of
-the weights and tokenizer files and deeploy's version. An eval record's key is a sha256 of the point's integer
+the weights and tokenizer files and deeploy's code (its version and the text of its modules: quant/cache.py), so
+a changed compiler computes again. An eval record's key is a sha256 of the point's integer
 numerics (numerics_digest: the quantized constants and each step's kernel, which the tiling, the core count and
 the memory sizes do not change) and the eval settings, so points that differ only in L1 or cores share one eval.
 """
@@ -13,7 +14,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-import deeploy_dsl
+from ..quant.cache import code_digest
 
 
 @lru_cache(maxsize=64)
@@ -31,12 +32,12 @@ def file_digest(path: str) -> str:
 def point_key(dply_text: str, overrides: tuple[str, ...], inputs: tuple[str, ...]) -> str:
     """The cost record's key: `inputs` are the paths of the files the deployment reads (weights, tokenizer)."""
     blob = json.dumps({"deployment": dply_text, "overrides": list(overrides),
-                       "inputs": [file_digest(p) for p in inputs], "version": deeploy_dsl.__version__}, sort_keys=True)
+                       "inputs": [file_digest(p) for p in inputs], "code": code_digest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def eval_key(numerics: str, settings: dict) -> str:
-    blob = json.dumps({"numerics": numerics, "eval": settings, "version": deeploy_dsl.__version__}, sort_keys=True)
+    blob = json.dumps({"numerics": numerics, "eval": settings, "code": code_digest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

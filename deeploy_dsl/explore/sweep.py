@@ -14,6 +14,7 @@ the constraints a point must meet and the objectives that rank the feasible poin
     minimise uj_per_token
     eval sequences 8 length 128 seed 1           # the held-out eval behind top1, kl and ppl_ratio
     search random 40 seed 1                      # optional: 40 points of the grid drawn with seed 1, not all
+    search halving 3                             # optional: successive halving over the eval (halving.py)
 
 The grid is every combination of the axes, the first axis varying slowest (or a seeded random sample of it, kept
 in grid order); each point is a list of `-D` settings applied after the `set` lines.
@@ -64,6 +65,11 @@ class Constraint:
 
     def __str__(self) -> str:
         bound = str(int(self.bound)) if self.bound.is_integer() else f"{self.bound:g}"
+        if self.metric not in COST_METRICS + EVAL_METRICS + QEMU_METRICS:  # bytes of a memory level, as written
+            for unit in ("MiB", "KiB"):
+                if self.bound and self.bound % UNITS[unit] == 0:
+                    bound = f"{int(self.bound // UNITS[unit])}{unit}"
+                    break
         return f"{self.metric} {self.op} {bound}"
 
 
@@ -87,6 +93,7 @@ class Sweep:
     objectives: tuple[Objective, ...]
     eval: dict  # sequences, length, seed
     sample: tuple[int, int] | None = None  # (points, seed) of `search random`
+    halving: int | None = None  # ETA of `search halving` (halving.py)
 
     @property
     def needs_eval(self) -> bool:
@@ -156,7 +163,7 @@ def load_sweep(path: Path) -> Sweep:
     name = str(path)
     at = lambda node: Pos(name, node.line, node.column, text)  # noqa: E731
     fields: dict = {"name": Path(path).stem, "deployment": None, "sets": [], "axes": [], "constraints": [],
-                    "objectives": [], "eval": dict(DEFAULT_EVAL), "sample": None}
+                    "objectives": [], "eval": dict(DEFAULT_EVAL), "sample": None, "halving": None}
     value_pos: list[tuple[str, str, Pos]] = []  # (key, value, where) for every value, checked below
     errs: list[Diagnostic] = []
     for st in _tree(text, name).children:
@@ -187,6 +194,10 @@ def load_sweep(path: Path) -> Sweep:
             fields["sample"] = (int(ch[0]), int(ch[1]) if len(ch) > 1 else 0)
             if fields["sample"][0] < 1:
                 errs.append(Diagnostic(at(ch[0]), "a random search needs at least 1 point"))
+        elif kind == "halving":
+            fields["halving"] = int(ch[0])
+            if fields["halving"] < 2:
+                errs.append(Diagnostic(at(ch[0]), "successive halving keeps 1/ETA of the points per rung: ETA is at least 2"))
         elif kind == "eval":
             for arg in ch:
                 fields["eval"][str(arg.children[0])] = int(arg.children[1])
@@ -208,7 +219,8 @@ def load_sweep(path: Path) -> Sweep:
     if errs:
         raise SpecError(errs)
     return Sweep(fields["name"], Path(path), dply, tuple(fields["sets"]), tuple(fields["axes"]),
-                 tuple(fields["constraints"]), tuple(o for o, _ in fields["objectives"]), fields["eval"], fields["sample"])
+                 tuple(fields["constraints"]), tuple(o for o, _ in fields["objectives"]), fields["eval"], fields["sample"],
+                 fields["halving"])
 
 
 def _check_values(dply: Path, sets: list[str], values: list[tuple[str, str, Pos]], errs: list[Diagnostic]) -> tuple:

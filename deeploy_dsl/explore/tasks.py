@@ -32,28 +32,31 @@ def numerics_digest(c) -> str:
     return h.hexdigest()
 
 
-def _guarded(fn):
-    """A failed point is a result (its error message), never a lost task."""
+def _guarded(fn, cache: str | None = None):
+    """A failed point is a result (its error message), never a lost task. `cache`: the folder of the quant phase's
+    results on disk (quant/cache.py), shared by the workers and by later runs of the sweep."""
     from ..errors import DeeployError
+    from ..quant.cache import on_disk
     try:
-        return fn()
+        with on_disk(None if cache is None else Path(cache)):
+            return fn()
     except DeeployError as e:
         return {"error": e.render()}
     except Exception as e:  # noqa: BLE001 -- an internal error is recorded with the point that raised it
         return {"error": f"internal error: {type(e).__name__}: {e}"}
 
 
-def cost_task(dply: str, overrides: tuple[str, ...]) -> dict:
+def cost_task(dply: str, overrides: tuple[str, ...], cache: str | None = None) -> dict:
     """Compile the point and read its cost-model figures."""
     def go():
         from ..backend.report import report_dict
         from ..compiler import compile_deployment
         c = compile_deployment(Path(dply), list(overrides))
         return {"figures": cost_figures(report_dict(c)), "numerics": numerics_digest(c)}
-    return _guarded(go)
+    return _guarded(go, cache)
 
 
-def eval_task(dply: str, overrides: tuple[str, ...], sequences: int, length: int, seed: int) -> dict:
+def eval_task(dply: str, overrides: tuple[str, ...], sequences: int, length: int, seed: int, cache: str | None = None) -> dict:
     """The held-out eval of the point (the only call into engines.evaluate)."""
     def go():
         from ..compiler import compile_deployment
@@ -61,13 +64,13 @@ def eval_task(dply: str, overrides: tuple[str, ...], sequences: int, length: int
         c = compile_deployment(Path(dply), list(overrides))
         r = evaluate(c, sequences=sequences, length=length, seed=seed, prompts=())
         return {"figures": {"top1": r["top1_agreement"], "kl": r["kl_mean"], "ppl_ratio": r["ppl_ratio"]}}
-    return _guarded(go)
+    return _guarded(go, cache)
 
 
 QEMU_TOKENS = 16  # decode tokens measured per point: instruction counts per token are the same at every position step
 
 
-def qemu_task(dply: str, overrides: tuple[str, ...], tokens: int) -> dict:
+def qemu_task(dply: str, overrides: tuple[str, ...], tokens: int, cache: str | None = None) -> dict:
     """Exact RV32 instructions per decode token under QEMU: the sum over harts (the work) and the busiest hart (the time)."""
     def go():
         import tempfile
@@ -80,4 +83,4 @@ def qemu_task(dply: str, overrides: tuple[str, ...], tokens: int) -> dict:
             run = run_elf(build_rv32(c, Path(tmp) / "build"), ids, tokens, c.dep.model.dims.vocab, stop=False, cores=cores)
         per_core = decode_instret(run, len(ids))
         return {"figures": {"instructions": sum(per_core), "instructions_busiest": max(per_core)}}
-    return _guarded(go)
+    return _guarded(go, cache)
