@@ -138,8 +138,8 @@ KEYS = (
     Key("quantize", "dynamic", "a list of: swiglu, swiglu_absmax, norm, final_norm (or none)",
         "Activations with a scale per token computed at run time instead of a calibrated one: swiglu (a power of "
         "two for the SwiGLU output), swiglu_absmax (an absmax factor for it instead), norm (the attention and MLP "
-        "norms' outputs), final_norm (the final norm's). The NPU's jobs take no per-token factor: norm and "
-        "swiglu_absmax keep the layers that read them on the cluster.", "dynamic final_norm, swiglu_absmax",
+        "norms' outputs), final_norm (the final norm's). On the NPU, the core makes a reading layer's "
+        "multipliers for the token (npu_run_tok).", "dynamic final_norm, swiglu_absmax",
         default="none", choices=("swiglu", "swiglu_absmax", "norm", "final_norm", "none")),
     Key("quantize", "smooth", SMOOTH_FORMS, "SmoothQuant at compile time: each norm's gain and the linear layers "
         "after it trade range per channel, by alpha.", "smooth alpha = 0.5", default="none"),
