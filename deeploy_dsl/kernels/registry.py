@@ -222,9 +222,8 @@ def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
     h[:], tok[:] = K.swiglu_tok(gate, up, silu_table, base_shift)
 
 
-def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n, lo, hi):
-    out, tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
-    h[lo:hi] = out[lo:hi]
+def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n):
+    h[:], tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
 
 
 def _residual_add(y, a, b, n):
@@ -414,22 +413,21 @@ SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
                                                                                    "swiglu_tok_i8_out")),
     calls=("swiglu_tok_i8", "swiglu_tok_i8_span", "swiglu_tok_i8_out"), fragment="split")
 
-# every core finds the vector's largest product (the products are most of the work, but the vector is no longer one
-# core's while the others wait) and writes its share
-SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8_part", "swiglu16.c", _p("""
+# as swiglu_tok_i8: two forks, the cores' spans of their shares, then the scale from them all and the shares' outputs
+# (Split.passes); one core calls the kernel itself
+SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8", "swiglu16.c", _p("""
     h          | int8_t *        | [n] output
     tok        | int32_t *       | [2] the token's factor {m, s} for the down projection
-    p          | int32_t *       | [n] scratch: the products (each core its share)
+    p          | int32_t *       | [n] scratch: the products
     gate       | const int16_t * | [n] gate projection (int16)
     up         | const int16_t * | [n] up projection (int16)
     silu_table | const int16_t * | [513] silu over int16, an entry every 128 steps
     base_shift | int32_t         | the down projection's shift at factor 1
-    n          | int32_t         | hidden units
-    lo         | int32_t         | first element written
-    hi         | int32_t         | one past the last element written"""), _swiglu16_tok, elementwise_work,
-    "h[lo:hi] = silu(gate) * up * 127 / max|silu(gate) * up| on int16 gate and up, silu by a 513-entry table "
-    "interpolated linearly; the token's factor for the down projection", bounds=K.I8,
-    split=Split((), "n", bounds=("lo", "hi")), fragment="split")
+    n          | int32_t         | hidden units"""), _swiglu16_tok, elementwise_work,
+    "h = silu(gate) * up * 127 / max|silu(gate) * up| on int16 gate and up, silu by a 513-entry table interpolated "
+    "linearly; the token's factor for the down projection", bounds=K.I8,
+    split=Split(("h", "gate", "up"), "n", unit="n", passes=("swiglu16_tok_i8_span", "swiglu16_tok_i8_out")),
+    calls=("swiglu16_tok_i8", "swiglu16_tok_i8_span", "swiglu16_tok_i8_out"), fragment="split")
 
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)

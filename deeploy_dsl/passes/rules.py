@@ -275,11 +275,11 @@ def build_swiglu_tok(op: Op, c: Ctx, k: KernelSpec):
 def build_swiglu16_tok(op: Op, c: Ctx, k: KernelSpec):
     """silu(gate) * up on int16 gate and up with a per-token absmax scale: silu by a 513-entry table over the int16 range,
     interpolated linearly in integers; the products scaled so the token's largest is 127 by an integer multiplier, whose
-    inverse goes to the down projection as the token's factor. Every core finds the largest product, each writes its
-    share."""
+    inverse goes to the down projection as the token's factor. Two passes over all cores: each its share's products and
+    their span, then each the scale from every span and its share's outputs."""
     args, _ = build_swiglu_tok(op, c, k)
     n = c.graph.values[op.outputs[0]].shape[0]
-    return {**args, "lo": _int(0), "hi": _int(n)}, \
+    return args, \
         (f"h = int8(silu(gate) * up * 127 / max|silu(gate) * up|), gate and up int16, silu by 513-entry table "
          f"interpolated; tok = its factor for the down projection, [{n}]")
 
