@@ -213,9 +213,8 @@ def _swiglu_dyn(h, shift_out, p, gate, up, silu_table, base_shift, n):
     h[:], shift_out[0] = K.swiglu_dyn(gate, up, silu_table, base_shift)
 
 
-def _rmsnorm_tok(y, tok, x, gain, gain_shift, eps_q, base_shift, dim, lo, hi):
-    out, tok[:] = K.rmsnorm_tok(x, gain, gain_shift, eps_q, base_shift)
-    y[lo:hi] = out[lo:hi]
+def _rmsnorm_tok(y, tok, x, gain, gain_shift, eps_q, base_shift, dim):
+    y[:], tok[:] = K.rmsnorm_tok(x, gain, gain_shift, eps_q, base_shift)
 
 
 def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
@@ -255,8 +254,10 @@ RMSNORM = KernelSpec("rmsnorm_i8_part", "rmsnorm.c", _p("""
 ROPE = {"int8": ("rope_i8", "int8_t", K.I8), "int16": ("rope_i16", "int16_t", K.I16),
         "int12": ("rope_q12", "int16_t", K.Q12)}
 
-# every core finds the row's largest |x * gain| and writes its share; the core with lo == 0 the token's factor
-RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8_part", "rmsnorm.c", _p("""
+# the token's scale spans the row: two forks (Split.passes), the cores' spans of their shares, then the scale from them
+# all and the shares' outputs; the share that ends the row computes the rms and the token's factor (core 0 is the busiest:
+# it also runs forward()); one core calls the kernel itself
+RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8", "rmsnorm_tok.c", _p("""
     y          | int8_t *        | [dim] output
     tok        | int32_t *       | [2] the token's factor {m, s} for the consumers
     x          | const int16_t * | [dim] the residual stream
@@ -264,11 +265,10 @@ RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8_part", "rmsnorm.c", _p("""
     gain_shift | int32_t         | the gains' shift
     eps_q      | int64_t         | epsilon in x's units squared, times 2^16
     base_shift | int32_t         | the consumers' shift at factor 1
-    dim        | int32_t         | model dimension
-    lo         | int32_t         | first element written
-    hi         | int32_t         | one past the last element written"""), _rmsnorm_tok, elementwise_work,
-    "y[lo:hi] = x * gain * 127 / max|x * gain| (an integer multiplier), the token's factor a * 2^t / rms for the "
-    "consumers", bounds=K.I8, split=Split((), "dim", bounds=("lo", "hi")), fragment="split")
+    dim        | int32_t         | model dimension"""), _rmsnorm_tok, elementwise_work,
+    "y = x * gain * 127 / max|x * gain| (an integer multiplier), the token's factor a * 2^t / rms for the consumers",
+    bounds=K.I8, split=Split(("y", "x", "gain"), "dim", unit="dim", passes=("rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out")),
+    calls=("rmsnorm_tok_i8", "rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out"), fragment="split")
 
 
 def rope(out: str) -> KernelSpec:
@@ -444,7 +444,8 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "attention_rvv.c": "attention_rvv.h",
-                  "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16.c": "swiglu16.h"}
+                  "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16.c": "swiglu16.h",
+                  "rmsnorm_tok.c": "rmsnorm_tok.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
 SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
