@@ -1,9 +1,10 @@
 """Per-token absmax scales (`dynamic norm`, `final_norm`, `swiglu_absmax` in the quantize block): the producers'
 kernels (rmsnorm_tok_i8, swiglu_tok_i8, swiglu16_tok_i8, each in one call and in two passes over N cores) and the
-consumer GEMVs (gemv_tok_*, gemv_q4_tok_*) compute their numpy twins' integers on the host (here) and on RV32 (test_kernels_rv32.py runs these cases); the twins use the int8 range
-and hand a factor that gives the values back; the generated C equals golden on every logit (host: decode and
-prefill, streamed tiles, int4 weights; QEMU on 1 and 8 harts); the NPU takes no per-token factor: such layers fall
-back to the cluster with a warning."""
+consumer GEMVs (gemv_tok_*, gemv_q4_tok_*) compute their numpy twins' integers on the host (here) and on RV32
+(test_kernels_rv32.py runs these cases); the twins use the int8 range and hand a factor that gives the values back;
+the generated C equals golden on every logit (host: decode and prefill, streamed tiles, int4 weights, 1, 3 and 8
+cores; QEMU on 1 and 8 harts); the NPU takes no per-token factor: such layers fall back to the cluster with a
+warning."""
 from __future__ import annotations
 
 import ctypes
@@ -136,7 +137,9 @@ def lib(tmp_path_factory):
     for bits, dt in ((8, i8), (16, i16), (32, i32)):
         getattr(so, f"gemv_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32]
         getattr(so, f"gemv_q4_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32, c32]
-    for f in ("rmsnorm_tok_i8_part", "rmsnorm_tok_i8", "rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out", "swiglu_tok_i8", "swiglu16_tok_i8", "swiglu16_tok_i8_span", "swiglu16_tok_i8_out", *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
+    for f in ("rmsnorm_tok_i8_part", "rmsnorm_tok_i8", "rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out", "swiglu_tok_i8",
+              "swiglu16_tok_i8", "swiglu16_tok_i8_span", "swiglu16_tok_i8_out",
+              *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
         getattr(so, f).restype = None
     return so
 

@@ -255,8 +255,8 @@ ROPE = {"int8": ("rope_i8", "int8_t", K.I8), "int16": ("rope_i16", "int16_t", K.
         "int12": ("rope_q12", "int16_t", K.Q12)}
 
 # the token's scale spans the row: two forks (Split.passes), the cores' spans of their shares, then the scale from them
-# all and the shares' outputs; the share that ends the row computes the rms and the token's factor (core 0 is the busiest:
-# it also runs forward()); one core calls the kernel itself
+# all and the shares' outputs; the share that ends the row computes the rms and the token's factor (core 0 is the
+# busiest: it also runs forward()); one core calls the kernel itself
 RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8", "rmsnorm_tok.c", _p("""
     y          | int8_t *        | [dim] output
     tok        | int32_t *       | [2] the token's factor {m, s} for the consumers
@@ -267,7 +267,8 @@ RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8", "rmsnorm_tok.c", _p("""
     base_shift | int32_t         | the consumers' shift at factor 1
     dim        | int32_t         | model dimension"""), _rmsnorm_tok, elementwise_work,
     "y = x * gain * 127 / max|x * gain| (an integer multiplier), the token's factor a * 2^t / rms for the consumers",
-    bounds=K.I8, split=Split(("y", "x", "gain"), "dim", unit="dim", passes=("rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out")),
+    bounds=K.I8,
+    split=Split(("y", "x", "gain"), "dim", unit="dim", passes=("rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out")),
     calls=("rmsnorm_tok_i8", "rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out"), fragment="split")
 
 
