@@ -254,11 +254,12 @@ def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
 def build_rmsnorm_tok(op: Op, c: Ctx, k: KernelSpec):
     """RMSNorm into int8 with a per-token absmax scale: x * gain scaled so the token's largest is 127 by an integer
     multiplier; the token's factor (its rms and that scale) goes to the consumers, which fold it into their
-    requantization. The cores share out the elements, each finding the row's largest."""
+    requantization. Two passes over all cores: each its share's span, then each the scale from every span and its
+    share's outputs."""
     p, dim = c.q.params[op.name], c.dep.model.dims.dim
     return dict(y=_buf(op.outputs[0]), tok=_buf(op.outputs[1]), x=_buf(op.inputs[0]), gain=_const(op.name + ".gain"),
                 gain_shift=_int(p["gain_shift"]), eps_q=_int(p["eps_q"]), base_shift=_int(p["base_shift"]),
-                dim=_int(dim), lo=_int(0), hi=_int(dim)), \
+                dim=_int(dim)), \
         f"{op.outputs[0]} = int8(x * gain * 127 / max|x * gain|), tok = its factor with 1 / rms(x), x int16[{dim}]"
 
 
@@ -275,11 +276,11 @@ def build_swiglu_tok(op: Op, c: Ctx, k: KernelSpec):
 def build_swiglu16_tok(op: Op, c: Ctx, k: KernelSpec):
     """silu(gate) * up on int16 gate and up with a per-token absmax scale: silu by a 513-entry table over the int16 range,
     interpolated linearly in integers; the products scaled so the token's largest is 127 by an integer multiplier, whose
-    inverse goes to the down projection as the token's factor. Every core finds the largest product, each writes its
-    share."""
+    inverse goes to the down projection as the token's factor. Two passes over all cores: each its share's products and
+    their span, then each the scale from every span and its share's outputs."""
     args, _ = build_swiglu_tok(op, c, k)
     n = c.graph.values[op.outputs[0]].shape[0]
-    return {**args, "lo": _int(0), "hi": _int(n)}, \
+    return args, \
         (f"h = int8(silu(gate) * up * 127 / max|silu(gate) * up|), gate and up int16, silu by 513-entry table "
          f"interpolated; tok = its factor for the down projection, [{n}]")
 
