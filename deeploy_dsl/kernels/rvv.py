@@ -98,7 +98,8 @@ def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
     """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
     integers, still one unit of work per token (its scale spans the vector)."""
-    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c",
+    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(),
+                   split=replace(base.split, passes=None),  # one core: the vector unit, not a fork over the cores
                    doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
 
 
