@@ -103,6 +103,18 @@ def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
                    doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
 
 
+def rmsnorm_rvv(base: KernelSpec) -> KernelSpec:
+    """RMSNorm (base: rmsnorm_i8_part's spec) on the vector unit (norm_rvv.c): the same integers and shares; each core
+    still computes the row's rms, now by two reductions."""
+    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c",
+                   doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh")
+
+
+def residual_add_rvv(base: KernelSpec) -> KernelSpec:
+    """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements."""
+    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", doc=base.doc + "; on Zve32x: vsadd.vv")
+
+
 KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
 
 
