@@ -82,11 +82,12 @@ def test_estimated_cycles_follow_the_datapath(rvv):
     t = rvv.dep.target
     narrow = dataclasses.replace(t, vector=dataclasses.replace(t.vector, datapath_bits=32))
     by_rule = {s.rule: s for s in rvv.plan.steps}
-    for rule in ("linear_i8_rvv", "attention_k16_rvv", "swiglu_i8_per_token_rvv"):
+    for rule in ("linear_i8_rvv", "attention_k16_rvv", "swiglu_i8_per_token_rvv", "rmsnorm_i16_to_i8_rvv",
+                 "residual_add_i16_rvv", "rope_i8_q14_rvv", "rope_i16_q14_rvv"):
         s = by_rule[rule]
         wide = step_vector_cycles(s, t, 1, 0, (6, 40))
         assert 0 < wide < step_vector_cycles(s, narrow, 1, 0, (6, 40))
-    assert step_vector_cycles(by_rule["residual_add_i16"], t, 1, 0, (6,)) == 0
+    assert step_vector_cycles(by_rule["embed_i16"], t, 1, 0, (6,)) == 0
     assert step_vector_cycles(by_rule["linear_i8_rvv"], dataclasses.replace(t, vector=None), 1, 0) == 0
 
 

@@ -115,6 +115,13 @@ def residual_add_rvv(base: KernelSpec) -> KernelSpec:
     return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", doc=base.doc + "; on Zve32x: vsadd.vv")
 
 
+def rope_rvv(base: KernelSpec) -> KernelSpec:
+    """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers and
+    shares (whole heads)."""
+    return replace(base, name=base.name + "_rvv", source="rope_rvv.c",
+                   doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
+
+
 KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
 
 
@@ -183,6 +190,31 @@ def swiglu_extra(n: int, dp: int) -> int:
                + 5 * _c(vl, 32, dp) + _c(vl, 8, dp) for vl in _lanes(n))
 
 
+def _strips(n: int, vlmax: int) -> list[int]:
+    """The vl of each strip over n elements at vlmax elements per vector."""
+    return [min(vlmax, n - t) for t in range(0, n, vlmax)]
+
+
+def rmsnorm_extra(dim: int, lo: int, hi: int, dp: int) -> int:
+    """norm_rvv.c: per strip of the row (e16 m4) a vle16, the widening square and four e32 operations (two of them
+    reductions); per strip of the share a vle16, the vsext, vle32 and six e32 operations, two narrowings and vse8."""
+    return (sum(_c(vl, 16, dp) + 5 * _c(vl, 32, dp) for vl in _strips(dim, 32))
+            + sum(_c(vl, 16, dp) + 9 * _c(vl, 32, dp) + _c(vl, 16, dp) + _c(vl, 8, dp) for vl in _strips(hi - lo, 32)))
+
+
+def residual_add_extra(n: int, dp: int) -> int:
+    """norm_rvv.c's residual add: per strip (e16 m8) two loads, vsadd and the store."""
+    return sum(4 * _c(vl, 16, dp) for vl in _strips(n, 64))
+
+
+def rope_extra(heads: int, head_size: int, in_bits: int, dp: int) -> int:
+    """rope_rvv.c per head and strip of pairs (e32 m4): the segment load and store one element per cycle (as strided
+    loads), the two vle16 rows, 4 vsext, 4 products, 8 roundings, 4 clamps, 2 narrowings (e32); int8 values 4 more e16."""
+    per = sum(2 * (2 * vl - 1) + 2 * _c(vl, 16, dp) + 22 * _c(vl, 32, dp) + (4 * _c(vl, 16, dp) if in_bits == 8 else 0)
+              for vl in _strips(head_size // 2, 16))
+    return heads * per
+
+
 def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[int, ...] = ()) -> float:
     """The cycles beyond one per instruction that the vector instructions of a step take on `core` of `n_cores`: each
     vector instruction ceil(vl * SEW / datapath_bits) cycles (at least 1) under the target's datapath model, where the
@@ -200,7 +232,19 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         lo, hi = share(nh, core, n_cores)
         groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
         return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
-    if step.spec.name not in KERNELS:
+    name = step.spec.name
+    if name == "rmsnorm_i8_part_rvv":
+        dim = step.arg("dim").value
+        return rmsnorm_extra(dim, *(share(dim, core, n_cores) if n_cores > 1 else (0, dim)), dp)
+    if name == "residual_add_i16_rvv":
+        n = step.arg("n").value
+        lo, hi = share(n, core, n_cores) if n_cores > 1 else (0, n)
+        return residual_add_extra(hi - lo, dp)
+    if name.startswith("rope_") and name.endswith("_rvv"):  # a core's share of whole heads
+        n, hs = step.arg("n").value, step.arg("head_size").value
+        lo, hi = share(n // hs, core, n_cores) if n_cores > 1 else (0, n // hs)
+        return rope_extra(hi - lo, hs, 8 if name == "rope_i8_rvv" else 16, dp)
+    if name not in KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
     bits = int(step.spec.name.rsplit("_i", 1)[1])

@@ -417,7 +417,10 @@ RVV_RULES: tuple[Rule, ...] = tuple(
     Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
          K["rmsnorm_i8_part_rvv"], build_rmsnorm),
     Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN), K["residual_add_i16_rvv"],
-         build_residual_add),)
+         build_residual_add)) + tuple(
+    Rule(R.ROPE[o][0] + "_q14_rvv",
+         Pattern("rope", out=o, isa=("zve32x",), vlen=RVV.VLEN_MIN), K[R.ROPE[o][0] + "_rvv"], build_rope)
+    for o in ("int8", "int16", "int12"))
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES + RVV_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 

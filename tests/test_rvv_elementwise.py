@@ -1,5 +1,6 @@
-"""RMSNorm and the residual add on the vector unit (kernels_c/norm_rvv.c) against their numpy twins: host (the scalar
-fallback) and Spike (Zve32x), odd sizes and shares, saturation, and the 64-bit path when no one-multiply form exists."""
+"""RMSNorm, the residual add (kernels_c/norm_rvv.c) and RoPE (kernels_c/rope_rvv.c) on the vector unit against their
+numpy twins: host (the scalar fallback) and Spike (Zve32x), odd sizes and shares, saturation, more pairs than a vector,
+and RMSNorm's 64-bit path when no one-multiply form exists."""
 from __future__ import annotations
 
 import shutil
@@ -11,11 +12,16 @@ import pytest
 from test_rvv import HOST_FLAGS, ISA, KDIR, S, _carr, build_spike, harness
 
 from deeploy_dsl.kernels import twins as K
+from deeploy_dsl.kernels.registry import KERNELS
 
 # (dim, gain_shift, lo, hi, kind): kind 0 random, 1 all zero (the rms clamp), 2 extremes
 NORM_CASES = [(1, 8, 0, 1, 0), (7, 4, 2, 5, 0), (33, 10, 0, 33, 2), (64, 12, 8, 16, 0), (64, 12, 0, 64, 1),
               (100, 6, 31, 77, 0), (172, 14, 0, 172, 2), (48, 0, 0, 48, 0), (64, 1, 5, 40, 2)]
 ADD_N = [1, 7, 64, 129, 300]
+# (n, head_size, kernel): one head, several, odd pair counts, more pairs than a vector (16 at e32 m4)
+ROPE_CASES = [(8, 8, "rope_i8"), (64, 8, "rope_i8"), (6, 6, "rope_i16"), (96, 48, "rope_i16"), (34, 34, "rope_q12"),
+              (70, 14, "rope_i8"), (40, 40, "rope_i8")]
+ROPE_CTYPE = {"rope_i8": "int8_t", "rope_i16": "int16_t", "rope_q12": "int16_t"}
 SENTINEL = 77
 
 
@@ -52,12 +58,30 @@ def program(spike: bool) -> tuple[str, list, list]:
         src += _carr("int16_t", f"a{i}", a) + _carr("int16_t", f"b{i}", b)
         body.append(f"    residual_add_i16_rvv(a{i}, a{i}, b{i}, {n});\n"  # in place, as the model calls it
                     f'    for (int k = 0; k < {n}; k++) put_int(a{i}[k]);\n    EMIT("\\n", 1);\n')
+    src += '#include "rope_rvv.h"\n'
+    for i, (n, hs, kern) in enumerate(ROPE_CASES):
+        rng = np.random.default_rng(500 + i)
+        big = 128 if kern == "rope_i8" else 2**15
+        x = rng.integers(-big, big, n)
+        x[:2] = -big  # a saturating pair
+        cs = rng.integers(-2**14, 2**14 + 1, (2, hs // 2))
+        cs[:, 0] = (2**14, -2**14) if i % 2 else (11585, 11585)  # the table's extremes and 45 degrees
+        adds.append((x, cs))
+        ct = ROPE_CTYPE[kern]
+        src += _carr(ct, f"r{i}", x) + _carr("int16_t", f"c{i}", cs[0]) + _carr("int16_t", f"s{i}", cs[1])
+        body.append(f"    {kern}_rvv(r{i}, r{i}, c{i}, s{i}, {n}, {hs});\n"  # in place, as the model calls it
+                    f'    for (int k = 0; k < {n}; k++) put_int(r{i}[k]);\n    EMIT("\\n", 1);\n')
     return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", norms, adds
 
 
 def _check(text: str, norms: list, adds: list) -> None:
     lines = text.strip().splitlines()
     assert len(lines) == len(norms) + len(adds)
+    for (x, cs), (n, hs, kern), ln in zip(adds[len(ADD_N):], ROPE_CASES, lines[len(norms) + len(ADD_N):]):
+        y = np.zeros(n, np.int64)
+        KERNELS[kern + "_rvv"].twin(y, x, cs[0], cs[1], n, hs)
+        assert [int(v) for v in ln.split()] == y.tolist(), f"rope case {n, hs, kern}"
+    adds = adds[:len(ADD_N)]
     for (x, gain, eps), (dim, shift, lo, hi, _), ln in zip(norms, NORM_CASES, lines):
         want = np.full(dim, SENTINEL, np.int64)
         want[lo:hi] = K.rmsnorm(x, gain, shift, eps)[lo:hi]
@@ -74,7 +98,7 @@ def test_norm_host_matches_twin(tmp_path):
     (tmp_path / "n.c").write_text(src)
     exe = tmp_path / "n"
     r = subprocess.run([cc, *HOST_FLAGS, "-I", str(KDIR), "-o", str(exe), str(tmp_path / "n.c"),
-                        *(str(KDIR / f) for f in ("norm_rvv.c", "rmsnorm.c", "residual_add.c"))],
+                        *(str(KDIR / f) for f in ("norm_rvv.c", "rmsnorm.c", "residual_add.c", "rope_rvv.c", "rope.c"))],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout, norms, adds)
@@ -82,9 +106,11 @@ def test_norm_host_matches_twin(tmp_path):
 
 @pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
 def test_norm_spike_matches_twin(tmp_path):
-    """vwmul + two reductions (the rms), vmulh (the outputs) and vsadd on Spike give the scalar kernels' integers."""
+    """vwmul + two reductions (the rms), vmulh (the outputs), vsadd, and RoPE's vlseg2 / vsseg2 with the widening
+    products on Spike give the scalar kernels' integers."""
     src, norms, adds = program(spike=True)
-    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", "norm_rvv.c", "rmsnorm.c"], "n")
+    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", "norm_rvv.c", "rmsnorm.c", "rope_rvv.c"],
+                      "n")
     r = S.run_spike(elf, ISA, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
     _check(r.stdout.decode(), norms, adds)
