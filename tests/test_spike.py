@@ -97,3 +97,16 @@ def test_a_scalar_target_is_not_for_spike(compiled, tmp_path):
     with pytest.raises(ToolError) as e:
         run_spike_compiled(compiled, tmp_path / "b", PROMPT, 1)
     assert "--engine qemu" in e.value.diagnostics[0].hint
+
+
+def test_vector_attention_spares_core_0():
+    """attn_rvv_share's mirror: every query head on exactly one core, contiguous; none on core 0 from 3 cores on (it
+    forks every step), the pair of heads on core 1 (beside each other: one kv head's pass), one core: all of them."""
+    from deeploy_dsl.kernels.rvv import head_share
+    for n in (1, 2, 6, 7, 8, 12, 32):
+        for cores in range(1, 9):
+            spans = [head_share(n, c, cores) for c in range(cores)]
+            assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            if cores > 2 and n >= cores - 1:
+                assert spans[0] == (0, 0)
+    assert [head_share(8, c, 8) for c in range(3)] == [(0, 0), (0, 2), (2, 3)] and head_share(8, 0, 1) == (0, 8)

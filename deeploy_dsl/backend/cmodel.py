@@ -26,6 +26,8 @@ from ..kinds import ArgKind, Engine, Mode, TileScheme
 from ..passes.prefill import mode
 
 PLACEHOLDER = re.compile(r"@\{(\w+):([^}]*)\}")
+# attention kernels whose query heads are shared out by a function of their own (attention_rvv.h: none on core 0)
+HEAD_SHARE = {"attention_k16_rvv": "attn_rvv_share"}
 NP_TO_C = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
 
 
@@ -304,6 +306,7 @@ class UnitRenderer:
                     one_group=one_group,
                     heads_j=lanes * group if one_group else f"j->lanes * {group}", qh0="" if one_group else f"j->h0 * {group} + ", group=group, hs=hs,
                     kv_heads=d.kv_heads, ctx=d.context, scores_fn=scores_fn, av_fn=av_fn, k=passes["k"],
+                    share_fn=HEAD_SHARE.get(s.spec.name, "cluster_share"),
                     v=passes["v"], t0="0" if single else "j->t0", q=e["q"], prm=prm, exp=local[at["exp_table"]],
                     scores_at=f"{arrays['scores']}[l]", acc_at=f"{arrays['acc']}[l]", sums_at=f"{arrays['sums']}[l]",
                     max_at=f"{arrays['max']}[l]",

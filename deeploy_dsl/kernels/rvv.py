@@ -158,6 +158,18 @@ def share(n: int, core: int, n_cores: int) -> tuple[int, int]:
     return lo, lo + base + (1 if core >= first_big else 0)
 
 
+def head_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
+    """attn_rvv_share's share of n query heads (kernels_c/attention_rvv.h): none on core 0 when n_cores > 2 and
+    n >= n_cores - 1, the larger shares to the first of the others."""
+    if n_cores > 2 and n >= n_cores - 1:
+        if core == 0:
+            return 0, 0
+        core, n_cores = core - 1, n_cores - 1
+    base, big = n // n_cores, n % n_cores
+    lo = core * base + min(core, big)
+    return lo, lo + base + (1 if core < big else 0)
+
+
 def _c(vl: int, sew: int, dp: int) -> int:
     """Cycles beyond the first of a vector instruction on vl elements of SEW bits (arithmetic, unit-stride memory)."""
     return max(1, math.ceil(vl * sew / dp)) - 1
@@ -229,7 +241,7 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         return swiglu_extra(step.arg("n").value, dp) if core == n_cores - 1 else 0
     if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
         nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
-        lo, hi = share(nh, core, n_cores)
+        lo, hi = head_share(nh, core, n_cores)
         groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
         return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
     name = step.spec.name
