@@ -110,3 +110,18 @@ def test_vector_attention_spares_core_0():
             if cores > 2 and n >= cores - 1:
                 assert spans[0] == (0, 0)
     assert [head_share(8, c, 8) for c in range(3)] == [(0, 0), (0, 2), (2, 3)] and head_share(8, 0, 1) == (0, 8)
+
+
+def test_the_cost_table_prices_the_vector_gemv_by_the_datapath(rvv):
+    """deeploy build's cycles for a vector GEMV come from the datapath model: a narrower datapath costs more, and
+    without a model the flat MACs per cycle per core price it as before."""
+    import dataclasses
+    from deeploy_dsl.engines.cost import linear_work
+    from deeploy_dsl.kernels.rvv import linear_rvv_work
+    t = rvv.dep.target
+    s = next(s for s in rvv.plan.steps if s.rule == "linear_i8_rvv")
+    dep = dataclasses.replace(rvv.dep, target=dataclasses.replace(t, vector=dataclasses.replace(t.vector, datapath_bits=32)))
+    wide, narrow = (linear_rvv_work(s, rvv.plan, d, 1, 0, 0).compute for d in (rvv.dep, dep))
+    assert 0 < wide < narrow
+    flat = dataclasses.replace(rvv.dep, target=dataclasses.replace(t, vector=None))
+    assert linear_rvv_work(s, rvv.plan, flat, 1, 0, 0) == linear_work(s, rvv.plan, flat, 1, 0, 0)

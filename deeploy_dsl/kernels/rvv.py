@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engines.cost import linear_work
+from ..engines.cost import Work, linear_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import unblock_rows
@@ -79,7 +79,7 @@ def _params(ctype: str) -> tuple[Param, ...]:
 def gemv_rvv(out: str) -> KernelSpec:
     """vqdot.vx over output rows across the lanes; the weights read in place in the vector layout."""
     ctype, bounds = OUT[out]
-    return KernelSpec(f"gemv_rvv_i{out[3:]}", "gemv_rvv.c", _params(ctype), _twin(bounds), linear_work,
+    return KernelSpec(f"gemv_rvv_i{out[3:]}", "gemv_rvv.c", _params(ctype), _twin(bounds), linear_rvv_work,
                       f"int8 weights x int8 input -> {out} on Zve32x + Zvqdotq: {RVV_ROWS} rows across the lanes, "
                       "vqdot.vx broadcasting 4 activations (gemv_rvv.h)", bounds=bounds,
                       resident=("w", "mult", "shift"), prefill="token", weights=(".wv", rvv_weights),
@@ -122,7 +122,6 @@ def rope_rvv(base: KernelSpec) -> KernelSpec:
                    doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
 
 
-KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
 
 
 # ---- estimated cycles: the vector instructions of gemv_rvv.c, by its loop structure --------------------------------
@@ -202,6 +201,39 @@ def swiglu_extra(n: int, dp: int) -> int:
                + 5 * _c(vl, 32, dp) + _c(vl, 8, dp) for vl in _lanes(n))
 
 
+# gemv_rvv.c's scalar instructions, fitted to Spike's exact counts of stories260k's attn.q (2 blocks) and mlp.gate
+# (6 blocks) on 1 hart (bench/spike_profile.py): per quad the activations' lw and the pointer steps, per block segment
+# its setup and the loop's control, per call the arguments and the share
+GEMV_RVV_SCALAR_PER_QUAD = 2.5
+GEMV_RVV_SCALAR_PER_BLOCK = 56
+GEMV_RVV_SCALAR_PER_CALL = 118
+
+
+def gemv_rvv_cycles(n_in: int, lo: int, hi: int, out_bits: int, dp: int, shift: int = 40) -> int:
+    """Estimated cycles of gemv_rvv.c over rows [lo, hi) under a datapath of dp bits: its scalar instructions one cycle
+    each, each vector instruction ceil(vl * SEW / dp) cycles (at least 1)."""
+    if hi <= lo:
+        return 0
+    cycles = GEMV_RVV_SCALAR_PER_CALL
+    for rows in segments(lo, hi):
+        cycles += GEMV_RVV_SCALAR_PER_BLOCK + math.ceil(rvv_quads(n_in) * GEMV_RVV_SCALAR_PER_QUAD)
+        cycles += sum(count * (_c(vl, sew, dp) + 1) for count, vl, sew in vector_ops(n_in, rows, out_bits, shift))
+    return cycles
+
+
+def linear_rvv_work(s, plan, dep, n_tok: int, pos: int, pos0: int) -> Work:
+    """The vector GEMV under the target's datapath model (targets' cluster.vector): the busiest core's share of the
+    rows in gemv_rvv_cycles, per token, plus a fork; without a model, the flat MACs per cycle per core."""
+    t = dep.target
+    dp = t.vector.datapath_bits if t.vector is not None else 0
+    if not dp:
+        return linear_work(s, plan, dep, n_tok, pos, pos0)
+    n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
+    bits = int(s.spec.name.rsplit("_i", 1)[1])
+    busiest = max(gemv_rvv_cycles(n_in, *share(n_out, c, s.cores), bits, dp) for c in range(s.cores))
+    return Work(n_tok * busiest + (t.fork_cycles if s.cores > 1 else 0), s.macs * n_tok)
+
+
 def _strips(n: int, vlmax: int) -> list[int]:
     """The vl of each strip over n elements at vlmax elements per vector."""
     return [min(vlmax, n - t) for t in range(0, n, vlmax)]
@@ -266,3 +298,6 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         for count, vl, sew in vector_ops(n_in, rows, bits, shift):
             extra += count * _c(vl, sew, dp)
     return extra
+
+
+KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
