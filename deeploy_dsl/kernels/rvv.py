@@ -22,6 +22,7 @@ from .kernelspec import KernelSpec, Param, Split
 from .layout import unblock_rows
 
 RVV_ROWS = 32  # output rows per block; must equal GEMV_RVV_ROWS in kernels_c/gemv_rvv.h
+ONE_CORE_MAX = 1024  # elements of a row the vector norm and residual add take on one core (32 vectors at VLEN 128)
 VLEN_MIN = RVV_ROWS * 32 // 8  # bits: RVV_ROWS e32 lanes in a register group of LMUL 8
 ISA = ("zve32x", "zvqdotq")  # the extensions these kernels need
 
@@ -104,15 +105,17 @@ def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
 
 
 def rmsnorm_rvv(base: KernelSpec) -> KernelSpec:
-    """RMSNorm (base: rmsnorm_i8_part's spec) on the vector unit (norm_rvv.c): the same integers and shares; each core
-    still computes the row's rms, now by two reductions."""
-    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c",
-                   doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh")
+    """RMSNorm (base: rmsnorm_i8_part's spec) on the vector unit (norm_rvv.c): the same integers, the whole row on one
+    core (a row of up to ONE_CORE_MAX elements is a few vector instructions, fewer than a fork; the rms once)."""
+    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c", split=None,
+                   doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh; one core")
 
 
 def residual_add_rvv(base: KernelSpec) -> KernelSpec:
-    """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements."""
-    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", doc=base.doc + "; on Zve32x: vsadd.vv")
+    """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements, on
+    one core (as rmsnorm_rvv)."""
+    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", split=None, prefill="token",
+                   doc=base.doc + "; on Zve32x: vsadd.vv, one core")
 
 
 def rope_rvv(base: KernelSpec) -> KernelSpec:
@@ -277,13 +280,11 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
         return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
     name = step.spec.name
-    if name == "rmsnorm_i8_part_rvv":
+    if name == "rmsnorm_i8_part_rvv":  # the whole row on core 0 (no fork)
         dim = step.arg("dim").value
-        return rmsnorm_extra(dim, *(share(dim, core, n_cores) if n_cores > 1 else (0, dim)), dp)
+        return rmsnorm_extra(dim, 0, dim, dp) if core == 0 else 0
     if name == "residual_add_i16_rvv":
-        n = step.arg("n").value
-        lo, hi = share(n, core, n_cores) if n_cores > 1 else (0, n)
-        return residual_add_extra(hi - lo, dp)
+        return residual_add_extra(step.arg("n").value, dp) if core == 0 else 0
     if name.startswith("rope_") and name.endswith("_rvv"):  # a core's share of whole heads
         n, hs = step.arg("n").value, step.arg("head_size").value
         lo, hi = share(n // hs, core, n_cores) if n_cores > 1 else (0, n // hs)

@@ -401,8 +401,13 @@ def build_linear_rvv(op: Op, c: Ctx, k: KernelSpec):
 
 
 def _calibrated_norm(op: Op, c: Ctx) -> bool:
-    """its output has the calibrated scale (not absmax: rmsnorm_tok)"""
-    return facts(op, c).get("scale") != "absmax"
+    """its output has the calibrated scale (not absmax: rmsnorm_tok) and the row fits one core's vectors"""
+    return facts(op, c).get("scale") != "absmax" and c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
+
+
+def _short_row(op: Op, c: Ctx) -> bool:
+    """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
+    return c.graph.values[op.outputs[0]].shape[0] <= RVV.ONE_CORE_MAX
 
 
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
@@ -416,7 +421,8 @@ RVV_RULES: tuple[Rule, ...] = tuple(
          K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
     Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
          K["rmsnorm_i8_part_rvv"], build_rmsnorm),
-    Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN), K["residual_add_i16_rvv"],
+    Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_short_row),
+         K["residual_add_i16_rvv"],
          build_residual_add)) + tuple(
     Rule(R.ROPE[o][0] + "_q14_rvv",
          Pattern("rope", out=o, isa=("zve32x",), vlen=RVV.VLEN_MIN), K[R.ROPE[o][0] + "_rvv"], build_rope)
