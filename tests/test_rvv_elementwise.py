@@ -18,9 +18,10 @@ from deeploy_dsl.kernels.registry import KERNELS
 NORM_CASES = [(1, 8, 0, 1, 0), (7, 4, 2, 5, 0), (33, 10, 0, 33, 2), (64, 12, 8, 16, 0), (64, 12, 0, 64, 1),
               (100, 6, 31, 77, 0), (172, 14, 0, 172, 2), (48, 0, 0, 48, 0), (64, 1, 5, 40, 2)]
 ADD_N = [1, 7, 64, 129, 300]
-# (n, head_size, kernel): one head, several, odd pair counts, more pairs than a vector (16 at e32 m4)
+# (n, head_size, kernel): one head, several, odd pair counts, more pairs than a vector (16 at e32 m4); heads across the
+# lanes when there are at least as many as pairs (8 x 4, 16 x 3), more heads than a vector (34, 18)
 ROPE_CASES = [(8, 8, "rope_i8"), (64, 8, "rope_i8"), (6, 6, "rope_i16"), (96, 48, "rope_i16"), (34, 34, "rope_q12"),
-              (70, 14, "rope_i8"), (40, 40, "rope_i8")]
+              (70, 14, "rope_i8"), (40, 40, "rope_i8"), (96, 6, "rope_i16"), (136, 4, "rope_q12"), (72, 4, "rope_i8")]
 ROPE_CTYPE = {"rope_i8": "int8_t", "rope_i16": "int16_t", "rope_q12": "int16_t"}
 SENTINEL = 77
 

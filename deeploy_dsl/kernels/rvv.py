@@ -119,9 +119,9 @@ def residual_add_rvv(base: KernelSpec) -> KernelSpec:
 
 
 def rope_rvv(base: KernelSpec) -> KernelSpec:
-    """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers and
-    shares (whole heads)."""
-    return replace(base, name=base.name + "_rvv", source="rope_rvv.c",
+    """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers, every
+    head in one unit of work (the last core's: the heads across the lanes, fewer instructions than a fork's share)."""
+    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=replace(base.split, unit="n"),
                    doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
 
 
@@ -255,11 +255,15 @@ def residual_add_extra(n: int, dp: int) -> int:
 
 
 def rope_extra(heads: int, head_size: int, in_bits: int, dp: int) -> int:
-    """rope_rvv.c per head and strip of pairs (e32 m4): the segment load and store one element per cycle (as strided
-    loads), the two vle16 rows, 4 vsext, 4 products, 8 roundings, 4 clamps, 2 narrowings (e32); int8 values 4 more e16."""
-    per = sum(2 * (2 * vl - 1) + 2 * _c(vl, 16, dp) + 22 * _c(vl, 32, dp) + (4 * _c(vl, 16, dp) if in_bits == 8 else 0)
-              for vl in _strips(head_size // 2, 16))
-    return heads * per
+    """rope_rvv.c per strip: the segment load and store one element per cycle (as strided loads), 2 vsext, 4 products,
+    8 roundings, 4 clamps, 2 narrowings (e32), per head's pairs also the two vle16 rows and 2 more vsext; int8 values 4
+    more e16. Heads across the lanes (a strip per pair index) when there are at least as many as pairs, else pairs."""
+    pairs = head_size // 2
+    across = heads >= pairs and heads > 1
+    strips = [vl for _ in range(pairs) for vl in _strips(heads, 16)] if across else \
+        [vl for _ in range(heads) for vl in _strips(pairs, 16)]
+    return sum(2 * (2 * vl - 1) + 20 * _c(vl, 32, dp) + (0 if across else 2 * _c(vl, 16, dp) + 2 * _c(vl, 32, dp))
+               + (4 * _c(vl, 16, dp) if in_bits == 8 else 0) for vl in strips)
 
 
 def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[int, ...] = ()) -> float:
@@ -285,10 +289,9 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         return rmsnorm_extra(dim, 0, dim, dp) if core == 0 else 0
     if name == "residual_add_i16_rvv":
         return residual_add_extra(step.arg("n").value, dp) if core == 0 else 0
-    if name.startswith("rope_") and name.endswith("_rvv"):  # a core's share of whole heads
+    if name.startswith("rope_") and name.endswith("_rvv"):  # one unit, the last core's
         n, hs = step.arg("n").value, step.arg("head_size").value
-        lo, hi = share(n // hs, core, n_cores) if n_cores > 1 else (0, n // hs)
-        return rope_extra(hi - lo, hs, 8 if name == "rope_i8_rvv" else 16, dp)
+        return rope_extra(n // hs, hs, 8 if name == "rope_i8_rvv" else 16, dp) if core == n_cores - 1 else 0
     if name not in KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
