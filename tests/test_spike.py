@@ -125,3 +125,17 @@ def test_the_cost_table_prices_the_vector_gemv_by_the_datapath(rvv):
     assert 0 < wide < narrow
     flat = dataclasses.replace(rvv.dep, target=dataclasses.replace(t, vector=None))
     assert linear_rvv_work(s, rvv.plan, flat, 1, 0, 0) == linear_work(s, rvv.plan, flat, 1, 0, 0)
+
+
+def test_vector_gemv_spares_core_0():
+    """gemv_rvv_share's mirror: every row on exactly one core, contiguous, in units of 8 rows; none on core 0 from 3
+    cores on, the larger shares to the last cores (core 1 has the attention's pair of heads); one core: all rows."""
+    from deeploy_dsl.kernels.rvv import GEMV_UNIT, gemv_share
+    for n in (1, 5, 32, 64, 172, 512):
+        for cores in range(1, 9):
+            spans = [gemv_share(n, c, cores) for c in range(cores)]
+            assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            assert all(lo % GEMV_UNIT == 0 for lo, _ in spans)
+            if cores > 2 and -(-n // GEMV_UNIT) >= cores - 1:
+                assert spans[0] == (0, 0)
+    assert [gemv_share(64, c, 8) for c in (0, 1, 6, 7)] == [(0, 0), (0, 8), (40, 48), (48, 64)]

@@ -98,9 +98,9 @@ def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
 
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
     """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
-    integers, still one unit of work per token (its scale spans the vector)."""
+    integers, on core 0 without a fork (its scale spans the vector; a few vector instructions)."""
     return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(),
-                   split=replace(base.split, passes=None),  # one core: the vector unit, not a fork over the cores
+                   split=None,  # core 0 alone, no fork: a few vector instructions (its scale spans the vector)
                    doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
 
 
@@ -120,8 +120,8 @@ def residual_add_rvv(base: KernelSpec) -> KernelSpec:
 
 def rope_rvv(base: KernelSpec) -> KernelSpec:
     """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers, every
-    head in one unit of work (the last core's: the heads across the lanes, fewer instructions than a fork's share)."""
-    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=replace(base.split, unit="n"),
+    head on core 0 without a fork (the heads across the lanes: fewer instructions than a fork)."""
+    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=None,
                    doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
 
 
@@ -152,12 +152,21 @@ def segments(lo: int, hi: int) -> list[int]:
     return out
 
 
-def share(n: int, core: int, n_cores: int) -> tuple[int, int]:
-    """cluster_share's contiguous share of n units for `core` of `n_cores` (kernels_c/cluster.h): the last n % n_cores
-    cores take one more."""
-    base, first_big = n // n_cores, n_cores - n % n_cores
-    lo = core * base + (core - first_big if core > first_big else 0)
-    return lo, lo + base + (1 if core >= first_big else 0)
+GEMV_UNIT = 8  # rows; must equal GEMV_RVV_UNIT in kernels_c/gemv_rvv.h
+
+
+def gemv_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
+    """gemv_rvv_share's rows of n for `core` of `n_cores` (kernels_c/gemv_rvv.h): units of GEMV_UNIT rows, none on
+    core 0 when n_cores > 2 and there are at least n_cores - 1 units, the larger shares to the last cores."""
+    units = -(-n // GEMV_UNIT)
+    if n_cores > 2 and units >= n_cores - 1:
+        if core == 0:
+            return 0, 0
+        core, n_cores = core - 1, n_cores - 1
+    base, first_big = units // n_cores, n_cores - units % n_cores
+    u0 = core * base + max(0, core - first_big)
+    u1 = u0 + base + (1 if core >= first_big else 0)
+    return min(n, u0 * GEMV_UNIT), min(n, u1 * GEMV_UNIT)
 
 
 def head_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
@@ -233,7 +242,7 @@ def linear_rvv_work(s, plan, dep, n_tok: int, pos: int, pos0: int) -> Work:
         return linear_work(s, plan, dep, n_tok, pos, pos0)
     n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
     bits = int(s.spec.name.rsplit("_i", 1)[1])
-    busiest = max(gemv_rvv_cycles(n_in, *share(n_out, c, s.cores), bits, dp) for c in range(s.cores))
+    busiest = max(gemv_rvv_cycles(n_in, *gemv_share(n_out, c, s.cores), bits, dp) for c in range(s.cores))
     return Work(n_tok * busiest + (t.fork_cycles if s.cores > 1 else 0), s.macs * n_tok)
 
 
@@ -276,8 +285,8 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
     dp = target.vector.datapath_bits if target.vector is not None else 0
     if not dp:
         return 0
-    if step.spec.name == "swiglu_dyn_i8_rvv":  # one unit of work, the last core's
-        return swiglu_extra(step.arg("n").value, dp) if core == n_cores - 1 else 0
+    if step.spec.name == "swiglu_dyn_i8_rvv":  # on core 0 alone (no fork)
+        return swiglu_extra(step.arg("n").value, dp) if core == 0 else 0
     if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
         nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
         lo, hi = head_share(nh, core, n_cores)
@@ -289,14 +298,14 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         return rmsnorm_extra(dim, 0, dim, dp) if core == 0 else 0
     if name == "residual_add_i16_rvv":
         return residual_add_extra(step.arg("n").value, dp) if core == 0 else 0
-    if name.startswith("rope_") and name.endswith("_rvv"):  # one unit, the last core's
+    if name.startswith("rope_") and name.endswith("_rvv"):  # on core 0 alone (no fork)
         n, hs = step.arg("n").value, step.arg("head_size").value
-        return rope_extra(n // hs, hs, 8 if name == "rope_i8_rvv" else 16, dp) if core == n_cores - 1 else 0
+        return rope_extra(n // hs, hs, 8 if name == "rope_i8_rvv" else 16, dp) if core == 0 else 0
     if name not in KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
     bits = int(step.spec.name.rsplit("_i", 1)[1])
-    lo, hi = share(n_out, core, n_cores) if n_cores > 1 else (0, n_out)
+    lo, hi = gemv_share(n_out, core, n_cores)
     extra = 0
     for rows in segments(lo, hi):
         for count, vl, sew in vector_ops(n_in, rows, bits, shift):
