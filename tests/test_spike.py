@@ -139,3 +139,8 @@ def test_vector_gemv_spares_core_0():
             if cores > 2 and -(-n // GEMV_UNIT) >= cores - 1:
                 assert spans[0] == (0, 0)
     assert [gemv_share(64, c, 8) for c in (0, 1, 6, 7)] == [(0, 0), (0, 8), (40, 48), (48, 64)]
+    import re
+    from deeploy_dsl.kernels.rvv import SPARE_FROM
+    kdir = Path(__file__).resolve().parents[1] / "kernels_c"
+    for h in ("gemv_rvv.h", "attention_rvv.h"):  # the C shares and their mirrors agree on the threshold
+        assert re.search(r"#define DPL_RVV_SPARE_FROM (\d+)", (kdir / h).read_text()).group(1) == str(SPARE_FROM)

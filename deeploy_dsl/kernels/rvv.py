@@ -153,13 +153,14 @@ def segments(lo: int, hi: int) -> list[int]:
 
 
 GEMV_UNIT = 8  # rows; must equal GEMV_RVV_UNIT in kernels_c/gemv_rvv.h
+SPARE_FROM = 3  # cores from which core 0 takes no GEMV rows nor query heads; must equal DPL_RVV_SPARE_FROM (gemv_rvv.h)
 
 
 def gemv_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
     """gemv_rvv_share's rows of n for `core` of `n_cores` (kernels_c/gemv_rvv.h): units of GEMV_UNIT rows, none on
-    core 0 when n_cores > 2 and there are at least n_cores - 1 units, the larger shares to the last cores."""
+    core 0 when n_cores >= SPARE_FROM and there are at least n_cores - 1 units, the larger shares to the last cores."""
     units = -(-n // GEMV_UNIT)
-    if n_cores > 2 and units >= n_cores - 1:
+    if n_cores >= SPARE_FROM and units >= n_cores - 1:
         if core == 0:
             return 0, 0
         core, n_cores = core - 1, n_cores - 1
@@ -170,9 +171,9 @@ def gemv_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
 
 
 def head_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
-    """attn_rvv_share's share of n query heads (kernels_c/attention_rvv.h): none on core 0 when n_cores > 2 and
+    """attn_rvv_share's share of n query heads (kernels_c/attention_rvv.h): none on core 0 when n_cores >= SPARE_FROM and
     n >= n_cores - 1, the larger shares to the first of the others."""
-    if n_cores > 2 and n >= n_cores - 1:
+    if n_cores >= SPARE_FROM and n >= n_cores - 1:
         if core == 0:
             return 0, 0
         core, n_cores = core - 1, n_cores - 1
