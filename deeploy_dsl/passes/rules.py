@@ -401,6 +401,16 @@ def build_linear_rvv(op: Op, c: Ctx, k: KernelSpec):
     return args, math + f", vector layout .wv ({RVV.RVV_ROWS} rows across the lanes, quads of 4 columns)"
 
 
+def _calibrated_norm(op: Op, c: Ctx) -> bool:
+    """its output has the calibrated scale (not absmax: rmsnorm_tok) and the row fits one core's vectors"""
+    return facts(op, c).get("scale") != "absmax" and c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
+
+
+def _short_row(op: Op, c: Ctx) -> bool:
+    """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
+    return c.graph.values[op.outputs[0]].shape[0] <= RVV.ONE_CORE_MAX
+
+
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
 RVV_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
@@ -409,7 +419,15 @@ RVV_RULES: tuple[Rule, ...] = tuple(
     Rule("attention_k16_rvv", Pattern("attention", keys="int16", queries="int8", isa=("zve32x",), vlen=RVV.VLEN_MIN),
          K["attention_k16_rvv"], build_attention),
     Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
-         K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),)
+         K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
+    Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
+         K["rmsnorm_i8_part_rvv"], build_rmsnorm),
+    Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_short_row),
+         K["residual_add_i16_rvv"],
+         build_residual_add)) + tuple(
+    Rule(R.ROPE[o][0] + "_q14_rvv",
+         Pattern("rope", out=o, isa=("zve32x",), vlen=RVV.VLEN_MIN), K[R.ROPE[o][0] + "_rvv"], build_rope)
+    for o in ("int8", "int16", "int12"))
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES + RVV_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
