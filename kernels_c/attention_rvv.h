@@ -26,4 +26,28 @@ void attention_k16_rvv(int8_t *out /* [n_heads*head_size] */, const int8_t *q /*
                        int32_t score_shift, int32_t score_cut, int32_t out_mult, int32_t out_shift,
                        const uint16_t *exp_table /* [512] */);
 
+/* [lo, hi) of n query heads for `core` of `n_cores`: core 0, which also runs forward() (DMA setup, forking), takes none
+ * when n_cores >= DPL_RVV_SPARE_FROM and n >= n_cores - 1; the others share them contiguously, the larger shares to the first of them
+ * (the last core runs the one-core steps, such as the per-token SwiGLU); two heads of one core share their kv head's
+ * vector pass when they are neighbours (8 heads on 8 cores: none on core 0, 2 on core 1, 1 on the others) */
+#ifndef DPL_RVV_SPARE_FROM
+/* from this many cores on, core 0 takes no GEMV rows and no query heads: it runs the one-core steps (norm, RoPE,
+ * SwiGLU, residual add: a few vector instructions each) and forks every step (stories260k, busiest hart: 3 cores
+ * 32,551 instructions per token spared, 39,963 not; 5 cores 20,685 and 30,738); must equal kernels.rvv.SPARE_FROM */
+#define DPL_RVV_SPARE_FROM 3
+#endif
+static inline void attn_rvv_share(int32_t n, int32_t core, int32_t n_cores, int32_t *lo, int32_t *hi) {
+    int32_t base, big;
+    if (n_cores >= DPL_RVV_SPARE_FROM && n >= n_cores - 1) {
+        if (core == 0) {
+            *lo = *hi = 0;
+            return;
+        }
+        core -= 1, n_cores -= 1;
+    }
+    base = n / n_cores, big = n % n_cores;
+    *lo = core * base + (core < big ? core : big);
+    *hi = *lo + base + (core < big ? 1 : 0);
+}
+
 #endif /* DEEPLOY_ATTENTION_RVV_H */

@@ -23,4 +23,32 @@ void gemv_rvv_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const 
                   const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
                   int32_t n_in, int32_t n_out, int32_t lo, int32_t hi);
 
+/* [lo, hi) of n rows for `core` of `n_cores`, in units of GEMV_RVV_UNIT rows (a share's vector instructions do not
+ * depend on its rows within a block): core 0, which also runs forward() (DMA setup, forking), takes none when
+ * n_cores >= DPL_RVV_SPARE_FROM and there are at least n_cores - 1 units; the others share them contiguously, the larger shares to the
+ * last of them (core 1 has the vector attention's pair of heads: attention_rvv.h) */
+#define GEMV_RVV_UNIT 8
+#ifndef DPL_RVV_SPARE_FROM
+/* from this many cores on, core 0 takes no GEMV rows and no query heads: it runs the one-core steps (norm, RoPE,
+ * SwiGLU, residual add: a few vector instructions each) and forks every step (stories260k, busiest hart: 3 cores
+ * 32,551 instructions per token spared, 39,963 not; 5 cores 20,685 and 30,738); must equal kernels.rvv.SPARE_FROM */
+#define DPL_RVV_SPARE_FROM 3
+#endif
+static inline void gemv_rvv_share(int32_t n, int32_t core, int32_t n_cores, int32_t *lo, int32_t *hi) {
+    const int32_t units = (n + GEMV_RVV_UNIT - 1) / GEMV_RVV_UNIT;
+    int32_t base, first_big, u0, u1;
+    if (n_cores >= DPL_RVV_SPARE_FROM && units >= n_cores - 1) {
+        if (core == 0) {
+            *lo = *hi = 0;
+            return;
+        }
+        core -= 1, n_cores -= 1;
+    }
+    base = units / n_cores, first_big = n_cores - units % n_cores;
+    u0 = core * base + (core > first_big ? core - first_big : 0);
+    u1 = u0 + base + (core >= first_big ? 1 : 0);
+    *lo = u0 * GEMV_RVV_UNIT < n ? u0 * GEMV_RVV_UNIT : n;
+    *hi = u1 * GEMV_RVV_UNIT < n ? u1 * GEMV_RVV_UNIT : n;
+}
+
 #endif /* DEEPLOY_GEMV_RVV_H */

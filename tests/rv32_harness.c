@@ -25,6 +25,7 @@
 
 #include "deeploy_kernels.h"
 #include "swiglu16.h"
+#include "rmsnorm_tok.h"
 #include "dma.h"
 #include "perf.h"
 #include "tiles.h"
@@ -69,7 +70,10 @@
     X(attention_tiled, "pppppipppppiiiiiiiiipiiii")                                                                   \
     X(rmsnorm_tok_i8_part, "ppppiiiiii")                                                                              \
     X(swiglu_tok_i8, "ppppppii")                                                                             \
-    X(swiglu16_tok_i8_part, "ppppppiiii")                                                                    \
+    X(swiglu16_tok_i8, "ppppppii")                                                                           \
+    X(rmsnorm_tok_i8, "ppppiiii")                                                                            \
+    X(rmsnorm_tok_i8_span, "ppppiiiipiiii") X(rmsnorm_tok_i8_out, "ppppiiiipiiii")                                  \
+    X(swiglu16_tok_i8_span, "ppppppiipiiii") X(swiglu16_tok_i8_out, "ppppppiipiiii")                                  \
     X(sample_top_p_i32, "ppiiipp")                                                                                   \
     X(swiglu_dyn_i8_span, "ppppppiipiiii") X(swiglu_dyn_i8_out, "ppppppiipiiii")                                          \
     X(swiglu_tok_i8_span, "ppppppiipiiii") X(swiglu_tok_i8_out, "ppppppiipiiii")
@@ -307,8 +311,19 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         rmsnorm_tok_i8_part(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7), I(8), I(9));
         return 0;
     case FN_swiglu_tok_i8: swiglu_tok_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
-    case FN_swiglu16_tok_i8_part:
-        swiglu16_tok_i8_part(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8), I(9));
+    case FN_rmsnorm_tok_i8: rmsnorm_tok_i8(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7)); return 0;
+    case FN_rmsnorm_tok_i8_span:
+        rmsnorm_tok_i8_span(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12));
+        return 0;
+    case FN_rmsnorm_tok_i8_out:
+        rmsnorm_tok_i8_out(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12));
+        return 0;
+    case FN_swiglu16_tok_i8: swiglu16_tok_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
+    case FN_swiglu16_tok_i8_span:
+        swiglu16_tok_i8_span(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12));
+        return 0;
+    case FN_swiglu16_tok_i8_out:
+        swiglu16_tok_i8_out(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12));
         return 0;
 #ifdef DPL_HAVE_GEMV
     case FN_gemv_tok_i8: gemv_tok_i8(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;

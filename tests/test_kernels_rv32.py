@@ -45,7 +45,8 @@ if _missing:
 
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
-SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "swiglu16.c", "residual_add.c", "embed.c",
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "swiglu16.c", "rmsnorm_tok.c",
+           "residual_add.c", "embed.c",
            "argmax.c", "dma.c", "tiles.c", "sampler.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
              "-DPICOLIBC_INTEGER_PRINTF_SCANF"]
@@ -860,6 +861,34 @@ def gen_rmsnorm_tok():
     return cases
 
 
+def gen_rmsnorm_tok_passes():
+    """rmsnorm_tok_i8 in one call, and its two passes on 2..8 cores with any shares, empty ones too (test_pertoken.py's
+    cases and shares), the second pass's cores in reverse order."""
+    from test_pertoken import random_shares, rmsnorm_tok_cases
+    cases = []
+    for i, (x, gain, gs, eps, base, label) in enumerate(rmsnorm_tok_cases()):
+        dim, cores = x.size, 2 + i % 7
+        want_y, want_tok = K.rmsnorm_tok(x, gain, gs, eps, base)
+        c = Case("rmsnorm_tok_i8", label)
+        y, tok = c.out(np.full(dim, 99, np.int8)), c.out(np.zeros(2, np.int32))
+        c.call("rmsnorm_tok_i8", y, tok, c.arr(x), c.arr(gain), gs, eps, base, dim)
+        c.expect(y, want_y, "y")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+        c = Case("rmsnorm_tok_i8_span", f"{label} cores={cores}")
+        y, tok, spans = c.out(np.full(dim, 99, np.int8)), c.out(np.zeros(2, np.int32)), \
+            c.arr(np.full(2 * cores, 12345, np.int32))
+        args, shares = (y, tok, c.arr(x), c.arr(gain), gs, eps, base, dim, spans), random_shares(dim, cores, i)
+        for core in range(cores):
+            c.call("rmsnorm_tok_i8_span", *args, core, cores, *shares[core])
+        for core in reversed(range(cores)):
+            c.call("rmsnorm_tok_i8_out", *args, core, cores, *shares[core])
+        c.expect(y, want_y, "y")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+    return cases
+
+
 def gen_swiglu_tok():
     from test_pertoken import swiglu_tok_cases
     cases = []
@@ -878,19 +907,20 @@ def gen_swiglu_tok():
 
 
 def gen_swiglu16_tok():
+    """swiglu16_tok_i8 in one call, and its two passes on 2..8 cores (test_pertoken.py's cases)."""
     from test_pertoken import swiglu16_tok_cases
     cases = []
     for gate, up, table, base, label in swiglu16_tok_cases():
         n = gate.size
-        c = Case("swiglu16_tok_i8_part", label)
-        h, tok, p = c.out(np.full(n, 99, np.int8)), c.out(np.zeros(2, np.int32)), c.arr(np.zeros(n, np.int32))
-        g, u, t, cut = c.arr(gate), c.arr(up), c.arr(table), n // 3
-        for lo, hi in ((cut, n), (0, cut)) if cut else ((0, n),):  # shares, as the cores take them
-            c.call("swiglu16_tok_i8_part", h, tok, p, g, u, t, base, n, lo, hi)
+        c = Case("swiglu16_tok_i8", label)
+        h, tok = c.out(np.full(n, 99, np.int8)), c.out(np.zeros(2, np.int32))
+        c.call("swiglu16_tok_i8", h, tok, c.arr(np.zeros(n, np.int32)), c.arr(gate), c.arr(up), c.arr(table), base, n)
         want_h, want_tok = K.swiglu_tok_g16(gate, up, table, base)
         c.expect(h, want_h, "h")
         c.expect(tok, np.array(want_tok, np.int32), "tok")
         cases.append(c)
+        cases.append(swiglu_passes_case("swiglu16_tok_i8", label, gate, up, table, base, len(cases),
+                                        np.zeros(2, np.int32), want_h, np.array(want_tok, np.int32)))
     return cases
 
 
@@ -1153,7 +1183,8 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "swiglu_dyn_i8": gen_swiglu_dyn,
     "rmsnorm_tok_i8_part": gen_rmsnorm_tok,
     "swiglu_tok_i8": gen_swiglu_tok,
-    "swiglu16_tok_i8_part": gen_swiglu16_tok,
+    "swiglu16_tok_i8": gen_swiglu16_tok,
+    "rmsnorm_tok_i8": gen_rmsnorm_tok_passes,
     "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
     "argmax_i32": gen_argmax,
@@ -1252,7 +1283,7 @@ KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8"
                 "attn_scores_q12", "attn_scores_q12k16", "attn_scores_q16",
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
                 "rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu_dyn_i8_span", "swiglu_tok_i8_span",
-                "swiglu16_tok_i8_part",
+                "swiglu16_tok_i8", "swiglu16_tok_i8_span", "rmsnorm_tok_i8", "rmsnorm_tok_i8_span",
                 "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 

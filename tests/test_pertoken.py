@@ -1,9 +1,10 @@
 """Per-token absmax scales (`dynamic norm`, `final_norm`, `swiglu_absmax` in the quantize block): the producers'
-kernels (rmsnorm_tok_i8_part, swiglu_tok_i8) and the consumer GEMVs (gemv_tok_*, gemv_q4_tok_*) compute their numpy
-twins' integers on the host (here) and on RV32 (test_kernels_rv32.py runs these cases); the twins use the int8 range
-and hand a factor that gives the values back; the generated C equals golden on every logit (host: decode and
-prefill, streamed tiles, int4 weights; QEMU on 1 and 8 harts); the NPU takes no per-token factor: such layers fall
-back to the cluster with a warning."""
+kernels (rmsnorm_tok_i8, swiglu_tok_i8, swiglu16_tok_i8, each in one call and in two passes over N cores) and the
+consumer GEMVs (gemv_tok_*, gemv_q4_tok_*) compute their numpy twins' integers on the host (here) and on RV32
+(test_kernels_rv32.py runs these cases); the twins use the int8 range and hand a factor that gives the values back;
+the generated C equals golden on every logit (host: decode and prefill, streamed tiles, int4 weights, 1, 3 and 8
+cores; QEMU on 1 and 8 harts); the NPU takes no per-token factor: such layers fall back to the cluster with a
+warning."""
 from __future__ import annotations
 
 import ctypes
@@ -117,7 +118,7 @@ def test_tok_factor_and_multipliers():
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("pertoken") / "libpt.so"
-    srcs = [str(KDIR / f) for f in ("rmsnorm.c", "swiglu.c", "swiglu16.c", "gemv.c", "gemv_tok.c")]
+    srcs = [str(KDIR / f) for f in ("rmsnorm.c", "rmsnorm_tok.c", "swiglu.c", "swiglu16.c", "gemv.c", "gemv_tok.c")]
     r = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(out), *srcs], capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
     so = ctypes.CDLL(str(out))
@@ -126,12 +127,19 @@ def lib(tmp_path_factory):
         return np.ctypeslib.ndpointer(dtype=dt, flags="C_CONTIGUOUS")
     i8, i16, i32, c32, c64 = arr(np.int8), arr(np.int16), arr(np.int32), ctypes.c_int32, ctypes.c_int64
     so.rmsnorm_tok_i8_part.argtypes = [i8, i32, i16, i32, c32, c64, c32, c32, c32, c32]
+    so.rmsnorm_tok_i8.argtypes = [i8, i32, i16, i32, c32, c64, c32, c32]
+    for f in ("rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out"):
+        getattr(so, f).argtypes = [i8, i32, i16, i32, c32, c64, c32, c32, i32, c32, c32, c32, c32]
     so.swiglu_tok_i8.argtypes = [i8, i32, i32, i8, i8, i16, c32, c32]
-    so.swiglu16_tok_i8_part.argtypes = [i8, i32, i32, i16, i16, i16, c32, c32, c32, c32]
+    so.swiglu16_tok_i8.argtypes = [i8, i32, i32, i16, i16, i16, c32, c32]
+    for f in ("swiglu16_tok_i8_span", "swiglu16_tok_i8_out"):
+        getattr(so, f).argtypes = [i8, i32, i32, i16, i16, i16, c32, c32, i32, c32, c32, c32, c32]
     for bits, dt in ((8, i8), (16, i16), (32, i32)):
         getattr(so, f"gemv_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32]
         getattr(so, f"gemv_q4_tok_i{bits}").argtypes = [dt, i8, i8, i32, i32, c32, c32, c32]
-    for f in ("rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu16_tok_i8_part", *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
+    for f in ("rmsnorm_tok_i8_part", "rmsnorm_tok_i8", "rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out", "swiglu_tok_i8",
+              "swiglu16_tok_i8", "swiglu16_tok_i8_span", "swiglu16_tok_i8_out",
+              *(f"gemv{q}_tok_i{b}" for q in ("", "_q4") for b in OUT)):
         getattr(so, f).restype = None
     return so
 
@@ -147,6 +155,34 @@ def test_rmsnorm_tok(lib):
         np.testing.assert_array_equal(y[:dim], want_y, err_msg=label)
         assert (y[dim:] == 77).all() and tok[2] == 0, label
         assert (tok[0], tok[1]) == want_tok, label
+
+
+def random_shares(n: int, cores: int, seed: int) -> list[tuple[int, int]]:
+    """cores contiguous shares [lo, hi) of n, any sizes (empty ones too); on odd seeds core 0's is empty, so two
+    shares start at 0."""
+    cuts = np.sort(np.random.default_rng(seed).integers(0, n + 1, cores - 1)).tolist()
+    cuts[0] = 0 if seed % 2 else cuts[0]
+    return list(zip([0] + cuts, cuts + [n]))
+
+
+def test_rmsnorm_tok_passes(lib):
+    """rmsnorm_tok_i8 in one call, and its two passes on 2..8 cores with any shares run one core after another (the
+    second pass's cores in reverse order): the twin's integers, whatever the cores."""
+    for i, (x, gain, gs, eps, base, label) in enumerate(rmsnorm_tok_cases()):
+        dim, cores = x.size, 2 + i % 7
+        want_y, want_tok = K.rmsnorm_tok(x, gain, gs, eps, base)
+        y, tok = np.full(dim + 2, 77, np.int8), np.zeros(3, np.int32)
+        lib.rmsnorm_tok_i8(y, tok, x, gain, gs, eps, base, dim)
+        np.testing.assert_array_equal(y[:dim], want_y, err_msg=label)
+        assert (y[dim:] == 77).all() and (tok[0], tok[1]) == want_tok and tok[2] == 0, label
+        y, tok, spans = np.full(dim + 2, 77, np.int8), np.zeros(3, np.int32), np.full(2 * cores, 12345, np.int32)
+        shares = random_shares(dim, cores, i)
+        for core in range(cores):
+            lib.rmsnorm_tok_i8_span(y, tok, x, gain, gs, eps, base, dim, spans, core, cores, *shares[core])
+        for core in reversed(range(cores)):
+            lib.rmsnorm_tok_i8_out(y, tok, x, gain, gs, eps, base, dim, spans, core, cores, *shares[core])
+        np.testing.assert_array_equal(y[:dim], want_y, err_msg=f"{label} {shares}")
+        assert (y[dim:] == 77).all() and (tok[0], tok[1]) == want_tok and tok[2] == 0, label
 
 
 def silu16_table(rng) -> np.ndarray:
@@ -184,17 +220,26 @@ def test_silu16_interpolates_the_table_and_stays_int16():
 
 
 def test_swiglu16_tok(lib):
-    for gate, up, table, base, label in swiglu16_tok_cases():
-        n = gate.size
-        h, tok, p = np.full(n + 2, 77, np.int8), np.zeros(3, np.int32), np.zeros(n, np.int32)
-        cut = n // 3
-        for lo, hi in ((cut, n), (0, cut)) if cut else ((0, n),):  # shares, as the cores take them
-            lib.swiglu16_tok_i8_part(h, tok, p, gate, up, table, base, n, lo, hi)
+    """The one-pass kernel, and its two passes on 2..8 cores with any shares (empty ones too) run one core after
+    another, the second pass's cores in reverse order: the twin's integers, whatever the cores."""
+    for i, (gate, up, table, base, label) in enumerate(swiglu16_tok_cases()):
+        n, cores = gate.size, 2 + i % 7
         want_h, want_tok = K.swiglu_tok_g16(gate, up, table, base)
         assert np.abs(K.silu16(gate, table) * up.astype(np.int64)).max() <= 1 << 30, label
+        assert np.abs(want_h).max() == 127 or not (K.silu16(gate, table) * up.astype(np.int64)).any(), label
+        h, tok = np.full(n + 2, 77, np.int8), np.zeros(3, np.int32)
+        lib.swiglu16_tok_i8(h, tok, np.zeros(n, np.int32), gate, up, table, base, n)
         np.testing.assert_array_equal(h[:n], want_h, err_msg=label)
         assert (h[n:] == 77).all() and (tok[0], tok[1]) == want_tok and tok[2] == 0, label
-        assert np.abs(want_h).max() == 127 or not (K.silu16(gate, table) * up.astype(np.int64)).any(), label
+        h, tok, p, spans = np.full(n + 2, 77, np.int8), np.zeros(3, np.int32), np.zeros(n, np.int32), \
+            np.full(2 * cores, 12345, np.int32)
+        shares = random_shares(n, cores, i)
+        for core in range(cores):
+            lib.swiglu16_tok_i8_span(h, tok, p, gate, up, table, base, n, spans, core, cores, *shares[core])
+        for core in reversed(range(cores)):
+            lib.swiglu16_tok_i8_out(h, tok, p, gate, up, table, base, n, spans, core, cores, *shares[core])
+        np.testing.assert_array_equal(h[:n], want_h, err_msg=f"{label} cores={cores} {shares}")
+        assert (h[n:] == 77).all() and (tok[0], tok[1]) == want_tok and tok[2] == 0, label
 
 
 def test_swiglu_tok(lib):
@@ -233,7 +278,7 @@ def test_gemv_tok(lib, bits, q4):
     pytest.param("final_norm", [], marks=pytest.mark.slow),
     pytest.param("swiglu_absmax", [], marks=pytest.mark.slow),
     pytest.param("norm,swiglu", ["quantize.weights=int4 per_group(32)"], marks=pytest.mark.slow),
-    ("swiglu_absmax", ["quantize.gate_up=int16"]),  # int16 gate and up, silu interpolated (swiglu16_tok_i8_part)
+    ("swiglu_absmax", ["quantize.gate_up=int16"]),  # int16 gate and up, silu interpolated (swiglu16_tok_i8)
     pytest.param("final_norm,swiglu_absmax", ["quantize.gate_up=int16", "quantize.queries=int12", "quantize.smooth=0.5"],
                  marks=pytest.mark.slow),  # the most accurate setting
     pytest.param("norm,final_norm,swiglu_absmax", ["quantize.gate_up=int16", "quantize.queries=int12",
@@ -245,16 +290,34 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
     c = compile_deployment(DPLY, [f"quantize.dynamic={dynamic}"] + overrides)
     steps, values = {s.op: s for s in c.plan.steps}, set(dynamic.split(","))
     if "norm" in values:
-        assert steps["layers.0.attn_norm"].kernel == "rmsnorm_tok_i8_part"
+        assert steps["layers.0.attn_norm"].kernel == "rmsnorm_tok_i8"
         assert steps["layers.0.attn.k"].arg("shift").name == "layers.0.attn_norm_tok"
     if "swiglu_absmax" in values:
         wide = "quantize.gate_up=int16" in overrides
-        assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8_part" if wide else "swiglu_tok_i8")
+        assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8" if wide else "swiglu_tok_i8")
         assert steps["layers.0.mlp.gate"].kernel.endswith("_i16" if wide else "_i8")
         assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
     if "final_norm" in values:
-        assert steps["final_norm"].kernel == "rmsnorm_tok_i8_part" and steps["lm_head"].kernel == "gemv_tok_i32"
+        assert steps["final_norm"].kernel == "rmsnorm_tok_i8" and steps["lm_head"].kernel == "gemv_tok_i32"
     check_host(c, tmp_path, n_new=10)
+    check_host_cores(c, tmp_path, (3, 8))
+
+
+def check_host_cores(c, tmp_path: Path, cores: tuple[int, ...]) -> None:
+    """The host program built by check_host on N cores (it runs the N shares one after another, so the second pass
+    of a two-fork norm or SwiGLU reads every core's span): golden's logits, token by token and with prefill."""
+    from deeploy_dsl.backend.cmodel import c_ident
+    from deeploy_dsl.engines.runner import run_golden_compiled
+    from test_keys16 import PROMPT
+    exe, vocab = tmp_path / "build" / c_ident(c.dep.name), c.dep.model.dims.vocab
+    assert "_tok_i8_span(" in (tmp_path / "build" / "model.c").read_text()
+    _, want = run_golden_compiled(c, PROMPT, 6, stop=False)
+    for n, prefill in ((n, prefill) for n in cores for prefill in (False, True)):
+        out = tmp_path / f"logits{n}{prefill}.bin"
+        subprocess.run([str(exe), "--ids", " ".join(map(str, PROMPT)), "--tokens", "6", "--logits", str(out),
+                        "--no-stop", "--cores", str(n)] + ([] if prefill else ["--no-prefill"]), check=True)
+        got = np.fromfile(out, dtype="<i4").reshape(-1, vocab)
+        np.testing.assert_array_equal(got, want[len(PROMPT) - 1:] if prefill else want, err_msg=f"{n} cores")
 
 
 @pytest.mark.slow

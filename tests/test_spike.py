@@ -82,11 +82,12 @@ def test_estimated_cycles_follow_the_datapath(rvv):
     t = rvv.dep.target
     narrow = dataclasses.replace(t, vector=dataclasses.replace(t.vector, datapath_bits=32))
     by_rule = {s.rule: s for s in rvv.plan.steps}
-    for rule in ("linear_i8_rvv", "attention_k16_rvv", "swiglu_i8_per_token_rvv"):
+    for rule in ("linear_i8_rvv", "attention_k16_rvv", "swiglu_i8_per_token_rvv", "rmsnorm_i16_to_i8_rvv",
+                 "residual_add_i16_rvv", "rope_i8_q14_rvv", "rope_i16_q14_rvv"):
         s = by_rule[rule]
         wide = step_vector_cycles(s, t, 1, 0, (6, 40))
         assert 0 < wide < step_vector_cycles(s, narrow, 1, 0, (6, 40))
-    assert step_vector_cycles(by_rule["residual_add_i16"], t, 1, 0, (6,)) == 0
+    assert step_vector_cycles(by_rule["embed_i16"], t, 1, 0, (6,)) == 0
     assert step_vector_cycles(by_rule["linear_i8_rvv"], dataclasses.replace(t, vector=None), 1, 0) == 0
 
 
@@ -96,3 +97,50 @@ def test_a_scalar_target_is_not_for_spike(compiled, tmp_path):
     with pytest.raises(ToolError) as e:
         run_spike_compiled(compiled, tmp_path / "b", PROMPT, 1)
     assert "--engine qemu" in e.value.diagnostics[0].hint
+
+
+def test_vector_attention_spares_core_0():
+    """attn_rvv_share's mirror: every query head on exactly one core, contiguous; none on core 0 from 3 cores on (it
+    forks every step), the pair of heads on core 1 (beside each other: one kv head's pass), one core: all of them."""
+    from deeploy_dsl.kernels.rvv import head_share
+    for n in (1, 2, 6, 7, 8, 12, 32):
+        for cores in range(1, 9):
+            spans = [head_share(n, c, cores) for c in range(cores)]
+            assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            if cores > 2 and n >= cores - 1:
+                assert spans[0] == (0, 0)
+    assert [head_share(8, c, 8) for c in range(3)] == [(0, 0), (0, 2), (2, 3)] and head_share(8, 0, 1) == (0, 8)
+
+
+def test_the_cost_table_prices_the_vector_gemv_by_the_datapath(rvv):
+    """deeploy build's cycles for a vector GEMV come from the datapath model: a narrower datapath costs more, and
+    without a model the flat MACs per cycle per core price it as before."""
+    import dataclasses
+    from deeploy_dsl.engines.cost import linear_work
+    from deeploy_dsl.kernels.rvv import linear_rvv_work
+    t = rvv.dep.target
+    s = next(s for s in rvv.plan.steps if s.rule == "linear_i8_rvv")
+    dep = dataclasses.replace(rvv.dep, target=dataclasses.replace(t, vector=dataclasses.replace(t.vector, datapath_bits=32)))
+    wide, narrow = (linear_rvv_work(s, rvv.plan, d, 1, 0, 0).compute for d in (rvv.dep, dep))
+    assert 0 < wide < narrow
+    flat = dataclasses.replace(rvv.dep, target=dataclasses.replace(t, vector=None))
+    assert linear_rvv_work(s, rvv.plan, flat, 1, 0, 0) == linear_work(s, rvv.plan, flat, 1, 0, 0)
+
+
+def test_vector_gemv_spares_core_0():
+    """gemv_rvv_share's mirror: every row on exactly one core, contiguous, in units of 8 rows; none on core 0 from 3
+    cores on, the larger shares to the last cores (core 1 has the attention's pair of heads); one core: all rows."""
+    from deeploy_dsl.kernels.rvv import GEMV_UNIT, gemv_share
+    for n in (1, 5, 32, 64, 172, 512):
+        for cores in range(1, 9):
+            spans = [gemv_share(n, c, cores) for c in range(cores)]
+            assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            assert all(lo % GEMV_UNIT == 0 for lo, _ in spans)
+            if cores > 2 and -(-n // GEMV_UNIT) >= cores - 1:
+                assert spans[0] == (0, 0)
+    assert [gemv_share(64, c, 8) for c in (0, 1, 6, 7)] == [(0, 0), (0, 8), (40, 48), (48, 64)]
+    import re
+    from deeploy_dsl.kernels.rvv import SPARE_FROM
+    kdir = Path(__file__).resolve().parents[1] / "kernels_c"
+    for h in ("gemv_rvv.h", "attention_rvv.h"):  # the C shares and their mirrors agree on the threshold
+        assert re.search(r"#define DPL_RVV_SPARE_FROM (\d+)", (kdir / h).read_text()).group(1) == str(SPARE_FROM)

@@ -26,6 +26,10 @@ from ..kinds import ArgKind, Engine, Mode, TileScheme
 from ..passes.prefill import mode
 
 PLACEHOLDER = re.compile(r"@\{(\w+):([^}]*)\}")
+# attention kernels whose query heads are shared out by a function of their own (attention_rvv.h: none on core 0)
+HEAD_SHARE = {"attention_k16_rvv": "attn_rvv_share"}
+# split kernels whose units are shared out by a function of their own (gemv_rvv.h: none on core 0, rows by 8)
+SPLIT_SHARE = {f"gemv_rvv_i{b}": "gemv_rvv_share" for b in (8, 16, 32)}
 NP_TO_C = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
 
 
@@ -207,7 +211,7 @@ class UnitRenderer:
                 elif a.label == sp.count and not sp.bounds:
                     text = "hi - lo"
                 args.append(text)
-            v.update(body="split", split_args=", ".join(args), unit=unit,
+            v.update(body="split", split_args=", ".join(args), unit=unit, share_fn=SPLIT_SHARE.get(s.kernel, "cluster_share"),
                      units=f"c->n * {count // unit}" if md == Mode.FLAT else str(count // unit))
             if sp.passes:
                 v.update(body="split_passes", passes=sp.passes, count=count)
@@ -304,6 +308,7 @@ class UnitRenderer:
                     one_group=one_group,
                     heads_j=lanes * group if one_group else f"j->lanes * {group}", qh0="" if one_group else f"j->h0 * {group} + ", group=group, hs=hs,
                     kv_heads=d.kv_heads, ctx=d.context, scores_fn=scores_fn, av_fn=av_fn, k=passes["k"],
+                    share_fn=HEAD_SHARE.get(s.spec.name, "cluster_share"),
                     v=passes["v"], t0="0" if single else "j->t0", q=e["q"], prm=prm, exp=local[at["exp_table"]],
                     scores_at=f"{arrays['scores']}[l]", acc_at=f"{arrays['acc']}[l]", sums_at=f"{arrays['sums']}[l]",
                     max_at=f"{arrays['max']}[l]",

@@ -16,7 +16,7 @@ from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
-from .rvv import KERNELS as RVV_KERNELS, attention_k16_rvv, swiglu_dyn_rvv
+from .rvv import KERNELS as RVV_KERNELS, attention_k16_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv, swiglu_dyn_rvv
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -213,18 +213,16 @@ def _swiglu_dyn(h, shift_out, p, gate, up, silu_table, base_shift, n):
     h[:], shift_out[0] = K.swiglu_dyn(gate, up, silu_table, base_shift)
 
 
-def _rmsnorm_tok(y, tok, x, gain, gain_shift, eps_q, base_shift, dim, lo, hi):
-    out, tok[:] = K.rmsnorm_tok(x, gain, gain_shift, eps_q, base_shift)
-    y[lo:hi] = out[lo:hi]
+def _rmsnorm_tok(y, tok, x, gain, gain_shift, eps_q, base_shift, dim):
+    y[:], tok[:] = K.rmsnorm_tok(x, gain, gain_shift, eps_q, base_shift)
 
 
 def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
     h[:], tok[:] = K.swiglu_tok(gate, up, silu_table, base_shift)
 
 
-def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n, lo, hi):
-    out, tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
-    h[lo:hi] = out[lo:hi]
+def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n):
+    h[:], tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
 
 
 def _residual_add(y, a, b, n):
@@ -256,8 +254,10 @@ RMSNORM = KernelSpec("rmsnorm_i8_part", "rmsnorm.c", _p("""
 ROPE = {"int8": ("rope_i8", "int8_t", K.I8), "int16": ("rope_i16", "int16_t", K.I16),
         "int12": ("rope_q12", "int16_t", K.Q12)}
 
-# every core finds the row's largest |x * gain| and writes its share; the core with lo == 0 the token's factor
-RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8_part", "rmsnorm.c", _p("""
+# the token's scale spans the row: two forks (Split.passes), the cores' spans of their shares, then the scale from them
+# all and the shares' outputs; the share that ends the row computes the rms and the token's factor (core 0 is the
+# busiest: it also runs forward()); one core calls the kernel itself
+RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8", "rmsnorm_tok.c", _p("""
     y          | int8_t *        | [dim] output
     tok        | int32_t *       | [2] the token's factor {m, s} for the consumers
     x          | const int16_t * | [dim] the residual stream
@@ -265,11 +265,11 @@ RMSNORM_TOK = KernelSpec("rmsnorm_tok_i8_part", "rmsnorm.c", _p("""
     gain_shift | int32_t         | the gains' shift
     eps_q      | int64_t         | epsilon in x's units squared, times 2^16
     base_shift | int32_t         | the consumers' shift at factor 1
-    dim        | int32_t         | model dimension
-    lo         | int32_t         | first element written
-    hi         | int32_t         | one past the last element written"""), _rmsnorm_tok, elementwise_work,
-    "y[lo:hi] = x * gain * 127 / max|x * gain| (an integer multiplier), the token's factor a * 2^t / rms for the "
-    "consumers", bounds=K.I8, split=Split((), "dim", bounds=("lo", "hi")), fragment="split")
+    dim        | int32_t         | model dimension"""), _rmsnorm_tok, elementwise_work,
+    "y = x * gain * 127 / max|x * gain| (an integer multiplier), the token's factor a * 2^t / rms for the consumers",
+    bounds=K.I8,
+    split=Split(("y", "x", "gain"), "dim", unit="dim", passes=("rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out")),
+    calls=("rmsnorm_tok_i8", "rmsnorm_tok_i8_span", "rmsnorm_tok_i8_out"), fragment="split")
 
 
 def rope(out: str) -> KernelSpec:
@@ -414,22 +414,21 @@ SWIGLU_TOK = KernelSpec("swiglu_tok_i8", "swiglu.c", _p("""
                                                                                    "swiglu_tok_i8_out")),
     calls=("swiglu_tok_i8", "swiglu_tok_i8_span", "swiglu_tok_i8_out"), fragment="split")
 
-# every core finds the vector's largest product (the products are most of the work, but the vector is no longer one
-# core's while the others wait) and writes its share
-SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8_part", "swiglu16.c", _p("""
+# as swiglu_tok_i8: two forks, the cores' spans of their shares, then the scale from them all and the shares' outputs
+# (Split.passes); one core calls the kernel itself
+SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8", "swiglu16.c", _p("""
     h          | int8_t *        | [n] output
     tok        | int32_t *       | [2] the token's factor {m, s} for the down projection
-    p          | int32_t *       | [n] scratch: the products (each core its share)
+    p          | int32_t *       | [n] scratch: the products
     gate       | const int16_t * | [n] gate projection (int16)
     up         | const int16_t * | [n] up projection (int16)
     silu_table | const int16_t * | [513] silu over int16, an entry every 128 steps
     base_shift | int32_t         | the down projection's shift at factor 1
-    n          | int32_t         | hidden units
-    lo         | int32_t         | first element written
-    hi         | int32_t         | one past the last element written"""), _swiglu16_tok, elementwise_work,
-    "h[lo:hi] = silu(gate) * up * 127 / max|silu(gate) * up| on int16 gate and up, silu by a 513-entry table "
-    "interpolated linearly; the token's factor for the down projection", bounds=K.I8,
-    split=Split((), "n", bounds=("lo", "hi")), fragment="split")
+    n          | int32_t         | hidden units"""), _swiglu16_tok, elementwise_work,
+    "h = silu(gate) * up * 127 / max|silu(gate) * up| on int16 gate and up, silu by a 513-entry table interpolated "
+    "linearly; the token's factor for the down projection", bounds=K.I8,
+    split=Split(("h", "gate", "up"), "n", unit="n", passes=("swiglu16_tok_i8_span", "swiglu16_tok_i8_out")),
+    calls=("swiglu16_tok_i8", "swiglu16_tok_i8_span", "swiglu16_tok_i8_out"), fragment="split")
 
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
@@ -443,12 +442,14 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *(npu_linear_tok(o) for o in OUT), *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
-    *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN))}
+    *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
+    rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD), *(rope_rvv(rope(o)) for o in ROPE))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "attention_rvv.c": "attention_rvv.h",
-                  "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16.c": "swiglu16.h"}
+                  "swiglu_rvv.c": "swiglu_rvv.h", "norm_rvv.c": "norm_rvv.h", "rope_rvv.c": "rope_rvv.h",
+                  "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
-SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",)}
+SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",)}  # norm_rvv: the scalar path out of bounds
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

@@ -16,12 +16,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engines.cost import linear_work
+from ..engines.cost import Work, linear_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import unblock_rows
 
 RVV_ROWS = 32  # output rows per block; must equal GEMV_RVV_ROWS in kernels_c/gemv_rvv.h
+ONE_CORE_MAX = 1024  # elements of a row the vector norm and residual add take on one core (32 vectors at VLEN 128)
 VLEN_MIN = RVV_ROWS * 32 // 8  # bits: RVV_ROWS e32 lanes in a register group of LMUL 8
 ISA = ("zve32x", "zvqdotq")  # the extensions these kernels need
 
@@ -79,7 +80,7 @@ def _params(ctype: str) -> tuple[Param, ...]:
 def gemv_rvv(out: str) -> KernelSpec:
     """vqdot.vx over output rows across the lanes; the weights read in place in the vector layout."""
     ctype, bounds = OUT[out]
-    return KernelSpec(f"gemv_rvv_i{out[3:]}", "gemv_rvv.c", _params(ctype), _twin(bounds), linear_work,
+    return KernelSpec(f"gemv_rvv_i{out[3:]}", "gemv_rvv.c", _params(ctype), _twin(bounds), linear_rvv_work,
                       f"int8 weights x int8 input -> {out} on Zve32x + Zvqdotq: {RVV_ROWS} rows across the lanes, "
                       "vqdot.vx broadcasting 4 activations (gemv_rvv.h)", bounds=bounds,
                       resident=("w", "mult", "shift"), prefill="token", weights=(".wv", rvv_weights),
@@ -97,12 +98,33 @@ def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
 
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
     """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
-    integers, still one unit of work per token (its scale spans the vector)."""
-    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c",
+    integers, on core 0 without a fork (its scale spans the vector; a few vector instructions)."""
+    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(),
+                   split=None,  # core 0 alone, no fork: a few vector instructions (its scale spans the vector)
                    doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
 
 
-KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
+def rmsnorm_rvv(base: KernelSpec) -> KernelSpec:
+    """RMSNorm (base: rmsnorm_i8_part's spec) on the vector unit (norm_rvv.c): the same integers, the whole row on one
+    core (a row of up to ONE_CORE_MAX elements is a few vector instructions, fewer than a fork; the rms once)."""
+    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c", split=None,
+                   doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh; one core")
+
+
+def residual_add_rvv(base: KernelSpec) -> KernelSpec:
+    """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements, on
+    one core (as rmsnorm_rvv)."""
+    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", split=None, prefill="token",
+                   doc=base.doc + "; on Zve32x: vsadd.vv, one core")
+
+
+def rope_rvv(base: KernelSpec) -> KernelSpec:
+    """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers, every
+    head on core 0 without a fork (the heads across the lanes: fewer instructions than a fork)."""
+    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=None,
+                   doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
+
+
 
 
 # ---- estimated cycles: the vector instructions of gemv_rvv.c, by its loop structure --------------------------------
@@ -130,12 +152,34 @@ def segments(lo: int, hi: int) -> list[int]:
     return out
 
 
-def share(n: int, core: int, n_cores: int) -> tuple[int, int]:
-    """cluster_share's contiguous share of n units for `core` of `n_cores` (kernels_c/cluster.h): the last n % n_cores
-    cores take one more."""
-    base, first_big = n // n_cores, n_cores - n % n_cores
-    lo = core * base + (core - first_big if core > first_big else 0)
-    return lo, lo + base + (1 if core >= first_big else 0)
+GEMV_UNIT = 8  # rows; must equal GEMV_RVV_UNIT in kernels_c/gemv_rvv.h
+SPARE_FROM = 3  # cores from which core 0 takes no GEMV rows nor query heads; must equal DPL_RVV_SPARE_FROM (gemv_rvv.h)
+
+
+def gemv_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
+    """gemv_rvv_share's rows of n for `core` of `n_cores` (kernels_c/gemv_rvv.h): units of GEMV_UNIT rows, none on
+    core 0 when n_cores >= SPARE_FROM and there are at least n_cores - 1 units, the larger shares to the last cores."""
+    units = -(-n // GEMV_UNIT)
+    if n_cores >= SPARE_FROM and units >= n_cores - 1:
+        if core == 0:
+            return 0, 0
+        core, n_cores = core - 1, n_cores - 1
+    base, first_big = units // n_cores, n_cores - units % n_cores
+    u0 = core * base + max(0, core - first_big)
+    u1 = u0 + base + (1 if core >= first_big else 0)
+    return min(n, u0 * GEMV_UNIT), min(n, u1 * GEMV_UNIT)
+
+
+def head_share(n: int, core: int, n_cores: int) -> tuple[int, int]:
+    """attn_rvv_share's share of n query heads (kernels_c/attention_rvv.h): none on core 0 when n_cores >= SPARE_FROM and
+    n >= n_cores - 1, the larger shares to the first of the others."""
+    if n_cores >= SPARE_FROM and n >= n_cores - 1:
+        if core == 0:
+            return 0, 0
+        core, n_cores = core - 1, n_cores - 1
+    base, big = n // n_cores, n % n_cores
+    lo = core * base + min(core, big)
+    return lo, lo + base + (1 if core < big else 0)
 
 
 def _c(vl: int, sew: int, dp: int) -> int:
@@ -170,6 +214,68 @@ def swiglu_extra(n: int, dp: int) -> int:
                + 5 * _c(vl, 32, dp) + _c(vl, 8, dp) for vl in _lanes(n))
 
 
+# gemv_rvv.c's scalar instructions, fitted to Spike's exact counts of stories260k's attn.q (2 blocks) and mlp.gate
+# (6 blocks) on 1 hart (bench/spike_profile.py): per quad the activations' lw and the pointer steps, per block segment
+# its setup and the loop's control, per call the arguments and the share
+GEMV_RVV_SCALAR_PER_QUAD = 2.5
+GEMV_RVV_SCALAR_PER_BLOCK = 56
+GEMV_RVV_SCALAR_PER_CALL = 118
+
+
+def gemv_rvv_cycles(n_in: int, lo: int, hi: int, out_bits: int, dp: int, shift: int = 40) -> int:
+    """Estimated cycles of gemv_rvv.c over rows [lo, hi) under a datapath of dp bits: its scalar instructions one cycle
+    each, each vector instruction ceil(vl * SEW / dp) cycles (at least 1)."""
+    if hi <= lo:
+        return 0
+    cycles = GEMV_RVV_SCALAR_PER_CALL
+    for rows in segments(lo, hi):
+        cycles += GEMV_RVV_SCALAR_PER_BLOCK + math.ceil(rvv_quads(n_in) * GEMV_RVV_SCALAR_PER_QUAD)
+        cycles += sum(count * (_c(vl, sew, dp) + 1) for count, vl, sew in vector_ops(n_in, rows, out_bits, shift))
+    return cycles
+
+
+def linear_rvv_work(s, plan, dep, n_tok: int, pos: int, pos0: int) -> Work:
+    """The vector GEMV under the target's datapath model (targets' cluster.vector): the busiest core's share of the
+    rows in gemv_rvv_cycles, per token, plus a fork; without a model, the flat MACs per cycle per core."""
+    t = dep.target
+    dp = t.vector.datapath_bits if t.vector is not None else 0
+    if not dp:
+        return linear_work(s, plan, dep, n_tok, pos, pos0)
+    n_in, n_out = s.arg("n_in").value, s.arg("n_out").value
+    bits = int(s.spec.name.rsplit("_i", 1)[1])
+    busiest = max(gemv_rvv_cycles(n_in, *gemv_share(n_out, c, s.cores), bits, dp) for c in range(s.cores))
+    return Work(n_tok * busiest + (t.fork_cycles if s.cores > 1 else 0), s.macs * n_tok)
+
+
+def _strips(n: int, vlmax: int) -> list[int]:
+    """The vl of each strip over n elements at vlmax elements per vector."""
+    return [min(vlmax, n - t) for t in range(0, n, vlmax)]
+
+
+def rmsnorm_extra(dim: int, lo: int, hi: int, dp: int) -> int:
+    """norm_rvv.c: per strip of the row (e16 m4) a vle16, the widening square and four e32 operations (two of them
+    reductions); per strip of the share a vle16, the vsext, vle32 and six e32 operations, two narrowings and vse8."""
+    return (sum(_c(vl, 16, dp) + 5 * _c(vl, 32, dp) for vl in _strips(dim, 32))
+            + sum(_c(vl, 16, dp) + 9 * _c(vl, 32, dp) + _c(vl, 16, dp) + _c(vl, 8, dp) for vl in _strips(hi - lo, 32)))
+
+
+def residual_add_extra(n: int, dp: int) -> int:
+    """norm_rvv.c's residual add: per strip (e16 m8) two loads, vsadd and the store."""
+    return sum(4 * _c(vl, 16, dp) for vl in _strips(n, 64))
+
+
+def rope_extra(heads: int, head_size: int, in_bits: int, dp: int) -> int:
+    """rope_rvv.c per strip: the segment load and store one element per cycle (as strided loads), 2 vsext, 4 products,
+    8 roundings, 4 clamps, 2 narrowings (e32), per head's pairs also the two vle16 rows and 2 more vsext; int8 values 4
+    more e16. Heads across the lanes (a strip per pair index) when there are at least as many as pairs, else pairs."""
+    pairs = head_size // 2
+    across = heads >= pairs and heads > 1
+    strips = [vl for _ in range(pairs) for vl in _strips(heads, 16)] if across else \
+        [vl for _ in range(heads) for vl in _strips(pairs, 16)]
+    return sum(2 * (2 * vl - 1) + 20 * _c(vl, 32, dp) + (0 if across else 2 * _c(vl, 16, dp) + 2 * _c(vl, 32, dp))
+               + (4 * _c(vl, 16, dp) if in_bits == 8 else 0) for vl in strips)
+
+
 def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[int, ...] = ()) -> float:
     """The cycles beyond one per instruction that the vector instructions of a step take on `core` of `n_cores`: each
     vector instruction ceil(vl * SEW / datapath_bits) cycles (at least 1) under the target's datapath model, where the
@@ -180,20 +286,32 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
     dp = target.vector.datapath_bits if target.vector is not None else 0
     if not dp:
         return 0
-    if step.spec.name == "swiglu_dyn_i8_rvv":  # one unit of work, the last core's
-        return swiglu_extra(step.arg("n").value, dp) if core == n_cores - 1 else 0
+    if step.spec.name == "swiglu_dyn_i8_rvv":  # on core 0 alone (no fork)
+        return swiglu_extra(step.arg("n").value, dp) if core == 0 else 0
     if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
         nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
-        lo, hi = share(nh, core, n_cores)
+        lo, hi = head_share(nh, core, n_cores)
         groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
         return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
-    if step.spec.name not in KERNELS:
+    name = step.spec.name
+    if name == "rmsnorm_i8_part_rvv":  # the whole row on core 0 (no fork)
+        dim = step.arg("dim").value
+        return rmsnorm_extra(dim, 0, dim, dp) if core == 0 else 0
+    if name == "residual_add_i16_rvv":
+        return residual_add_extra(step.arg("n").value, dp) if core == 0 else 0
+    if name.startswith("rope_") and name.endswith("_rvv"):  # on core 0 alone (no fork)
+        n, hs = step.arg("n").value, step.arg("head_size").value
+        return rope_extra(n // hs, hs, 8 if name == "rope_i8_rvv" else 16, dp) if core == 0 else 0
+    if name not in KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
     bits = int(step.spec.name.rsplit("_i", 1)[1])
-    lo, hi = share(n_out, core, n_cores) if n_cores > 1 else (0, n_out)
+    lo, hi = gemv_share(n_out, core, n_cores)
     extra = 0
     for rows in segments(lo, hi):
         for count, vl, sew in vector_ops(n_in, rows, bits, shift):
             extra += count * _c(vl, sew, dp)
     return extra
+
+
+KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}

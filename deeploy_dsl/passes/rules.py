@@ -254,11 +254,12 @@ def build_swiglu_dyn(op: Op, c: Ctx, k: KernelSpec):
 def build_rmsnorm_tok(op: Op, c: Ctx, k: KernelSpec):
     """RMSNorm into int8 with a per-token absmax scale: x * gain scaled so the token's largest is 127 by an integer
     multiplier; the token's factor (its rms and that scale) goes to the consumers, which fold it into their
-    requantization. The cores share out the elements, each finding the row's largest."""
+    requantization. Two passes over all cores: each its share's span, then each the scale from every span and its
+    share's outputs."""
     p, dim = c.q.params[op.name], c.dep.model.dims.dim
     return dict(y=_buf(op.outputs[0]), tok=_buf(op.outputs[1]), x=_buf(op.inputs[0]), gain=_const(op.name + ".gain"),
                 gain_shift=_int(p["gain_shift"]), eps_q=_int(p["eps_q"]), base_shift=_int(p["base_shift"]),
-                dim=_int(dim), lo=_int(0), hi=_int(dim)), \
+                dim=_int(dim)), \
         f"{op.outputs[0]} = int8(x * gain * 127 / max|x * gain|), tok = its factor with 1 / rms(x), x int16[{dim}]"
 
 
@@ -275,11 +276,11 @@ def build_swiglu_tok(op: Op, c: Ctx, k: KernelSpec):
 def build_swiglu16_tok(op: Op, c: Ctx, k: KernelSpec):
     """silu(gate) * up on int16 gate and up with a per-token absmax scale: silu by a 513-entry table over the int16 range,
     interpolated linearly in integers; the products scaled so the token's largest is 127 by an integer multiplier, whose
-    inverse goes to the down projection as the token's factor. Every core finds the largest product, each writes its
-    share."""
+    inverse goes to the down projection as the token's factor. Two passes over all cores: each its share's products and
+    their span, then each the scale from every span and its share's outputs."""
     args, _ = build_swiglu_tok(op, c, k)
     n = c.graph.values[op.outputs[0]].shape[0]
-    return {**args, "lo": _int(0), "hi": _int(n)}, \
+    return args, \
         (f"h = int8(silu(gate) * up * 127 / max|silu(gate) * up|), gate and up int16, silu by 513-entry table "
          f"interpolated; tok = its factor for the down projection, [{n}]")
 
@@ -400,6 +401,16 @@ def build_linear_rvv(op: Op, c: Ctx, k: KernelSpec):
     return args, math + f", vector layout .wv ({RVV.RVV_ROWS} rows across the lanes, quads of 4 columns)"
 
 
+def _calibrated_norm(op: Op, c: Ctx) -> bool:
+    """its output has the calibrated scale (not absmax: rmsnorm_tok) and the row fits one core's vectors"""
+    return facts(op, c).get("scale") != "absmax" and c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
+
+
+def _short_row(op: Op, c: Ctx) -> bool:
+    """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
+    return c.graph.values[op.outputs[0]].shape[0] <= RVV.ONE_CORE_MAX
+
+
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
 RVV_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
@@ -408,7 +419,15 @@ RVV_RULES: tuple[Rule, ...] = tuple(
     Rule("attention_k16_rvv", Pattern("attention", keys="int16", queries="int8", isa=("zve32x",), vlen=RVV.VLEN_MIN),
          K["attention_k16_rvv"], build_attention),
     Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
-         K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),)
+         K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
+    Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
+         K["rmsnorm_i8_part_rvv"], build_rmsnorm),
+    Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_short_row),
+         K["residual_add_i16_rvv"],
+         build_residual_add)) + tuple(
+    Rule(R.ROPE[o][0] + "_q14_rvv",
+         Pattern("rope", out=o, isa=("zve32x",), vlen=RVV.VLEN_MIN), K[R.ROPE[o][0] + "_rvv"], build_rope)
+    for o in ("int8", "int16", "int12"))
 RULES = CLUSTER_RULES + NPU_RULES + HOST_RULES + RVV_RULES  # every rule deeploy has, for `deeploy rules` and the tests
 
 
