@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import INT8_EXAMPLE
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.backend.plan_yaml import plan_yaml
@@ -22,7 +23,7 @@ DYN = "quantize.dynamic=swiglu"
 
 @pytest.fixture(scope="module")
 def dyn(model_dir):
-    return compile_deployment(DPLY, [DYN])
+    return compile_deployment(DPLY, [*INT8_EXAMPLE, DYN])
 
 
 def test_the_swiglu_hands_the_down_projection_its_shift(dyn):
@@ -39,7 +40,7 @@ def test_the_swiglu_hands_the_down_projection_its_shift(dyn):
 @pytest.mark.parametrize("overrides", [[], ["memory.L1=6KiB"], ["quantize.weights=int4 per_group(32)"]])
 def test_dynamic_c_matches_golden(model_dir, tmp_path, overrides):
     from test_keys16 import check_host
-    c = compile_deployment(DPLY, [DYN] + overrides)
+    c = compile_deployment(DPLY, [*INT8_EXAMPLE, DYN] + overrides)
     check_host(c, tmp_path, n_new=24)
     text = (tmp_path / "build" / "model.c").read_text()
     assert "swiglu_dyn_i8_span(" in text and "swiglu_dyn_i8_out(" in text  # two forks over the cores
@@ -50,7 +51,7 @@ def test_the_npu_takes_the_tokens_shift(model_dir, tmp_path):
     layer runs a job per token."""
     from test_keys16 import check_host
     from test_npu_mapping import HINTS, variant
-    c = compile_deployment(variant(tmp_path, "hinted", *HINTS), [DYN])
+    c = compile_deployment(variant(tmp_path, "hinted", *HINTS), [*INT8_EXAMPLE, DYN])
     steps = {s.op: s for s in c.plan.steps}
     assert steps["layers.0.mlp.down"].engine == "npu" and steps["layers.0.mlp.down"].args[4].kind == "buf"
     assert not c.warnings
@@ -61,8 +62,8 @@ def test_the_npu_takes_the_tokens_shift(model_dir, tmp_path):
 
 def test_dynamic_setting_is_validated(model_dir):
     with pytest.raises(SpecError, match="no per-token scale for 'attention'"):
-        compile_deployment(DPLY, ["quantize.dynamic=attention"])
-    assert compile_deployment(DPLY, ["quantize.dynamic=none"]).dep.quant.dynamic == ()
+        compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.dynamic=attention"])
+    assert compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.dynamic=none"]).dep.quant.dynamic == ()
 
 
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")

@@ -21,6 +21,7 @@ from deeploy_dsl.kernels import twins as K  # noqa: E402
 from deeploy_dsl.kernels.layout import (block_rows, host_q4_rows, host_q4_unrows, host_rows, q4_pack,  # noqa: E402
                                         q4_row_bytes)
 from attention_cases import attention_edge, random_attention, random_attention_k16, random_rope_i16  # noqa: E402
+from conftest import INT8_EXAMPLE  # noqa: E402
 
 KDIR = ROOT / "kernels_c"
 CC = os.environ.get("CC") or shutil.which("cc") or "gcc"
@@ -191,7 +192,7 @@ def test_attention_host_edges(lib, name):
 @pytest.fixture(scope="module")
 def host_compiled(model_dir):
     from deeploy_dsl.compiler import compile_deployment
-    return compile_deployment(ROOT / "deployments/stories260k.dply", ["target=host"])
+    return compile_deployment(ROOT / "deployments/stories260k.dply", ["target=host", *INT8_EXAMPLE])
 
 
 def test_host_build_lowers_to_host_kernels(host_compiled):

@@ -115,7 +115,7 @@ def test_files_over_the_size_limit_are_errors(ws, extra):
 
 
 def test_many_errors_stop_at_twenty_and_say_how_many_more(ws):
-    text = edit("dynamic     swiglu", "dynamic" + " zz" * 1300)
+    text = edit("gate_up     int16", "gate_up     int8", edit("dynamic     final_norm, swiglu_absmax", "dynamic" + " zz" * 1300))
     err = ws.error(text)
     assert len(err.diagnostics) == MAX_ERRORS and err.omitted == 1300 - MAX_ERRORS
     assert err.render().endswith(f"\nand {1300 - MAX_ERRORS} more errors")

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from deeploy_dsl.kernels import twins as K  # noqa: E402
 from deeploy_dsl.kernels import layout as L  # noqa: E402
+from conftest import INT8_EXAMPLE  # noqa: E402
 from deeploy_dsl.compiler import compile_deployment  # noqa: E402
 from deeploy_dsl.errors import SpecError  # noqa: E402
 from deeploy_dsl.backend.plan_yaml import plan_yaml  # noqa: E402
@@ -166,7 +167,7 @@ def test_gemv_q4_at_the_largest_input(lib):
 
 @pytest.fixture(scope="module")
 def int4(model_dir):
-    return compile_deployment(DPLY, [INT4])
+    return compile_deployment(DPLY, [*INT8_EXAMPLE, INT4])
 
 
 def test_int4_deployment_uses_q4_kernels_and_half_the_weight_bytes(int4, compiled):
@@ -231,7 +232,7 @@ def test_per_layer_formats_later_lines_win(model_dir, tmp_path):
     from test_keys16 import check_host
     path = with_quantize_lines(tmp_path, "mixed", "layers[*].attn.* -> int8", "layers[1].attn.o -> int4(16)",
                                "lm_head -> int8")
-    c = compile_deployment(path)
+    c = compile_deployment(path, list(INT8_EXAMPLE))
     k = {s.op: s.kernel for s in c.plan.steps}
     assert k["layers.0.attn.q"] == "gemv_i8" and k["layers.0.attn.o"] == "gemv_i16" and k["lm_head"] == "gemv_i32"
     assert k["layers.1.attn.o"] == "gemv_q4_i16" and c.quant.params["layers.1.attn.o"]["group"] == 16
@@ -244,7 +245,7 @@ def test_int8_layers_of_a_mixed_model_still_go_to_the_npu(model_dir, tmp_path):
     path = with_quantize_lines(tmp_path, "mlp4", "layers[*].mlp.* -> int4(32)", weights="int8 per_channel")
     text = path.read_text().replace("lm_head -> cluster", "lm_head -> cluster\n    layers[*].* -> npu")
     path.write_text(text)
-    c = compile_deployment(path)
+    c = compile_deployment(path, list(INT8_EXAMPLE))
     e = {s.op: (s.engine, s.kernel) for s in c.plan.steps}
     assert e["layers.0.attn.q"] == ("npu", "npu_linear_i8") and e["layers.0.mlp.up"] == ("cluster", "gemv_q4_i8")
     msg = [w.render() for w in c.warnings]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import INT8_EXAMPLE
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.engines.qemu import build_rv32, missing_tools, run_elf
@@ -56,11 +57,11 @@ def check_qemu(c, tmp_path: Path, cores: int = 8, n_new: int = 6) -> None:
 
 @pytest.fixture(scope="module")
 def keys16(model_dir):
-    return compile_deployment(DPLY, [KEYS16])
+    return compile_deployment(DPLY, [*INT8_EXAMPLE, KEYS16])
 
 
 def test_keys16_types_and_kernels(keys16, model_dir):
-    c, compiled = keys16, compile_deployment(DPLY, ["quantize.keys=int8"])
+    c, compiled = keys16, compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.keys=int8"])
     assert c.dep.quant.keys == "int16" and compiled.dep.quant.keys == "int8"
     for i in range(c.dep.model.dims.layers):
         assert c.plan.values[f"kv.k.{i}"].dtype == "int16" and c.plan.values[f"kv.v.{i}"].dtype == "int8"
@@ -80,7 +81,7 @@ def test_keys16_types_and_kernels(keys16, model_dir):
 
 def test_keys_setting_is_validated():
     with pytest.raises(SpecError, match="unsupported keys 'int32'"):
-        compile_deployment(DPLY, ["quantize.keys=int32"])
+        compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.keys=int32"])
 
 
 def test_keys16_c_matches_golden(keys16, tmp_path):
@@ -88,7 +89,7 @@ def test_keys16_c_matches_golden(keys16, tmp_path):
 
 
 def test_keys16_streams_int16_k_tiles_through_a_small_l1(tmp_path):
-    c = compile_deployment(DPLY, [KEYS16, "memory.L1=16KiB"])
+    c = compile_deployment(DPLY, [*INT8_EXAMPLE, KEYS16, "memory.L1=16KiB"])
     att = next(s for s in c.plan.steps if s.kernel == "attention_k16")
     assert att.staging.tiling.kind == "positions" and "k" in att.staging.tiling.buffers and att.staging.tiling.tile < c.dep.model.dims.context
     assert {c.plan.values[b].dtype for b in att.staging.tiling.buffers["k"]} == {"int16"}
@@ -101,7 +102,7 @@ def test_keys16_streams_int16_k_tiles_through_a_small_l1(tmp_path):
 
 def test_keys16_with_the_npu_mapping(tmp_path):
     from test_npu_mapping import HINTS, variant
-    c = compile_deployment(variant(tmp_path, "hinted", *HINTS), [KEYS16])
+    c = compile_deployment(variant(tmp_path, "hinted", *HINTS), [*INT8_EXAMPLE, KEYS16])
     steps = {s.op: s for s in c.plan.steps}
     assert steps["layers.0.attn.k"].kernel == "npu_linear_i16" and steps["layers.0.attn.q"].kernel == "npu_linear_i8"
     check_host(c, tmp_path)

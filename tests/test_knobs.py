@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import INT8_EXAMPLE
 from deeploy_dsl.compiler import compile_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +31,13 @@ KNOBS = {
 @pytest.mark.parametrize("name", KNOBS)
 def test_knob_keeps_c_equal_to_golden(model_dir, tmp_path, name):
     from test_keys16 import check_host
-    check_host(compile_deployment(DPLY, KNOBS[name]), tmp_path, n_new=12)
+    check_host(compile_deployment(DPLY, [*INT8_EXAMPLE, *KNOBS[name]]), tmp_path, n_new=12)
 
 
 def test_calibration_text_file(model_dir, tmp_path):
     from test_keys16 import check_host
     text = tmp_path / "calib.txt"
     text.write_text("Once upon a time, there was a little girl named Lily. She liked to play in the park. " * 20)
-    c = compile_deployment(DPLY, [f'quantize.activations=int8 calibrate("{text}", tokens = 300)'])
+    c = compile_deployment(DPLY, [*INT8_EXAMPLE, f'quantize.activations=int8 calibrate("{text}", tokens = 300)'])
     assert c.dep.quant.calibration.source == str(text)
     check_host(c, tmp_path, n_new=12)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import INT8_EXAMPLE
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.engines.qemu import missing_tools
@@ -287,7 +288,7 @@ def test_gemv_tok(lib, bits, q4):
 def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
     """Every logit, decode token by token and with prefill (test_keys16.check_host)."""
     from test_keys16 import check_host
-    c = compile_deployment(DPLY, [f"quantize.dynamic={dynamic}"] + overrides)
+    c = compile_deployment(DPLY, [*INT8_EXAMPLE, f"quantize.dynamic={dynamic}"] + overrides)
     steps, values = {s.op: s for s in c.plan.steps}, set(dynamic.split(","))
     if "norm" in values:
         assert steps["layers.0.attn_norm"].kernel == "rmsnorm_tok_i8"
@@ -325,7 +326,8 @@ def check_host_cores(c, tmp_path: Path, cores: tuple[int, ...]) -> None:
 @pytest.mark.parametrize("cores", [1, 8])
 def test_qemu_is_bit_exact(model_dir, tmp_path, cores):
     from test_keys16 import check_qemu
-    check_qemu(compile_deployment(DPLY, ["quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path, cores=cores)
+    check_qemu(compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path,
+               cores=cores)
 
 
 def test_the_npu_takes_the_per_token_factor(model_dir, tmp_path):
@@ -334,7 +336,7 @@ def test_the_npu_takes_the_per_token_factor(model_dir, tmp_path):
     from test_keys16 import check_host
     from test_npu_mapping import HINTS, variant
     c = compile_deployment(variant(tmp_path, "hinted", *HINTS, "lm_head -> npu"),
-                           ["quantize.dynamic=norm,final_norm,swiglu_absmax", "quantize.queries=int12"])
+                           [*INT8_EXAMPLE, "quantize.dynamic=norm,final_norm,swiglu_absmax", "quantize.queries=int12"])
     steps = {s.op: s for s in c.plan.steps}
     assert not c.warnings
     assert (steps["layers.0.mlp.down"].engine, steps["layers.0.mlp.down"].kernel) == ("npu", "npu_linear_tok_i16")
@@ -342,7 +344,7 @@ def test_the_npu_takes_the_per_token_factor(model_dir, tmp_path):
     check_host(c, tmp_path, n_new=12)
     model = (tmp_path / "build" / "model.c").read_text()
     assert "npu_run_tok(&job, " in model and "each token's input has its own factor" in model
-    auto = compile_deployment(variant(tmp_path, "auto", "layers[*].* -> auto"), ["quantize.dynamic=norm"])
+    auto = compile_deployment(variant(tmp_path, "auto", "layers[*].* -> auto"), [*INT8_EXAMPLE, "quantize.dynamic=norm"])
     q = {s.op: s for s in auto.plan.steps}["layers.0.attn.q"]
     assert "cycles" in q.reason and "per-token factor" not in q.reason
 
@@ -352,12 +354,12 @@ def test_the_npu_per_token_factor_under_qemu(model_dir, tmp_path):
     from test_keys16 import check_qemu
     from test_npu_mapping import HINTS, variant
     check_qemu(compile_deployment(variant(tmp_path, "hinted", *HINTS, "lm_head -> npu"),
-                                  ["quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path)
+                                  [*INT8_EXAMPLE, "quantize.dynamic=norm,final_norm,swiglu_absmax"]), tmp_path)
 
 
 def test_dynamic_values(model_dir):
     with pytest.raises(SpecError, match="two scales for the same output"):
-        compile_deployment(DPLY, ["quantize.dynamic=swiglu,swiglu_absmax"])
+        compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.dynamic=swiglu,swiglu_absmax"])
 
 
 @pytest.mark.slow
@@ -372,10 +374,10 @@ def test_qemu_gate_up_int16_is_bit_exact(model_dir, tmp_path, cores):
 def test_gate_up_values(model_dir):
     """gate_up is int8 or int16; int16 needs the SwiGLU's absmax scale (its products reach 2^30), said at the line."""
     with pytest.raises(SpecError, match="unsupported gate_up 'int12'"):
-        compile_deployment(DPLY, ["quantize.gate_up=int12", "quantize.dynamic=swiglu_absmax"])
+        compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.gate_up=int12", "quantize.dynamic=swiglu_absmax"])
     for dynamic in ("swiglu", "norm"):
         with pytest.raises(SpecError) as e:
-            compile_deployment(DPLY, ["quantize.gate_up=int16", f"quantize.dynamic={dynamic}"])
+            compile_deployment(DPLY, [*INT8_EXAMPLE, "quantize.gate_up=int16", f"quantize.dynamic={dynamic}"])
         d = e.value.diagnostics[0]
         assert "gate_up int16 needs the SwiGLU's per-token absmax scale" in d.message and "swiglu_absmax" in d.hint
         assert d.pos.line == 1  # the -D line

@@ -88,7 +88,8 @@ def test_prefill_plan_shape(compiled):
     assert modes["layers.0.attn.q"] == modes["layers.0.mlp.down"] == "gemm"
     assert modes["layers.0.attn.residual"] == "flat"
     # a per-token scale spans the token's vector: one call per token, else all the chunk's elements at once
-    assert modes["layers.0.mlp.swiglu"] == ("token" if "swiglu" in compiled.dep.quant.dynamic else "flat")
+    assert modes["layers.0.mlp.swiglu"] == ("token" if {"swiglu", "swiglu_absmax"} & set(compiled.dep.quant.dynamic)
+                                              else "flat")
     assert modes["layers.0.attn.attention"] == modes["embed"] == modes["layers.0.attn.rope_k"] == "token"
     assert modes["final_norm"] == modes["lm_head"] == "last"
     assert pre.plan.values["layers.0.attn.q"].shape == (16, 64)

@@ -12,6 +12,7 @@ from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.engines.qemu import missing_tools
 from deeploy_dsl.errors import SpecError
 from deeploy_dsl.kernels import twins as K
+from conftest import INT8_EXAMPLE
 from test_keys16 import DPLY, check_host, check_qemu
 
 Q12 = "quantize.queries=int12"
@@ -24,11 +25,11 @@ KERNELS = {("int12", "int8"): ("attention_q12", "attn_scores_q12"),
 
 @pytest.fixture(scope="module")
 def q12k16(model_dir):
-    return compile_deployment(DPLY, [Q12, KEYS16])
+    return compile_deployment(DPLY, [*INT8_EXAMPLE, Q12, KEYS16])  # the knob alone
 
 
-def test_q12_types_kernels_and_scales(q12k16, compiled):
-    c, base = q12k16, compiled  # the example deployment: int8 queries, int16 keys
+def test_q12_types_kernels_and_scales(q12k16):
+    c, base = q12k16, compile_deployment(DPLY, [*INT8_EXAMPLE, KEYS16])  # int8 queries, int16 keys
     assert base.dep.quant.keys == "int16"
     assert c.dep.quant.queries == "int12" and base.dep.quant.queries == "int8"
     steps = {s.op: s for s in c.plan.steps}

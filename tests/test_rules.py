@@ -19,6 +19,7 @@ from deeploy_dsl.passes.mapping import hint_matches, place_ops
 from deeploy_dsl.passes.rules import (HOST_RULES, RULES, RVV_RULES, Pattern, Rule, build_residual_add, build_rmsnorm, lower,
                                       rules_for)
 from deeploy_dsl.kernels.registry import RESIDUAL_ADD, RMSNORM
+from conftest import INT8_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared/models/stories260K"
@@ -47,7 +48,8 @@ def line_of(path: Path, text: str) -> int:
 @pytest.fixture(scope="module")
 def base():
     from deeploy_dsl.compiler import compile_deployment
-    return compile_deployment(ROOT / "deployments/stories260k.dply")
+    # int8 queries, no smoothing: the quantization the deployments written here (no quantize block) lower with
+    return compile_deployment(ROOT / "deployments/stories260k.dply", list(INT8_EXAMPLE))
 
 
 def plan_for(base, path: Path, overrides=None, rules=None, strict=None):
@@ -301,7 +303,7 @@ def test_every_step_records_the_rule_that_fired(base):
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
                                                  if r.engine == "cluster" and r not in HOST_RULES + RVV_RULES} - unused
     from deeploy_dsl.compiler import compile_deployment
-    q4 = compile_deployment(ROOT / "deployments/stories260k.dply", ["quantize.weights=int4 per_group(32)",
+    q4 = compile_deployment(ROOT / "deployments/stories260k.dply", [*INT8_EXAMPLE, "quantize.weights=int4 per_group(32)",
                                                                     "quantize.dynamic=none"])
     assert {s.rule for s in q4.plan.steps} >= {"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster",
                                                  "swiglu_i8_table"}

@@ -84,7 +84,8 @@ def test_smoothing_factors_by_hand():
 def test_smooth_setting_values(model_dir, value, alpha):
     dep = load_deployment(DPLY, [f"quantize.smooth={value}"])
     assert dep.quant.smooth == alpha
-    assert load_deployment(DPLY).quant.smooth is None
+    assert load_deployment(DPLY, ["quantize.smooth=none"]).quant.smooth is None
+    assert load_deployment(DPLY).quant.smooth == 0.5  # the example's setting
 
 
 @pytest.mark.parametrize("value,message,col", [
