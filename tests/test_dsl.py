@@ -306,7 +306,8 @@ def test_map_errors(ws):
     assert_points(only(ws.error(text), r"empty range layers\[3\.\.1\]"), text, line_of(text, "3..1"), "layers")
 
     text = edit("lm_head -> cluster", "lm_head cluster")
-    assert_points(only(ws.error(text), "expected 'PATTERN -> ENGINE' in map"), text, line_of(text, "lm_head"), "lm_head")
+    assert_points(only(ws.error(text), "expected 'PATTERN -> ENGINE' in map"), text, line_of(text, "lm_head cluster"),
+                  "lm_head")
 
     hints = ws.load(edit("lm_head -> cluster", "layers[0..2].mlp.* -> auto\n    layers[*].attn -> cluster")).hints
     assert [(h.pattern.segments, h.engine) for h in hints[1:]] == \
