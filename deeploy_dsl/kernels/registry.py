@@ -445,11 +445,11 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
     rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD), *(rope_rvv(rope(o)) for o in ROPE))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
-SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "attention_rvv.c": "attention_rvv.h",
+SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "gemv_tok_rvv.c": "gemv_tok_rvv.h", "attention_rvv.c": "attention_rvv.h",
                   "swiglu_rvv.c": "swiglu_rvv.h", "norm_rvv.c": "norm_rvv.h", "rope_rvv.c": "rope_rvv.h",
                   "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
-SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",)}  # norm_rvv: the scalar path out of bounds
+SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",), "gemv_tok_rvv.c": ("gemv_rvv.c",)}  # norm_rvv: the scalar path out of bounds
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

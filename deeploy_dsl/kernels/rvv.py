@@ -87,6 +87,24 @@ def gemv_rvv(out: str) -> KernelSpec:
                       split=Split((), "n_out", bounds=("lo", "hi")), fragment="split")
 
 
+def _tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, lo, hi):
+        y[lo:hi] = K.linear_tok(x, rvv_unpack(w, n_out, n_in), mult, shift, *bounds)[lo:hi]
+    return twin
+
+
+def gemv_tok_rvv(out: str) -> KernelSpec:
+    """gemv_rvv on an input with a per-token factor (gemv_tok_rvv.c): the row multipliers times the token's in vectors,
+    a chunk of blocks at a time, then gemv_rvv's loop with the token's shift."""
+    ctype, bounds = OUT[out]
+    params = tuple(Param("shift", "const int32_t *", "[2] this token's factor {m, s}: the multipliers times m / 2^32, "
+                         "shift s (kernels.tok_multipliers)") if p.name == "shift" else p for p in _params(ctype))
+    return replace(gemv_rvv(out), name=f"gemv_tok_rvv_i{out[3:]}", source="gemv_tok_rvv.c", params=params,
+                   twin=_tok_twin(bounds),
+                   doc=f"gemv_rvv_i{out[3:]} on an input with a per-token factor: the row multipliers times the token's "
+                       "(vmulhu.vx, a chunk of blocks at a time), its shift (gemv_tok_rvv.h)")
+
+
 def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
     """The int16-key attention (base: attention_k16's spec) on the vector unit (attention_rvv.c): the same integers,
     the same tiles of positions."""
@@ -314,4 +332,4 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
     return extra
 
 
-KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
+KERNELS = {k.name: k for k in (*(gemv_rvv(o) for o in OUT), *(gemv_tok_rvv(o) for o in OUT))}

@@ -411,8 +411,30 @@ def _short_row(op: Op, c: Ctx) -> bool:
     return c.graph.values[op.outputs[0]].shape[0] <= RVV.ONE_CORE_MAX
 
 
+def build_linear_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """The vector GEMV (32 output rows across the lanes, vqdot.vx, weights in the vector layout .wv) of an activation
+    with a per-token factor: each row's multiplier times the token's (vmulhu.vx, once per token), the token's shift."""
+    args, math = build_linear_rvv(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
+def build_linear_q12_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries on the vector unit: the int16 vector GEMV (int16 saturation, weights in the
+    vector layout .wv) at the queries' 12-bit scale; RoPE on q then saturates them to +-2047 (a per-token factor: the
+    row multipliers times the token's)."""
+    build = build_linear_tok_rvv if facts(op, c).get("in_scale") == "factor" else build_linear_rvv
+    return build(op, c, k)
+
+
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
 RVV_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_tok_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor", isa=RVV.ISA,
+                                         vlen=RVV.VLEN_MIN), RVV.KERNELS[f"gemv_tok_rvv_i{b}"], build_linear_tok_rvv)
+    for b in (8, 16, 32)) + (
+    Rule("linear_q12_tok_rvv", Pattern("linear", out="int12", weights="int8", in_scale="factor", isa=RVV.ISA,
+                                       vlen=RVV.VLEN_MIN), RVV.KERNELS["gemv_tok_rvv_i16"], build_linear_q12_rvv),
+    Rule("linear_q12_rvv", Pattern("linear", out="int12", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN),
+         RVV.KERNELS["gemv_rvv_i16"], build_linear_q12_rvv)) + tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
                                      when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
     for b in (8, 16, 32)) + (
