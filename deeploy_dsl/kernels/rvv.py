@@ -114,6 +114,23 @@ def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
                                   "table gathered, V's columns by strided loads")
 
 
+def attention_qk_rvv(base: KernelSpec) -> KernelSpec:
+    """Attention with int8 keys (base: attention_i8's, attention_q12's or attention_q16's spec) or int12 queries with
+    int16 keys (attention_q12k16's) on the vector unit (attention_qk_rvv.c): the same integers, the same tiles of
+    positions; the exps and V by attention_rvv.c's attn_exp_av_i8_rvv."""
+    return replace(base, name=base.name + "_rvv", source="attention_qk_rvv.c",
+                   calls=(base.functions[0] + "_rvv", "attn_exp_av_i8_rvv"),
+                   doc=base.doc + "; on Zve32x: positions across the lanes, " + QK_FORM[base.name] + ", the exps' "
+                                  "table gathered, V's columns by strided loads")
+
+
+# how each attention's scores run on the vector unit (attention_qk_rvv.c); attention_k16_rvv's are attention_rvv.c's
+QK_FORM = {"attention_i8": "int8 keys 4 at a time by vlse32 + vqdot.vx",
+           "attention_q12": "int8 keys 2 at a time by vlse16, split, widening MACs with the int12 queries",
+           "attention_q16": "int8 keys 2 at a time by vlse16, split, widening MACs with the int16 queries",
+           "attention_q12k16": "int16 keys by widening MACs with the int12 queries"}
+
+
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
     """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
     integers, on core 0 without a fork (its scale spans the vector; a few vector instructions)."""
@@ -210,17 +227,31 @@ def _lanes(n: int) -> list[int]:
     return [min(RVV_ROWS, n - t) for t in range(0, n, RVV_ROWS)]
 
 
-def attention_extra(n: int, g: int, hs: int, dp: int) -> int:
-    """attention_rvv.c on one kv head's g query heads over n positions: the scores' vectors (vmv, per dimension a
-    strided vlse16 and the widening MACs, the rounding, store and running max), then per head the exps (7 e32
-    operations, the table's indexed gather, 4 more) and per dimension a strided vlse8, vsext, vmul, vredsum. Strided
-    and indexed loads take one element per cycle (assumption: a single-ported lane memory interface)."""
+def scores_dims_extra(form: str, vl: int, hs: int, dp: int) -> int:
+    """The scores' loads and MACs over the head's dimensions for vl positions and a pair of heads: int16 keys
+    (attention_k16_rvv, _q12k16_rvv) per dimension a vlse16 and two widening MACs; int8 keys with int8 queries per quad
+    a vlse32 and two vqdot.vx; with int16 queries per pair a vlse16, three e16 splits and four widening MACs (aligned
+    rows, the odd last dimension counted as a pair)."""
+    c32, mem = _c(vl, 32, dp), vl - 1
+    if form == "attention_i8_rvv":
+        return -(-hs // 4) * (mem + 2 * c32)
+    if form in ("attention_q12_rvv", "attention_q16_rvv"):
+        return -(-hs // 2) * (mem + 3 * _c(vl, 16, dp) + 4 * c32)
+    return hs * (mem + 2 * c32)
+
+
+def attention_extra(n: int, g: int, hs: int, dp: int, form: str = "attention_k16_rvv") -> int:
+    """attention_rvv.c (attention_qk_rvv.c's scores for the other widths: scores_dims_extra) on one kv head's g query
+    heads over n positions: the scores' vectors (vmv, the loads and MACs, the rounding, store and running max), then
+    per head the exps (7 e32 operations, the table's indexed gather, 4 more) and per dimension a strided vlse8, vsext,
+    vmul, vredsum. Strided and indexed loads take one element per cycle (assumption: a single-ported lane memory
+    interface)."""
     extra = 0
     for vl in _lanes(n):
         c32, mem = _c(vl, 32, dp), vl - 1
         for pair in range(0, g, 2):
             heads = min(2, g - pair)
-            extra += 2 * c32 + hs * (mem + 2 * c32) + heads * 4 * c32
+            extra += 2 * c32 + scores_dims_extra(form, vl, hs, dp) + heads * 4 * c32
         extra += g * (11 * c32 + mem + hs * (mem + 3 * c32))
     return extra
 
@@ -306,11 +337,12 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         return 0
     if step.spec.name == "swiglu_dyn_i8_rvv":  # on core 0 alone (no fork)
         return swiglu_extra(step.arg("n").value, dp) if core == 0 else 0
-    if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
+    if step.spec.name in ATTENTION_RVV:  # this core's query heads, per kv head, averaged over the positions
         nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
         lo, hi = head_share(nh, core, n_cores)
         groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
-        return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
+        return sum(attention_extra(n, g, hs, dp, step.spec.name) for n in positions for g in groups if g) / max(
+            1, len(positions))
     name = step.spec.name
     if name == "rmsnorm_i8_part_rvv":  # the whole row on core 0 (no fork)
         dim = step.arg("dim").value
@@ -332,4 +364,6 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
     return extra
 
 
+ATTENTION_RVV = ("attention_k16_rvv", "attention_i8_rvv", "attention_q12_rvv", "attention_q16_rvv",
+                 "attention_q12k16_rvv")  # the vector attentions: heads shared by attn_rvv_share (attention_rvv.h)
 KERNELS = {k.name: k for k in (*(gemv_rvv(o) for o in OUT), *(gemv_tok_rvv(o) for o in OUT))}
