@@ -1,0 +1,228 @@
+"""The vector kernel variants for the settings beyond stories260k-rvv.dply's own: the vector GEMV on an input with a
+per-token factor (kernels_c/gemv_tok_rvv.c: `dynamic norm`, `final_norm`, `swiglu_absmax`) and the vector attention's
+scores for int8 keys and int12 queries (kernels_c/attention_qk_rvv.c) compute their numpy twins' integers on the host
+(the plain C a host build compiles) and on Spike, including sizes that are not multiples of 4, 16 or the 32 lanes,
+unaligned K rows and tiles after the first; the accurate setting of the example runs with no scalar fallback for them
+and Spike gives golden's logits on 1 and 8 harts."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from deeploy_dsl.engines import spike as S  # noqa: E402
+from deeploy_dsl.kernels import rvv  # noqa: E402
+from deeploy_dsl.kernels import twins as K  # noqa: E402
+from test_rvv import HOST_FLAGS, ISA, KDIR, _carr, build_spike, harness  # noqa: E402
+
+needs_spike = pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
+CTYPE = {8: "int8_t", 16: "int16_t", 32: "int32_t"}
+SENTINEL = 77
+# (n_in, n_out, out bits, tok m, tok s[, lo, hi]): odd sizes, several chunks of 128 rows, a share that starts and ends
+# inside blocks, a token shift beyond 62 (the multipliers' low bits dropped), one below 33 (the 64-bit requantization)
+TOK_CASES = [(1, 1, 8, 2**31, 40), (7, 33, 16, 3 << 29, 45), (64, 300, 32, 2**32 - 1, 50, 13, 290),
+             (66, 40, 8, 12345678, 70), (172, 64, 16, 2**30, 20), (9, 129, 8, 2**31 + 7, 38, 100, 129)]
+
+
+def tok_harness(spike: bool) -> tuple[str, list]:
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "gemv_tok_rvv.h"\n'
+    cases, body = [], []
+    for i, (n_in, n_out, bits, m, s, *bounds) in enumerate(TOK_CASES):
+        lo, hi = bounds or (0, n_out)
+        rng = np.random.default_rng(300 + i)
+        w = rng.integers(-128, 128, (n_out, n_in)).astype(np.int8)
+        x = rng.integers(-128, 128, n_in).astype(np.int8)
+        mult = rng.integers(1, 2**31 - 1, n_out).astype(np.int32)
+        tok = np.array([m - 2**32 if m >= 2**31 else m, s], np.int32)
+        cases.append((w, x, mult, tok, bits, lo, hi))
+        src += (_carr("int8_t", f"w{i}", rvv.rvv_pack(w)) + _carr("int8_t", f"x{i}", x) + _carr("int32_t", f"m{i}", mult)
+                + _carr("int32_t", f"t{i}", tok) + f"static {CTYPE[bits]} y{i}[{n_out}];\n")
+        body.append(f"    for (int k = 0; k < {n_out}; k++) y{i}[k] = {SENTINEL};\n"
+                    f"    gemv_tok_rvv_i{bits}(y{i}, x{i}, w{i}, m{i}, t{i}, {n_in}, {n_out}, {lo}, {hi});\n"
+                    f"    for (int k = 0; k < {n_out}; k++) put_int(y{i}[k]);\n" '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_tok(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (w, x, mult, tok, bits, lo, hi), ln, spec in zip(cases, lines, TOK_CASES):
+        y = np.full(len(mult), SENTINEL, np.int64)
+        rvv.KERNELS[f"gemv_tok_rvv_i{bits}"].twin(y, x, rvv.rvv_pack(w), mult, tok, len(x), len(mult), lo, hi)
+        assert [int(v) for v in ln.split()] == y.tolist(), f"case {spec}"
+
+
+# (form, g heads, hs, n_t positions, k_stride, k offset, t0): odd heads and head sizes, more positions than a vector,
+# K rows that are not word (or not even 2-byte) aligned, a tile after the first
+FORMS = {"i8": ("int8_t", "int8_t", 0, "attn_scores_i8_rvv"), "q12": ("int16_t", "int8_t", 4, "attn_scores_q12_rvv"),
+         "q16": ("int16_t", "int8_t", 8, "attn_scores_q16_rvv"),
+         "q12k16": ("int16_t", "int16_t", 12, "attn_scores_q12k16_rvv")}
+QK_CASES = [("i8", 2, 8, 37, 32, 0, 0), ("i8", 3, 7, 70, 13, 0, 0), ("i8", 2, 8, 33, 34, 2, 0), ("i8", 1, 5, 65, 8, 1, 40),
+            ("q12", 2, 8, 37, 32, 0, 0), ("q12", 3, 5, 70, 13, 1, 0), ("q12", 2, 8, 65, 32, 0, 40),
+            ("q16", 1, 9, 33, 9, 0, 0), ("q12k16", 2, 8, 37, 32, 0, 0), ("q12k16", 3, 5, 70, 13, 0, 40)]
+Q_RANGE = {"i8": 128, "q12": 2048, "q16": 32768, "q12k16": 2048}
+
+
+def qk_harness(spike: bool) -> tuple[str, list]:
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "attention_qk_rvv.h"\n'
+    cases, body = [], []
+    for i, (form, g, hs, n_t, ks, off, t0) in enumerate(QK_CASES):
+        qt, kt, _, fn = FORMS[form]
+        rng = np.random.default_rng(400 + i)
+        q = rng.integers(-Q_RANGE[form], Q_RANGE[form], (g, hs))
+        kr = 32768 if kt == "int16_t" else 128
+        k = rng.integers(-kr, kr, (n_t, ks))
+        k[0, :hs] = -kr
+        prev = rng.integers(-2**20, 2**20, g)
+        stride = t0 + n_t + 3
+        cases.append((form, q, k, prev, t0, n_t, stride))
+        src += (_carr(qt, f"q{i}", q) + _carr(kt, f"k{i}", np.concatenate([np.zeros(off, np.int64), k.ravel()]))
+                + _carr("int32_t", f"m{i}", prev) + f"static int32_t s{i}[{g * stride}];\n")
+        body.append(f"    {fn}(s{i}, {stride}, m{i}, q{i}, k{i} + {off}, {ks}, {t0}, {n_t}, {g}, {hs});\n"
+                    f"    for (int k = 0; k < {g * stride}; k++) put_int(s{i}[k]);\n"
+                    f"    for (int k = 0; k < {g}; k++) put_int(m{i}[k]);\n" '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_qk(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (form, q, k, prev, t0, n_t, stride), ln, spec in zip(cases, lines, QK_CASES):
+        g, hs = q.shape
+        r = FORMS[form][2]
+        want = np.zeros((g, stride), np.int64)
+        y = q @ k[:, :hs].T
+        y = (y + (1 << (r - 1))) >> r if r else y  # the scores' round half up (attention.c's SHIFT4/8/12)
+        want[:, t0:t0 + n_t] = y
+        mx = y.max(axis=1) if t0 == 0 else np.maximum(prev, y.max(axis=1))
+        assert [int(v) for v in ln.split()] == want.ravel().tolist() + mx.tolist(), f"case {spec}"
+
+
+def _host(tmp_path: Path, src: str, sources: list[str]) -> str:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    (tmp_path / "h.c").write_text(src)
+    exe = tmp_path / "h"
+    r = subprocess.run([cc, *HOST_FLAGS, "-I", str(KDIR), "-o", str(exe), str(tmp_path / "h.c"),
+                        *(str(KDIR / f) for f in sources)], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    return subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+
+
+def _spike(tmp_path: Path, src: str, sources: list[str]) -> str:
+    elf = build_spike(tmp_path, src, ["spike_start.S", "spike_htif.c", *sources])
+    r = S.run_spike(elf, ISA, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+TOK_SOURCES = ["gemv_tok_rvv.c", "gemv_rvv.c"]
+QK_SOURCES = ["attention_qk_rvv.c", "attention_rvv.c", "attention.c"]
+
+
+def test_tok_host_matches_twin(tmp_path):
+    src, cases = tok_harness(spike=False)
+    _check_tok(_host(tmp_path, src, TOK_SOURCES), cases)
+
+
+@needs_spike
+def test_tok_spike_matches_twin(tmp_path):
+    """vmulhu.vx's token multipliers and gemv_rvv's loop on Spike give linear_tok's integers."""
+    src, cases = tok_harness(spike=True)
+    _check_tok(_spike(tmp_path, src, TOK_SOURCES), cases)
+
+
+def test_scores_host_matches_twin(tmp_path):
+    src, cases = qk_harness(spike=False)
+    _check_qk(_host(tmp_path, src, QK_SOURCES), cases)
+
+
+@needs_spike
+def test_scores_spike_matches_twin(tmp_path):
+    """vlse32 + vqdot.vx (int8 keys and queries), split vlse16 + vwmacc (int8 keys, int16 queries) and vlse16 + vwmacc
+    (int16 keys, int12 queries) on Spike give attention.c's scores and maxima, aligned rows or not."""
+    src, cases = qk_harness(spike=True)
+    _check_qk(_spike(tmp_path, src, QK_SOURCES), cases)
+
+
+def test_twins_are_the_scalar_kernels_integers():
+    """The token GEMV's twin is linear_tok over the unpacked weights (the scalar gemv_tok's integers)."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(-128, 128, (40, 19)).astype(np.int8)
+    x = rng.integers(-128, 128, 19).astype(np.int8)
+    mult = rng.integers(1, 2**31 - 1, 40).astype(np.int32)
+    tok = np.array([1 << 30, 44], np.int32)
+    y = np.zeros(40, np.int64)
+    rvv.KERNELS["gemv_tok_rvv_i16"].twin(y, x, rvv.rvv_pack(w), mult, tok, 19, 40, 0, 40)
+    assert y.tolist() == K.linear_tok(x, w, mult, tok, *K.I16).tolist()
+
+
+RVV = ROOT / "deployments/stories260k-rvv.dply"
+PROMPT = [1, 403, 407, 261, 378]  # "Once upon a time"
+ACCURATE = ["quantize.queries=int12", "quantize.dynamic=final_norm, swiglu_absmax", "quantize.smooth=0.5",
+            "quantize.gate_up=int16"]
+
+
+@pytest.fixture(scope="module")
+def accurate(model_dir):
+    from deeploy_dsl.compiler import compile_deployment
+    return compile_deployment(RVV, ACCURATE)
+
+
+def test_accurate_setting_has_no_scalar_linear_or_attention(accurate):
+    """Every linear layer (the token GEMVs of down and lm_head, the int12 q projection) and the attention run on the
+    vector unit, and their why names the ISA."""
+    steps = [s for s in accurate.plan.steps if s.macs]
+    assert {s.rule for s in steps} >= {"linear_q12_rvv", "linear_tok_i16_rvv", "linear_tok_i32_rvv",
+                                      "attention_q12k16_rvv"}
+    assert all(s.rule.endswith("_rvv") and "isa has zve32x" in s.reason for s in steps)
+
+
+@needs_spike
+def test_accurate_setting_spike_is_bit_exact_with_golden(accurate, tmp_path):
+    """A few tokens of the accurate setting on 1 and 8 harts (prefill on 8): every logit equal to golden's."""
+    ids, logits = run_golden(accurate, prefill=False)
+    run = _run(accurate, tmp_path / "b1", 1, prefill=False)
+    assert run.ids == ids
+    np.testing.assert_array_equal(run.logits, logits)
+    ids8, logits8 = run_golden(accurate, prefill=True)
+    run8 = _run(accurate, tmp_path / "b8", 8, prefill=True)
+    assert run8.ids == ids8
+    np.testing.assert_array_equal(run8.logits, logits8)
+
+
+@needs_spike
+@pytest.mark.parametrize("setting", [["quantize.keys=int8"], pytest.param(["quantize.keys=int8", "quantize.queries=int12"],
+                                                                          marks=pytest.mark.slow)])
+def test_int8_keys_spike_is_bit_exact_with_golden(model_dir, setting, tmp_path):
+    """int8 keys (vqdot.vx scores) and int8 keys with int12 queries on 8 harts: every logit equal to golden's."""
+    from deeploy_dsl.compiler import compile_deployment
+    c = compile_deployment(RVV, setting)
+    assert any(s.rule in ("attention_i8_rvv", "attention_q12_rvv") for s in c.plan.steps)
+    ids, logits = run_golden(c, prefill=True)
+    run = _run(c, tmp_path / "b8", 8, prefill=True)
+    assert run.ids == ids
+    np.testing.assert_array_equal(run.logits, logits)
+
+
+TOKENS = 4
+
+
+def run_golden(c, prefill: bool):
+    from deeploy_dsl.engines.runner import run_golden_compiled
+    return run_golden_compiled(c, PROMPT, TOKENS, stop=False, prefill=prefill)
+
+
+def _run(c, out: Path, cores: int, prefill: bool):
+    from deeploy_dsl.engines.runner import run_spike_compiled
+    return run_spike_compiled(c, out, PROMPT, TOKENS, stop=False, cores=cores, prefill=prefill)
