@@ -19,7 +19,7 @@ import numpy as np
 from ..engines.cost import Work, linear_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
-from .layout import unblock_rows
+from .layout import q4_unpack, unblock_rows
 
 RVV_ROWS = 32  # output rows per block; must equal GEMV_RVV_ROWS in kernels_c/gemv_rvv.h
 ONE_CORE_MAX = 1024  # elements of a row the vector norm and residual add take on one core (32 vectors at VLEN 128)
@@ -85,6 +85,71 @@ def gemv_rvv(out: str) -> KernelSpec:
                       "vqdot.vx broadcasting 4 activations (gemv_rvv.h)", bounds=bounds,
                       resident=("w", "mult", "shift"), prefill="token", weights=(".wv", rvv_weights),
                       split=Split((), "n_out", bounds=("lo", "hi")), fragment="split")
+
+
+def rvv_q4_pack(q: np.ndarray, e: np.ndarray, group: int) -> np.ndarray:
+    """int4 weights q [n_out, n_in] in [-8, 7] and their group scales e uint8 [n_out, ceil(n_in / group)] -> the vector
+    int4 layout (gemv_q4_rvv.h), int8 [n_blocks, groups, RVV_ROWS + octets * RVV_ROWS * 4]: per block and group the
+    rows' scales, then per octet of the group's columns a word per row, byte k = q[c0 + 8p + k] & 15 |
+    q[c0 + 8p + 4 + k] << 4 (zero padded)."""
+    q, e = np.asarray(q, np.int64), np.asarray(e, np.uint8)
+    n_out, n_in = q.shape
+    blocks, groups, octets = -(-n_out // RVV_ROWS), -(-n_in // group), -(-group // 8)
+    qp = np.zeros((blocks * RVV_ROWS, groups, octets * 8), np.int64)
+    for g in range(groups):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        qp[:n_out, g, :c1 - c0] = q[:, c0:c1]
+    qp = qp.reshape(blocks, RVV_ROWS, groups, octets, 2, 4)  # the octet's two quads, low nibbles first
+    words = ((qp[..., 0, :] & 15) | ((qp[..., 1, :] & 15) << 4)).astype(np.uint8)  # [b, r, g, p, k]
+    words = words.transpose(0, 2, 3, 1, 4).reshape(blocks, groups, octets * RVV_ROWS * 4)
+    ep = np.zeros((blocks * RVV_ROWS, groups), np.uint8)
+    ep[:n_out] = e
+    scales = ep.reshape(blocks, RVV_ROWS, groups).transpose(0, 2, 1)
+    return np.ascontiguousarray(np.concatenate([scales, words], axis=2)).view(np.int8)
+
+
+def rvv_q4_unpack(wv: np.ndarray, n_out: int, n_in: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of rvv_q4_pack: (q int8 [n_out, n_in], e uint8 [n_out, groups]), the padding dropped."""
+    blocks, groups, octets = -(-int(n_out) // RVV_ROWS), -(-int(n_in) // group), -(-int(group) // 8)
+    b = np.asarray(wv).view(np.uint8).reshape(blocks, groups, RVV_ROWS * (1 + 4 * octets))
+    e = b[:, :, :RVV_ROWS].transpose(0, 2, 1).reshape(blocks * RVV_ROWS, groups)[:n_out]
+    words = b[:, :, RVV_ROWS:].reshape(blocks, groups, octets, RVV_ROWS, 4).astype(np.int64)
+    lo, hi = (words & 15), (words >> 4)
+    nib = np.stack([lo, hi], axis=3)  # [b, g, p, half, r, k]
+    nib = np.where(nib >= 8, nib - 16, nib)
+    qp = nib.transpose(0, 4, 1, 2, 3, 5).reshape(blocks * RVV_ROWS, groups, octets * 8)
+    q = np.zeros((n_out, n_in), np.int8)
+    for g in range(groups):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        q[:, c0:c1] = qp[:n_out, g, :c1 - c0]
+    return q, np.ascontiguousarray(e)
+
+
+def rvv_q4_weights(wq: np.ndarray, p: dict) -> np.ndarray:
+    """The vector int4 layout from the quantizer's q4 blocks (layout.q4_pack)."""
+    q, e = q4_unpack(wq, p["n_out"], p["n_in"], p["group"])
+    return rvv_q4_pack(q, e, p["group"])
+
+
+def _q4_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group, lo, hi):
+        q, e = rvv_q4_unpack(w, n_out, n_in, group)
+        y[lo:hi] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)[lo:hi]
+    return twin
+
+
+def gemv_q4_rvv(out: str) -> KernelSpec:
+    """int4 weights with a scale per group on the vector unit (gemv_q4_rvv.c): rows across the lanes, each row's 8
+    nibbles per vle32.v split into two int8 quads, vqdot.vx, the group scales by vmacc.vv."""
+    ctype, bounds = OUT[out]
+    p = _params(ctype)
+    params = p[:7] + (Param("group", "int32_t", "input columns per group scale"),) + p[7:]
+    params = tuple(replace(x, doc="[ceil(n_out/32), groups, 32 + ceil(group/8)*128] the vector int4 layout "
+                                  "(kernels.rvv.rvv_q4_pack)") if x.name == "w" else x for x in params)
+    return replace(gemv_rvv(out), name=f"gemv_q4_rvv_i{out[3:]}", source="gemv_q4_rvv.c", params=params,
+                   twin=_q4_twin(bounds), weights=(".wq4v", rvv_q4_weights),
+                   doc=f"int4 weights with group scales x int8 input -> {out} on Zve32x + Zvqdotq: {RVV_ROWS} rows across "
+                       "the lanes, nibbles split by vsll/vsra, vqdot.vx, group scales by vmacc.vv (gemv_q4_rvv.h)")
 
 
 def _tok_twin(bounds):
@@ -367,3 +432,4 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
 ATTENTION_RVV = ("attention_k16_rvv", "attention_i8_rvv", "attention_q12_rvv", "attention_q16_rvv",
                  "attention_q12k16_rvv")  # the vector attentions: heads shared by attn_rvv_share (attention_rvv.h)
 KERNELS = {k.name: k for k in (*(gemv_rvv(o) for o in OUT), *(gemv_tok_rvv(o) for o in OUT))}
+Q4_KERNELS = {k.name: k for k in (gemv_q4_rvv(o) for o in OUT)}  # priced by gemv_rvv's model (an approximation)

@@ -426,6 +426,15 @@ def build_linear_q12_rvv(op: Op, c: Ctx, k: KernelSpec):
     return build(op, c, k)
 
 
+def build_linear_q4_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """An int4 GEMV on the cores' vector unit: 32 output rows across the lanes, each row's 8 nibbles per load split into
+    two quads of int8 weights for vqdot.vx, the group scales applied per group (vmacc.vv), weights in the vector int4
+    layout chosen at compile time (.wq4v: kernels.rvv.rvv_q4_pack); requantized with a multiplier per row and one
+    shift (int12 queries: the int16 output at their 12-bit scale)."""
+    args, math = build_linear_rvv(op, c, k)
+    return args, math.replace(".wv (", ".wq4v (", 1)
+
+
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
 RVV_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_tok_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor", isa=RVV.ISA,
@@ -435,6 +444,12 @@ RVV_RULES: tuple[Rule, ...] = tuple(
                                        vlen=RVV.VLEN_MIN), RVV.KERNELS["gemv_tok_rvv_i16"], build_linear_q12_rvv),
     Rule("linear_q12_rvv", Pattern("linear", out="int12", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN),
          RVV.KERNELS["gemv_rvv_i16"], build_linear_q12_rvv)) + tuple(
+    Rule(f"linear_q4_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int4", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
+                                        when=_no_token_factor), RVV.Q4_KERNELS[f"gemv_q4_rvv_i{b}"], build_linear_q4_rvv)
+    for b in (8, 16, 32)) + (
+    Rule("linear_q4_q12_rvv", Pattern("linear", out="int12", weights="int4", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
+                                      when=_no_token_factor), RVV.Q4_KERNELS["gemv_q4_rvv_i16"], build_linear_q4_rvv),
+) + tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
                                      when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
     for b in (8, 16, 32)) + (
