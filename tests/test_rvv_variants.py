@@ -126,6 +126,73 @@ def _spike(tmp_path: Path, src: str, sources: list[str]) -> str:
     return r.stdout.decode()
 
 
+# (n_in, n_out, group, out bits, shift, x offset[, lo, hi]): groups of 32, and of sizes that are not whole octets or
+# quads, a last group shorter than the others, unaligned x, a share inside blocks, both requantization forms
+Q4_CASES = [(64, 40, 32, 8, 40, 0), (70, 33, 32, 16, 36, 0), (10, 5, 6, 32, 45, 1), (172, 64, 32, 8, 20, 0, 13, 50),
+            (64, 300, 16, 32, 44, 2, 100, 290), (2, 1, 2, 8, 38, 0)]
+
+
+def q4_harness(spike: bool) -> tuple[str, list]:
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "gemv_q4_rvv.h"\n'
+    cases, body = [], []
+    for i, (n_in, n_out, group, bits, shift, off, *bounds) in enumerate(Q4_CASES):
+        lo, hi = bounds or (0, n_out)
+        rng = np.random.default_rng(500 + i)
+        q = rng.integers(-8, 8, (n_out, n_in)).astype(np.int8)
+        q[0] = -8
+        e = rng.integers(0, 256, (n_out, -(-n_in // group))).astype(np.uint8)
+        e[0] = 255
+        x = rng.integers(-128, 128, n_in).astype(np.int8)
+        mult = rng.integers(1, 2**31 - 1, n_out).astype(np.int32)
+        cases.append((q, e, group, x, mult, bits, shift, lo, hi))
+        src += (_carr("int8_t", f"w{i}", rvv.rvv_q4_pack(q, e, group))
+                + _carr("int8_t", f"x{i}", np.concatenate([np.zeros(off, np.int8), x])) + _carr("int32_t", f"m{i}", mult)
+                + _carr("uint8_t", f"s{i}", np.full(n_out, shift)) + f"static {CTYPE[bits]} y{i}[{n_out}];\n")
+        body.append(f"    for (int k = 0; k < {n_out}; k++) y{i}[k] = {SENTINEL};\n"
+                    f"    gemv_q4_rvv_i{bits}(y{i}, x{i} + {off}, w{i}, m{i}, s{i}, {n_in}, {n_out}, {group}, {lo}, {hi});\n"
+                    f"    for (int k = 0; k < {n_out}; k++) put_int(y{i}[k]);\n" '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_q4(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (q, e, group, x, mult, bits, shift, lo, hi), ln, spec in zip(cases, lines, Q4_CASES):
+        y = np.full(len(mult), SENTINEL, np.int64)
+        rvv.Q4_KERNELS[f"gemv_q4_rvv_i{bits}"].twin(y, x, rvv.rvv_q4_pack(q, e, group), mult,
+                                                    np.full(len(mult), shift, np.uint8), len(x), len(mult), group, lo, hi)
+        want = K.linear_q4(x, q, e, group, mult, shift, *{8: K.I8, 16: K.I16, 32: K.I32}[bits])
+        assert y[lo:hi].tolist() == want[lo:hi].tolist()  # the twin is the scalar int4 GEMV's integers
+        assert [int(v) for v in ln.split()] == y.tolist(), f"case {spec}"
+
+
+def test_q4_layout_round_trips():
+    """rvv_q4_pack's scales and nibble words undo exactly, from the quantizer's q4 blocks too."""
+    from deeploy_dsl.kernels import layout as L
+    rng = np.random.default_rng(9)
+    q = rng.integers(-8, 8, (37, 70)).astype(np.int8)
+    e = rng.integers(0, 256, (37, 3)).astype(np.uint8)
+    wv = rvv.rvv_q4_pack(q, e, 32)
+    assert wv.shape == (2, 3, rvv.RVV_ROWS * (1 + 4 * 4))
+    back = rvv.rvv_q4_unpack(wv, 37, 70, 32)
+    assert (back[0] == q).all() and (back[1] == e).all()
+    assert (rvv.rvv_q4_weights(L.q4_pack(q, e, 32), {"n_out": 37, "n_in": 70, "group": 32}) == wv).all()
+
+
+def test_q4_host_matches_twin(tmp_path):
+    src, cases = q4_harness(spike=False)
+    _check_q4(_host(tmp_path, src, ["gemv_q4_rvv.c"]), cases)
+
+
+@needs_spike
+def test_q4_spike_matches_twin(tmp_path):
+    """vle32 of the nibbles, vsll/vsra into int8 quads, vqdot.vx and the group scales by vmacc.vv on Spike give
+    gemv_q4's integers."""
+    src, cases = q4_harness(spike=True)
+    _check_q4(_spike(tmp_path, src, ["gemv_q4_rvv.c"]), cases)
+
+
 TOK_SOURCES = ["gemv_tok_rvv.c", "gemv_rvv.c"]
 QK_SOURCES = ["attention_qk_rvv.c", "attention_rvv.c", "attention.c"]
 
@@ -209,6 +276,19 @@ def test_int8_keys_spike_is_bit_exact_with_golden(model_dir, setting, tmp_path):
     from deeploy_dsl.compiler import compile_deployment
     c = compile_deployment(RVV, setting)
     assert any(s.rule in ("attention_i8_rvv", "attention_q12_rvv") for s in c.plan.steps)
+    ids, logits = run_golden(c, prefill=True)
+    run = _run(c, tmp_path / "b8", 8, prefill=True)
+    assert run.ids == ids
+    np.testing.assert_array_equal(run.logits, logits)
+
+
+@needs_spike
+def test_int4_spike_is_bit_exact_with_golden(model_dir, tmp_path):
+    """int4 per-group weights on the vector unit (every linear layer), 8 harts with prefill: golden's logits."""
+    from deeploy_dsl.compiler import compile_deployment
+    c = compile_deployment(RVV, ["quantize.weights=int4 per_group(32)"])
+    linear = [s for s in c.plan.steps if s.macs and not s.op.endswith("attention")]
+    assert linear and all(s.rule.startswith("linear_q4_") and s.rule.endswith("_rvv") for s in linear)
     ids, logits = run_golden(c, prefill=True)
     run = _run(c, tmp_path / "b8", 8, prefill=True)
     assert run.ids == ids
