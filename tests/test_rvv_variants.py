@@ -193,6 +193,54 @@ def test_q4_spike_matches_twin(tmp_path):
     _check_q4(_spike(tmp_path, src, ["gemv_q4_rvv.c"]), cases)
 
 
+SWIGLU16_N = [1, 31, 33, 172, 100]  # vector lengths: under, over and several vectors of 32
+
+
+def swiglu16_harness(spike: bool) -> tuple[str, list]:
+    """A program that runs swiglu16_tok_i8_rvv on each case and prints h and the token's factor."""
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "swiglu16_rvv.h"\n'
+    cases, body = [], []
+    rng = np.random.default_rng(17)
+    table = np.clip(np.cumsum(rng.integers(-300, 700, K.SILU16_ENTRIES)), -32768, 32767).astype(np.int16)
+    table[100:102] = (-32768, 32767)  # a step wider than int16 between two entries
+    src += _carr("int16_t", "silu", table)
+    for i, n in enumerate(SWIGLU16_N):
+        r = np.random.default_rng(600 + i)
+        gate, up = (r.integers(-32768, 32768, n).astype(np.int16) for _ in range(2))
+        gate[0], up[0] = (-32768, -32768) if i % 2 else (32767, 32767)
+        if n > 2:
+            gate[1] = 100 * 128 - 32768 + 77  # between the wide step's entries
+        cases.append((gate, up, table))
+        src += _carr("int16_t", f"g{i}", gate) + _carr("int16_t", f"u{i}", up)
+        src += f"static int8_t h{i}[{n}];\nstatic int32_t p{i}[{n}];\nstatic int32_t t{i}[2];\n"
+        body.append(f"    swiglu16_tok_i8_rvv(h{i}, t{i}, p{i}, g{i}, u{i}, silu, 40, {n});\n"
+                    f"    for (int k = 0; k < {n}; k++) put_int(h{i}[k]);\n    put_int(t{i}[0]); put_int(t{i}[1]);\n"
+                    '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_swiglu16(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (gate, up, table), ln in zip(cases, lines):
+        h, tok = K.swiglu_tok_g16(gate, up, table, 40)
+        assert [int(v) for v in ln.split()] == h.tolist() + [int(np.int32(np.uint32(tok[0] & 0xFFFFFFFF))), int(tok[1])]
+
+
+def test_swiglu16_host_matches_twin(tmp_path):
+    src, cases = swiglu16_harness(spike=False)
+    _check_swiglu16(_host(tmp_path, src, ["swiglu16_rvv.c", "swiglu16.c"]), cases)
+
+
+@needs_spike
+def test_swiglu16_spike_matches_twin(tmp_path):
+    """Two vluxei16 gathers, the widening interpolation and products, reductions and vmulh on Spike give
+    swiglu_tok_g16's integers and the token's factor."""
+    src, cases = swiglu16_harness(spike=True)
+    _check_swiglu16(_spike(tmp_path, src, ["swiglu16_rvv.c", "swiglu16.c"]), cases)
+
+
 TOK_SOURCES = ["gemv_tok_rvv.c", "gemv_rvv.c"]
 QK_SOURCES = ["attention_qk_rvv.c", "attention_rvv.c", "attention.c"]
 
@@ -252,6 +300,7 @@ def test_accurate_setting_has_no_scalar_linear_or_attention(accurate):
     steps = [s for s in accurate.plan.steps if s.macs]
     assert {s.rule for s in steps} >= {"linear_q12_rvv", "linear_tok_i16_rvv", "linear_tok_i32_rvv",
                                       "attention_q12k16_rvv"}
+    assert next(s.rule for s in accurate.plan.steps if s.op.endswith("swiglu")) == "swiglu16_i8_absmax_rvv"
     assert all(s.rule.endswith("_rvv") and "isa has zve32x" in s.reason for s in steps)
 
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engines.cost import Work, linear_work
+from ..engines.cost import Work, linear_work, one_core_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import q4_unpack, unblock_rows
@@ -199,29 +199,37 @@ QK_FORM = {"attention_i8": "int8 keys 4 at a time by vlse32 + vqdot.vx",
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
     """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
     integers, on core 0 without a fork (its scale spans the vector; a few vector instructions)."""
-    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(),
+    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(), cost=one_core_work,
                    split=None,  # core 0 alone, no fork: a few vector instructions (its scale spans the vector)
                    doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
+
+
+def swiglu16_tok_rvv(base: KernelSpec) -> KernelSpec:
+    """The SwiGLU on int16 gate and up with a per-token absmax scale (base: swiglu16_tok_i8's spec) on the vector unit
+    (swiglu16_rvv.c): the same integers, on core 0 without a fork (as swiglu_dyn_rvv)."""
+    return replace(base, name="swiglu16_tok_i8_rvv", source="swiglu16_rvv.c", calls=(), split=None, cost=one_core_work,
+                   doc=base.doc + "; on Zve32x: the table's two entries gathered by vluxei16, the interpolation and "
+                                  "products widening, reductions, the scale by vmulh; one core")
 
 
 def rmsnorm_rvv(base: KernelSpec) -> KernelSpec:
     """RMSNorm (base: rmsnorm_i8_part's spec) on the vector unit (norm_rvv.c): the same integers, the whole row on one
     core (a row of up to ONE_CORE_MAX elements is a few vector instructions, fewer than a fork; the rms once)."""
-    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c", split=None,
+    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c", split=None, cost=one_core_work,
                    doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh; one core")
 
 
 def residual_add_rvv(base: KernelSpec) -> KernelSpec:
     """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements, on
     one core (as rmsnorm_rvv)."""
-    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", split=None, prefill="token",
+    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", split=None, prefill="token", cost=one_core_work,
                    doc=base.doc + "; on Zve32x: vsadd.vv, one core")
 
 
 def rope_rvv(base: KernelSpec) -> KernelSpec:
     """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers, every
     head on core 0 without a fork (the heads across the lanes: fewer instructions than a fork)."""
-    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=None,
+    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=None, cost=one_core_work,
                    doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
 
 
@@ -361,6 +369,14 @@ def linear_rvv_work(s, plan, dep, n_tok: int, pos: int, pos0: int) -> Work:
     return Work(n_tok * busiest + (t.fork_cycles if s.cores > 1 else 0), s.macs * n_tok)
 
 
+def swiglu16_extra(n: int, dp: int) -> int:
+    """swiglu16_rvv.c over n elements: per vector two vle16 and five e16 operations, two indexed gathers (one element a
+    cycle), four widening products and sums, a narrowing, the rounding, store and two reductions (e32); then vle32,
+    four e32 operations, two narrowings and vse8."""
+    return sum(7 * _c(vl, 16, dp) + 2 * (vl - 1) + 9 * _c(vl, 32, dp) + 5 * _c(vl, 32, dp) + _c(vl, 16, dp)
+               + 2 * _c(vl, 8, dp) for vl in _lanes(n))
+
+
 def _strips(n: int, vlmax: int) -> list[int]:
     """The vl of each strip over n elements at vlmax elements per vector."""
     return [min(vlmax, n - t) for t in range(0, n, vlmax)]
@@ -402,6 +418,8 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         return 0
     if step.spec.name == "swiglu_dyn_i8_rvv":  # on core 0 alone (no fork)
         return swiglu_extra(step.arg("n").value, dp) if core == 0 else 0
+    if step.spec.name == "swiglu16_tok_i8_rvv":
+        return swiglu16_extra(step.arg("n").value, dp) if core == 0 else 0
     if step.spec.name in ATTENTION_RVV:  # this core's query heads, per kv head, averaged over the positions
         nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
         lo, hi = head_share(nh, core, n_cores)

@@ -426,6 +426,13 @@ def build_linear_q12_rvv(op: Op, c: Ctx, k: KernelSpec):
     return build(op, c, k)
 
 
+def build_swiglu16_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up on int16 gate and up with a per-token absmax scale, on the vector unit of core 0 without a fork:
+    silu by the 513-entry table gathered and interpolated in integers, the products scaled so the token's largest is
+    127, whose inverse goes to the down projection as the token's factor."""
+    return build_swiglu16_tok(op, c, k)
+
+
 def build_linear_q4_rvv(op: Op, c: Ctx, k: KernelSpec):
     """An int4 GEMV on the cores' vector unit: 32 output rows across the lanes, each row's 8 nibbles per load split into
     two quads of int8 weights for vqdot.vx, the group scales applied per group (vmacc.vv), weights in the vector int4
@@ -465,6 +472,8 @@ RVV_RULES: tuple[Rule, ...] = tuple(
          K["attention_q16_rvv"], build_attention),
     Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
          K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
+    Rule("swiglu16_i8_absmax_rvv", Pattern("swiglu", gate_up="int16", scale="absmax", isa=("zve32x",),
+                                           vlen=RVV.VLEN_MIN), K["swiglu16_tok_i8_rvv"], build_swiglu16_tok_rvv),
     Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
          K["rmsnorm_i8_part_rvv"], build_rmsnorm),
     Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_short_row),
