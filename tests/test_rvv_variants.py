@@ -241,6 +241,50 @@ def test_swiglu16_spike_matches_twin(tmp_path):
     _check_swiglu16(_spike(tmp_path, src, ["swiglu16_rvv.c", "swiglu16.c"]), cases)
 
 
+NORM_DIMS = [1, 31, 33, 64, 100, 288]  # row lengths: under, over and several vectors of 32
+
+
+def norm_tok_harness(spike: bool) -> tuple[str, list]:
+    """A program that runs rmsnorm_tok_i8_rvv on each case and prints y and the token's factor."""
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "rmsnorm_tok_rvv.h"\n'
+    cases, body = [], []
+    for i, dim in enumerate(NORM_DIMS):
+        r = np.random.default_rng(700 + i)
+        x = r.integers(-32768, 32768, dim).astype(np.int16)
+        x[0] = -32768
+        gain = r.integers(-30000, 30000, dim).astype(np.int32)
+        gain_shift, eps_q = 12 + i % 3, int(r.integers(0, 1 << 20))
+        cases.append((x, gain, gain_shift, eps_q))
+        src += _carr("int16_t", f"x{i}", x) + _carr("int32_t", f"g{i}", gain)
+        src += f"static int8_t y{i}[{dim}];\nstatic int32_t t{i}[2];\n"
+        body.append(f"    rmsnorm_tok_i8_rvv(y{i}, t{i}, x{i}, g{i}, {gain_shift}, {eps_q}, 40, {dim});\n"
+                    f"    for (int k = 0; k < {dim}; k++) put_int(y{i}[k]);\n    put_int(t{i}[0]); put_int(t{i}[1]);\n"
+                    '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_norm_tok(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (x, gain, gain_shift, eps_q), ln in zip(cases, lines):
+        y, tok = K.rmsnorm_tok(x, gain, gain_shift, eps_q, 40)
+        assert [int(v) for v in ln.split()] == np.asarray(y).tolist() + [int(tok[0]), int(tok[1])]
+
+
+def test_norm_tok_host_matches_twin(tmp_path):
+    src, cases = norm_tok_harness(spike=False)
+    _check_norm_tok(_host(tmp_path, src, ["rmsnorm_tok_rvv.c", "rmsnorm_tok.c"]), cases)
+
+
+@needs_spike
+def test_norm_tok_spike_matches_twin(tmp_path):
+    """x * gain's span and the squares by reductions, the outputs by vmulh on Spike give rmsnorm_tok's integers and
+    the token's factor."""
+    src, cases = norm_tok_harness(spike=True)
+    _check_norm_tok(_spike(tmp_path, src, ["rmsnorm_tok_rvv.c", "rmsnorm_tok.c"]), cases)
+
+
 TOK_SOURCES = ["gemv_tok_rvv.c", "gemv_rvv.c"]
 QK_SOURCES = ["attention_qk_rvv.c", "attention_rvv.c", "attention.c"]
 
@@ -301,6 +345,7 @@ def test_accurate_setting_has_no_scalar_linear_or_attention(accurate):
     assert {s.rule for s in steps} >= {"linear_q12_rvv", "linear_tok_i16_rvv", "linear_tok_i32_rvv",
                                       "attention_q12k16_rvv"}
     assert next(s.rule for s in accurate.plan.steps if s.op.endswith("swiglu")) == "swiglu16_i8_absmax_rvv"
+    assert next(s.rule for s in accurate.plan.steps if s.op == "final_norm") == "rmsnorm_i8_absmax_rvv"
     assert all(s.rule.endswith("_rvv") and "isa has zve32x" in s.reason for s in steps)
 
 
@@ -318,13 +363,16 @@ def test_accurate_setting_spike_is_bit_exact_with_golden(accurate, tmp_path):
 
 
 @needs_spike
-@pytest.mark.parametrize("setting", [["quantize.keys=int8"], pytest.param(["quantize.keys=int8", "quantize.queries=int12"],
-                                                                          marks=pytest.mark.slow)])
-def test_int8_keys_spike_is_bit_exact_with_golden(model_dir, setting, tmp_path):
-    """int8 keys (vqdot.vx scores) and int8 keys with int12 queries on 8 harts: every logit equal to golden's."""
+@pytest.mark.slow
+@pytest.mark.parametrize("setting, rule", [
+    (["quantize.keys=int8"], "attention_i8_rvv"), (["quantize.keys=int8", "quantize.queries=int12"], "attention_q12_rvv"),
+    (["quantize.dynamic=norm"], "rmsnorm_i8_absmax_rvv")])
+def test_other_settings_spike_is_bit_exact_with_golden(model_dir, setting, rule, tmp_path):
+    """int8 keys (vqdot.vx scores), int8 keys with int12 queries, and `dynamic norm` (every norm per token, every
+    GEMV after it a token GEMV) on 8 harts: every logit equal to golden's."""
     from deeploy_dsl.compiler import compile_deployment
     c = compile_deployment(RVV, setting)
-    assert any(s.rule in ("attention_i8_rvv", "attention_q12_rvv") for s in c.plan.steps)
+    assert any(s.rule == rule for s in c.plan.steps)
     ids, logits = run_golden(c, prefill=True)
     run = _run(c, tmp_path / "b8", 8, prefill=True)
     assert run.ids == ids

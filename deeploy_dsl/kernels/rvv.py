@@ -219,6 +219,14 @@ def rmsnorm_rvv(base: KernelSpec) -> KernelSpec:
                    doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh; one core")
 
 
+def rmsnorm_tok_rvv(base: KernelSpec) -> KernelSpec:
+    """RMSNorm with a per-token absmax scale (base: rmsnorm_tok_i8's spec) on the vector unit (rmsnorm_tok_rvv.c): the
+    same integers, the whole row on core 0 without a fork (as rmsnorm_rvv)."""
+    return replace(base, name="rmsnorm_tok_i8_rvv", source="rmsnorm_tok_rvv.c", calls=(), split=None,
+                   cost=one_core_work, doc=base.doc + "; on Zve32x: x * gain's span and the squares by reductions, the "
+                                                      "outputs by vmulh; one core")
+
+
 def residual_add_rvv(base: KernelSpec) -> KernelSpec:
     """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements, on
     one core (as rmsnorm_rvv)."""
@@ -389,6 +397,13 @@ def rmsnorm_extra(dim: int, lo: int, hi: int, dp: int) -> int:
             + sum(_c(vl, 16, dp) + 9 * _c(vl, 32, dp) + _c(vl, 16, dp) + _c(vl, 8, dp) for vl in _strips(hi - lo, 32)))
 
 
+def rmsnorm_tok_extra(dim: int, dp: int) -> int:
+    """rmsnorm_tok_rvv.c: per strip of the row a vle16, the widening square, vsext, vle32 and eight e32 operations (four
+    of them reductions); then per strip vle32, vle16, vsext and six e32 operations, two narrowings and vse8."""
+    return sum(2 * _c(vl, 16, dp) + 10 * _c(vl, 32, dp) + _c(vl, 16, dp) + 8 * _c(vl, 32, dp) + _c(vl, 16, dp)
+               + 2 * _c(vl, 8, dp) for vl in _strips(dim, 32))
+
+
 def residual_add_extra(n: int, dp: int) -> int:
     """norm_rvv.c's residual add: per strip (e16 m8) two loads, vsadd and the store."""
     return sum(4 * _c(vl, 16, dp) for vl in _strips(n, 64))
@@ -430,6 +445,8 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
     if name == "rmsnorm_i8_part_rvv":  # the whole row on core 0 (no fork)
         dim = step.arg("dim").value
         return rmsnorm_extra(dim, 0, dim, dp) if core == 0 else 0
+    if name == "rmsnorm_tok_i8_rvv":
+        return rmsnorm_tok_extra(step.arg("dim").value, dp) if core == 0 else 0
     if name == "residual_add_i16_rvv":
         return residual_add_extra(step.arg("n").value, dp) if core == 0 else 0
     if name.startswith("rope_") and name.endswith("_rvv"):  # on core 0 alone (no fork)

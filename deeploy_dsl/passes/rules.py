@@ -406,6 +406,18 @@ def _calibrated_norm(op: Op, c: Ctx) -> bool:
     return facts(op, c).get("scale") != "absmax" and c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
 
 
+def _short_norm(op: Op, c: Ctx) -> bool:
+    """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
+    return c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
+
+
+def build_rmsnorm_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """RMSNorm into int8 with a per-token absmax scale on the vector unit of core 0 without a fork: x * gain scaled so
+    the token's largest is 127 by an integer multiplier; the token's factor (its rms and that scale) goes to the
+    consumers, which fold it into their requantization."""
+    return build_rmsnorm_tok(op, c, k)
+
+
 def _short_row(op: Op, c: Ctx) -> bool:
     """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
     return c.graph.values[op.outputs[0]].shape[0] <= RVV.ONE_CORE_MAX
@@ -474,6 +486,8 @@ RVV_RULES: tuple[Rule, ...] = tuple(
          K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
     Rule("swiglu16_i8_absmax_rvv", Pattern("swiglu", gate_up="int16", scale="absmax", isa=("zve32x",),
                                            vlen=RVV.VLEN_MIN), K["swiglu16_tok_i8_rvv"], build_swiglu16_tok_rvv),
+    Rule("rmsnorm_i8_absmax_rvv", Pattern("rmsnorm", scale="absmax", isa=("zve32x",), vlen=RVV.VLEN_MIN,
+                                          when=_short_norm), K["rmsnorm_tok_i8_rvv"], build_rmsnorm_tok_rvv),
     Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
          K["rmsnorm_i8_part_rvv"], build_rmsnorm),
     Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_short_row),
