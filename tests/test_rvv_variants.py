@@ -6,6 +6,7 @@ unaligned K rows and tiles after the first; the accurate setting of the example 
 and Spike gives golden's logits on 1 and 8 harts."""
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -347,6 +348,23 @@ def test_accurate_setting_has_no_scalar_linear_or_attention(accurate):
     assert next(s.rule for s in accurate.plan.steps if s.op.endswith("swiglu")) == "swiglu16_i8_absmax_rvv"
     assert next(s.rule for s in accurate.plan.steps if s.op == "final_norm") == "rmsnorm_i8_absmax_rvv"
     assert all(s.rule.endswith("_rvv") and "isa has zve32x" in s.reason for s in steps)
+
+
+def test_one_core_vector_steps_are_priced_on_one_core(accurate):
+    """The vector norm, RoPE, residual add and SwiGLU run on core 0 without a fork: their estimate is every element on
+    one core (not the mapped cores' share of them) and no fork, while a forked step still pays its fork."""
+    from deeploy_dsl.engines.cost import step_cost
+    plan, dep = accurate.plan, accurate.dep
+    cpe = dep.target.cycles_per_element
+    one = [s for s in plan.steps if s.spec.split is None and s.spec.name.endswith("_rvv") and not s.macs]
+    assert {s.spec.name for s in one} >= {"rmsnorm_i8_part_rvv", "rmsnorm_tok_i8_rvv", "residual_add_i16_rvv",
+                                          "swiglu16_tok_i8_rvv", "rope_q12_rvv"}
+    for s in one:
+        assert s.cores == 8
+        n = plan.values[s.output.name].shape[0] if not s.output.row else plan.values[s.output.name].shape[-1]
+        assert step_cost(s, plan, dep).compute_cycles == math.ceil(n * cpe), s.op
+    gemv = next(s for s in plan.steps if s.spec.name == "gemv_tok_rvv_i32")
+    assert step_cost(gemv, plan, dep).compute_cycles > dep.target.fork_cycles
 
 
 @needs_spike
