@@ -1,9 +1,9 @@
 /* gemv_q4_rvv.c: the int4 per-group GEMV on the vector unit (gemv_q4_rvv.h), gemv_q4's integers. Output rows lie
- * across the lanes (as gemv_rvv.c): per octet of a group's columns one vle32.v loads every row's 8 nibbles, three e8
- * operations split them into two quads of sign-extended int8 weights (vsll + vsra: the low nibbles, vsra: the high
- * ones), and two vqdot.vx add their dot products with 4 activations each into the group's accumulators; per group the
- * scales (vle8.v, vzext.vf4) multiply them into the row's (vmacc.vv). The requantization as gemv_rvv.c's for shifts
- * >= 33, per row below. Without the vector unit (a host build) the file is plain C over the same layout. */
+ * across the lanes (as gemv_rvv.c): per octet of a group's columns one vle32.v loads every row's 8 nibbles, vsll and
+ * two vand.vx put each quad's nibbles in the bytes' high halves (16 times the int8 weights), and two vqdot.vx add
+ * their dot products with 4 activations each into the group's accumulators; per group an exact shift by 4 and the
+ * scales (vle8.v, vzext.vf4) multiply them into the row's (vmacc.vv). The requantization as gemv_rvv.c's (vectors for
+ * shifts 1..62, per row for 0). Without the vector unit (a host build) the file is plain C over the same layout. */
 #include "gemv_q4_rvv.h"
 
 #include "deeploy_kernels.h"
@@ -38,25 +38,32 @@ static int32_t q4_group_bytes(int32_t group)
 #if defined(__riscv_vector) || defined(__riscv_zve32x)
 #define VQDOT_VX(vd, vs2, rs1) ".insn r 0x57, 0x6, 0x59, x" #vd ", " rs1 ", x" #vs2 "\n"
 
-/* v0[0..rows) = the dot products of `rows` rows of a block from lane `lane` on (w: the block's first group) */
+/* v0[0..rows) = the dot products of `rows` rows of a block from lane `lane` on (w: the block's first group). Per octet
+ * the nibbles stay in place: w << 4 and w, each masked to the bytes' high nibbles (0xF0F0F0F0), are 16 q of the quads'
+ * weights as int8, so vqdot.vx gives 16 times their dot products, which the group's end shifts back (exactly) */
 static void q4_block_dot(const int8_t *w, const int8_t *x, int32_t n_in, int32_t group, int32_t rows, int32_t lane)
 {
     const int32_t gbytes = q4_group_bytes(group);
     const int words = ((uintptr_t)x & 3) == 0 && group % 4 == 0; /* x's quads read as words where whole */
+    const uint32_t mask = 0xF0F0F0F0u;
     __asm__ volatile("vsetvli zero, %0, e32, m8, ta, ma\n\tvmv.v.i v0, 0" : : "r"(rows));
     for (int32_t c0 = 0; c0 < n_in; c0 += group, w += gbytes) {
         const int32_t end = c0 + group < n_in ? c0 + group : n_in;
         const int8_t *wo = w + Q4_ROWS + 4 * lane;
+        int32_t c = c0;
         __asm__ volatile("vmv.v.i v24, 0");
-        for (int32_t c = c0; c < end; c += 8, wo += 4 * Q4_ROWS)
-            __asm__ volatile("vle32.v v8, (%0)\n\tvsetvli zero, %1, e8, m8, ta, ma\n\t"
-                             "vsll.vi v16, v8, 4\n\tvsra.vi v16, v16, 4\n\tvsra.vi v8, v8, 4\n\t"
-                             "vsetvli zero, %2, e32, m8, ta, ma\n\t" VQDOT_VX(24, 16, "%3") VQDOT_VX(24, 8, "%4")
-                             : : "r"(wo), "r"(4 * rows), "r"(rows),
-                               "r"(words && c + 4 <= end ? *(const uint32_t *)(const void *)(x + c) : q4_x_quad(x, c, end)),
-                               "r"(words && c + 8 <= end ? *(const uint32_t *)(const void *)(x + c + 4)
-                                                         : q4_x_quad(x, c + 4, end)) : "memory");
-        __asm__ volatile("vsetvli zero, %1, e8, m2, ta, ma\n\tvle8.v v16, (%0)\n\t"
+        if (words)
+            for (; c + 8 <= end; c += 8, wo += 4 * Q4_ROWS)
+                __asm__ volatile("lw t0, 0(%1)\n\tlw t1, 4(%1)\n\tvle32.v v8, (%0)\n\tvsll.vi v16, v8, 4\n\t"
+                                 "vand.vx v16, v16, %2\n\tvand.vx v8, v8, %2\n\t" VQDOT_VX(24, 16, "t0")
+                                 VQDOT_VX(24, 8, "t1")
+                                 : : "r"(wo), "r"(x + c), "r"(mask) : "t0", "t1", "memory");
+        for (; c < end; c += 8, wo += 4 * Q4_ROWS)
+            __asm__ volatile("vle32.v v8, (%0)\n\tvsll.vi v16, v8, 4\n\tvand.vx v16, v16, %1\n\tvand.vx v8, v8, %1\n\t"
+                             VQDOT_VX(24, 16, "%2") VQDOT_VX(24, 8, "%3")
+                             : : "r"(wo), "r"(mask), "r"(q4_x_quad(x, c, end)), "r"(q4_x_quad(x, c + 4, end))
+                             : "memory");
+        __asm__ volatile("vsra.vi v24, v24, 4\n\tvsetvli zero, %1, e8, m2, ta, ma\n\tvle8.v v16, (%0)\n\t"
                          "vsetvli zero, %1, e32, m8, ta, ma\n\tvzext.vf4 v8, v16\n\tvmacc.vv v0, v24, v8"
                          : : "r"(w + lane), "r"(rows) : "memory");
     }
@@ -68,6 +75,22 @@ static void q4_requant_high(const int32_t *mult, int s, int32_t lo, int32_t hi)
     __asm__ volatile("vle32.v v8, (%0)\n\tvmulh.vv v0, v0, v8\n\tvadd.vx v0, v0, %1\n\tvsra.vx v0, v0, %2\n\t"
                      "vmax.vx v0, v0, %3\n\tvmin.vx v0, v0, %4"
                      : : "r"(mult), "r"((int32_t)1 << (s - 33)), "r"(s - 32), "r"(lo), "r"(hi) : "memory");
+}
+
+/* the same for 1 <= s <= 32 from the whole 64-bit product (gemv_rvv.c's block_requant_low): lo + 2^(s-1) with its
+ * carry into hi, then (hi:lo) >> s, beyond int32 saturated by its sign, clamped to [lo, hi]; v0 holds the masks */
+static void q4_requant_low(const int32_t *mult, int s, int32_t lo, int32_t hi, int32_t rows)
+{
+    __asm__ volatile("vsetvli zero, %1, e32, m8, ta, mu\n\t"
+                     "vmv.v.v v16, v0\n\tvle32.v v8, (%0)\n\tvmulh.vv v24, v16, v8\n\tvmul.vv v16, v16, v8\n\t"
+                     "vadd.vx v8, v16, %2\n\tvmsltu.vv v0, v8, v16\n\tvadd.vi v24, v24, 1, v0.t"
+                     : : "r"(mult), "r"(rows), "r"((uint32_t)1 << (s - 1)) : "memory");
+    if (s < 32)
+        __asm__ volatile("vsra.vx v16, v24, %0\n\tvsll.vx v24, v24, %1\n\tvsrl.vx v8, v8, %2\n\tvor.vv v24, v24, v8\n\t"
+                         "vmsgt.vx v0, v16, zero\n\tvmerge.vxm v24, v24, %3, v0\n\t"
+                         "vmslt.vx v0, v16, %5\n\tvmerge.vxm v24, v24, %4, v0"
+                         : : "r"(s - 1), "r"(32 - s), "r"(s), "r"(INT32_MAX), "r"(INT32_MIN), "r"(-1));
+    __asm__ volatile("vmax.vx v24, v24, %0\n\tvmin.vx v24, v24, %1\n\tvmv.v.v v0, v24" : : "r"(lo), "r"(hi));
 }
 
 static void q4_store_i32(int32_t *y, int32_t rows)
@@ -97,6 +120,9 @@ static void q4_store_i8(int8_t *y, int32_t rows)
         q4_block_dot(w + o / Q4_ROWS * block_bytes, x, n_in, group, rows, lane);                                 \
         if (s >= 33) {                                                                                            \
             q4_requant_high(mult + o, s, LO, HI);                                                                 \
+            STORE(y + o, rows);                                                                                   \
+        } else if (s >= 1) {                                                                                      \
+            q4_requant_low(mult + o, s, LO, HI, rows);                                                            \
             STORE(y + o, rows);                                                                                   \
         } else {                                                                                                  \
             int32_t acc[Q4_ROWS];                                                                                 \

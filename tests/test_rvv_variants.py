@@ -130,7 +130,7 @@ def _spike(tmp_path: Path, src: str, sources: list[str]) -> str:
 # (n_in, n_out, group, out bits, shift, x offset[, lo, hi]): groups of 32, and of sizes that are not whole octets or
 # quads, a last group shorter than the others, unaligned x, a share inside blocks, both requantization forms
 Q4_CASES = [(64, 40, 32, 8, 40, 0), (70, 33, 32, 16, 36, 0), (10, 5, 6, 32, 45, 1), (172, 64, 32, 8, 20, 0, 13, 50),
-            (64, 300, 16, 32, 44, 2, 100, 290), (2, 1, 2, 8, 38, 0)]
+            (64, 300, 16, 32, 44, 2, 100, 290), (2, 1, 2, 8, 38, 0), (64, 40, 32, 32, 0, 0), (40, 33, 8, 16, 32, 0)]
 
 
 def q4_harness(spike: bool) -> tuple[str, list]:
