@@ -286,6 +286,55 @@ def test_norm_tok_spike_matches_twin(tmp_path):
     _check_norm_tok(_spike(tmp_path, src, ["rmsnorm_tok_rvv.c", "rmsnorm_tok.c"]), cases)
 
 
+# (n_in, n_out, group, out bits, tok m, tok s[, lo, hi]): chunks of 128 rows, a share inside blocks, a shift beyond 62
+Q4_TOK_CASES = [(64, 300, 32, 32, 2**31 + 5, 50, 13, 290), (70, 33, 32, 16, 3 << 29, 45), (10, 5, 6, 8, 12345678, 70)]
+
+
+def q4_tok_harness(spike: bool) -> tuple[str, list]:
+    src, _ = harness(spike)
+    src = src[:src.index("int main(void)")].split("static int8_t w0[]")[0] + '#include "gemv_q4_tok_rvv.h"\n'
+    cases, body = [], []
+    for i, (n_in, n_out, group, bits, m, sh, *bounds) in enumerate(Q4_TOK_CASES):
+        lo, hi = bounds or (0, n_out)
+        rng = np.random.default_rng(800 + i)
+        q = rng.integers(-8, 8, (n_out, n_in)).astype(np.int8)
+        e = rng.integers(0, 256, (n_out, -(-n_in // group))).astype(np.uint8)
+        x = rng.integers(-128, 128, n_in).astype(np.int8)
+        mult = rng.integers(1, 2**31 - 1, n_out).astype(np.int32)
+        tok = np.array([m - 2**32 if m >= 2**31 else m, sh], np.int32)
+        cases.append((q, e, group, x, mult, tok, bits, lo, hi))
+        src += (_carr("int8_t", f"w{i}", rvv.rvv_q4_pack(q, e, group)) + _carr("int8_t", f"x{i}", x)
+                + _carr("int32_t", f"m{i}", mult) + _carr("int32_t", f"t{i}", tok) + f"static {CTYPE[bits]} y{i}[{n_out}];\n")
+        body.append(f"    for (int k = 0; k < {n_out}; k++) y{i}[k] = {SENTINEL};\n"
+                    f"    gemv_q4_tok_rvv_i{bits}(y{i}, x{i}, w{i}, m{i}, t{i}, {n_in}, {n_out}, {group}, {lo}, {hi});\n"
+                    f"    for (int k = 0; k < {n_out}; k++) put_int(y{i}[k]);\n" '    EMIT("\\n", 1);\n')
+    return src + "int main(void)\n{\n" + "".join(body) + "    return 0;\n}\n", cases
+
+
+def _check_q4_tok(text: str, cases: list) -> None:
+    lines = text.strip().splitlines()
+    assert len(lines) == len(cases)
+    for (q, e, group, x, mult, tok, bits, lo, hi), ln, spec in zip(cases, lines, Q4_TOK_CASES):
+        y = np.full(len(mult), SENTINEL, np.int64)
+        rvv.Q4_KERNELS[f"gemv_q4_tok_rvv_i{bits}"].twin(y, x, rvv.rvv_q4_pack(q, e, group), mult, tok, len(x),
+                                                        len(mult), group, lo, hi)
+        assert [int(v) for v in ln.split()] == y.tolist(), f"case {spec}"
+
+
+Q4_TOK_SOURCES = ["gemv_q4_tok_rvv.c", "gemv_q4_rvv.c"]
+
+
+def test_q4_tok_host_matches_twin(tmp_path):
+    src, cases = q4_tok_harness(spike=False)
+    _check_q4_tok(_host(tmp_path, src, Q4_TOK_SOURCES), cases)
+
+
+@needs_spike
+def test_q4_tok_spike_matches_twin(tmp_path):
+    src, cases = q4_tok_harness(spike=True)
+    _check_q4_tok(_spike(tmp_path, src, Q4_TOK_SOURCES), cases)
+
+
 TOK_SOURCES = ["gemv_tok_rvv.c", "gemv_rvv.c"]
 QK_SOURCES = ["attention_qk_rvv.c", "attention_rvv.c", "attention.c"]
 
@@ -384,10 +433,12 @@ def test_accurate_setting_spike_is_bit_exact_with_golden(accurate, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("setting, rule", [
     (["quantize.keys=int8"], "attention_i8_rvv"), (["quantize.keys=int8", "quantize.queries=int12"], "attention_q12_rvv"),
-    (["quantize.dynamic=norm"], "rmsnorm_i8_absmax_rvv")])
+    (["quantize.dynamic=norm"], "rmsnorm_i8_absmax_rvv"),
+    (ACCURATE + ["quantize.weights=int4 per_group(32)"], "linear_q4_tok_i32_rvv")])
 def test_other_settings_spike_is_bit_exact_with_golden(model_dir, setting, rule, tmp_path):
-    """int8 keys (vqdot.vx scores), int8 keys with int12 queries, and `dynamic norm` (every norm per token, every
-    GEMV after it a token GEMV) on 8 harts: every logit equal to golden's."""
+    """int8 keys (vqdot.vx scores), int8 keys with int12 queries, `dynamic norm` (every norm per token, every GEMV
+    after it a token GEMV) and the accurate setting with int4 weights (the int4 token GEMV) on 8 harts: every logit
+    equal to golden's."""
     from deeploy_dsl.compiler import compile_deployment
     c = compile_deployment(RVV, setting)
     assert any(s.rule == rule for s in c.plan.steps)

@@ -449,14 +449,14 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *(rope_rvv(rope(o)) for o in ROPE))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
 SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "gemv_tok_rvv.c": "gemv_tok_rvv.h",
-                  "gemv_q4_rvv.c": "gemv_q4_rvv.h",
+                  "gemv_q4_rvv.c": "gemv_q4_rvv.h", "gemv_q4_tok_rvv.c": "gemv_q4_tok_rvv.h",
                   "attention_rvv.c": "attention_rvv.h", "attention_qk_rvv.c": "attention_qk_rvv.h",
                   "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16_rvv.c": "swiglu16_rvv.h", "norm_rvv.c": "norm_rvv.h",
                   "rope_rvv.c": "rope_rvv.h", "rmsnorm_tok_rvv.c": "rmsnorm_tok_rvv.h",
                   "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
 SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",), "gemv_tok_rvv.c": ("gemv_rvv.c",),
-                "gemv_q4_rvv.c": ("gemv_rvv.c",), "swiglu16_rvv.c": ("swiglu16.c",),
+                "gemv_q4_rvv.c": ("gemv_rvv.c",), "gemv_q4_tok_rvv.c": ("gemv_q4_rvv.c", "gemv_rvv.c"), "swiglu16_rvv.c": ("swiglu16.c",),
                 "rmsnorm_tok_rvv.c": ("rmsnorm_tok.c",),
                 "attention_qk_rvv.c": ("attention_rvv.c",)}  # norm_rvv: the scalar path out of bounds
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,

@@ -152,6 +152,25 @@ def gemv_q4_rvv(out: str) -> KernelSpec:
                        "the lanes, nibbles split by vsll/vsra, vqdot.vx, group scales by vmacc.vv (gemv_q4_rvv.h)")
 
 
+def _q4_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group, lo, hi):
+        q, e = rvv_q4_unpack(w, n_out, n_in, group)
+        m2, s = K.tok_multipliers(mult, shift)
+        y[lo:hi] = K.linear_q4(x, q, e, group, m2, s, *bounds)[lo:hi]
+    return twin
+
+
+def gemv_q4_tok_rvv(out: str) -> KernelSpec:
+    """gemv_q4_rvv on an input with a per-token factor (gemv_q4_tok_rvv.c), as gemv_tok_rvv for int8 weights."""
+    base = gemv_q4_rvv(out)
+    params = tuple(Param("shift", "const int32_t *", "[2] this token's factor {m, s}: the multipliers times m / 2^32, "
+                         "shift s (kernels.tok_multipliers)") if p.name == "shift" else p for p in base.params)
+    return replace(base, name=f"gemv_q4_tok_rvv_i{out[3:]}", source="gemv_q4_tok_rvv.c", params=params,
+                   twin=_q4_tok_twin(base.bounds),
+                   doc=f"gemv_q4_rvv_i{out[3:]} on an input with a per-token factor: the row multipliers times the "
+                       "token's (vmulhu.vx, a chunk of blocks at a time), its shift (gemv_q4_tok_rvv.h)")
+
+
 def _tok_twin(bounds):
     def twin(y, x, w, mult, shift, n_in, n_out, lo, hi):
         y[lo:hi] = K.linear_tok(x, rvv_unpack(w, n_out, n_in), mult, shift, *bounds)[lo:hi]
@@ -467,4 +486,4 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
 ATTENTION_RVV = ("attention_k16_rvv", "attention_i8_rvv", "attention_q12_rvv", "attention_q16_rvv",
                  "attention_q12k16_rvv")  # the vector attentions: heads shared by attn_rvv_share (attention_rvv.h)
 KERNELS = {k.name: k for k in (*(gemv_rvv(o) for o in OUT), *(gemv_tok_rvv(o) for o in OUT))}
-Q4_KERNELS = {k.name: k for k in (gemv_q4_rvv(o) for o in OUT)}  # priced by gemv_rvv's model (an approximation)
+Q4_KERNELS = {k.name: k for k in (*(gemv_q4_rvv(o) for o in OUT), *(gemv_q4_tok_rvv(o) for o in OUT))}  # priced by gemv_rvv's model (an approximation)

@@ -454,6 +454,14 @@ def build_linear_q4_rvv(op: Op, c: Ctx, k: KernelSpec):
     return args, math.replace(".wv (", ".wq4v (", 1)
 
 
+def build_linear_q4_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """The vector int4 GEMV (nibbles into int8 quads for vqdot.vx, group scales by vmacc.vv, layout .wq4v) of an
+    activation with a per-token factor: each row's multiplier times the token's (vmulhu.vx, once per token), the
+    token's shift."""
+    args, math = build_linear_q4_rvv(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
 RVV_RULES: tuple[Rule, ...] = tuple(
     Rule(f"linear_tok_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor", isa=RVV.ISA,
@@ -468,6 +476,13 @@ RVV_RULES: tuple[Rule, ...] = tuple(
     for b in (8, 16, 32)) + (
     Rule("linear_q4_q12_rvv", Pattern("linear", out="int12", weights="int4", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
                                       when=_no_token_factor), RVV.Q4_KERNELS["gemv_q4_rvv_i16"], build_linear_q4_rvv),
+) + tuple(
+    Rule(f"linear_q4_tok_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int4", in_scale="factor", isa=RVV.ISA,
+                                            vlen=RVV.VLEN_MIN), RVV.Q4_KERNELS[f"gemv_q4_tok_rvv_i{b}"],
+         build_linear_q4_tok_rvv) for b in (8, 16, 32)) + (
+    Rule("linear_q4_q12_tok_rvv", Pattern("linear", out="int12", weights="int4", in_scale="factor", isa=RVV.ISA,
+                                          vlen=RVV.VLEN_MIN), RVV.Q4_KERNELS["gemv_q4_tok_rvv_i16"],
+         build_linear_q4_tok_rvv),
 ) + tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
                                      when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
