@@ -277,6 +277,16 @@ def vector_ops(n_in: int, rows: int, out_bits: int, shift: int) -> list[tuple[in
     return ops
 
 
+def q4_vector_ops(n_in: int, group: int, rows: int, out_bits: int, shift: int) -> list[tuple[int, int, int]]:
+    """(count, vl, SEW) of the vector instructions of gemv_q4_rvv.c on one block segment: vmv, per group a vmv, per
+    octet of its columns vle32.v, vsll, two vand and two vqdot.vx, then vsra, vle8, vzext and vmacc; the
+    requantization and store as vector_ops'."""
+    groups, octets = -(-n_in // group), -(-group // 8)
+    per_group = [(2 + 6 * octets, rows, 32), (1, rows, 8), (2, rows, 32)]
+    return [(1, rows, 32)] + [(c * groups, vl, sew) for c, vl, sew in per_group] + vector_ops(n_in, rows, out_bits,
+                                                                                                shift)[2:]
+
+
 def segments(lo: int, hi: int) -> list[int]:
     """The rows of each block segment the kernel runs for rows [lo, hi)."""
     out, o = [], lo
@@ -471,14 +481,16 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
     if name.startswith("rope_") and name.endswith("_rvv"):  # on core 0 alone (no fork)
         n, hs = step.arg("n").value, step.arg("head_size").value
         return rope_extra(n // hs, hs, 8 if name == "rope_i8_rvv" else 16, dp) if core == 0 else 0
-    if name not in KERNELS:
+    if name not in KERNELS and name not in Q4_KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
     bits = int(step.spec.name.rsplit("_i", 1)[1])
     lo, hi = gemv_share(n_out, core, n_cores)
     extra = 0
     for rows in segments(lo, hi):
-        for count, vl, sew in vector_ops(n_in, rows, bits, shift):
+        ops = q4_vector_ops(n_in, step.arg("group").value, rows, bits, shift) if name in Q4_KERNELS else \
+            vector_ops(n_in, rows, bits, shift)
+        for count, vl, sew in ops:
             extra += count * _c(vl, sew, dp)
     return extra
 
