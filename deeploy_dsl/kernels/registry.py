@@ -16,7 +16,8 @@ from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
-from .rvv import KERNELS as RVV_KERNELS, attention_k16_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv, swiglu_dyn_rvv
+from .rvv import (KERNELS as RVV_KERNELS, Q4_KERNELS as RVV_Q4_KERNELS, attention_k16_rvv, attention_qk_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv,
+                  rmsnorm_tok_rvv, swiglu16_tok_rvv, swiglu_dyn_rvv)
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -442,14 +443,22 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *(npu_linear_tok(o) for o in OUT), *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
-    *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
-    rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD), *(rope_rvv(rope(o)) for o in ROPE))}
+    *RVV_KERNELS.values(), *RVV_Q4_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
+    *(attention_qk_rvv(attention(k, q)) for q, k in ATTENTION if (q, k) != ("int8", "int16")),
+    swiglu16_tok_rvv(SWIGLU16_TOK), rmsnorm_tok_rvv(RMSNORM_TOK), rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD),
+    *(rope_rvv(rope(o)) for o in ROPE))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
-SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "attention_rvv.c": "attention_rvv.h",
-                  "swiglu_rvv.c": "swiglu_rvv.h", "norm_rvv.c": "norm_rvv.h", "rope_rvv.c": "rope_rvv.h",
+SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "gemv_tok_rvv.c": "gemv_tok_rvv.h",
+                  "gemv_q4_rvv.c": "gemv_q4_rvv.h", "gemv_q4_tok_rvv.c": "gemv_q4_tok_rvv.h",
+                  "attention_rvv.c": "attention_rvv.h", "attention_qk_rvv.c": "attention_qk_rvv.h",
+                  "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16_rvv.c": "swiglu16_rvv.h", "norm_rvv.c": "norm_rvv.h",
+                  "rope_rvv.c": "rope_rvv.h", "rmsnorm_tok_rvv.c": "rmsnorm_tok_rvv.h",
                   "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
-SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",)}  # norm_rvv: the scalar path out of bounds
+SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",), "gemv_tok_rvv.c": ("gemv_rvv.c",),
+                "gemv_q4_rvv.c": ("gemv_rvv.c",), "gemv_q4_tok_rvv.c": ("gemv_q4_rvv.c", "gemv_rvv.c"), "swiglu16_rvv.c": ("swiglu16.c",),
+                "rmsnorm_tok_rvv.c": ("rmsnorm_tok.c",),
+                "attention_qk_rvv.c": ("attention_rvv.c",)}  # norm_rvv: the scalar path out of bounds
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")
