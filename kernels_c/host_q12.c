@@ -74,20 +74,29 @@ static inline int32_t q12_exps(int32_t *s, int32_t n, int32_t max, uint32_t mult
     return sum;
 }
 
-/* one head whose scores are in s [n]: their exps (in place), acc[d] = sum_t e_t * v[t*v_stride + d], then out [hs] =
- * attn_out_i8 of acc and the exps' sum (hs a constant where it is inlined) */
-static inline __attribute__((always_inline)) void q12_finish(int8_t *out, int32_t *s, int32_t n, int32_t max,
-                                                             const int8_t *v, int32_t v_stride, int32_t hs,
-                                                             const int32_t *prm, const uint32_t *table) {
+/* acc[d] = sum_t e[t] * v[t*v_stride + d], d < hs (host.c's host_av: the sums in an array of their own, which gcc keeps
+ * in a vector, each position's hs values of v one vector) */
+static inline __attribute__((always_inline)) void q12_av(int32_t *acc, const int32_t *e, const int8_t *v,
+                                                         int32_t v_stride, int32_t n, int32_t hs) {
     int32_t a[Q12_HS_MAX];
-    int32_t sum = q12_exps(s, n, max, (uint32_t)prm[0], prm[1], (uint32_t)prm[2], table);
     for (int32_t d = 0; d < hs; d++) a[d] = 0;
     for (int32_t t = 0; t < n; t++) {
         const int8_t *vt = v + (size_t)t * (size_t)v_stride;
-        const int32_t et = s[t];
+        const int32_t et = e[t];
         for (int32_t d = 0; d < hs; d++) a[d] += et * vt[d];
     }
-    attn_out_i8(out, a, &sum, 1, hs, prm[3], prm[4], prm[5]);
+    for (int32_t d = 0; d < hs; d++) acc[d] = a[d];
+}
+
+/* one head whose scores are in s [n]: their exps (in place), the exp-weighted sum of its V, then out [hs] = attn_out_i8
+ * of it and the exps' sum (hs a constant where it is inlined) */
+static inline __attribute__((always_inline)) void q12_finish(int8_t *out, int32_t *s, int32_t n, int32_t max,
+                                                             const int8_t *v, int32_t v_stride, int32_t hs,
+                                                             const int32_t *prm, const uint32_t *table) {
+    int32_t acc[Q12_HS_MAX];
+    int32_t sum = q12_exps(s, n, max, (uint32_t)prm[0], prm[1], (uint32_t)prm[2], table);
+    q12_av(acc, s, v, v_stride, n, hs);
+    attn_out_i8(out, acc, &sum, 1, hs, prm[3], prm[4], prm[5]);
 }
 
 /* prm = {score_mult, score_shift, score_cut, out_mult, out_shift, exp bits}; table = the exp table widened */
