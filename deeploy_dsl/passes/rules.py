@@ -367,11 +367,27 @@ def build_attention_cols(op: Op, c: Ctx, k: KernelSpec):
     return dict(args, context=_int(c.dep.model.dims.context)), math + ", K transposed"
 
 
+def build_linear_rows_q12(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries: the host's int16 GEMV over contiguous rows read where they are, at the
+    queries' 12-bit scale; RoPE on q then saturates them to +-2047."""
+    args, math = build_linear(op, c, k)
+    return args, math + ", rows in place"
+
+
+def build_linear_rows_tok(op: Op, c: Ctx, k: KernelSpec):
+    """The GEMV of an activation with a per-token factor over contiguous weight rows read where they are: each row's
+    multiplier times the token's (one high multiply per row, once per token), the token's shift; the dot products and
+    the requantization are the host's GEMV's."""
+    args, math = build_linear_tok(op, c, k)
+    return args, math + ", rows in place"
+
+
 def _writes_k_cache(op: Op, c: Ctx) -> bool:
-    """it writes the K cache of an attention with int8 queries (attention_k16t_host's, which reads it transposed)"""
+    """it writes the K cache of an attention with int8 or int12 queries (attention_k16t_host's or
+    attention_q12k16t_host's, which read it transposed)"""
     out = op.outputs[0]
     return c.graph.values[out].kind == ValueKind.KV and all(
-        c.graph.values[a.inputs[0]].dtype == DType.INT8 for a in c.graph.ops
+        c.graph.values[a.inputs[0]].dtype in (DType.INT8, DType.INT12) for a in c.graph.ops
         if a.kind == OpKind.ATTENTION and a.inputs[1] == out)
 
 
@@ -389,6 +405,16 @@ HOST_RULES: tuple[Rule, ...] = tuple(
     Rule("attention_i8_host", Pattern("attention", keys="int8", queries="int8"), K["attention_host_i8"], build_attention_host),
     Rule("rope_k16_cols_host", Pattern("rope", out="int16", when=_writes_k_cache), R.ROPE_K16_COLS, build_rope_cols),
     Rule("attention_k16t_host", Pattern("attention", keys="int16", queries="int8"), R.ATTENTION_HOST_K16T, build_attention_cols),
+    Rule("linear_q12_host", Pattern("linear", out="int12", weights="int8", when=_no_token_factor), K["gemv_rows_i16"],
+         build_linear_rows_q12),
+    *(Rule(f"linear_tok_i{b}_host", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor"),
+           K[f"gemv_rows_tok_i{b}"], build_linear_rows_tok) for b in (8, 16, 32)),
+    Rule("linear_q12_tok_host", Pattern("linear", out="int12", weights="int8", in_scale="factor"),
+         K["gemv_rows_tok_i16"], build_linear_rows_tok),
+    Rule("attention_q12_host", Pattern("attention", keys="int8", queries="int12"), K["attention_host_q12"],
+         build_attention_host),
+    Rule("attention_q12k16t_host", Pattern("attention", keys="int16", queries="int12"), K["attention_host_q12k16t"],
+         build_attention_cols),
 )
 
 
