@@ -1,6 +1,7 @@
 """Host speed: the generated program's decode tokens/s on this machine, at -O3 and at -O3 -march=native.
 
-    python bench/host_report.py [deployments/stories260k.dply] [--tokens 256] [--runs 11] [--baseline COMMIT_OR_DIR]
+    python bench/host_report.py [deployments/stories260k.dply] [--tokens 256] [--runs 11] [-D SETTING ...]
+                                [--baseline COMMIT_OR_DIR] [--baseline-D SETTING ...]
 
 The deployment is built for `target host` (-D target=host), compiled with each flag set and bench/host_bench.c in
 place of main.c, and run `--runs` times per flag set: each run prefills the prompt, then times `--tokens` greedy
@@ -11,7 +12,9 @@ machine disturbs least) and by the wall clock; the figures are medians over the 
 `git worktree add` into a temporary folder, its own compiler building the same .dply) or a folder holding one, and
 runs the two alternately, old and new in turns within each pair, so that both see the same load on a shared machine:
 the figure to read is the median over the pairs of new tokens/s / old tokens/s. Both programs must generate the same
-ids (the report says if they do not).
+ids (the report says if they do not). `-D SETTING` overrides a setting of the deployment for the program measured, as
+`deeploy build -D` does, and `--baseline-D SETTING` for the baseline: `--baseline . -D quantize.queries=int12` compares
+a setting with the file's own in one tree (two settings generate different ids, which the report then only notes).
 """
 from __future__ import annotations
 
@@ -55,11 +58,12 @@ main()
 """
 
 
-def build(tree: Path, dply: Path, out: Path) -> Path:
-    """`deeploy build DPLY -D target=host -o OUT` with the compiler of `tree` (its own deeploy_dsl package, kernels and
-    grammar)."""
-    res = subprocess.run([sys.executable, "-c", BUILD_WITH_TREE, str(tree.resolve()), "build", str(dply), "-D",
-                          "target=host", "-o", str(out)], capture_output=True, text=True)
+def build(tree: Path, dply: Path, out: Path, settings: tuple[str, ...] = ()) -> Path:
+    """`deeploy build DPLY -D target=host [-D SETTING ...] -o OUT` with the compiler of `tree` (its own deeploy_dsl
+    package, kernels and grammar)."""
+    overrides = [a for setting in ("target=host", *settings) for a in ("-D", setting)]
+    res = subprocess.run([sys.executable, "-c", BUILD_WITH_TREE, str(tree.resolve()), "build", str(dply), *overrides,
+                          "-o", str(out)], capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"building {dply} with the compiler in {tree} failed:\n{res.stderr[-3000:]}")
     return out
@@ -129,22 +133,30 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=256, help="decode steps timed per run")
     ap.add_argument("--runs", type=int, default=11, help="runs per program and flag set (the median is reported)")
     ap.add_argument("--baseline", help="a git commit of this repository, or a deeploy tree, to compare against")
+    ap.add_argument("-D", dest="settings", action="append", default=[], metavar="SETTING",
+                    help="override a setting of the deployment for the program measured (repeatable), as deeploy build -D")
+    ap.add_argument("--baseline-D", dest="baseline_settings", action="append", default=[], metavar="SETTING",
+                    help="override a setting for the baseline program (repeatable)")
     ap.add_argument("--flags", action="append", help=f"a flag set (repeatable; default {' and '.join(FLAG_SETS)})")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     dply = Path(args.dply).resolve()
     with tempfile.TemporaryDirectory(prefix="host-report-") as tmpname:
         tmp = Path(tmpname)
-        dirs = {"new": build(REPO, dply, tmp / "new")}
+        if args.baseline_settings and not args.baseline:
+            sys.exit("--baseline-D needs --baseline (. for this tree)")
+        dirs = {"new": build(REPO, dply, tmp / "new", tuple(args.settings))}
         base_tree = None
         if args.baseline:
             base_tree = baseline_tree(args.baseline, tmp)
-            dirs["baseline"] = build(base_tree, dply, tmp / "baseline")
+            dirs["baseline"] = build(base_tree, dply, tmp / "baseline", tuple(args.baseline_settings))
         ids = prompt_ids(dirs["new"], args.prompt)
         if args.tokens < 1:
             sys.exit("--tokens must be at least 1")
+        same_settings = args.settings == args.baseline_settings
         report = {"deployment": str(dply), "tokens": args.tokens, "runs": args.runs, "prompt_ids": ids,
-                  "baseline": args.baseline, "flag_sets": {}}
+                  "settings": args.settings, "baseline": args.baseline, "baseline_settings": args.baseline_settings,
+                  "flag_sets": {}}
         try:
             for flags in args.flags or FLAG_SETS:
                 exes = {k: compile_bench(d, flags, tmp / f"{k}-{len(report['flag_sets'])}") for k, d in dirs.items()}
@@ -168,6 +180,9 @@ def main() -> None:
         return
     print(f"{dply.name} on the host, decode tokens/s over {args.tokens} tokens after the prompt "
           f"({len(ids)} ids), median of {args.runs} runs, by CPU time (wall clock)")
+    for who, settings in (("new", args.settings), ("baseline", args.baseline_settings if args.baseline else [])):
+        if settings:
+            print(f"  {who}: -D " + " -D ".join(settings))
     for flags, e in report["flag_sets"].items():
         med = {k: {c: e[k][c]["median_tokens_per_s"] for c in CLOCKS} for k in dirs}
         line = f"  {flags:<20} {med['new']['cpu']:>8,.0f} ({med['new']['wall']:,.0f}) tokens/s"
@@ -176,7 +191,8 @@ def main() -> None:
             line += (f"   baseline {med['baseline']['cpu']:>7,.0f} ({med['baseline']['wall']:,.0f})   new / baseline, "
                      f"median of the {args.runs} interleaved pairs: {r['cpu']['median']:.2f}x "
                      f"({r['wall']['median']:.2f}x)"
-                     + ("" if e["same_ids"] else "   (THE TWO PROGRAMS GENERATE DIFFERENT IDS)"))
+                     + ("" if e["same_ids"] else "   (THE TWO PROGRAMS GENERATE DIFFERENT IDS)" if same_settings
+                        else "   (different settings: different ids)"))
         print(line)
 
 

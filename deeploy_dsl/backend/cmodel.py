@@ -22,14 +22,16 @@ import jinja2
 
 from ..ir.graph import Plan, Step
 from ..kernels.layout import ROWS_PER_BLOCK, n_blocks
+from ..kernels.rvv import ATTENTION_RVV
 from ..kinds import ArgKind, Engine, Mode, TileScheme
 from ..passes.prefill import mode
 
 PLACEHOLDER = re.compile(r"@\{(\w+):([^}]*)\}")
 # attention kernels whose query heads are shared out by a function of their own (attention_rvv.h: none on core 0)
-HEAD_SHARE = {"attention_k16_rvv": "attn_rvv_share"}
+HEAD_SHARE = {name: "attn_rvv_share" for name in ATTENTION_RVV}
 # split kernels whose units are shared out by a function of their own (gemv_rvv.h: none on core 0, rows by 8)
-SPLIT_SHARE = {f"gemv_rvv_i{b}": "gemv_rvv_share" for b in (8, 16, 32)}
+SPLIT_SHARE = {f"gemv{t}_rvv_i{b}": "gemv_rvv_share" for t in ("", "_tok", "_q4", "_q4_tok")
+               for b in (8, 16, 32)}
 NP_TO_C = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t"}
 
 

@@ -148,6 +148,13 @@ def elementwise_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int,
     return Work(compute, s.macs * n_tok, ops)
 
 
+def one_core_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """Elements times cycles per element on one core, no fork: a kernel that runs on core 0 alone (the vector unit's
+    norm, RoPE, residual add and per-token SwiGLU, kernels.rvv), whatever cores its op is mapped to."""
+    ops = _elements(s, plan) * n_tok
+    return Work(math.ceil(ops * dep.target.cycles_per_element), s.macs * n_tok, ops)
+
+
 def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | None = None, pos0: int = 0) -> StepCost:
     """Cycles and energy of one step for n_tok tokens at once (a decode step: 1, at the plan's report position;
     a prefill chunk: n_tok tokens at positions pos0 ..): the kernel's cost function, then DMA and energy."""

@@ -16,7 +16,8 @@ from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
-from .rvv import KERNELS as RVV_KERNELS, attention_k16_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv, swiglu_dyn_rvv
+from .rvv import (KERNELS as RVV_KERNELS, Q4_KERNELS as RVV_Q4_KERNELS, attention_k16_rvv, attention_qk_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv,
+                  rmsnorm_tok_rvv, swiglu16_tok_rvv, swiglu_dyn_rvv)
 
 
 def _p(spec: str) -> tuple[Param, ...]:
@@ -179,6 +180,23 @@ def gemv_tok(out: str) -> KernelSpec:
                       f"gemv_i{out[3:]} on an input with a per-token factor: the row multipliers times the token's "
                       "(one high multiply per row), its shift (gemv.h)", bounds=bounds, tiling="rows",
                       row_bytes=_int8_row, prefill="gemm", fragment="rows")
+
+
+def _rows_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = K.linear_tok(x, w, mult, shift, *bounds)
+    return twin
+
+
+def gemv_rows_tok(out: str) -> KernelSpec:
+    """The host's GEMV on an input with a per-token factor (host_tok.c): gemv_rows_iN on the row multipliers times the
+    token's; a prefill runs it token by token, each token with its own factor."""
+    ctype, bounds = OUT[out]
+    base = gemv_rows(out)
+    return KernelSpec(f"gemv_rows_tok_i{out[3:]}", "host_tok.c", _tok_params(base.params), _rows_tok_twin(bounds),
+                      linear_tok_work, f"gemv_rows_i{out[3:]} on an input with a per-token factor: the row multipliers "
+                      "times the token's (one high multiply per row), its shift (host_tok.h)", bounds=bounds,
+                      resident=base.resident, prefill="token", weights=base.weights)
 
 
 def gemv_q4_tok(out: str) -> KernelSpec:
@@ -365,6 +383,33 @@ ATTENTION_HOST_K16T = KernelSpec("attention_host_k16t", "host.c", tuple(
     "(host.h)", bounds=K.I8, resident=("exp_table",), chunk_cost=True)
 
 
+def _attention_t(qk_shift: int):
+    """The twin of an attention whose K cache is transposed, [kv_dim, context] (rope_k16_cols writes it)."""
+    def twin(out, q, k_cache, v_cache, scratch, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift,
+             score_cut, out_mult, out_shift, exp_table, context):
+        kt = k_cache.reshape(n_kv_heads * head_size, context)
+        out[:] = K.attention(q, kt.T, v_cache, pos, n_heads, n_kv_heads, head_size, score_mult, score_shift, score_cut,
+                             out_mult, out_shift, exp_table, qk_shift)
+    return twin
+
+
+def attention_host_q12(keys: str) -> KernelSpec:
+    """The host's attention for int12 queries (host_q12.c): int8 keys in rows, or int16 keys in the transposed cache
+    (rope_k16_cols writes it), K and V read in place."""
+    shift = K.score_shift(K.QK_BITS["int12"], K.QK_BITS[keys])
+    params = _attention_params(keys, "int12")
+    if keys == "int8":
+        return KernelSpec("attention_host_q12", "host_q12.c", params, _attention(shift), attention_work,
+                          "out = softmax(q . K / sqrt(hs)) . V, int12 queries, int8 keys in place (host_q12.h)",
+                          bounds=K.I8, resident=("exp_table",), chunk_cost=True)
+    params = tuple(Param("k_cache", p.ctype, "[kv_dim, context] K cache, transposed (rope_k16_cols writes it)")
+                   if p.name == "k_cache" else p for p in params) + _p("""
+        context     | int32_t          | positions of the cache (the K rows' length)""")
+    return KernelSpec("attention_host_q12k16t", "host_q12.c", params, _attention_t(shift), attention_work,
+                      "out = softmax(q . K / sqrt(hs)) . V, int12 queries, int16 keys in a transposed cache scored a "
+                      "row of positions at a time (host_q12.h)", bounds=K.I8, resident=("exp_table",), chunk_cost=True)
+
+
 def attention_host(keys: str) -> KernelSpec:
     """The host's attention (host.c) with int8 keys: the same integers, K and V read in place in the caches (nothing
     streamed), one head at a time in loops that gcc unrolls or vectorizes."""
@@ -440,16 +485,27 @@ RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
 KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     EMBED, RMSNORM, *(gemv(o) for o in OUT), *(gemv_q4(o) for o in OUT), *(npu_linear(o) for o in OUT),
     *(npu_linear_tok(o) for o in OUT), *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
+    *(gemv_rows_tok(o) for o in OUT), attention_host_q12("int8"), attention_host_q12("int16"),
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
-    *RVV_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
-    rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD), *(rope_rvv(rope(o)) for o in ROPE))}
+    *RVV_KERNELS.values(), *RVV_Q4_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
+    *(attention_qk_rvv(attention(k, q)) for q, k in ATTENTION if (q, k) != ("int8", "int16")),
+    swiglu16_tok_rvv(SWIGLU16_TOK), rmsnorm_tok_rvv(RMSNORM_TOK), rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD),
+    *(rope_rvv(rope(o)) for o in ROPE))}
 # headers of kernel sources that not every build has: a build includes them when one of its steps calls into them
-SOURCE_HEADERS = {"host.c": "host.h", "gemv_rvv.c": "gemv_rvv.h", "attention_rvv.c": "attention_rvv.h",
-                  "swiglu_rvv.c": "swiglu_rvv.h", "norm_rvv.c": "norm_rvv.h", "rope_rvv.c": "rope_rvv.h",
+SOURCE_HEADERS = {"host.c": "host.h", "host_tok.c": "host_tok.h", "host_q12.c": "host_q12.h",
+                  "gemv_rvv.c": "gemv_rvv.h", "gemv_tok_rvv.c": "gemv_tok_rvv.h",
+                  "gemv_q4_rvv.c": "gemv_q4_rvv.h", "gemv_q4_tok_rvv.c": "gemv_q4_tok_rvv.h",
+                  "attention_rvv.c": "attention_rvv.h", "attention_qk_rvv.c": "attention_qk_rvv.h",
+                  "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16_rvv.c": "swiglu16_rvv.h", "norm_rvv.c": "norm_rvv.h",
+                  "rope_rvv.c": "rope_rvv.h", "rmsnorm_tok_rvv.c": "rmsnorm_tok_rvv.h",
                   "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h"}
-# kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of them)
-SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",)}  # norm_rvv: the scalar path out of bounds
+# kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of
+# them) and the host's rows GEMVs; norm_rvv takes the scalar path out of bounds
+SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",), "gemv_tok_rvv.c": ("gemv_rvv.c",),
+                "gemv_q4_rvv.c": ("gemv_rvv.c",), "gemv_q4_tok_rvv.c": ("gemv_q4_rvv.c", "gemv_rvv.c"),
+                "swiglu16_rvv.c": ("swiglu16.c",), "rmsnorm_tok_rvv.c": ("rmsnorm_tok.c",),
+                "attention_qk_rvv.c": ("attention_rvv.c",), "host_tok.c": ("host.c",)}
 # what every build links besides its steps' kernels: the runtime (cluster, DMA, tiles, profile), argmax and the sampler,
 # attention.c's pieces, the NPU driver
 RUNTIME_FILES = ("argmax.c", "attention.c", "cluster.c", "dma.c", "npu.c", "profile.c", "sampler.c", "tiles.c")

@@ -16,10 +16,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engines.cost import Work, linear_work
+from ..engines.cost import Work, linear_work, one_core_work
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
-from .layout import unblock_rows
+from .layout import q4_unpack, unblock_rows
 
 RVV_ROWS = 32  # output rows per block; must equal GEMV_RVV_ROWS in kernels_c/gemv_rvv.h
 ONE_CORE_MAX = 1024  # elements of a row the vector norm and residual add take on one core (32 vectors at VLEN 128)
@@ -87,6 +87,108 @@ def gemv_rvv(out: str) -> KernelSpec:
                       split=Split((), "n_out", bounds=("lo", "hi")), fragment="split")
 
 
+def rvv_q4_pack(q: np.ndarray, e: np.ndarray, group: int) -> np.ndarray:
+    """int4 weights q [n_out, n_in] in [-8, 7] and their group scales e uint8 [n_out, ceil(n_in / group)] -> the vector
+    int4 layout (gemv_q4_rvv.h), int8 [n_blocks, groups, RVV_ROWS + octets * RVV_ROWS * 4]: per block and group the
+    rows' scales, then per octet of the group's columns a word per row, byte k = q[c0 + 8p + k] & 15 |
+    q[c0 + 8p + 4 + k] << 4 (zero padded)."""
+    q, e = np.asarray(q, np.int64), np.asarray(e, np.uint8)
+    n_out, n_in = q.shape
+    blocks, groups, octets = -(-n_out // RVV_ROWS), -(-n_in // group), -(-group // 8)
+    qp = np.zeros((blocks * RVV_ROWS, groups, octets * 8), np.int64)
+    for g in range(groups):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        qp[:n_out, g, :c1 - c0] = q[:, c0:c1]
+    qp = qp.reshape(blocks, RVV_ROWS, groups, octets, 2, 4)  # the octet's two quads, low nibbles first
+    words = ((qp[..., 0, :] & 15) | ((qp[..., 1, :] & 15) << 4)).astype(np.uint8)  # [b, r, g, p, k]
+    words = words.transpose(0, 2, 3, 1, 4).reshape(blocks, groups, octets * RVV_ROWS * 4)
+    ep = np.zeros((blocks * RVV_ROWS, groups), np.uint8)
+    ep[:n_out] = e
+    scales = ep.reshape(blocks, RVV_ROWS, groups).transpose(0, 2, 1)
+    return np.ascontiguousarray(np.concatenate([scales, words], axis=2)).view(np.int8)
+
+
+def rvv_q4_unpack(wv: np.ndarray, n_out: int, n_in: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of rvv_q4_pack: (q int8 [n_out, n_in], e uint8 [n_out, groups]), the padding dropped."""
+    blocks, groups, octets = -(-int(n_out) // RVV_ROWS), -(-int(n_in) // group), -(-int(group) // 8)
+    b = np.asarray(wv).view(np.uint8).reshape(blocks, groups, RVV_ROWS * (1 + 4 * octets))
+    e = b[:, :, :RVV_ROWS].transpose(0, 2, 1).reshape(blocks * RVV_ROWS, groups)[:n_out]
+    words = b[:, :, RVV_ROWS:].reshape(blocks, groups, octets, RVV_ROWS, 4).astype(np.int64)
+    lo, hi = (words & 15), (words >> 4)
+    nib = np.stack([lo, hi], axis=3)  # [b, g, p, half, r, k]
+    nib = np.where(nib >= 8, nib - 16, nib)
+    qp = nib.transpose(0, 4, 1, 2, 3, 5).reshape(blocks * RVV_ROWS, groups, octets * 8)
+    q = np.zeros((n_out, n_in), np.int8)
+    for g in range(groups):
+        c0, c1 = g * group, min(n_in, (g + 1) * group)
+        q[:, c0:c1] = qp[:n_out, g, :c1 - c0]
+    return q, np.ascontiguousarray(e)
+
+
+def rvv_q4_weights(wq: np.ndarray, p: dict) -> np.ndarray:
+    """The vector int4 layout from the quantizer's q4 blocks (layout.q4_pack)."""
+    q, e = q4_unpack(wq, p["n_out"], p["n_in"], p["group"])
+    return rvv_q4_pack(q, e, p["group"])
+
+
+def _q4_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group, lo, hi):
+        q, e = rvv_q4_unpack(w, n_out, n_in, group)
+        y[lo:hi] = K.linear_q4(x, q, e, group, mult, int(shift[0]) if n_out else 0, *bounds)[lo:hi]
+    return twin
+
+
+def gemv_q4_rvv(out: str) -> KernelSpec:
+    """int4 weights with a scale per group on the vector unit (gemv_q4_rvv.c): rows across the lanes, each row's 8
+    nibbles per vle32.v split into two int8 quads, vqdot.vx, the group scales by vmacc.vv."""
+    ctype, bounds = OUT[out]
+    p = _params(ctype)
+    params = p[:7] + (Param("group", "int32_t", "input columns per group scale"),) + p[7:]
+    params = tuple(replace(x, doc="[ceil(n_out/32), groups, 32 + ceil(group/8)*128] the vector int4 layout "
+                                  "(kernels.rvv.rvv_q4_pack)") if x.name == "w" else x for x in params)
+    return replace(gemv_rvv(out), name=f"gemv_q4_rvv_i{out[3:]}", source="gemv_q4_rvv.c", params=params,
+                   twin=_q4_twin(bounds), weights=(".wq4v", rvv_q4_weights),
+                   doc=f"int4 weights with group scales x int8 input -> {out} on Zve32x + Zvqdotq: {RVV_ROWS} rows across "
+                       "the lanes, nibbles split by vsll/vsra, vqdot.vx, group scales by vmacc.vv (gemv_q4_rvv.h)")
+
+
+def _q4_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, group, lo, hi):
+        q, e = rvv_q4_unpack(w, n_out, n_in, group)
+        m2, s = K.tok_multipliers(mult, shift)
+        y[lo:hi] = K.linear_q4(x, q, e, group, m2, s, *bounds)[lo:hi]
+    return twin
+
+
+def gemv_q4_tok_rvv(out: str) -> KernelSpec:
+    """gemv_q4_rvv on an input with a per-token factor (gemv_q4_tok_rvv.c), as gemv_tok_rvv for int8 weights."""
+    base = gemv_q4_rvv(out)
+    params = tuple(Param("shift", "const int32_t *", "[2] this token's factor {m, s}: the multipliers times m / 2^32, "
+                         "shift s (kernels.tok_multipliers)") if p.name == "shift" else p for p in base.params)
+    return replace(base, name=f"gemv_q4_tok_rvv_i{out[3:]}", source="gemv_q4_tok_rvv.c", params=params,
+                   twin=_q4_tok_twin(base.bounds),
+                   doc=f"gemv_q4_rvv_i{out[3:]} on an input with a per-token factor: the row multipliers times the "
+                       "token's (vmulhu.vx, a chunk of blocks at a time), its shift (gemv_q4_tok_rvv.h)")
+
+
+def _tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out, lo, hi):
+        y[lo:hi] = K.linear_tok(x, rvv_unpack(w, n_out, n_in), mult, shift, *bounds)[lo:hi]
+    return twin
+
+
+def gemv_tok_rvv(out: str) -> KernelSpec:
+    """gemv_rvv on an input with a per-token factor (gemv_tok_rvv.c): the row multipliers times the token's in vectors,
+    a chunk of blocks at a time, then gemv_rvv's loop with the token's shift."""
+    ctype, bounds = OUT[out]
+    params = tuple(Param("shift", "const int32_t *", "[2] this token's factor {m, s}: the multipliers times m / 2^32, "
+                         "shift s (kernels.tok_multipliers)") if p.name == "shift" else p for p in _params(ctype))
+    return replace(gemv_rvv(out), name=f"gemv_tok_rvv_i{out[3:]}", source="gemv_tok_rvv.c", params=params,
+                   twin=_tok_twin(bounds),
+                   doc=f"gemv_rvv_i{out[3:]} on an input with a per-token factor: the row multipliers times the token's "
+                       "(vmulhu.vx, a chunk of blocks at a time), its shift (gemv_tok_rvv.h)")
+
+
 def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
     """The int16-key attention (base: attention_k16's spec) on the vector unit (attention_rvv.c): the same integers,
     the same tiles of positions."""
@@ -96,32 +198,65 @@ def attention_k16_rvv(base: KernelSpec) -> KernelSpec:
                                   "table gathered, V's columns by strided loads")
 
 
+def attention_qk_rvv(base: KernelSpec) -> KernelSpec:
+    """Attention with int8 keys (base: attention_i8's, attention_q12's or attention_q16's spec) or int12 queries with
+    int16 keys (attention_q12k16's) on the vector unit (attention_qk_rvv.c): the same integers, the same tiles of
+    positions; the exps and V by attention_rvv.c's attn_exp_av_i8_rvv."""
+    return replace(base, name=base.name + "_rvv", source="attention_qk_rvv.c",
+                   calls=(base.functions[0] + "_rvv", "attn_exp_av_i8_rvv"),
+                   doc=base.doc + "; on Zve32x: positions across the lanes, " + QK_FORM[base.name] + ", the exps' "
+                                  "table gathered, V's columns by strided loads")
+
+
+# how each attention's scores run on the vector unit (attention_qk_rvv.c); attention_k16_rvv's are attention_rvv.c's
+QK_FORM = {"attention_i8": "int8 keys 4 at a time by vlse32 + vqdot.vx",
+           "attention_q12": "int8 keys 2 at a time by vlse16, split, widening MACs with the int12 queries",
+           "attention_q16": "int8 keys 2 at a time by vlse16, split, widening MACs with the int16 queries",
+           "attention_q12k16": "int16 keys by widening MACs with the int12 queries"}
+
+
 def swiglu_dyn_rvv(base: KernelSpec) -> KernelSpec:
     """The SwiGLU with a per-token scale (base: swiglu_dyn_i8's spec) on the vector unit (swiglu_rvv.c): the same
     integers, on core 0 without a fork (its scale spans the vector; a few vector instructions)."""
-    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(),
+    return replace(base, name="swiglu_dyn_i8_rvv", source="swiglu_rvv.c", calls=(), cost=one_core_work,
                    split=None,  # core 0 alone, no fork: a few vector instructions (its scale spans the vector)
                    doc=base.doc + "; on Zve32x: the silu table gathered by vluxei16, widening products, reductions")
+
+
+def swiglu16_tok_rvv(base: KernelSpec) -> KernelSpec:
+    """The SwiGLU on int16 gate and up with a per-token absmax scale (base: swiglu16_tok_i8's spec) on the vector unit
+    (swiglu16_rvv.c): the same integers, on core 0 without a fork (as swiglu_dyn_rvv)."""
+    return replace(base, name="swiglu16_tok_i8_rvv", source="swiglu16_rvv.c", calls=(), split=None, cost=one_core_work,
+                   doc=base.doc + "; on Zve32x: the table's two entries gathered by vluxei16, the interpolation and "
+                                  "products widening, reductions, the scale by vmulh; one core")
 
 
 def rmsnorm_rvv(base: KernelSpec) -> KernelSpec:
     """RMSNorm (base: rmsnorm_i8_part's spec) on the vector unit (norm_rvv.c): the same integers, the whole row on one
     core (a row of up to ONE_CORE_MAX elements is a few vector instructions, fewer than a fork; the rms once)."""
-    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c", split=None,
+    return replace(base, name="rmsnorm_i8_part_rvv", source="norm_rvv.c", split=None, cost=one_core_work,
                    doc=base.doc + "; on Zve32x: the squares by vwmul and two reductions, the outputs by vmulh; one core")
+
+
+def rmsnorm_tok_rvv(base: KernelSpec) -> KernelSpec:
+    """RMSNorm with a per-token absmax scale (base: rmsnorm_tok_i8's spec) on the vector unit (rmsnorm_tok_rvv.c): the
+    same integers, the whole row on core 0 without a fork (as rmsnorm_rvv)."""
+    return replace(base, name="rmsnorm_tok_i8_rvv", source="rmsnorm_tok_rvv.c", calls=(), split=None,
+                   cost=one_core_work, doc=base.doc + "; on Zve32x: x * gain's span and the squares by reductions, the "
+                                                      "outputs by vmulh; one core")
 
 
 def residual_add_rvv(base: KernelSpec) -> KernelSpec:
     """The residual add (base: residual_add_i16's spec) on the vector unit (norm_rvv.c): one vsadd per vl elements, on
     one core (as rmsnorm_rvv)."""
-    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", split=None, prefill="token",
+    return replace(base, name="residual_add_i16_rvv", source="norm_rvv.c", split=None, prefill="token", cost=one_core_work,
                    doc=base.doc + "; on Zve32x: vsadd.vv, one core")
 
 
 def rope_rvv(base: KernelSpec) -> KernelSpec:
     """RoPE (base: rope_i8's, rope_i16's or rope_q12's spec) on the vector unit (rope_rvv.c): the same integers, every
     head on core 0 without a fork (the heads across the lanes: fewer instructions than a fork)."""
-    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=None,
+    return replace(base, name=base.name + "_rvv", source="rope_rvv.c", split=None, cost=one_core_work,
                    doc=base.doc + "; on Zve32x: pairs split by vlseg2, vmul + vnmsac / vmacc, joined by vsseg2")
 
 
@@ -140,6 +275,16 @@ def vector_ops(n_in: int, rows: int, out_bits: int, shift: int) -> list[tuple[in
     else:
         ops += [(1, rows, 32)]
     return ops
+
+
+def q4_vector_ops(n_in: int, group: int, rows: int, out_bits: int, shift: int) -> list[tuple[int, int, int]]:
+    """(count, vl, SEW) of the vector instructions of gemv_q4_rvv.c on one block segment: vmv, per group a vmv, per
+    octet of its columns vle32.v, vsll, two vand and two vqdot.vx, then vsra, vle8, vzext and vmacc; the
+    requantization and store as vector_ops'."""
+    groups, octets = -(-n_in // group), -(-group // 8)
+    per_group = [(2 + 6 * octets, rows, 32), (1, rows, 8), (2, rows, 32)]
+    return [(1, rows, 32)] + [(c * groups, vl, sew) for c, vl, sew in per_group] + vector_ops(n_in, rows, out_bits,
+                                                                                                shift)[2:]
 
 
 def segments(lo: int, hi: int) -> list[int]:
@@ -192,17 +337,31 @@ def _lanes(n: int) -> list[int]:
     return [min(RVV_ROWS, n - t) for t in range(0, n, RVV_ROWS)]
 
 
-def attention_extra(n: int, g: int, hs: int, dp: int) -> int:
-    """attention_rvv.c on one kv head's g query heads over n positions: the scores' vectors (vmv, per dimension a
-    strided vlse16 and the widening MACs, the rounding, store and running max), then per head the exps (7 e32
-    operations, the table's indexed gather, 4 more) and per dimension a strided vlse8, vsext, vmul, vredsum. Strided
-    and indexed loads take one element per cycle (assumption: a single-ported lane memory interface)."""
+def scores_dims_extra(form: str, vl: int, hs: int, dp: int) -> int:
+    """The scores' loads and MACs over the head's dimensions for vl positions and a pair of heads: int16 keys
+    (attention_k16_rvv, _q12k16_rvv) per dimension a vlse16 and two widening MACs; int8 keys with int8 queries per quad
+    a vlse32 and two vqdot.vx; with int16 queries per pair a vlse16, three e16 splits and four widening MACs (aligned
+    rows, the odd last dimension counted as a pair)."""
+    c32, mem = _c(vl, 32, dp), vl - 1
+    if form == "attention_i8_rvv":
+        return -(-hs // 4) * (mem + 2 * c32)
+    if form in ("attention_q12_rvv", "attention_q16_rvv"):
+        return -(-hs // 2) * (mem + 3 * _c(vl, 16, dp) + 4 * c32)
+    return hs * (mem + 2 * c32)
+
+
+def attention_extra(n: int, g: int, hs: int, dp: int, form: str = "attention_k16_rvv") -> int:
+    """attention_rvv.c (attention_qk_rvv.c's scores for the other widths: scores_dims_extra) on one kv head's g query
+    heads over n positions: the scores' vectors (vmv, the loads and MACs, the rounding, store and running max), then
+    per head the exps (7 e32 operations, the table's indexed gather, 4 more) and per dimension a strided vlse8, vsext,
+    vmul, vredsum. Strided and indexed loads take one element per cycle (assumption: a single-ported lane memory
+    interface)."""
     extra = 0
     for vl in _lanes(n):
         c32, mem = _c(vl, 32, dp), vl - 1
         for pair in range(0, g, 2):
             heads = min(2, g - pair)
-            extra += 2 * c32 + hs * (mem + 2 * c32) + heads * 4 * c32
+            extra += 2 * c32 + scores_dims_extra(form, vl, hs, dp) + heads * 4 * c32
         extra += g * (11 * c32 + mem + hs * (mem + 3 * c32))
     return extra
 
@@ -247,6 +406,14 @@ def linear_rvv_work(s, plan, dep, n_tok: int, pos: int, pos0: int) -> Work:
     return Work(n_tok * busiest + (t.fork_cycles if s.cores > 1 else 0), s.macs * n_tok)
 
 
+def swiglu16_extra(n: int, dp: int) -> int:
+    """swiglu16_rvv.c over n elements: per vector two vle16 and five e16 operations, two indexed gathers (one element a
+    cycle), four widening products and sums, a narrowing, the rounding, store and two reductions (e32); then vle32,
+    four e32 operations, two narrowings and vse8."""
+    return sum(7 * _c(vl, 16, dp) + 2 * (vl - 1) + 9 * _c(vl, 32, dp) + 5 * _c(vl, 32, dp) + _c(vl, 16, dp)
+               + 2 * _c(vl, 8, dp) for vl in _lanes(n))
+
+
 def _strips(n: int, vlmax: int) -> list[int]:
     """The vl of each strip over n elements at vlmax elements per vector."""
     return [min(vlmax, n - t) for t in range(0, n, vlmax)]
@@ -257,6 +424,13 @@ def rmsnorm_extra(dim: int, lo: int, hi: int, dp: int) -> int:
     reductions); per strip of the share a vle16, the vsext, vle32 and six e32 operations, two narrowings and vse8."""
     return (sum(_c(vl, 16, dp) + 5 * _c(vl, 32, dp) for vl in _strips(dim, 32))
             + sum(_c(vl, 16, dp) + 9 * _c(vl, 32, dp) + _c(vl, 16, dp) + _c(vl, 8, dp) for vl in _strips(hi - lo, 32)))
+
+
+def rmsnorm_tok_extra(dim: int, dp: int) -> int:
+    """rmsnorm_tok_rvv.c: per strip of the row a vle16, the widening square, vsext, vle32 and eight e32 operations (four
+    of them reductions); then per strip vle32, vle16, vsext and six e32 operations, two narrowings and vse8."""
+    return sum(2 * _c(vl, 16, dp) + 10 * _c(vl, 32, dp) + _c(vl, 16, dp) + 8 * _c(vl, 32, dp) + _c(vl, 16, dp)
+               + 2 * _c(vl, 8, dp) for vl in _strips(dim, 32))
 
 
 def residual_add_extra(n: int, dp: int) -> int:
@@ -288,30 +462,40 @@ def step_vector_cycles(step, target, n_cores: int, core: int, positions: tuple[i
         return 0
     if step.spec.name == "swiglu_dyn_i8_rvv":  # on core 0 alone (no fork)
         return swiglu_extra(step.arg("n").value, dp) if core == 0 else 0
-    if step.spec.name == "attention_k16_rvv":  # this core's query heads, per kv head, averaged over the positions
+    if step.spec.name == "swiglu16_tok_i8_rvv":
+        return swiglu16_extra(step.arg("n").value, dp) if core == 0 else 0
+    if step.spec.name in ATTENTION_RVV:  # this core's query heads, per kv head, averaged over the positions
         nh, nkv, hs = step.arg("n_heads").value, step.arg("n_kv_heads").value, step.arg("head_size").value
         lo, hi = head_share(nh, core, n_cores)
         groups = [sum(1 for h in range(lo, hi) if h // (nh // nkv) == kv) for kv in range(nkv)]
-        return sum(attention_extra(n, g, hs, dp) for n in positions for g in groups if g) / max(1, len(positions))
+        return sum(attention_extra(n, g, hs, dp, step.spec.name) for n in positions for g in groups if g) / max(
+            1, len(positions))
     name = step.spec.name
     if name == "rmsnorm_i8_part_rvv":  # the whole row on core 0 (no fork)
         dim = step.arg("dim").value
         return rmsnorm_extra(dim, 0, dim, dp) if core == 0 else 0
+    if name == "rmsnorm_tok_i8_rvv":
+        return rmsnorm_tok_extra(step.arg("dim").value, dp) if core == 0 else 0
     if name == "residual_add_i16_rvv":
         return residual_add_extra(step.arg("n").value, dp) if core == 0 else 0
     if name.startswith("rope_") and name.endswith("_rvv"):  # on core 0 alone (no fork)
         n, hs = step.arg("n").value, step.arg("head_size").value
         return rope_extra(n // hs, hs, 8 if name == "rope_i8_rvv" else 16, dp) if core == 0 else 0
-    if name not in KERNELS:
+    if name not in KERNELS and name not in Q4_KERNELS:
         return 0
     n_out, n_in, shift = step.arg("n_out").value, step.arg("n_in").value, 40
     bits = int(step.spec.name.rsplit("_i", 1)[1])
     lo, hi = gemv_share(n_out, core, n_cores)
     extra = 0
     for rows in segments(lo, hi):
-        for count, vl, sew in vector_ops(n_in, rows, bits, shift):
+        ops = q4_vector_ops(n_in, step.arg("group").value, rows, bits, shift) if name in Q4_KERNELS else \
+            vector_ops(n_in, rows, bits, shift)
+        for count, vl, sew in ops:
             extra += count * _c(vl, sew, dp)
     return extra
 
 
-KERNELS = {k.name: k for k in (gemv_rvv(o) for o in OUT)}
+ATTENTION_RVV = ("attention_k16_rvv", "attention_i8_rvv", "attention_q12_rvv", "attention_q16_rvv",
+                 "attention_q12k16_rvv")  # the vector attentions: heads shared by attn_rvv_share (attention_rvv.h)
+KERNELS = {k.name: k for k in (*(gemv_rvv(o) for o in OUT), *(gemv_tok_rvv(o) for o in OUT))}
+Q4_KERNELS = {k.name: k for k in (*(gemv_q4_rvv(o) for o in OUT), *(gemv_q4_tok_rvv(o) for o in OUT))}  # priced by gemv_rvv's model (an approximation)

@@ -367,11 +367,27 @@ def build_attention_cols(op: Op, c: Ctx, k: KernelSpec):
     return dict(args, context=_int(c.dep.model.dims.context)), math + ", K transposed"
 
 
+def build_linear_rows_q12(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries: the host's int16 GEMV over contiguous rows read where they are, at the
+    queries' 12-bit scale; RoPE on q then saturates them to +-2047."""
+    args, math = build_linear(op, c, k)
+    return args, math + ", rows in place"
+
+
+def build_linear_rows_tok(op: Op, c: Ctx, k: KernelSpec):
+    """The GEMV of an activation with a per-token factor over contiguous weight rows read where they are: each row's
+    multiplier times the token's (one high multiply per row, once per token), the token's shift; the dot products and
+    the requantization are the host's GEMV's."""
+    args, math = build_linear_tok(op, c, k)
+    return args, math + ", rows in place"
+
+
 def _writes_k_cache(op: Op, c: Ctx) -> bool:
-    """it writes the K cache of an attention with int8 queries (attention_k16t_host's, which reads it transposed)"""
+    """it writes the K cache of an attention with int8 or int12 queries (attention_k16t_host's or
+    attention_q12k16t_host's, which read it transposed)"""
     out = op.outputs[0]
     return c.graph.values[out].kind == ValueKind.KV and all(
-        c.graph.values[a.inputs[0]].dtype == DType.INT8 for a in c.graph.ops
+        c.graph.values[a.inputs[0]].dtype in (DType.INT8, DType.INT12) for a in c.graph.ops
         if a.kind == OpKind.ATTENTION and a.inputs[1] == out)
 
 
@@ -389,6 +405,16 @@ HOST_RULES: tuple[Rule, ...] = tuple(
     Rule("attention_i8_host", Pattern("attention", keys="int8", queries="int8"), K["attention_host_i8"], build_attention_host),
     Rule("rope_k16_cols_host", Pattern("rope", out="int16", when=_writes_k_cache), R.ROPE_K16_COLS, build_rope_cols),
     Rule("attention_k16t_host", Pattern("attention", keys="int16", queries="int8"), R.ATTENTION_HOST_K16T, build_attention_cols),
+    Rule("linear_q12_host", Pattern("linear", out="int12", weights="int8", when=_no_token_factor), K["gemv_rows_i16"],
+         build_linear_rows_q12),
+    *(Rule(f"linear_tok_i{b}_host", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor"),
+           K[f"gemv_rows_tok_i{b}"], build_linear_rows_tok) for b in (8, 16, 32)),
+    Rule("linear_q12_tok_host", Pattern("linear", out="int12", weights="int8", in_scale="factor"),
+         K["gemv_rows_tok_i16"], build_linear_rows_tok),
+    Rule("attention_q12_host", Pattern("attention", keys="int8", queries="int12"), K["attention_host_q12"],
+         build_attention_host),
+    Rule("attention_q12k16t_host", Pattern("attention", keys="int16", queries="int12"), K["attention_host_q12k16t"],
+         build_attention_cols),
 )
 
 
@@ -406,20 +432,103 @@ def _calibrated_norm(op: Op, c: Ctx) -> bool:
     return facts(op, c).get("scale") != "absmax" and c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
 
 
+def _short_norm(op: Op, c: Ctx) -> bool:
+    """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
+    return c.dep.model.dims.dim <= RVV.ONE_CORE_MAX
+
+
+def build_rmsnorm_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """RMSNorm into int8 with a per-token absmax scale on the vector unit of core 0 without a fork: x * gain scaled so
+    the token's largest is 127 by an integer multiplier; the token's factor (its rms and that scale) goes to the
+    consumers, which fold it into their requantization."""
+    return build_rmsnorm_tok(op, c, k)
+
+
 def _short_row(op: Op, c: Ctx) -> bool:
     """the row fits one core's vectors (kernels.rvv.ONE_CORE_MAX)"""
     return c.graph.values[op.outputs[0]].shape[0] <= RVV.ONE_CORE_MAX
 
 
+def build_linear_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """The vector GEMV (32 output rows across the lanes, vqdot.vx, weights in the vector layout .wv) of an activation
+    with a per-token factor: each row's multiplier times the token's (vmulhu.vx, once per token), the token's shift."""
+    args, math = build_linear_rvv(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
+def build_linear_q12_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """The q projection into int12 queries on the vector unit: the int16 vector GEMV (int16 saturation, weights in the
+    vector layout .wv) at the queries' 12-bit scale; RoPE on q then saturates them to +-2047 (a per-token factor: the
+    row multipliers times the token's)."""
+    build = build_linear_tok_rvv if facts(op, c).get("in_scale") == "factor" else build_linear_rvv
+    return build(op, c, k)
+
+
+def build_swiglu16_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up on int16 gate and up with a per-token absmax scale, on the vector unit of core 0 without a fork:
+    silu by the 513-entry table gathered and interpolated in integers, the products scaled so the token's largest is
+    127, whose inverse goes to the down projection as the token's factor."""
+    return build_swiglu16_tok(op, c, k)
+
+
+def build_linear_q4_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """An int4 GEMV on the cores' vector unit: 32 output rows across the lanes, each row's 8 nibbles per load split into
+    two quads of int8 weights for vqdot.vx, the group scales applied per group (vmacc.vv), weights in the vector int4
+    layout chosen at compile time (.wq4v: kernels.rvv.rvv_q4_pack); requantized with a multiplier per row and one
+    shift (int12 queries: the int16 output at their 12-bit scale)."""
+    args, math = build_linear_rvv(op, c, k)
+    return args, math.replace(".wv (", ".wq4v (", 1)
+
+
+def build_linear_q4_tok_rvv(op: Op, c: Ctx, k: KernelSpec):
+    """The vector int4 GEMV (nibbles into int8 quads for vqdot.vx, group scales by vmacc.vv, layout .wq4v) of an
+    activation with a per-token factor: each row's multiplier times the token's (vmulhu.vx, once per token), the
+    token's shift."""
+    args, math = build_linear_q4_rvv(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
 # cores with Zve32x + Zvqdotq (target isa rv32imac_zve32x_zvqdotq, vlen >= 128): tried before the cluster's
 RVV_RULES: tuple[Rule, ...] = tuple(
+    Rule(f"linear_tok_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor", isa=RVV.ISA,
+                                         vlen=RVV.VLEN_MIN), RVV.KERNELS[f"gemv_tok_rvv_i{b}"], build_linear_tok_rvv)
+    for b in (8, 16, 32)) + (
+    Rule("linear_q12_tok_rvv", Pattern("linear", out="int12", weights="int8", in_scale="factor", isa=RVV.ISA,
+                                       vlen=RVV.VLEN_MIN), RVV.KERNELS["gemv_tok_rvv_i16"], build_linear_q12_rvv),
+    Rule("linear_q12_rvv", Pattern("linear", out="int12", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN),
+         RVV.KERNELS["gemv_rvv_i16"], build_linear_q12_rvv)) + tuple(
+    Rule(f"linear_q4_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int4", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
+                                        when=_no_token_factor), RVV.Q4_KERNELS[f"gemv_q4_rvv_i{b}"], build_linear_q4_rvv)
+    for b in (8, 16, 32)) + (
+    Rule("linear_q4_q12_rvv", Pattern("linear", out="int12", weights="int4", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
+                                      when=_no_token_factor), RVV.Q4_KERNELS["gemv_q4_rvv_i16"], build_linear_q4_rvv),
+) + tuple(
+    Rule(f"linear_q4_tok_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int4", in_scale="factor", isa=RVV.ISA,
+                                            vlen=RVV.VLEN_MIN), RVV.Q4_KERNELS[f"gemv_q4_tok_rvv_i{b}"],
+         build_linear_q4_tok_rvv) for b in (8, 16, 32)) + (
+    Rule("linear_q4_q12_tok_rvv", Pattern("linear", out="int12", weights="int4", in_scale="factor", isa=RVV.ISA,
+                                          vlen=RVV.VLEN_MIN), RVV.Q4_KERNELS["gemv_q4_tok_rvv_i16"],
+         build_linear_q4_tok_rvv),
+) + tuple(
     Rule(f"linear_i{b}_rvv", Pattern("linear", out=f"int{b}", weights="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN,
                                      when=_no_token_factor), RVV.KERNELS[f"gemv_rvv_i{b}"], build_linear_rvv)
     for b in (8, 16, 32)) + (
     Rule("attention_k16_rvv", Pattern("attention", keys="int16", queries="int8", isa=("zve32x",), vlen=RVV.VLEN_MIN),
          K["attention_k16_rvv"], build_attention),
+    Rule("attention_i8_rvv", Pattern("attention", keys="int8", queries="int8", isa=RVV.ISA, vlen=RVV.VLEN_MIN),
+         K["attention_i8_rvv"], build_attention),
+    Rule("attention_q12_rvv", Pattern("attention", keys="int8", queries="int12", isa=("zve32x",), vlen=RVV.VLEN_MIN),
+         K["attention_q12_rvv"], build_attention),
+    Rule("attention_q12k16_rvv", Pattern("attention", keys="int16", queries="int12", isa=("zve32x",),
+                                         vlen=RVV.VLEN_MIN), K["attention_q12k16_rvv"], build_attention),
+    Rule("attention_q16_rvv", Pattern("attention", keys="int8", queries="int16", isa=("zve32x",), vlen=RVV.VLEN_MIN),
+         K["attention_q16_rvv"], build_attention),
     Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
          K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
+    Rule("swiglu16_i8_absmax_rvv", Pattern("swiglu", gate_up="int16", scale="absmax", isa=("zve32x",),
+                                           vlen=RVV.VLEN_MIN), K["swiglu16_tok_i8_rvv"], build_swiglu16_tok_rvv),
+    Rule("rmsnorm_i8_absmax_rvv", Pattern("rmsnorm", scale="absmax", isa=("zve32x",), vlen=RVV.VLEN_MIN,
+                                          when=_short_norm), K["rmsnorm_tok_i8_rvv"], build_rmsnorm_tok_rvv),
     Rule("rmsnorm_i16_to_i8_rvv", Pattern("rmsnorm", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_calibrated_norm),
          K["rmsnorm_i8_part_rvv"], build_rmsnorm),
     Rule("residual_add_i16_rvv", Pattern("residual_add", isa=("zve32x",), vlen=RVV.VLEN_MIN, when=_short_row),
