@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import INT8_EXAMPLE
 from deeploy_dsl.engines import spike as S
 from deeploy_dsl.engines.runner import run_golden_compiled, run_spike_compiled
 
@@ -21,7 +22,7 @@ needs_spike = pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reas
 @pytest.fixture(scope="module")
 def rvv(model_dir):
     from deeploy_dsl.compiler import compile_deployment
-    return compile_deployment(RVV)
+    return compile_deployment(RVV, list(INT8_EXAMPLE))  # the file's default is test_rvv_variants'; this covers int8
 
 
 def test_the_target_carries_its_isa_and_the_rules_follow_it(rvv, model_dir):
