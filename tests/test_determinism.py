@@ -117,6 +117,7 @@ def test_failed_build_leaves_nothing_behind(override, tmp_path, rendered, model_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"], "leftovers beside the output directory"
 
 
+@pytest.mark.slow  # two full GPTQ builds; test_gptq checks GPTQ's determinism in-process
 def test_int4_gptq_builds_are_byte_identical(tmp_path, model_dir):
     """GPTQ's float64 linear algebra and the int4 packing give the same bytes whatever the hash seed."""
     knob = "quantize.weights=int4 per_group(32) gptq"

@@ -37,7 +37,8 @@ def test_the_swiglu_hands_the_down_projection_its_shift(dyn):
     assert "per_token_scales:\n  - swiglu" in plan_yaml(dyn)
 
 
-@pytest.mark.parametrize("overrides", [[], ["memory.L1=6KiB"], ["quantize.weights=int4 per_group(32)"]])
+@pytest.mark.parametrize("overrides", [[], ["memory.L1=6KiB"],
+                                       pytest.param(["quantize.weights=int4 per_group(32)"], marks=pytest.mark.slow)])
 def test_dynamic_c_matches_golden(model_dir, tmp_path, overrides):
     from test_keys16 import check_host
     c = compile_deployment(DPLY, [*INT8_EXAMPLE, DYN] + overrides)

@@ -67,7 +67,8 @@ def test_gptq_int4_keeps_the_format_and_cuts_the_output_error():
     assert (q2 == q).all() and (e2 == e).all()  # deterministic
 
 
-@pytest.mark.parametrize("weights", ["int8 per_channel gptq", "int4 per_group(32) gptq"])
+@pytest.mark.parametrize("weights", ["int8 per_channel gptq",  # int4 with GPTQ: test_knobs's C == golden in CI
+                                     pytest.param("int4 per_group(32) gptq", marks=pytest.mark.slow)])
 def test_gptq_deployments_are_bit_exact(model_dir, tmp_path, weights):
     from test_keys16 import check_host
     c = compile_deployment(DPLY, [f"quantize.weights={weights}"])
