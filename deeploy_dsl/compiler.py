@@ -118,7 +118,7 @@ def _quant_stage(dep: Deployment, fm: FloatModel, tok: Tokenizer | None, graph: 
     memoises it)."""
     smoothed = None
     if dep.quant.smooth is not None:  # an exact rewrite of the float model
-        smoothed = replace(smooth(fm, dep.quant.calibration, dep.quant.smooth, tok), pos=None)
+        smoothed = replace(smooth(fm, dep.quant.calibration, dep.quant.smooth, tok, dep.quant.smooth_down), pos=None)
         fm = FloatModel(replace(smoothed, pos=fm.w.pos), dep.model.dims)
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)

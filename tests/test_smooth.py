@@ -133,3 +133,75 @@ def test_smoothed_qemu_1_and_8_harts_are_bit_exact(smoothed, tmp_path):
     from test_keys16 import check_qemu
     check_qemu(smoothed, tmp_path / "8", cores=8)
     check_qemu(smoothed, tmp_path / "1", cores=1, n_new=3)
+
+
+# ---- `smooth alpha = A, down = D`: the SwiGLU output smoothed into the down projection, through up's rows
+
+@pytest.fixture(scope="module")
+def down_models(model_dir):
+    dep = load_deployment(DPLY, ["quantize.smooth=alpha = 0.5, down = 0.5", SMALL_CAL])
+    fm = FloatModel(load_weights(dep.model), dep.model.dims)
+    tok = load_tokenizer(dep)
+    plain = FloatModel(smooth(fm, dep.quant.calibration, 0.5, tok), fm.d)
+    return dep, fm, plain, FloatModel(smooth(fm, dep.quant.calibration, 0.5, tok, down=0.5), fm.d)
+
+
+def test_down_smoothing_is_an_exact_rewrite(down_models):
+    dep, fm, plain, sm = down_models
+    ids = np.random.default_rng(1).integers(0, fm.d.vocab, (2, 48))
+    a, b = (_f64(m).forward(ids, 0, _f64(m).new_cache(2)) for m in (fm, sm))
+    assert np.abs(a - b).max() < 1e-5
+    # it rewrote up and down only, on top of the norms' smoothing
+    for lp, ls in zip(plain.w.layers, sm.w.layers):
+        assert not np.array_equal(lp.w2, ls.w2) and not np.array_equal(lp.w3, ls.w3)
+        for k in ("wq", "wk", "wv", "wo", "w1", "att_norm", "ffn_norm"):
+            np.testing.assert_array_equal(getattr(lp, k), getattr(ls, k))
+
+
+def test_down_one_half_gives_the_swiglu_output_and_down_one_range_per_channel(down_models):
+    dep, fm, plain, sm = down_models
+    x_max = channel_maxes(sm, dep.quant.calibration)
+    for i, lw in enumerate(sm.w.layers):
+        np.testing.assert_allclose(x_max[f"layers.{i}.mlp.swiglu"], np.abs(lw.w2).max(axis=0), rtol=1e-4)
+    before = channel_maxes(fm, dep.quant.calibration)["layers.0.mlp.swiglu"]
+    after = x_max["layers.0.mlp.swiglu"]
+    assert before.max() / before.min() > 1.5 * after.max() / after.min()
+
+
+@pytest.mark.parametrize("value,alpha,down", [("alpha = 0.5, down = 0.5", 0.5, 0.5), ("0.25, down = 1", 0.25, 1.0),
+                                              ("alpha = 0.5", 0.5, None), ("none", None, None)])
+def test_smooth_down_setting_values(model_dir, value, alpha, down):
+    q = load_deployment(DPLY, [f"quantize.smooth={value}"]).quant
+    assert (q.smooth, q.smooth_down) == (alpha, down)
+
+
+@pytest.mark.parametrize("value,message,col", [
+    ("alpha = 0.5, down = 2", "smooth down must be a number from 0 to 1, got 2", 40),
+    ("alpha = 0.5, up = 0.5", "'smooth' expects 'smooth alpha = A'", 33),
+    ("down = 0.5", "smooth down follows alpha", 20),
+    ("alpha = 0.5, down = 0.5, down = 0.5", "'smooth' expects 'smooth alpha = A'", 45),
+])
+def test_bad_smooth_down_values_are_errors_at_their_column(model_dir, value, message, col):
+    with pytest.raises(SpecError) as e:
+        load_deployment(DPLY, [f"quantize.smooth={value}"])
+    d = e.value.diagnostics[0]
+    assert message in d.message and d.pos.col == col
+
+
+@pytest.fixture(scope="module")
+def down_smoothed(model_dir):
+    return compile_deployment(DPLY, ["quantize.smooth=alpha = 0.5, down = 0.5", SMALL_CAL, "quantize.gate_up=int16",
+                                     "quantize.dynamic=final_norm, swiglu_absmax"])
+
+
+def test_down_smoothed_c_matches_golden(down_smoothed, tmp_path):
+    from test_keys16 import check_host
+    assert "the SwiGLU output by 0.5 into down" in plan_yaml(down_smoothed)
+    check_host(down_smoothed, tmp_path, n_new=8)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()}")
+def test_down_smoothed_qemu_8_harts_is_bit_exact(down_smoothed, tmp_path):
+    from test_keys16 import check_qemu
+    check_qemu(down_smoothed, tmp_path / "8", cores=8)

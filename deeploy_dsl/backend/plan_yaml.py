@@ -78,7 +78,9 @@ def plan_yaml(c) -> str:
             **({"gate_up": dep.quant.gate_up} if dep.quant.gate_up != "int8" else {}),
             **({"per_token_scales": list(dep.quant.dynamic)} if dep.quant.dynamic else {}), "residual": dep.quant.residual, "logits": "int32",
             **({"smoothing": f"SmoothQuant alpha {dep.quant.smooth:g} into q/k/v and gate/up; the final norm's gain "
-                             "folded into the classifier (its own copy of the weights)"} if dep.quant.smooth is not None else {}),
+                             "folded into the classifier (its own copy of the weights)"
+                             + (f"; the SwiGLU output by {dep.quant.smooth_down:g} into down (through up's rows)"
+                                if dep.quant.smooth_down is not None else "")} if dep.quant.smooth is not None else {}),
             "rounding": "half up in linear layers (one shift per layer), half away from zero elsewhere",
         },
         "memory": {lvl.name: {"budget_bytes": lvl.size_bytes, "capacity_bytes": lvl.capacity_bytes,

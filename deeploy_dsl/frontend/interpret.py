@@ -486,28 +486,38 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
         errs.add(r.pos("gate_up"), "gate_up int16 needs the SwiGLU's per-token absmax scale: its products reach 2^30, "
                  "beyond what a calibrated or power-of-two int8 output takes in 32 bits",
                  "add 'swiglu_absmax' to the quantize block's dynamic line (or use 'gate_up int8')")
+    alpha, down = _smooth(r, errs)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, k_type, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
-                     queries, _smooth(r, errs), r.pos("smooth"), gate_up)
+                     queries, alpha, r.pos("smooth"), gate_up, down)
 
 
-def _smooth(r: _Reader, errs: Collector) -> float | None:
-    """`smooth alpha = 0.5` (or `smooth 0.5`): SmoothQuant's migration strength; `smooth none` or no line: None."""
+def _smooth(r: _Reader, errs: Collector) -> tuple[float | None, float | None]:
+    """`smooth alpha = 0.5` (or `smooth 0.5`): SmoothQuant's migration strength, then optionally `, down = D`: the
+    SwiGLU output's into the down projection; `smooth none` or no line: (None, None)."""
     vals = r.values("smooth")
     if vals is None or (len(vals) == 1 and vals[0].kind == "name" and vals[0].value == "none"):
-        return None
-    if len(vals) != 1 or vals[0].kind not in ("assign", "number"):
-        errs.add(vals[1].pos if len(vals) > 1 else vals[0].pos if vals else r.pos("smooth"),
-                 f"'smooth' expects {SMOOTH_FORMS}")
-        return None
+        return None, None
+    down = vals[1] if len(vals) > 1 and vals[1].kind == "assign" and vals[1].value == "down" else None
+    extra = vals[1 if down is None else 2:]  # what follows alpha (and down): nothing may
+    if extra or not vals or vals[0].kind not in ("assign", "number"):
+        errs.add(extra[0].pos if extra else vals[0].pos if vals else r.pos("smooth"), f"'smooth' expects {SMOOTH_FORMS}")
+        return None, None
     v = vals[0]
     if v.kind == "assign":
         if v.value != "alpha":
-            errs.add(v.pos, f"unknown smooth parameter '{v.value}'", f"expected {SMOOTH_FORMS}")
-            return None
+            errs.add(v.pos, f"unknown smooth parameter '{v.value}'" if v.value != "down" else "smooth down follows alpha",
+                     f"expected {SMOOTH_FORMS}")
+            return None, None
         v = v.args[0][1]
+    alpha = _unit_number(v, "smooth alpha", errs)
+    return alpha, (_unit_number(down.args[0][1], "smooth down", errs) if down is not None else None)
+
+
+def _unit_number(v, what: str, errs: Collector) -> float | None:
+    """A smoothing strength: a number from 0 to 1, else an error at it and None."""
     if v.kind != "number" or not 0 <= v.value <= 1:
-        errs.add(v.pos, f"smooth alpha must be a number from 0 to 1, got {v.text}",
+        errs.add(v.pos, f"{what} must be a number from 0 to 1, got {v.text}",
                  "alpha is how much of each channel's range moves into the weights (0.5: half)")
         return None
     return float(v.value)

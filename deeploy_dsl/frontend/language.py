@@ -69,7 +69,8 @@ BLOCKS = (
 # weights, smooth and sampler: what their errors say they expect (the same words as the reference)
 WEIGHT_FORMATS = ("'int8 per_channel' or 'int4 per_group(G)', G a multiple of 8 from 8 to 256, "
                   "then optionally the rounding: nearest (default) or gptq")
-SMOOTH_FORMS = "'smooth alpha = A', A from 0 to 1 (0.5 is SmoothQuant's; 'smooth A' for short), or 'smooth none'"
+SMOOTH_FORMS = ("'smooth alpha = A', A from 0 to 1 (0.5 is SmoothQuant's; 'smooth A' for short), optionally followed by "
+                "', down = D' (D from 0 to 1), or 'smooth none'")
 SAMPLERS = "'greedy', 'temperature(T)' or 'top_p(P, temperature = T)', T from 0 to 100, P in (0, 1]"
 CALIBRATE = 'calibrate(samples | "file.txt", tokens = N, seed = N, stat = max | percentile(P) | mse)'
 
@@ -142,7 +143,8 @@ KEYS = (
         "multipliers for the token (npu_run_tok).", "dynamic final_norm, swiglu_absmax",
         default="none", choices=("swiglu", "swiglu_absmax", "norm", "final_norm", "none")),
     Key("quantize", "smooth", SMOOTH_FORMS, "SmoothQuant at compile time: each norm's gain and the linear layers "
-        "after it trade range per channel, by alpha.", "smooth alpha = 0.5", default="none"),
+        "after it trade range per channel, by alpha; with down = D, each SwiGLU output and its down projection too "
+        "(by D, through the up projection's rows).", "smooth alpha = 0.5, down = 0.5", default="none"),
     # ---- generate
     Key("generate", "tokens", "a whole number from 1 to 2147483647", "New tokens to generate at most (generation "
         "also stops when the context is full, and at BOS/EOS).", "tokens 128", default=128),

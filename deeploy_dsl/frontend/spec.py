@@ -84,6 +84,7 @@ class QuantSpec:
     smooth: float | None = None  # SmoothQuant's alpha (quant/smooth.py), or None: no smoothing
     smooth_pos: Pos | None = None  # the `smooth` setting
     gate_up: str = "int8"  # "int8" or "int16": the MLP's gate and up projections' outputs, which the SwiGLU reads
+    smooth_down: float | None = None  # `smooth ..., down = D`: the SwiGLU output's alpha into the down projection
 
 
 @dataclass(frozen=True)
