@@ -462,6 +462,12 @@ void gemv_q4_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mu
  * into the unrolled columns and 3 instructions per pair. */
 #define PK_LMAX GEMV_PK_LMAX
 #define PK_HALF 0x8000u
+#if defined(__GNUC__)
+/* no range test before the switch's jump table (one instruction per chunk) */
+#define PK_UNREACHABLE() __builtin_unreachable()
+#else
+#define PK_UNREACHABLE() ((void)0)
+#endif
 
 /* a_j += P_j * x[c] for the R/2 pairs of column c of the chunk (w: the chunk's words) */
 #define PK_COL(c)                                                                                                      \
@@ -490,7 +496,6 @@ GEMV_NOINLINE void pk_block_dot(int32_t acc[R], const int8_t *x, int32_t n_in, c
         const int32_t len = *sched++;
         uint32_t a0 = PK_HALF, a1 = PK_HALF, a2 = PK_HALF, a3 = PK_HALF;
         switch (len) { /* into the chunk's columns, last first, falling through to column 0 */
-        default: /* the compiler writes 1 .. PK_LMAX */
         case 16: PK_COL(15); /* fall through */
         case 15: PK_COL(14); /* fall through */
         case 14: PK_COL(13); /* fall through */
@@ -506,7 +511,8 @@ GEMV_NOINLINE void pk_block_dot(int32_t acc[R], const int8_t *x, int32_t n_in, c
         case 4: PK_COL(3); /* fall through */
         case 3: PK_COL(2); /* fall through */
         case 2: PK_COL(1); /* fall through */
-        case 1: PK_COL(0);
+        case 1: PK_COL(0); break;
+        default: PK_UNREACHABLE(); /* the compiler writes 1 .. PK_LMAX */
         }
         PK_TAKE(0), PK_TAKE(1), PK_TAKE(2), PK_TAKE(3);
         x += len, w += 4 * len;

@@ -193,7 +193,7 @@ def test_npu_layers_lower_to_npu_jobs_with_packed_weights(base, tmp_path):
         n_out, n_in = s.args[-1].value, s.args[-2].value
         assert w.shape == (n_out, -(-n_in // 32) * 32) and w.dtype == np.int8
         assert name + ".wb" not in plan.consts  # the cluster's blocked copy is not built in
-    assert steps["layers.0.attn.o"].engine == "cluster" and "layers.0.attn.o.wb" in plan.consts
+    assert steps["layers.0.attn.o"].engine == "cluster" and "layers.0.attn.o.wp" in plan.consts  # the packed GEMV's copy
 
 
 WITHOUT_NPU = tuple(r for r in RULES if r.engine != "npu")

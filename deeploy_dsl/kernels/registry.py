@@ -11,8 +11,8 @@ one spec here, one rule in rules.py.
 """
 from __future__ import annotations
 
-from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work, linear_q4_work, linear_tok_work,
-                            linear_work, npu_tok_work, npu_work)
+from ..engines.cost import (attention_work, elementwise_work, linear_pk_tok_work, linear_pk_work, linear_q4_tok_work,
+                            linear_q4_work, linear_tok_work, linear_work, npu_tok_work, npu_work)
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .packed import linear_pk, pk_row_bytes, pk_weights
@@ -211,10 +211,10 @@ def gemv_pk(out: str) -> KernelSpec:
     """The cluster's int8 GEMV with two MACs per multiply: two rows' weights in one 32-bit word, the columns in chunks
     whose 16-bit partial sums the compiler proved exact for any int8 input (packed.py)."""
     ctype, bounds = OUT[out]
-    return KernelSpec(f"gemv_pk_i{out[3:]}", "gemv.c", _pk_params(ctype), _gemv_pk_twin(bounds), linear_work,
+    return KernelSpec(f"gemv_pk_i{out[3:]}", "gemv.c", _pk_params(ctype), _gemv_pk_twin(bounds), linear_pk_work,
                       f"int8 weights x int8 input -> {out}, two rows per 32-bit word, one multiply for two MACs "
                       "(gemv.h)", bounds=bounds, tiling="rows", row_bytes=_pk_row, prefill="gemm", fragment="rows",
-                      weights=(".wp", pk_weights))
+                      weights=(".wp", pk_weights), fallback=gemv(out))
 
 
 def _gemv_pk_tok_twin(bounds):
@@ -227,10 +227,10 @@ def _gemv_pk_tok_twin(bounds):
 def gemv_pk_tok(out: str) -> KernelSpec:
     ctype, bounds = OUT[out]
     return KernelSpec(f"gemv_pk_tok_i{out[3:]}", "gemv_tok.c", _tok_params(_pk_params(ctype)),
-                      _gemv_pk_tok_twin(bounds), linear_tok_work,
+                      _gemv_pk_tok_twin(bounds), linear_pk_tok_work,
                       f"gemv_pk_i{out[3:]} on an input with a per-token factor: the row multipliers times the token's "
                       "(gemv.h)", bounds=bounds, tiling="rows", row_bytes=_pk_row, prefill="gemm", fragment="rows",
-                      weights=(".wp", pk_weights))
+                      weights=(".wp", pk_weights), fallback=gemv_tok(out))
 
 
 # ---- the rest ---------------------------------------------------------------------------------------------------

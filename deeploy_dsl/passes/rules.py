@@ -495,8 +495,8 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
 
 
 def _step_consts(steps: list[Step], q: QuantModel) -> dict:
-    """The constants the steps read: weights in the layout of a kernel that has its own (the NPU's, the host's),
-    nothing unused."""
+    """The constants the steps read: weights in the layout of a kernel that has its own (the NPU's, the host's, the
+    packed GEMV's), nothing unused (but a packed GEMV's fallback weights, which tiling drops if it does not need them)."""
     consts = dict(q.consts)
     for s in steps:
         if s.spec.weights:
@@ -504,4 +504,6 @@ def _step_consts(steps: list[Step], q: QuantModel) -> dict:
             suffix, layout = s.spec.weights
             consts[s.op + suffix] = layout(q.consts[p["weight"]], p)
     used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
+    # a packed GEMV's blocked int8 weights stay until tiling, which falls back to them when L1 is too small
+    used |= {q.params[s.op]["weight"] for s in steps if s.spec.fallback is not None}
     return {k: v for k, v in consts.items() if k in used}
