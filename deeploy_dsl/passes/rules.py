@@ -292,24 +292,54 @@ def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
         f"{op.outputs[0]} += {op.inputs[1]} (int16, saturating, in place)"
 
 
+def _rv32_cores(op: Op, c: Ctx) -> bool:
+    """the target's cores are RV32 (not the host, whose GEMVs are its own or, for a per-token factor, the blocked one)"""
+    return c.dep.target.isa != "host"
+
+
+def build_linear_pk(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV with two MACs per multiply: two rows' int8 weights in one 32-bit word (.wp, kernels.packed), the columns
+    in chunks whose 16-bit partial sums the compiler proved for any int8 input; the same integers as the blocked
+    GEMV, which tiling falls back to when L1 cannot hold a block of packed rows (int12 queries: the int16 output)."""
+    args, math = build_linear(op, c, k)
+    return args, math + ", two rows a 32-bit word (.wp)"
+
+
+def build_linear_pk_tok(op: Op, c: Ctx, k: KernelSpec):
+    """The packed GEMV on an input with a per-token factor: each row's multiplier times the token's, the token's shift
+    (gemv_tok.c), the packed inner loops (int12 queries: the int16 output)."""
+    args, math = build_linear_pk(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
 K = R.KERNELS
 CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("embed_i16", Pattern("embed"), R.EMBED, build_embed),
     Rule("rmsnorm_i16_to_i8_absmax", Pattern("rmsnorm", scale="absmax"), R.RMSNORM_TOK, build_rmsnorm_tok),
     Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
+    # int8 weights on RV32 cores: the packed GEMV (two MACs per multiply), before the blocked GEMV's rules below
+    *(Rule(f"linear_pk_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor",
+                                                  when=_rv32_cores), K[f"gemv_pk_tok_i{b}"], build_linear_pk_tok)
+      for b in (8, 16, 32)),
+    Rule("linear_pk_q12_tok_cluster", Pattern("linear", out="int12", weights="int8", in_scale="factor", when=_rv32_cores),
+         K["gemv_pk_tok_i16"], build_linear_pk_tok),
+    *(Rule(f"linear_pk_i{b}_cluster", Pattern("linear", out=f"int{b}", weights="int8", when=_rv32_cores),
+           K[f"gemv_pk_i{b}"], build_linear_pk) for b in (8, 16, 32)),
+    Rule("linear_pk_q12_cluster", Pattern("linear", out="int12", weights="int8", when=_rv32_cores), K["gemv_pk_i16"],
+         build_linear_pk),
     *(Rule(f"linear{q}_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights=w, in_scale="factor"),
-           K[f"gemv{q}_tok_i{b}"], build_linear_tok) for q, w in (("_pk", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
-    Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_pk_i8"], build_linear),
+           K[f"gemv{q}_tok_i{b}"], build_linear_tok) for q, w in (("", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
+    Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
     Rule("linear_q4_i8_cluster", Pattern("linear", out="int8", weights="int4"), K["gemv_q4_i8"], build_linear),
     Rule("linear_q4_i16_cluster", Pattern("linear", out="int16", weights="int4"), K["gemv_q4_i16"], build_linear),
     Rule("linear_q4_i32_cluster", Pattern("linear", out="int32", weights="int4"), K["gemv_q4_i32"], build_linear),
-    Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_pk_i16"], build_linear),
-    Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_pk_i32"], build_linear),
-    Rule("linear_q12_tok_cluster", Pattern("linear", out="int12", weights="int8", in_scale="factor"), K["gemv_pk_tok_i16"],
+    Rule("linear_i16_cluster", Pattern("linear", out="int16", weights="int8"), K["gemv_i16"], build_linear),
+    Rule("linear_i32_cluster", Pattern("linear", out="int32", weights="int8"), K["gemv_i32"], build_linear),
+    Rule("linear_q12_tok_cluster", Pattern("linear", out="int12", weights="int8", in_scale="factor"), K["gemv_tok_i16"],
          build_linear_tok),
     Rule("linear_q4_q12_tok_cluster", Pattern("linear", out="int12", weights="int4", in_scale="factor"),
          K["gemv_q4_tok_i16"], build_linear_tok),
-    Rule("linear_q12_cluster", Pattern("linear", out="int12", weights="int8"), K["gemv_pk_i16"], build_linear_q12),
+    Rule("linear_q12_cluster", Pattern("linear", out="int12", weights="int8"), K["gemv_i16"], build_linear_q12),
     Rule("linear_q4_q12_cluster", Pattern("linear", out="int12", weights="int4"), K["gemv_q4_i16"], build_linear_q12),
     Rule("rope_i8_q14", Pattern("rope", out="int8"), K["rope_i8"], build_rope),
     Rule("rope_i16_q14", Pattern("rope", out="int16"), K["rope_i16"], build_rope),
