@@ -84,7 +84,7 @@ def linear_q4_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, p
     return Work(math.ceil(w.compute * Q4_COST), w.macs)
 
 
-PK_COST = 2.909 / 3.333  # gemv_pk against gemv per MAC, bench/gemv_pk_rv32.py (stories260K's 36 layers, one call each)
+PK_COST = 2.870 / 3.333  # gemv_pk against gemv per MAC, bench/gemv_pk_rv32.py (stories260K's 36 layers, one call each)
 
 
 def linear_pk_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
