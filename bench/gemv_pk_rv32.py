@@ -4,6 +4,9 @@ layer of a deployment (lm_head included), one call each on a seeded int8 input, 
 Both kernels' outputs and the numpy twin (packed.linear_pk) must agree with twins.linear, or the run fails.
 
     python bench/gemv_pk_rv32.py [deployments/stories260k.dply] [-D KEY=VALUE ...] [--seed 1]
+
+Measured (gcc 12.2 -O2, QEMU): stories260k's 36 layers 3.333 -> 2.870 instructions per MAC (864,378 -> 744,223 for one
+call each); with the accurate setting's weights 3.376 -> 2.893. Chunks average 3.0 (attn.k) to 4.4 (lm_head) columns.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from gemv_rv32 import BUILD, KDIR, QEMU  # noqa: E402
 
 from deeploy_dsl.compiler import compile_deployment  # noqa: E402
 from deeploy_dsl.kernels import twins as K  # noqa: E402
-from deeploy_dsl.kernels.layout import unblock_rows  # noqa: E402
+from deeploy_dsl.kernels.layout import block_rows, unblock_rows  # noqa: E402
 from deeploy_dsl.kernels.packed import linear_pk, pk_pack, schedule  # noqa: E402
 
 BOUNDS = {8: K.I8, 16: K.I16, 32: K.I32}
@@ -67,7 +70,6 @@ def main() -> None:
     for k, (name, w, mult, shift, bits) in enumerate(ls):
         n_out, n_in = w.shape
         x = rng.integers(-128, 128, n_in).astype(np.int8)
-        from deeploy_dsl.kernels.layout import block_rows
         wb, wp = block_rows(w), pk_pack(w)
         y = K.linear(x, w, mult, shift, *BOUNDS[bits])
         if not (linear_pk(x, wp, n_out, n_in, mult, shift, *BOUNDS[bits]) == y).all():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import twins as K
-from .layout import ROWS_PER_BLOCK as R, n_blocks
+from .layout import ROWS_PER_BLOCK as R, n_blocks, unblock_rows
 
 PK_LMAX = 16  # columns per chunk at most; must equal GEMV_PK_LMAX in kernels_c/gemv.h
 HALF = 1 << 15
@@ -95,7 +95,6 @@ def pk_unpack(wp: np.ndarray, n_out: int, n_in: int) -> tuple[np.ndarray, list[l
 
 def pk_weights(wb: np.ndarray, p: dict) -> np.ndarray:
     """The packed GEMV's layout from the quantizer's GEMV blocks (layout.block_rows)."""
-    from .layout import unblock_rows
     return pk_pack(unblock_rows(wb, p["n_out"]))
 
 
