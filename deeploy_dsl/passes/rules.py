@@ -293,8 +293,9 @@ def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
 
 
 def _rv32_cores(op: Op, c: Ctx) -> bool:
-    """the target's cores are RV32 (not the host, whose GEMVs are its own or, for a per-token factor, the blocked one)"""
-    return c.dep.target.isa != "host"
+    """the target's cores are RV32 (not the host, whose GEMVs are its own or, for a per-token factor, the blocked one)
+    and its memory levels align buffers to 4 bytes (the packed GEMV reads its tiles as 32-bit words)"""
+    return c.dep.target.isa != "host" and all(lvl.alignment % 4 == 0 for lvl in c.dep.memory)
 
 
 def build_linear_pk(op: Op, c: Ctx, k: KernelSpec):
