@@ -300,14 +300,14 @@ def _rv32_cores(op: Op, c: Ctx) -> bool:
 
 def build_linear_pk(op: Op, c: Ctx, k: KernelSpec):
     """A GEMV with two MACs per multiply: two rows' int8 weights in one 32-bit word (.wp, kernels.packed), the columns
-    in chunks whose 16-bit partial sums the compiler proved for any int8 input; the same integers as the blocked
+    in chunks whose 16-bit partial sums the compiler proved for any int8 activations; the same integers as the blocked
     GEMV, which tiling falls back to when L1 cannot hold a block of packed rows (int12 queries: the int16 output)."""
     args, math = build_linear(op, c, k)
     return args, math + ", two rows a 32-bit word (.wp)"
 
 
 def build_linear_pk_tok(op: Op, c: Ctx, k: KernelSpec):
-    """The packed GEMV on an input with a per-token factor: each row's multiplier times the token's, the token's shift
+    """The packed GEMV on activations with a per-token factor: each row's multiplier times the token's, the token's shift
     (gemv_tok.c), the packed inner loops (int12 queries: the int16 output)."""
     args, math = build_linear_pk(op, c, k)
     return args, math.replace(" = requant(", " = requant_token(", 1)
