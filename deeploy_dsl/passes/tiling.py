@@ -236,14 +236,15 @@ class Tiler:
             used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
             consts = {k: v for k, v in consts.items() if k in used}
         return replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
-                       dma_lower_bound=self.lower_bound(), consts=consts)
+                       dma_lower_bound=self.lower_bound(tuple(steps)), consts=consts)
 
-    def lower_bound(self) -> int:
-        """Every far byte a token needs, moved once: each constant (or the row of it used) and the
-        KV-cache rows read and written at the report position."""
+    def lower_bound(self, steps: tuple[Step, ...]) -> int:
+        """Every far byte a token needs, moved once: each constant (or the row of it used) that the tiled steps read
+        (a packed GEMV's or, fallen back, the blocked one's) and the KV-cache rows read and written at the report
+        position."""
         seen: dict[tuple[str, str | None], int] = {}
         d = self.dep.model.dims
-        for s in self.plan.steps:
+        for s in steps:
             for a in s.args:
                 if a.kind == ArgKind.CONST and self.weights_far and a.label not in s.spec.resident:  # e.g. the NPU's
                     arr = self.plan.consts[a.name]
