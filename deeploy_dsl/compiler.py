@@ -36,7 +36,7 @@ from .passes.forks import group_forks
 from .passes.mapping import place_ops, weight_groups
 from .passes.prefill import Prefill, build as build_prefill
 from .passes.rules import lower, rules_for
-from .passes.tiling import tile
+from .passes.tiling import adopt_kernels, tile
 from .passes.verify import check_plan
 from .quant.cache import CACHE as QUANT_CACHE, QuantStage, quant_key
 from .quant.quantize import QuantModel, calibrate, input_hessians, quantize
@@ -152,6 +152,6 @@ def _compile(dep: Deployment) -> Compiled:
     plan = check_plan(group_forks(tiled, dep), "fork grouping")
     alloc = allocate(plan, dep)
     check_plan(plan, "allocation", alloc)
-    pre = build_prefill(lowered, alloc, dep)
+    pre = build_prefill(adopt_kernels(lowered, tiled), alloc, dep)
     check_plan(pre.plan, "the prefill plan", pre.alloc)
     return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc, pre)

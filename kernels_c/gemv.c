@@ -452,3 +452,109 @@ void gemv_q4_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mu
                  int32_t n_in, int32_t n_out, int32_t group) {
     gemv_q4(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out, group);
 }
+
+/* ---- two MACs per multiply: packed pairs of rows (deeploy_dsl/kernels/packed.py) -----------------------------------
+ * A block of R rows is its chunk schedule (8 * ceil(n_in / 8) bytes of chunk lengths, zero padded) and per column R/2
+ * words P_j = w[2j] + 2^16 w[2j+1]. P_j * x adds both rows' products to one 32-bit accumulator, exact while both partial
+ * sums stay in [-2^15, 2^15), which the compiler proved for every chunk of the schedule and any int8 input. A chunk
+ * starts its accumulators at 2^15 and ends with h = acc >> 16 into H (row 2j+1's sum) and acc into T, so that row 2j is
+ * T - 2^16 H - chunks * 2^15 (mod 2^32). Per column 1 x load, 4 word loads, 4 mul, 4 add for 8 MACs; per chunk the jump
+ * into the unrolled columns and 3 instructions per pair. */
+#define PK_LMAX GEMV_PK_LMAX
+#define PK_HALF 0x8000u
+#if defined(__GNUC__)
+/* no range test before the switch's jump table (one instruction per chunk) */
+#define PK_UNREACHABLE() __builtin_unreachable()
+#else
+#define PK_UNREACHABLE() ((void)0)
+#endif
+
+/* a_j += P_j * x[c] for the R/2 pairs of column c of the chunk (w: the chunk's words) */
+#define PK_COL(c)                                                                                                      \
+    do {                                                                                                               \
+        const uint32_t v_ = (uint32_t)(int32_t)x[c];                                                                   \
+        a0 += v_ * (uint32_t)w[4 * (c)], a1 += v_ * (uint32_t)w[4 * (c) + 1];                                          \
+        a2 += v_ * (uint32_t)w[4 * (c) + 2], a3 += v_ * (uint32_t)w[4 * (c) + 3];                                      \
+    } while (0)
+/* the end of a chunk for pair j: h = the high half (row 2j+1's chunk sum), T takes the whole word */
+#define PK_TAKE(j) (h##j += (uint32_t)((int32_t)a##j >> 16), t##j += a##j)
+
+#if R / 2 != 4
+#error "pk_block_dot is written out for 4 pairs per block"
+#endif
+#if PK_LMAX != 16
+#error "pk_block_dot's switch is written out for chunks of up to 16 columns"
+#endif
+
+/* acc[r] = sum_i W[r][i] * x[i] for the R rows of one packed block (sched, then the words) */
+GEMV_NOINLINE void pk_block_dot(int32_t acc[R], const int8_t *x, int32_t n_in, const uint8_t *sched) {
+    const int32_t *w = (const int32_t *)(const void *)(sched + 8 * ((n_in + 7) / 8));
+    const int8_t *const x_end = x + n_in;
+    const uint8_t *const s0 = sched;
+    uint32_t t0 = 0, t1 = 0, t2 = 0, t3 = 0, h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+    while (x != x_end) {
+        const int32_t len = *sched++;
+        uint32_t a0 = PK_HALF, a1 = PK_HALF, a2 = PK_HALF, a3 = PK_HALF;
+        switch (len) { /* into the chunk's columns, last first, falling through to column 0 */
+        case 16: PK_COL(15); /* fall through */
+        case 15: PK_COL(14); /* fall through */
+        case 14: PK_COL(13); /* fall through */
+        case 13: PK_COL(12); /* fall through */
+        case 12: PK_COL(11); /* fall through */
+        case 11: PK_COL(10); /* fall through */
+        case 10: PK_COL(9); /* fall through */
+        case 9: PK_COL(8); /* fall through */
+        case 8: PK_COL(7); /* fall through */
+        case 7: PK_COL(6); /* fall through */
+        case 6: PK_COL(5); /* fall through */
+        case 5: PK_COL(4); /* fall through */
+        case 4: PK_COL(3); /* fall through */
+        case 3: PK_COL(2); /* fall through */
+        case 2: PK_COL(1); /* fall through */
+        case 1: PK_COL(0); break;
+        default: PK_UNREACHABLE(); /* the compiler writes 1 .. PK_LMAX */
+        }
+        PK_TAKE(0), PK_TAKE(1), PK_TAKE(2), PK_TAKE(3);
+        x += len, w += 4 * len;
+    }
+    {
+        const uint32_t fix = (uint32_t)(sched - s0) * PK_HALF; /* the chunks' 2^15 each */
+        acc[0] = (int32_t)(t0 - (h0 << 16) - fix), acc[1] = (int32_t)h0;
+        acc[2] = (int32_t)(t1 - (h1 << 16) - fix), acc[3] = (int32_t)h1;
+        acc[4] = (int32_t)(t2 - (h2 << 16) - fix), acc[5] = (int32_t)h2;
+        acc[6] = (int32_t)(t3 - (h3 << 16) - fix), acc[7] = (int32_t)h3;
+    }
+}
+
+/* y[o] = clamp(floor(sum_i W[o,i] * x[i] * mult[o] / 2^shift[0] + 1/2)) over packed blocks: a block per pass, then
+ * gemv's requantization in the form the shift allows */
+GEMV_INLINE void gemv_pk(void *y, int bits, int32_t lo, int32_t hi, const int8_t *x, const int8_t *wp,
+                         const int32_t *mult, const uint8_t *shift, int32_t n_in, int32_t n_out) {
+    const int32_t size = bits / 8, s = n_out > 0 ? shift[0] : 0;
+    const int32_t block = 8 * ((n_in + 7) / 8) + 2 * R * n_in; /* bytes of one packed block */
+    for (; n_out > 0; n_out -= R, y = (char *)y + R * size, mult += R, wp += block) {
+        int32_t acc[R];
+        pk_block_dot(acc, x, n_in, (const uint8_t *)wp);
+        if (GEMV_LIKELY(s >= 33))
+            requant_rows(RQ_HIGH, y, bits, lo, hi, acc, R, mult, n_out, 0, s - 32, (int32_t)1 << (s - 33));
+        else if (s >= 2)
+            requant_rows(RQ_SCALED, y, bits, lo, hi, acc, R, mult, n_out, 33 - s, 1, 1);
+        else
+            requant_loop_bits(y, bits, acc, mult, n_out < R ? n_out : R, s);
+    }
+}
+
+void gemv_pk_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift, int32_t n_in,
+                int32_t n_out) {
+    gemv_pk(y, 8, INT8_MIN, INT8_MAX, x, w, mult, shift, n_in, n_out);
+}
+
+void gemv_pk_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                 int32_t n_in, int32_t n_out) {
+    gemv_pk(y, 16, INT16_MIN, INT16_MAX, x, w, mult, shift, n_in, n_out);
+}
+
+void gemv_pk_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const uint8_t *shift,
+                 int32_t n_in, int32_t n_out) {
+    gemv_pk(y, 32, INT32_MIN, INT32_MAX, x, w, mult, shift, n_in, n_out);
+}

@@ -44,6 +44,21 @@ void gemv_q4_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const i
                  const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */,
                  int32_t n_in, int32_t n_out, int32_t group);
 
+/* two MACs per multiply (deeploy_dsl/kernels/packed.py: pk_pack): W in blocks of R rows, each its chunk schedule
+ * (8 * ceil(n_in/8) bytes of chunk lengths 1 .. GEMV_PK_LMAX) and per column R/2 int32 words w[2j] + 2^16 w[2j+1];
+ * the same integers as gemv_iN for every int8 x (the compiler proved each chunk's partial sums fit 16 bits). w must
+ * be 4-byte aligned; a block is 8 * ceil(n_in/8) + 16 * n_in bytes */
+#define GEMV_PK_LMAX 16 /* must equal deeploy_dsl.kernels.packed.PK_LMAX */
+void gemv_pk_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* packed blocks */,
+                const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */, int32_t n_in,
+                int32_t n_out);
+void gemv_pk_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* packed blocks */,
+                 const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */, int32_t n_in,
+                 int32_t n_out);
+void gemv_pk_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* packed blocks */,
+                 const int32_t *mult /* [n_out] */, const uint8_t *shift /* [n_out], shift[0] read */, int32_t n_in,
+                 int32_t n_out);
+
 /* gemv_tok.c: an input with a per-token factor tok = {m (uint32 bits), s} (kernels.linear_tok): the GEMV above with
  * the multipliers floor(mult[o] * m / 2^32) and the shift s (above 62: 62, the multipliers shifted right by s - 62),
  * made for GEMV_TOK_ROWS rows at a time; the same requantization, the inner loops unchanged */
@@ -65,6 +80,16 @@ void gemv_q4_tok_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, con
 void gemv_q4_tok_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wq */,
                      const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
                      int32_t n_in, int32_t n_out, int32_t group);
+/* the same on packed weights (gemv_pk_iN) */
+void gemv_pk_tok_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* packed blocks */,
+                    const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                    int32_t n_in, int32_t n_out);
+void gemv_pk_tok_i16(int16_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* packed blocks */,
+                     const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                     int32_t n_in, int32_t n_out);
+void gemv_pk_tok_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* packed blocks */,
+                     const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                     int32_t n_in, int32_t n_out);
 
 /* the multipliers of an input with a per-token factor, rows at a time (gemv_tok.c, and the NPU driver's npu_run_tok):
  * m2[i] = floor(mult[i] * m / 2^32) >> drop, i < rows (kernels.tok_multipliers). Inlined where used, so that a call with

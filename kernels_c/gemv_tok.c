@@ -18,10 +18,17 @@
 #define TOK_INLINE static inline
 #endif
 
-/* which of gemv.c's kernels: int8 or int4 weights, output bits */
+/* which of gemv.c's kernels: int8 (q4 0), int4 (1) or packed int8 (2) weights, output bits */
 TOK_INLINE void gemv_call(int q4, int bits, void *y, const int8_t *x, const int8_t *w, const int32_t *mult,
                       const uint8_t *shift, int32_t n_in, int32_t n_out, int32_t group) {
-    if (q4) {
+    if (q4 == 2) { /* packed pairs of rows */
+        if (bits == 8)
+            gemv_pk_i8((int8_t *)y, x, w, mult, shift, n_in, n_out);
+        else if (bits == 16)
+            gemv_pk_i16((int16_t *)y, x, w, mult, shift, n_in, n_out);
+        else
+            gemv_pk_i32((int32_t *)y, x, w, mult, shift, n_in, n_out);
+    } else if (q4) {
         if (bits == 8)
             gemv_q4_i8((int8_t *)y, x, w, mult, shift, n_in, n_out, group);
         else if (bits == 16)
@@ -89,4 +96,24 @@ void gemv_q4_tok_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t
 void gemv_q4_tok_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
                      int32_t n_in, int32_t n_out, int32_t group) {
     gemv_tok(1, 32, y, x, w, mult, shift, n_in, n_out, group, q4_row(n_in, group));
+}
+
+/* the packed layout's bytes per row: 2 n_in and its share of the block's schedule (packed.pk_row_bytes) */
+static int32_t pk_row(int32_t n_in) {
+    return (n_in + 7) / 8 + 2 * n_in;
+}
+
+void gemv_pk_tok_i8(int8_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                    int32_t n_in, int32_t n_out) {
+    gemv_tok(2, 8, y, x, w, mult, shift, n_in, n_out, 0, pk_row(n_in));
+}
+
+void gemv_pk_tok_i16(int16_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                     int32_t n_in, int32_t n_out) {
+    gemv_tok(2, 16, y, x, w, mult, shift, n_in, n_out, 0, pk_row(n_in));
+}
+
+void gemv_pk_tok_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
+                     int32_t n_in, int32_t n_out) {
+    gemv_tok(2, 32, y, x, w, mult, shift, n_in, n_out, 0, pk_row(n_in));
 }

@@ -175,7 +175,7 @@ def test_int4_deployment_uses_q4_kernels_and_half_the_weight_bytes(int4, compile
     assert kernels["layers.0.attn.q"] == "gemv_q4_i8" and kernels["layers.0.mlp.down"] == "gemv_q4_i16"
     assert kernels["lm_head"] == "gemv_q4_i32" and kernels["embed"] == "embed_i16"  # the embedding table stays int8
     lin = [s.op for s in compiled.plan.steps if s.kernel.startswith("gemv")]
-    b8 = sum(compiled.plan.consts[compiled.quant.params[o]["weight"]].nbytes for o in lin)
+    b8 = sum(compiled.quant.consts[compiled.quant.params[o]["weight"]].nbytes for o in lin)  # as quantized (blocked int8)
     b4 = sum(int4.plan.consts[int4.quant.params[o]["weight"]].nbytes for o in lin)
     assert 0.5 < b4 / b8 < 0.56  # nibbles plus one byte per 32 weights
     assert "weights: int4 per_group(32), uint8 group scales times one per row symmetric" in plan_yaml(int4)
@@ -234,7 +234,7 @@ def test_per_layer_formats_later_lines_win(model_dir, tmp_path):
                                "lm_head -> int8")
     c = compile_deployment(path, list(INT8_EXAMPLE))
     k = {s.op: s.kernel for s in c.plan.steps}
-    assert k["layers.0.attn.q"] == "gemv_i8" and k["layers.0.attn.o"] == "gemv_i16" and k["lm_head"] == "gemv_i32"
+    assert k["layers.0.attn.q"] == "gemv_pk_i8" and k["layers.0.attn.o"] == "gemv_pk_i16" and k["lm_head"] == "gemv_pk_i32"
     assert k["layers.1.attn.o"] == "gemv_q4_i16" and c.quant.params["layers.1.attn.o"]["group"] == 16
     assert k["layers.0.mlp.gate"] == "gemv_q4_i8" and c.quant.params["layers.0.mlp.gate"]["group"] == 32
     assert "lm_head -> int8 (line " in plan_yaml(c)

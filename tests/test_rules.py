@@ -195,7 +195,7 @@ def test_npu_layers_lower_to_npu_jobs_with_packed_weights(base, tmp_path):
         n_out, n_in = s.args[-1].value, s.args[-2].value
         assert w.shape == (n_out, -(-n_in // 32) * 32) and w.dtype == np.int8
         assert name + ".wb" not in plan.consts  # the cluster's blocked copy is not built in
-    assert steps["layers.0.attn.o"].engine == "cluster" and "layers.0.attn.o.wb" in plan.consts
+    assert steps["layers.0.attn.o"].engine == "cluster" and "layers.0.attn.o.wp" in plan.consts  # the packed GEMV's copy
 
 
 WITHOUT_NPU = tuple(r for r in RULES if r.engine != "npu")
@@ -283,10 +283,11 @@ def test_every_step_records_the_rule_that_fired(base):
         assert s.rule in names and names[s.rule].kind == kinds[s.op], s
     steps = by_op(base.plan)
     # linear rules are chosen by the output's type
-    assert steps["layers.0.attn.q"].rule == "linear_i8_cluster"
-    assert steps["layers.0.attn.v"].rule == "linear_i8_cluster"  # writes the int8 KV cache row
-    assert steps["layers.0.attn.o"].rule == "linear_i16_cluster" and steps["lm_head"].rule == "linear_i32_cluster"
-    # every cluster rule fires but the other variant of each quantize knob: RoPE on int16 values only with int16 keys,
+    assert steps["layers.0.attn.q"].rule == "linear_pk_i8_cluster"
+    assert steps["layers.0.attn.v"].rule == "linear_pk_i8_cluster"  # writes the int8 KV cache row
+    assert steps["layers.0.attn.o"].rule == "linear_pk_i16_cluster" and steps["lm_head"].rule == "linear_pk_i32_cluster"
+    # every cluster rule fires but the other variant of each quantize knob (and the blocked int8 GEMV's, which the
+    # packed GEMV's rules take before them on RV32 cores): RoPE on int16 values only with int16 keys,
     # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting, the wider queries' rules only
     # with `queries int12 | int16`
     q = base.dep.quant
@@ -294,7 +295,8 @@ def test_every_step_records_the_rule_that_fired(base):
     unused = ({"rope_i16_q14", "attention_k16_gqa"} if q.keys != "int16" else {"attention_i8_gqa"}) \
         | ({"swiglu_i8_table"} if "swiglu" in q.dynamic else {"swiglu_i8_per_token"}) \
         | ({"linear_q4_i8_cluster", "linear_q4_i16_cluster", "linear_q4_i32_cluster"} if q.weights == "int8" else set()) \
-        | {"linear_q12_cluster", "linear_q4_q12_cluster", "rope_q12_q14", "attention_q12_gqa", "attention_q12k16_gqa",
+        | {"linear_i8_cluster", "linear_i16_cluster", "linear_i32_cluster"} \
+        | {"linear_q12_cluster", "linear_pk_q12_cluster", "linear_q4_q12_cluster", "rope_q12_q14", "attention_q12_gqa", "attention_q12k16_gqa",
            "attention_q16_gqa"} \
         | ({"rmsnorm_i16_to_i8_absmax"} if "norm" not in q.dynamic else set()) \
         | ({"swiglu_i8_absmax"} if "swiglu_absmax" not in q.dynamic else set()) \

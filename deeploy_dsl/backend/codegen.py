@@ -45,7 +45,9 @@ def _c_array(ctype: str, ident: str, arr: np.ndarray) -> str:
     flat = arr.reshape(-1).tolist()
     rows = [", ".join(str(v) for v in flat[i:i + 24]) for i in range(0, len(flat), 24)]
     body = ",\n    ".join(rows)
-    return f"/* {_shape(arr.shape)} */\nconst {ctype} {ident}[{len(flat)}] = {{\n    {body}\n}};\n"
+    # the packed GEMV's layout (packed.py) is read as int32 words: 8-byte aligned as the arenas are
+    align = " __attribute__((aligned(8)))" if ident.endswith("_wp") else ""
+    return f"/* {_shape(arr.shape)} */\nconst {ctype} {ident}[{len(flat)}]{align} = {{\n    {body}\n}};\n"
 
 
 def _names(names: list[str]) -> list[str]:

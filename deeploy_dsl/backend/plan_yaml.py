@@ -12,6 +12,8 @@ import json
 import yaml
 
 from ..ir.graph import Arg
+from ..kernels.layout import ROWS_PER_BLOCK
+from ..kernels.packed import PK_LMAX, pk_unpack
 from ..kernels.rvv import RVV_ROWS
 from ..kinds import ArgKind
 from ..passes.prefill import mode
@@ -42,6 +44,28 @@ def _flow(items) -> str:
 
 def _g(x: float) -> str:
     return f"{x:.6g}"
+
+
+def _packed(plan) -> dict:
+    """The packed GEMV's weight layout and, per layer, its compile-time chunk schedules (kernels.packed)."""
+    layers = {}
+    for st in plan.steps:
+        w = st.arg("w") if st.has("w") else None
+        if w is None or not w.name.endswith(".wp"):
+            continue
+        n_out, n_in = st.arg("n_out").value, st.arg("n_in").value
+        chunks = [len(sc) for sc in pk_unpack(plan.consts[w.name], n_out, n_in)[1]]
+        layers[st.op] = (f"{len(chunks)} blocks, {sum(chunks)} chunks, {len(chunks) * n_in / sum(chunks):.2f} columns a "
+                         f"chunk")
+    if not layers:
+        return {}
+    return {"packed_gemv": {
+        "weight_layout": f"w .wp: blocks of {ROWS_PER_BLOCK} rows, each a chunk schedule (8 * ceil(n_in/8) bytes of "
+                         f"chunk lengths 1..{PK_LMAX}) then per column {ROWS_PER_BLOCK // 2} int32 words "
+                         "w[2j] + 2^16 w[2j+1] (kernels.packed.pk_pack)",
+        "exactness": "a chunk's 16-bit partial sums proved at compile time for any int8 input: per row, the sum over "
+                     "w < 0 of 128|w| and over w > 0 of 127 w at most 32767, and its mirror at most 32768",
+        "layers": layers}}
 
 
 def plan_yaml(c) -> str:
@@ -91,6 +115,7 @@ def plan_yaml(c) -> str:
                               "double_buffer": lvl.double_buffer, "holds": list(lvl.holds)} for lvl in dep.memory},
         "dma": {"report_position": plan.report_pos, "bytes_per_token": sum(s.staging.dma_bytes for s in plan.steps),
                 "lower_bound_bytes": plan.dma_lower_bound},
+        **_packed(plan),
     }
     out = [yaml.safe_dump(head, sort_keys=False, width=120).rstrip()]
     out.append("scales:  # real value = integer * scale")

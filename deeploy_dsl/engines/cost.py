@@ -84,12 +84,27 @@ def linear_q4_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, p
     return Work(math.ceil(w.compute * Q4_COST), w.macs)
 
 
+PK_COST = 2.870 / 3.333  # gemv_pk against gemv per MAC, bench/gemv_pk_rv32.py (stories260K's 36 layers, one call each)
+
+
+def linear_pk_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A cluster GEMV with two MACs per multiply (packed row pairs): PK_COST of the int8 GEMV's cycles per MAC."""
+    w = linear_work(s, plan, dep, n_tok, pos, pos0)
+    return Work(math.ceil(w.compute * PK_COST), w.macs)
+
+
 TOK_ROW_CYCLES = 5  # gemv_tok.c: a row's multiplier times the token's (load, mulhu, store) and a call per 64 rows (RV32)
 
 
 def linear_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
     """A cluster GEMV on an input with a per-token factor: the GEMV, and each row's multiplier made for the token."""
     w = linear_work(s, plan, dep, n_tok, pos, pos0)
+    return Work(w.compute + math.ceil(s.arg("n_out").value * n_tok * TOK_ROW_CYCLES / s.cores), w.macs)
+
+
+def linear_pk_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """linear_tok_work with two MACs per multiply."""
+    w = linear_pk_work(s, plan, dep, n_tok, pos, pos0)
     return Work(w.compute + math.ceil(s.arg("n_out").value * n_tok * TOK_ROW_CYCLES / s.cores), w.macs)
 
 

@@ -56,6 +56,9 @@ class KernelSpec:
     # a linear layer's weights in a layout of its own: (the suffix of the constant's name after the op's, a function
     # (the layer's weights as the quantizer stores them, its quantization params) -> that layout); None: as stored
     weights: tuple[str, Callable] | None = None
+    # a kernel with the same integers on the quantizer's own weights (.wb), for tiling to fall back to when this one's
+    # smallest tile does not fit L1 (the packed GEMV: twice the weight bytes per row)
+    fallback: "KernelSpec | None" = None
 
     def __post_init__(self):  # a misspelt scheme or mode fails where the kernel is declared
         object.__setattr__(self, "tiling", TileScheme(self.tiling))

@@ -11,10 +11,11 @@ one spec here, one rule in rules.py.
 """
 from __future__ import annotations
 
-from ..engines.cost import (attention_work, elementwise_work, linear_q4_tok_work, linear_q4_work, linear_tok_work,
-                            linear_work, npu_tok_work, npu_work)
+from ..engines.cost import (attention_work, elementwise_work, linear_pk_tok_work, linear_pk_work, linear_q4_tok_work,
+                            linear_q4_work, linear_tok_work, linear_work, npu_tok_work, npu_work)
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
+from .packed import linear_pk, pk_row_bytes, pk_weights
 from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
 from .rvv import (KERNELS as RVV_KERNELS, Q4_KERNELS as RVV_Q4_KERNELS, attention_k16_rvv, attention_qk_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv,
                   rmsnorm_tok_rvv, swiglu16_tok_rvv, swiglu_dyn_rvv)
@@ -205,6 +206,49 @@ def gemv_q4_tok(out: str) -> KernelSpec:
                       _gemv_q4_tok_twin(bounds), linear_q4_tok_work,
                       f"gemv_q4_i{out[3:]} on an input with a per-token factor (gemv.h)", bounds=bounds,
                       tiling="rows", row_bytes=_q4_row, prefill="gemm", fragment="rows")
+
+
+def _pk_params(ctype: str) -> tuple[Param, ...]:
+    return tuple(Param("w", "const int8_t *", "packed blocks of 8 rows: a chunk schedule and per column 4 int32 words "
+                       "w[2j] + 2^16 w[2j+1], 4-byte aligned (packed.pk_pack)") if p.name == "w" else p
+                 for p in _linear_params(ctype, False))
+
+
+def _pk_row(s) -> int:
+    """A packed weight row: 2 n_in bytes and its share of the block's schedule (packed.pk_row_bytes)."""
+    return pk_row_bytes(s.arg("n_in").value)
+
+
+def _gemv_pk_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        y[:] = linear_pk(x, w, n_out, n_in, mult, int(shift[0]) if n_out else 0, *bounds)
+    return twin
+
+
+def gemv_pk(out: str) -> KernelSpec:
+    """The cluster's int8 GEMV with two MACs per multiply: two rows' weights in one 32-bit word, the columns in chunks
+    whose 16-bit partial sums the compiler proved exact for any int8 input (packed.py)."""
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_pk_i{out[3:]}", "gemv.c", _pk_params(ctype), _gemv_pk_twin(bounds), linear_pk_work,
+                      f"int8 weights x int8 input -> {out}, two rows per 32-bit word, one multiply for two MACs "
+                      "(gemv.h)", bounds=bounds, tiling="rows", row_bytes=_pk_row, prefill="gemm", fragment="rows",
+                      weights=(".wp", pk_weights), fallback=gemv(out))
+
+
+def _gemv_pk_tok_twin(bounds):
+    def twin(y, x, w, mult, shift, n_in, n_out):
+        m2, s = K.tok_multipliers(mult, shift)
+        y[:] = linear_pk(x, w, n_out, n_in, m2, s, *bounds)
+    return twin
+
+
+def gemv_pk_tok(out: str) -> KernelSpec:
+    ctype, bounds = OUT[out]
+    return KernelSpec(f"gemv_pk_tok_i{out[3:]}", "gemv_tok.c", _tok_params(_pk_params(ctype)),
+                      _gemv_pk_tok_twin(bounds), linear_pk_tok_work,
+                      f"gemv_pk_i{out[3:]} on an input with a per-token factor: the row multipliers times the token's "
+                      "(gemv.h)", bounds=bounds, tiling="rows", row_bytes=_pk_row, prefill="gemm", fragment="rows",
+                      weights=(".wp", pk_weights), fallback=gemv_tok(out))
 
 
 # ---- the rest ---------------------------------------------------------------------------------------------------
@@ -488,6 +532,7 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *(gemv_rows_tok(o) for o in OUT), attention_host_q12("int8"), attention_host_q12("int16"),
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
     RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
+    *(gemv_pk(o) for o in OUT), *(gemv_pk_tok(o) for o in OUT),
     *RVV_KERNELS.values(), *RVV_Q4_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
     *(attention_qk_rvv(attention(k, q)) for q, k in ATTENTION if (q, k) != ("int8", "int16")),
     swiglu16_tok_rvv(SWIGLU16_TOK), rmsnorm_tok_rvv(RMSNORM_TOK), rmsnorm_rvv(RMSNORM), residual_add_rvv(RESIDUAL_ADD),

@@ -8,14 +8,16 @@ the quantize block's pattern lines set the same way.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..engines.cost import TOK_ROW_CYCLES, cluster_linear_cycles, npu_linear_cycles, npu_tok_cycles
+from ..engines.cost import PK_COST, TOK_ROW_CYCLES, cluster_linear_cycles, npu_linear_cycles, npu_tok_cycles
 from ..errors import COMMAND_LINE, Collector, Pos, SpecError
 from ..frontend.spec import Deployment, MapHint, PathPattern
 from ..ir.graph import LINEAR_KINDS, Graph, Op
 from ..kernels.layout import npu_packed_bytes, padded_rows, weight_row_bytes
+from ..kernels.packed import pk_row_bytes
 from ..kinds import Engine
 
 # names a hint may use for an op besides its own last segment
@@ -115,8 +117,14 @@ def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int, group: i
     t = dep.target
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
     wbytes = padded_rows(n_out) * weight_row_bytes(n_in, group)  # group: int4 weights' (weight_groups), 0 for int8
+    # int8 weights on RV32 cores take the packed GEMV (rules.py): fewer instructions per MAC, twice the weight bytes
+    # (the vector GEMV takes those without a per-token factor on cores with a vector unit)
+    packed = group == 0 and t.isa != "host" and (not t.vlen or token_factor_input(op, graph))
+    if packed:
+        wbytes = padded_rows(n_out) * pk_row_bytes(n_in)
     dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
-    cluster = cluster_linear_cycles(t, cores, op.macs) + dma
+    compute = cluster_linear_cycles(t, cores, op.macs)
+    cluster = (math.ceil(compute * PK_COST) if packed else compute) + dma
     if token_factor_input(op, graph):
         return cluster + -(-n_out * TOK_ROW_CYCLES // cores), npu_tok_cycles(t, n_in, n_out)
     return cluster, npu_linear_cycles(t, n_in, n_out)

@@ -62,7 +62,10 @@ def mode(s: Step, plan: Plan) -> str:
 
 class PrefillTiler(Tiler):
     """The decode tiler, but a GEMM step's KV rows (v's output when the cache is far) are staged for the whole
-    chunk and copied out at once (they are contiguous rows pos0 .. pos0+n-1 of the cache)."""
+    chunk and copied out at once (they are contiguous rows pos0 .. pos0+n-1 of the cache). Its kernels are the decode
+    plan's (tiling.adopt_kernels): no fallback of its own."""
+
+    fallback = False
 
     def stage(self, s: Step, skip: tuple[str, ...] = ()):
         xfers, used = super().stage(s, skip)

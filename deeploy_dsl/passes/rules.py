@@ -292,11 +292,42 @@ def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
         f"{op.outputs[0]} += {op.inputs[1]} (int16, saturating, in place)"
 
 
+def _rv32_cores(op: Op, c: Ctx) -> bool:
+    """the target's cores are RV32 (not the host, whose GEMVs are its own or, for a per-token factor, the blocked one)
+    and its memory levels align buffers to 4 bytes (the packed GEMV reads its tiles as 32-bit words)"""
+    return c.dep.target.isa != "host" and all(lvl.alignment % 4 == 0 for lvl in c.dep.memory)
+
+
+def build_linear_pk(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV with two MACs per multiply: two rows' int8 weights in one 32-bit word (.wp, kernels.packed), the columns
+    in chunks whose 16-bit partial sums the compiler proved for any int8 activations; the same integers as the blocked
+    GEMV, which tiling falls back to when L1 cannot hold a block of packed rows (int12 queries: the int16 output)."""
+    args, math = build_linear(op, c, k)
+    return args, math + ", two rows a 32-bit word (.wp)"
+
+
+def build_linear_pk_tok(op: Op, c: Ctx, k: KernelSpec):
+    """The packed GEMV on activations with a per-token factor: each row's multiplier times the token's, the token's shift
+    (gemv_tok.c), the packed inner loops (int12 queries: the int16 output)."""
+    args, math = build_linear_pk(op, c, k)
+    return args, math.replace(" = requant(", " = requant_token(", 1)
+
+
 K = R.KERNELS
 CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("embed_i16", Pattern("embed"), R.EMBED, build_embed),
     Rule("rmsnorm_i16_to_i8_absmax", Pattern("rmsnorm", scale="absmax"), R.RMSNORM_TOK, build_rmsnorm_tok),
     Rule("rmsnorm_i16_to_i8", Pattern("rmsnorm"), R.RMSNORM, build_rmsnorm),
+    # int8 weights on RV32 cores: the packed GEMV (two MACs per multiply), before the blocked GEMV's rules below
+    *(Rule(f"linear_pk_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights="int8", in_scale="factor",
+                                                  when=_rv32_cores), K[f"gemv_pk_tok_i{b}"], build_linear_pk_tok)
+      for b in (8, 16, 32)),
+    Rule("linear_pk_q12_tok_cluster", Pattern("linear", out="int12", weights="int8", in_scale="factor", when=_rv32_cores),
+         K["gemv_pk_tok_i16"], build_linear_pk_tok),
+    *(Rule(f"linear_pk_i{b}_cluster", Pattern("linear", out=f"int{b}", weights="int8", when=_rv32_cores),
+           K[f"gemv_pk_i{b}"], build_linear_pk) for b in (8, 16, 32)),
+    Rule("linear_pk_q12_cluster", Pattern("linear", out="int12", weights="int8", when=_rv32_cores), K["gemv_pk_i16"],
+         build_linear_pk),
     *(Rule(f"linear{q}_tok_i{b}_cluster", Pattern("linear", out=f"int{b}", weights=w, in_scale="factor"),
            K[f"gemv{q}_tok_i{b}"], build_linear_tok) for q, w in (("", "int8"), ("_q4", "int4")) for b in (8, 16, 32)),
     Rule("linear_i8_cluster", Pattern("linear", out="int8", weights="int8"), K["gemv_i8"], build_linear),
@@ -604,8 +635,8 @@ def lower(graph: Graph, q: QuantModel, dep: Deployment, mapping: Mapping, rules:
 
 
 def _step_consts(steps: list[Step], q: QuantModel) -> dict:
-    """The constants the steps read: weights in the layout of a kernel that has its own (the NPU's, the host's),
-    nothing unused."""
+    """The constants the steps read: weights in the layout of a kernel that has its own (the NPU's, the host's, the
+    packed GEMV's), nothing unused (but a packed GEMV's fallback weights, which tiling drops if it does not need them)."""
     consts = dict(q.consts)
     for s in steps:
         if s.spec.weights:
@@ -613,4 +644,6 @@ def _step_consts(steps: list[Step], q: QuantModel) -> dict:
             suffix, layout = s.spec.weights
             consts[s.op + suffix] = layout(q.consts[p["weight"]], p)
     used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
+    # a packed GEMV's blocked int8 weights stay until tiling, which falls back to them when L1 is too small
+    used |= {q.params[s.op]["weight"] for s in steps if s.spec.fallback is not None}
     return {k: v for k, v in consts.items() if k in used}

@@ -38,7 +38,26 @@ def report_position(dep: Deployment) -> int:
     return dep.model.dims.context // 2
 
 
+def unpacked(s: Step, why: str) -> Step:
+    """A packed GEMV step as the int8 blocked GEMV it replaced (its spec's fallback): the same integers, half the
+    weight bytes per row, the quantizer's GEMV blocks (.wb) instead of the packed copy (.wp)."""
+    args = tuple(replace(a, name=a.name.removesuffix(".wp") + ".wb") if a.label == "w" else a for a in s.args)
+    return replace(s, spec=s.spec.fallback, args=args, reason=f"{s.reason}; {why}")
+
+
+def adopt_kernels(untiled: Plan, tiled: Plan) -> Plan:
+    """The untiled plan with the tiler's kernel choices (a packed GEMV unpacked to fit L1) and constants: the prefill's
+    tiler starts from it, so that both plans call the same kernels on the same constants."""
+    steps = tuple(u if u.spec is t.spec else replace(u, spec=t.spec, args=t.args, reason=t.reason)
+                  for u, t in zip(untiled.steps, tiled.steps))
+    return replace(untiled, steps=steps, consts=tiled.consts)
+
+
 class Tiler:
+    # fallback: a packed GEMV whose smallest tile does not fit becomes the int8 blocked GEMV (the decode plan decides;
+    # the prefill's tiler starts from its choices, adopt_kernels)
+    fallback = True
+
     def __init__(self, plan: Plan, dep: Deployment):
         self.plan, self.dep = plan, dep
         self.l1 = dep.memory[0]
@@ -114,6 +133,9 @@ class Tiler:
                 break
         else:
             smallest = sum(align(ROWS_PER_BLOCK * b, self.align) for b in per_row) * self.nbuf(blocks)
+            if self.fallback and s.spec.fallback is not None:  # the unpacked rows take half the bytes
+                return self.tile_linear(unpacked(s, f"packed weights: one block needs {smallest:,} B of "
+                                                    f"{self.l1.name}, {room:,} B free: unpacked"), avail)
             return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
                                                           "multipliers and shifts")
         padded, rows = rows, min(rows, n_out)
@@ -209,15 +231,20 @@ class Tiler:
                 steps.append(self.finish(s, None, xfers, 1, 0))
         self.report_no_fits()
         self.errs.raise_if_errors(MemoryBudgetError)
+        consts = self.plan.consts
+        if self.fallback:  # the fallback weights no step took
+            used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
+            consts = {k: v for k, v in consts.items() if k in used}
         return replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
-                       dma_lower_bound=self.lower_bound())
+                       dma_lower_bound=self.lower_bound(tuple(steps)), consts=consts)
 
-    def lower_bound(self) -> int:
-        """Every far byte a token needs, moved once: each constant (or the row of it used) and the
-        KV-cache rows read and written at the report position."""
+    def lower_bound(self, steps: tuple[Step, ...]) -> int:
+        """Every far byte a token needs, moved once: each constant (or the row of it used) that the tiled steps read
+        (a packed GEMV's or, fallen back, the blocked one's) and the KV-cache rows read and written at the report
+        position."""
         seen: dict[tuple[str, str | None], int] = {}
         d = self.dep.model.dims
-        for s in self.plan.steps:
+        for s in steps:
             for a in s.args:
                 if a.kind == ArgKind.CONST and self.weights_far and a.label not in s.spec.resident:  # e.g. the NPU's
                     arr = self.plan.consts[a.name]
