@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import progress
+from .engines.cost import step_cost
 from .errors import DeeployError, Diagnostic, Pos, SpecError
 from .frontend.interpret import load_deployment
 from .frontend.spec import Deployment
@@ -148,7 +149,7 @@ def _compile(dep: Deployment) -> Compiled:
     # passes
     mapping = place_ops(graph, dep)
     lowered = check_plan(lower(graph, quant, dep, mapping, rules_for(dep.target)), "lowering")
-    tiled = check_plan(tile(lowered, dep), "tiling")
+    tiled = check_plan(tile(lowered, dep, lambda s, p: step_cost(s, p, dep).cycles), "tiling")
     plan = check_plan(group_forks(tiled, dep), "fork grouping")
     alloc = allocate(plan, dep)
     check_plan(plan, "allocation", alloc)

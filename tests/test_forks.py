@@ -46,14 +46,16 @@ def test_a_group_keeps_its_members_buffers_apart(compiled):
 
 def test_groups_only_where_the_level_holds_them():
     """At 6 KiB of L1, q, k and v each arrive in one tile but not all three at once: separate forks.
-    The packed GEMV's weights take twice the blocked int8 bytes (2 n_in + ceil(n_in/8) a row): at 32 KiB q+k+v fit
-    together but gate+up (2 x 23 KiB of weights) do not; at 64 KiB both do."""
+    At 16 KiB q+k+v fit together but gate+up (2 x 11 KiB of weights) do not; at 32 KiB both do. The packed GEMV's
+    weights take twice the blocked int8 bytes (2 n_in + ceil(n_in/8) a row): the same at twice the budgets."""
     counts = {}
-    for budget in ("6KiB", "32KiB", "64KiB"):
-        c = compile_deployment(DPLY, [f"memory.L1={budget}"])
-        counts[budget] = [len(g) for g in groups(c.plan)]
+    for budget, gemv in (("6KiB", "auto"), ("16KiB", "auto"), ("32KiB", "auto"), ("32KiB", "packed"),
+                         ("64KiB", "packed")):
+        c = compile_deployment(DPLY, [f"memory.L1={budget}", f"gemv={gemv}"])
+        counts[budget, gemv] = [len(g) for g in groups(c.plan)]
         assert c.alloc.arena_bytes["L1"] <= c.dep.memory[0].size_bytes
-    assert counts == {"6KiB": [], "32KiB": [3] * 5, "64KiB": [3, 2] * 5}
+    assert counts == {("6KiB", "auto"): [], ("16KiB", "auto"): [3] * 5, ("32KiB", "auto"): [3, 2] * 5,
+                      ("32KiB", "packed"): [3] * 5, ("64KiB", "packed"): [3, 2] * 5}
     c6 = compile_deployment(DPLY, ["memory.L1=6KiB"])
     assert candidate_runs(c6.plan) and all(s.fork is None for s in c6.plan.steps)
 
@@ -65,24 +67,20 @@ def test_plan_yaml_names_the_group(rendered):
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_half_block_shares_give_the_same_integers_on_any_core_count(compiled, tmp_path, monkeypatch, packed):
-    """The blocked int8 GEMV (the packed one's fallback; here with the packed rules left out) shares gate and up out as
-    86 half blocks of 4 rows, so with 3, 7 or 8 cores some shares start at a block's second half; the packed GEMV
-    shares their 44 whole blocks. The per-token SwiGLU runs as two forks whose spans every core combines: the host
+def test_half_block_shares_give_the_same_integers_on_any_core_count(compiled, tmp_path, packed):
+    """The blocked int8 GEMV (what `gemv auto` takes on siracusa, whose weights stream from L2) shares gate and up out
+    as 86 half blocks of 4 rows, so with 3, 7 or 8 cores some shares start at a block's second half; the packed GEMV
+    (`gemv packed`) shares their 44 whole blocks. The per-token SwiGLU runs as two forks whose spans every core combines: the host
     program (which runs the N shares one after another) gives golden's logits, with and without prefill, for every
     core count."""
     import subprocess
 
     import numpy as np
 
-    from deeploy_dsl import compiler
     from deeploy_dsl.engines.runner import build_c, run_golden_compiled
-    from deeploy_dsl.passes import rules
 
-    if not packed:
-        monkeypatch.setattr(compiler, "rules_for", lambda t: tuple(r for r in rules.rules_for(t)
-                                                                   if not r.name.startswith("linear_pk_")))
-        compiled = compiler.compile_deployment(DPLY)
+    if packed:
+        compiled = compile_deployment(DPLY, ["gemv=packed"])
     exe = build_c(compiled, tmp_path / "build")
     share = "cluster_share(44," if packed else "cluster_share(86,"
     assert f"{share} core, n_cores, &lo, &hi);" in (tmp_path / "build" / "model.c").read_text()

@@ -241,3 +241,40 @@ def test_c_equals_twin_on_rv32(tmp_path):
     assert sorted(got) == list(range(len(picked)))
     for k, (label, *_) in enumerate(picked):
         np.testing.assert_array_equal(got[k], want[k], err_msg=f"rv32 {label}")
+
+
+# ---- the choice: `gemv auto | packed | blocked` -----------------------------------------------------------------
+
+def test_gemv_setting_chooses_the_kernel(model_dir):
+    """auto: on siracusa the weights stream from L2 and the cost model takes the blocked GEMV (twice the bytes to move
+    costs more than the multiplies saved), saying so in the step's why; on generic-rv32 (one core, 0.3 MACs a cycle)
+    the packed one. `gemv packed` and `gemv blocked` force either; anything else is an error at the line."""
+    from deeploy_dsl.compiler import compile_deployment
+    from deeploy_dsl.errors import SpecError
+    dply = ROOT / "deployments/stories260k.dply"
+
+    def kernels(*overrides):
+        c = compile_deployment(dply, list(overrides))
+        return c, {s.kernel for s in c.plan.steps if "gemv" in s.kernel}
+
+    c, k = kernels()
+    assert k == {"gemv_i8", "gemv_i16", "gemv_tok_i16", "gemv_tok_i32"}
+    gate = next(s for s in c.plan.steps if s.op == "layers.0.mlp.gate")
+    assert re.search(r"unpacked: ~[\d,]+ cycles against ~[\d,]+ packed", gate.reason) and ".wp" not in str(c.plan.consts)
+    assert kernels("gemv=packed")[1] == {"gemv_pk_i8", "gemv_pk_i16", "gemv_pk_tok_i16", "gemv_pk_tok_i32"}
+    c, k = kernels("target=generic-rv32")
+    assert k == {"gemv_pk_i8", "gemv_pk_i16", "gemv_pk_tok_i16", "gemv_pk_tok_i32"}
+    assert any(re.search(r"packed: ~[\d,]+ cycles against ~[\d,]+ unpacked", s.reason) for s in c.plan.steps)
+    assert kernels("target=generic-rv32", "gemv=blocked")[1] == {"gemv_i8", "gemv_i16", "gemv_tok_i16", "gemv_tok_i32"}
+    with pytest.raises(SpecError, match="gemv"):
+        compile_deployment(dply, ["gemv=fast"])
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-riscv32") is None, reason="needs qemu-system-riscv32")
+def test_packed_deployment_under_qemu_8_harts(model_dir, tmp_path):
+    """`gemv packed` end to end: the RV32 image on 8 harts == golden on every logit, token by token and with prefill."""
+    from deeploy_dsl.compiler import compile_deployment
+    from test_keys16 import check_qemu
+    c = compile_deployment(ROOT / "deployments/stories260k.dply", ["gemv=packed"])
+    assert any(s.kernel.startswith("gemv_pk_tok") for s in c.plan.steps)
+    check_qemu(c, tmp_path)

@@ -297,12 +297,10 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
         wide = "quantize.gate_up=int16" in overrides
         assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8" if wide else "swiglu_tok_i8")
         assert steps["layers.0.mlp.gate"].kernel.endswith("_i16" if wide else "_i8")
-        # a 6 KiB L1 cannot hold a block of the down projection's packed rows: tiling falls back to the blocked GEMV
-        small = "memory.L1=6KiB" in overrides
-        assert steps["layers.0.mlp.down"].kernel == ("gemv_tok_i16" if small else "gemv_pk_tok_i16")
-        assert not small or "unpacked" in steps["layers.0.mlp.down"].reason
+        assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
+        assert "unpacked" in steps["layers.0.mlp.down"].reason  # siracusa streams the weights: blocked is cheaper
     if "final_norm" in values:
-        assert steps["final_norm"].kernel == "rmsnorm_tok_i8" and steps["lm_head"].kernel == "gemv_pk_tok_i32"
+        assert steps["final_norm"].kernel == "rmsnorm_tok_i8" and steps["lm_head"].kernel == "gemv_tok_i32"
     check_host(c, tmp_path, n_new=10)
     check_host_cores(c, tmp_path, (3, 8))
 

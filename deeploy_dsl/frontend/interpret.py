@@ -269,6 +269,7 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
         _check_name(name, r.settings["deployment"].values[0].pos, errs)
     target = _target(r, errs, file_pos)
     strict_v = r.choice("strict", choices("", "strict"), default("", "strict"))
+    gemv = r.choice("gemv", choices("", "gemv"), default("", "gemv"))
     if strict is not None:  # --strict / --no-strict win over the file
         strict_v = "yes" if strict else "no"
     base = doc.path.parent
@@ -282,7 +283,7 @@ def interpret(doc: Doc, strict: bool | None = None) -> Deployment:
     gen = _generate(blocks.get("generate"), errs, file_pos, model)
     errs.raise_if_errors()
     return Deployment(name or "deployment", doc.path, target, model, quant, hints, memory, gen,
-                      strict_v == "yes", file_pos, tuple(errs.warnings))
+                      strict_v == "yes", file_pos, tuple(errs.warnings), gemv)
 
 
 MAX_NAME = 64  # the deployment's name names the build folder, the program and its Makefile target

@@ -88,6 +88,11 @@ KEYS = (
         "Overrides the cores' instruction set of the target: the rules pick vector kernels (RVV for embedded cores, "
         "Zvqdotq's int8 dot products) where the isa has what they need (with `vlen`, e.g. `isa rv32imac_zve32x_zvqdotq` "
         "and `vlen 128`); `--engine spike` runs such builds.", "isa rv32imac", default_text="the target's (cluster.isa)"),
+    Key("", "gemv", "auto, packed or blocked", "The int8 GEMV on RV32 cores: packed (two rows' weights in one 32-bit "
+        "word, a multiply per two MACs, ~14% fewer instructions, twice the weight bytes to hold and to move) or blocked "
+        "(a byte per weight); auto takes packed where the weights live where the cores compute, else whichever the cost "
+        "model says is faster for the layer (plan.yaml's why says which and why).", "gemv packed", default="auto",
+        choices=("auto", "packed", "blocked")),
     Key("", "vlen", "one of 32, 64, 128, 256, 512, 1024", "Overrides the vector registers' bits (VLEN) of a target "
         "whose isa has zve32x; moot without it.", "vlen 128", default_text="the target's (cluster.vlen)"),
     # ---- model: the files, then the dims in the order of spec.Dims

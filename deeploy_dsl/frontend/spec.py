@@ -207,6 +207,7 @@ class Deployment:
     strict: bool
     pos: Pos
     warnings: tuple = ()  # Diagnostics that did not stop the build
+    gemv: str = "auto"  # the int8 GEMV on RV32 cores: auto (by the cost model), packed or blocked
 
     @property
     def inputs(self) -> list[Path]:

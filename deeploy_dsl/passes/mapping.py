@@ -117,14 +117,17 @@ def linear_estimates(op: Op, graph: Graph, dep: Deployment, cores: int, group: i
     t = dep.target
     n_out, n_in = graph.values[op.outputs[0]].shape[-1], graph.values[op.inputs[0]].shape[0]
     wbytes = padded_rows(n_out) * weight_row_bytes(n_in, group)  # group: int4 weights' (weight_groups), 0 for int8
-    # int8 weights on RV32 cores take the packed GEMV (rules.py): fewer instructions per MAC, twice the weight bytes
-    # (the vector GEMV takes those without a per-token factor on cores with a vector unit)
-    packed = group == 0 and t.isa != "host" and (not t.vlen or token_factor_input(op, graph))
-    if packed:
-        wbytes = padded_rows(n_out) * pk_row_bytes(n_in)
-    dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
-    compute = cluster_linear_cycles(t, cores, op.macs)
-    cluster = (math.ceil(compute * PK_COST) if packed else compute) + dma
+
+    def cycles(wbytes: int, per_mac: float) -> int:
+        dma = -(-(wbytes + 5 * n_out) // t.dma_bytes_per_cycle) + 3 * t.dma_setup_cycles
+        return math.ceil(cluster_linear_cycles(t, cores, op.macs) * per_mac) + dma
+
+    cluster = cycles(wbytes, 1.0)
+    # int8 weights on RV32 cores may take the packed GEMV (rules.py, `gemv`): fewer instructions per MAC, twice the
+    # weight bytes; `gemv auto` takes the cheaper (the tiler decides it again on the real tiles)
+    if group == 0 and t.isa != "host" and (not t.vlen or token_factor_input(op, graph)) and dep.gemv != "blocked":
+        packed = cycles(padded_rows(n_out) * pk_row_bytes(n_in), PK_COST)
+        cluster = packed if dep.gemv == "packed" else min(cluster, packed)
     if token_factor_input(op, graph):
         return cluster + -(-n_out * TOK_ROW_CYCLES // cores), npu_tok_cycles(t, n_in, n_out)
     return cluster, npu_linear_cycles(t, n_in, n_out)

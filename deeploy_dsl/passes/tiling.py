@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
+from typing import Callable
 
 from ..errors import Collector, MemoryBudgetError
 from ..frontend.spec import Deployment
@@ -58,8 +59,8 @@ class Tiler:
     # the prefill's tiler starts from its choices, adopt_kernels)
     fallback = True
 
-    def __init__(self, plan: Plan, dep: Deployment):
-        self.plan, self.dep = plan, dep
+    def __init__(self, plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None = None):
+        self.plan, self.dep, self.cycles = plan, dep, cycles
         self.l1 = dep.memory[0]
         self.align = self.l1.alignment
         self.weights_far = dep.level_holding("weights").name != self.l1.name
@@ -147,6 +148,26 @@ class Tiler:
         moved = padded_rows(n_out) * wrow + n_out * sum(per_row[1:])
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
+    def tile_gemv(self, s: Step, avail: int) -> Step:
+        """A packed GEMV takes a multiply per two MACs but twice the weight bytes. `gemv packed` keeps it (where L1
+        holds a block of its rows), `gemv blocked` unpacks it; `gemv auto` keeps it where the weights live in L1, and
+        where they stream from a far level keeps whichever of it and the blocked GEMV the cost model (the step's compute
+        and DMA cycles) says is faster."""
+        t = self.tile_linear(s, avail)
+        mode = self.dep.gemv
+        if not self.fallback or t.spec.fallback is None or mode == "packed" \
+                or (mode == "auto" and not (self.weights_far and self.cycles)):
+            return t
+        b = self.tile_linear(unpacked(s, "unpacked"), avail)
+        if mode == "blocked":
+            return replace(b, reason=f"{s.reason}; unpacked (gemv blocked)")
+        packed, blocked = self.cycles(t, self.plan), self.cycles(b, self.plan)
+        if blocked < packed:
+            return replace(b, reason=f"{s.reason}; unpacked: ~{blocked:,} cycles against ~{packed:,} packed, whose "
+                                     f"weights take twice the bytes to move")
+        t = self.tile_linear(s, avail)  # its tile buffers again, over the blocked one's
+        return replace(t, reason=f"{t.reason}; packed: ~{packed:,} cycles against ~{blocked:,} unpacked")
+
     def tile_attention(self, s: Step, avail: int) -> Step:
         """A group of `lanes` kv heads (one per core, at most all of them; fewer when L1 cannot hold that
         many) is resident at a time, each lane with its K/V tiles, its query heads' scores, accumulators,
@@ -221,7 +242,7 @@ class Tiler:
         for s in self.plan.steps:
             avail = self.l1.size_bytes - live[s.index]
             if s.spec.tiling == TileScheme.ROWS:
-                steps.append(self.tile_linear(s, avail))
+                steps.append(self.tile_gemv(s, avail))
             elif s.spec.tiling == TileScheme.POSITIONS:
                 steps.append(self.tile_attention(s, avail))
             else:  # staged whole, but for what the engine keeps in its own memory (the NPU's weights)
@@ -260,6 +281,8 @@ class Tiler:
         return sum(seen.values()) + kv
 
 
-def tile(plan: Plan, dep: Deployment) -> Plan:
-    return Tiler(plan, dep).run()
+def tile(plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None = None) -> Plan:
+    """Tiles and DMA; `cycles` (the cost model's, passed in: it reads the prefill's modes) weighs a packed GEMV
+    against the blocked one."""
+    return Tiler(plan, dep, cycles).run()
 
