@@ -181,8 +181,11 @@ def test_int4_deployment_uses_q4_kernels_and_half_the_weight_bytes(int4, compile
     assert "weights: int4 per_group(32), uint8 group scales times one per row symmetric" in plan_yaml(int4)
 
 
-@pytest.mark.parametrize("overrides", [[], ["memory.L1=16KiB"], ["memory.L1=6KiB"],
-                                       ["quantize.weights=int4 per_group(8)"],
+SLOW = pytest.mark.slow  # CI time: the kernel tests above cover every group size
+
+
+@pytest.mark.parametrize("overrides", [[], pytest.param(["memory.L1=16KiB"], marks=SLOW), ["memory.L1=6KiB"],
+                                       pytest.param(["quantize.weights=int4 per_group(8)"], marks=SLOW),
                                        ["quantize.weights=int4 per_group(256)", "memory.L1=12KiB"]])
 def test_int4_c_matches_golden(model_dir, tmp_path, overrides):
     """Whole tiles, streamed double-buffered tiles, fork groups, every group size: ids and every logit, token by
