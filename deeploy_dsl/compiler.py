@@ -127,7 +127,7 @@ def _quant_stage(dep: Deployment, fm: FloatModel, tok: Tokenizer | None, graph: 
     with progress.task("GPTQ rounding", n_linear, when=hessians is not None) as tick:
         quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
                          dynamic=dep.quant.dynamic, queries=dep.quant.queries, gate_up=dep.quant.gate_up,
-                         on_gptq_layer=tick)
+                         swiglu=dep.quant.swiglu, classifier=dep.quant.classifier, on_gptq_layer=tick)
     return QuantStage(smoothed, ranges, quant)
 
 
@@ -139,7 +139,8 @@ def _compile(dep: Deployment) -> Compiled:
         check_prompt(dep, tok)
     fm = FloatModel(weights, dep.model.dims)
     # quant and ir
-    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic, dep.quant.queries, dep.quant.gate_up)
+    graph = build_graph(dep.model.dims, dep.quant.keys, dep.quant.dynamic, dep.quant.queries, dep.quant.gate_up,
+                        dep.quant.swiglu)
     key = quant_key(dep, weights)
     stage = QUANT_CACHE.get(key) or QUANT_CACHE.put(key, _quant_stage(dep, fm, tok, graph))
     if stage.weights is not None:  # smoothed: the float model the rest compiles and is measured against

@@ -32,11 +32,11 @@ SAN_ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBS
 NON_ASCII = "Lily sagte: \u00abK\u00f6nnen wir spielen?\u00bb \u2713 \u65e5\u672c\u8a9e \U0001F600 caf\u00e9"
 
 
-def synthetic_llama(folder: Path, context: int = 2560, dim: int = 32, heads: int = 4) -> Path:
+def synthetic_llama(folder: Path, context: int = 2560, dim: int = 32, heads: int = 4, hidden: int = 64) -> Path:
     """A tiny random Llama in the Hugging Face layout with a long context, and the stories260K tokenizer (vocab
     512) by path; its .dply. dim and heads set the head size (test_queries)."""
     from safetensors.numpy import save_file
-    hidden, layers, kv_heads, vocab = 64, 2, 2, 512
+    layers, kv_heads, vocab = 2, 2, 512
     rng = np.random.default_rng(2560)
 
     def w(rows, cols):

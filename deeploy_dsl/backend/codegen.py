@@ -46,7 +46,7 @@ def _c_array(ctype: str, ident: str, arr: np.ndarray) -> str:
     rows = [", ".join(str(v) for v in flat[i:i + 24]) for i in range(0, len(flat), 24)]
     body = ",\n    ".join(rows)
     # the packed GEMV's layout (packed.py) is read as int32 words: 8-byte aligned as the arenas are
-    align = " __attribute__((aligned(8)))" if ident.endswith("_wp") else ""
+    align = " __attribute__((aligned(8)))" if ident.endswith(("_wp", "_wh")) else ""  # _wh: int16 weights
     return f"/* {_shape(arr.shape)} */\nconst {ctype} {ident}[{len(flat)}]{align} = {{\n    {body}\n}};\n"
 
 

@@ -102,6 +102,18 @@ def linear_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, 
     return Work(w.compute + math.ceil(s.arg("n_out").value * n_tok * TOK_ROW_CYCLES / s.cores), w.macs)
 
 
+WIDE_ROW_CYCLES = 14  # wide.c: a row's requantization by the definition in 64 bits, on RV32 (beyond TOK_ROW_CYCLES)
+WIDE_MAC_COST = 3.5 / 3.333  # wide.c's one block per pass (an x load per 8 MACs) against gemv's two
+
+
+def linear_wide_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
+    """A wide GEMV (wide.c: an int16 input or int16 weights) on an input with a per-token factor: one block per pass
+    and each row requantized in 64 bits."""
+    w = linear_work(s, plan, dep, n_tok, pos, pos0)
+    rows = math.ceil(s.arg("n_out").value * n_tok * (TOK_ROW_CYCLES + WIDE_ROW_CYCLES) / s.cores)
+    return Work(math.ceil(w.compute * WIDE_MAC_COST) + rows, w.macs)
+
+
 def linear_pk_tok_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
     """linear_tok_work with two MACs per multiply."""
     w = linear_pk_work(s, plan, dep, n_tok, pos, pos0)

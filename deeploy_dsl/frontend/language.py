@@ -141,6 +141,15 @@ KEYS = (
     Key("quantize", "gate_up", "int8 or int16", "The MLP's gate and up projections' outputs, which the SwiGLU reads. "
         "int16: calibrated for 16 bits, silu from a 513-entry table over the int16 gate interpolated in integers; needs "
         "`dynamic swiglu_absmax` (the products reach 2^30).", "gate_up int16", default="int8", choices=("int8", "int16")),
+    Key("quantize", "swiglu", "int8, int12 or int16", "The SwiGLU output, which the down projection reads (int12: "
+        "stored in int16 within +-2047). Wider than int8 needs `dynamic swiglu_absmax` (its per-token scale makes the "
+        "token's largest 2047 or 32767), and the down GEMV's int32 sums must hold: hidden x 2047 x 127 or hidden x "
+        "32767 x 127 below 2^31 (int16: hidden up to 516).", "swiglu int16", default="int8",
+        choices=("int8", "int12", "int16")),
+    Key("quantize", "classifier", "int8 or int16", "The classifier's (lm_head's) weights, one scale per output row. "
+        "int16 needs `dynamic final_norm` (its input's per-token absmax scale keeps it within +-127) and dim x 127 x "
+        "32767 below 2^31 (dim up to 516); the classifier then runs on the cluster.", "classifier int16",
+        default="int8", choices=("int8", "int16")),
     Key("quantize", "dynamic", "a list of: swiglu, swiglu_absmax, norm, final_norm (or none)",
         "Activations with a scale per token computed at run time instead of a calibrated one: swiglu (a power of "
         "two for the SwiGLU output), swiglu_absmax (an absmax factor for it instead), norm (the attention and MLP "

@@ -85,6 +85,8 @@ class QuantSpec:
     smooth_pos: Pos | None = None  # the `smooth` setting
     gate_up: str = "int8"  # "int8" or "int16": the MLP's gate and up projections' outputs, which the SwiGLU reads
     smooth_down: float | None = None  # `smooth ..., down = D`: the SwiGLU output's alpha into the down projection
+    swiglu: str = "int8"  # "int8", "int12" or "int16" (both stored in int16): the SwiGLU output, the down projection's input
+    classifier: str = "int8"  # "int8" or "int16": lm_head's weights (int16 wins over `weights` and the override lines)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ LINEAR_KINDS = ("linear",)
 
 
 def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), queries: str = "int8",
-                gate_up: str = "int8") -> Graph:
+                gate_up: str = "int8", swiglu: str = "int8") -> Graph:
     """keys: the dtype of the k projection, of RoPE on k and of the K cache ("int8" or "int16", the quantize
     block's `keys`); V stays int8. dynamic: activations with a per-token scale (the quantize block's `dynamic`):
     "swiglu" gives the SwiGLU a second output, the down projection's shift for this token, which it reads; "norm"
@@ -71,7 +71,8 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), quer
     queries: the dtype of q ("int8", "int12" or "int16", the quantize block's `queries`), which the q projection
     writes (int12: as int16 values, which RoPE on q, in place, brings within +-2047) and attention reads.
     gate_up: the dtype of the gate and up projections' outputs ("int8" or "int16", the quantize block's `gate_up`),
-    which the SwiGLU reads."""
+    which the SwiGLU reads. swiglu: the SwiGLU output's dtype ("int8", "int12" or "int16", the quantize block's
+    `swiglu`; int12 stored in int16), which the down projection reads."""
     vals: dict[str, Value] = {}
     ops: list[Op] = []
 
@@ -113,7 +114,7 @@ def build_graph(d: Dims, keys: str = "int8", dynamic: tuple[str, ...] = (), quer
         u = v(p + "mlp.up", gate_up, d.hidden)
         op(p + "mlp.gate", "linear", [hb] + ht, [g], d.dim * d.hidden)
         op(p + "mlp.up", "linear", [hb] + ht, [u], d.dim * d.hidden)
-        h = v(p + "mlp.swiglu", "int8", d.hidden)
+        h = v(p + "mlp.swiglu", swiglu, d.hidden)
         hs = [v(p + "mlp.swiglu_shift", "uint8", 1)] if "swiglu" in dynamic else \
             [v(p + "mlp.swiglu_tok", "int32", 2)] if "swiglu_absmax" in dynamic else []
         # a per-token scale keeps the products between its two passes

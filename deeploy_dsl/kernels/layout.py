@@ -41,20 +41,21 @@ def blocked_bytes(n_out: int, n_in: int) -> int:
 
 
 def block_rows(w: np.ndarray) -> np.ndarray:
-    """W int8 [n_out, n_in] -> wb int8 [n_blocks, n_in, R], wb[b, i, r] = W[b*R + r, i], zero rows padded."""
+    """W int8 (or int16) [n_out, n_in] -> wb [n_blocks, n_in, R] of its dtype, wb[b, i, r] = W[b*R + r, i], zero rows
+    padded."""
     w = np.asarray(w)
-    if w.dtype != np.int8 or w.ndim != 2:
-        raise ValueError(f"block_rows wants an int8 [n_out, n_in] matrix, got {w.dtype} {w.shape}")
+    if w.dtype not in (np.int8, np.int16) or w.ndim != 2:  # int16: the classifier's (`classifier int16`)
+        raise ValueError(f"block_rows wants an int8 or int16 [n_out, n_in] matrix, got {w.dtype} {w.shape}")
     n_out, n_in = w.shape
-    padded = np.zeros((padded_rows(n_out), n_in), np.int8)
+    padded = np.zeros((padded_rows(n_out), n_in), w.dtype)
     padded[:n_out] = w
     return np.ascontiguousarray(padded.reshape(n_blocks(n_out), ROWS_PER_BLOCK, n_in).transpose(0, 2, 1))
 
 
 def unblock_rows(wb: np.ndarray, n_out: int) -> np.ndarray:
-    """The inverse of block_rows: wb int8 [n_blocks, n_in, R] -> W int8 [n_out, n_in] (padding dropped)."""
+    """The inverse of block_rows: wb int8 (or int16) [n_blocks, n_in, R] -> W [n_out, n_in] (padding dropped)."""
     wb = np.asarray(wb)
-    if wb.dtype != np.int8 or wb.ndim != 3 or wb.shape[2] != ROWS_PER_BLOCK or wb.shape[0] != n_blocks(n_out):
+    if wb.dtype not in (np.int8, np.int16) or wb.ndim != 3 or wb.shape[2] != ROWS_PER_BLOCK or wb.shape[0] != n_blocks(n_out):
         raise ValueError(f"unblock_rows wants int8 [{n_blocks(n_out)}, n_in, {ROWS_PER_BLOCK}], got {wb.dtype} {wb.shape}")
     n_in = wb.shape[1]
     return np.ascontiguousarray(wb.transpose(0, 2, 1).reshape(wb.shape[0] * ROWS_PER_BLOCK, n_in)[:n_out])
@@ -229,3 +230,18 @@ def host_q4_unrows(w: np.ndarray, n_in: int, group: int) -> tuple[np.ndarray, np
         q[:, c0:c0 + m], q[:, c0 + m:c1] = (b & 15) - 8, b >> 4
         off += 1 + m
     return q, e
+
+
+def w16_bytes(wb: np.ndarray, p: dict) -> np.ndarray:
+    """The int16 GEMV's weights (gemv_w16_tok, `classifier int16`): the quantizer's int16 GEMV blocks as their
+    little-endian bytes, int8 [n_blocks, 2 * n_in * R], so that the tiles' DMA and a row's offset count bytes."""
+    wb = np.asarray(wb)
+    if wb.dtype != np.int16 or wb.ndim != 3 or wb.shape[2] != ROWS_PER_BLOCK:
+        raise ValueError(f"w16_bytes wants int16 [n_blocks, n_in, {ROWS_PER_BLOCK}], got {wb.dtype} {wb.shape}")
+    return np.ascontiguousarray(wb.astype("<i2")).view(np.int8).reshape(wb.shape[0], -1)
+
+
+def w16_unbytes(w: np.ndarray, n_out: int, n_in: int) -> np.ndarray:
+    """The inverse of w16_bytes, unblocked: W int16 [n_out, n_in]."""
+    raw = np.ascontiguousarray(np.asarray(w, np.int8)).view("<i2").astype(np.int16)
+    return unblock_rows(raw.reshape(n_blocks(n_out), n_in, ROWS_PER_BLOCK), n_out)

@@ -12,11 +12,12 @@ one spec here, one rule in rules.py.
 from __future__ import annotations
 
 from ..engines.cost import (attention_work, elementwise_work, linear_pk_tok_work, linear_pk_work, linear_q4_tok_work,
-                            linear_q4_work, linear_tok_work, linear_work, npu_tok_work, npu_work)
+                            linear_q4_work, linear_tok_work, linear_wide_tok_work, linear_work, npu_tok_work, npu_work)
 from . import twins as K
 from .kernelspec import KernelSpec, Param, Split
 from .packed import linear_pk, pk_row_bytes, pk_weights
-from .layout import host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows
+from .layout import (host_q4_rows, host_q4_unrows, host_rows, npu_weights, q4_row_bytes, q4_unpack, unblock_rows,
+                     w16_bytes, w16_unbytes)
 from .rvv import (KERNELS as RVV_KERNELS, Q4_KERNELS as RVV_Q4_KERNELS, attention_k16_rvv, attention_qk_rvv, residual_add_rvv, rmsnorm_rvv, rope_rvv,
                   rmsnorm_tok_rvv, swiglu16_tok_rvv, swiglu_dyn_rvv)
 
@@ -208,6 +209,37 @@ def gemv_q4_tok(out: str) -> KernelSpec:
                       tiling="rows", row_bytes=_q4_row, prefill="gemm", fragment="rows")
 
 
+def _gemv_x16_tok(y, x, w, mult, shift, n_in, n_out):
+    y[:] = K.linear_tok(x, unblock_rows(w, n_out), mult, shift, *K.I16)
+
+
+def _gemv_w16_tok(y, x, w, mult, shift, n_in, n_out):
+    y[:] = K.linear_tok(x, w16_unbytes(w, n_out, n_in), mult, shift, *K.I32)
+
+
+# the down projection on a wide SwiGLU output (`swiglu int12 | int16`): int16 x, int8 weights in GEMV blocks
+GEMV_X16_TOK = KernelSpec("gemv_x16_tok_i16", "wide.c", tuple(
+    Param("x", "const int16_t *", "[n_in] input: int12 or int16 values, stored in int16") if p.name == "x" else p
+    for p in _tok_params(_linear_params("int16_t", False))), _gemv_x16_tok, linear_wide_tok_work,
+    "int8 weights x int16 input -> int16 on an input with a per-token factor, int32 sums (n_in * max|x| * 127 < 2^31), "
+    "rows in blocks of 8 (wide.h)", bounds=K.I16, tiling="rows", row_bytes=_int8_row, prefill="gemm", fragment="rows")
+
+
+def _w16_row(s) -> int:
+    """An int16 weight row: 2 n_in bytes."""
+    return 2 * s.arg("n_in").value
+
+
+# the classifier on int16 weights (`classifier int16`): int8 x with the final norm's factor, int32 logits
+GEMV_W16_TOK = KernelSpec("gemv_w16_tok_i32", "wide.c", tuple(
+    Param("w", "const int8_t *", "[ceil(n_out/8), n_in, 8] int16 weights in GEMV blocks as little-endian bytes "
+          "(layout.w16_bytes)") if p.name == "w" else p
+    for p in _tok_params(_linear_params("int32_t", False))), _gemv_w16_tok, linear_wide_tok_work,
+    "int16 weights x int8 input -> int32 on an input with a per-token factor, int32 sums (n_in * 127 * 32767 < 2^31), "
+    "rows in blocks of 8 (wide.h)", bounds=K.I32, tiling="rows", row_bytes=_w16_row, prefill="gemm", fragment="rows",
+    weights=(".wh", w16_bytes))
+
+
 def _pk_params(ctype: str) -> tuple[Param, ...]:
     return tuple(Param("w", "const int8_t *", "packed blocks of 8 rows: a chunk schedule and per column 4 int32 words "
                        "w[2j] + 2^16 w[2j+1], 4-byte aligned (packed.pk_pack)") if p.name == "w" else p
@@ -285,6 +317,14 @@ def _swiglu_tok(h, tok, p, gate, up, silu_table, base_shift, n):
 
 def _swiglu16_tok(h, tok, p, gate, up, silu_table, base_shift, n):
     h[:], tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift)
+
+
+def _swiglu_tok_wide(h, tok, p, gate, up, silu_table, qmax, base_shift, n):
+    h[:], tok[:] = K.swiglu_tok(gate, up, silu_table, base_shift, qmax)
+
+
+def _swiglu16_tok_wide(h, tok, p, gate, up, silu_table, qmax, base_shift, n):
+    h[:], tok[:] = K.swiglu_tok_g16(gate, up, silu_table, base_shift, qmax)
 
 
 def _residual_add(y, a, b, n):
@@ -519,6 +559,31 @@ SWIGLU16_TOK = KernelSpec("swiglu16_tok_i8", "swiglu16.c", _p("""
     split=Split(("h", "gate", "up"), "n", unit="n", passes=("swiglu16_tok_i8_span", "swiglu16_tok_i8_out")),
     calls=("swiglu16_tok_i8", "swiglu16_tok_i8_span", "swiglu16_tok_i8_out"), fragment="split")
 
+
+
+def swiglu_wide(g16: bool) -> KernelSpec:
+    """The SwiGLU with a wide output (`swiglu int12 | int16`): the per-token absmax scale makes the token's largest
+    qmax (2047 or 32767), stored in int16; two forks as swiglu_tok_i8's, one core calls the kernel itself."""
+    name, t, gt = ("swiglu16_tok_i16", 513, "int16_t") if g16 else ("swiglu_tok_i16", 256, "int8_t")
+    return KernelSpec(name, "wide.c", _p(f"""
+        h          | int16_t *         | [n] output, within +-qmax
+        tok        | int32_t *         | [2] the token's factor {{m, s}} for the down projection
+        p          | int32_t *         | [n] scratch: the products
+        gate       | const {gt} *  | [n] gate projection
+        up         | const {gt} *  | [n] up projection
+        silu_table | const int16_t *   | [{t}] silu over the gate's range
+        qmax       | int32_t           | the token's largest output: 2047 (int12) or 32767 (int16)
+        base_shift | int32_t           | the down projection's shift at factor 1
+        n          | int32_t           | hidden units"""), _swiglu16_tok_wide if g16 else _swiglu_tok_wide,
+        elementwise_work, "h = silu(gate) * up * qmax / max|silu(gate) * up| (an integer multiplier), int16 storage"
+        + (", int16 gate and up (silu by a 513-entry table interpolated)" if g16 else "")
+        + "; the token's factor for the down projection", bounds=K.I16,
+        split=Split(("h", "gate", "up"), "n", unit="n", passes=(name + "_span", name + "_out")),
+        calls=(name, name + "_span", name + "_out"), fragment="split")
+
+
+SWIGLU_TOK_WIDE, SWIGLU16_TOK_WIDE = swiglu_wide(False), swiglu_wide(True)
+
 RESIDUAL_ADD = KernelSpec("residual_add_i16", "residual_add.c", _p("""
     y | int16_t *       | [n] output (may equal a: in place)
     a | const int16_t * | [n] the residual stream
@@ -531,7 +596,8 @@ KERNELS: dict[str, KernelSpec] = {k.name: k for k in (
     *(npu_linear_tok(o) for o in OUT), *(gemv_rows(o) for o in OUT), *(gemv_q4_rows(o) for o in OUT), attention_host("int8"), ROPE_K16_COLS,
     *(gemv_rows_tok(o) for o in OUT), attention_host_q12("int8"), attention_host_q12("int16"),
     ATTENTION_HOST_K16T, *(rope(o) for o in ROPE), *(attention(k, q) for q, k in ATTENTION), SWIGLU, SWIGLU_DYN,
-    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
+    RESIDUAL_ADD, RMSNORM_TOK, SWIGLU_TOK, SWIGLU16_TOK, SWIGLU_TOK_WIDE, SWIGLU16_TOK_WIDE, GEMV_X16_TOK,
+    GEMV_W16_TOK, *(gemv_tok(o) for o in OUT), *(gemv_q4_tok(o) for o in OUT),
     *(gemv_pk(o) for o in OUT), *(gemv_pk_tok(o) for o in OUT),
     *RVV_KERNELS.values(), *RVV_Q4_KERNELS.values(), attention_k16_rvv(attention("int16")), swiglu_dyn_rvv(SWIGLU_DYN),
     *(attention_qk_rvv(attention(k, q)) for q, k in ATTENTION if (q, k) != ("int8", "int16")),
@@ -544,7 +610,7 @@ SOURCE_HEADERS = {"host.c": "host.h", "host_tok.c": "host_tok.h", "host_q12.c": 
                   "attention_rvv.c": "attention_rvv.h", "attention_qk_rvv.c": "attention_qk_rvv.h",
                   "swiglu_rvv.c": "swiglu_rvv.h", "swiglu16_rvv.c": "swiglu16_rvv.h", "norm_rvv.c": "norm_rvv.h",
                   "rope_rvv.c": "rope_rvv.h", "rmsnorm_tok_rvv.c": "rmsnorm_tok_rvv.h",
-                  "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h"}
+                  "swiglu16.c": "swiglu16.h", "rmsnorm_tok.c": "rmsnorm_tok.h", "wide.c": "wide.h"}
 # kernel sources that call into another's: the token GEMVs wrap the blocked GEMVs (a host build has no other use of
 # them) and the host's rows GEMVs; norm_rvv takes the scalar path out of bounds
 SOURCE_NEEDS = {"gemv_tok.c": ("gemv.c",), "norm_rvv.c": ("rmsnorm.c",), "gemv_tok_rvv.c": ("gemv_rvv.c",),

@@ -324,14 +324,26 @@ def tok_mantissa(amax: int) -> tuple[int, int]:
     return a, t
 
 
-def absmax_i8(v):
-    """y = floor(v * fm / 2^(23 + t) + 1/2), fm = floor(127 * 2^23 / a), (a, t) = tok_mantissa(max |v|): |y| <= 127
-    (no saturation: |v| <= a * 2^t). v int32 (|v| < 2^31). Returns (y, a, t); the output's unit is a * 2^t / 127 of v's."""
+def absmax_i8(v, qmax: int = 127):
+    """y = floor(v * fm / 2^(23 + t) + 1/2), fm = floor(qmax * 2^23 / a), (a, t) = tok_mantissa(max |v|): |y| <= qmax
+    (no saturation: |v| <= a * 2^t). v int32 (|v| < 2^31). Returns (y, a, t); the output's unit is a * 2^t / qmax of
+    v's. qmax 127 (int8), or 2047 / 32767 for a wide SwiGLU output (`swiglu int12 | int16`: fm < 2^24, v * fm < 2^55)."""
     v = np.asarray(v, dtype=np.int64)
     a, t = tok_mantissa(int(np.abs(v).max()) if v.size else 0)
-    fm = (127 << TOK_FWD_SHIFT) // a
+    fm = (int(qmax) << TOK_FWD_SHIFT) // a
     s = TOK_FWD_SHIFT + t
     return (v * fm + (1 << (s - 1))) >> s, a, t
+
+
+# the SwiGLU output's widths (quantize `swiglu`) and the largest |value| of each: the per-token absmax scale's target
+SWIGLU_BITS = {"int8": 8, "int12": 12, "int16": 16}
+WIDE_MAX = {8: 127, 12: 2047, 16: 32767}
+
+
+def wide_gemv_n_in_max(bits: int) -> int:
+    """The largest n_in whose int32 sums of a wide GEMV hold: n_in * WIDE_MAX[bits] * 127 <= 2^31 - 1 (an int12/int16
+    input by int8 weights, gemv_x16_tok; an int8 input within +-127 by int16 weights, gemv_w16_tok): 8,260 and 516."""
+    return I32[1] // (WIDE_MAX[bits] * 127)
 
 
 def tok_factor(p: int, e: int, base_shift: int) -> tuple[int, int]:
@@ -355,11 +367,11 @@ def rmsnorm_tok(x, gain, gain_shift: int, eps_q: int, base_shift: int):
     return y, tok_factor(a * inv, t - 31 - gain_shift, base_shift)
 
 
-def swiglu_tok(gate, up, silu_table, base_shift: int):
-    """SwiGLU with a per-token absmax scale (`dynamic swiglu_absmax`): y = absmax_i8(silu(gate) * up) (|p| <= 2^22),
-    tok = tok_factor(a, t): the output's unit a * 2^t / 127 of the products'."""
+def swiglu_tok(gate, up, silu_table, base_shift: int, qmax: int = 127):
+    """SwiGLU with a per-token absmax scale (`dynamic swiglu_absmax`): y = absmax_i8(silu(gate) * up, qmax)
+    (|p| <= 2^22), tok = tok_factor(a, t): the output's unit a * 2^t / qmax of the products'."""
     g = np.asarray(gate, dtype=np.int64) + 128
-    y, a, t = absmax_i8(np.asarray(silu_table, dtype=np.int64)[g] * np.asarray(up, dtype=np.int64))
+    y, a, t = absmax_i8(np.asarray(silu_table, dtype=np.int64)[g] * np.asarray(up, dtype=np.int64), qmax)
     return y, tok_factor(a, t, base_shift)
 
 
@@ -378,10 +390,10 @@ def silu16(gate, silu_table):
     return t[j] + (((t[j + 1] - t[j]) * f + (1 << (SILU16_STEP - 1))) >> SILU16_STEP)
 
 
-def swiglu_tok_g16(gate, up, silu_table, base_shift: int):
+def swiglu_tok_g16(gate, up, silu_table, base_shift: int, qmax: int = 127):
     """swiglu_tok on int16 gate and up (`gate_up int16`): p = silu16(gate) * up, |p| <= 32768 * 32768 = 2^30, then
-    y = absmax_i8(p), tok = tok_factor(a, t): the output's unit a * 2^t / 127 of the products'."""
-    y, a, t = absmax_i8(silu16(gate, silu_table) * np.asarray(up, dtype=np.int64))
+    y = absmax_i8(p, qmax), tok = tok_factor(a, t): the output's unit a * 2^t / qmax of the products'."""
+    y, a, t = absmax_i8(silu16(gate, silu_table) * np.asarray(up, dtype=np.int64), qmax)
     return y, tok_factor(a, t, base_shift)
 
 

@@ -75,11 +75,17 @@ def weight_groups(graph: Graph, dep: Deployment) -> dict[str, int]:
     q, errs = dep.quant, Collector()
     linear = [op.name for op in graph.ops if op.kind in LINEAR_KINDS]
     groups = {name: q.group if q.weights == "int4" else 0 for name in linear}
+    if q.classifier == "int16":  # its weights are int16 (quantize.py), whatever `weights` says
+        groups["lm_head"] = 0
     for o in q.overrides:
         hit = [n for n in linear if hint_matches(o.pattern, n)]
         if not hit:
             errs.add(o.pos, f"'{o.pattern.text}' matches no linear layer: weight formats are set per linear layer",
                      "linear layers are named like layers[0].attn.q, layers[*].attn.qkv, layers[*].mlp.*, lm_head")
+        if q.classifier == "int16" and "lm_head" in hit:
+            errs.add(o.pos, f"'{o.pattern.text}' sets lm_head's weight format, which 'classifier int16' sets to int16",
+                     "drop this line for lm_head, or use 'classifier int8'")
+            hit.remove("lm_head")
         for n in hit:
             groups[n] = o.group
     errs.raise_if_errors(SpecError)

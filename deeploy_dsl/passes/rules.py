@@ -37,7 +37,8 @@ def facts(op: Op, c: Ctx) -> dict:
     p = c.q.params.get(op.name, {})
     f = {"kind": op.kind, "out": c.graph.values[op.outputs[0]].dtype}
     if op.kind == OpKind.LINEAR:
-        f["weights"] = "int4" if p.get("group") else "int8"
+        f["weights"] = "int4" if p.get("group") else "int16" if p.get("wbits") == 16 else "int8"
+        f["x"] = c.graph.values[op.inputs[0]].dtype
         f["in_scale"] = "calibrated" if len(op.inputs) < 2 else \
             "factor" if c.graph.values[op.inputs[1]].dtype == "int32" else "shift"
     if op.kind == OpKind.ATTENTION:
@@ -65,6 +66,7 @@ class Pattern:
     gate_up: str | None = None  # swiglu: its gate and up inputs' dtype (quantize `gate_up`)
     scale: str | None = None  # swiglu, rmsnorm: the output's scale, calibrated | per_token (a power of two) | absmax
     in_scale: str | None = None  # linear: its input's scale, calibrated | shift (a power of two per token) | factor
+    x: str | None = None  # linear: its input's dtype; int8 unless the pattern says otherwise (quantize `swiglu`)
     isa: tuple[str, ...] = ()  # the ISA extensions the kernel needs on the target's cores (its `isa`)
     vlen: int = 0  # and the vector length it needs at least (the target's `vlen`)
     when: Callable | None = None
@@ -74,9 +76,11 @@ class Pattern:
         object.__setattr__(self, "engine", Engine(self.engine))
         if self.out is not None:
             object.__setattr__(self, "out", DType(self.out))
+        if self.kind == OpKind.LINEAR and self.x is None:  # every GEMV but the wide one reads int8
+            object.__setattr__(self, "x", "int8")
 
     def matches(self, f: dict, engine: str, op: Op, c: Ctx) -> bool:
-        for key in ("kind", "out", "weights", "keys", "queries", "gate_up", "scale", "in_scale"):
+        for key in ("kind", "out", "weights", "x", "keys", "queries", "gate_up", "scale", "in_scale"):
             want = getattr(self, key)
             if want is not None and f.get(key) != want:
                 return False
@@ -92,8 +96,8 @@ class Pattern:
     @property
     def text(self) -> str:
         parts = [f"{self.kind} on {self.engine}"] + [f"{k} {getattr(self, k)}"
-                                                     for k in ("out", "weights", "keys", "queries", "gate_up", "scale",
-                                                               "in_scale")
+                                                     for k in ("out", "weights", "x", "keys", "queries", "gate_up",
+                                                               "scale", "in_scale")
                                                      if getattr(self, k) is not None]
         if self.isa:
             parts.append(self.isa_text)
@@ -285,6 +289,24 @@ def build_swiglu16_tok(op: Op, c: Ctx, k: KernelSpec):
          f"interpolated; tok = its factor for the down projection, [{n}]")
 
 
+def build_swiglu_tok_wide(op: Op, c: Ctx, k: KernelSpec):
+    """silu(gate) * up with a per-token absmax scale to a wide output (`swiglu int12 | int16`): the token's largest
+    becomes 2047 or 32767 (int16 storage), the token's factor goes to the down projection. Two passes over all cores as
+    the int8 output's."""
+    args, _ = build_swiglu_tok(op, c, k)
+    qmax, n = c.q.params[op.name]["qmax"], c.graph.values[op.outputs[0]].shape[0]
+    return {**args, "qmax": _int(qmax)}, \
+        f"h = int16(silu(gate) * up * {qmax} / max|silu(gate) * up|), tok = its factor for the down projection, [{n}]"
+
+
+def build_linear_wide(op: Op, c: Ctx, k: KernelSpec):
+    """A GEMV with a wide operand on an input with a per-token factor (wide.c): the down projection on an int12/int16
+    SwiGLU output, or the classifier on int16 weights; int32 sums (the checker bounds n_in), each row requantized in 64
+    bits with its multiplier times the token's."""
+    args, math = build_linear_tok(op, c, k)
+    return args, math + (", W int16" if k.name == "gemv_w16_tok_i32" else f", x {c.graph.values[op.inputs[0]].dtype}")
+
+
 def build_residual_add(op: Op, c: Ctx, k: KernelSpec):
     """The residual add, saturating to int16, in place."""
     n = c.graph.values[op.outputs[0]].shape[0]
@@ -353,8 +375,19 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     Rule("attention_q16_gqa", Pattern("attention", keys="int8", queries="int16"), K["attention_q16"], build_attention),
     Rule("swiglu_i8_table", Pattern("swiglu", gate_up="int8", scale="calibrated"), R.SWIGLU, build_swiglu),
     Rule("swiglu_i8_per_token", Pattern("swiglu", gate_up="int8", scale="per_token"), R.SWIGLU_DYN, build_swiglu_dyn),
-    Rule("swiglu_i8_absmax", Pattern("swiglu", gate_up="int8", scale="absmax"), R.SWIGLU_TOK, build_swiglu_tok),
-    Rule("swiglu16_i8_absmax", Pattern("swiglu", gate_up="int16", scale="absmax"), R.SWIGLU16_TOK, build_swiglu16_tok),
+    Rule("swiglu_i8_absmax", Pattern("swiglu", out="int8", gate_up="int8", scale="absmax"), R.SWIGLU_TOK,
+         build_swiglu_tok),
+    Rule("swiglu16_i8_absmax", Pattern("swiglu", out="int8", gate_up="int16", scale="absmax"), R.SWIGLU16_TOK,
+         build_swiglu16_tok),
+    # a wide SwiGLU output (`swiglu int12 | int16`, int16 storage) and the down projection that reads it
+    *(Rule(f"swiglu{g}_i{o[3:]}_absmax", Pattern("swiglu", out=o, gate_up=f"int{g or 8}", scale="absmax"),
+           R.SWIGLU16_TOK_WIDE if g else R.SWIGLU_TOK_WIDE, build_swiglu_tok_wide)
+      for g in ("", "16") for o in ("int12", "int16")),
+    *(Rule(f"linear_x{x[3:]}_tok_cluster", Pattern("linear", out="int16", weights="int8", x=x, in_scale="factor"),
+           R.GEMV_X16_TOK, build_linear_wide) for x in ("int12", "int16")),
+    # int16 classifier weights (`classifier int16`), on the final norm's per-token factor
+    Rule("linear_w16_tok_i32_cluster", Pattern("linear", out="int32", weights="int16", in_scale="factor"),
+         R.GEMV_W16_TOK, build_linear_wide),
     Rule("residual_add_i16", Pattern("residual_add"), R.RESIDUAL_ADD, build_residual_add),
 )
 NPU_RULES: tuple[Rule, ...] = tuple(
@@ -556,7 +589,7 @@ RVV_RULES: tuple[Rule, ...] = tuple(
          K["attention_q16_rvv"], build_attention),
     Rule("swiglu_i8_per_token_rvv", Pattern("swiglu", scale="per_token", isa=("zve32x",), vlen=RVV.VLEN_MIN),
          K["swiglu_dyn_i8_rvv"], build_swiglu_dyn),
-    Rule("swiglu16_i8_absmax_rvv", Pattern("swiglu", gate_up="int16", scale="absmax", isa=("zve32x",),
+    Rule("swiglu16_i8_absmax_rvv", Pattern("swiglu", out="int8", gate_up="int16", scale="absmax", isa=("zve32x",),
                                            vlen=RVV.VLEN_MIN), K["swiglu16_tok_i8_rvv"], build_swiglu16_tok_rvv),
     Rule("rmsnorm_i8_absmax_rvv", Pattern("rmsnorm", scale="absmax", isa=("zve32x",), vlen=RVV.VLEN_MIN,
                                           when=_short_norm), K["rmsnorm_tok_i8_rvv"], build_rmsnorm_tok_rvv),

@@ -225,6 +225,14 @@ def weights_i8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, s
 
 
+def weights_i16(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int16 (`classifier int16`): (q [rows, cols] within +-32767, scale [rows])."""
+    s = np.abs(w).max(axis=1).astype(np.float64) / 32767.0
+    s[s == 0] = 1.0
+    q = np.clip(np.round(w / s[:, None]), -32767, 32767).astype(np.int16)
+    return q, s
+
+
 def weights_q4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int4 with a scale per group of `group` input channels: (q int8 [rows, cols] in [-8, 7], e uint8 [rows, groups],
     s [rows]) with w ~= q * e[:, col // group] * s[:, None]. The group scales are integers relative to the row's s
@@ -249,7 +257,7 @@ def _mults(reals) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", groups: dict[str, int] | None = None,
              hessians: Hessians | None = None, dynamic: tuple[str, ...] = (), queries: str = "int8",
-             on_gptq_layer=None, gate_up: str = "int8") -> QuantModel:
+             on_gptq_layer=None, gate_up: str = "int8", swiglu: str = "int8", classifier: str = "int8") -> QuantModel:
     """With `hessians` (calibrate's), the weights are rounded by GPTQ (gptq.py) on the same grids, else to nearest.
     groups[op] > 0 (mapping.weight_groups): that linear layer's weights are int4 with a scale per groups[op] input
     channels (weights_q4), in layout.q4_pack's layout for the gemv_q4 kernels; else int8 per row. The embedding
@@ -264,6 +272,10 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     bits, and the scores are q . k / 2^score_shift(q bits, k bits), which the score multiplier takes back too.
     gate_up "int16" (with dynamic "swiglu_absmax"): the gate and up projections' outputs are calibrated for 16 bits,
     and silu is a 513-entry table over the int16 gate, interpolated linearly (kernels.silu16).
+    swiglu "int12" | "int16" (with dynamic "swiglu_absmax"): the SwiGLU's per-token scale makes the token's largest
+    2047 or 32767 instead of 127, and the down projection's multipliers are made for 1/2047 or 1/32767 of the products'
+    unit. classifier "int16": lm_head's weights int16 per row (rounded to nearest, GPTQ or not), whatever `weights`
+    says.
     on_gptq_layer() is called after each linear layer GPTQ has rounded (a progress count)."""
     d: Dims = fm.d
     k_bits, q_bits = K.QK_BITS[keys], K.QK_BITS[queries]
@@ -279,13 +291,16 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
 
     sc["residual"] = act_scale("residual", 16)
 
-    def linear(op: str, src: str, wf: np.ndarray, s_in: float, s_out: float):
+    def linear(op: str, src: str, wf: np.ndarray, s_in: float, s_out: float, wbits: int = 8):
         # rows in blocks of R, interleaved by column: the layout the GEMV kernel walks (layout.py);
         # a tied classifier gets its own blocked copy, since the embedding reads plain rows
-        h = hessians.mean(src) if hessians is not None else None
-        group = (groups or {}).get(op, 0)
+        h = hessians.mean(src) if hessians is not None and wbits == 8 else None
+        group = (groups or {}).get(op, 0) if wbits == 8 else 0
         try:
-            if group:
+            if wbits == 16:  # int16 rounding error is far below what GPTQ corrects
+                q, sw = weights_i16(wf)
+                consts[op + ".wb"] = block_rows(q)
+            elif group:
                 q, e, sw = weights_q4(wf, group) if h is None else gptq_q4(wf, h, group)
                 consts[op + ".wq4"] = q4_pack(q, e, group)
             else:
@@ -306,7 +321,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         mult, shift = _layer_multipliers(fm, op, reals, wf)
         consts[op + ".mult"], consts[op + ".shift"] = mult, np.full(q.shape[0], shift, np.uint8)
         params[op] = {"weight": op + (".wq4" if group else ".wb"), "n_out": int(q.shape[0]),
-                      "n_in": int(q.shape[1]), "group": group}
+                      "n_in": int(q.shape[1]), "group": group, **({"wbits": 16} if wbits == 16 else {})}
 
     def norm(op: str, g: np.ndarray):
         s_out = act_scale(op)
@@ -402,9 +417,10 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
         s_t = float(np.abs(silu).max()) / 32767.0 or 1.0
         consts[p + "mlp.swiglu.silu"] = np.round(silu / s_t).astype(np.int16)
         s_h = sc[p + "mlp.swiglu"] = act_scale(p + "mlp.swiglu")
-        if "swiglu_absmax" in dynamic:  # the multipliers for 1/127 of the products' unit (kernels.swiglu_tok)
-            linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_t * sc[p + "mlp.up"] / 127.0, sc["residual"])
-            params[p + "mlp.swiglu"] = {}
+        if "swiglu_absmax" in dynamic:  # the multipliers for 1/qmax of the products' unit (kernels.swiglu_tok)
+            qmax = K.WIDE_MAX[K.SWIGLU_BITS[swiglu]]
+            linear(p + "mlp.down", p + "mlp.swiglu", lw.w2, s_t * sc[p + "mlp.up"] / qmax, sc["residual"])
+            params[p + "mlp.swiglu"] = {"qmax": qmax} if qmax != 127 else {}
             share_shift(p + "mlp.swiglu", (p + "mlp.down",), TOK_SWIGLU16_ROOM if gate_up == "int16" else TOK_SWIGLU_ROOM,
                         "try without 'dynamic swiglu_absmax'" + (" and 'gate_up int16'" if gate_up == "int16" else ""))
         elif "swiglu" in dynamic:
@@ -425,7 +441,7 @@ def quantize(fm: FloatModel, ranges: dict[str, float], keys: str = "int8", group
     sc["lm_head"] = (ranges.get("lm_head", 0.0) or 1.0) / (1 << LOGIT_BITS)
     tok_final = "final_norm" in dynamic
     linear("lm_head", "final_norm", w.lm_head, sc["final_norm"] / 127.0 if tok_final else sc["final_norm"],
-           sc["lm_head"])
+           sc["lm_head"], 16 if classifier == "int16" else 8)
     if tok_final:
         share_shift("final_norm", ("lm_head",), TOK_NORM_ROOM - params["final_norm"]["gain_shift"],
                     "try without 'dynamic final_norm'")
