@@ -25,6 +25,7 @@
 
 #include "deeploy_kernels.h"
 #include "swiglu16.h"
+#include "wide.h"
 #include "rmsnorm_tok.h"
 #include "dma.h"
 #include "perf.h"
@@ -76,7 +77,11 @@
     X(swiglu16_tok_i8_span, "ppppppiipiiii") X(swiglu16_tok_i8_out, "ppppppiipiiii")                                  \
     X(sample_top_p_i32, "ppiiipp")                                                                                   \
     X(swiglu_dyn_i8_span, "ppppppiipiiii") X(swiglu_dyn_i8_out, "ppppppiipiiii")                                          \
-    X(swiglu_tok_i8_span, "ppppppiipiiii") X(swiglu_tok_i8_out, "ppppppiipiiii")
+    X(swiglu_tok_i8_span, "ppppppiipiiii") X(swiglu_tok_i8_out, "ppppppiipiiii")                                      \
+    X(gemv_x16_tok_i16, "pppppii") X(gemv_w16_tok_i32, "pppppii")                                                     \
+    X(swiglu_tok_i16, "ppppppiii") X(swiglu16_tok_i16, "ppppppiii")                                                  \
+    X(swiglu_tok_i16_span, "ppppppiiipiiii") X(swiglu_tok_i16_out, "ppppppiiipiiii")                                  \
+    X(swiglu16_tok_i16_span, "ppppppiiipiiii") X(swiglu16_tok_i16_out, "ppppppiiipiiii")
 #ifdef DPL_HAVE_GEMV
 #define FNS(X)                                                                                                        \
     FNS_BASE(X) X(gemv_i8, "pppppii") X(gemv_i16, "pppppii") X(gemv_i32, "pppppii") X(gemv_q4_i8, "pppppiii")          \
@@ -319,6 +324,22 @@ static int64_t dispatch(uint32_t fn, void **p, const int64_t *s) {
         rmsnorm_tok_i8_out(p[0], p[1], p[2], p[3], I(4), s[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12));
         return 0;
     case FN_swiglu16_tok_i8: swiglu16_tok_i8(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7)); return 0;
+    case FN_gemv_x16_tok_i16: gemv_x16_tok_i16(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
+    case FN_gemv_w16_tok_i32: gemv_w16_tok_i32(p[0], p[1], p[2], p[3], p[4], I(5), I(6)); return 0;
+    case FN_swiglu_tok_i16: swiglu_tok_i16(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8)); return 0;
+    case FN_swiglu16_tok_i16: swiglu16_tok_i16(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8)); return 0;
+    case FN_swiglu_tok_i16_span:
+        swiglu_tok_i16_span(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8), p[9], I(10), I(11), I(12), I(13));
+        return 0;
+    case FN_swiglu_tok_i16_out:
+        swiglu_tok_i16_out(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8), p[9], I(10), I(11), I(12), I(13));
+        return 0;
+    case FN_swiglu16_tok_i16_span:
+        swiglu16_tok_i16_span(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8), p[9], I(10), I(11), I(12), I(13));
+        return 0;
+    case FN_swiglu16_tok_i16_out:
+        swiglu16_tok_i16_out(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), I(8), p[9], I(10), I(11), I(12), I(13));
+        return 0;
     case FN_swiglu16_tok_i8_span:
         swiglu16_tok_i8_span(p[0], p[1], p[2], p[3], p[4], p[5], I(6), I(7), p[8], I(9), I(10), I(11), I(12));
         return 0;

@@ -45,7 +45,7 @@ if _missing:
 
 KDIR = ROOT / "kernels_c"
 HARNESS = Path(__file__).resolve().parent / "rv32_harness.c"
-SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "swiglu16.c", "rmsnorm_tok.c",
+SOURCES = ["linear.c", "rmsnorm.c", "rope.c", "attention.c", "swiglu.c", "swiglu16.c", "rmsnorm_tok.c", "wide.c",
            "residual_add.c", "embed.c",
            "argmax.c", "dma.c", "tiles.c", "sampler.c"]
 RV_CFLAGS = ["-march=rv32imac", "-mabi=ilp32", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",
@@ -924,6 +924,55 @@ def gen_swiglu16_tok():
     return cases
 
 
+def gen_gemv_wide(fn: str):
+    """gemv_x16_tok_i16 / gemv_w16_tok_i32 (test_wide.py's cases, the extremes the checker admits): kernels.linear_tok."""
+    from test_wide import gemv_w16_cases, gemv_x16_cases
+    from deeploy_dsl.kernels.layout import w16_bytes
+    w16 = fn == "gemv_w16_tok_i32"
+    dt, lim = (np.int32, K.I32) if w16 else (np.int16, K.I16)
+    cases = []
+    for x, w, mult, tok, label in (gemv_w16_cases() if w16 else gemv_x16_cases()):
+        n_out, n_in = w.shape
+        c = Case(fn, label)
+        y = c.out(np.full(n_out, 99, dt))
+        wb = w16_bytes(block_rows(w), {}).reshape(-1) if w16 else block_rows(w).reshape(-1)
+        c.call(fn, y, c.arr(x), c.arr(wb), c.arr(mult), c.arr(tok), n_in, n_out)
+        c.expect(y, K.linear_tok(x, w, mult, tok, *lim), "y")
+        cases.append(c)
+    return cases
+
+
+def gen_swiglu_wide(g16: bool):
+    """swiglu_tok_i16 / swiglu16_tok_i16 in one call, and their two passes on 2..8 cores (test_wide.py's cases)."""
+    from test_wide import swiglu_wide_cases
+    fn, twin = ("swiglu16_tok_i16", K.swiglu_tok_g16) if g16 else ("swiglu_tok_i16", K.swiglu_tok)
+    cases = []
+    for i, (gate, up, table, qmax, base, label) in enumerate(swiglu_wide_cases(g16)):
+        n = gate.size
+        want_h, want_tok = twin(gate, up, table, base, qmax)
+        c = Case(fn, f"{label} qmax={qmax}")
+        h, tok = c.out(np.full(n, 99, np.int16)), c.out(np.zeros(2, np.int32))
+        c.call(fn, h, tok, c.arr(np.zeros(n, np.int32)), c.arr(gate), c.arr(up), c.arr(table), qmax, base, n)
+        c.expect(h, want_h, "h")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+        cores = 2 + i % 7
+        c = Case(f"{fn}_span", f"{label} qmax={qmax} cores={cores}")
+        h, tok, spans = c.out(np.full(n, 99, np.int16)), c.out(np.zeros(2, np.int32)), \
+            c.arr(np.full(2 * cores, 12345, np.int32))
+        args = (h, tok, c.arr(np.zeros(n, np.int32)), c.arr(gate), c.arr(up), c.arr(table), qmax, base, n, spans)
+        cuts = np.sort(np.random.default_rng(i).integers(0, n + 1, cores - 1)).tolist()
+        shares = list(zip([0] + cuts, cuts + [n]))
+        for core in range(cores):
+            c.call(f"{fn}_span", *args, core, cores, *shares[core])
+        for core in reversed(range(cores)):
+            c.call(f"{fn}_out", *args, core, cores, *shares[core])
+        c.expect(h, want_h, "h")
+        c.expect(tok, np.array(want_tok, np.int32), "tok")
+        cases.append(c)
+    return cases
+
+
 def gen_gemv_tok(bits, q4):
     """gemv_tok_iN / gemv_q4_tok_iN (test_pertoken.py's cases): the integers of kernels.linear_tok."""
     from test_pertoken import gemv_tok_cases, q4_weights
@@ -1184,6 +1233,10 @@ GENERATORS: dict[str, Callable[[], list[Case]]] = {
     "rmsnorm_tok_i8_part": gen_rmsnorm_tok,
     "swiglu_tok_i8": gen_swiglu_tok,
     "swiglu16_tok_i8": gen_swiglu16_tok,
+    "gemv_x16_tok_i16": lambda: gen_gemv_wide("gemv_x16_tok_i16"),
+    "gemv_w16_tok_i32": lambda: gen_gemv_wide("gemv_w16_tok_i32"),
+    "swiglu_tok_i16": lambda: gen_swiglu_wide(False),
+    "swiglu16_tok_i16": lambda: gen_swiglu_wide(True),
     "rmsnorm_tok_i8": gen_rmsnorm_tok_passes,
     "residual_add_i16": gen_residual_add,
     "embed_i16": gen_embed,
@@ -1284,6 +1337,8 @@ KERNEL_NAMES = ["linear_i8", "linear_i16", "linear_i32", "rmsnorm_i8", "rope_i8"
                 "attn_exp_av_i8", "attn_out_i8", "zero_i32", "attention_tiled", "swiglu_i8", "swiglu_dyn_i8",
                 "rmsnorm_tok_i8_part", "swiglu_tok_i8", "swiglu_dyn_i8_span", "swiglu_tok_i8_span",
                 "swiglu16_tok_i8", "swiglu16_tok_i8_span", "rmsnorm_tok_i8", "rmsnorm_tok_i8_span",
+                "gemv_x16_tok_i16", "gemv_w16_tok_i32", "swiglu_tok_i16", "swiglu_tok_i16_span", "swiglu16_tok_i16",
+                "swiglu16_tok_i16_span",
                 "residual_add_i16", "embed_i16", "argmax_i32", "sample_top_p_i32", "dma", "linear_tile_load", "kv_tile_load"]
 
 
