@@ -123,7 +123,8 @@ def _quant_stage(dep: Deployment, fm: FloatModel, tok: Tokenizer | None, graph: 
         fm = FloatModel(replace(smoothed, pos=fm.w.pos), dep.model.dims)
     hessians = input_hessians(dep.model.dims) if dep.quant.rounding == "gptq" else None
     ranges = calibrate(fm, dep.quant.calibration, tok, hessians)
-    n_linear = sum(op.kind == "linear" for op in graph.ops)
+    # GPTQ rounds every linear layer but an int16 classifier (rounded to nearest)
+    n_linear = sum(op.kind == "linear" for op in graph.ops) - (dep.quant.classifier == "int16")
     with progress.task("GPTQ rounding", n_linear, when=hessians is not None) as tick:
         quant = quantize(fm, ranges, keys=dep.quant.keys, groups=weight_groups(graph, dep), hessians=hessians,
                          dynamic=dep.quant.dynamic, queries=dep.quant.queries, gate_up=dep.quant.gate_up,

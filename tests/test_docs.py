@@ -158,6 +158,8 @@ def test_every_documented_choice_and_example_is_accepted(starter):
     text = with_line(starter.read_text(), "quantize", "keys int8", "keys")  # queries int16 takes int8 keys
     text = with_line(text, "quantize", "dynamic final_norm, swiglu_absmax", "dynamic")  # gate_up int16 takes it
     text = with_line(text, "quantize", "gate_up int8", "gate_up")  # dynamic swiglu (a power of two) takes int8
+    text = with_line(text, "quantize", "swiglu int8", "swiglu")  # so does the SwiGLU output's width
+    text = with_line(text, "quantize", "classifier int8", "classifier")  # and int16 needs dynamic final_norm
     for k in KEYS:
         for line in [k.example] + [f"{k.name} {c}" for c in k.choices if k.name not in ("tied", "strict")]:
             found = [m for m in diagnostics(with_line(text, k.block, line, k.name), starter) if "cores = 8" not in m]

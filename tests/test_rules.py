@@ -289,7 +289,7 @@ def test_every_step_records_the_rule_that_fired(base):
     # every cluster rule fires but the other variant of each quantize knob (and the blocked int8 GEMV's, which the
     # packed GEMV's rules take before them on RV32 cores): RoPE on int16 values only with int16 keys,
     # the int4 GEMVs only with int4 weights, one SwiGLU rule per `dynamic` setting, the wider queries' rules only
-    # with `queries int12 | int16`
+    # with `queries int12 | int16`, the wide SwiGLU outputs' only with `swiglu int12 | int16`
     q = base.dep.quant
     assert q.queries == "int8"
     unused = ({"rope_i16_q14", "attention_k16_gqa"} if q.keys != "int16" else {"attention_i8_gqa"}) \
@@ -301,6 +301,7 @@ def test_every_step_records_the_rule_that_fired(base):
         | ({"rmsnorm_i16_to_i8_absmax"} if "norm" not in q.dynamic else set()) \
         | ({"swiglu_i8_absmax"} if "swiglu_absmax" not in q.dynamic else set()) \
         | {"swiglu16_i8_absmax"} \
+        | {"swiglu_i12_absmax", "swiglu_i16_absmax", "swiglu16_i12_absmax", "swiglu16_i16_absmax"} \
         | ({n for n in names if "_tok_" in n} if not {"norm", "swiglu_absmax"} & set(q.dynamic) else set())
     assert {s.rule for s in base.plan.steps} == {n for n, r in names.items()
                                                  if r.engine == "cluster" and r not in HOST_RULES + RVV_RULES} - unused

@@ -300,9 +300,9 @@ def build_swiglu_tok_wide(op: Op, c: Ctx, k: KernelSpec):
 
 
 def build_linear_wide(op: Op, c: Ctx, k: KernelSpec):
-    """A GEMV with a wide operand on an input with a per-token factor (wide.c): the down projection on an int12/int16
-    SwiGLU output, or the classifier on int16 weights; int32 sums (the checker bounds n_in), each row requantized in 64
-    bits with its multiplier times the token's."""
+    """A GEMV with a wide operand whose activations carry a per-token factor (wide.c): the down projection on an
+    int12/int16 SwiGLU output, or the classifier on int16 weights; int32 sums (the checker bounds n_in), each row
+    requantized in 64 bits with its multiplier times the token's."""
     args, math = build_linear_tok(op, c, k)
     return args, math + (", W int16" if k.name == "gemv_w16_tok_i32" else f", x {c.graph.values[op.inputs[0]].dtype}")
 
