@@ -17,9 +17,9 @@ from ..errors import Collector, Pos
 from ..model.hfconfig import HFConfig, read_config
 from ..kernels.layout import NPU_K
 from ..kinds import Engine
-from ..kernels.twins import QK_BITS, QK_MAX, SWIGLU_BITS, WIDE_MAX, qk_head_size_max, score_shift, wide_gemv_n_in_max
+from ..kernels.twins import QK_BITS, QK_MAX, qk_head_size_max, score_shift
 from ..quant.quantize import CALIB_SEQ_LEN, CALIB_TEXT_MAX_BYTES
-from .language import (CALIBRATE, HOLDABLE, SAMPLERS, SMOOTH_FORMS, WEIGHT_FORMATS, block_names,
+from .language import (CALIBRATE, check_wide, HOLDABLE, SAMPLERS, SMOOTH_FORMS, WEIGHT_FORMATS, block_names,
                        check_target_fields, choices, default, dim_keys, keys, target_field)
 from .parse import Block, Doc, Mapping, Setting, Value, apply_overrides, parse_file
 from .spec import (Calibration, Deployment, Dims, Energy, GenSpec, MapHint, MemLevel, ModelSpec, Npu, QuantSpec,
@@ -488,38 +488,11 @@ def _quantize(b: Block | None, base: Path, errs: Collector, file_pos: Pos, dims:
                  "beyond what a calibrated or power-of-two int8 output takes in 32 bits",
                  "add 'swiglu_absmax' to the quantize block's dynamic line (or use 'gate_up int8')")
     swiglu, classifier = (r.choice(k, choices("quantize", k), default("quantize", k)) for k in ("swiglu", "classifier"))
-    _check_wide(swiglu, classifier, dynamic, dims, r, errs)
+    check_wide(swiglu, classifier, dynamic, dims, r.pos, errs)
     alpha, down = _smooth(r, errs)
     return QuantSpec(weights, gran, "int8", calib, kv, residual, r.block_pos, k_type, group,
                      vals[0].pos if (vals := r.values("weights")) else r.block_pos, rounding, overrides, dynamic,
                      queries, alpha, r.pos("smooth"), gate_up, down, swiglu, classifier)
-
-
-def _check_wide(swiglu: str, classifier: str, dynamic: tuple[str, ...], dims: Dims | None, r: _Reader,
-                errs: Collector) -> None:
-    """A wide SwiGLU output or classifier needs its input's per-token absmax scale (it bounds the values), and the
-    GEMV's int32 sums must hold n_in products of the widest input by the widest weight (kernels.wide_gemv_fits)."""
-    if swiglu != "int8" and "swiglu_absmax" not in dynamic:
-        errs.add(r.pos("swiglu"), f"swiglu {swiglu} needs the SwiGLU's per-token absmax scale, which bounds the output "
-                 "the down projection's int32 sums take", "add 'swiglu_absmax' to the quantize block's dynamic line "
-                 "(or use 'swiglu int8')")
-    if classifier == "int16" and "final_norm" not in dynamic:
-        errs.add(r.pos("classifier"), "classifier int16 needs the final norm's per-token absmax scale, which keeps "
-                 "the classifier's input within +-127 for its int32 sums", "add 'final_norm' to the quantize block's "
-                 "dynamic line (or use 'classifier int8')")
-    if dims is None:
-        return
-    for key, bits, n_in, what in (("swiglu", SWIGLU_BITS[swiglu], dims.hidden, "hidden"),
-                                  ("classifier", 16 if classifier == "int16" else 8, dims.dim, "dim")):
-        if bits == 8:
-            continue
-        top = wide_gemv_n_in_max(bits)
-        if n_in > top:
-            x, w = (WIDE_MAX[bits], 127) if key == "swiglu" else (127, WIDE_MAX[bits])
-            errs.add(r.pos(key), f"{key} int{bits}: the {'down projection' if key == 'swiglu' else 'classifier'} sums "
-                     f"{what} {n_in} products of up to {x:,} x {w:,}, up to {n_in * x * w:,}, beyond the int32 its "
-                     f"GEMV adds in (it holds for {what} up to {top})",
-                     "use 'swiglu int12' (or int8)" if key == "swiglu" and bits == 16 else f"use '{key} int8'")
 
 
 def _smooth(r: _Reader, errs: Collector) -> tuple[float | None, float | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..kernels.twins import SWIGLU_BITS, WIDE_MAX, wide_gemv_n_in_max
 from ..kinds import Engine
 
 
@@ -364,3 +365,31 @@ def check_target_fields(name: str, data) -> None:
                 and (section not in OPTIONAL_SECTIONS or section in data):
             raise ValueError(f"target {name}: missing field {fl.path!r}")
 
+
+# ---- checks that go with the quantize rows `swiglu` and `classifier` ----------------------------------------------
+
+def check_wide(swiglu: str, classifier: str, dynamic: tuple[str, ...], dims, pos, errs) -> None:
+    """A wide SwiGLU output or classifier needs its input's per-token absmax scale (it bounds the values), and the
+    GEMV's int32 sums must hold n_in products of the widest input by the widest weight (kernels.wide_gemv_n_in_max).
+    pos(key): the setting's place; errs: the checker's Collector."""
+    if swiglu != "int8" and "swiglu_absmax" not in dynamic:
+        errs.add(pos("swiglu"), f"swiglu {swiglu} needs the SwiGLU's per-token absmax scale, which bounds the output "
+                 "the down projection's int32 sums take", "add 'swiglu_absmax' to the quantize block's dynamic line "
+                 "(or use 'swiglu int8')")
+    if classifier == "int16" and "final_norm" not in dynamic:
+        errs.add(pos("classifier"), "classifier int16 needs the final norm's per-token absmax scale, which keeps "
+                 "the classifier's input within +-127 for its int32 sums", "add 'final_norm' to the quantize block's "
+                 "dynamic line (or use 'classifier int8')")
+    if dims is None:
+        return
+    for key, bits, n_in, what in (("swiglu", SWIGLU_BITS[swiglu], dims.hidden, "hidden"),
+                                  ("classifier", 16 if classifier == "int16" else 8, dims.dim, "dim")):
+        if bits == 8:
+            continue
+        top = wide_gemv_n_in_max(bits)
+        if n_in > top:
+            x, w = (WIDE_MAX[bits], 127) if key == "swiglu" else (127, WIDE_MAX[bits])
+            errs.add(pos(key), f"{key} int{bits}: the {'down projection' if key == 'swiglu' else 'classifier'} sums "
+                     f"{what} {n_in} products of up to {x:,} x {w:,}, up to {n_in * x * w:,}, beyond the int32 its "
+                     f"GEMV adds in (it holds for {what} up to {top})",
+                     "use 'swiglu int12' (or int8)" if key == "swiglu" and bits == 16 else f"use '{key} int8'")
