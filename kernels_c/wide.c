@@ -53,30 +53,30 @@ WIDE_INLINE int32_t wide_shift(const int32_t *tok, int32_t *drop) {
         (acc)[4] = a4, (acc)[5] = a5, (acc)[6] = a6, (acc)[7] = a7;                                         \
     } while (0)
 
-void gemv_x16_tok_i16(int16_t *y, const int16_t *x, const int8_t *w, const int32_t *mult, const int32_t *tok,
+void gemv_x16_tok_i16(int16_t *y, const int16_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
                       int32_t n_in, int32_t n_out) {
     int32_t drop, o, r;
-    const int32_t s = wide_shift(tok, &drop);
+    const int32_t s = wide_shift(shift, &drop);
     for (o = 0; o < n_out; o += WR, w += n_in * WR) {
         int32_t acc[WR];
         const int32_t rows = n_out - o < WR ? n_out - o : WR;
         WIDE_BLOCK(acc, x, w, n_in);
         for (r = 0; r < rows; r++)
-            y[o + r] = (int16_t)wide_requant(acc[r], mult[o + r], (uint32_t)tok[0], drop, s, INT16_MIN, INT16_MAX);
+            y[o + r] = (int16_t)wide_requant(acc[r], mult[o + r], (uint32_t)shift[0], drop, s, INT16_MIN, INT16_MAX);
     }
 }
 
-void gemv_w16_tok_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *tok,
+void gemv_w16_tok_i32(int32_t *y, const int8_t *x, const int8_t *w, const int32_t *mult, const int32_t *shift,
                       int32_t n_in, int32_t n_out) {
     const int16_t *w16 = (const int16_t *)(const void *)w; /* the bytes of int16 blocks, 2-byte aligned */
     int32_t drop, o, r;
-    const int32_t s = wide_shift(tok, &drop);
+    const int32_t s = wide_shift(shift, &drop);
     for (o = 0; o < n_out; o += WR, w16 += n_in * WR) {
         int32_t acc[WR];
         const int32_t rows = n_out - o < WR ? n_out - o : WR;
         WIDE_BLOCK(acc, x, w16, n_in);
         for (r = 0; r < rows; r++)
-            y[o + r] = wide_requant(acc[r], mult[o + r], (uint32_t)tok[0], drop, s, INT32_MIN, INT32_MAX);
+            y[o + r] = wide_requant(acc[r], mult[o + r], (uint32_t)shift[0], drop, s, INT32_MIN, INT32_MAX);
     }
 }
 

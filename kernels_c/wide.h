@@ -5,14 +5,16 @@
 
 #include <stdint.h>
 
-/* y = sat16(requant_token(W x)): x int16 (int12 or int16 values), W int8 in GEMV blocks, tok = {m, s} the token's
- * factor (kernels.linear_tok); exact while n_in * max|x| * 127 < 2^31 (the checker's bound) */
+/* y = sat16(requant_token(W x)): x int16 (int12 or int16 values), W int8 in GEMV blocks, shift = {m, s} the token's
+ * factor (kernels.linear_tok, named as in gemv_tok.c); exact while n_in * max|x| * 127 < 2^31 (the checker's bound) */
 void gemv_x16_tok_i16(int16_t *y /* [n_out] */, const int16_t *x /* [n_in] */, const int8_t *w /* blocks */,
-                      const int32_t *mult /* [n_out] */, const int32_t *tok /* [2] */, int32_t n_in, int32_t n_out);
+                      const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                      int32_t n_in, int32_t n_out);
 /* y = requant_token(W x), int32: x int8 within +-127, W int16 in GEMV blocks stored as little-endian bytes
  * (layout.w16_bytes, 2-byte aligned); exact while n_in * 127 * 32767 < 2^31 */
 void gemv_w16_tok_i32(int32_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* int16 blocks */,
-                      const int32_t *mult /* [n_out] */, const int32_t *tok /* [2] */, int32_t n_in, int32_t n_out);
+                      const int32_t *mult /* [n_out] */, const int32_t *shift /* [2] the token's {m, s} */,
+                      int32_t n_in, int32_t n_out);
 
 /* h = silu(gate) * up * qmax / max|silu(gate) * up| (kernels.swiglu_tok with qmax 2047 or 32767), stored in int16;
  * tok = the token's factor for the down projection; both passes on one core */

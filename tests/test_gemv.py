@@ -132,7 +132,11 @@ def test_layout_round_trip(shape):
 
 def test_layout_rejects_bad_input():
     with pytest.raises(ValueError):
-        L.block_rows(np.zeros((4, 4), np.int16))
+        L.block_rows(np.zeros((4, 4), np.int32))
+    with pytest.raises(ValueError):
+        L.block_rows(np.zeros((4, 4), np.float32))
+    w16 = np.arange(-40, 40, dtype=np.int16).reshape(5, 16)  # int16 (`classifier int16`) round-trips
+    assert np.array_equal(L.unblock_rows(L.block_rows(w16), 5), w16)
     with pytest.raises(ValueError):
         L.block_rows(np.zeros(4, np.int8))
     with pytest.raises(ValueError):

@@ -55,8 +55,10 @@ def block_rows(w: np.ndarray) -> np.ndarray:
 def unblock_rows(wb: np.ndarray, n_out: int) -> np.ndarray:
     """The inverse of block_rows: wb int8 (or int16) [n_blocks, n_in, R] -> W [n_out, n_in] (padding dropped)."""
     wb = np.asarray(wb)
-    if wb.dtype not in (np.int8, np.int16) or wb.ndim != 3 or wb.shape[2] != ROWS_PER_BLOCK or wb.shape[0] != n_blocks(n_out):
-        raise ValueError(f"unblock_rows wants int8 [{n_blocks(n_out)}, n_in, {ROWS_PER_BLOCK}], got {wb.dtype} {wb.shape}")
+    if wb.dtype not in (np.int8, np.int16) or wb.ndim != 3 or wb.shape[2] != ROWS_PER_BLOCK \
+            or wb.shape[0] != n_blocks(n_out):
+        raise ValueError(f"unblock_rows wants int8 or int16 [{n_blocks(n_out)}, n_in, {ROWS_PER_BLOCK}], "
+                         f"got {wb.dtype} {wb.shape}")
     n_in = wb.shape[1]
     return np.ascontiguousarray(wb.transpose(0, 2, 1).reshape(wb.shape[0] * ROWS_PER_BLOCK, n_in)[:n_out])
 
