@@ -155,6 +155,6 @@ def _compile(dep: Deployment) -> Compiled:
     plan = check_plan(group_forks(tiled, dep), "fork grouping")
     alloc = allocate(plan, dep)
     check_plan(plan, "allocation", alloc)
-    pre = build_prefill(adopt_kernels(lowered, tiled), alloc, dep)
+    pre = build_prefill(adopt_kernels(lowered, tiled), alloc, dep, {s.op: s.staging.tiles for s in tiled.steps})
     check_plan(pre.plan, "the prefill plan", pre.alloc)
     return Compiled(dep, weights, tok, fm, ranges, quant, graph, plan, alloc, pre)

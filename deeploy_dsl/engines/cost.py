@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from ..frontend.spec import Deployment, Target
 from ..ir.graph import Plan, Step
-from ..kernels.layout import npu_packed_bytes
 from ..kernels.twins import NPU_TOK_ROWS
-from ..kinds import ArgKind, Engine, Mode
+from ..kernels.layout import ROWS_PER_BLOCK, npu_packed_bytes
+from ..kinds import ArgKind, Engine, Mode, TileScheme
 from ..passes.prefill import mode
 
 
@@ -73,9 +73,19 @@ class Work:
 # ---- the cost functions a KernelSpec names: (step, plan, deployment, n_tok, pos, pos0) -> Work ----
 
 def linear_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:
-    """A cluster GEMV: MACs over the cores plus a fork."""
-    macs = s.macs * n_tok
-    return Work(cluster_linear_cycles(dep.target, s.cores, macs), macs)
+    """A cluster GEMV: per tile of rows (all of them untiled), the busiest core's share of whole blocks of
+    ROWS_PER_BLOCK rows and a fork; a tile of fewer blocks than cores leaves cores idle."""
+    t = dep.target
+    n_out, n_in = s.arg("n_out").value, s.arg("n_in").value
+    tiling = s.staging.tiling
+    tile = tiling.tile if tiling is not None and tiling.kind == TileScheme.ROWS else n_out
+    fork = t.fork_cycles if s.cores > 1 else 0
+    compute = 0.0
+    for r0 in range(0, n_out, tile):
+        rows = min(tile, n_out - r0)
+        busiest = min(math.ceil(math.ceil(rows / ROWS_PER_BLOCK) / s.cores) * ROWS_PER_BLOCK, rows)
+        compute += busiest * n_in * n_tok / t.macs_per_cycle_per_core + fork
+    return Work(math.ceil(compute), s.macs * n_tok)
 
 
 def linear_q4_work(s: Step, plan: Plan, dep: Deployment, n_tok: int, pos: int, pos0: int) -> Work:

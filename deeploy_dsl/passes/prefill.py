@@ -87,14 +87,15 @@ def _check_kv(decode: Allocation, pre: Allocation) -> None:
         raise AssertionError("prefill and decode place the KV cache differently")
 
 
-def build(lowered: Plan, decode_alloc: Allocation, dep: Deployment) -> Prefill:
-    """The prefill plan with the largest chunk up to generate.prefill that the memory holds."""
+def build(lowered: Plan, decode_alloc: Allocation, dep: Deployment, counts: dict[str, int] | None = None) -> Prefill:
+    """The prefill plan with the largest chunk up to generate.prefill that the memory holds; counts: the decode
+    plan's tile count per linear layer, kept where it fits."""
     wanted = chunk = min(dep.generate.prefill, dep.model.dims.context)
     first_err = None
     while chunk >= 1:
         try:
             pp = derive(lowered, chunk)
-            tiled = PrefillTiler(pp, dep).run()
+            tiled = PrefillTiler(pp, dep, counts=counts).run()
             plan = group_forks(replace(tiled, chunk=chunk, scaled=pp.scaled), dep)
             alloc = allocate(plan, dep)
             _check_kv(decode_alloc, alloc)

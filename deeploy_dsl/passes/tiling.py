@@ -9,9 +9,10 @@ cache in L2) is moved by DMA, in one of three ways, chosen per step by its kerne
     the scores of that head's query group stay in L1.
   * staged: anything else small (a norm's gains, a table, the token's embedding row, a RoPE row)
     is copied in whole before the kernel, and a KV-cache row the kernel writes is copied out after.
-A step whose operands all live in L1 moves nothing. Tile sizes take the largest tile that fits the
-L1 budget beside what is live at that step: bytes moved are fixed by the scheme, so fewer, larger
-tiles only save per-transfer overhead.
+A step whose operands all live in L1 moves nothing. Bytes moved are fixed by the scheme. A linear layer
+takes, of the tile counts that fit the L1 budget beside what is live at that step, the one the cost model
+prices lowest: one tile cannot overlap its DMA with compute, and each tile costs DMA set-ups and a fork whose
+cores share only that tile's blocks. Attention takes the largest tile that fits.
 """
 from __future__ import annotations
 
@@ -59,8 +60,11 @@ class Tiler:
     # the prefill's tiler starts from its choices, adopt_kernels)
     fallback = True
 
-    def __init__(self, plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None = None):
-        self.plan, self.dep, self.cycles = plan, dep, cycles
+    def __init__(self, plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None = None,
+                 counts: dict[str, int] | None = None):
+        # counts: a linear layer's tile count to keep where it fits (the prefill takes the decode plan's, so both
+        # plans share the step's body)
+        self.plan, self.dep, self.cycles, self.counts = plan, dep, cycles, counts or {}
         self.l1 = dep.memory[0]
         self.align = self.l1.alignment
         self.weights_far = dep.level_holding("weights").name != self.l1.name
@@ -122,24 +126,36 @@ class Tiler:
             return self.finish(s, None, xfers, 1, 0)
         room = avail - used
         blocks = n_blocks(n_out)
-        # tiles are whole blocks of R rows (the GEMV layout); fewest tiles first, since the bytes
-        # moved are the same for all and each tile costs a DMA setup
+        # tiles are whole blocks of R rows (the GEMV layout); the tile counts whose buffers fit, fewest first
+        fits = []
         for n_tiles in range(1, blocks + 1):
             per = math.ceil(blocks / n_tiles)
-            if math.ceil(blocks / per) != n_tiles:
-                continue
-            rows = per * ROWS_PER_BLOCK
-            need = self.nbuf(n_tiles) * sum(align(rows * b, self.align) for b in per_row)
-            if need <= room:
-                break
-        else:
+            if math.ceil(blocks / per) == n_tiles and \
+                    self.nbuf(n_tiles) * sum(align(per * ROWS_PER_BLOCK * b, self.align) for b in per_row) <= room:
+                fits.append(n_tiles)
+        if not fits:
             smallest = sum(align(ROWS_PER_BLOCK * b, self.align) for b in per_row) * self.nbuf(blocks)
             if self.fallback and s.spec.fallback is not None:  # the unpacked rows take half the bytes
                 return self.tile_linear(unpacked(s, f"packed weights: one block needs {smallest:,} B of "
                                                     f"{self.l1.name}, {room:,} B free: unpacked"), avail)
             return self.no_fit(s, avail - used, smallest, f"one block of {ROWS_PER_BLOCK} weight rows with their "
                                                           "multipliers and shifts")
-        padded, rows = rows, min(rows, n_out)
+        n_tiles = fits[0]
+        if self.counts.get(s.op) in fits:
+            n_tiles = self.counts[s.op]
+        elif self.cycles and len(fits) > 1 and self.l1.double_buffer:
+            # the bytes moved are the same for any count, but one tile cannot overlap its DMA with compute and each
+            # tile costs DMA set-ups: the count the cost model prices lowest (the fewest tiles on a tie)
+            priced = [(self.cycles(self.rows_tiled(s, n, per_row, xfers), self.plan), n) for n in fits]
+            n_tiles = min(priced)[1]
+        return self.rows_tiled(s, n_tiles, per_row, xfers)
+
+    def rows_tiled(self, s: Step, n_tiles: int, per_row: tuple[int, ...], xfers: list[Xfer]) -> Step:
+        """A linear layer's weight rows streamed in n_tiles tiles of whole blocks."""
+        n_out = s.arg("n_out").value
+        wrow = per_row[0]
+        padded = math.ceil(n_blocks(n_out) / n_tiles) * ROWS_PER_BLOCK
+        rows = min(padded, n_out)
         k = self.nbuf(n_tiles)
         bufs = {"w": tuple(self.new_buf(f"{s.op}.w_tile{b}", "int8", padded, wrow) for b in range(k)),
                 "mult": tuple(self.new_buf(f"{s.op}.mult_tile{b}", "int32", rows) for b in range(k)),
@@ -256,8 +272,10 @@ class Tiler:
         if self.fallback:  # the fallback weights no step took
             used = {a.name for s in steps for a in s.args if a.kind == ArgKind.CONST}
             consts = {k: v for k, v in consts.items() if k in used}
-        return replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
-                       dma_lower_bound=self.lower_bound(tuple(steps)), consts=consts)
+        out = replace(self.plan, steps=tuple(steps), values=self.values, report_pos=self.P,
+                      dma_lower_bound=self.lower_bound(tuple(steps)), consts=consts)
+        spans = lifetimes(out)  # the tile buffers of the candidates not taken go
+        return replace(out, values={k: v for k, v in self.values.items() if v.kind != ValueKind.TILE or k in spans})
 
     def lower_bound(self, steps: tuple[Step, ...]) -> int:
         """Every far byte a token needs, moved once: each constant (or the row of it used) that the tiled steps read
