@@ -82,15 +82,21 @@ def test_small_overrides_give_small_diffs(rendered):
     assert set(changed) <= {"main.c", "plan.yaml"}, f"-D generate.tokens=5 changed {sorted(changed)}"
     assert sum(map(len, changed.values())) <= 6, changed
 
-    mapped = render(compile_deployment(DPLY, ["map.lm_head=cluster(cores = 1)"]))
+    cm = compile_deployment(DPLY, ["map.lm_head=cluster(cores = 1)"])
+    mapped = render(cm)
     assert set(mapped) == set(rendered)
     plan_diff = _changed_lines(rendered["plan.yaml"], mapped["plan.yaml"])
-    assert 0 < len(plan_diff) < 10, "\n".join(plan_diff)
+    # lm_head's step and the buffers live at it, nothing else (on 1 core it streams in more, smaller tiles, which the
+    # cost model prices lower, so its tile buffers and their neighbours at that step move)
+    last = len(cm.plan.steps) - 1
+    assert plan_diff and all("lm_head" in ln or f"last_step: {last}," in ln for ln in plan_diff), "\n".join(plan_diff)
     assert any("cores: 1" in ln for ln in plan_diff if ln.startswith("+")), "\n".join(plan_diff)
     others = {k: len(_changed_lines(rendered[k], mapped[k])) for k in rendered
               if k != "plan.yaml" and rendered[k] != mapped[k]}
-    # report.json restates the step's estimates and the per-token totals (cycles, tokens/s, uJ, prefill)
-    assert set(others) <= {"model.c", "model.h", "report.json"} and sum(others.values()) < 30, others
+    # report.json restates the step's estimates and the per-token totals (cycles, tokens/s, uJ, prefill); model.c the
+    # step's tile loop and buffers; the L1 picture its buffers
+    assert set(others) <= {"model.c", "model.h", "report.json", "memory_L1.svg"}, others
+    assert all(n < 60 for k, n in others.items() if k != "memory_L1.svg"), others
 
 
 BAD = {"arena_too_big": "memory.L1=1KiB", "unknown_target": "target=nope"}

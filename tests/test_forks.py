@@ -10,13 +10,22 @@ from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.passes.forks import candidate_runs, fits_in_a_fork
 
 DPLY = Path(__file__).resolve().parents[1] / "deployments/stories260k.dply"
+# without double buffering every linear layer is one tile and q, k, v and gate, up each share one fork; the example's
+# double-buffered L1 streams gate and up in tiles (the cost model prices that lower), and a streamed step forks per tile
+WHOLE = "memory.L1=256KiB holds activations"
+
+
+@pytest.fixture(scope="module")
+def whole(model_dir):
+    return compile_deployment(DPLY, [WHOLE])
 
 
 def groups(plan) -> list[list[str]]:
     return [[m.op for m in plan.steps[s.fork[0]:s.fork[1] + 1]] for s in plan.steps if s.fork and s.fork[0] == s.index]
 
 
-def test_q_k_v_and_gate_up_share_a_fork(compiled):
+def test_q_k_v_and_gate_up_share_a_fork(whole):
+    compiled = whole
     got = groups(compiled.plan)
     want = []
     for i in range(compiled.dep.model.dims.layers):
@@ -30,8 +39,9 @@ def test_q_k_v_and_gate_up_share_a_fork(compiled):
             assert not earlier & {a.name for a in s.args if a.kind == "buf"}
 
 
-def test_a_group_keeps_its_members_buffers_apart(compiled):
+def test_a_group_keeps_its_members_buffers_apart(whole):
     """All members run at once: every buffer a member uses is live over the whole group."""
+    compiled = whole
     spans = lifetimes(compiled.plan)
     for s in compiled.plan.steps:
         if s.fork:
@@ -45,17 +55,23 @@ def test_a_group_keeps_its_members_buffers_apart(compiled):
 
 
 def test_groups_only_where_the_level_holds_them():
-    """At 6 KiB of L1, q, k and v each arrive in one tile but not all three at once: separate forks.
-    At 16 KiB q+k+v fit together but gate+up (2 x 11 KiB of weights) do not; at 32 KiB both do. The packed GEMV's
-    weights take twice the blocked int8 bytes (2 n_in + ceil(n_in/8) a row): the same at twice the budgets."""
+    """Without double buffering (one tile a layer where it fits): at 6 KiB of L1, q, k and v each arrive in one tile
+    but not all three at once: separate forks. At 16 KiB q+k+v fit together but gate+up (2 x 11 KiB of weights) do
+    not; at 32 KiB both do. The packed GEMV's weights take twice the blocked int8 bytes (2 n_in + ceil(n_in/8) a row):
+    the same at twice the budgets. Double-buffered (the example's L1), gate and up stream in tiles from 16 KiB on,
+    each tile a fork of its own, and only q+k+v group."""
     counts = {}
     for budget, gemv in (("6KiB", "auto"), ("16KiB", "auto"), ("32KiB", "auto"), ("32KiB", "packed"),
                          ("64KiB", "packed")):
-        c = compile_deployment(DPLY, [f"memory.L1={budget}", f"gemv={gemv}"])
-        counts[budget, gemv] = [len(g) for g in groups(c.plan)]
-        assert c.alloc.arena_bytes["L1"] <= c.dep.memory[0].size_bytes
-    assert counts == {("6KiB", "auto"): [], ("16KiB", "auto"): [3] * 5, ("32KiB", "auto"): [3, 2] * 5,
-                      ("32KiB", "packed"): [3] * 5, ("64KiB", "packed"): [3, 2] * 5}
+        for held in (" holds activations", ""):
+            c = compile_deployment(DPLY, [f"memory.L1={budget}{held}", f"gemv={gemv}"])
+            counts[budget, gemv, bool(held)] = [len(g) for g in groups(c.plan)]
+            assert c.alloc.arena_bytes["L1"] <= c.dep.memory[0].size_bytes
+    assert counts == {("6KiB", "auto", True): [], ("16KiB", "auto", True): [3] * 5, ("32KiB", "auto", True): [3, 2] * 5,
+                      ("32KiB", "packed", True): [3] * 5, ("64KiB", "packed", True): [3, 2] * 5,
+                      ("6KiB", "auto", False): [], ("16KiB", "auto", False): [3] * 5,
+                      ("32KiB", "auto", False): [3] * 5, ("32KiB", "packed", False): [3] * 5,
+                      ("64KiB", "packed", False): [3] * 5}
     c6 = compile_deployment(DPLY, ["memory.L1=6KiB"])
     assert candidate_runs(c6.plan) and all(s.fork is None for s in c6.plan.steps)
 
@@ -67,9 +83,9 @@ def test_plan_yaml_names_the_group(rendered):
 
 
 @pytest.mark.parametrize("packed", [True, False])
-def test_half_block_shares_give_the_same_integers_on_any_core_count(compiled, tmp_path, packed):
-    """The blocked int8 GEMV (what `gemv auto` takes on siracusa, whose weights stream from L2) shares gate and up out
-    as 86 half blocks of 4 rows, so with 3, 7 or 8 cores some shares start at a block's second half; the packed GEMV
+def test_half_block_shares_give_the_same_integers_on_any_core_count(whole, tmp_path, packed):
+    """With gate and up one tile each (no double buffering), the blocked int8 GEMV (what `gemv auto` takes then on
+    siracusa, whose weights come from L2) shares gate and up out as 86 half blocks of 4 rows, so with 3, 7 or 8 cores some shares start at a block's second half; the packed GEMV
     (`gemv packed`) shares their 44 whole blocks. The per-token SwiGLU runs as two forks whose spans every core combines: the host
     program (which runs the N shares one after another) gives golden's logits, with and without prefill, for every
     core count."""
@@ -79,8 +95,7 @@ def test_half_block_shares_give_the_same_integers_on_any_core_count(compiled, tm
 
     from deeploy_dsl.engines.runner import build_c, run_golden_compiled
 
-    if packed:
-        compiled = compile_deployment(DPLY, ["gemv=packed"])
+    compiled = compile_deployment(DPLY, [WHOLE, "gemv=packed"]) if packed else whole
     exe = build_c(compiled, tmp_path / "build")
     share = "cluster_share(44," if packed else "cluster_share(86,"
     assert f"{share} core, n_cores, &lo, &hi);" in (tmp_path / "build" / "model.c").read_text()
