@@ -6,7 +6,8 @@ from the target's YAML, which says where each figure comes from or that it is an
     MACs plus one element's work per score; element-wise kernels: elements * cycles per element / cores;
   * NPU linear layer: job setup + max(k-blocks * column-blocks * tokens, weight bytes / weight bandwidth);
   * DMA: the tiler's bytes and transfers (bytes / bandwidth + setup per transfer); a double-buffered step
-    with several tiles overlaps it with compute, otherwise it adds;
+    with several tiles overlaps the bytes' moving with compute (not the set-ups, which a core programs), otherwise
+    it adds;
   * energy: MACs, element operations, DMA bytes and NPU weight bytes times their pJ, plus idle power over
     the time the step takes.
 A decode token is the plan's steps at the report position; a prefill of N tokens runs each step once for
@@ -207,7 +208,10 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
         dyn = macs * t.npu.pj_per_mac + wbytes * t.npu.pj_per_weight_byte + s.staging.dma_bytes * e.dma_pj_per_byte
     else:
         overlapped = s.staging.tiling is not None and s.staging.tiling.double_buffer and s.staging.tiles > 1
-        cycles = max(w.compute, dma) + math.ceil(dma / s.staging.tiles) if overlapped else w.compute + dma
+        # a transfer's set-up is a core programming the engine (not overlapped); the bytes move while cores compute
+        move = math.ceil(s.staging.dma_bytes / t.dma_bytes_per_cycle) if s.staging.dma_bytes else 0
+        setup = dma - move
+        cycles = max(w.compute + setup, move) + math.ceil(move / s.staging.tiles) if overlapped else w.compute + dma
         peak = s.cores * t.macs_per_cycle_per_core
         dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.staging.dma_bytes * e.dma_pj_per_byte
     util = macs / (cycles * peak) if macs and cycles else 0.0
