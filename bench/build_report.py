@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from deeploy_dsl.backend.builddir import write_build
+from deeploy_dsl.backend.cmodel import c_ident
 from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.engines.runner import run_golden_compiled
@@ -46,7 +47,7 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run(["make", "-s", "-C", str(out)], check=True)
         print(f"make (cc -O2) of the generated project: {time.perf_counter() - t0:.2f} s")
-        exe = out / c.dep.name
+        exe = out / c_ident(c.dep.name)  # the Makefile names the program as C does (a - becomes _)
         size = subprocess.run(["size", str(exe)], capture_output=True, text=True).stdout.strip().splitlines()
         print("host binary (size):", "  ".join(size))
     src = {k: len(v.encode()) for k, v in files.items() if k.endswith((".c", ".h"))}
