@@ -10,21 +10,6 @@
 
 #define GEMV_Q4_TOK_RVV_ROWS (4 * GEMV_RVV_ROWS) /* rows per chunk: whole blocks, 512 bytes of stack */
 
-/* m2[r] = floor(mult[r] * m / 2^32) >> drop for rows r in [0, rows) */
-static void q4_tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t drop, int32_t rows)
-{
-#if defined(__riscv_vector) || defined(__riscv_zve32x)
-    for (int32_t r = 0; r < rows;) {
-        const int32_t n = rows - r < GEMV_RVV_ROWS ? rows - r : GEMV_RVV_ROWS;
-        __asm__ volatile("vsetvli zero, %2, e32, m8, ta, ma\n\tvle32.v v8, (%1)\n\tvmulhu.vx v8, v8, %3\n\t"
-                         "vsrl.vx v8, v8, %4\n\tvse32.v v8, (%0)"
-                         : : "r"(m2 + r), "r"(mult + r), "r"(n), "r"(m), "r"(drop) : "memory");
-        r += n;
-    }
-#else
-    gemv_tok_mults(m2, mult, m, drop, rows);
-#endif
-}
 
 /* rows [lo, hi) a chunk at a time: each chunk's multipliers, then gemv_q4_rvv_iBITS from the chunk's first block */
 #define GEMV_Q4_TOK_RVV_BODY(BITS, OUT)                                                                            \
@@ -39,7 +24,7 @@ static void q4_tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t d
     for (int32_t o = lo; o < hi;) {                                                                              \
         const int32_t b0 = o - o % GEMV_RVV_ROWS, lane = o - b0;                                                  \
         const int32_t end = hi < b0 + GEMV_Q4_TOK_RVV_ROWS ? hi : b0 + GEMV_Q4_TOK_RVV_ROWS;                      \
-        q4_tok_mults(m2 + lane, mult + o, m, drop, end - o);                                                      \
+        gemv_rvv_tok_mults(m2 + lane, mult + o, m, drop, end - o);                                                \
         gemv_q4_rvv_i##BITS((OUT *)y + b0, x, w + b0 / GEMV_RVV_ROWS * block_bytes, m2, &sh, n_in, end - b0,     \
                             group, lane, end - b0);                                                               \
         o = end;                                                                                                  \

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "gemv.h"
+
 #define GEMV_RVV_ROWS 32 /* must equal deeploy_dsl.kernels.rvv.RVV_ROWS */
 
 void gemv_rvv_i8(int8_t *y /* [n_out] */, const int8_t *x /* [n_in] */, const int8_t *w /* wv */,
@@ -49,6 +51,23 @@ static inline void gemv_rvv_share(int32_t n, int32_t core, int32_t n_cores, int3
     u1 = u0 + base + (core >= first_big ? 1 : 0);
     *lo = u0 * GEMV_RVV_UNIT < n ? u0 * GEMV_RVV_UNIT : n;
     *hi = u1 * GEMV_RVV_UNIT < n ? u1 * GEMV_RVV_UNIT : n;
+}
+
+/* m2[r] = floor(mult[r] * m / 2^32) >> drop for rows r in [0, rows) (gemv.h's gemv_tok_mults, GEMV_RVV_ROWS rows
+ * a vector instruction): the per-token GEMVs' row multipliers (gemv_tok_rvv.c, gemv_q4_tok_rvv.c) */
+static inline void gemv_rvv_tok_mults(int32_t *m2, const int32_t *mult, uint32_t m, int32_t drop, int32_t rows)
+{
+#if defined(__riscv_vector) || defined(__riscv_zve32x)
+    for (int32_t r = 0; r < rows;) {
+        const int32_t n = rows - r < GEMV_RVV_ROWS ? rows - r : GEMV_RVV_ROWS;
+        __asm__ volatile("vsetvli zero, %2, e32, m8, ta, ma\n\tvle32.v v8, (%1)\n\tvmulhu.vx v8, v8, %3\n\t"
+                         "vsrl.vx v8, v8, %4\n\tvse32.v v8, (%0)"
+                         : : "r"(m2 + r), "r"(mult + r), "r"(n), "r"(m), "r"(drop) : "memory");
+        r += n;
+    }
+#else
+    gemv_tok_mults(m2, mult, m, drop, rows);
+#endif
 }
 
 #endif /* DEEPLOY_GEMV_RVV_H */
