@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from deeploy_dsl.engines import spike as S  # noqa: E402
 from deeploy_dsl.kernels import rvv  # noqa: E402
 from deeploy_dsl.kernels import twins as K  # noqa: E402
+from conftest import INT8_EXAMPLE  # noqa: E402
 from test_rvv import HOST_FLAGS, ISA, KDIR, _carr, build_spike, harness  # noqa: E402
 
 needs_spike = pytest.mark.skipif(S.skip_reason() is not None, reason=S.skip_reason() or "")
@@ -432,8 +433,10 @@ def test_accurate_setting_spike_is_bit_exact_with_golden(accurate, tmp_path):
 @needs_spike
 @pytest.mark.slow
 @pytest.mark.parametrize("setting, rule", [
-    (["quantize.keys=int8"], "attention_i8_rvv"), (["quantize.keys=int8", "quantize.queries=int12"], "attention_q12_rvv"),
-    (["quantize.dynamic=norm"], "rmsnorm_i8_absmax_rvv"),
+    # the int8 setting (the example's default before the accurate one) with each change
+    ([*INT8_EXAMPLE, "quantize.keys=int8"], "attention_i8_rvv"),
+    ([*INT8_EXAMPLE, "quantize.keys=int8", "quantize.queries=int12"], "attention_q12_rvv"),
+    ([*INT8_EXAMPLE, "quantize.dynamic=norm"], "rmsnorm_i8_absmax_rvv"),
     (ACCURATE + ["quantize.weights=int4 per_group(32)"], "linear_q4_tok_i32_rvv")])
 def test_other_settings_spike_is_bit_exact_with_golden(model_dir, setting, rule, tmp_path):
     """int8 keys (vqdot.vx scores), int8 keys with int12 queries, `dynamic norm` (every norm per token, every GEMV
