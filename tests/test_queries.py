@@ -69,7 +69,8 @@ def test_c_matches_golden(queries, keys, q12k16, tmp_path):
 def test_q12_streams_k_tiles_through_a_small_l1(tmp_path, model_dir):
     c = compile_deployment(DPLY, [Q12, KEYS16, "memory.L1=16KiB"])
     att = next(s for s in c.plan.steps if s.kernel == "attention_q12k16")
-    assert att.tiling.kind == "positions" and "k" in att.tiling.buffers and att.tiling.tile < c.dep.model.dims.context
+    t = att.staging.tiling
+    assert t.kind == "positions" and "k" in t.buffers and t.tile < c.dep.model.dims.context
     check_host(c, tmp_path, n_new=24)
 
 
