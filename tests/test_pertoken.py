@@ -300,9 +300,12 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
         assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
         assert "unpacked" in steps["layers.0.mlp.down"].reason  # siracusa streams the weights: blocked is cheaper
     if "final_norm" in values:
-        # siracusa streams lm_head in tiles that overlap the packed GEMV's doubled bytes: the cost model packs it
-        assert steps["final_norm"].kernel == "rmsnorm_tok_i8" and steps["lm_head"].kernel == "gemv_pk_tok_i32"
-        assert "packed: ~" in steps["lm_head"].reason
+        # siracusa streams lm_head in tiles that overlap the packed GEMV's doubled bytes: the cost model packs it, but
+        # 6 KiB of L1 cannot hold a block of packed rows beside the rest: the blocked GEMV
+        small = "memory.L1=6KiB" in overrides
+        assert steps["final_norm"].kernel == "rmsnorm_tok_i8"
+        assert steps["lm_head"].kernel == ("gemv_tok_i32" if small else "gemv_pk_tok_i32")
+        assert ("unpacked" if small else "packed: ~") in steps["lm_head"].reason
     check_host(c, tmp_path, n_new=10)
     check_host_cores(c, tmp_path, (3, 8))
 
