@@ -11,6 +11,7 @@ every phase that makes or changes a plan (verify.py).
                lowering               -> Plan (a kernel call per op)            rules.lower with rules_for(target)
                tiling                 -> Plan (tiles and DMA through L1)        tiling.tile
                forks                  -> Plan (fork groups)                     forks.group_forks
+               weight stream          -> Plan (first tiles fetched early)       stream.weight_stream
                allocation             -> Allocation (arena offsets)             arena.allocate
                prefill                -> Prefill (the prompt's plan, the same)  prefill.build
     then, from the Compiled:
@@ -34,6 +35,7 @@ from .model.tokenizer import Tokenizer, utf8
 from .model.weights import Weights, load_weights
 from .passes.arena import Allocation, allocate
 from .passes.forks import group_forks
+from .passes.stream import weight_stream
 from .passes.mapping import place_ops, weight_groups
 from .passes.prefill import Prefill, build as build_prefill
 from .passes.rules import lower, rules_for
@@ -152,7 +154,7 @@ def _compile(dep: Deployment) -> Compiled:
     mapping = place_ops(graph, dep)
     lowered = check_plan(lower(graph, quant, dep, mapping, rules_for(dep.target)), "lowering")
     tiled = check_plan(tile(lowered, dep, lambda s, p: step_cost(s, p, dep).cycles), "tiling")
-    plan = check_plan(group_forks(tiled, dep), "fork grouping")
+    plan = check_plan(weight_stream(group_forks(tiled, dep), dep), "fork grouping and the weight stream")
     alloc = allocate(plan, dep)
     check_plan(plan, "allocation", alloc)
     pre = build_prefill(adopt_kernels(lowered, tiled), alloc, dep, {s.op: s.staging.tiles for s in tiled.steps})

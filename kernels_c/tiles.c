@@ -17,3 +17,16 @@ void kv_tile_load(dma_job *job, int8_t *tile, const int8_t *head, int32_t t0, in
                   int32_t kv_dim) {
     dma_start_2d(job, tile, head + (int64_t)t0 * kv_dim, (uint32_t)n_t, (uint32_t)hs, (uint32_t)kv_dim, (uint32_t)hs);
 }
+
+/* two jobs: the layer being waited for and the next one's fetch, started before it runs */
+static dma_job weight_stream_jobs[2];
+
+void weight_stream_fetch(int32_t k, const TileFetch *fetch, int32_t n) {
+    for (int32_t i = 0; i < n; i++)
+        linear_tile_load(&weight_stream_jobs[k & 1], fetch[i].w_tile, fetch[i].mult_tile, fetch[i].shift_tile,
+                         fetch[i].w, fetch[i].mult, fetch[i].shift, 0, fetch[i].rows, fetch[i].row_bytes);
+}
+
+void weight_stream_wait(int32_t k) {
+    dma_wait(&weight_stream_jobs[k & 1]);
+}

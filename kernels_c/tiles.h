@@ -18,4 +18,21 @@ void linear_tile_load(dma_job *job, int8_t *w_tile /* [ceil(rows/R) * R, row_byt
 void kv_tile_load(dma_job *job, int8_t *tile /* [n_t, hs] */, const int8_t *head /* [ctx, kv_dim] from this head */,
                   int32_t t0, int32_t n_t, int32_t hs, int32_t kv_dim);
 
+/* the weight stream (passes/stream.py): a linear layer's first tile of rows [0, rows), which forward() fetches while
+ * the units before the layer compute, so that the layer's cores start at once */
+typedef struct {
+    int8_t *w_tile;     /* its L1 buffers; shift_tile NULL: none (the shift comes with the input) */
+    int32_t *mult_tile;
+    uint8_t *shift_tile;
+    const int8_t *w;    /* the layer's rows in the far level */
+    const int32_t *mult;
+    const uint8_t *shift;
+    int32_t rows, row_bytes;
+} TileFetch;
+
+/* start fetching the tiles fetch[0..n) of the stream's k-th layer (of a fork group: every member's) */
+void weight_stream_fetch(int32_t k, const TileFetch *fetch, int32_t n);
+/* wait until the k-th layer's tiles have landed: the layer itself, before its cores read them */
+void weight_stream_wait(int32_t k);
+
 #endif

@@ -8,7 +8,8 @@ it. Per run and placeholder, what differs decides where the value goes:
   * only between layers: a field of LayerWeights, in the `layers[]` table (weights, gains, multipliers, integer
     parameters, the layer's KV cache);
   * only between the plans: a field of RunState, `decode_state` or `prefill_state` (every activation buffer);
-  * both: the layer starts a new run.
+  * both: a buffer (the allocator placed a layer's differently, e.g. around the weight stream's early tiles) is a
+    field of a RunState per plan and layer (`decode_state[l]`); anything else starts a new run.
 A body that prints the same for decode and prefill is one function for both: the prefill runs it with c->n tokens
 (or once per token, c->t), decode with one. Loops of one trip are folded away here, not left to the compiler.
 """
@@ -116,6 +117,8 @@ class UnitRenderer:
         self.c, self.plan, self.plan_name, self.modes, self.scaled, self.env = c, plan, plan_name, modes, scaled, env
         self.where = {b.name: b for b in alloc.buffers}
         self.out: Rendering | None = None
+        # the linear layers the decode plan's weight stream serves: both plans print their bodies alike (stream.py)
+        self.streamed = frozenset(s.op for s in c.plan.steps if s.staging.early is not None)
 
     # ---- placeholders ------------------------------------------------------------------------------------------
     def _put(self, kind: str, key: str, value, ctype: str, doc: str, size: int = 0) -> str:
@@ -251,7 +254,7 @@ class UnitRenderer:
             else:
                 b = self.buf(names[0])
                 tiles[role] = ([b], b, b)
-        return dict(body="rows", resident=t is None, nbuf=nbuf, tile=t.tile if t is not None else n_out, n_tiles=n_tiles,
+        return dict(body="rows", resident=t is None, nbuf=nbuf, pf=s.op in self.streamed, tile=t.tile if t is not None else n_out, n_tiles=n_tiles,
                     blocks=n_blocks(n_out), n_in=n_in,
                     n_out=n_out, w_row=s.spec.row_bytes(s),
                     extra="".join(f", {self.int(s, p)}" for p in s.spec.trailing),  # int4: the group size
@@ -332,6 +335,7 @@ class UnitRenderer:
             views.append(m)
         first = views[0]
         return {"body": "fork", "members": views, "blocks": b0, "title": "@{T:}", "engine": first["engine"],
+                "pf": all(m["pf"] for m in views),
                 "tok_loop": first["tok_loop"], "halves": halves}
 
     def render(self, steps: list[Step], tasks: str = "both") -> Rendering:
@@ -373,9 +377,11 @@ def _where(instances: list[Rendering]) -> dict | None:
         kind = instances[0].slots[ph].kind if ph in instances[0].slots else \
             next(r.slots[ph].kind for r in instances if ph in r.slots)
         w = classify(instances, ph)
-        if w is None:
+        if kind in ("B", "BA"):
+            w = "S" if w in ("lit", "S") else "SL" if w is None else w
+        elif w is None:
             return None
-        out[ph] = "S" if kind in ("B", "BA") and w == "lit" else w
+        out[ph] = w
     return out
 
 
@@ -426,6 +432,22 @@ def layer_span(layers: list[int]) -> str:
 
 # ---- emitting model.c ------------------------------------------------------------------------------------------
 
+def _per_layer(vals: list, layers: list[int]) -> tuple[str, str]:
+    """A per-layer value of a layer loop as C on `l`: (condition, expression), the condition "" when every layer has
+    one. The layers with a value are consecutive, their values linear in l (a run's layers print the same units)."""
+    if not layers:
+        return "", str(vals[0])
+    have = [(lay, v) for lay, v in zip(layers, vals) if v is not None]
+    (l0, v0), step = have[0], (have[1][1] - have[0][1]) if len(have) > 1 else 0
+    if any(v != v0 + step * (lay - l0) for lay, v in have) or [lay for lay, _ in have] != list(range(l0, have[-1][0] + 1)):
+        raise AssertionError(f"weight stream: per-layer places {vals} are not linear in the layer")
+    var = "l" if l0 == 0 else f"(l - {l0})"
+    expr = str(v0) if not step else f"{step} * {var}" if not v0 else f"{v0} + {step} * {var}"
+    lo, hi = l0, have[-1][0]
+    cond = " && ".join(([f"l >= {lo}"] if lo > layers[0] else []) + ([f"l <= {hi}"] if hi < layers[-1] else []))
+    return cond, expr
+
+
 def _wrap(items: list[str], indent: str, width: int = 116) -> list[str]:
     """Comma-separated items on as few lines as fit the width."""
     lines, cur = [], ""
@@ -474,13 +496,16 @@ class Fields:
     def __init__(self):
         self.fields: dict[str, tuple[Slot, dict]] = {}
 
+    @staticmethod
+    def clashes(old: dict, values: dict) -> bool:
+        return any(k in old and old[k] != v for k, v in values.items())
+
     def add(self, slot: Slot, values: dict) -> str:
         base = c_ident(slot.key)
         name, n = base, 1
         while name in self.fields:
             old_slot, old = self.fields[name]
-            clash = any(k in old and old[k] != v for k, v in values.items()) or old_slot.ctype != slot.ctype \
-                or old_slot.size != slot.size
+            clash = self.clashes(old, values) or old_slot.ctype != slot.ctype or old_slot.size != slot.size
             if not clash:
                 old.update(values)
                 return name
@@ -488,6 +513,19 @@ class Fields:
             name = f"{base}_{n}"
         self.fields[name] = (slot, dict(values))
         return name
+
+
+class StateFields(Fields):
+    """RunState's fields: name -> (Slot, {(plan, layer or None for every layer): value})."""
+
+    @staticmethod
+    def clashes(old: dict, values: dict) -> bool:
+        return any(v2 != v for (p, lay), v in values.items() for (p2, lay2), v2 in old.items()
+                   if p2 == p and (lay2 == lay or lay2 is None or lay is None))
+
+    @property
+    def per_layer(self) -> bool:
+        return any(lay is not None for _, vals in self.fields.values() for _, lay in vals)
 
 
 def _field_decl(name: str, slot: Slot, docs: str) -> str:
@@ -519,11 +557,18 @@ class ModelC:
         scaled = pre.plan.scaled if pre else frozenset()
         self.renderers = {p: UnitRenderer(c, plan, p, modes, scaled, alloc, env) for p, (plan, alloc) in self.plans.items()}
         self.rendered = {p: [self.renderers[p].render(u) for u in units(plan)] for p, (plan, _) in self.plans.items()}
-        self.state, self.weights = Fields(), Fields()
+        self.state, self.weights = StateFields(), Fields()
         self.statics: dict[str, str] = {}
         self.functions: dict[str, str] = {}  # text (named) -> name, in order of first use
         self.names: set[str] = set()
         self.calls: dict[str, list] = {p: [] for p in self.plans}  # plan -> [(run, [Call])]
+        # the weight stream (stream.py): its units in order, and per unit ordinal (forward()'s STEP row) the stream
+        # place fetched before it (fetch_before) and its own (pf_of)
+        us = units(c.plan)
+        self.streamed = [u for u in us if u[0].staging.early is not None]
+        pos = {u[0].index: i for i, u in enumerate(us)}
+        self.fetch_before = {pos[u[0].staging.early]: k for k, u in enumerate(self.streamed)}
+        self.pf_of = {pos[u[0].index]: k for k, u in enumerate(self.streamed)}
         pre_runs, layer_runs, post_runs = group_runs(self.rendered, c.dep.model.dims.layers)
         for run in pre_runs + layer_runs + post_runs:
             self.emit_run(run)
@@ -545,8 +590,9 @@ class ModelC:
                     return self.static_array(slot.key, v)
                 return f"{v} /* {slot.doc} */" if kind == "I" else v
             inst = [x for x in run.instances if ph in x.values and x.plan in plans and x.role == r.role]
-            if where == "S":
-                return "S->" + self.state.add(slot, {x.plan: x.values[ph] for x in inst})
+            if where in ("S", "SL"):
+                return "S->" + self.state.add(slot, {(x.plan, x.layer if where == "SL" else None): x.values[ph]
+                                                     for x in inst})
             return "L->" + self.weights.add(slot, {x.layer: x.values[ph] for x in inst})
         return PLACEHOLDER.sub(value, r.text)
 
@@ -591,14 +637,20 @@ class ModelC:
         return [_declare_locals(text.replace("@{F:}", name)) for text, name in self.functions.items()]
 
     def run_state(self) -> dict:
-        decls, inits = [], {p: [] for p in self.plans}
+        """RunState's fields and, per plan, its initializer (per layer: a list of them, one per layer)."""
+        layers = list(range(self.c.dep.model.dims.layers)) if self.state.per_layer else [None]
+        decls, inits = [], {(p, lay): [] for p in self.plans for lay in layers}
         for name, (slot, vals) in self.state.fields.items():
-            docs = "; ".join(f"{p} {self._doc(slot, p)}" for p in self.plans if p in vals)
+            docs = "; ".join(f"{p} {self._doc(slot, p)}" for p in self.plans if any(q == p for q, _ in vals))
             decls.append(_field_decl(name, slot, docs))
             for p in self.plans:
-                if p in vals:
-                    inits[p].append(f".{name} = {_init(vals[p])}")
-        return {"decls": decls, "inits": {p: _wrap(v, "    ") for p, v in inits.items()}}
+                mine = [v for (q, _), v in vals.items() if q == p]
+                for lay in layers:  # a layer that does not use a field takes any of the plan's values
+                    if mine:
+                        inits[(p, lay)].append(f".{name} = {_init(vals.get((p, lay), vals.get((p, None), mine[0])))}")
+        ind = "        " if self.state.per_layer else "    "
+        return {"decls": decls, "per_layer": self.state.per_layer,
+                "inits": {p: [(lay, _wrap(inits[(p, lay)], ind)) for lay in layers] for p in self.plans}}
 
     def _doc(self, slot: Slot, plan: str) -> str:
         for r in self.rendered[plan]:
@@ -623,6 +675,37 @@ class ModelC:
             table.append((layer, lines))
         return {"decls": decls, "rows": table}
 
+    def stream(self) -> dict:
+        """The weight stream's table (stream.py): per streamed unit, in order, a TileFetch per member."""
+        fetches, at = [], [0]
+        where = {b.name: b for b in self.c.alloc.buffers}
+        for u in self.streamed:
+            for m in u:
+                t, args = m.staging.tiling, {a.label: a for a in m.args}
+                dst = [f"({self.c.plan.values[t.buffers[r][0]].dtype.ctype} *)(arena_{where[t.buffers[r][0]].level} + "
+                       f"{where[t.buffers[r][0]].offset})" if t.buffers.get(r) else "0" for r in ("w", "mult", "shift")]
+                src = [const_ident(args[r].name) if args[r].kind == ArgKind.CONST else "0" for r in ("w", "mult", "shift")]
+                rows = min(t.tile, m.arg("n_out").value)
+                fetches.append(f"    {{ {', '.join(dst + src)}, {rows}, {m.spec.row_bytes(m)} }}, /* {m.op} */")
+            at.append(len(fetches))
+        return {"fetches": fetches, "at": at}
+
+    def _stream_lines(self, idxs: list[int], layers: list[int]) -> list[str]:
+        """forward()'s weight-stream lines before the unit at ordinal idxs[i] in layer layers[i] (one per layer of a
+        run): the fetch of the layer it overlaps, and the unit's own place in the stream (c.pf)."""
+        lines = []
+        for fn, vals in (("stream_fetch({}); /* the next linear layer's first tile, while this unit computes */",
+                          [self.fetch_before.get(i) for i in idxs]),
+                         ("c.pf = {};", [self.pf_of.get(i) for i in idxs])):
+            if all(v is None for v in vals):
+                continue
+            cond, expr = _per_layer(vals, layers)
+            if fn.startswith("c.pf"):
+                lines.append(fn.format(expr if not cond else f"{cond} ? {expr} : -1"))
+            else:
+                lines.append(fn.format(expr) if not cond else f"if ({cond}) " + fn.format(expr))
+        return lines
+
     def body(self, plan: str) -> list[str]:
         """The lines of forward() (decode: STEP per unit, for its profile row) or of a prefill chunk."""
         lines, row = [], 0
@@ -633,16 +716,21 @@ class ModelC:
             loop = len(run.layers) > 1
             if run.layers:
                 span = f"layers {run.layers[0]}..{run.layers[-1]}" if loop else f"layer {run.layers[0]}"
+                own = self.state.per_layer  # a RunState per layer
                 if loop:
                     lines.append(f"{ind}for (l = {run.layers[0]}; l <= {run.layers[-1]}; l++) {{ /* {span} */")
-                    lines.append(f"{ind}    c.L = &layers[l];")
+                    lines.append(f"{ind}    c.L = &layers[l]" + (f", c.S = &{plan}_state[l];" if own else ";"))
                     ind += "    "
                 else:
-                    lines.append(f"{ind}c.L = &layers[{run.layers[0]}]; /* {span} */")
+                    at = run.layers[0]
+                    lines.append(f"{ind}c.L = &layers[{at}]" + (f", c.S = &{plan}_state[{at}];" if own else ";")
+                                 + f" /* {span} */")
             u, a = len(calls), (run.layers[0] if run.layers else 0)
             for k, cl in enumerate(calls):
                 if plan == "decode":
                     at = f"{row + k} + {u} * {'l' if a == 0 else f'(l - {a})'}" if loop else str(row + k)
+                    idxs = [row + k + u * j for j in range(max(len(run.layers), 1))]
+                    lines += [ind + ln for ln in self._stream_lines(idxs, run.layers if loop else [])]
                     lines.append(f"{ind}STEP({at}, {cl.fn}(&c));")
                 elif cl.per_token:
                     lines.append(f"{ind}each_token(&c, {cl.fn}); /* per token */")
@@ -671,4 +759,5 @@ class ModelC:
                 "prefill_body": self.body("prefill") if "prefill" in self.plans else [],
                 "prefill_last": self.last(), "step_names": self.step_names(),
                 "loops": any(len(run.layers) > 1 for p in self.calls for run, _ in self.calls[p]),
-                "has_layers": bool(self.weights.fields), "plans": list(self.plans)}
+                "has_layers": bool(self.weights.fields), "plans": list(self.plans), "stream": self.stream(),
+                "state_at": "[0]" if self.state.per_layer else ""}

@@ -88,13 +88,15 @@ def _fold(rows: list[dict]) -> list[tuple[str, dict]]:
 
 
 def _serial_dma_note(steps: list[dict]) -> list[str]:
-    """Why a smaller L1 can be estimated faster: an operand copied whole is not overlapped with compute."""
-    whole = [s for s in steps if s["tiles"] == 1 and s["dma_cycles"] > 0 and s["engine"] != "npu"]
-    if not whole:
+    """What the DMA costs beyond compute: operands copied whole before a step, and first tiles the weight stream did
+    not hide (a smaller L1 can be estimated faster where it makes a layer stream)."""
+    late = [s for s in steps if s.get("dma_exposed", 0) > 0 and s["engine"] != "npu"]
+    if not late:
         return []
-    cyc = sum(s["dma_cycles"] for s in whole)
-    return [f"  note: {len(whole)} steps copy operands whole, then compute: {cyc:,} DMA cycles/token not overlapped "
-            f"(streamed tiles overlap: a smaller L1 can be faster)"]
+    cyc = sum(s["dma_exposed"] for s in late)
+    total = sum(s["dma_cycles"] for s in steps if s["engine"] != "npu")
+    return [f"  note: {cyc:,} of {total:,} DMA cycles/token are not overlapped with compute ({len(late)} steps: operands "
+            f"copied whole, first tiles the weight stream did not hide)"]
 
 
 def summary_text(r: dict) -> list[str]:

@@ -7,7 +7,7 @@ from the target's YAML, which says where each figure comes from or that it is an
   * NPU linear layer: job setup + max(k-blocks * column-blocks * tokens, weight bytes / weight bandwidth);
   * DMA: the tiler's bytes and transfers (bytes / bandwidth + setup per transfer); a double-buffered step
     with several tiles overlaps the bytes' moving with compute (not the set-ups, which a core programs), otherwise
-    it adds;
+    it adds; a first tile the weight stream fetches early costs only what the units since its fetch did not hide;
   * energy: MACs, element operations, DMA bytes and NPU weight bytes times their pJ, plus idle power over
     the time the step takes.
 A decode token is the plan's steps at the report position; a prefill of N tokens runs each step once for
@@ -211,12 +211,42 @@ def step_cost(s: Step, plan: Plan, dep: Deployment, n_tok: int = 1, pos: int | N
         # a transfer's set-up is a core programming the engine (not overlapped); the bytes move while cores compute
         move = math.ceil(s.staging.dma_bytes / t.dma_bytes_per_cycle) if s.staging.dma_bytes else 0
         setup = dma - move
-        cycles = max(w.compute + setup, move) + math.ceil(move / s.staging.tiles) if overlapped else w.compute + dma
+        if s.staging.early is not None:  # the weight stream fetched the first tile while the units before it ran
+            first = math.ceil(first_tile_bytes(s) / t.dma_bytes_per_cycle)
+            late = exposed_first_tile(s, plan, dep)
+            cycles = max(w.compute + setup, move - first) + late if overlapped else w.compute + setup + move - first + late
+        else:
+            cycles = max(w.compute + setup, move) + math.ceil(move / s.staging.tiles) if overlapped else w.compute + dma
         peak = s.cores * t.macs_per_cycle_per_core
         dyn = macs * e.cluster_pj_per_mac + w.ops * e.cluster_pj_per_op + s.staging.dma_bytes * e.dma_pj_per_byte
     util = macs / (cycles * peak) if macs and cycles else 0.0
     idle = e.idle_mw * 1e-3 * cycles / t.clock_hz * 1e12  # pJ
     return StepCost(s.op, s.engine, macs, cycles, w.compute, dma, util, dyn + idle)
+
+
+def first_tile_bytes(s: Step) -> int:
+    """Bytes of a linear layer's first tile of rows: its weights (whole blocks) with their multipliers and shifts."""
+    t = s.staging.tiling
+    n_out = s.arg("n_out").value
+    rows = min(t.tile, n_out)
+    return math.ceil(rows / ROWS_PER_BLOCK) * ROWS_PER_BLOCK * s.spec.row_bytes(s) + rows * (4 + bool(t.buffers.get("shift")))
+
+
+def exposed_first_tile(s: Step, plan: Plan, dep: Deployment) -> int:
+    """DMA cycles of a first tile the weight stream fetched early that the units in between did not hide: they hide
+    what their cores compute beyond their own transfers. A fork group's members share the cycles left over."""
+    t = dep.target
+    start = s.fork[0] if s.fork else s.index
+    members = plan.steps[s.fork[0]:s.fork[1] + 1] if s.fork else (s,)
+    slack = 0
+    for o in plan.steps[s.staging.early:start]:
+        early = first_tile_bytes(o) if o.staging.early is not None else 0  # fetched before the window
+        move = math.ceil((o.staging.dma_bytes - early) / t.dma_bytes_per_cycle)
+        slack += max(0, o.spec.cost(o, plan, dep, 1, plan.report_pos, 0).compute - move)
+    first = [math.ceil(first_tile_bytes(m) / t.dma_bytes_per_cycle) for m in members]
+    late = max(0, sum(first) - slack)
+    mine = math.ceil(first_tile_bytes(s) / t.dma_bytes_per_cycle)
+    return math.ceil(late * mine / sum(first)) if late else 0
 
 
 def plan_costs(plan: Plan, dep: Deployment, n_tok: int = 1) -> list[StepCost]:
@@ -277,5 +307,6 @@ def summary(plan: Plan, dep: Deployment, prefill_tokens: int, prefill=None) -> d
         "engines": engines,
         "steps": [{"op": c.op, "engine": c.engine, "macs": c.macs, "cycles": c.cycles, "share": round(c.cycles / cycles, 4)
                    if cycles else 0.0, "utilisation": round(c.utilisation, 3), "dma_cycles": c.dma_cycles,
+                   "dma_exposed": max(0, c.cycles - c.compute_cycles) if c.dma_cycles else 0,
                    "uj": round(c.energy_pj / 1e6, 4)} for c in dec],
     }

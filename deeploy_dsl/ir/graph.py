@@ -185,6 +185,9 @@ class Staging:
     tiles: int = 1  # tiles per call
     dma_bytes: int = 0  # bytes moved between levels per call
     dma_cycles: int = 0  # their estimated cost on the target's DMA
+    # the weight stream (passes/stream.py): forward() fetches the first tile before it calls the unit at this index, so
+    # the transfer overlaps the units in between; None: the step fetches its own first tile
+    early: int | None = None
 
 
 @dataclass(frozen=True)

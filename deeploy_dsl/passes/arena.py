@@ -48,7 +48,8 @@ def _align(n: int, a: int) -> int:
 
 def lifetimes(plan: Plan) -> dict[str, tuple[int, int]]:
     """First and last step of every buffer: its argument uses plus the step's tiles and staging. The steps
-    of a fork group run at once, so each member's buffers are live across the whole group."""
+    of a fork group run at once, so each member's buffers are live across the whole group; a first tile that the
+    weight stream fetches early is live from the step it is fetched at."""
     spans: dict[str, tuple[int, int]] = {}
 
     def use(name: str, s) -> None:
@@ -65,6 +66,9 @@ def lifetimes(plan: Plan) -> dict[str, tuple[int, int]]:
         for names in (s.staging.tiling.buffers.values() if s.staging.tiling else ()):
             for n in names:
                 use(n, s)
+            if names and s.staging.early is not None:  # the first tile lands while the units before it run
+                lo, hi = spans[names[0]]
+                spans[names[0]] = (min(lo, s.staging.early), hi)
     return spans
 
 

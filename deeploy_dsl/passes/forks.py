@@ -52,7 +52,7 @@ def candidate_runs(plan: Plan) -> list[tuple[int, int]]:
     return runs
 
 
-def _peak(plan: Plan, level: str, dep: Deployment, span: tuple[int, int]) -> int:
+def peak(plan: Plan, level: str, dep: Deployment, span: tuple[int, int]) -> int:
     """Most bytes live at once in `level` during steps span[0]..span[1] (aligned sizes), with the plan's
     groups' lifetimes; a group changes nothing outside its own steps."""
     alignment = dep.memory[0].alignment
@@ -76,6 +76,6 @@ def group_forks(plan: Plan, dep: Deployment) -> Plan:
     for first, last in candidate_runs(plan):
         trial = steps[:first] + [replace(s, fork=(first, last)) for s in steps[first:last + 1]] + steps[last + 1:]
         # a margin for alignment and fragmentation: the exact allocator needs at least the peak
-        if _peak(replace(plan, steps=tuple(trial)), l1.name, dep, (first, last)) <= l1.size_bytes * 15 // 16:
+        if peak(replace(plan, steps=tuple(trial)), l1.name, dep, (first, last)) <= l1.size_bytes * 15 // 16:
             steps = trial
     return replace(plan, steps=tuple(steps))

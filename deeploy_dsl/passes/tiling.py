@@ -61,10 +61,12 @@ class Tiler:
     fallback = True
 
     def __init__(self, plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None = None,
-                 counts: dict[str, int] | None = None):
+                 counts: dict[str, int] | None = None, packed: dict[str, bool] | None = None):
         # counts: a linear layer's tile count to keep where it fits (the prefill takes the decode plan's, so both
-        # plans share the step's body)
+        # plans share the step's body); packed: whether `gemv auto` keeps a layer's packed GEMV (every layer's op
+        # takes one choice, see tile())
         self.plan, self.dep, self.cycles, self.counts = plan, dep, cycles, counts or {}
+        self.packed = packed or {}
         self.l1 = dep.memory[0]
         self.align = self.l1.alignment
         self.weights_far = dep.level_holding("weights").name != self.l1.name
@@ -73,6 +75,7 @@ class Tiler:
         self.P = report_position(dep)
         self.errs = Collector()
         self.no_fits: list[tuple] = []
+        self.done: list[Step] = []  # the steps tiled so far, in plan order (the weight stream's context when pricing)
 
     # ---- what is live in L1 before this step adds its own buffers ------------------------------
     def live_l1(self) -> list[int]:
@@ -146,7 +149,7 @@ class Tiler:
         elif self.cycles and len(fits) > 1 and self.l1.double_buffer:
             # the bytes moved are the same for any count, but one tile cannot overlap its DMA with compute and each
             # tile costs DMA set-ups: the count the cost model prices lowest (the fewest tiles on a tie)
-            priced = [(self.cycles(self.rows_tiled(s, n, per_row, xfers), self.plan), n) for n in fits]
+            priced = [(self.price(self.rows_tiled(s, n, per_row, xfers)), n) for n in fits]
             n_tiles = min(priced)[1]
         return self.rows_tiled(s, n_tiles, per_row, xfers)
 
@@ -164,6 +167,23 @@ class Tiler:
         moved = padded_rows(n_out) * wrow + n_out * sum(per_row[1:])
         return self.finish(s, Tiling("rows", rows, k == 2, bufs), xfers, n_tiles, moved, transfers=3 * n_tiles)
 
+    def price(self, s: Step) -> int:
+        """The cost model's cycles for a candidate tiling of s, after the steps tiled so far; where L1 double-buffers,
+        with its first tile fetched by the weight stream since the last linear layer that streams (stream.py decides
+        for good, after the fork groups)."""
+        s = self.streamed(s)
+        ctx = replace(self.plan, steps=tuple(self.done) + (s,) + self.plan.steps[s.index + 1:], report_pos=self.P)
+        return self.cycles(s, ctx)
+
+    def streamed(self, s: Step) -> Step:
+        """s with its first tile fetched since the last linear layer tiled (the weight stream, as priced), where the
+        tiler prices and L1 double-buffers."""
+        if not (self.cycles and self.l1.double_buffer and self.weights_far) or s.staging.tiling is None \
+                or s.staging.tiling.kind != TileScheme.ROWS:
+            return s
+        prev = [o.index for o in self.done if o.staging.tiling is not None and o.staging.tiling.kind == TileScheme.ROWS]
+        return replace(s, staging=replace(s.staging, early=prev[-1] if prev else 0))
+
     def tile_gemv(self, s: Step, avail: int) -> Step:
         """A packed GEMV takes a multiply per two MACs but twice the weight bytes. `gemv packed` keeps it (where L1
         holds a block of its rows), `gemv blocked` unpacks it; `gemv auto` keeps it where the weights live in L1, and
@@ -177,12 +197,14 @@ class Tiler:
         b = self.tile_linear(unpacked(s, "unpacked"), avail)
         if mode == "blocked":
             return replace(b, reason=f"{s.reason}; unpacked (gemv blocked)")
-        packed, blocked = self.cycles(t, self.plan), self.cycles(b, self.plan)
-        if blocked < packed:
-            return replace(b, reason=f"{s.reason}; unpacked: ~{blocked:,} cycles against ~{packed:,} packed, whose "
-                                     f"weights take twice the bytes to move")
+        packed, blocked = self.price(t), self.price(b)
+        keep = self.packed.get(s.op, blocked >= packed)
+        forced = " as in the last layer (one body serves every layer)" if keep != (blocked >= packed) else ""
+        if not keep:
+            return replace(b, reason=f"{s.reason}; unpacked{forced}: ~{blocked:,} cycles against ~{packed:,} packed, "
+                                     f"whose weights take twice the bytes to move")
         t = self.tile_linear(s, avail)  # its tile buffers again, over the blocked one's
-        return replace(t, reason=f"{t.reason}; packed: ~{packed:,} cycles against ~{blocked:,} unpacked")
+        return replace(t, reason=f"{t.reason}; packed{forced}: ~{packed:,} cycles against ~{blocked:,} unpacked")
 
     def tile_attention(self, s: Step, avail: int) -> Step:
         """A group of `lanes` kv heads (one per core, at most all of them; fewer when L1 cannot hold that
@@ -254,11 +276,11 @@ class Tiler:
 
     def run(self) -> Plan:
         live = self.live_l1()
-        steps = []
+        steps = self.done
         for s in self.plan.steps:
             avail = self.l1.size_bytes - live[s.index]
             if s.spec.tiling == TileScheme.ROWS:
-                steps.append(self.tile_gemv(s, avail))
+                steps.append(self.streamed(self.tile_gemv(s, avail)))
             elif s.spec.tiling == TileScheme.POSITIONS:
                 steps.append(self.tile_attention(s, avail))
             else:  # staged whole, but for what the engine keeps in its own memory (the NPU's weights)
@@ -301,6 +323,24 @@ class Tiler:
 
 def tile(plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None = None) -> Plan:
     """Tiles and DMA; `cycles` (the cost model's, passed in: it reads the prefill's modes) weighs a packed GEMV
-    against the blocked one."""
-    return Tiler(plan, dep, cycles).run()
+    against the blocked one and a linear layer's tile counts. One body serves an op in every layer, so every layer's
+    op then takes the last layer's choices (its weight stream's window is the steady one, from the layer before; the
+    first layer's starts with the token)."""
+    first = Tiler(plan, dep, cycles).run()
+    if cycles is None:
+        return first
+    last: dict[str, Step] = {}
+    for s in first.steps:
+        if (m := re.match(r"layers\.\d+\.(.*)", s.op)) and s.staging.tiling is not None \
+                and s.staging.tiling.kind == TileScheme.ROWS:
+            last[m.group(1)] = s
+    counts, packed = {}, {}
+    for s in first.steps:
+        ref = last.get(re.sub(r"^layers\.\d+\.", "", s.op)) if s.op.startswith("layers.") else None
+        if ref is not None:
+            counts[s.op], packed[s.op] = ref.staging.tiles, ref.spec.fallback is not None
+    if all(s.staging.tiles == counts[s.op] and (s.spec.fallback is not None) == packed[s.op]
+           for s in first.steps if s.op in counts):
+        return first
+    return Tiler(plan, dep, cycles, counts, packed).run()
 
