@@ -76,6 +76,7 @@ class Tiler:
         self.errs = Collector()
         self.no_fits: list[tuple] = []
         self.done: list[Step] = []  # the steps tiled so far, in plan order (the weight stream's context when pricing)
+        self.live: list[int] = []  # L1 bytes live at each step before its own buffers (live_l1)
 
     # ---- what is live in L1 before this step adds its own buffers ------------------------------
     def live_l1(self) -> list[int]:
@@ -176,13 +177,25 @@ class Tiler:
         return self.cycles(s, ctx)
 
     def streamed(self, s: Step) -> Step:
-        """s with its first tile fetched since the last linear layer tiled (the weight stream, as priced), where the
-        tiler prices and L1 double-buffers."""
+        """s with its first tile fetched by the weight stream (as stream.py will, before the fork groups: from the last
+        linear layer tiled if that one streamed, else from the step after it), where the tiler prices, L1
+        double-buffers and the window holds the tile beside what each step in it keeps live."""
         if not (self.cycles and self.l1.double_buffer and self.weights_far) or s.staging.tiling is None \
                 or s.staging.tiling.kind != TileScheme.ROWS:
             return s
-        prev = [o.index for o in self.done if o.staging.tiling is not None and o.staging.tiling.kind == TileScheme.ROWS]
-        return replace(s, staging=replace(s.staging, early=prev[-1] if prev else 0))
+        rows = [o for o in self.done if o.staging.tiling is not None and o.staging.tiling.kind == TileScheme.ROWS]
+        at = 0 if not rows else rows[-1].index if rows[-1].staging.early is not None else rows[-1].index + 1
+        first = sum(align(self.values[names[0]].nbytes, self.align) for names in s.staging.tiling.buffers.values() if names)
+        if at >= s.index or any(self.live[o.index] + self.own_bytes(o) + first > self.l1.size_bytes * 15 // 16
+                                for o in self.done[at:s.index]):
+            return s
+        return replace(s, staging=replace(s.staging, early=at))
+
+    def own_bytes(self, s: Step) -> int:
+        """L1 bytes of a step's own staging and tile buffers."""
+        names = [x.buf for x in s.staging.xfers] + [b for bs in (s.staging.tiling.buffers.values() if s.staging.tiling
+                                                                 else ()) for b in bs]
+        return sum(align(self.values[n].nbytes, self.align) for n in names)
 
     def tile_gemv(self, s: Step, avail: int) -> Step:
         """A packed GEMV takes a multiply per two MACs but twice the weight bytes. `gemv packed` keeps it (where L1
@@ -275,7 +288,7 @@ class Tiler:
                           f"raise {self.l1.name} (now {self.l1.size_bytes:,} B)")
 
     def run(self) -> Plan:
-        live = self.live_l1()
+        live = self.live = self.live_l1()
         steps = self.done
         for s in self.plan.steps:
             avail = self.l1.size_bytes - live[s.index]
@@ -329,6 +342,7 @@ def tile(plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None
     first = Tiler(plan, dep, cycles).run()
     if cycles is None:
         return first
+    first = settled(first)
     last: dict[str, Step] = {}
     for s in first.steps:
         if (m := re.match(r"layers\.\d+\.(.*)", s.op)) and s.staging.tiling is not None \
@@ -342,5 +356,11 @@ def tile(plan: Plan, dep: Deployment, cycles: Callable[[Step, Plan], int] | None
     if all(s.staging.tiles == counts[s.op] and (s.spec.fallback is not None) == packed[s.op]
            for s in first.steps if s.op in counts):
         return first
-    return Tiler(plan, dep, cycles, counts, packed).run()
+    return settled(Tiler(plan, dep, cycles, counts, packed).run())
+
+
+def settled(plan: Plan) -> Plan:
+    """The tiled plan without the weight stream the tiler priced: stream.py decides it after the fork groups."""
+    return replace(plan, steps=tuple(replace(s, staging=replace(s.staging, early=None)) if s.staging.early is not None
+                                     else s for s in plan.steps))
 
