@@ -150,7 +150,8 @@ def deeploy_cmd() -> list[str]:
 
 def _buffer_uses(steps: list[dict], names: set[str]) -> dict[str, list[int]]:
     """Step indices at which each buffer appears among the step's arguments (`label=name[pos]`); the steps of
-    a fork group (`fork: [first, last]`) run at once, so a member's buffers are in use over the whole group."""
+    a fork group (`fork: [first, last]`) run at once, so a member's buffers are in use over the whole group; a first
+    tile the weight stream fetches (`stream: {fetched_at: i, tiles: [...]}`) is in use from step i."""
     uses: dict[str, list[int]] = {}
     for s in steps:
         span = s.get("fork", [s["index"], s["index"]])
@@ -160,6 +161,8 @@ def _buffer_uses(steps: list[dict], names: set[str]) -> dict[str, list[int]]:
                 uses.setdefault(value, []).extend(span)
         for value in s.get("staging", []):  # DMA staging buffers and tiles of this step
             uses.setdefault(value, []).extend(span)
+        for value in s.get("stream", {}).get("tiles", []):  # a first tile the weight stream fetches early
+            uses.setdefault(value, []).append(s["stream"]["fetched_at"])
     return uses
 
 

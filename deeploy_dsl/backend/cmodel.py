@@ -523,9 +523,10 @@ class StateFields(Fields):
         return any(v2 != v for (p, lay), v in values.items() for (p2, lay2), v2 in old.items()
                    if p2 == p and (lay2 == lay or lay2 is None or lay is None))
 
-    @property
-    def per_layer(self) -> bool:
-        return any(lay is not None for _, vals in self.fields.values() for _, lay in vals)
+    def per_layer(self, plan: str) -> bool:
+        """Whether some field of the plan's RunState differs between layers (a RunState per layer then)."""
+        return any(len({v for (p, lay), v in vals.items() if p == plan and lay is not None}) > 1
+                   for _, vals in self.fields.values())
 
 
 def _field_decl(name: str, slot: Slot, docs: str) -> str:
@@ -638,19 +639,19 @@ class ModelC:
 
     def run_state(self) -> dict:
         """RunState's fields and, per plan, its initializer (per layer: a list of them, one per layer)."""
-        layers = list(range(self.c.dep.model.dims.layers)) if self.state.per_layer else [None]
-        decls, inits = [], {(p, lay): [] for p in self.plans for lay in layers}
+        layers = {p: list(range(self.c.dep.model.dims.layers)) if self.state.per_layer(p) else [None] for p in self.plans}
+        decls, inits = [], {(p, lay): [] for p in self.plans for lay in layers[p]}
         for name, (slot, vals) in self.state.fields.items():
             docs = "; ".join(f"{p} {self._doc(slot, p)}" for p in self.plans if any(q == p for q, _ in vals))
             decls.append(_field_decl(name, slot, docs))
             for p in self.plans:
                 mine = [v for (q, _), v in vals.items() if q == p]
-                for lay in layers:  # a layer that does not use a field takes any of the plan's values
+                for lay in layers[p]:  # a layer that does not use a field takes any of the plan's values
                     if mine:
                         inits[(p, lay)].append(f".{name} = {_init(vals.get((p, lay), vals.get((p, None), mine[0])))}")
-        ind = "        " if self.state.per_layer else "    "
-        return {"decls": decls, "per_layer": self.state.per_layer,
-                "inits": {p: [(lay, _wrap(inits[(p, lay)], ind)) for lay in layers] for p in self.plans}}
+        return {"decls": decls, "per_layer": {p: self.state.per_layer(p) for p in self.plans},
+                "inits": {p: [(lay, _wrap(inits[(p, lay)], "        " if self.state.per_layer(p) else "    "))
+                              for lay in layers[p]] for p in self.plans}}
 
     def _doc(self, slot: Slot, plan: str) -> str:
         for r in self.rendered[plan]:
@@ -716,7 +717,7 @@ class ModelC:
             loop = len(run.layers) > 1
             if run.layers:
                 span = f"layers {run.layers[0]}..{run.layers[-1]}" if loop else f"layer {run.layers[0]}"
-                own = self.state.per_layer  # a RunState per layer
+                own = self.state.per_layer(plan)  # a RunState per layer
                 if loop:
                     lines.append(f"{ind}for (l = {run.layers[0]}; l <= {run.layers[-1]}; l++) {{ /* {span} */")
                     lines.append(f"{ind}    c.L = &layers[l]" + (f", c.S = &{plan}_state[l];" if own else ";"))
@@ -760,4 +761,4 @@ class ModelC:
                 "prefill_last": self.last(), "step_names": self.step_names(),
                 "loops": any(len(run.layers) > 1 for p in self.calls for run, _ in self.calls[p]),
                 "has_layers": bool(self.weights.fields), "plans": list(self.plans), "stream": self.stream(),
-                "state_at": "[0]" if self.state.per_layer else ""}
+                "state_at": {p: "[0]" if self.state.per_layer(p) else "" for p in self.plans}}

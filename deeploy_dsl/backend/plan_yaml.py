@@ -130,6 +130,9 @@ def plan_yaml(c) -> str:
         staging = [x.buf for x in s.staging.xfers] + [b for bs in (s.staging.tiling.buffers.values() if s.staging.tiling else ()) for b in bs]
         if staging:  # L1 buffers this step alone uses: DMA staging and tiles
             out.append(f"     staging: [{', '.join(json.dumps(b) for b in staging)}],")
+        if s.staging.early is not None:  # the weight stream: the first tile, fetched before step `at` runs
+            first = [bs[0] for bs in s.staging.tiling.buffers.values() if bs]
+            out.append(f"     stream: {{fetched_at: {s.staging.early}, tiles: [{', '.join(json.dumps(b) for b in first)}]}},")
         out.append(f"     why: {json.dumps(s.reason)}}}")
     pre = getattr(c, "prefill", None)
     if pre is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 STEP_KEYS = ("engine", "cores", "rule", "kernel", "tiles", "dma_bytes", "macs")
-STEP_SKIP = {"index", "op", "args", "why", "staging"}  # lists named per layer: summarised, not printed
+STEP_SKIP = {"index", "op", "args", "why", "staging", "stream"}  # lists named per layer: summarised, not printed
 MEM_KEYS = (("budget_bytes", "budget"), ("size_bytes", "size"), ("capacity_bytes", "capacity"), ("arena_bytes", "arena"),
             ("lower_bound_bytes", "lower bound"), ("weight_bytes", "weights"))
 BUF_KEYS = ("level", "offset", "size")
@@ -85,6 +85,12 @@ def _runs(ids: list[int]) -> str:
     return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
 
 
+def _stream(step: dict) -> str:
+    """Where a step's first tile comes from, relative to the step (the same words in every layer)."""
+    st = step.get("stream")
+    return f"fetched {step['index'] - st['fetched_at']} steps early" if st else "fetched by the step"
+
+
 def _pairs(items: list[tuple[str, str]], n_layers: int | None) -> list[tuple[str, str]]:
     groups: dict[tuple, list] = {}
     for name, desc in items:
@@ -147,6 +153,8 @@ def _steps(a: list, b: list, n_layers, few: int | None = FEW) -> list[str]:
             parts.append("args changed")
         if len(x.get("staging", [])) != len(y.get("staging", [])):
             parts.append(f"staging buffers {len(x.get('staging', []))} -> {len(y.get('staging', []))}")
+        if _stream(x) != _stream(y):
+            parts.append(f"first tile {_stream(x)} -> {_stream(y)}")
         if parts:
             changed.append((op, ", ".join(parts)))
     pairs = _pairs(changed, n_layers)
