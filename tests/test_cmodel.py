@@ -55,7 +55,7 @@ def rendering(plan: str, layer: int, text: str, value: str) -> Rendering:
     return r
 
 
-def test_a_buffer_that_moves_with_the_layer_and_the_plan_starts_a_new_run():
+def test_a_buffer_that_moves_with_the_layer_and_the_plan_is_a_per_layer_run_state_field():
     text = "f(@{B:x.y});"
     same = {p: [rendering(p, i, text, f"{p}-at-0") for i in range(3)] for p in ("decode", "prefill")}
     _, runs, _ = group_runs(same, 3)
@@ -65,4 +65,11 @@ def test_a_buffer_that_moves_with_the_layer_and_the_plan_starts_a_new_run():
     assert [r.layers for r in runs] == [[0, 1, 2]] and set(runs[0].where.values()) == {"L"}
     both = {p: [rendering(p, i, text, f"{p}-{i}") for i in range(3)] for p in ("decode", "prefill")}
     _, runs, _ = group_runs(both, 3)
+    assert [r.layers for r in runs] == [[0, 1, 2]] and set(runs[0].where.values()) == {"SL"}
+    # an integer that differs with the layer and the plan still starts a new run
+    ints = {p: [rendering(p, i, text, f"{p}-{i}") for i in range(3)] for p in ("decode", "prefill")}
+    for rs in ints.values():
+        for r in rs:
+            r.slots = {"@{B:x.y}": Slot("I", "x.y", "int32_t", "n")}
+    _, runs, _ = group_runs(ints, 3)
     assert [r.layers for r in runs] == [[0], [1], [2]]
