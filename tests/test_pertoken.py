@@ -297,7 +297,7 @@ def test_c_matches_golden(model_dir, tmp_path, dynamic, overrides):
         wide = "quantize.gate_up=int16" in overrides
         assert steps["layers.0.mlp.swiglu"].kernel == ("swiglu16_tok_i8" if wide else "swiglu_tok_i8")
         assert steps["layers.0.mlp.gate"].kernel.endswith("_i16" if wide else "_i8")
-        assert steps["layers.0.mlp.down"].kernel == "gemv_tok_i16"
+        assert steps["layers.0.mlp.down"].kernel.replace("_pk", "") == "gemv_tok_i16"  # packed or blocked
         assert "unpacked" in steps["layers.0.mlp.down"].reason  # siracusa streams the weights: blocked is cheaper
     if "final_norm" in values:
         # siracusa streams lm_head in tiles that overlap the packed GEMV's doubled bytes: the cost model packs it, but

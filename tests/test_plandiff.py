@@ -48,13 +48,13 @@ def test_load_plan_reads_real_plan(built):
 
 @needs_model
 def test_one_line_map_change(built):
-    # one step changes (on 1 core its cost-chosen tiles differ too), then only the buffers live at it
+    # one step changes (on 1 core its cost-chosen tiles may differ too), then only the buffers live at it
     lines = diff_plans(load_plan(built["base"]), load_plan(built["lm1"]))
-    assert lines[0].startswith("lm_head: cores 8 -> 1, tiles "), lines
+    assert lines[0].startswith("lm_head: cores 8 -> 1"), lines
     assert not [ln for ln in lines[1:] if ln.split(":")[0].startswith(("layers", "lm_head", "embed", "final_norm"))
                 and not ln.startswith("  ")], lines
     back = diff_plans(load_plan(built["lm1"]), load_plan(built["base"]))
-    assert back[0].startswith("lm_head: cores 1 -> 8, tiles "), back
+    assert back[0].startswith("lm_head: cores 1 -> 8"), back
 
 
 @needs_model

@@ -34,8 +34,8 @@ def test_q12_types_kernels_and_scales(q12k16):
     assert c.dep.quant.queries == "int12" and base.dep.quant.queries == "int8"
     steps = {s.op: s for s in c.plan.steps}
     assert c.plan.values["layers.0.attn.q"].dtype == "int12" and c.plan.values["layers.0.attn.q"].nbytes == 2 * 64
-    # the packed GEMV's rule; siracusa's weights stream from L2, where the cost model takes the blocked GEMV
-    assert steps["layers.0.attn.q"].kernel == "gemv_i16" and steps["layers.0.attn.q"].rule == "linear_pk_q12_cluster"
+    # the packed GEMV's rule and kernel: siracusa's weights stream from L2, the weight stream hides the doubled bytes
+    assert steps["layers.0.attn.q"].kernel == "gemv_pk_i16" and steps["layers.0.attn.q"].rule == "linear_pk_q12_cluster"
     assert steps["layers.0.attn.rope_q"].kernel == "rope_q12" and steps["layers.0.attn.rope_k"].kernel == "rope_i16"
     att = steps["layers.0.attn.attention"]
     assert att.kernel == "attention_q12k16" and att.spec.functions == ("attn_scores_q12k16", "attn_exp_av_i8")

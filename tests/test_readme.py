@@ -73,5 +73,5 @@ def test_readme_python_api_runs_as_written(capsys):
         os.chdir(here)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(", there was") and out[0].endswith("(24, 512)"), out  # text, ids, logits [24, vocab]
-    assert out[1].split()[:2] == ["embed", "embed_i16"] and out[3].split()[:3] == ["layers.0.attn.q", "gemv_i16", "cluster"]
+    assert out[1].split()[:2] == ["embed", "embed_i16"] and out[3].split()[:3] == ["layers.0.attn.q", "gemv_pk_i16", "cluster"]
     assert out[-1].startswith("{'L1': ") and len(out) == 6, out
