@@ -46,7 +46,9 @@ def report_dict(c) -> dict:
     if c.prefill is not None and c.prefill.note:
         perf["prefill"]["note"] = c.prefill.note
     for row, cost in zip(steps, perf.pop("steps")):
-        row.update(cycles=cost["cycles"], utilisation=cost["utilisation"], uj=cost["uj"])
+        row.update(cycles=cost["cycles"], utilisation=cost["utilisation"], uj=cost["uj"], dma_exposed=cost["dma_exposed"])
+        if (s := plan.steps[row["index"]]).staging.early is not None:
+            row["fetched_at"] = s.staging.early  # the weight stream fetched its first tile before this step
     return {
         "deployment": dep.name, "target": dep.target.name, "report_position": plan.report_pos,
         "memory": memory, "performance": perf, "steps": steps,

@@ -193,7 +193,8 @@ MEMORY_CLAUSES = (
     Doc("holds", "holds WHAT, ... (weights, kv_cache, activations)", "What lives in this level. Activations must "
         "live in the first (fastest) level, which the cluster computes from.", "L2 2 MiB holds weights, kv_cache"),
     Doc("double_buffer", "double_buffer, anywhere after the size", "Tiles streamed into this level by DMA alternate "
-        "between two buffers, so the next tile's transfer overlaps the current tile's compute.",
+        "between two buffers, so the next tile's transfer overlaps the current tile's compute; and the weight stream "
+        "fetches each linear layer's first tile while the layers before it compute, where the level holds it.",
         "L1 256 KiB holds activations double_buffer"),
 )
 HOLDABLE = ("weights", "kv_cache", "activations")
