@@ -115,8 +115,8 @@ def test_forward_fetches_before_the_unit_it_overlaps_and_prefill_does_not(builds
     model = render(builds())["model.c"]
     fwd = model[model.index("int forward("):model.index("int prefill(")]
     pre = model[model.index("int prefill("):]
-    assert fwd.index("stream_fetch(0);") < fwd.index("STEP(0, embed(&c));")
-    assert "stream_fetch(1 + 5 * l);" in fwd and "c.pf = 5 * l;" in fwd and "c.pf = 25;" in fwd
+    assert fwd.index("STEP(0, stream_fetch(0));") < fwd.index("STEP(0, embed(&c));")
+    assert "STEP(2 + 13 * l, stream_fetch(1 + 5 * l));" in fwd and "c.pf = 5 * l;" in fwd and "c.pf = 25;" in fwd
     assert "stream_fetch" not in pre and "c.pf = -1" in pre
     assert "weight_stream_wait(c->pf);" in model
 

@@ -691,11 +691,13 @@ class ModelC:
             at.append(len(fetches))
         return {"fetches": fetches, "at": at}
 
-    def _stream_lines(self, idxs: list[int], layers: list[int]) -> list[str]:
+    def _stream_lines(self, idxs: list[int], layers: list[int], at: str) -> list[str]:
         """forward()'s weight-stream lines before the unit at ordinal idxs[i] in layer layers[i] (one per layer of a
-        run): the fetch of the layer it overlaps, and the unit's own place in the stream (c.pf)."""
+        run; `at` its profile row, which counts the fetch's set-up): the fetch of the next linear layer, which this
+        unit overlaps, and the unit's own place in the stream (c.pf)."""
         lines = []
-        for fn, vals in (("stream_fetch({}); /* the next linear layer's first tile, while this unit computes */",
+        for fn, vals in (("STEP(" + at + ", stream_fetch({})); /* the next linear layer's first tile, while this unit "
+                          "computes */",
                           [self.fetch_before.get(i) for i in idxs]),
                          ("c.pf = {};", [self.pf_of.get(i) for i in idxs])):
             if all(v is None for v in vals):
@@ -731,7 +733,7 @@ class ModelC:
                 if plan == "decode":
                     at = f"{row + k} + {u} * {'l' if a == 0 else f'(l - {a})'}" if loop else str(row + k)
                     idxs = [row + k + u * j for j in range(max(len(run.layers), 1))]
-                    lines += [ind + ln for ln in self._stream_lines(idxs, run.layers if loop else [])]
+                    lines += [ind + ln for ln in self._stream_lines(idxs, run.layers if loop else [], at)]
                     lines.append(f"{ind}STEP({at}, {cl.fn}(&c));")
                 elif cl.per_token:
                     lines.append(f"{ind}each_token(&c, {cl.fn}); /* per token */")
