@@ -26,6 +26,7 @@ from ..kernels.layout import ROWS_PER_BLOCK, n_blocks
 from ..kernels.rvv import ATTENTION_RVV
 from ..kinds import ArgKind, Engine, Mode, TileScheme
 from ..passes.prefill import mode
+from ..passes.stream import units
 
 PLACEHOLDER = re.compile(r"@\{(\w+):([^}]*)\}")
 # attention kernels whose query heads are shared out by a function of their own (attention_rvv.h: none on core 0)
@@ -348,12 +349,6 @@ class UnitRenderer:
         v["tasks"] = tasks
         self.out.text = getattr(self.env.get_template("steps.c.j2").module, v["body"])(v)
         return self.out
-
-
-def units(plan: Plan) -> list[list[Step]]:
-    """What forward() (or prefill()) calls, in plan order: a step, or the steps of a fork group."""
-    return [list(plan.steps[s.fork[0]:s.fork[1] + 1]) if s.fork else [s] for s in plan.steps
-            if not s.fork or s.index == s.fork[0]]
 
 
 # ---- runs and slots ----------------------------------------------------------------------------------------------
