@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deeploy_dsl.backend.cmodel import _per_layer
+from deeploy_dsl.backend.cmodel import per_layer_c
 from deeploy_dsl.backend.codegen import render
 from deeploy_dsl.compiler import compile_deployment
 from deeploy_dsl.engines.cost import exposed_first_tile, first_tile_bytes, step_cost
@@ -122,13 +122,13 @@ def test_forward_fetches_before_the_unit_it_overlaps_and_prefill_does_not(builds
 
 
 def test_per_layer_values_as_c():
-    assert _per_layer([1, 6, 11], [0, 1, 2]) == ("", "1 + 5 * l")
-    assert _per_layer([0, 5, 10], [0, 1, 2]) == ("", "5 * l")
-    assert _per_layer([7, 7], [3, 4]) == ("", "7")
-    assert _per_layer([6, 11, None], [1, 2, 3]) == ("l <= 2", "6 + 5 * (l - 1)")
-    assert _per_layer([None, 3], [0, 1]) == ("l >= 1", "3")
+    assert per_layer_c([1, 6, 11], [0, 1, 2]) == ("", "1 + 5 * l")
+    assert per_layer_c([0, 5, 10], [0, 1, 2]) == ("", "5 * l")
+    assert per_layer_c([7, 7], [3, 4]) == ("", "7")
+    assert per_layer_c([6, 11, None], [1, 2, 3]) == ("l <= 2", "6 + 5 * (l - 1)")
+    assert per_layer_c([None, 3], [0, 1]) == ("l >= 1", "3")
     with pytest.raises(AssertionError):
-        _per_layer([1, 2, 4], [0, 1, 2])
+        per_layer_c([1, 2, 4], [0, 1, 2])
 
 
 @pytest.mark.parametrize("budget", ["256KiB", "16KiB"])

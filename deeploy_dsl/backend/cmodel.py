@@ -427,7 +427,7 @@ def layer_span(layers: list[int]) -> str:
 
 # ---- emitting model.c ------------------------------------------------------------------------------------------
 
-def _per_layer(vals: list, layers: list[int]) -> tuple[str, str]:
+def per_layer_c(vals: list, layers: list[int]) -> tuple[str, str]:
     """A per-layer value of a layer loop as C on `l`: (condition, expression), the condition "" when every layer has
     one. The layers with a value are consecutive, their values linear in l (a run's layers print the same units)."""
     if not layers:
@@ -697,7 +697,7 @@ class ModelC:
                          ("c.pf = {};", [self.pf_of.get(i) for i in idxs])):
             if all(v is None for v in vals):
                 continue
-            cond, expr = _per_layer(vals, layers)
+            cond, expr = per_layer_c(vals, layers)
             if fn.startswith("c.pf"):
                 lines.append(fn.format(expr if not cond else f"{cond} ? {expr} : -1"))
             else:
