@@ -674,12 +674,11 @@ class ModelC:
     def stream(self) -> dict:
         """The weight stream's table (stream.py): per streamed unit, in order, a TileFetch per member."""
         fetches, at = [], [0]
-        where = {b.name: b for b in self.c.alloc.buffers}
+        buf = self.renderers["decode"]._buf_value  # a buffer as its arena address, as the bodies print it
         for u in self.streamed:
             for m in u:
                 t, args = m.staging.tiling, {a.label: a for a in m.args}
-                dst = [f"({self.c.plan.values[t.buffers[r][0]].dtype.ctype} *)(arena_{where[t.buffers[r][0]].level} + "
-                       f"{where[t.buffers[r][0]].offset})" if t.buffers.get(r) else "0" for r in ("w", "mult", "shift")]
+                dst = [buf(t.buffers[r][0]) if t.buffers.get(r) else "0" for r in ("w", "mult", "shift")]
                 src = [const_ident(args[r].name) if args[r].kind == ArgKind.CONST else "0" for r in ("w", "mult", "shift")]
                 rows = min(t.tile, m.arg("n_out").value)
                 fetches.append(f"    {{ {', '.join(dst + src)}, {rows}, {m.spec.row_bytes(m)} }}, /* {m.op} */")
@@ -691,17 +690,14 @@ class ModelC:
         run; `at` its profile row, which counts the fetch's set-up): the fetch of the next linear layer, which this
         unit overlaps, and the unit's own place in the stream (c.pf)."""
         lines = []
-        for fn, vals in (("STEP(" + at + ", stream_fetch({})); /* the next linear layer's first tile, while this unit "
-                          "computes */",
-                          [self.fetch_before.get(i) for i in idxs]),
-                         ("c.pf = {};", [self.pf_of.get(i) for i in idxs])):
-            if all(v is None for v in vals):
-                continue
-            cond, expr = per_layer_c(vals, layers)
-            if fn.startswith("c.pf"):
-                lines.append(fn.format(expr if not cond else f"{cond} ? {expr} : -1"))
-            else:
-                lines.append(fn.format(expr) if not cond else f"if ({cond}) " + fn.format(expr))
+        fetch, own = [self.fetch_before.get(i) for i in idxs], [self.pf_of.get(i) for i in idxs]
+        if any(v is not None for v in fetch):
+            cond, expr = per_layer_c(fetch, layers)
+            call = f"STEP({at}, stream_fetch({expr})); /* the next linear layer's first tile, while this unit computes */"
+            lines.append(f"if ({cond}) {call}" if cond else call)
+        if any(v is not None for v in own):
+            cond, expr = per_layer_c(own, layers)
+            lines.append(f"c.pf = {f'{cond} ? {expr} : -1' if cond else expr};")
         return lines
 
     def body(self, plan: str) -> list[str]:
